@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "controllers/spectral_metrics.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace orbit {
+
+SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum, double phi_target) {
+  SpectralMetrics m;
+  m.size = static_cast<std::size_t>(spectrum.size());
+  // Two passes in double: the sum of magnitudes, then entropy. The top two
+  // magnitudes are tracked on the way, so no sort is needed.
+  double total = 0.0;
+  double first = 0.0;
+  double second = 0.0;
+  for (Eigen::Index i = 0; i < spectrum.size(); ++i) {
+    const double v = spectrum[i];
+    if (!std::isfinite(v)) {
+      ++m.nonfinite;
+      continue;
+    }
+    const double a = std::abs(v);
+    ++m.used;
+    total += a;
+    if (a > first) {
+      second = first;
+      first = a;
+    } else if (a > second) {
+      second = a;
+    }
+  }
+  if (!(total > 0.0) || !std::isfinite(total)) return m;  // no mass: not valid
+  m.valid = true;
+  double h = 0.0;
+  for (Eigen::Index i = 0; i < spectrum.size(); ++i) {
+    const double v = spectrum[i];
+    if (!std::isfinite(v)) continue;
+    const double p = std::abs(v) / total;
+    if (p > 0.0) h -= p * std::log(p);
+  }
+  m.entropy = std::max(0.0, h);
+  m.effective_rank = std::exp(m.entropy);
+  m.normalized_entropy = m.used > 1 ? m.entropy / std::log(static_cast<double>(m.used)) : 0.0;
+  m.dominant_ratio = first / total;
+  if (second > 0.0 && phi_target > 0.0) {
+    m.phi_proximity = std::max(0.0, 1.0 - std::abs(first / second - phi_target) / phi_target);
+  }
+  return m;
+}
+
+SpectralMetrics spectral_metrics(const std::vector<float>& spectrum, double phi_target) {
+  return spectral_metrics(
+      Eigen::Map<const Eigen::VectorXf>(spectrum.data(), static_cast<Eigen::Index>(spectrum.size())),
+      phi_target);
+}
+
+SpectralMetrics aggregate(const std::map<std::string, SpectralMetrics>& per_spectrum,
+                          Aggregation how) {
+  SpectralMetrics out;
+  std::size_t n = 0;
+  for (const auto& [name, m] : per_spectrum) {
+    out.size += m.size;
+    out.used += m.used;
+    out.nonfinite += m.nonfinite;
+    if (!m.valid) continue;
+    if (n == 0 || how == Aggregation::mean) {
+      if (n == 0) {
+        out.entropy = m.entropy;
+        out.effective_rank = m.effective_rank;
+        out.normalized_entropy = m.normalized_entropy;
+        out.dominant_ratio = m.dominant_ratio;
+        out.phi_proximity = m.phi_proximity;
+      } else {
+        out.entropy += m.entropy;
+        out.effective_rank += m.effective_rank;
+        out.normalized_entropy += m.normalized_entropy;
+        out.dominant_ratio += m.dominant_ratio;
+        out.phi_proximity += m.phi_proximity;
+      }
+    } else {
+      out.entropy = std::min(out.entropy, m.entropy);
+      out.effective_rank = std::min(out.effective_rank, m.effective_rank);
+      out.normalized_entropy = std::min(out.normalized_entropy, m.normalized_entropy);
+      out.dominant_ratio = std::max(out.dominant_ratio, m.dominant_ratio);
+      out.phi_proximity = std::min(out.phi_proximity, m.phi_proximity);
+    }
+    ++n;
+  }
+  if (n == 0) return out;
+  out.valid = true;
+  if (how == Aggregation::mean) {
+    const double k = static_cast<double>(n);
+    out.entropy /= k;
+    out.effective_rank /= k;
+    out.normalized_entropy /= k;
+    out.dominant_ratio /= k;
+    out.phi_proximity /= k;
+  }
+  return out;
+}
+
+}  // namespace orbit

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Health metrics of one spectrum (eigenvalues or singular values), DESIGN.md "Metrics".
+// Pure functions: no state, no allocation beyond the result.
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+namespace orbit {
+
+inline constexpr double kGoldenRatio = 1.6180339887498949;
+
+struct SpectralMetrics {
+  std::size_t size = 0;          // values received
+  std::size_t used = 0;          // finite values that entered the metrics
+  std::size_t nonfinite = 0;     // NaN or infinite values (ignored, and a signal of their own)
+  double entropy = 0.0;          // H = -sum p ln p, nats, p_i = |l_i| / sum |l_j|
+  double effective_rank = 0.0;   // exp(H)
+  double normalized_entropy = 0.0;  // H / ln(used); 0 for a single value
+  double dominant_ratio = 0.0;   // p_1, the largest share
+  double phi_proximity = 0.0;    // max(0, 1 - |l1/l2 - target| / target)
+  // False when no finite mass is left (empty, all zeros, all non-finite): the
+  // numbers above are then 0 and must not be read as "collapsed".
+  bool valid = false;
+};
+
+// `phi_target` is the ratio λ1/λ2 that φ-proximity measures against (config key).
+SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum,
+                                 double phi_target = kGoldenRatio);
+SpectralMetrics spectral_metrics(const std::vector<float>& spectrum,
+                                 double phi_target = kGoldenRatio);
+
+// Aggregate over several named spectra: the worst value of each metric (lowest
+// entropy/effective rank/normalized entropy/φ-proximity, highest dominant ratio)
+// or the mean, over the valid spectra only.
+enum class Aggregation { worst, mean };
+SpectralMetrics aggregate(const std::map<std::string, SpectralMetrics>& per_spectrum,
+                          Aggregation how);
+
+}  // namespace orbit

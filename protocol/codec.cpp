@@ -1,0 +1,657 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "protocol/codec.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include <msgpack.hpp>
+
+namespace orbit {
+
+std::string_view to_string(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::bad_message: return "bad_message";
+    case ErrorCode::unsupported_version: return "unsupported_version";
+    case ErrorCode::unknown_type: return "unknown_type";
+    case ErrorCode::invalid_field: return "invalid_field";
+    case ErrorCode::too_large: return "too_large";
+    case ErrorCode::not_registered: return "not_registered";
+    case ErrorCode::internal: return "internal";
+  }
+  return "internal";
+}
+
+std::optional<ErrorCode> error_code_from_string(std::string_view name) {
+  for (auto c : {ErrorCode::bad_message, ErrorCode::unsupported_version, ErrorCode::unknown_type,
+                 ErrorCode::invalid_field, ErrorCode::too_large, ErrorCode::not_registered,
+                 ErrorCode::internal}) {
+    if (to_string(c) == name) return c;
+  }
+  return std::nullopt;
+}
+
+std::string_view type_name(const Message& message) {
+  static constexpr std::string_view names[] = {"hello", "welcome",   "snapshot", "state", "burn",
+                                               "ack",   "heartbeat", "bye",      "error"};
+  return names[message.index()];
+}
+
+bool valid_run_id(std::string_view run) {
+  if (run.empty() || run.size() > 128) return false;
+  return std::all_of(run.begin(), run.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+// ---------------------------------------------------------------- encoding
+
+namespace {
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+void key(Packer& p, std::string_view k) { p.pack_str(static_cast<uint32_t>(k.size())).pack_str_body(k.data(), static_cast<uint32_t>(k.size())); }
+void str(Packer& p, std::string_view s) { key(p, s); }
+
+void kv(Packer& p, std::string_view k, std::string_view v) { key(p, k); str(p, v); }
+void kv(Packer& p, std::string_view k, std::int64_t v) { key(p, k); p.pack_int64(v); }
+void kv(Packer& p, std::string_view k, double v) { key(p, k); p.pack_double(v); }
+void kv(Packer& p, std::string_view k, bool v) {
+  key(p, k);
+  if (v) p.pack_true(); else p.pack_false();
+}
+
+void head(Packer& p, std::size_t fields, std::string_view type) {
+  p.pack_map(static_cast<uint32_t>(fields + 2));
+  kv(p, "v", std::int64_t{kProtocolVersion});
+  kv(p, "type", type);
+}
+
+template <class T>
+std::size_t present(const std::optional<T>& o) { return o ? 1 : 0; }
+template <class M>
+std::size_t nonempty(const M& m) { return m.empty() ? 0 : 1; }
+
+void float_map(Packer& p, const std::map<std::string, double>& m) {
+  p.pack_map(static_cast<uint32_t>(m.size()));
+  for (const auto& [k, v] : m) {
+    str(p, k);
+    p.pack_double(v);
+  }
+}
+
+void str_array(Packer& p, const std::vector<std::string>& a) {
+  p.pack_array(static_cast<uint32_t>(a.size()));
+  for (const auto& s : a) str(p, s);
+}
+
+void pack(Packer& p, const Hello& m) {
+  head(p, 6 + nonempty(m.domains) + nonempty(m.actuators) + present(m.base_lr), "hello");
+  kv(p, "run", m.run);
+  kv(p, "rank", m.rank);
+  kv(p, "world_size", m.world_size);
+  kv(p, "adapter", m.adapter);
+  kv(p, "adapter_version", m.adapter_version);
+  key(p, "versions");
+  p.pack_array(static_cast<uint32_t>(m.versions.size()));
+  for (auto v : m.versions) p.pack_int64(v);
+  if (!m.domains.empty()) { key(p, "domains"); str_array(p, m.domains); }
+  if (!m.actuators.empty()) { key(p, "actuators"); str_array(p, m.actuators); }
+  if (m.base_lr) kv(p, "base_lr", *m.base_lr);
+}
+
+void pack(Packer& p, const Welcome& m) {
+  head(p, 6, "welcome");
+  kv(p, "run", m.run);
+  kv(p, "rank", m.rank);
+  kv(p, "session", m.session);
+  kv(p, "version", m.version);
+  kv(p, "mode", m.mode);
+  kv(p, "snapshot_every", m.snapshot_every);
+}
+
+void pack(Packer& p, const Snapshot& m) {
+  head(p, 5 + present(m.grad_norm) + present(m.lr) + present(m.tokens) + nonempty(m.domains) +
+              nonempty(m.spectra) + present(m.loop_rate) + nonempty(m.scalars),
+       "snapshot");
+  kv(p, "run", m.run);
+  kv(p, "rank", m.rank);
+  kv(p, "step", m.step);
+  kv(p, "time", m.time);
+  kv(p, "loss", m.loss);
+  if (m.grad_norm) kv(p, "grad_norm", *m.grad_norm);
+  if (m.lr) kv(p, "lr", *m.lr);
+  if (m.tokens) kv(p, "tokens", *m.tokens);
+  if (!m.domains.empty()) {
+    key(p, "domains");
+    p.pack_map(static_cast<uint32_t>(m.domains.size()));
+    for (const auto& [name, d] : m.domains) {
+      str(p, name);
+      p.pack_map(static_cast<uint32_t>(present(d.loss) + present(d.weight)));
+      if (d.loss) kv(p, "loss", *d.loss);
+      if (d.weight) kv(p, "weight", *d.weight);
+    }
+  }
+  if (!m.spectra.empty()) {
+    key(p, "spectra");
+    p.pack_map(static_cast<uint32_t>(m.spectra.size()));
+    for (const auto& [name, values] : m.spectra) {
+      str(p, name);
+      const auto bytes = static_cast<uint32_t>(values.size() * sizeof(float));
+      p.pack_bin(bytes);
+      static_assert(std::numeric_limits<float>::is_iec559);
+      // Little-endian hosts only (x86-64, aarch64): the in-memory floats are the wire bytes.
+      p.pack_bin_body(reinterpret_cast<const char*>(values.data()), bytes);
+    }
+  }
+  if (m.loop_rate) kv(p, "loop_rate", *m.loop_rate);
+  if (!m.scalars.empty()) { key(p, "scalars"); float_map(p, m.scalars); }
+}
+
+void pack(Packer& p, const State& m) {
+  head(p, 6, "state");
+  kv(p, "run", m.run);
+  kv(p, "rank", m.rank);
+  kv(p, "step", m.step);
+  kv(p, "state", m.state);
+  kv(p, "basin", m.basin);
+  key(p, "metrics");
+  float_map(p, m.metrics);
+}
+
+void pack(Packer& p, const Burn& m) {
+  head(p, 9 + nonempty(m.domain_weights) + present(m.curriculum_phase) + nonempty(m.loss_weights) +
+              present(m.rollback_to_step) + present(m.skip_batches),
+       "burn");
+  kv(p, "run", m.run);
+  kv(p, "seq", m.seq);
+  kv(p, "state", m.state);
+  kv(p, "basin", m.basin);
+  kv(p, "reason", m.reason);
+  kv(p, "for_step", m.for_step);
+  kv(p, "apply_at_step", m.apply_at_step);
+  kv(p, "expires_after_steps", m.expires_after_steps);
+  kv(p, "lr_scale", m.lr_scale);
+  if (!m.domain_weights.empty()) { key(p, "domain_weights"); float_map(p, m.domain_weights); }
+  if (m.curriculum_phase) kv(p, "curriculum_phase", *m.curriculum_phase);
+  if (!m.loss_weights.empty()) { key(p, "loss_weights"); float_map(p, m.loss_weights); }
+  if (m.rollback_to_step) kv(p, "rollback_to_step", *m.rollback_to_step);
+  if (m.skip_batches) kv(p, "skip_batches", *m.skip_batches);
+}
+
+void pack(Packer& p, const Ack& m) {
+  head(p, 5 + present(m.lr) + present(m.restored_step), "ack");
+  kv(p, "run", m.run);
+  kv(p, "rank", m.rank);
+  kv(p, "seq", m.seq);
+  kv(p, "step", m.step);
+  kv(p, "late", m.late);
+  if (m.lr) kv(p, "lr", *m.lr);
+  if (m.restored_step) kv(p, "restored_step", *m.restored_step);
+}
+
+void pack(Packer& p, const Heartbeat& m) {
+  head(p, present(m.run) + present(m.rank), "heartbeat");
+  if (m.run) kv(p, "run", *m.run);
+  if (m.rank) kv(p, "rank", *m.rank);
+}
+
+void pack(Packer& p, const Bye& m) {
+  head(p, 2, "bye");
+  kv(p, "run", m.run);
+  kv(p, "rank", m.rank);
+}
+
+void pack(Packer& p, const Error& m) {
+  head(p, 2 + present(m.ref), "error");
+  kv(p, "code", to_string(m.code));
+  kv(p, "message", m.message);
+  if (m.ref) kv(p, "ref", *m.ref);
+}
+
+}  // namespace
+
+std::string encode(const Message& message) {
+  msgpack::sbuffer buffer(256);
+  Packer packer(buffer);
+  std::visit([&](const auto& m) { pack(packer, m); }, message);
+  return std::string(buffer.data(), buffer.size());
+}
+
+// ---------------------------------------------------------------- decoding
+
+namespace {
+
+using msgpack::object;
+namespace mt = msgpack::type;
+
+struct DecodeFailure {
+  ErrorCode code;
+  std::string message;
+  std::string ref;
+};
+
+[[noreturn]] void fail(ErrorCode code, std::string message, std::string ref = {}) {
+  throw DecodeFailure{code, std::move(message), std::move(ref)};
+}
+
+std::string_view as_sv(const object& o) { return {o.via.str.ptr, o.via.str.size}; }
+
+const char* kind(const object& o) {
+  switch (o.type) {
+    case mt::NIL: return "nil";
+    case mt::BOOLEAN: return "a boolean";
+    case mt::POSITIVE_INTEGER:
+    case mt::NEGATIVE_INTEGER: return "an integer";
+    case mt::FLOAT32:
+    case mt::FLOAT64: return "a float";
+    case mt::STR: return "a string";
+    case mt::BIN: return "binary";
+    case mt::ARRAY: return "an array";
+    case mt::MAP: return "a map";
+    default: return "an extension";
+  }
+}
+
+// A read-only view of one MessagePack map with typed, validating accessors.
+class Fields {
+ public:
+  Fields(const object& map, std::string prefix) : map_(map), prefix_(std::move(prefix)) {}
+
+  const object* find(std::string_view k) const {
+    for (uint32_t i = 0; i < map_.via.map.size; ++i) {
+      const auto& e = map_.via.map.ptr[i];
+      if (e.key.type == mt::STR && as_sv(e.key) == k) return &e.val;
+    }
+    return nullptr;
+  }
+  const object& need(std::string_view k) const {
+    const object* o = find(k);
+    if (!o) fail(ErrorCode::invalid_field, "missing required field '" + name(k) + "'", name(k));
+    return *o;
+  }
+  std::string name(std::string_view k) const { return prefix_.empty() ? std::string(k) : prefix_ + "." + std::string(k); }
+
+  [[noreturn]] void wrong(std::string_view k, const object& o, const char* expected) const {
+    fail(ErrorCode::invalid_field,
+         "field '" + name(k) + "' must be " + expected + ", got " + kind(o), name(k));
+  }
+
+  std::int64_t integer(std::string_view k, const object& o) const {
+    if (o.type == mt::POSITIVE_INTEGER) {
+      if (o.via.u64 > static_cast<uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        fail(ErrorCode::invalid_field, "field '" + name(k) + "' is out of the 64-bit signed range", name(k));
+      return static_cast<std::int64_t>(o.via.u64);
+    }
+    if (o.type == mt::NEGATIVE_INTEGER) return o.via.i64;
+    wrong(k, o, "an integer");
+  }
+  std::int64_t integer(std::string_view k) const { return integer(k, need(k)); }
+  std::optional<std::int64_t> opt_integer(std::string_view k) const {
+    const object* o = find(k);
+    if (!o || o->type == mt::NIL) return std::nullopt;
+    return integer(k, *o);
+  }
+  std::int64_t at_least(std::string_view k, std::int64_t v, std::int64_t lo) const {
+    if (v < lo) fail(ErrorCode::invalid_field, "field '" + name(k) + "' must be >= " + std::to_string(lo) + ", got " + std::to_string(v), name(k));
+    return v;
+  }
+
+  double number(std::string_view k, const object& o) const {
+    switch (o.type) {
+      case mt::FLOAT32:
+      case mt::FLOAT64: return o.via.f64;
+      case mt::POSITIVE_INTEGER: return static_cast<double>(o.via.u64);
+      case mt::NEGATIVE_INTEGER: return static_cast<double>(o.via.i64);
+      default: wrong(k, o, "a number");
+    }
+  }
+  double number(std::string_view k) const { return number(k, need(k)); }
+  std::optional<double> opt_number(std::string_view k) const {
+    const object* o = find(k);
+    if (!o || o->type == mt::NIL) return std::nullopt;
+    return number(k, *o);
+  }
+  double finite(std::string_view k, double v) const {
+    if (!std::isfinite(v)) fail(ErrorCode::invalid_field, "field '" + name(k) + "' must be finite", name(k));
+    return v;
+  }
+
+  std::string string(std::string_view k, const object& o) const {
+    if (o.type != mt::STR) wrong(k, o, "a string");
+    return std::string(as_sv(o));
+  }
+  std::string string(std::string_view k) const { return string(k, need(k)); }
+  std::optional<std::string> opt_string(std::string_view k) const {
+    const object* o = find(k);
+    if (!o || o->type == mt::NIL) return std::nullopt;
+    return string(k, *o);
+  }
+
+  bool boolean(std::string_view k) const {
+    const object& o = need(k);
+    if (o.type != mt::BOOLEAN) wrong(k, o, "a boolean");
+    return o.via.boolean;
+  }
+
+  const object* opt_container(std::string_view k, mt::object_type t, const char* expected) const {
+    const object* o = find(k);
+    if (!o || o->type == mt::NIL) return nullptr;
+    if (o->type != t) wrong(k, *o, expected);
+    return o;
+  }
+
+ private:
+  const object& map_;
+  std::string prefix_;
+};
+
+std::string run_id(const Fields& f) {
+  std::string run = f.string("run");
+  if (!valid_run_id(run))
+    fail(ErrorCode::invalid_field, "field 'run' must be 1-128 characters of [A-Za-z0-9._-]", "run");
+  return run;
+}
+
+void check_name(std::string_view field, std::string_view n) {
+  if (n.empty() || n.size() > 128)
+    fail(ErrorCode::invalid_field, "names in '" + std::string(field) + "' must be 1-128 bytes", std::string(field));
+}
+
+void check_count(std::string_view field, std::size_t n, std::size_t max) {
+  if (n > max)
+    fail(ErrorCode::too_large, "'" + std::string(field) + "' has " + std::to_string(n) + " entries; the limit is " + std::to_string(max), std::string(field));
+}
+
+std::vector<std::string> string_array(const Fields& f, std::string_view k, std::size_t max) {
+  std::vector<std::string> out;
+  const object* a = f.opt_container(k, mt::ARRAY, "an array of strings");
+  if (!a) return out;
+  check_count(k, a->via.array.size, max);
+  out.reserve(a->via.array.size);
+  for (uint32_t i = 0; i < a->via.array.size; ++i) {
+    const object& e = a->via.array.ptr[i];
+    if (e.type != mt::STR) f.wrong(k, e, "an array of strings");
+    check_name(k, as_sv(e));
+    out.emplace_back(as_sv(e));
+  }
+  return out;
+}
+
+std::map<std::string, double> number_map(const Fields& f, std::string_view k, std::size_t max, bool require_finite) {
+  std::map<std::string, double> out;
+  const object* m = f.opt_container(k, mt::MAP, "a map of name to number");
+  if (!m) return out;
+  check_count(k, m->via.map.size, max);
+  for (uint32_t i = 0; i < m->via.map.size; ++i) {
+    const auto& e = m->via.map.ptr[i];
+    if (e.key.type != mt::STR) f.wrong(k, e.key, "a map with string keys");
+    check_name(k, as_sv(e.key));
+    std::string name = f.name(k) + "." + std::string(as_sv(e.key));
+    double v = Fields(*m, f.name(k)).number(as_sv(e.key), e.val);
+    if (require_finite && !std::isfinite(v)) fail(ErrorCode::invalid_field, "field '" + name + "' must be finite", name);
+    out.emplace(std::string(as_sv(e.key)), v);
+  }
+  return out;
+}
+
+Hello decode_hello(const Fields& f, const DecodeLimits& limits) {
+  Hello m;
+  m.run = run_id(f);
+  m.rank = f.at_least("rank", f.integer("rank"), 0);
+  m.world_size = f.at_least("world_size", f.integer("world_size"), 1);
+  if (m.rank >= m.world_size)
+    fail(ErrorCode::invalid_field, "field 'rank' (" + std::to_string(m.rank) + ") must be below 'world_size' (" + std::to_string(m.world_size) + ")", "rank");
+  m.adapter = f.string("adapter");
+  m.adapter_version = f.string("adapter_version");
+  const object& versions = f.need("versions");
+  if (versions.type != mt::ARRAY) f.wrong("versions", versions, "an array of integers");
+  check_count("versions", versions.via.array.size, 64);
+  for (uint32_t i = 0; i < versions.via.array.size; ++i) m.versions.push_back(f.integer("versions", versions.via.array.ptr[i]));
+  m.domains = string_array(f, "domains", limits.max_domains);
+  m.actuators = string_array(f, "actuators", std::size(kActuators));
+  for (const auto& a : m.actuators) {
+    if (std::find(std::begin(kActuators), std::end(kActuators), a) == std::end(kActuators))
+      fail(ErrorCode::invalid_field, "unknown actuator '" + a + "'; known: lr, domain_weights, curriculum, loss_weights, rollback", "actuators");
+  }
+  if (auto lr = f.opt_number("base_lr")) {
+    if (!std::isfinite(*lr) || *lr <= 0) fail(ErrorCode::invalid_field, "field 'base_lr' must be a finite number > 0", "base_lr");
+    m.base_lr = lr;
+  }
+  return m;
+}
+
+Welcome decode_welcome(const Fields& f) {
+  Welcome m;
+  m.run = run_id(f);
+  m.rank = f.at_least("rank", f.integer("rank"), 0);
+  m.session = f.string("session");
+  m.version = f.integer("version");
+  m.mode = f.string("mode");
+  if (m.mode != "active" && m.mode != "monitor")
+    fail(ErrorCode::invalid_field, "field 'mode' must be 'active' or 'monitor'", "mode");
+  m.snapshot_every = f.at_least("snapshot_every", f.integer("snapshot_every"), 1);
+  return m;
+}
+
+std::vector<float> spectrum(const Fields& f, std::string_view name, const object& o, const DecodeLimits& limits) {
+  std::vector<float> out;
+  const std::string field = "spectra." + std::string(name);
+  if (o.type == mt::BIN) {
+    if (o.via.bin.size % sizeof(float) != 0)
+      fail(ErrorCode::invalid_field, "spectrum '" + std::string(name) + "' is " + std::to_string(o.via.bin.size) + " bytes, not a whole number of float32 values", field);
+    const std::size_t n = o.via.bin.size / sizeof(float);
+    if (n > limits.max_spectrum_length)
+      fail(ErrorCode::too_large, "spectrum '" + std::string(name) + "' has " + std::to_string(n) + " values; the limit is " + std::to_string(limits.max_spectrum_length), field);
+    out.resize(n);
+    std::memcpy(out.data(), o.via.bin.ptr, o.via.bin.size);
+  } else if (o.type == mt::ARRAY) {
+    const std::size_t n = o.via.array.size;
+    if (n > limits.max_spectrum_length)
+      fail(ErrorCode::too_large, "spectrum '" + std::string(name) + "' has " + std::to_string(n) + " values; the limit is " + std::to_string(limits.max_spectrum_length), field);
+    out.reserve(n);
+    Fields inner(o, "spectra");
+    for (uint32_t i = 0; i < n; ++i) out.push_back(static_cast<float>(inner.number(name, o.via.array.ptr[i])));
+  } else {
+    f.wrong(name, o, "binary float32 or an array of numbers");
+  }
+  return out;
+}
+
+Snapshot decode_snapshot(const Fields& f, const DecodeLimits& limits) {
+  Snapshot m;
+  m.run = run_id(f);
+  m.rank = f.at_least("rank", f.integer("rank"), 0);
+  m.step = f.at_least("step", f.integer("step"), 0);
+  m.time = f.finite("time", f.number("time"));
+  m.loss = f.number("loss");  // non-finite is a signal
+  m.grad_norm = f.opt_number("grad_norm");
+  if (auto lr = f.opt_number("lr")) {
+    if (!std::isfinite(*lr) || *lr < 0) fail(ErrorCode::invalid_field, "field 'lr' must be a finite number >= 0", "lr");
+    m.lr = lr;
+  }
+  if (auto t = f.opt_integer("tokens")) m.tokens = f.at_least("tokens", *t, 0);
+  if (const object* d = f.opt_container("domains", mt::MAP, "a map of domain name to stats")) {
+    check_count("domains", d->via.map.size, limits.max_domains);
+    for (uint32_t i = 0; i < d->via.map.size; ++i) {
+      const auto& e = d->via.map.ptr[i];
+      if (e.key.type != mt::STR) f.wrong("domains", e.key, "a map with string keys");
+      check_name("domains", as_sv(e.key));
+      const std::string prefix = "domains." + std::string(as_sv(e.key));
+      if (e.val.type != mt::MAP) Fields(*d, "domains").wrong(as_sv(e.key), e.val, "a map with 'loss' and 'weight'");
+      Fields stats(e.val, prefix);
+      DomainStats s;
+      s.loss = stats.opt_number("loss");
+      if (auto w = stats.opt_number("weight")) {
+        if (!std::isfinite(*w) || *w < 0) fail(ErrorCode::invalid_field, "field '" + prefix + ".weight' must be a finite number >= 0", prefix + ".weight");
+        s.weight = w;
+      }
+      m.domains.emplace(std::string(as_sv(e.key)), s);
+    }
+  }
+  if (const object* s = f.opt_container("spectra", mt::MAP, "a map of name to spectrum")) {
+    check_count("spectra", s->via.map.size, limits.max_spectra);
+    Fields inner(*s, "spectra");
+    for (uint32_t i = 0; i < s->via.map.size; ++i) {
+      const auto& e = s->via.map.ptr[i];
+      if (e.key.type != mt::STR) f.wrong("spectra", e.key, "a map with string keys");
+      check_name("spectra", as_sv(e.key));
+      m.spectra.emplace(std::string(as_sv(e.key)), spectrum(inner, as_sv(e.key), e.val, limits));
+    }
+  }
+  if (auto r = f.opt_number("loop_rate")) {
+    if (!(*r >= 0.0 && *r <= 1.0)) fail(ErrorCode::invalid_field, "field 'loop_rate' must be in [0, 1]", "loop_rate");
+    m.loop_rate = r;
+  }
+  m.scalars = number_map(f, "scalars", limits.max_scalars, false);
+  return m;
+}
+
+State decode_state(const Fields& f, const DecodeLimits& limits) {
+  State m;
+  m.run = run_id(f);
+  m.rank = f.at_least("rank", f.integer("rank"), 0);
+  m.step = f.at_least("step", f.integer("step"), 0);
+  m.state = f.string("state");
+  m.basin = f.string("basin");
+  m.metrics = number_map(f, "metrics", limits.max_scalars, false);
+  return m;
+}
+
+Burn decode_burn(const Fields& f, const DecodeLimits& limits) {
+  Burn m;
+  m.run = run_id(f);
+  m.seq = f.at_least("seq", f.integer("seq"), 0);
+  m.state = f.string("state");
+  m.basin = f.string("basin");
+  m.reason = f.string("reason");
+  m.for_step = f.at_least("for_step", f.integer("for_step"), 0);
+  m.apply_at_step = f.at_least("apply_at_step", f.integer("apply_at_step"), 0);
+  m.expires_after_steps = f.at_least("expires_after_steps", f.integer("expires_after_steps"), 0);
+  m.lr_scale = f.number("lr_scale");
+  if (!std::isfinite(m.lr_scale) || m.lr_scale <= 0) fail(ErrorCode::invalid_field, "field 'lr_scale' must be a finite number > 0", "lr_scale");
+  m.domain_weights = number_map(f, "domain_weights", limits.max_domains, true);
+  m.curriculum_phase = f.opt_integer("curriculum_phase");
+  m.loss_weights = number_map(f, "loss_weights", limits.max_scalars, true);
+  m.rollback_to_step = f.opt_integer("rollback_to_step");
+  m.skip_batches = f.opt_integer("skip_batches");
+  return m;
+}
+
+Ack decode_ack(const Fields& f) {
+  Ack m;
+  m.run = run_id(f);
+  m.rank = f.at_least("rank", f.integer("rank"), 0);
+  m.seq = f.at_least("seq", f.integer("seq"), 0);
+  m.step = f.at_least("step", f.integer("step"), 0);
+  m.late = f.boolean("late");
+  if (auto lr = f.opt_number("lr")) m.lr = f.finite("lr", *lr);
+  if (auto r = f.opt_integer("restored_step")) m.restored_step = f.at_least("restored_step", *r, 0);
+  return m;
+}
+
+Heartbeat decode_heartbeat(const Fields& f) {
+  Heartbeat m;
+  if (auto run = f.opt_string("run")) {
+    if (!valid_run_id(*run)) fail(ErrorCode::invalid_field, "field 'run' must be 1-128 characters of [A-Za-z0-9._-]", "run");
+    m.run = std::move(run);
+  }
+  if (auto r = f.opt_integer("rank")) m.rank = f.at_least("rank", *r, 0);
+  return m;
+}
+
+Bye decode_bye(const Fields& f) {
+  Bye m;
+  m.run = run_id(f);
+  m.rank = f.at_least("rank", f.integer("rank"), 0);
+  return m;
+}
+
+Error decode_error(const Fields& f) {
+  Error m;
+  const std::string code = f.string("code");
+  auto c = error_code_from_string(code);
+  m.code = c ? *c : ErrorCode::internal;
+  m.message = f.string("message");
+  m.ref = f.opt_string("ref");
+  return m;
+}
+
+Message decode_body(const std::string& type, const Fields& f, const DecodeLimits& limits) {
+  if (type == "snapshot") return decode_snapshot(f, limits);
+  if (type == "hello") return decode_hello(f, limits);
+  if (type == "ack") return decode_ack(f);
+  if (type == "heartbeat") return decode_heartbeat(f);
+  if (type == "bye") return decode_bye(f);
+  if (type == "state") return decode_state(f, limits);
+  if (type == "burn") return decode_burn(f, limits);
+  if (type == "welcome") return decode_welcome(f);
+  if (type == "error") return decode_error(f);
+  fail(ErrorCode::unknown_type, "unknown message type '" + type + "'; protocol v1 knows hello, welcome, snapshot, state, burn, ack, heartbeat, bye, error", "type");
+}
+
+bool reference_all(msgpack::type::object_type, std::size_t, void*) { return true; }
+
+}  // namespace
+
+DecodeResult decode(std::string_view bytes, const DecodeLimits& limits) {
+  DecodeResult result;
+  try {
+    if (bytes.size() > limits.max_message_bytes)
+      fail(ErrorCode::too_large, "message is " + std::to_string(bytes.size()) + " bytes; the limit is " + std::to_string(limits.max_message_bytes));
+    if (bytes.empty()) fail(ErrorCode::bad_message, "empty message; expected one MessagePack map");
+    // Bound every container before anything is allocated for it.
+    const std::size_t max_array = std::max<std::size_t>(limits.max_spectrum_length, 1024);
+    const std::size_t max_map = std::max({limits.max_domains, limits.max_scalars, limits.max_spectra, std::size_t{64}});
+    msgpack::unpack_limit bounds(max_array, max_map, bytes.size(), bytes.size(), bytes.size(), 8);
+    std::size_t offset = 0;
+    bool referenced = false;
+    msgpack::object_handle handle;
+    try {
+      handle = msgpack::unpack(bytes.data(), bytes.size(), offset, referenced, reference_all, nullptr, bounds);
+    } catch (const msgpack::depth_size_overflow&) {
+      fail(ErrorCode::too_large, "MessagePack nesting is deeper than 8 levels");
+    } catch (const msgpack::size_overflow&) {
+      fail(ErrorCode::too_large, "a MessagePack container exceeds the configured limits");
+    } catch (const std::bad_alloc&) {
+      fail(ErrorCode::too_large, "message declares more data than it can hold");
+    } catch (const std::exception& e) {
+      fail(ErrorCode::bad_message, std::string("not valid MessagePack: ") + e.what());
+    }
+    if (offset != bytes.size())
+      fail(ErrorCode::bad_message, std::to_string(bytes.size() - offset) + " trailing bytes after the MessagePack map");
+    const object& root = handle.get();
+    if (root.type != mt::MAP) fail(ErrorCode::bad_message, std::string("message must be a MessagePack map, got ") + kind(root));
+    Fields f(root, "");
+    const object* type = f.find("type");
+    if (!type) fail(ErrorCode::bad_message, "message has no 'type' field", "type");
+    if (type->type != mt::STR) f.wrong("type", *type, "a string");
+    result.type = std::string(as_sv(*type));
+    const object* v = f.find("v");
+    if (!v) fail(ErrorCode::bad_message, "message has no protocol version 'v'", "v");
+    const std::int64_t version = f.integer("v", *v);
+    // A hello negotiates: any `v` is fine there; `versions` decides.
+    if (version != kProtocolVersion && result.type != "hello")
+      fail(ErrorCode::unsupported_version, "protocol version " + std::to_string(version) + " is not supported; this daemon speaks version 1", "v");
+    result.message = decode_body(result.type, f, limits);
+  } catch (const DecodeFailure& failure) {
+    result.message.reset();
+    result.error.code = failure.code;
+    result.error.message = failure.message;
+    if (!failure.ref.empty()) result.error.ref = failure.ref;
+  } catch (const std::exception& e) {
+    result.message.reset();
+    result.error.code = ErrorCode::internal;
+    result.error.message = std::string("internal decoder failure: ") + e.what();
+  }
+  return result;
+}
+
+DecodeResult decode(std::span<const std::byte> bytes, const DecodeLimits& limits) {
+  return decode(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), limits);
+}
+
+}  // namespace orbit

@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// MessagePack encoding and validating decoding of protocol v1 messages.
+//
+// Encoding is canonical (protocol/SPEC.md, "Canonical encoding"): `v`, `type`, then
+// the fields in SPEC order, absent optionals omitted, nested maps sorted by key,
+// floats as float64, integers in their smallest form, spectra as `bin` of
+// little-endian float32. Every adapter that follows the same rules produces the
+// same bytes, which is what protocol/vectors/ checks.
+
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "protocol/messages.hpp"
+
+namespace orbit {
+
+// Bounds applied while decoding; a violation is a `too_large` error.
+struct DecodeLimits {
+  std::size_t max_message_bytes = 4u << 20;
+  std::size_t max_spectrum_length = 131072;
+  std::size_t max_spectra = 64;
+  std::size_t max_domains = 256;
+  std::size_t max_scalars = 256;
+};
+
+// Either a valid message or the error the sender should get back.
+struct DecodeResult {
+  std::optional<Message> message;
+  Error error;  // meaningful only when !message
+  // Wire type of the offending message when it could be read ("" otherwise).
+  std::string type;
+
+  bool ok() const { return message.has_value(); }
+};
+
+std::string encode(const Message& message);
+
+// Never throws on bad input: every failure comes back as an Error with a code and
+// a sentence a person can act on.
+DecodeResult decode(std::span<const std::byte> bytes, const DecodeLimits& limits = {});
+DecodeResult decode(std::string_view bytes, const DecodeLimits& limits = {});
+
+// True when `run` is 1-128 characters of [A-Za-z0-9._-].
+bool valid_run_id(std::string_view run);
+
+}  // namespace orbit

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The vocabulary of Orbit: one struct per wire message type of protocol v1.
+// Field names and meanings are fixed by protocol/SPEC.md; these structs are plain
+// data so that controllers/ can use them without pulling in any codec or transport.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace orbit {
+
+inline constexpr int kProtocolVersion = 1;
+
+// Actuators an adapter may declare in `hello`.
+inline constexpr std::string_view kActuators[] = {"lr", "domain_weights", "curriculum",
+                                                  "loss_weights", "rollback"};
+
+struct Hello {
+  std::string run;
+  std::int64_t rank = 0;
+  std::int64_t world_size = 1;
+  std::string adapter;
+  std::string adapter_version;
+  std::vector<std::int64_t> versions;
+  std::vector<std::string> domains;
+  std::vector<std::string> actuators;
+  std::optional<double> base_lr;
+};
+
+struct Welcome {
+  std::string run;
+  std::int64_t rank = 0;
+  std::string session;
+  std::int64_t version = kProtocolVersion;
+  std::string mode;  // "active" | "monitor"
+  std::int64_t snapshot_every = 1;
+};
+
+struct DomainStats {
+  std::optional<double> loss;
+  std::optional<double> weight;
+};
+
+struct Snapshot {
+  std::string run;
+  std::int64_t rank = 0;
+  std::int64_t step = 0;
+  double time = 0.0;  // Unix seconds, as seen by the trainer
+  double loss = 0.0;  // may be non-finite: that is a signal, not an error
+  std::optional<double> grad_norm;
+  std::optional<double> lr;
+  std::optional<std::int64_t> tokens;
+  std::map<std::string, DomainStats> domains;
+  std::map<std::string, std::vector<float>> spectra;
+  std::optional<double> loop_rate;
+  std::map<std::string, double> scalars;
+};
+
+struct State {
+  std::string run;
+  std::int64_t rank = 0;
+  std::int64_t step = 0;
+  std::string state;
+  std::string basin;
+  std::map<std::string, double> metrics;
+};
+
+struct Burn {
+  std::string run;
+  std::int64_t seq = 0;
+  std::string state;
+  std::string basin;
+  std::string reason;
+  std::int64_t for_step = 0;
+  std::int64_t apply_at_step = 0;
+  std::int64_t expires_after_steps = 0;
+  double lr_scale = 1.0;
+  std::map<std::string, double> domain_weights;
+  std::optional<std::int64_t> curriculum_phase;
+  std::map<std::string, double> loss_weights;
+  std::optional<std::int64_t> rollback_to_step;
+  std::optional<std::int64_t> skip_batches;
+};
+
+struct Ack {
+  std::string run;
+  std::int64_t rank = 0;
+  std::int64_t seq = 0;
+  std::int64_t step = 0;
+  bool late = false;
+  std::optional<double> lr;
+  std::optional<std::int64_t> restored_step;
+};
+
+struct Heartbeat {
+  std::optional<std::string> run;
+  std::optional<std::int64_t> rank;
+};
+
+struct Bye {
+  std::string run;
+  std::int64_t rank = 0;
+};
+
+enum class ErrorCode {
+  bad_message,
+  unsupported_version,
+  unknown_type,
+  invalid_field,
+  too_large,
+  not_registered,
+  internal,
+};
+
+std::string_view to_string(ErrorCode code);
+std::optional<ErrorCode> error_code_from_string(std::string_view name);
+
+struct Error {
+  ErrorCode code = ErrorCode::internal;
+  std::string message;
+  std::optional<std::string> ref;
+};
+
+using Message = std::variant<Hello, Welcome, Snapshot, State, Burn, Ack, Heartbeat, Bye, Error>;
+
+// The wire name (`type` key) of each alternative, in variant order.
+std::string_view type_name(const Message& message);
+
+}  // namespace orbit
