@@ -35,7 +35,7 @@ std::optional<ErrorCode> error_code_from_string(std::string_view name) {
 
 std::string_view type_name(const Message& message) {
   static constexpr std::string_view names[] = {"hello", "welcome",   "snapshot", "state", "burn",
-                                               "ack",   "heartbeat", "bye",      "error"};
+                                               "ack",   "heartbeat", "bye",      "error", "telemetry"};
   return names[message.index()];
 }
 
@@ -210,6 +210,23 @@ void pack(Packer& p, const Error& m) {
   kv(p, "code", to_string(m.code));
   kv(p, "message", m.message);
   if (m.ref) kv(p, "ref", *m.ref);
+}
+
+void pack(Packer& p, const Telemetry& m) {
+  head(p, 11 + present(m.burn_seq), "telemetry");
+  kv(p, "run", m.run);
+  kv(p, "rank", m.rank);
+  kv(p, "step", m.step);
+  kv(p, "time", m.time);
+  kv(p, "mode", m.mode);
+  kv(p, "state", m.state);
+  kv(p, "basin", m.basin);
+  kv(p, "forecast_basin", m.forecast_basin);
+  kv(p, "lr_scale", m.lr_scale);
+  key(p, "metrics");
+  float_map(p, m.metrics);
+  if (m.burn_seq) kv(p, "burn_seq", *m.burn_seq);
+  kv(p, "reason", m.reason);
 }
 
 }  // namespace
@@ -580,6 +597,23 @@ Error decode_error(const Fields& f) {
   return m;
 }
 
+Telemetry decode_telemetry(const Fields& f, const DecodeLimits& limits) {
+  Telemetry m;
+  m.run = run_id(f);
+  m.rank = f.at_least("rank", f.integer("rank"), 0);
+  m.step = f.at_least("step", f.integer("step"), 0);
+  m.time = f.number("time");
+  m.mode = f.string("mode");
+  m.state = f.string("state");
+  m.basin = f.string("basin");
+  m.forecast_basin = f.string("forecast_basin");
+  m.lr_scale = f.number("lr_scale");
+  m.metrics = number_map(f, "metrics", limits.max_scalars * 8, false);
+  m.burn_seq = f.opt_integer("burn_seq");
+  m.reason = f.string("reason");
+  return m;
+}
+
 Message decode_body(const std::string& type, const Fields& f, const DecodeLimits& limits) {
   if (type == "snapshot") return decode_snapshot(f, limits);
   if (type == "hello") return decode_hello(f, limits);
@@ -590,7 +624,8 @@ Message decode_body(const std::string& type, const Fields& f, const DecodeLimits
   if (type == "burn") return decode_burn(f, limits);
   if (type == "welcome") return decode_welcome(f);
   if (type == "error") return decode_error(f);
-  fail(ErrorCode::unknown_type, "unknown message type '" + type + "'; protocol v1 knows hello, welcome, snapshot, state, burn, ack, heartbeat, bye, error", "type");
+  if (type == "telemetry") return decode_telemetry(f, limits);
+  fail(ErrorCode::unknown_type, "unknown message type '" + type + "'; protocol v1 knows hello, welcome, snapshot, state, burn, ack, heartbeat, bye, error, telemetry", "type");
 }
 
 bool reference_all(msgpack::type::object_type, std::size_t, void*) { return true; }
@@ -605,7 +640,7 @@ DecodeResult decode(std::string_view bytes, const DecodeLimits& limits) {
     if (bytes.empty()) fail(ErrorCode::bad_message, "empty message; expected one MessagePack map");
     // Bound every container before anything is allocated for it.
     const std::size_t max_array = std::max<std::size_t>(limits.max_spectrum_length, 1024);
-    const std::size_t max_map = std::max({limits.max_domains, limits.max_scalars, limits.max_spectra, std::size_t{64}});
+    const std::size_t max_map = std::max({limits.max_domains, limits.max_scalars, limits.max_spectra, limits.max_scalars * 8, std::size_t{64}});
     msgpack::unpack_limit bounds(max_array, max_map, bytes.size(), bytes.size(), bytes.size(), 8);
     std::size_t offset = 0;
     bool referenced = false;

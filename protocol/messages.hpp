@@ -126,7 +126,25 @@ struct Error {
   std::optional<std::string> ref;
 };
 
-using Message = std::variant<Hello, Welcome, Snapshot, State, Burn, Ack, Heartbeat, Bye, Error>;
+// Published on the daemon's PUB socket once per processed snapshot (frame 1: the
+// run id as topic, frame 2: this message). Not sent to adapters.
+struct Telemetry {
+  std::string run;
+  std::int64_t rank = 0;
+  std::int64_t step = 0;
+  double time = 0.0;
+  std::string mode;            // "active" | "monitor"
+  std::string state;
+  std::string basin;
+  std::string forecast_basin;
+  double lr_scale = 1.0;       // scale in effect from the latest burn (1.0 when none)
+  std::map<std::string, double> metrics;
+  std::optional<std::int64_t> burn_seq;  // set when this snapshot produced a burn
+  std::string reason;          // the latest burn's or transition's reason ("" when none)
+};
+
+using Message =
+    std::variant<Hello, Welcome, Snapshot, State, Burn, Ack, Heartbeat, Bye, Error, Telemetry>;
 
 // The wire name (`type` key) of each alternative, in variant order.
 std::string_view type_name(const Message& message);
