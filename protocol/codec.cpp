@@ -2,6 +2,7 @@
 #include "protocol/codec.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -58,7 +59,17 @@ void str(Packer& p, std::string_view s) { key(p, s); }
 
 void kv(Packer& p, std::string_view k, std::string_view v) { key(p, k); str(p, v); }
 void kv(Packer& p, std::string_view k, std::int64_t v) { key(p, k); p.pack_int64(v); }
-void kv(Packer& p, std::string_view k, double v) { key(p, k); p.pack_double(v); }
+// Canonical floats are always float64. msgpack-c's pack_double writes integral values
+// (and -0.0, losing its sign) as integers, so the nine bytes are written here.
+void float64(Packer& p, double v) {
+  const auto bits = std::bit_cast<std::uint64_t>(v);
+  char buf[9];
+  buf[0] = static_cast<char>(0xcb);
+  for (int i = 0; i < 8; ++i) buf[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
+  p.pack_str_body(buf, sizeof buf);  // appends raw bytes
+}
+
+void kv(Packer& p, std::string_view k, double v) { key(p, k); float64(p, v); }
 void kv(Packer& p, std::string_view k, bool v) {
   key(p, k);
   if (v) p.pack_true(); else p.pack_false();
@@ -79,7 +90,7 @@ void float_map(Packer& p, const std::map<std::string, double>& m) {
   p.pack_map(static_cast<uint32_t>(m.size()));
   for (const auto& [k, v] : m) {
     str(p, k);
-    p.pack_double(v);
+    float64(p, v);
   }
 }
 
@@ -378,6 +389,20 @@ void check_name(std::string_view field, std::string_view n) {
     fail(ErrorCode::invalid_field, "names in '" + std::string(field) + "' must be 1-128 bytes", std::string(field));
 }
 
+// Implementations disagree on which of two equal keys wins, so a map that repeats a
+// key is rejected rather than read one way here and another way elsewhere.
+void check_unique_keys(const object& map, ErrorCode code, std::string_view field) {
+  std::vector<std::string_view> keys;
+  keys.reserve(map.via.map.size);
+  for (uint32_t i = 0; i < map.via.map.size; ++i)
+    if (map.via.map.ptr[i].key.type == mt::STR) keys.push_back(as_sv(map.via.map.ptr[i].key));
+  std::sort(keys.begin(), keys.end());
+  const auto dup = std::adjacent_find(keys.begin(), keys.end());
+  if (dup == keys.end()) return;
+  const std::string name = field.empty() ? std::string(*dup) : std::string(field) + "." + std::string(*dup);
+  fail(code, "key '" + name + "' appears more than once", name);
+}
+
 void check_count(std::string_view field, std::size_t n, std::size_t max) {
   if (n > max)
     fail(ErrorCode::too_large, "'" + std::string(field) + "' has " + std::to_string(n) + " entries; the limit is " + std::to_string(max), std::string(field));
@@ -403,6 +428,7 @@ std::map<std::string, double> number_map(const Fields& f, std::string_view k, st
   const object* m = f.opt_container(k, mt::MAP, "a map of name to number");
   if (!m) return out;
   check_count(k, m->via.map.size, max);
+  check_unique_keys(*m, ErrorCode::invalid_field, f.name(k));
   for (uint32_t i = 0; i < m->via.map.size; ++i) {
     const auto& e = m->via.map.ptr[i];
     if (e.key.type != mt::STR) f.wrong(k, e.key, "a map with string keys");
@@ -428,6 +454,9 @@ Hello decode_hello(const Fields& f, const DecodeLimits& limits) {
   if (versions.type != mt::ARRAY) f.wrong("versions", versions, "an array of integers");
   check_count("versions", versions.via.array.size, 64);
   for (uint32_t i = 0; i < versions.via.array.size; ++i) m.versions.push_back(f.integer("versions", versions.via.array.ptr[i]));
+  // Negotiation: the daemon speaks only version 1, so a hello must offer it.
+  if (std::find(m.versions.begin(), m.versions.end(), std::int64_t{kProtocolVersion}) == m.versions.end())
+    fail(ErrorCode::unsupported_version, "'versions' does not offer protocol version 1, the only one this daemon speaks", "versions");
   m.domains = string_array(f, "domains", limits.max_domains);
   m.actuators = string_array(f, "actuators", std::size(kActuators));
   for (const auto& a : m.actuators) {
@@ -493,12 +522,14 @@ Snapshot decode_snapshot(const Fields& f, const DecodeLimits& limits) {
   if (auto t = f.opt_integer("tokens")) m.tokens = f.at_least("tokens", *t, 0);
   if (const object* d = f.opt_container("domains", mt::MAP, "a map of domain name to stats")) {
     check_count("domains", d->via.map.size, limits.max_domains);
+    check_unique_keys(*d, ErrorCode::invalid_field, "domains");
     for (uint32_t i = 0; i < d->via.map.size; ++i) {
       const auto& e = d->via.map.ptr[i];
       if (e.key.type != mt::STR) f.wrong("domains", e.key, "a map with string keys");
       check_name("domains", as_sv(e.key));
       const std::string prefix = "domains." + std::string(as_sv(e.key));
       if (e.val.type != mt::MAP) Fields(*d, "domains").wrong(as_sv(e.key), e.val, "a map with 'loss' and 'weight'");
+      check_unique_keys(e.val, ErrorCode::invalid_field, prefix);
       Fields stats(e.val, prefix);
       DomainStats s;
       s.loss = stats.opt_number("loss");
@@ -511,6 +542,7 @@ Snapshot decode_snapshot(const Fields& f, const DecodeLimits& limits) {
   }
   if (const object* s = f.opt_container("spectra", mt::MAP, "a map of name to spectrum")) {
     check_count("spectra", s->via.map.size, limits.max_spectra);
+    check_unique_keys(*s, ErrorCode::invalid_field, "spectra");
     Fields inner(*s, "spectra");
     for (uint32_t i = 0; i < s->via.map.size; ++i) {
       const auto& e = s->via.map.ptr[i];
@@ -534,7 +566,9 @@ State decode_state(const Fields& f, const DecodeLimits& limits) {
   m.step = f.at_least("step", f.integer("step"), 0);
   m.state = f.string("state");
   m.basin = f.string("basin");
-  m.metrics = number_map(f, "metrics", limits.max_scalars, false);
+  // Five metrics per spectrum plus per-domain and scalar signals: a snapshot within
+  // its own limits yields more than max_scalars of them, as telemetry does.
+  m.metrics = number_map(f, "metrics", limits.max_scalars * 8, false);
   return m;
 }
 
@@ -551,10 +585,10 @@ Burn decode_burn(const Fields& f, const DecodeLimits& limits) {
   m.lr_scale = f.number("lr_scale");
   if (!std::isfinite(m.lr_scale) || m.lr_scale <= 0) fail(ErrorCode::invalid_field, "field 'lr_scale' must be a finite number > 0", "lr_scale");
   m.domain_weights = number_map(f, "domain_weights", limits.max_domains, true);
-  m.curriculum_phase = f.opt_integer("curriculum_phase");
+  if (auto c = f.opt_integer("curriculum_phase")) m.curriculum_phase = f.at_least("curriculum_phase", *c, 0);
   m.loss_weights = number_map(f, "loss_weights", limits.max_scalars, true);
-  m.rollback_to_step = f.opt_integer("rollback_to_step");
-  m.skip_batches = f.opt_integer("skip_batches");
+  if (auto r = f.opt_integer("rollback_to_step")) m.rollback_to_step = f.at_least("rollback_to_step", *r, 0);
+  if (auto s = f.opt_integer("skip_batches")) m.skip_batches = f.at_least("skip_batches", *s, 0);
   return m;
 }
 
@@ -660,6 +694,7 @@ DecodeResult decode(std::string_view bytes, const DecodeLimits& limits) {
       fail(ErrorCode::bad_message, std::to_string(bytes.size() - offset) + " trailing bytes after the MessagePack map");
     const object& root = handle.get();
     if (root.type != mt::MAP) fail(ErrorCode::bad_message, std::string("message must be a MessagePack map, got ") + kind(root));
+    check_unique_keys(root, ErrorCode::bad_message, "");
     Fields f(root, "");
     const object* type = f.find("type");
     if (!type) fail(ErrorCode::bad_message, "message has no 'type' field", "type");

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The adapter's side of the wire: one DEALER socket to orbitd, the hello/welcome
+// session, heartbeats, and non-blocking sends. Torch-free on purpose, so it compiles
+// fast and can be reused by any C++ trainer.
+//
+// Nothing here ever blocks the caller (except wait_registered, which is explicit):
+// sends use ZMQ_DONTWAIT on a socket with a bounded queue (ZMQ_SNDHWM) and
+// ZMQ_IMMEDIATE, so a message that cannot be queued — daemon absent, dead or
+// too slow to drain — is dropped and counted instead of waited for.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/messages.hpp"
+
+namespace orbit {
+
+struct AdapterClientOptions {
+  std::string endpoint{};  // e.g. "tcp://127.0.0.1:7070" or "ipc:///run/orbit/orbitd.sock"
+  std::string run{};
+  std::int64_t rank = 0;
+  std::int64_t world_size = 1;
+  std::vector<std::string> domains{};
+  std::vector<std::string> actuators = {"lr", "rollback"};
+  std::optional<double> base_lr{};
+  std::string adapter = "orbit-libtorch";
+  std::string adapter_version = "0.1.0";
+  int send_queue = 64;  // messages the socket may hold for the daemon before sends drop
+  std::chrono::milliseconds hello_retry{500};
+  std::chrono::milliseconds heartbeat_every{1000};
+  // With snapshots unanswered for this long the session counts as lost: the
+  // client stops sending snapshots and says hello again until the daemon answers.
+  std::chrono::milliseconds reply_timeout{3000};
+};
+
+struct AdapterClientCounters {
+  std::uint64_t snapshots_sent = 0;
+  std::uint64_t acks_sent = 0;
+  std::uint64_t dropped = 0;  // snapshots and acks that could not be queued
+  std::uint64_t hellos_sent = 0;
+  std::uint64_t heartbeats_sent = 0;
+  std::uint64_t welcomes = 0;
+  std::uint64_t states = 0;
+  std::uint64_t burns = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t not_registered = 0;
+  std::uint64_t undecodable = 0;  // replies that failed protocol validation
+  std::uint64_t sessions_lost = 0;  // reply timeout or repeated failed sends
+};
+
+class AdapterClient {
+ public:
+  explicit AdapterClient(AdapterClientOptions options);
+  ~AdapterClient();  // says bye (best effort) and closes with linger 0
+  AdapterClient(const AdapterClient&) = delete;
+  AdapterClient& operator=(const AdapterClient&) = delete;
+
+  // Reads every reply already waiting, then sends hello or a heartbeat when due.
+  // Costs a few microseconds when there is nothing to do.
+  void poll();
+
+  // Blocks up to `timeout` for a welcome; for start-up code that wants to begin
+  // training under control. Returns registered().
+  bool wait_registered(std::chrono::milliseconds timeout);
+
+  // Queues a snapshot or ack without waiting; false when it was dropped.
+  bool send_snapshot(const Snapshot& snapshot);
+  bool send_ack(const Ack& ack);
+
+  // Burns received since the last call, in arrival order.
+  std::vector<Burn> take_burns();
+
+  bool registered() const { return registered_; }
+  const std::optional<Welcome>& welcome() const { return welcome_; }
+  const std::optional<State>& last_state() const { return last_state_; }
+  const std::optional<Error>& last_error() const { return last_error_; }
+  const AdapterClientCounters& counters() const { return counters_; }
+  const AdapterClientOptions& options() const { return options_; }
+  // Snapshots sent in this session that have no reply yet.
+  std::size_t unanswered() const { return unanswered_.size(); }
+
+  // Updates the base lr announced by the next hello.
+  void set_base_lr(std::optional<double> lr) { options_.base_lr = lr; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  bool send_bytes(const std::string& bytes);
+  void send_hello(Clock::time_point now);
+  void handle(const char* data, std::size_t size, Clock::time_point now);
+  void drop_session();
+
+  AdapterClientOptions options_;
+  struct Socket;  // keeps zmq.hpp out of this header
+  std::unique_ptr<Socket> socket_;
+
+  bool registered_ = false;
+  bool hello_queued_ = false;
+  Clock::time_point last_hello_{};
+  Clock::time_point last_send_{};
+  Clock::time_point waiting_since_{};  // last message heard, or the send that started the wait
+  std::deque<std::int64_t> unanswered_;  // steps of snapshots sent and not yet answered
+  static constexpr std::size_t kMaxTrackedSnapshots = 4096;
+  int failed_sends_ = 0;
+  static constexpr int kFailedSendsBeforeHello = 3;
+  std::optional<Welcome> welcome_;
+  std::optional<State> last_state_;
+  std::optional<Error> last_error_;
+  std::vector<Burn> burns_;
+  AdapterClientCounters counters_;
+};
+
+}  // namespace orbit

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "adapters/libtorch/checkpoint_ring.hpp"
+
+#include <sstream>
+
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/archive.h>
+
+namespace orbit {
+namespace {
+
+std::vector<torch::Tensor> cpu_copies(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> out;
+  out.reserve(tensors.size());
+  for (const auto& t : tensors)
+    out.push_back(t.device().is_cpu() ? t.detach().clone() : t.detach().to(torch::kCPU));
+  return out;
+}
+
+void copy_back(const std::vector<torch::Tensor>& saved, const std::vector<torch::Tensor>& live) {
+  TORCH_CHECK(saved.size() == live.size(), "checkpoint holds ", saved.size(),
+              " tensors but the model now has ", live.size());
+  for (std::size_t i = 0; i < saved.size(); ++i) {
+    torch::Tensor target = live[i].detach();
+    target.copy_(saved[i]);
+  }
+}
+
+}  // namespace
+
+void CheckpointRing::save(std::int64_t step, const CheckpointTargets& targets) {
+  if (capacity_ == 0) return;
+  torch::NoGradGuard no_grad;
+  Checkpoint c;
+  c.step = step;
+  c.parameters = cpu_copies(targets.parameters);
+  c.buffers = cpu_copies(targets.buffers);
+  if (targets.optimizer) {
+    torch::serialize::OutputArchive archive;
+    targets.optimizer->save(archive);
+    std::ostringstream bytes;
+    archive.save_to(bytes);
+    c.optimizer = std::move(bytes).str();
+  }
+  // A rollback may have rewound the trainer's model behind its step counter; keep
+  // the ring ordered by step anyway.
+  while (!ring_.empty() && ring_.back().step >= step) ring_.pop_back();
+  ring_.push_back(std::move(c));
+  while (ring_.size() > capacity_) ring_.pop_front();
+}
+
+std::optional<std::int64_t> CheckpointRing::restore(std::int64_t step,
+                                                    const CheckpointTargets& targets) {
+  while (!ring_.empty() && ring_.back().step > step) ring_.pop_back();
+  if (ring_.empty()) return std::nullopt;
+  const Checkpoint& c = ring_.back();
+  torch::NoGradGuard no_grad;
+  copy_back(c.parameters, targets.parameters);
+  copy_back(c.buffers, targets.buffers);
+  if (targets.optimizer && !c.optimizer.empty()) {
+    // load() only overwrites entries it has; start from an empty state so the
+    // restored state is exactly the saved one.
+    targets.optimizer->state().clear();
+    torch::serialize::InputArchive archive;
+    archive.load_from(c.optimizer.data(), c.optimizer.size());
+    targets.optimizer->load(archive);
+  }
+  return c.step;
+}
+
+std::optional<std::int64_t> CheckpointRing::newest_step() const {
+  if (ring_.empty()) return std::nullopt;
+  return ring_.back().step;
+}
+
+std::size_t CheckpointRing::bytes() const {
+  std::size_t total = 0;
+  for (const auto& c : ring_) {
+    for (const auto& t : c.parameters) total += t.numel() * t.element_size();
+    for (const auto& t : c.buffers) total += t.numel() * t.element_size();
+    total += c.optimizer.size();
+  }
+  return total;
+}
+
+}  // namespace orbit

@@ -1,0 +1,283 @@
+# SPDX-License-Identifier: Apache-2.0
+"""OrbitClient: one rank's connection to ``orbitd`` (protocol/SPEC.md).
+
+The client never makes the trainer wait. Every send is non-blocking into a bounded
+ZeroMQ queue; when the queue is full (daemon dead, slow or restarting) the message
+is dropped and counted. There is no background thread: heartbeats and the hello
+that re-registers after a daemon restart are sent from inside ``send_snapshot`` and
+``poll`` when they are due.
+
+    with OrbitClient("ipc:///run/orbit/orbitd.sock", run="gpt2-small") as orbit:
+        for step, batch in enumerate(loader):
+            loss = train_step(batch)
+            orbit.send_snapshot(step, loss, spectra={"attn.0": eigenvalues})
+            for reply in orbit.poll():
+                if reply["type"] == "burn":
+                    ...
+
+``poll()`` returns decoded messages as dicts (``protocol.decode``): ``welcome``,
+``state``, ``burn``, ``heartbeat`` and ``error``, in arrival order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Iterable, Mapping
+
+import zmq
+
+from . import protocol
+
+__version__ = "0.1.0"
+
+
+@dataclasses.dataclass
+class ClientStats:
+    """Counters of one client; ``OrbitClient.stats`` returns a copy."""
+
+    sent: int = 0              # messages handed to ZeroMQ (hello, snapshot, ack, heartbeat, bye)
+    snapshots: int = 0         # snapshots among them
+    dropped: int = 0           # messages dropped because the send queue was full
+    replies: int = 0           # messages received and decoded
+    states: int = 0
+    burns: int = 0
+    errors: int = 0            # `error` messages received (every code)
+    welcomes: int = 0
+    heartbeats_sent: int = 0
+    reconnect_hellos: int = 0  # hellos re-sent after `not_registered`
+    decode_errors: int = 0     # received bytes that were not a valid message (ignored)
+
+
+class OrbitClient:
+    """A DEALER connection to orbitd for one (run, rank).
+
+    endpoint: where orbitd's adapter ROUTER listens ("ipc://...", "tcp://host:port").
+    run, rank, world_size: the identity this client registers with `hello`.
+    domains: data domains the trainer samples from; actuators: what it can apply
+      (subset of protocol.ACTUATORS); base_lr: the trainer's own learning rate.
+    queue_limit: messages ZeroMQ may hold for the daemon before sends drop (SNDHWM).
+    heartbeat_interval: seconds of silence after which a heartbeat is due.
+    rehello_interval: how long a hello waits for its welcome before another
+      `not_registered` may trigger the next one (a restart answers every queued
+      snapshot with `not_registered`; one hello is enough).
+    close_linger: seconds ZeroMQ keeps trying to deliver `bye` after ``close``
+      (in its I/O thread; ``close`` itself does not wait).
+    """
+
+    def __init__(self, endpoint: str, run: str, rank: int = 0, world_size: int = 1,
+                 domains: Iterable[str] = (), actuators: Iterable[str] = ("lr",),
+                 adapter: str = "orbit-python", adapter_version: str = __version__,
+                 base_lr: float | None = None, queue_limit: int = 1000,
+                 heartbeat_interval: float = 5.0, rehello_interval: float = 0.5,
+                 close_linger: float = 0.2, context: zmq.Context | None = None,
+                 limits: protocol.DecodeLimits = protocol.DecodeLimits(),
+                 clock: Callable[[], float] = time.monotonic):
+        if not protocol.valid_run_id(run):
+            raise ValueError(f"run id {run!r} must be 1-128 characters of [A-Za-z0-9._-]")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        actuators = tuple(actuators)
+        unknown = [a for a in actuators if a not in protocol.ACTUATORS]
+        if unknown:
+            raise ValueError(f"unknown actuators {unknown}; known: {', '.join(protocol.ACTUATORS)}")
+        if queue_limit < 1:
+            raise ValueError("queue_limit must be >= 1")
+        self.endpoint = endpoint
+        self.run = run
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self._hello = protocol.encode({
+            "type": "hello", "run": run, "rank": self.rank, "world_size": self.world_size,
+            "adapter": adapter, "adapter_version": adapter_version, "versions": [protocol.VERSION],
+            "domains": list(domains), "actuators": list(actuators), "base_lr": base_lr})
+        self._heartbeat = protocol.encode({"type": "heartbeat", "run": run, "rank": self.rank})
+        self._heartbeat_interval = heartbeat_interval
+        self._rehello_interval = rehello_interval
+        self._close_linger_ms = int(close_linger * 1000)
+        self._limits = limits
+        self._clock = clock
+        self._stats = ClientStats()
+
+        # What the daemon said in its latest welcome.
+        self.session: str | None = None
+        self.mode: str | None = None
+        self.snapshot_every: int = 1
+        self.version: int | None = None
+        self.registered = False
+
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SNDHWM, queue_limit)
+        self._socket.setsockopt(zmq.RCVHWM, max(queue_limit, 1000))
+        # Queue while no daemon is connected, so the first hello waits for it; the
+        # HWM bounds what waits.
+        self._socket.setsockopt(zmq.IMMEDIATE, 0)
+        self._socket.setsockopt(zmq.RECONNECT_IVL, 100)
+        self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        self._socket.connect(endpoint)
+        self._closed = False
+        self._last_send = float("-inf")
+        self._last_hello = float("-inf")
+        self._last_heartbeat_try = float("-inf")
+        self._last_welcome = float("-inf")
+        self._send_hello(self._clock())
+
+    # ---------------------------------------------------------------- sending
+
+    def send_snapshot(self, step: int, loss: float, grad_norm: float | None = None,
+                      lr: float | None = None, tokens: int | None = None,
+                      domains: Mapping[str, Mapping[str, float]] | None = None,
+                      spectra: Mapping[str, Any] | None = None, loop_rate: float | None = None,
+                      scalars: Mapping[str, float] | None = None,
+                      time: float | None = None) -> bool:
+        """Queue one snapshot without blocking; False when it was dropped.
+
+        spectra: name -> numpy array, list, or anything numpy.asarray takes (a CPU
+        tensor included); sent as little-endian float32 `bin`. domains: name ->
+        {"loss": ..., "weight": ...}. time: Unix seconds (now when None). Non-finite
+        loss or grad_norm is fine: it is the loudest signal a run can send.
+        """
+        message = {"type": "snapshot", "run": self.run, "rank": self.rank, "step": step,
+                   "time": _now() if time is None else time, "loss": loss,
+                   "grad_norm": grad_norm, "lr": lr, "tokens": tokens, "domains": domains,
+                   "spectra": spectra, "loop_rate": loop_rate, "scalars": scalars}
+        sent = self._send(protocol.encode(message))
+        if sent:
+            self._stats.snapshots += 1
+        self._housekeeping()
+        return sent
+
+    def send_ack(self, seq: int, step: int, late: bool = False, lr: float | None = None,
+                 restored_step: int | None = None) -> bool:
+        """Tell the daemon what a burn actually did; False when dropped."""
+        sent = self._send(protocol.encode({
+            "type": "ack", "run": self.run, "rank": self.rank, "seq": seq, "step": step,
+            "late": late, "lr": lr, "restored_step": restored_step}))
+        self._housekeeping()
+        return sent
+
+    def _send(self, data: bytes) -> bool:
+        if self._closed:
+            raise RuntimeError("OrbitClient is closed")
+        try:
+            self._socket.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            self._stats.dropped += 1
+            return False
+        self._stats.sent += 1
+        self._last_send = self._clock()
+        return True
+
+    def _send_hello(self, now: float) -> bool:
+        self._last_hello = now
+        return self._send(self._hello)
+
+    def _housekeeping(self) -> None:
+        now = self._clock()
+        # Due after a quiet interval; tried at most once per interval, so a dead
+        # daemon costs one dropped heartbeat per interval, not one per call.
+        if now - max(self._last_send, self._last_heartbeat_try) >= self._heartbeat_interval:
+            self._last_heartbeat_try = now
+            if self._send(self._heartbeat):
+                self._stats.heartbeats_sent += 1
+
+    # ---------------------------------------------------------------- receiving
+
+    def poll(self, max_messages: int = 1000, budget: float = 0.0005) -> list[dict]:
+        """The messages that have arrived, decoded, without blocking.
+
+        Handles `welcome` (session, mode, snapshot_every) and `error not_registered`
+        (says hello again) before returning them. Stops after max_messages or once
+        `budget` seconds of work are spent (at least one message is read), so that a
+        burst (a restarted daemon answers every queued snapshot) is spread over
+        several calls instead of stalling one step; the rest waits in ZeroMQ.
+        """
+        if self._closed:
+            return []
+        replies = []
+        deadline = time.perf_counter() + budget
+        for n in range(max_messages):
+            if n and time.perf_counter() >= deadline:
+                break
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            try:
+                message = protocol.decode(frames[-1], self._limits)
+            except protocol.ProtocolError:
+                self._stats.decode_errors += 1
+                continue
+            self._stats.replies += 1
+            self._on_message(message)
+            replies.append(message)
+        self._housekeeping()
+        return replies
+
+    def _on_message(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "state":
+            self._stats.states += 1
+        elif kind == "burn":
+            self._stats.burns += 1
+        elif kind == "welcome":
+            self._stats.welcomes += 1
+            if message["run"] == self.run and message["rank"] == self.rank:
+                self.session = message["session"]
+                self.mode = message["mode"]
+                self.snapshot_every = message["snapshot_every"]
+                self.version = message["version"]
+                self.registered = True
+                self._last_welcome = self._clock()
+        elif kind == "error":
+            self._stats.errors += 1
+            if message["code"] == "not_registered":
+                # orbitd restarted or expired our session: register again. A restart
+                # answers every queued snapshot with not_registered; while a hello
+                # sent since the last welcome is young, it answers them all.
+                self.registered = False
+                now = self._clock()
+                hello_pending = self._last_hello > self._last_welcome
+                if not hello_pending or now - self._last_hello >= self._rehello_interval:
+                    if self._send_hello(now):
+                        self._stats.reconnect_hellos += 1
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def stats(self) -> ClientStats:
+        return dataclasses.replace(self._stats)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Say bye and close the socket; never waits for the daemon."""
+        if self._closed:
+            return
+        try:
+            self._send(protocol.encode({"type": "bye", "run": self.run, "rank": self.rank}))
+        finally:
+            self._closed = True
+            self._socket.close(linger=self._close_linger_ms)
+
+    def __enter__(self) -> "OrbitClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        # A client dropped without close() must not leak its socket.
+        if not getattr(self, "_closed", True):
+            try:
+                self._socket.close(linger=0)
+            except Exception:
+                pass
+
+
+def _now() -> float:
+    return time.time()

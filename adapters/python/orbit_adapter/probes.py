@@ -1,0 +1,336 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Probes: what the adapter measures inside the model on probe steps.
+
+Spectra (named by the prefixes the controller keys on):
+  - `attn.<i>`   mean singular values of the attention maps of attention module i;
+  - `hidden.<i>` eigenvalues of the covariance of the hidden states leaving layer i
+                 (the spectrum behind RankMe's effective rank);
+  - `weight.<name>` top-k singular values of a chosen weight matrix (randomized
+                 range finder for large ones).
+Scalars: `attn_entropy.<i>`, `attn_entropy_min`, `attn_logit_max`, `output_entropy`.
+
+Nothing here runs on a non-probe step: hooks are installed when a probe step is
+armed and removed as soon as they fired. All probe work runs under
+`torch.no_grad()` on detached tensors and never touches the autograd graph, the
+parameters or the global RNG, so training is bit-for-bit the same with or
+without probes.
+
+`torch.nn.MultiheadAttention` (also inside `nn.TransformerEncoderLayer` and
+`nn.TransformerDecoderLayer`, which call it with `need_weights=False`) is probed by
+recomputing the probabilities from the captured query/key inputs, the masks and the
+module's own projection weights. A custom attention module is registered with
+`Orbit.register_attention(module)` and hands its probabilities over with one call,
+`report_attention(self, probs)`, which costs a dictionary lookup when no probe is armed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["ProbeConfig", "ModelProbes", "report_attention", "spectral_entropy",
+           "loop_rate", "topk_singular_values"]
+
+# id(module) -> callback(probs). Filled only while a probe step is armed.
+_ARMED_ATTENTION: Dict[int, Callable[[torch.Tensor], None]] = {}
+
+
+def report_attention(module: nn.Module, probs: torch.Tensor) -> None:
+    """Called by custom attention modules with their probabilities (..., T_q, T_k)."""
+    cb = _ARMED_ATTENTION.get(id(module))
+    if cb is not None:
+        cb(probs)
+
+
+@dataclass
+class ProbeConfig:
+    """Which probes run and how often. Cadences are in training steps.
+
+    Snapshots go out every `snapshot_every` steps as the daemon's `welcome` asks;
+    spectral probes run every `spectra_every` steps, rounded up to a multiple of the
+    snapshot interval; loop-rate generation every `loop_every` steps (0: off).
+    """
+    spectra_every: int = 10
+    attention: bool = True
+    hidden: bool = True
+    output_entropy: bool = True
+    # Weight spectra are opt-in (the default controller does not read them): parameter
+    # names, or None for every attention input projection.
+    weights: Optional[Sequence[str]] = ()
+    weight_topk: int = 16
+    weight_exact_limit: int = 512 * 512     # larger matrices use a randomized range finder
+    grad_norm: bool = True
+    loop_every: int = 0
+    loop_n: int = 4
+    max_rows: int = 1024                    # hidden-state rows used for the covariance
+    attention_samples: int = 2              # batch items whose attention maps are probed
+
+
+def spectral_entropy(values: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of |values| normalized to a distribution; differentiable."""
+    p = values.abs()
+    p = p / p.sum().clamp_min(1e-30)
+    return -(p * torch.log(p.clamp_min(1e-30))).sum()
+
+
+def loop_rate(sequences: Sequence[Sequence], n: int = 4) -> Optional[float]:
+    """Share of repeated n-grams (rep-n) over generated sequences (tokens or strings)."""
+    total, repeated = 0, 0
+    for seq in sequences:
+        seq = list(seq)
+        grams = [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
+        if not grams:
+            continue
+        total += len(grams)
+        repeated += len(grams) - len(set(grams))
+    return repeated / total if total else None
+
+
+def topk_singular_values(w: torch.Tensor, k: int, exact_limit: int,
+                         generator: Optional[torch.Generator] = None,
+                         power_iterations: int = 2) -> torch.Tensor:
+    """Top-k singular values; a randomized range finder (Halko et al.) for large matrices."""
+    w = w.detach().float().reshape(w.shape[0], -1)
+    k = min(k, *w.shape)
+    if w.numel() <= exact_limit:
+        return torch.linalg.svdvals(w)[:k]
+    width = min(max(2 * k, k + 20), min(w.shape))
+    omega = torch.randn(w.shape[1], width, generator=generator, dtype=w.dtype)
+    q, _ = torch.linalg.qr(w @ omega)
+    for _ in range(power_iterations):  # subspace iterations sharpen slowly decaying spectra
+        q, _ = torch.linalg.qr(w.T @ q)
+        q, _ = torch.linalg.qr(w @ q)
+    return torch.linalg.svdvals(q.T @ w)[:k]
+
+
+def _mha_probabilities(mha: nn.MultiheadAttention, args, kwargs, samples: Optional[int] = None):
+    """Recomputes the attention probabilities of one MultiheadAttention call,
+    for the first `samples` batch items (all when None): (B, H, Tq, Tk)."""
+    names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
+    call = dict(zip(names, args))
+    call.update(kwargs)
+    q_in, k_in = call["query"], call.get("key", call["query"])
+    if mha.batch_first and q_in.dim() == 3:
+        q_in, k_in = q_in.transpose(0, 1), k_in.transpose(0, 1)
+    if q_in.dim() == 2:  # unbatched (T, E)
+        q_in, k_in = q_in.unsqueeze(1), k_in.unsqueeze(1)
+    full_b = q_in.shape[1]
+    b = full_b if samples is None else min(samples, full_b)
+    q_in, k_in = q_in[:, :b], k_in[:, :b]
+    tq, _, e = q_in.shape
+    tk = k_in.shape[0]
+    h = mha.num_heads
+    hd = e // h
+    if mha._qkv_same_embed_dim:
+        w_q, w_k = mha.in_proj_weight[:e], mha.in_proj_weight[e:2 * e]
+    else:
+        w_q, w_k = mha.q_proj_weight, mha.k_proj_weight
+    b_q = b_k = None
+    if mha.in_proj_bias is not None:
+        b_q, b_k = mha.in_proj_bias[:e], mha.in_proj_bias[e:2 * e]
+    q = F.linear(q_in, w_q, b_q)            # (Tq, B, E)
+    k = F.linear(k_in, w_k, b_k)            # (Tk, B, E)
+    q = q.reshape(tq, b * h, hd).transpose(0, 1)
+    k = k.reshape(tk, b * h, hd).transpose(0, 1)
+    logits = (q @ k.transpose(1, 2)) / math.sqrt(hd)   # (B*H, Tq, Tk)
+    mask = call.get("attn_mask")
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            mask = torch.zeros_like(mask, dtype=logits.dtype).masked_fill(mask, float("-inf"))
+        if mask.dim() == 3:  # (B*H, Tq, Tk): keep the sampled items
+            mask = mask.reshape(full_b, h, tq, tk)[:b].reshape(b * h, tq, tk)
+        logits = logits + mask
+    kpm = call.get("key_padding_mask")
+    if kpm is not None:
+        kpm = kpm[:b]
+        if kpm.dtype == torch.bool:
+            kpm = torch.zeros_like(kpm, dtype=logits.dtype).masked_fill(kpm, float("-inf"))
+        logits = logits + kpm.reshape(b, 1, 1, tk).expand(b, h, 1, tk).reshape(b * h, 1, tk)
+    logits_max = logits.masked_fill(torch.isinf(logits), float("-inf")).amax().item()
+    probs = logits.softmax(dim=-1).reshape(b, h, tq, tk)
+    return probs, logits_max
+
+
+def attention_stats(probs: torch.Tensor, samples: int):
+    """(mean singular values over sampled maps, mean row entropy) of (..., Tq, Tk) maps."""
+    p = probs.detach().float()
+    if p.dim() == 3:
+        p = p.unsqueeze(0)
+    p = p.reshape(-1, p.shape[-3], p.shape[-2], p.shape[-1])[:samples]
+    p = torch.nan_to_num(p, nan=0.0)
+    row_entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1)
+    sv = torch.linalg.svdvals(p.reshape(-1, p.shape[-2], p.shape[-1])).mean(0)
+    return sv, float(row_entropy.mean())
+
+
+def covariance_eigenvalues(x: torch.Tensor, max_rows: int) -> torch.Tensor:
+    """Descending eigenvalues of the covariance of the rows of x (..., d)."""
+    x = x.detach().float().reshape(-1, x.shape[-1])[:max_rows]
+    x = x - x.mean(0, keepdim=True)
+    cov = (x.T @ x) / max(1, x.shape[0] - 1)
+    return torch.linalg.eigvalsh(cov).flip(0).clamp_min(0.0)
+
+
+def find_layers(model: nn.Module) -> List[nn.Module]:
+    """The model's transformer layers: nn.Transformer*Layer, else the first ModuleList of blocks."""
+    layers = [m for m in model.modules()
+              if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer))]
+    if layers:
+        return layers
+    for name in ("blocks", "layers", "h", "layer", "transformer.h", "model.layers"):
+        m = model
+        try:
+            for part in name.split("."):
+                m = getattr(m, part)
+        except AttributeError:
+            continue
+        if isinstance(m, nn.ModuleList) and len(m) > 0:
+            return list(m)
+    return []
+
+
+class ModelProbes:
+    """Arms hooks for one forward pass and turns what they saw into spectra and scalars."""
+
+    def __init__(self, model: nn.Module, config: ProbeConfig,
+                 layers: Optional[Sequence[nn.Module]] = None):
+        self.model = model
+        self.config = config
+        self.layers = list(layers) if layers is not None else find_layers(model)
+        self.attention: List[nn.Module] = [m for m in model.modules()
+                                           if isinstance(m, nn.MultiheadAttention)]
+        self.custom_attention: set = set()
+        self.weights: Dict[str, nn.Parameter] = {}
+        params = dict(model.named_parameters())
+        names = config.weights
+        if names is None:
+            names = [n for n, p in params.items() if n.endswith("in_proj_weight") and p.dim() == 2]
+        for n in names:
+            if n not in params:
+                raise ValueError(f"probe weight {n!r} is not a parameter of the model")
+            self.weights[n] = params[n]
+        self._handles: list = []
+        self._patched: list = []
+        self._spectra: Dict[str, torch.Tensor] = {}
+        self._scalars: Dict[str, float] = {}
+        self._hidden: Dict[int, torch.Tensor] = {}
+        self._logits: Optional[torch.Tensor] = None
+        self._armed = False
+        self._gen = torch.Generator().manual_seed(0x0B17)
+
+    def register_attention(self, module: nn.Module) -> None:
+        if module not in self.attention:
+            self.attention.append(module)
+        self.custom_attention.add(module)
+
+    @property
+    def armed(self) -> bool:
+        return self._armed
+
+    def arm(self) -> None:
+        """Installs capture hooks for the next training forward pass."""
+        if self._armed:
+            return
+        self._armed = True
+        self._spectra, self._scalars, self._hidden, self._logits = {}, {}, {}, None
+        cfg = self.config
+        if cfg.attention:
+            for i, m in enumerate(self.attention):
+                if m in self.custom_attention:
+                    _ARMED_ATTENTION[id(m)] = self._attention_sink(i, m)
+                elif isinstance(m, nn.MultiheadAttention):
+                    self._patch_mha(i, m)
+        if cfg.hidden:
+            for i, layer in enumerate(self.layers):
+                self._handles.append(layer.register_forward_hook(self._hidden_hook(i)))
+        if cfg.output_entropy:
+            self._handles.append(self.model.register_forward_hook(self._output_hook))
+
+    def disarm(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        for m, previous in self._patched:
+            if previous is None:
+                m.__dict__.pop("forward", None)
+            else:
+                m.__dict__["forward"] = previous
+        self._patched.clear()
+        for m in self.attention:
+            _ARMED_ATTENTION.pop(id(m), None)
+        self._armed = False
+
+    # Hooks only look at training forwards: evaluation and generation in between
+    # must not overwrite what the training step saw.
+    def _attention_sink(self, i: int, module: nn.Module):
+        def sink(probs):
+            if module.training:
+                with torch.no_grad():
+                    sv, ent = attention_stats(probs, self.config.attention_samples)
+                self._spectra[f"attn.{i}"] = sv
+                self._scalars[f"attn_entropy.{i}"] = ent
+        return sink
+
+    def _patch_mha(self, i: int, mha: nn.MultiheadAttention) -> None:
+        original = mha.__dict__.get("forward") or type(mha).forward.__get__(mha)
+
+        def forward(*args, **kwargs):
+            if mha.training:
+                with torch.no_grad():
+                    probs, logit_max = _mha_probabilities(mha, args, kwargs,
+                                                          self.config.attention_samples)
+                    sv, ent = attention_stats(probs, self.config.attention_samples)
+                self._spectra[f"attn.{i}"] = sv
+                self._scalars[f"attn_entropy.{i}"] = ent
+                self._scalars["attn_logit_max"] = max(self._scalars.get("attn_logit_max", -math.inf),
+                                                      logit_max)
+            return original(*args, **kwargs)
+
+        self._patched.append((mha, mha.__dict__.get("forward")))
+        mha.__dict__["forward"] = forward
+
+    def _hidden_hook(self, i: int):
+        def hook(module, inputs, output):
+            if module.training:
+                out = output[0] if isinstance(output, (tuple, list)) else output
+                if isinstance(out, torch.Tensor):
+                    self._hidden[i] = out.detach()
+        return hook
+
+    def _output_hook(self, module, inputs, output):
+        if module.training:
+            out = output
+            if isinstance(out, dict):
+                out = out.get("logits")
+            elif isinstance(out, (tuple, list)):
+                out = out[0]
+            if isinstance(out, torch.Tensor) and out.dim() >= 2:
+                self._logits = out.detach()
+
+    def collect(self) -> tuple[Dict[str, torch.Tensor], Dict[str, float]]:
+        """Finishes the armed probe step: returns (spectra, scalars) and disarms."""
+        self.disarm()
+        cfg = self.config
+        spectra, scalars = self._spectra, self._scalars
+        self._spectra, self._scalars = {}, {}
+        with torch.no_grad():
+            for i, h in sorted(self._hidden.items()):
+                spectra[f"hidden.{i}"] = covariance_eigenvalues(h, cfg.max_rows)
+            if self._logits is not None:
+                lg = self._logits.float().reshape(-1, self._logits.shape[-1])[:cfg.max_rows]
+                lp = lg.log_softmax(-1)
+                scalars["output_entropy"] = float(-(lp.exp() * lp).sum(-1).mean())
+            for name, w in self.weights.items():
+                spectra[f"weight.{name}"] = topk_singular_values(
+                    w, cfg.weight_topk, cfg.weight_exact_limit, self._gen)
+        ents = [v for k, v in scalars.items() if k.startswith("attn_entropy.")]
+        if ents:
+            scalars["attn_entropy_min"] = min(ents)
+        if "attn_logit_max" in scalars and not math.isfinite(scalars["attn_logit_max"]):
+            del scalars["attn_logit_max"]
+        self._hidden, self._logits = {}, None
+        return spectra, scalars

@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A ring of in-memory CPU checkpoints for rollback burns.
+
+Each checkpoint holds the model, optimizer, scheduler(s) and sampler states plus
+the torch, numpy and Python RNG states, copied to CPU. Checkpoints are taken
+every `every` steps; the oldest are dropped once the ring exceeds its memory
+budget (the newest one is always kept). A rollback restores the newest checkpoint
+at or before the requested step and drops every newer one: they belong to the
+trajectory being abandoned.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["CheckpointConfig", "Checkpoint", "CheckpointRing"]
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 10                      # steps between checkpoints (0: rollback disabled)
+    budget_bytes: int = 256 << 20        # memory the ring may hold
+    keep_initial: bool = True            # checkpoint at attach time (step `start_step`)
+
+
+def _cpu_copy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_cpu_copy(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_cpu_copy(v) for v in obj)
+    return obj
+
+
+def _nbytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    model: Dict[str, Any]
+    optimizer: Dict[str, Any]
+    schedulers: List[Dict[str, Any]]
+    sampler: Optional[Dict[str, Any]]
+    rng: Dict[str, Any]
+    nbytes: int
+
+
+def _scheduler_state(s) -> Dict[str, Any]:
+    return _cpu_copy(s.state_dict())
+
+
+class CheckpointRing:
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 schedulers: Sequence[Any] = (), sampler: Any = None,
+                 config: Optional[CheckpointConfig] = None):
+        self.model = model
+        self.optimizer = optimizer
+        self.schedulers = list(schedulers)
+        self.sampler = sampler
+        self.config = config or CheckpointConfig()
+        self.ring: List[Checkpoint] = []
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.ring)
+
+    def steps(self) -> List[int]:
+        return [c.step for c in self.ring]
+
+    def due(self, step: int) -> bool:
+        return self.config.every > 0 and step % self.config.every == 0
+
+    def save(self, step: int) -> Checkpoint:
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
+               "numpy": np.random.get_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        model = _cpu_copy(self.model.state_dict())
+        opt = _cpu_copy(self.optimizer.state_dict())
+        ck = Checkpoint(step=step, model=model, optimizer=opt,
+                        schedulers=[_scheduler_state(s) for s in self.schedulers],
+                        sampler=self.sampler.state_dict() if self.sampler is not None else None,
+                        rng=rng, nbytes=_nbytes(model) + _nbytes(opt))
+        # A re-save at the same step (e.g. after a rollback to it) replaces the old one.
+        self.ring = [c for c in self.ring if c.step < step]
+        self.ring.append(ck)
+        while len(self.ring) > 1 and self.nbytes > self.config.budget_bytes:
+            self.ring.pop(0)
+        return ck
+
+    def find(self, step: int) -> Optional[Checkpoint]:
+        """The newest checkpoint at or before `step`."""
+        best = None
+        for c in self.ring:
+            if c.step <= step:
+                best = c
+        return best
+
+    def restore(self, step: int, skip_batches: int = 0) -> Optional[int]:
+        """Restores the newest checkpoint at or before `step`; returns its step, or None."""
+        ck = self.find(step)
+        if ck is None:
+            return None
+        self.model.load_state_dict(ck.model)
+        self.optimizer.load_state_dict(ck.optimizer)  # deep-copies, the checkpoint stays intact
+        for s, st in zip(self.schedulers, ck.schedulers):
+            s.load_state_dict(_cpu_copy(st))
+        if self.sampler is not None and ck.sampler is not None:
+            self.sampler.load_state_dict(ck.sampler)
+            if skip_batches:
+                self.sampler.skip(skip_batches)
+        torch.set_rng_state(ck.rng["torch"])
+        random.setstate(ck.rng["python"])
+        np.random.set_state(ck.rng["numpy"])
+        if "cuda" in ck.rng:
+            torch.cuda.set_rng_state_all(ck.rng["cuda"])
+        self.ring = [c for c in self.ring if c.step <= ck.step]
+        return ck.step

@@ -1,0 +1,378 @@
+# SPDX-License-Identifier: Apache-2.0
+"""OrbitClient against a real orbitd process (issue 2, section 4): round trip with
+metrics checked against numpy, errors, telemetry, heartbeats, bye, drop counting
+without a daemon, and the restart case."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import resource
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from conftest import VECTORS, wait_for
+from orbit_adapter import OrbitClient, protocol as P
+
+PHI = (1 + 5 ** 0.5) / 2
+
+
+def reference_metrics(values) -> dict:
+    """DESIGN.md "Metrics", computed independently with numpy in float64."""
+    v = np.asarray(values, dtype=np.float32).astype(np.float64)
+    v = np.abs(v[np.isfinite(v)])
+    p = v / v.sum()
+    nz = p[p > 0]
+    h = float(-(nz * np.log(nz)).sum())
+    top = np.sort(v)[::-1]
+    return {"entropy": h, "effective_rank": math.exp(h),
+            "normalized_entropy": h / math.log(v.size) if v.size > 1 else 0.0,
+            "dominant_ratio": float(top[0] / v.sum()),
+            "phi_proximity": max(0.0, 1 - abs(top[0] / top[1] - PHI) / PHI)}
+
+
+def poll_until(client: OrbitClient, predicate, timeout: float = 5.0) -> list[dict]:
+    """Polls (without blocking in the client) until predicate(all replies so far)."""
+    seen: list[dict] = []
+
+    def step():
+        seen.extend(client.poll())
+        return predicate(seen)
+
+    assert wait_for(step, timeout), f"gave up after {timeout} s; replies: {seen}"
+    return seen
+
+
+def of_type(replies, kind):
+    return [r for r in replies if r["type"] == kind]
+
+
+class RawDealer:
+    """A bare DEALER for bytes the client would never send."""
+
+    def __init__(self, endpoint: str):
+        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+
+    def ask(self, data: bytes, timeout: float = 5.0) -> dict:
+        self.socket.send(data)
+        if not self.socket.poll(int(timeout * 1000)):
+            raise AssertionError(f"no reply to {data[:40]!r}")
+        return P.decode(self.socket.recv())
+
+    def close(self):
+        self.socket.close()
+
+
+@pytest.fixture
+def raw(orbitd):
+    dealer = RawDealer(orbitd.endpoint)
+    yield dealer
+    dealer.close()
+
+
+# ------------------------------------------------------------ round trip
+
+def test_hello_welcome(orbitd):
+    with OrbitClient(orbitd.endpoint, "rt-hello", rank=1, world_size=2, domains=("web", "code"),
+                     actuators=("lr", "domain_weights"), base_lr=3e-4) as client:
+        replies = poll_until(client, lambda r: of_type(r, "welcome"))
+        welcome = of_type(replies, "welcome")[0]
+        assert (welcome["run"], welcome["rank"], welcome["version"]) == ("rt-hello", 1, 1)
+        assert welcome["mode"] == "monitor"  # the test config's mode
+        assert client.registered and client.session == welcome["session"]
+        assert client.snapshot_every == welcome["snapshot_every"] == 1
+        assert client.mode == "monitor"
+
+
+def test_snapshots_get_state_replies_with_metrics(orbitd):
+    rng = np.random.default_rng(3)
+    spectra = [np.sort(rng.gamma(0.7, 1.0, 64))[::-1].astype(np.float32) for _ in range(5)]
+    with OrbitClient(orbitd.endpoint, "rt-metrics") as client:
+        for step, s in enumerate(spectra):
+            assert client.send_snapshot(step, 2.5 - 0.1 * step, grad_norm=1.0, lr=1e-3,
+                                        spectra={"hidden.0": s})
+        replies = poll_until(client, lambda r: len(of_type(r, "state")) == len(spectra))
+        states = of_type(replies, "state")
+        assert [s["step"] for s in states] == list(range(len(spectra)))
+        assert all(s["run"] == "rt-metrics" and s["rank"] == 0 for s in states)
+        assert all(s["state"] and s["basin"] for s in states)
+        for state, s in zip(states, spectra):
+            expected = reference_metrics(s)
+            for name, value in expected.items():
+                # Per spectrum, and the aggregate over the `hidden` spectra (just one here).
+                for key in (f"hidden.0.{name}", name):
+                    assert key in state["metrics"], (key, sorted(state["metrics"]))
+                    assert state["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        assert client.stats.states == len(spectra)
+        assert client.stats.dropped == 0
+
+
+def test_lists_and_arrays_give_the_same_metrics(orbitd):
+    values = [4.0, 2.5, 1.5, 1.0, 0.5]
+    with OrbitClient(orbitd.endpoint, "rt-lists") as client:
+        client.send_snapshot(0, 1.0, spectra={"s": values})
+        client.send_snapshot(1, 1.0, spectra={"s": np.array(values, dtype=np.float64)})
+        states = of_type(poll_until(client, lambda r: len(of_type(r, "state")) == 2), "state")
+    assert states[0]["metrics"] == states[1]["metrics"]
+    assert states[0]["metrics"]["s.dominant_ratio"] == pytest.approx(4.0 / 9.5)
+
+
+def test_state_for_the_most_spectra_a_snapshot_may_carry_decodes(orbitd):
+    # 64 spectra (limits.max_spectra) give the daemon 5 metrics each: the state
+    # reply carries more than limits.max_scalars metrics and must still decode.
+    spectra = {f"hidden.{i}": np.linspace(2.0, 0.1, 8) for i in range(64)}
+    with OrbitClient(orbitd.endpoint, "rt-many") as client:
+        client.send_snapshot(0, 1.0, spectra=spectra)
+        states = of_type(poll_until(client, lambda r: of_type(r, "state")), "state")
+        assert len(states[0]["metrics"]) > 5 * 64
+        assert client.stats.decode_errors == 0
+
+
+def test_scalar_only_snapshots_and_non_finite_loss(orbitd):
+    with OrbitClient(orbitd.endpoint, "rt-scalars") as client:
+        client.send_snapshot(0, 3.0, grad_norm=0.5)
+        client.send_snapshot(1, float("nan"), grad_norm=float("inf"))
+        client.send_snapshot(2, float("-inf"))
+        states = of_type(poll_until(client, lambda r: len(of_type(r, "state")) == 3), "state")
+        assert [s["step"] for s in states] == [0, 1, 2]
+        assert client.stats.errors == 0
+
+
+def test_tcp_transport(orbitd_tcp):
+    assert orbitd_tcp.endpoint.startswith("tcp://127.0.0.1:")
+    with OrbitClient(orbitd_tcp.endpoint, "rt-tcp") as client:
+        client.send_snapshot(0, 1.0, spectra={"s": [3.0, 2.0, 1.0]})
+        poll_until(client, lambda r: of_type(r, "state"))
+
+
+# ------------------------------------------------------------ errors
+
+def test_bad_field_is_an_error_reply_and_nothing_else(orbitd):
+    with OrbitClient(orbitd.endpoint, "err-field") as client:
+        client.send_snapshot(0, 1.0, loop_rate=1.5)
+        client.send_snapshot(1, 1.0, spectra={"big": np.ones(5000, dtype=np.float32)})
+        client.send_snapshot(2, 1.0)
+        replies = poll_until(client, lambda r: of_type(r, "state"))
+    errors = of_type(replies, "error")
+    assert [(e["code"], e.get("ref")) for e in errors] == [("invalid_field", "loop_rate"),
+                                                           ("too_large", "spectra.big")]
+    assert all(e["message"] for e in errors)
+    assert [s["step"] for s in of_type(replies, "state")] == [2]
+
+
+def test_unknown_type_and_version(raw):
+    reply = raw.ask(msgpack.packb({"v": 1, "type": "launch"}))
+    assert (reply["type"], reply["code"], reply["ref"]) == ("error", "unknown_type", "type")
+    reply = raw.ask(msgpack.packb({"v": 2, "type": "heartbeat"}))
+    assert (reply["code"], reply["ref"]) == ("unsupported_version", "v")
+    reply = raw.ask(b"\xc1not msgpack")
+    assert reply["code"] == "bad_message"
+    # A daemon-to-adapter type sent to the daemon.
+    reply = raw.ask((VECTORS / "state.msgpack").read_bytes())
+    assert (reply["code"], reply["ref"]) == ("unknown_type", "type")
+
+
+def test_not_registered(raw):
+    snap = P.encode({"type": "snapshot", "run": "never-said-hello", "rank": 0, "step": 1,
+                     "time": time.time(), "loss": 1.0})
+    reply = raw.ask(snap)
+    assert (reply["type"], reply["code"]) == ("error", "not_registered")
+    hello = P.encode({"type": "hello", "run": "never-said-hello", "rank": 0, "world_size": 1,
+                      "adapter": "raw", "adapter_version": "0", "versions": [1]})
+    assert raw.ask(hello)["type"] == "welcome"
+    assert raw.ask(snap)["type"] == "state"
+
+
+def test_every_invalid_vector_gets_its_error_from_the_daemon(raw):
+    names = sorted(p.stem for p in (VECTORS / "invalid").glob("*.msgpack"))
+    assert len(names) >= 40
+    for name in names:
+        data = (VECTORS / "invalid" / f"{name}.msgpack").read_bytes()
+        meta = json.loads((VECTORS / "invalid" / f"{name}.json").read_text())
+        if not data:
+            continue  # an empty frame is still one frame, but see test_empty_frame
+        reply = raw.ask(data)
+        assert reply["type"] == "error", name
+        assert (reply["code"], reply.get("ref")) == (meta["code"], meta["ref"]), name
+
+
+def test_empty_frame(raw):
+    reply = raw.ask(b"")
+    assert reply["code"] == "bad_message"
+
+
+def test_client_says_hello_again_after_not_registered(orbitd, raw):
+    with OrbitClient(orbitd.endpoint, "err-rehello") as client:
+        client.send_snapshot(0, 1.0)
+        poll_until(client, lambda r: of_type(r, "state"))
+        # Someone closes the session behind the client's back (as an expiry would).
+        raw.socket.send(P.encode({"type": "bye", "run": "err-rehello", "rank": 0}))
+        time.sleep(0.1)
+        client.send_snapshot(1, 1.0)
+        # The welcome may arrive within the same poll() that answered the error.
+        replies = poll_until(client, lambda r: of_type(r, "error") and of_type(r, "welcome"))
+        assert of_type(replies, "error")[0]["code"] == "not_registered"
+        assert client.stats.reconnect_hellos == 1
+        assert client.registered
+        client.send_snapshot(2, 1.0)
+        states = of_type(poll_until(client, lambda r: of_type(r, "state")), "state")
+        assert states[0]["step"] == 2
+
+
+# ------------------------------------------------------------ heartbeat, bye, telemetry
+
+def test_heartbeat_when_quiet(orbitd):
+    with OrbitClient(orbitd.endpoint, "hb", heartbeat_interval=0.05) as client:
+        poll_until(client, lambda r: of_type(r, "welcome"))
+        time.sleep(0.08)
+        replies = poll_until(client, lambda r: of_type(r, "heartbeat"), timeout=2.0)
+        beat = of_type(replies, "heartbeat")[0]
+        assert (beat.get("run"), beat.get("rank")) == ("hb", 0)
+        assert client.stats.heartbeats_sent >= 1
+
+
+def test_close_says_bye(orbitd, raw):
+    client = OrbitClient(orbitd.endpoint, "bye-run")
+    poll_until(client, lambda r: of_type(r, "welcome"))
+    client.close()
+    assert client.closed
+    assert client.poll() == []
+    with pytest.raises(RuntimeError):
+        client.send_snapshot(0, 1.0)
+    snap = P.encode({"type": "snapshot", "run": "bye-run", "rank": 0, "step": 1,
+                     "time": time.time(), "loss": 1.0})
+    # The session is gone once the bye has arrived.
+    assert wait_for(lambda: raw.ask(snap)["type"] == "error", timeout=3.0, interval=0.05)
+
+
+def test_telemetry_is_published(orbitd):
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"tele-run")
+    sub.connect(orbitd.telemetry)
+    try:
+        with OrbitClient(orbitd.endpoint, "tele-run") as client:
+            poll_until(client, lambda r: of_type(r, "welcome"))
+            time.sleep(0.2)  # a SUB joins late: let the subscription reach the PUB
+
+            def published():
+                client.send_snapshot(7, 1.25, spectra={"s": [2.0, 1.0]})
+                client.poll()
+                if sub.poll(50):
+                    return sub.recv_multipart()
+                return None
+
+            frames = wait_for(published, timeout=5.0)
+        assert frames, "no telemetry"
+        topic, body = frames
+        assert topic == b"tele-run"
+        t = P.decode(body)
+        assert (t["type"], t["run"], t["step"], t["mode"]) == ("telemetry", "tele-run", 7, "monitor")
+        assert t["metrics"]
+    finally:
+        sub.close()
+
+
+# ------------------------------------------------------------ never blocking
+
+class CallTimer:
+    """Wall time of every client call, and what the thread's context switches say
+    about it. A call that waits for anything (a blocking send, a lock, I/O) makes
+    a *voluntary* switch; a call that is merely preempted because other processes
+    want the CPU (a loaded 2-core CI machine) makes only *involuntary* ones."""
+
+    def __init__(self):
+        self.calls: list[tuple[float, int, int, str]] = []  # ms, voluntary, involuntary, name
+
+    def __call__(self, fn, *args, **kwargs):
+        r0 = resource.getrusage(resource.RUSAGE_THREAD)
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        elapsed = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_THREAD)
+        self.calls.append((elapsed * 1e3, r1.ru_nvcsw - r0.ru_nvcsw, r1.ru_nivcsw - r0.ru_nivcsw,
+                           getattr(fn, "__name__", "?")))
+        return result
+
+    def summary(self) -> str:
+        ms = np.array([c[0] for c in self.calls])
+        slow = [c for c in self.calls if c[0] >= 1.0]
+        return (f"{len(ms)} calls, p50 {np.percentile(ms, 50):.3f} ms, p99 {np.percentile(ms, 99):.3f} ms, "
+                f"max {ms.max():.3f} ms; over 1 ms: {slow}")
+
+    def assert_never_blocked(self, limit_ms: float = 1.0) -> None:
+        """No call took limit_ms or more except by preemption (only involuntary
+        switches, none voluntary), and preempted ones are rare."""
+        slow = [c for c in self.calls if c[0] >= limit_ms]
+        waited = [c for c in slow if c[1] > 0 or c[2] == 0]
+        assert not waited, f"calls that waited: {waited}; {self.summary()}"
+        assert len(slow) <= max(5, len(self.calls) // 100), self.summary()
+
+
+@pytest.mark.parametrize("endpoint", ["ipc:///tmp/orbit-py-nobody-{pid}/a.sock", "tcp://127.0.0.1:9"])
+def test_drops_are_counted_without_a_daemon(endpoint):
+    endpoint = endpoint.format(pid=os.getpid())
+    timed = CallTimer()
+    client = timed(OrbitClient, endpoint, "no-daemon", queue_limit=10)
+    results = [timed(client.send_snapshot, i, 1.0, spectra={"s": np.ones(64)}) for i in range(200)]
+    replies = timed(client.poll)
+    timed(client.close)
+    stats = client.stats
+    assert replies == []
+    assert results.count(False) > 150
+    assert stats.dropped == results.count(False) + 1  # the bye finds the queue full too
+    assert stats.sent + stats.dropped == 1 + 200 + 1  # hello, snapshots, bye (heartbeats: none due)
+    assert stats.snapshots == results.count(True)
+    timed.assert_never_blocked()
+
+
+def test_restart(daemon_factory):
+    """Kill -9 orbitd while the client streams: no call takes more than 1 ms, and
+    streaming resumes with state replies once orbitd is back on the same endpoint."""
+    daemon = daemon_factory().start()
+    client = OrbitClient(daemon.endpoint, "restart-run", queue_limit=100, rehello_interval=0.2)
+    timed = CallTimer()
+    states_before, states_after = [], []
+    step = 0
+    killed_at_step = restarted_at = None
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection pause is not the client's doing
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 30:
+            timed(client.send_snapshot, step, 2.0, spectra={"s": [3.0, 2.0, 1.0]})
+            for r in timed(client.poll):
+                if r["type"] == "state":
+                    (states_after if killed_at_step is not None and r["step"] > killed_at_step
+                     else states_before).append(r["step"])
+            step += 1
+            now = time.monotonic()
+            if killed_at_step is None and len(states_before) >= 50:
+                daemon.kill()
+                killed_at_step, killed_time = step, now
+            elif killed_at_step is not None and restarted_at is None and now - killed_time > 0.5:
+                daemon.start(same_endpoints=True)  # blocks here, not inside a client call
+                restarted_at = step
+            elif states_after and len(states_after) >= 20:
+                break
+            time.sleep(0.002)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        client.close()
+    stats = client.stats
+    summary = f"{timed.summary()}; {stats}"
+    print(summary)
+    assert killed_at_step is not None and restarted_at is not None, summary
+    assert len(states_after) >= 20, summary
+    assert stats.reconnect_hellos >= 1, summary
+    assert stats.welcomes >= 2, summary
+    timed.assert_never_blocked()

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Which basin the zones of the metrics point at. The rules are config: a basin
+// matches when one of its metrics is in `min_zone` or worse; the worst zone wins
+// and ties go to the earlier rule. No match: CREATIVE when any rule's metric has a
+// value at all, else UNKNOWN (no evidence either way, e.g. a scalars-only run).
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "controllers/basin.hpp"
+#include "controllers/zones.hpp"
+
+namespace orbit {
+
+struct BasinRule {
+  Basin basin = Basin::unknown;  // SEMANTIC_LOOP or TOKEN_COLLAPSE
+  std::vector<std::string> metrics;
+  Zone min_zone = Zone::warning;
+};
+
+struct BasinCall {
+  Basin basin = Basin::unknown;
+  std::string metric;  // the metric that decided it ("" for CREATIVE / UNKNOWN)
+  Zone zone = Zone::good;
+};
+
+// `zones` holds the zone of every metric that has a value this step.
+BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::map<std::string, Zone>& zones);
+
+}  // namespace orbit

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The Navigator: one per run. It turns the ordered stream of a run's snapshots
+// and ACKs into decisions: metrics → filters and trends → zones → basin → orbit
+// state → actuators (PID on the lr scale, mixture reweighting, curriculum, loss
+// weights, recovery ladder) → at most one burn per closed step.
+//
+// Pure and deterministic: no clock, no I/O, no logging. Time and step come in with
+// the input; events go out as strings in the Decision. The same config and the
+// same sequence of calls give bit-identical decisions, which is what journal
+// replay and crash recovery rely on. All state lives in this object.
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "controllers/change_detector.hpp"
+#include "controllers/curriculum.hpp"
+#include "controllers/ewma.hpp"
+#include "controllers/loss_weight_scheduler.hpp"
+#include "controllers/mixture_reweighter.hpp"
+#include "controllers/navigator_config.hpp"
+#include "controllers/orbit_state_machine.hpp"
+#include "controllers/pid.hpp"
+#include "controllers/recovery_ladder.hpp"
+#include "controllers/robust_stats.hpp"
+#include "controllers/spectral_metrics.hpp"
+#include "controllers/trend.hpp"
+#include "controllers/zones.hpp"
+#include "protocol/messages.hpp"
+
+namespace orbit {
+
+struct RunInfo {  // from the run's hello messages
+  std::string run;
+  std::int64_t world_size = 1;
+  std::vector<std::string> domains;
+  std::vector<std::string> actuators;  // subset of lr, domain_weights, curriculum, loss_weights, rollback
+  std::optional<double> base_lr;
+};
+
+enum class Mode { active, monitor };
+
+struct Decision {
+  std::string state;           // "STABLE", ... upper case, as on the wire ("MONITOR" in monitor mode)
+  std::string basin;           // current basin
+  std::string forecast_basin;  // the basin the trends point at within the forecast horizon
+  std::map<std::string, double> metrics;  // finite values only; names in docs/controller.md
+  std::optional<Burn> burn;    // the burn this input produced (never from the controller in monitor mode)
+  std::vector<std::string> events;  // readable transition/alarm reasons produced by this input
+  double lr_scale = 1.0;       // scale in effect after this decision
+  bool step_closed = false;    // this snapshot completed a step and the controller acted on it
+  std::string observed_state;  // the state machine's state, also in monitor mode
+};
+
+class Navigator {
+ public:
+  Navigator(NavigatorConfig config, RunInfo info, Mode mode);
+
+  // Every snapshot of every rank, in arrival order.
+  Decision on_snapshot(const Snapshot& snapshot);
+  // Per rank; a late apply raises the lead; restored_step starts a new branch.
+  void on_ack(const Ack& ack);
+  // The daemon heard nothing from `rank` for its timeout (`now`: daemon time, only
+  // quoted in the event). That rank's data is STALE; when no rank is left the run
+  // is STALE until a fresh snapshot arrives. Events come out with the next Decision.
+  void on_rank_silent(std::int64_t rank, double now);
+  void set_mode(Mode mode);                 // keeps controller state
+  void reconfigure(NavigatorConfig config);  // keeps controller state
+  void update_info(RunInfo info);           // a rank said hello again / joined
+  // An operator's burn: clamped to BurnLimits (range, largest change, floor,
+  // expiry), given the next seq and an apply_at_step; the controller continues
+  // from it. Works in both modes (an operator's explicit request).
+  std::optional<Burn> force_burn(const Burn& requested);
+
+  const NavigatorConfig& config() const { return config_; }
+  Mode mode() const { return mode_; }
+  std::int64_t last_seq() const { return seq_; }
+
+  // Read-only views for status and tests.
+  OrbitState state() const { return machine_.state(); }
+  const RunInfo& info() const { return info_; }
+  double lr_ceiling() const { return ladder_.ceiling(config_.limits.lr_scale_max); }
+  std::int64_t apply_lead_steps() const { return lead_; }
+  std::int64_t closed_steps() const { return tick_; }
+  std::int64_t rollbacks() const { return ladder_.rollbacks(); }
+  const std::optional<Burn>& last_burn() const { return last_burn_; }
+
+ private:
+  // One rank's contribution to a step, with its spectra already reduced to metrics.
+  struct Sample {
+    std::int64_t step = 0;
+    double time = 0.0;
+    double loss = 0.0;
+    std::optional<double> grad_norm;
+    std::optional<double> loop_rate;
+    std::map<std::string, DomainStats> domains;
+    std::map<std::string, SpectralMetrics> spectra;
+  };
+  struct PendingStep {
+    std::map<std::int64_t, Sample> ranks;
+    double first_time = 0.0;
+  };
+  struct RankStatus {
+    bool seen = false;
+    bool stale = false;
+    double last_time = 0.0;
+    std::int64_t last_step = -1;
+  };
+  // Filters of one zoned metric.
+  struct MetricTrack {
+    Ewma ewma;
+    ZoneTracker zone;
+    TrendWindow trend;
+  };
+  // What the adapter applies now (the last burn's values, or the defaults).
+  struct Applied {
+    double lr_scale = 1.0;
+    std::map<std::string, double> domain_weights;
+    std::optional<std::int64_t> curriculum_phase;
+    std::map<std::string, double> loss_weights;
+  };
+
+  Sample reduce(const Snapshot& snapshot) const;
+  Sample merge(const PendingStep& pending) const;
+  Decision decide(const Sample& sample);
+  void close_ready_steps(double now, std::vector<Decision>& out);
+  void start_branch(std::int64_t last_closed_step, const std::string& why);
+  void add_spectral_metrics(const Sample& sample, std::map<std::string, double>& metrics) const;
+  void refresh_applied();
+  bool declared(std::string_view actuator) const;
+  Applied defaults() const;
+  std::int64_t live_ranks() const;
+
+  NavigatorConfig config_;
+  RunInfo info_;
+  Mode mode_;
+
+  // Step assembly (world_size > 1) and liveness.
+  std::map<std::int64_t, PendingStep> pending_;
+  std::map<std::int64_t, RankStatus> ranks_;
+  std::optional<std::int64_t> last_closed_step_;
+  std::int64_t max_step_ = -1;   // newest step seen on the current branch
+  std::int64_t tick_ = 0;        // closed steps, monotone across branches
+  std::optional<double> last_closed_time_;
+  std::vector<std::string> queued_events_;
+
+  // Signals.
+  std::map<std::string, MetricTrack> tracks_;
+  RobustStats loss_stats_;
+  RobustStats grad_stats_;
+  Cusum loss_cusum_;
+  Cusum grad_cusum_;
+  std::deque<double> loss_z_recent_;
+  std::deque<double> grad_z_recent_;
+  TrendWindow health_trend_;
+  std::set<std::string> active_findings_;  // alarm kinds seen at the last closed step
+
+  // Decisions.
+  OrbitStateMachine machine_;
+  std::string basin_ = "UNKNOWN";
+  std::string forecast_basin_ = "UNKNOWN";
+  std::optional<std::int64_t> last_stable_step_;
+  LogLrPid pid_;
+  MixtureReweighter mixture_;
+  Curriculum curriculum_;
+  LossWeightScheduler loss_weights_;
+  RecoveryLadder ladder_;
+
+  // Burns.
+  std::int64_t seq_ = 0;
+  std::int64_t lead_ = 0;
+  std::optional<Burn> last_burn_;
+  Applied applied_;
+  std::optional<std::int64_t> applied_until_;  // step at which the applied burn expires
+  std::optional<std::int64_t> forced_until_;   // an operator's burn holds until then (while STABLE)
+  std::int64_t restored_seq_ = 0;
+  std::int64_t late_seq_ = 0;
+};
+
+}  // namespace orbit

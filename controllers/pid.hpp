@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// PID on the health error, acting in log-space of the lr scale (PX4 lib/pid style:
+// plain gains and limits passed in, state kept here).
+//
+//   error e = setpoint - health                (> 0: less healthy than wanted)
+//   cut   c = kp·e + I - kd·slope(health)      (derivative on the filtered
+//                                               measurement, never on the error)
+//   output u = -c, clamped to [output_min, output_max], then slew-limited;
+//   lr scale = exp(u).
+//
+// Anti-windup: the integral only moves when the output is not pinned against a
+// limit (range or slew) in the direction the error pushes. Gains can change every
+// step (scheduled by orbit state); track() re-seats the integral so that a change
+// of gains does not bump the output, and relax_toward() walks the output back to a
+// target (scale 1.0) at a bounded rate, keeping the integral consistent.
+
+namespace orbit {
+
+struct PidGains {
+  double kp = 0.0;  // per unit of health error
+  double ki = 0.0;  // per unit of health error per step
+  double kd = 0.0;  // per unit of health slope (health/step); kd/kp = look-ahead in steps
+};
+
+struct PidLimits {
+  double output_min = -3.0;  // log of the smallest lr scale
+  double output_max = 0.0;   // log of the largest lr scale (the ceiling)
+  double max_step = 0.7;     // largest |Δoutput| per update (slew)
+  double integral_limit = 3.0;
+};
+
+struct PidStatus {
+  double output = 0.0;  // log lr scale
+  double error = 0.0;
+  double p = 0.0;       // terms of the cut
+  double i = 0.0;
+  double d = 0.0;
+  bool saturated = false;  // limited by range or slew this update
+};
+
+class LogLrPid {
+ public:
+  PidStatus update(double setpoint, double health, double health_slope, const PidGains& gains,
+                   const PidLimits& limits);
+
+  // Bumpless transfer: keep the present output under new gains.
+  void track(double setpoint, double health, double health_slope, const PidGains& gains,
+             const PidLimits& limits);
+
+  // Moves the output toward `target` by at most `max_step`; the integral follows
+  // so the next update() continues from here. Returns the new output.
+  double relax_toward(double target, double max_step, const PidLimits& limits);
+
+  // Sets the output (an operator's forced burn, a rollback's cap); the integral is
+  // re-seated on the next track().
+  void set_output(double output, const PidLimits& limits);
+  void reset();
+
+  double output() const { return output_; }
+  double integral() const { return integral_; }
+
+ private:
+  double output_ = 0.0;
+  double integral_ = 0.0;
+};
+
+}  // namespace orbit

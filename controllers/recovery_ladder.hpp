@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The recovery ladder: when cutting the lr does not turn a CRITICAL run around
+// (health not better by `min_improvement` after `patience_steps`), or the collapse
+// signature is already present, or the loss went non-finite, ask the adapter to
+// roll back to its newest checkpoint from before the episode's first alarm. Each
+// rollback halves (ceiling_factor) the ceiling on the lr scale; the ceiling relaxes
+// back (doubling every `ceiling_relax_steps` stable steps). Rollbacks per window are
+// bounded, one is outstanding at a time (until its ACK or a timeout), and adapters
+// that did not declare `rollback` never get one.
+//
+// Measured on a small transformer (issue 3): once attention saturates, a lower lr
+// alone freezes the collapse; rollback plus an lr cap rescued every collapsing run.
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "controllers/orbit_state_machine.hpp"
+
+namespace orbit {
+
+struct RollbackPolicy {
+  bool enabled = true;
+  bool on_collapse_signature = true;
+  bool on_nonfinite = true;
+  std::int64_t patience_steps = 20;        // closed steps in CRITICAL before judging the lr cut
+  double min_improvement = 0.1;            // health gain over the patience that counts as turned around
+  double ceiling_factor = 0.5;             // ceiling *= this per rollback
+  std::int64_t ceiling_relax_steps = 500;  // stable steps for the ceiling to double
+  std::int64_t window_steps = 1000;        // closed steps
+  std::int64_t max_per_window = 3;
+  std::int64_t ack_timeout_steps = 50;     // closed steps to wait for the restore ACK
+  bool skip_batches = false;               // also skip the batches between checkpoint and alarm
+};
+
+struct LadderInput {
+  std::int64_t tick = 0;         // closed steps so far; monotone across rollbacks
+  std::int64_t step = 0;         // the step this decision is for
+  OrbitState state = OrbitState::stable;
+  bool episode_started = false;  // this step left STABLE
+  std::optional<std::int64_t> last_stable_step;  // newest step closed in STABLE
+  bool signature = false;        // collapse signature present now
+  std::string signature_text;
+  bool nonfinite = false;        // non-finite loss or gradient norm now
+  std::optional<double> health;
+  bool allowed = false;          // the adapter declared `rollback`
+};
+
+struct LadderAction {
+  std::optional<std::int64_t> rollback_to_step;
+  std::optional<std::int64_t> skip_batches;
+  std::string reason;             // why (set with rollback_to_step)
+  std::optional<std::string> event;  // anything else worth saying (budget spent, timeout)
+};
+
+class RecoveryLadder {
+ public:
+  LadderAction update(const LadderInput& in, const RollbackPolicy& policy, double lr_min, double lr_max);
+  // The adapter restored a checkpoint (ACK with restored_step).
+  void on_restored(std::int64_t restored_step);
+
+  double ceiling(double lr_max) const { return ceiling_ ? *ceiling_ : lr_max; }
+  bool pending() const { return pending_since_.has_value(); }
+  std::optional<std::int64_t> anchor() const { return anchor_; }
+  std::int64_t rollbacks() const { return total_; }
+
+ private:
+  std::optional<double> ceiling_;            // none = lr_max
+  std::optional<std::int64_t> anchor_;       // where this episode rolls back to
+  std::deque<std::int64_t> rollback_ticks_;  // inside the window
+  std::optional<std::int64_t> pending_since_;
+  std::optional<std::int64_t> critical_since_;
+  double health_at_critical_ = 0.0;
+  bool budget_reported_ = false;
+  std::int64_t total_ = 0;
+};
+
+}  // namespace orbit

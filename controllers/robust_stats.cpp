@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "controllers/robust_stats.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace orbit {
+
+double RobustStats::sd(const RobustStatsParams& params) const {
+  const double floor = std::max(params.min_sd, params.min_sd_rel * std::abs(mean_));
+  return std::max(std::sqrt(std::max(var_, 0.0)), floor);
+}
+
+RobustStatsStatus RobustStats::update(double x, const RobustStatsParams& params) {
+  RobustStatsStatus s;
+  if (!std::isfinite(x)) {
+    s.ready = ready(params);
+    s.mean = mean_;
+    s.sd = sd(params);
+    return s;
+  }
+  if (count_ == 0) {
+    mean_ = x;
+    var_ = 0.0;
+    count_ = 1;
+    s.mean = mean_;
+    s.sd = sd(params);
+    return s;
+  }
+  const double sigma = sd(params);
+  const double residual = x - mean_;
+  s.ready = count_ >= params.warmup;
+  s.residual = residual;
+  s.raw_sd = std::sqrt(std::max(var_, 0.0));
+  if (s.ready) s.z = residual / sigma;
+  // During warmup the weights start at 1/n (a plain mean) and fall to alpha, so
+  // the first samples do not pin the statistics.
+  const double a = std::max(params.alpha, 1.0 / static_cast<double>(count_ + 1));
+  double r = residual;
+  if (s.ready && params.clip > 0.0 && std::abs(r) > params.clip * sigma) {
+    r = std::copysign(params.clip * sigma, r);
+    s.clipped = true;
+  }
+  mean_ += a * r;
+  var_ = (1.0 - a) * (var_ + a * r * r);
+  ++count_;
+  s.mean = mean_;
+  s.sd = sd(params);
+  return s;
+}
+
+void RobustStats::reset() {
+  mean_ = 0.0;
+  var_ = 0.0;
+  count_ = 0;
+}
+
+}  // namespace orbit

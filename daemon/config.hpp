@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// orbitd's configuration: the TOML file (configs/default.toml documents every
+// key) merged over built-in defaults that equal that file.
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "controllers/navigator_config.hpp"
+#include "protocol/codec.hpp"
+
+namespace orbit {
+
+enum class LogFormat { text, json };
+enum class FsyncPolicy { always, interval, never };
+
+struct JournalSettings {
+  std::string dir;                            // "" disables journaling
+  std::uint64_t segment_bytes = 64ull << 20;  // rotate segment files at this size
+  FsyncPolicy fsync = FsyncPolicy::interval;
+  std::uint32_t fsync_interval_ms = 200;
+};
+
+struct DaemonConfig {
+  std::string source = "<defaults>";  // the file it came from
+  std::string text;                   // the TOML text, journaled with each run
+
+  // [daemon]
+  std::string mode = "active";  // mode of new runs: "active" | "monitor"
+  std::string endpoint = "auto";
+  std::string telemetry = "auto";
+  std::string control = "auto";
+  std::int64_t snapshot_every = 1;
+  double session_timeout_s = 60.0;
+  std::int32_t send_hwm = 10000;
+  std::int64_t max_runs = 1024;
+  std::int64_t max_sessions = 4096;
+
+  // [limits]
+  DecodeLimits limits;
+
+  // [logging]
+  std::string log_level = "info";
+  LogFormat log_format = LogFormat::text;
+
+  // [journal]
+  JournalSettings journal;
+
+  // [controller] and its sub-tables (daemon/navigator_config_toml.cpp)
+  NavigatorConfig navigator;
+};
+
+// Throws ConfigError naming the file, the key and what is wrong.
+DaemonConfig load_daemon_config(const std::filesystem::path& file);
+DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& source);
+
+}  // namespace orbit

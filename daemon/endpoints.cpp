@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/endpoints.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace orbit {
+
+std::filesystem::path private_socket_dir() {
+  if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg) {
+    return std::filesystem::path(xdg) / "orbit";
+  }
+  return std::filesystem::path("/tmp") / ("orbit-" + std::to_string(::getuid()));
+}
+
+void ensure_private_dir(const std::filesystem::path& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw std::runtime_error("cannot create socket directory " + dir.string() + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) {
+    throw std::runtime_error("cannot inspect socket directory " + dir.string() + ": " + std::strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    throw std::runtime_error("socket directory " + dir.string() + " exists but is not a directory");
+  }
+  if (st.st_uid != ::getuid()) {
+    throw std::runtime_error("socket directory " + dir.string() + " belongs to uid " + std::to_string(st.st_uid) +
+                             ", not to this user; remove it or choose another endpoint");
+  }
+  if ((st.st_mode & 077) != 0) {
+    throw std::runtime_error("socket directory " + dir.string() +
+                             " is accessible by group or others; run `chmod 700 " + dir.string() + "`");
+  }
+}
+
+DefaultEndpoints default_endpoints(const std::filesystem::path& dir) {
+  return {"ipc://" + (dir / "orbitd.sock").string(), "ipc://" + (dir / "telemetry.sock").string(),
+          "ipc://" + (dir / "control.sock").string()};
+}
+
+std::string resolve_endpoint(const std::string& configured, const std::string& fallback) {
+  return configured.empty() || configured == "auto" ? fallback : configured;
+}
+
+std::filesystem::path ipc_directory(const std::string& endpoint) {
+  constexpr std::string_view prefix = "ipc://";
+  if (endpoint.rfind(prefix, 0) != 0) return {};
+  return std::filesystem::path(endpoint.substr(prefix.size())).parent_path();
+}
+
+}  // namespace orbit

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Where orbitd listens by default: IPC sockets in a directory only the owner can
+// enter, so other users on a shared training node can neither read nor steer a run.
+
+#include <filesystem>
+#include <string>
+
+namespace orbit {
+
+// ${XDG_RUNTIME_DIR}/orbit when XDG_RUNTIME_DIR is set, else /tmp/orbit-<uid>.
+std::filesystem::path private_socket_dir();
+
+// Creates `dir` with mode 0700 when missing; when present, checks that it is a
+// directory owned by this user with no group/other access. Throws
+// std::runtime_error with a sentence a person can act on otherwise.
+void ensure_private_dir(const std::filesystem::path& dir);
+
+struct DefaultEndpoints {
+  std::string adapters;   // ipc://<dir>/orbitd.sock
+  std::string telemetry;  // ipc://<dir>/telemetry.sock
+  std::string control;    // ipc://<dir>/control.sock
+};
+DefaultEndpoints default_endpoints(const std::filesystem::path& dir = private_socket_dir());
+
+// "auto" (or empty) resolves to the default; anything else is kept.
+std::string resolve_endpoint(const std::string& configured, const std::string& fallback);
+
+// For an ipc:// endpoint, the directory that holds the socket file ("" otherwise).
+std::filesystem::path ipc_directory(const std::string& endpoint);
+
+}  // namespace orbit

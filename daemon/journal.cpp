@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/journal.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <system_error>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/journal_reader.hpp"
+#include "protocol/codec.hpp"
+
+namespace orbit {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void fail_errno(const std::string& what, const fs::path& path) {
+  throw JournalError(what + " " + path.string() + ": " + std::strerror(errno));
+}
+
+void write_all(int fd, std::string_view bytes, const fs::path& path) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_errno("cannot write", path);
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+void sync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail_errno("cannot open directory", dir);
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) fail_errno("cannot sync directory", dir);
+}
+
+// mkdir with owner-only access; false when it already existed.
+bool make_private_dir(const fs::path& dir) {
+  if (::mkdir(dir.c_str(), 0700) == 0) return true;
+  if (errno == EEXIST && fs::is_directory(dir)) return false;
+  fail_errno("cannot create directory", dir);
+}
+
+}  // namespace
+
+bool valid_journal_run(std::string_view run) { return valid_run_id(run) && run != "." && run != ".."; }
+
+struct Journal::Impl {
+  struct OpenRun {
+    int fd = -1;
+    fs::path dir;
+    fs::path file;
+    std::uint32_t segment = 0;
+    std::uint64_t size = 0;
+    bool dirty = false;
+  };
+
+  JournalOptions options;
+  JournalStats stats;
+  std::map<std::string, OpenRun, std::less<>> runs;
+  std::string frame;  // reused framing buffer
+  bool synced_once = false;
+  std::chrono::steady_clock::time_point last_sync{};
+
+  ~Impl() {
+    for (auto& [name, run] : runs) {
+      if (options.fsync != JournalOptions::never && run.dirty) ::fdatasync(run.fd);
+      ::close(run.fd);
+    }
+  }
+
+  void sync(OpenRun& run) {
+    if (::fdatasync(run.fd) != 0) fail_errno("cannot sync", run.file);
+    run.dirty = false;
+    ++stats.syncs;
+  }
+
+  void close(OpenRun& run) {
+    if (run.fd < 0) return;
+    if (options.fsync != JournalOptions::never && run.dirty) sync(run);
+    ::close(run.fd);
+    run.fd = -1;
+  }
+
+  // Creates segment `number` with its header; the directory entry is made durable too
+  // unless the policy is `never`, so a synced record never sits in a file that vanishes.
+  void create_segment(OpenRun& run, std::uint32_t number) {
+    run.segment = number;
+    run.file = run.dir / segment_file_name(number);
+    run.fd = ::open(run.file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (run.fd < 0) fail_errno("cannot create", run.file);
+    const std::string header = segment_header();
+    write_all(run.fd, header, run.file);
+    run.size = header.size();
+    ++stats.segments;
+    if (options.fsync != JournalOptions::never) {
+      sync(run);
+      sync_dir(run.dir);
+    } else {
+      run.dirty = true;
+    }
+  }
+
+  OpenRun& open_run(std::string_view name) {
+    if (auto it = runs.find(name); it != runs.end()) {
+      if (it->second.fd >= 0) return it->second;
+      runs.erase(it);  // a failed rotation left it closed: start over from the files
+    }
+    if (!valid_journal_run(name))
+      throw std::invalid_argument("run id '" + std::string(name) + "' cannot name a journal directory");
+    OpenRun run;
+    run.dir = options.root / std::string(name);
+    if (make_private_dir(run.dir) && options.fsync != JournalOptions::never) sync_dir(options.root);
+
+    // Cut a torn tail left by a crash before appending after it.
+    JournalReader check(run.dir, {.repair = true, .skip_corrupt = false, .last_segment_only = true});
+    while (check.next()) {
+    }
+    const RecoveryReport& report = check.report();
+    const auto segments = list_segments(run.dir);
+    if (segments.empty()) {
+      std::uint32_t number = 1;
+      for (const auto& removed : report.removed) number = std::max(number, segment_number(removed).value_or(1));
+      create_segment(run, number);
+    } else {
+      const std::uint32_t last = segment_number(segments.back()).value_or(0);
+      if (!report.corruptions.empty()) {
+        // Leave damaged bytes as they are for a person to look at; append in a new file.
+        create_segment(run, last + 1);
+      } else {
+        run.segment = last;
+        run.file = segments.back();
+        run.fd = ::open(run.file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (run.fd < 0) fail_errno("cannot open", run.file);
+        struct stat st {};
+        if (::fstat(run.fd, &st) != 0) fail_errno("cannot stat", run.file);
+        run.size = static_cast<std::uint64_t>(st.st_size);
+      }
+    }
+    return runs.emplace(std::string(name), std::move(run)).first->second;
+  }
+
+  void append(std::string_view name, RecordType type, std::int64_t timestamp_ns, std::string_view bytes) {
+    if (bytes.size() > kMaxRecordPayload)
+      throw std::invalid_argument("journal record of " + std::to_string(bytes.size()) + " bytes exceeds the limit");
+    OpenRun& run = open_run(name);
+    frame.clear();
+    append_record(frame, type, timestamp_ns, bytes);
+    if (run.size > kSegmentHeaderBytes && run.size + frame.size() > options.segment_bytes) {
+      close(run);
+      create_segment(run, run.segment + 1);
+    }
+    try {
+      write_all(run.fd, frame, run.file);
+    } catch (...) {
+      // A partial record would read as corruption in front of every later one.
+      if (::ftruncate(run.fd, static_cast<off_t>(run.size)) != 0) {
+      }
+      throw;
+    }
+    run.size += frame.size();
+    ++stats.records;
+    stats.bytes += frame.size();
+    if (options.fsync == JournalOptions::always) {
+      sync(run);
+    } else {
+      run.dirty = true;
+    }
+  }
+
+  void flush() {
+    for (auto& [name, run] : runs)
+      if (run.dirty) sync(run);
+  }
+};
+
+Journal::Journal(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Journal::Journal(Journal&&) noexcept = default;
+Journal& Journal::operator=(Journal&&) noexcept = default;
+Journal::~Journal() = default;
+
+Journal Journal::open(JournalOptions options) {
+  if (options.root.empty()) throw JournalError("journal root directory is empty");
+  if (options.segment_bytes < kSegmentHeaderBytes + kRecordHeaderBytes)
+    throw JournalError("journal segment_bytes " + std::to_string(options.segment_bytes) + " is too small");
+  std::error_code ec;
+  if (!fs::exists(options.root, ec)) {
+    const fs::path parent = options.root.parent_path();
+    if (!parent.empty()) fs::create_directories(parent, ec);
+    if (ec) throw JournalError("cannot create " + parent.string() + ": " + ec.message());
+    make_private_dir(options.root);
+  } else if (!fs::is_directory(options.root, ec)) {
+    throw JournalError("journal root " + options.root.string() + " is not a directory");
+  }
+  if (::access(options.root.c_str(), W_OK | X_OK) != 0) fail_errno("cannot write to journal root", options.root);
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  return Journal(std::move(impl));
+}
+
+void Journal::append(std::string_view run, RecordType type, std::int64_t timestamp_ns, std::string_view bytes) {
+  impl_->append(run, type, timestamp_ns, bytes);
+}
+
+void Journal::flush() { impl_->flush(); }
+
+void Journal::maybe_sync(std::chrono::steady_clock::time_point now) {
+  if (impl_->options.fsync != JournalOptions::interval) return;
+  if (impl_->synced_once &&
+      now - impl_->last_sync < std::chrono::milliseconds(impl_->options.fsync_interval_ms))
+    return;
+  impl_->flush();
+  impl_->synced_once = true;
+  impl_->last_sync = now;
+}
+
+void Journal::close_run(std::string_view run) {
+  if (auto it = impl_->runs.find(run); it != impl_->runs.end()) {
+    impl_->close(it->second);
+    impl_->runs.erase(it);
+  }
+}
+
+fs::path Journal::run_dir(std::string_view run) const { return impl_->options.root / std::string(run); }
+
+std::vector<std::string> Journal::runs() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(impl_->options.root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory(ec) && valid_journal_run(name)) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const JournalOptions& Journal::options() const { return impl_->options; }
+const JournalStats& Journal::stats() const { return impl_->stats; }
+
+}  // namespace orbit

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The journal writer: every message of every run, appended to per-run segment files
+// (protocol/journal_record.hpp) under a root directory:
+//
+//   <root>/<run>/segment-00000001.orbj, segment-00000002.orbj, ...
+//
+// Each append is one write(2) of the whole framed record, so a crash of the process
+// (kill -9) never loses a record append() returned for: the bytes are in the kernel.
+// The fsync policy decides what a crash of the machine may lose:
+//   always   - fdatasync before append() returns: nothing acknowledged is lost.
+//   interval - fdatasync at most every fsync_interval_ms (maybe_sync): the last interval.
+//   never    - the kernel writes back when it likes (typically within 30 s).
+// A torn or partly written tail is cut when the run is opened again (journal_reader.hpp).
+//
+// Not thread-safe: one Journal belongs to one event loop. Time comes in as arguments;
+// the writer reads no clock.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/journal_error.hpp"
+#include "protocol/journal_record.hpp"
+
+namespace orbit {
+
+struct JournalOptions {
+  std::filesystem::path root;
+  std::uint64_t segment_bytes = 64ull << 20;  // start a new segment once a record would cross this
+  enum Fsync { always, interval, never } fsync = interval;
+  std::uint32_t fsync_interval_ms = 200;
+};
+
+struct JournalStats {
+  std::uint64_t records = 0;   // appended by this process
+  std::uint64_t bytes = 0;     // framed bytes appended by this process
+  std::uint64_t syncs = 0;     // fdatasync calls on segment files
+  std::uint64_t segments = 0;  // segment files created by this process
+};
+
+class Journal {
+ public:
+  // Creates the root (mode 0700) when missing. Throws JournalError.
+  static Journal open(JournalOptions options);
+
+  Journal(Journal&&) noexcept;
+  Journal& operator=(Journal&&) noexcept;
+  ~Journal();  // closes every file; syncs them unless the policy is `never`
+
+  // Appends one record to `run`'s journal; the first append of a run in this process
+  // opens its newest segment after cutting any torn tail. Returns once the bytes are
+  // written (and synced under `always`). Throws JournalError; std::invalid_argument
+  // for a run id that is not a valid directory name.
+  void append(std::string_view run, RecordType type, std::int64_t timestamp_ns,
+              std::string_view bytes);
+
+  // fdatasync every file written since its last sync, whatever the policy.
+  void flush();
+  // Under `interval`: sync when at least fsync_interval_ms passed since the last sync.
+  // No-op under the other policies. Call it from a timer and after appends.
+  void maybe_sync(std::chrono::steady_clock::time_point now);
+
+  // Closes `run`'s open segment (syncing unless `never`); a later append reopens it.
+  void close_run(std::string_view run);
+
+  std::filesystem::path run_dir(std::string_view run) const;
+  // Runs with a directory under the root, sorted by name.
+  std::vector<std::string> runs() const;
+
+  const JournalOptions& options() const;
+  const JournalStats& stats() const;
+
+ private:
+  struct Impl;
+  explicit Journal(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// True when `run` can name a run directory: a valid protocol run id other than "." and "..".
+bool valid_journal_run(std::string_view run);
+
+}  // namespace orbit

@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/journal_replay.hpp"
+
+#include <algorithm>
+
+#include "daemon/config.hpp"
+#include "protocol/codec.hpp"
+
+namespace orbit {
+
+namespace fs = std::filesystem;
+
+DecodeLimits journal_decode_limits() {
+  DecodeLimits l;
+  l.max_message_bytes = kMaxRecordPayload;
+  l.max_spectrum_length = 1u << 24;
+  l.max_spectra = 4096;
+  l.max_domains = 65536;
+  l.max_scalars = 65536;
+  return l;
+}
+
+namespace {
+
+RunInfo info_of(const Hello& h) { return RunInfo{h.run, h.world_size, h.domains, h.actuators, h.base_lr}; }
+
+template <class T>
+bool take(const DecodeResult& d, RecordedEntry& e) {
+  if (!d.ok() || !std::holds_alternative<T>(*d.message)) return false;
+  e.value = std::get<T>(std::move(*d.message));
+  return true;
+}
+
+}  // namespace
+
+RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
+  RecordedRun out;
+  out.dir = run_dir;
+  out.run = run_dir.filename().string();
+  const DecodeLimits limits = journal_decode_limits();
+  JournalReader reader(run_dir, options);
+  while (auto r = reader.next()) {
+    RecordedEntry e;
+    e.type = r->type;
+    e.timestamp_ns = r->timestamp_ns;
+    bool ok = true;
+    std::string why;
+    switch (r->type) {
+      case RecordType::config:
+      case RecordType::mode:
+      case RecordType::evaluation: e.value = std::string(r->payload); break;
+      case RecordType::rank_silent:
+        if (auto s = decode_rank_silent(r->payload)) e.value = *s;
+        else ok = false;
+        break;
+      default: {
+        if (!known_record_type(static_cast<std::uint8_t>(r->type))) break;  // newer writer: keep, ignore
+        const DecodeResult d = decode(r->payload, limits);
+        switch (r->type) {
+          case RecordType::hello: ok = take<Hello>(d, e); break;
+          case RecordType::snapshot: ok = take<Snapshot>(d, e); break;
+          case RecordType::burn:
+          case RecordType::forced_burn: ok = take<Burn>(d, e); break;
+          case RecordType::ack: ok = take<Ack>(d, e); break;
+          case RecordType::state: ok = take<State>(d, e); break;
+          case RecordType::bye: ok = take<Bye>(d, e); break;
+          default: break;
+        }
+        if (!ok) why = d.ok() ? "payload is a '" + std::string(type_name(*d.message)) + "' message" : d.error.message;
+      }
+    }
+    if (!ok) {
+      out.undecodable.push_back("segment " + std::to_string(r->segment) + " offset " + std::to_string(r->offset) +
+                                ": " + std::string(to_string(r->type)) + " record " +
+                                (why.empty() ? "does not decode" : why));
+      continue;
+    }
+    if (e.type == RecordType::snapshot) ++out.snapshots;
+    if (e.type == RecordType::burn) ++out.burns;
+    out.entries.push_back(std::move(e));
+  }
+  out.report = reader.report();
+  return out;
+}
+
+NavigatorConfigParser default_navigator_config_parser() {
+  return [](const std::string& text) { return parse_daemon_config(text, "<journal config record>").navigator; };
+}
+
+RunDriver::RunDriver(Options options) : options_(std::move(options)) {}
+
+RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
+  Output out;
+  switch (entry.type) {
+    case RecordType::config: {
+      const auto& text = std::get<std::string>(entry.value);
+      config_text_ = text;
+      if (!options_.follow_config_records) break;
+      options_.config = options_.parse_config(text);
+      if (navigator_) navigator_->reconfigure(options_.config);
+      break;
+    }
+    case RecordType::mode: {
+      if (!options_.follow_mode_records) break;
+      const auto& text = std::get<std::string>(entry.value);
+      if (text != "active" && text != "monitor") break;
+      options_.mode = text == "active" ? Mode::active : Mode::monitor;
+      if (navigator_) navigator_->set_mode(options_.mode);
+      break;
+    }
+    case RecordType::hello: {
+      const auto& hello = std::get<Hello>(entry.value);
+      if (!navigator_) navigator_ = std::make_unique<Navigator>(options_.config, info_of(hello), options_.mode);
+      else navigator_->update_info(info_of(hello));
+      break;
+    }
+    case RecordType::snapshot: {
+      const auto& snapshot = std::get<Snapshot>(entry.value);
+      if (!navigator_) {
+        ++orphans_;
+        break;
+      }
+      last_step_ = std::max(last_step_, snapshot.step);
+      out.snapshot = &snapshot;
+      out.decision = navigator_->on_snapshot(snapshot);
+      break;
+    }
+    case RecordType::ack:
+      if (navigator_) navigator_->on_ack(std::get<Ack>(entry.value));
+      break;
+    case RecordType::forced_burn:
+      if (navigator_) out.forced = navigator_->force_burn(std::get<Burn>(entry.value));
+      break;
+    case RecordType::rank_silent:
+      if (navigator_) {
+        const auto& s = std::get<RankSilent>(entry.value);
+        navigator_->on_rank_silent(s.rank, s.time);
+      }
+      break;
+    default: break;
+  }
+  return out;
+}
+
+RecoveredRun recover_run(const fs::path& run_dir, RunDriver::Options options) {
+  RecoveredRun out;
+  out.recording = load_recorded_run(run_dir, ReadOptions{.repair = true, .skip_corrupt = false});
+  RunDriver driver(std::move(options));
+  for (const auto& e : out.recording.entries) driver.feed(e);
+  out.mode = driver.mode();
+  out.config_text = driver.config_text();
+  out.last_step = driver.last_step();
+  out.navigator = driver.release();
+  return out;
+}
+
+}  // namespace orbit

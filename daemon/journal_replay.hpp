@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Driving a Navigator with a run's journal records exactly as orbitd did live, for
+// crash recovery (rebuild the run's controller) and for `orbit replay`/`orbit tune`
+// (the same records under another config). One place defines what each record
+// means to the controller, so recovery and replay cannot drift apart:
+//
+//   config       reconfigure() with the [controller] of that TOML text
+//                (the first one, before the run's first hello, is the config the
+//                Navigator is built with)
+//   mode         set_mode()
+//   hello        the first builds the Navigator; later ones update_info()
+//   snapshot     on_snapshot() -> Decision
+//   ack          on_ack()
+//   forced_burn  force_burn(requested)
+//   rank_silent  on_rank_silent(rank, time)
+//   burn, state, bye, evaluation: what was sent or observed; they change nothing here
+//   (replay compares the recorded burns with the ones it computes).
+//
+// orbitd journals, per run: `config` (DaemonConfig::text) and `mode` when the run is
+// created and on every reload / set_mode; every `hello`; every `snapshot` before it
+// reaches the Navigator, then the `burn` (or `state`) sent; every `ack`;
+// `forced_burn` with the operator's request, then the `burn` it produced;
+// `rank_silent` whenever it calls on_rank_silent; `bye`.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "controllers/navigator.hpp"
+#include "daemon/journal_reader.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/journal_record.hpp"
+#include "protocol/messages.hpp"
+
+namespace orbit {
+
+// One decoded journal record.
+struct RecordedEntry {
+  RecordType type = RecordType::snapshot;
+  std::int64_t timestamp_ns = 0;
+  // Hello / Snapshot / Burn (burn, forced_burn) / Ack / State / Bye; std::string for
+  // config and mode text and for evaluation payloads; RankSilent; monostate when the
+  // record type is unknown to this version.
+  std::variant<std::monostate, Hello, Snapshot, Burn, Ack, State, Bye, std::string, RankSilent> value;
+};
+
+struct RecordedRun {
+  std::string run;  // the directory name
+  std::filesystem::path dir;
+  std::vector<RecordedEntry> entries;
+  RecoveryReport report;                // how reading the journal went
+  std::vector<std::string> undecodable;  // "segment N offset X: reason", records left out
+  std::size_t snapshots = 0;
+  std::size_t burns = 0;
+};
+
+// Reads and decodes a run's records (throws JournalError when the directory is unreadable).
+RecordedRun load_recorded_run(const std::filesystem::path& run_dir, ReadOptions options = {});
+
+// [controller] of an orbitd config text -> NavigatorConfig; throws ConfigError.
+using NavigatorConfigParser = std::function<NavigatorConfig(const std::string& toml_text)>;
+NavigatorConfigParser default_navigator_config_parser();
+
+class RunDriver {
+ public:
+  struct Options {
+    NavigatorConfig config;            // until a config record says otherwise
+    Mode mode = Mode::active;          // until a mode record says otherwise
+    bool follow_config_records = true; // false: keep `config` (replay --config / tune)
+    bool follow_mode_records = true;
+    NavigatorConfigParser parse_config = default_navigator_config_parser();
+  };
+
+  struct Output {
+    std::optional<Decision> decision;   // snapshot records
+    std::optional<Burn> forced;         // forced_burn records
+    const Snapshot* snapshot = nullptr; // the snapshot fed (snapshot records)
+  };
+
+  explicit RunDriver(Options options);
+
+  // Throws ConfigError when a config record does not parse (with follow_config_records).
+  Output feed(const RecordedEntry& entry);
+
+  Navigator* navigator() { return navigator_.get(); }
+  const Navigator* navigator() const { return navigator_.get(); }
+  // The Navigator, handed over (recovery): nullptr when the run never said hello.
+  std::unique_ptr<Navigator> release() { return std::move(navigator_); }
+
+  const NavigatorConfig& config() const { return options_.config; }
+  Mode mode() const { return options_.mode; }
+  std::int64_t last_step() const { return last_step_; }
+  // Snapshots before the first hello, which the live daemon answered with not_registered.
+  std::size_t orphan_snapshots() const { return orphans_; }
+  const std::optional<std::string>& config_text() const { return config_text_; }
+
+ private:
+  Options options_;
+  std::unique_ptr<Navigator> navigator_;
+  std::optional<std::string> config_text_;
+  std::int64_t last_step_ = -1;
+  std::size_t orphans_ = 0;
+};
+
+// Crash recovery of one run: read (cutting a torn tail), rebuild the Navigator.
+struct RecoveredRun {
+  RecordedRun recording;
+  std::unique_ptr<Navigator> navigator;  // nullptr when the journal has no hello
+  Mode mode = Mode::active;
+  std::optional<std::string> config_text;  // the last config record
+  std::int64_t last_step = -1;
+};
+RecoveredRun recover_run(const std::filesystem::path& run_dir, RunDriver::Options options);
+
+// The DecodeLimits used for journal payloads: as large as a record may be.
+DecodeLimits journal_decode_limits();
+
+}  // namespace orbit

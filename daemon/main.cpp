@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: Apache-2.0
+// orbitd: the Orbit daemon. Parses the command line, loads the config, runs the
+// Server on one Asio loop, and turns signals into shutdown and reload.
+
+#include <utility>  // before Asio: Boost 1.74 under C++20
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include <boost/asio.hpp>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "daemon/config.hpp"
+#include "daemon/config_error.hpp"
+#include "daemon/logging.hpp"
+#include "daemon/server.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(orbitd - closed-loop training controller daemon
+
+Usage:
+  orbitd [--config FILE] [options]
+  orbitd --check-config FILE
+  orbitd --version | --help
+
+Options:
+  --config FILE        TOML configuration (configs/default.toml documents every key).
+                       Without it, the built-in defaults (equal to that file) are used.
+  --endpoint EP        adapters' endpoint (ZeroMQ ROUTER), e.g. tcp://127.0.0.1:5555,
+                       tcp://127.0.0.1:* (any free port), ipc:///path/orbitd.sock.
+                       Default: ipc://$XDG_RUNTIME_DIR/orbit/orbitd.sock, or
+                       ipc:///tmp/orbit-<uid>/orbitd.sock (directory mode 0700).
+  --telemetry EP       telemetry PUB endpoint (default: telemetry.sock beside it).
+  --control EP         control endpoint for `orbit status` and operator commands
+                       (default: control.sock beside it).
+  --journal-dir DIR    journal root, one directory per run (overrides journal.dir).
+  --mode MODE          active (burns) or monitor (observe only) for every run.
+  --log-level LEVEL    trace, debug, info, warn, error, critical or off.
+  --log-format FMT     text or json (one JSON object per line).
+  --ready-file PATH    once bound, write {"endpoint","telemetry","control","pid"} as JSON
+                       to PATH (lets scripts and tests use tcp://127.0.0.1:*).
+  --check-config FILE  validate FILE and exit: 0 when valid, 2 with the reason when not.
+  --version            print the version and exit.
+  --help               print this help and exit.
+
+Signals: SIGINT/SIGTERM finish the message in hand, flush and exit 0;
+SIGHUP reloads --config (an invalid file is logged and the old config kept).
+
+Exit status: 0 clean stop, 1 runtime failure (e.g. an endpoint cannot be bound),
+2 usage or configuration error.
+)";
+
+struct Options {
+  std::optional<std::string> config;
+  std::optional<std::string> endpoint, telemetry, control, journal_dir, mode, log_level, log_format, ready_file;
+};
+
+// Command-line values win over the file, also after a reload.
+void apply_overrides(orbit::DaemonConfig& c, const Options& o) {
+  if (o.endpoint) c.endpoint = *o.endpoint;
+  if (o.telemetry) c.telemetry = *o.telemetry;
+  if (o.control) c.control = *o.control;
+  if (o.journal_dir) c.journal.dir = *o.journal_dir;
+  if (o.mode) c.mode = *o.mode;
+  if (o.log_level) c.log_level = *o.log_level;
+  if (o.log_format) c.log_format = *o.log_format == "json" ? orbit::LogFormat::json : orbit::LogFormat::text;
+}
+
+orbit::DaemonConfig load(const Options& o) {
+  orbit::DaemonConfig c = o.config ? orbit::load_daemon_config(*o.config) : orbit::parse_daemon_config("", "<defaults>");
+  apply_overrides(c, o);
+  return c;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out;
+}
+
+void write_ready_file(const std::string& path, const orbit::Server::Endpoints& e) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << "{\"endpoint\": \"" << json_escape(e.adapters) << "\", \"telemetry\": \"" << json_escape(e.telemetry)
+        << "\", \"control\": \"" << json_escape(e.control) << "\", \"pid\": " << ::getpid() << "}\n";
+  }
+  std::filesystem::rename(tmp, path);  // readers never see half a file
+}
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "orbitd: %s\nRun `orbitd --help` for usage.\n", message.c_str());
+  return 2;
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  std::optional<std::string> check;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](std::optional<std::string>& slot) -> bool {
+      if (i + 1 >= argc) return false;
+      slot = argv[++i];
+      return true;
+    };
+    bool ok = true;
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--version") {
+      std::printf("orbitd %s (protocol v%d)\n", ORBIT_VERSION, orbit::kProtocolVersion);
+      return 0;
+    } else if (arg == "--config") ok = value(opt.config);
+    else if (arg == "--check-config") ok = value(check);
+    else if (arg == "--endpoint") ok = value(opt.endpoint);
+    else if (arg == "--telemetry") ok = value(opt.telemetry);
+    else if (arg == "--control") ok = value(opt.control);
+    else if (arg == "--journal-dir") ok = value(opt.journal_dir);
+    else if (arg == "--mode") ok = value(opt.mode);
+    else if (arg == "--log-level") ok = value(opt.log_level);
+    else if (arg == "--log-format") ok = value(opt.log_format);
+    else if (arg == "--ready-file") ok = value(opt.ready_file);
+    else return usage_error("unknown option '" + arg + "'");
+    if (!ok) return usage_error("option " + arg + " needs a value");
+  }
+  if (opt.mode && *opt.mode != "active" && *opt.mode != "monitor")
+    return usage_error("--mode must be 'active' or 'monitor', got '" + *opt.mode + "'");
+  if (opt.log_format && *opt.log_format != "text" && *opt.log_format != "json")
+    return usage_error("--log-format must be 'text' or 'json', got '" + *opt.log_format + "'");
+
+  if (check) {
+    try {
+      orbit::load_daemon_config(*check);
+      std::printf("%s: ok\n", check->c_str());
+      return 0;
+    } catch (const orbit::ConfigError& e) {
+      std::fprintf(stderr, "orbitd: invalid config: %s\n", e.what());
+      return 2;
+    }
+  }
+
+  orbit::DaemonConfig config;
+  try {
+    config = load(opt);
+    orbit::configure_logging(config.log_level, config.log_format);
+  } catch (const orbit::ConfigError& e) {
+    std::fprintf(stderr, "orbitd: invalid config: %s\n", e.what());
+    return 2;
+  } catch (const std::invalid_argument& e) {
+    return usage_error(e.what());
+  }
+
+  boost::asio::io_context io(1);
+  orbit::Server server(io, config, unix_now);
+  if (opt.config) server.set_config_loader([&opt] { return load(opt); });
+  try {
+    server.start();
+    if (opt.ready_file) write_ready_file(*opt.ready_file, server.endpoints());
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+
+  boost::asio::signal_set stop_signals(io, SIGINT, SIGTERM);
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    spdlog::info("signal {}: shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    server.shutdown();
+    io.stop();
+  });
+  boost::asio::signal_set hup(io, SIGHUP);
+  std::function<void()> wait_hup = [&] {
+    hup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      spdlog::info("SIGHUP: reloading config");
+      server.reload_from_source();
+      wait_hup();
+    });
+  };
+  wait_hup();
+  std::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    io.run();
+  } catch (const std::exception& e) {
+    spdlog::critical("event loop failed: {}", e.what());
+    return 1;
+  }
+  return 0;
+}

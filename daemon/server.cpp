@@ -1,0 +1,460 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/server.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+#include <zmq_addon.hpp>
+
+#include "daemon/endpoints.hpp"
+#include "daemon/logging.hpp"
+#include "protocol/codec.hpp"
+
+namespace orbit {
+namespace {
+
+constexpr int kDrainBatch = 256;  // messages per wake before yielding to timers and other sockets
+
+std::string_view as_view(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
+
+std::string bind_socket(zmq::socket_t& socket, const std::string& endpoint, const char* what) {
+  const auto dir = ipc_directory(endpoint);
+  if (!dir.empty()) {
+    try {
+      ensure_private_dir(dir);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("cannot bind the ") + what + " endpoint " + endpoint + ": " + e.what());
+    }
+  }
+  try {
+    socket.bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    std::string hint = e.num() == EADDRINUSE ? " (another orbitd is probably running there)" : "";
+    throw std::runtime_error(std::string("cannot bind the ") + what + " endpoint " + endpoint + ": " + e.what() + hint);
+  }
+  return socket.get(zmq::sockopt::last_endpoint);
+}
+
+Mode parse_mode(const std::string& mode) { return mode == "monitor" ? Mode::monitor : Mode::active; }
+
+void count_error(DaemonStats& s, ErrorCode code) {
+  ++s.errors_sent;
+  switch (code) {
+    case ErrorCode::bad_message: ++s.error_bad_message; break;
+    case ErrorCode::unsupported_version: ++s.error_unsupported_version; break;
+    case ErrorCode::unknown_type: ++s.error_unknown_type; break;
+    case ErrorCode::invalid_field: ++s.error_invalid_field; break;
+    case ErrorCode::too_large: ++s.error_too_large; break;
+    case ErrorCode::not_registered: ++s.error_not_registered; break;
+    case ErrorCode::internal: ++s.error_internal; break;
+  }
+}
+
+}  // namespace
+
+Server::Server(boost::asio::io_context& io, DaemonConfig config, Clock clock)
+    : io_(io),
+      config_(std::move(config)),
+      clock_(std::move(clock)),
+      context_(1),
+      router_(context_, zmq::socket_type::router),
+      publisher_(context_, zmq::socket_type::pub),
+      control_(context_, zmq::socket_type::router),
+      housekeeping_(io) {}
+
+Server::~Server() { shutdown(); }
+
+void Server::start() {
+  const auto defaults = default_endpoints();
+  for (zmq::socket_t* s : {&router_, &publisher_, &control_}) {
+    s->set(zmq::sockopt::linger, 0);
+    s->set(zmq::sockopt::sndhwm, config_.send_hwm);
+    s->set(zmq::sockopt::rcvhwm, config_.send_hwm);
+  }
+  // Unroutable replies fail loudly (counted) instead of vanishing; with
+  // dontwait a full peer queue is a counted drop, never a stall.
+  router_.set(zmq::sockopt::router_mandatory, true);
+  control_.set(zmq::sockopt::router_mandatory, true);
+  // Twice the decode limit: larger frames still get a too_large reply, and
+  // only absurd ones are cut by ZeroMQ before they reach memory.
+  router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config_.limits.max_message_bytes) * 2 + 4096);
+  control_.set(zmq::sockopt::maxmsgsize, int64_t{1} << 20);
+
+  bound_.adapters = bind_socket(router_, resolve_endpoint(config_.endpoint, defaults.adapters), "adapter");
+  bound_.telemetry = bind_socket(publisher_, resolve_endpoint(config_.telemetry, defaults.telemetry), "telemetry");
+  bound_.control = bind_socket(control_, resolve_endpoint(config_.control, defaults.control), "control");
+
+  started_at_ = clock_();
+  running_ = true;
+  router_watch_ = std::make_unique<ZmqReadWatcher>(io_, router_, [this] { return drain_adapters(); });
+  control_watch_ = std::make_unique<ZmqReadWatcher>(io_, control_, [this] { return drain_control(); });
+  router_watch_->start();
+  control_watch_->start();
+  on_housekeeping();
+  spdlog::info("orbitd listening: adapters {} telemetry {} control {} (mode {})", bound_.adapters, bound_.telemetry,
+               bound_.control, config_.mode);
+}
+
+void Server::shutdown() {
+  if (!running_) return;
+  running_ = false;
+  housekeeping_.cancel();
+  router_watch_.reset();
+  control_watch_.reset();
+  router_.close();
+  publisher_.close();
+  control_.close();
+  spdlog::info("orbitd stopped: {} snapshots, {} burns sent, {} errors sent", stats_.snapshots, stats_.burns_sent,
+               stats_.errors_sent);
+}
+
+void Server::reload(DaemonConfig config) {
+  if (config.endpoint != config_.endpoint || config.telemetry != config_.telemetry || config.control != config_.control) {
+    spdlog::warn("config reload: endpoints cannot change while running; keeping {} / {} / {}", bound_.adapters,
+                 bound_.telemetry, bound_.control);
+  }
+  config.endpoint = config_.endpoint;
+  config.telemetry = config_.telemetry;
+  config.control = config_.control;
+  config_ = std::move(config);
+  const Mode mode = mode_for_new_runs();
+  for (auto& [name, run] : runs_) {
+    run.navigator->reconfigure(config_.navigator);
+    if (!run.mode_pinned) run.navigator->set_mode(mode);
+  }
+  ++stats_.config_reloads;
+  spdlog::info("config reloaded from {}: mode {}, {} runs reconfigured", config_.source, config_.mode, runs_.size());
+}
+
+std::string Server::reload_from_source() {
+  if (!loader_) return "orbitd was started without --config; nothing to reload";
+  try {
+    DaemonConfig next = loader_();
+    configure_logging(next.log_level, next.log_format);
+    reload(std::move(next));
+    return {};
+  } catch (const std::exception& e) {
+    ++stats_.config_reload_failures;
+    spdlog::error("config reload failed, keeping the running config: {}", e.what());
+    return std::string("reload failed, running config kept: ") + e.what();
+  }
+}
+
+Mode Server::mode_for_new_runs() const { return parse_mode(config_.mode); }
+
+bool Server::set_mode(const std::optional<std::string>& run, Mode mode) {
+  if (run) {
+    auto it = runs_.find(*run);
+    if (it == runs_.end()) return false;
+    it->second.navigator->set_mode(mode);
+    it->second.mode_pinned = true;
+    spdlog::info("run {}: mode set to {}", *run, mode == Mode::active ? "active" : "monitor");
+    return true;
+  }
+  config_.mode = mode == Mode::active ? "active" : "monitor";
+  for (auto& [name, r] : runs_) {
+    r.navigator->set_mode(mode);
+    r.mode_pinned = false;
+  }
+  spdlog::info("all runs: mode set to {}", config_.mode);
+  return true;
+}
+
+std::optional<Burn> Server::force_burn(const Burn& requested) {
+  auto it = runs_.find(requested.run);
+  if (it == runs_.end()) return std::nullopt;
+  auto burn = it->second.navigator->force_burn(requested);
+  if (!burn) return std::nullopt;
+  ++stats_.burns_forced;
+  it->second.last_reason = burn->reason;
+  deliver_burn(it->second, *burn, std::nullopt);
+  spdlog::info("run {}: forced burn #{} lr_scale {:.4g} at step {}: {}", burn->run, burn->seq, burn->lr_scale,
+               burn->apply_at_step, burn->reason);
+  return burn;
+}
+
+// ---------------------------------------------------------------- adapters
+
+bool Server::drain_adapters() {
+  for (int n = 0; n < kDrainBatch; ++n) {
+    if (!running_ || !ZmqReadWatcher::readable(router_)) return false;
+    std::vector<zmq::message_t> frames;
+    std::optional<size_t> got;
+    try {
+      got = zmq::recv_multipart(router_, std::back_inserter(frames), zmq::recv_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("adapter socket receive failed: {}", e.what());
+      return false;
+    }
+    if (!got) return false;
+    handle_adapter_frames(frames);
+  }
+  return running_ && ZmqReadWatcher::readable(router_);
+}
+
+void Server::handle_adapter_frames(std::vector<zmq::message_t>& frames) {
+  ++stats_.messages_received;
+  if (frames.size() < 2) return;  // ROUTER always prepends the identity; nothing to answer otherwise
+  std::vector<std::string> envelope;
+  envelope.reserve(frames.size() - 1);
+  for (std::size_t i = 0; i + 1 < frames.size(); ++i) envelope.emplace_back(as_view(frames[i]));
+  const std::string_view wire = as_view(frames.back());
+
+  DecodeResult decoded = decode(wire, config_.limits);
+  if (!decoded.ok()) {
+    spdlog::debug("rejected {} message: {} ({})", decoded.type.empty() ? "undecodable" : decoded.type,
+                  decoded.error.message, to_string(decoded.error.code));
+    send_error(envelope, decoded.error.code, decoded.error.message, decoded.error.ref);
+    return;
+  }
+  try {
+    std::visit(
+        [&](auto& m) {
+          using T = std::decay_t<decltype(m)>;
+          if constexpr (std::is_same_v<T, Snapshot>) on_snapshot(envelope, m, wire);
+          else if constexpr (std::is_same_v<T, Hello>) on_hello(envelope, std::move(m), wire);
+          else if constexpr (std::is_same_v<T, Ack>) on_ack(envelope, m, wire);
+          else if constexpr (std::is_same_v<T, Heartbeat>) on_heartbeat(envelope, m);
+          else if constexpr (std::is_same_v<T, Bye>) on_bye(m);
+          else
+            send_error(envelope, ErrorCode::unknown_type,
+                       "'" + std::string(decoded.type) + "' is sent by the daemon, not to it; adapters send hello, snapshot, ack, heartbeat and bye",
+                       std::string("type"));
+        },
+        *decoded.message);
+  } catch (const std::exception& e) {
+    // A bug must cost one reply, never the daemon.
+    spdlog::error("internal error handling {}: {}", decoded.type, e.what());
+    send_error(envelope, ErrorCode::internal, std::string("internal error: ") + e.what());
+  }
+}
+
+void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std::string_view wire) {
+  (void)wire;
+  ++stats_.hellos;
+  if (std::find(hello.versions.begin(), hello.versions.end(), kProtocolVersion) == hello.versions.end()) {
+    std::string offered;
+    for (auto v : hello.versions) offered += (offered.empty() ? "" : ", ") + std::to_string(v);
+    send_error(envelope, ErrorCode::unsupported_version,
+               "adapter offers protocol versions [" + offered + "]; this daemon speaks version 1", std::string("versions"));
+    return;
+  }
+  const double now = clock_();
+  RunInfo info{hello.run, hello.world_size, hello.domains, hello.actuators, hello.base_lr};
+  auto it = runs_.find(hello.run);
+  if (it == runs_.end()) {
+    if (static_cast<std::int64_t>(runs_.size()) >= config_.max_runs) {
+      ++stats_.runs_rejected;
+      send_error(envelope, ErrorCode::too_large,
+                 "this daemon already controls " + std::to_string(runs_.size()) + " runs (daemon.max_runs)", std::string("run"));
+      return;
+    }
+    Run run;
+    run.info = info;
+    run.navigator = std::make_unique<Navigator>(config_.navigator, info, mode_for_new_runs());
+    run.opened_at = now;
+    it = runs_.emplace(hello.run, std::move(run)).first;
+    ++stats_.runs_opened;
+    spdlog::info("run {}: opened (world size {}, adapter {} {}, actuators [{}])", hello.run, hello.world_size,
+                 hello.adapter, hello.adapter_version, fmt::join(hello.actuators, ", "));
+  } else {
+    it->second.info = info;
+    it->second.navigator->update_info(info);
+  }
+  if (!sessions_.find(hello.run, hello.rank) &&
+      static_cast<std::int64_t>(sessions_.size()) >= config_.max_sessions) {
+    send_error(envelope, ErrorCode::too_large,
+               "this daemon already has " + std::to_string(sessions_.size()) + " sessions (daemon.max_sessions)", std::string("rank"));
+    return;
+  }
+  Session& session = sessions_.open(hello.run, hello.rank, envelope, now);
+  ++stats_.sessions_opened;
+  Welcome welcome{hello.run, hello.rank, session.id, kProtocolVersion,
+                  it->second.navigator->mode() == Mode::active ? "active" : "monitor", config_.snapshot_every};
+  if (send(envelope, encode(welcome))) ++stats_.welcomes_sent;
+  spdlog::debug("run {} rank {}: session {}", hello.run, hello.rank, session.id);
+}
+
+void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapshot& snapshot, std::string_view wire) {
+  (void)wire;
+  ++stats_.snapshots;
+  Session* session = sessions_.find(snapshot.run, snapshot.rank);
+  auto run_it = runs_.find(snapshot.run);
+  if (!session || run_it == runs_.end()) {
+    send_error(envelope, ErrorCode::not_registered,
+               "run '" + snapshot.run + "' rank " + std::to_string(snapshot.rank) +
+                   " has no session; send hello first (the daemon may have restarted)",
+               std::string("run"));
+    return;
+  }
+  session->envelope = envelope;  // the adapter may have reconnected
+  session->last_seen = clock_();
+  ++session->snapshots;
+  Run& run = run_it->second;
+  run.last_step = std::max(run.last_step, snapshot.step);
+
+  Decision decision = run.navigator->on_snapshot(snapshot);
+  for (const auto& event : decision.events) spdlog::info("run {} step {}: {}", snapshot.run, snapshot.step, event);
+  if (!decision.events.empty()) run.last_reason = decision.events.back();
+
+  if (decision.burn) {
+    ++stats_.burns_decided;
+    run.last_reason = decision.burn->reason;
+    if (send(envelope, encode(*decision.burn))) ++stats_.burns_sent;
+    deliver_burn(run, *decision.burn, snapshot.rank);
+    spdlog::info("run {}: burn #{} lr_scale {:.4g} at step {}: {}", snapshot.run, decision.burn->seq,
+                 decision.burn->lr_scale, decision.burn->apply_at_step, decision.burn->reason);
+  } else {
+    State state{snapshot.run, snapshot.rank, snapshot.step, decision.state, decision.basin, decision.metrics};
+    if (send(envelope, encode(state))) ++stats_.states_sent;
+  }
+  publish(run, snapshot, decision);
+  run.last = std::move(decision);
+}
+
+void Server::on_ack(const std::vector<std::string>& envelope, const Ack& ack, std::string_view wire) {
+  (void)wire;
+  ++stats_.acks;
+  Session* session = sessions_.find(ack.run, ack.rank);
+  auto run_it = runs_.find(ack.run);
+  if (!session || run_it == runs_.end()) {
+    send_error(envelope, ErrorCode::not_registered,
+               "run '" + ack.run + "' rank " + std::to_string(ack.rank) + " has no session; send hello first",
+               std::string("run"));
+    return;
+  }
+  session->last_seen = clock_();
+  run_it->second.navigator->on_ack(ack);
+}
+
+void Server::on_heartbeat(const std::vector<std::string>& envelope, const Heartbeat& heartbeat) {
+  ++stats_.heartbeats;
+  if (heartbeat.run && heartbeat.rank) {
+    Session* session = sessions_.find(*heartbeat.run, *heartbeat.rank);
+    if (!session) {
+      send_error(envelope, ErrorCode::not_registered,
+                 "run '" + *heartbeat.run + "' rank " + std::to_string(*heartbeat.rank) +
+                     " has no session; send hello first (the daemon may have restarted)",
+                 std::string("run"));
+      return;
+    }
+    session->last_seen = clock_();
+    session->envelope = envelope;
+  }
+  send(envelope, encode(heartbeat));
+}
+
+void Server::on_bye(const Bye& bye) {
+  ++stats_.byes;
+  if (sessions_.close(bye.run, bye.rank)) {
+    ++stats_.sessions_closed;
+    spdlog::info("run {} rank {}: said bye", bye.run, bye.rank);
+  }
+}
+
+void Server::send_error(const std::vector<std::string>& envelope, ErrorCode code, std::string message,
+                        std::optional<std::string> ref) {
+  count_error(stats_, code);
+  send(envelope, encode(Error{code, std::move(message), std::move(ref)}));
+}
+
+bool Server::send(const std::vector<std::string>& envelope, const std::string& payload) {
+  try {
+    for (const auto& frame : envelope) {
+      if (!router_.send(zmq::buffer(frame), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        ++stats_.replies_dropped;
+        return false;
+      }
+    }
+    if (!router_.send(zmq::buffer(payload), zmq::send_flags::dontwait)) {
+      ++stats_.replies_dropped;
+      return false;
+    }
+    return true;
+  } catch (const zmq::error_t&) {
+    ++stats_.replies_dropped;  // EHOSTUNREACH: the adapter is gone
+    return false;
+  }
+}
+
+void Server::deliver_burn(Run& run, const Burn& burn, std::optional<std::int64_t> already_sent_to_rank) {
+  const std::string wire = encode(burn);
+  for (Session* s : sessions_.of_run(run.info.run)) {
+    if (already_sent_to_rank && s->rank == *already_sent_to_rank) continue;
+    if (send(s->envelope, wire)) ++stats_.burns_sent;
+  }
+}
+
+void Server::publish(const Run& run, const Snapshot& snapshot, const Decision& decision) {
+  Telemetry t;
+  t.run = snapshot.run;
+  t.rank = snapshot.rank;
+  t.step = snapshot.step;
+  t.time = snapshot.time;
+  t.mode = run.navigator->mode() == Mode::active ? "active" : "monitor";
+  t.state = decision.state;
+  t.basin = decision.basin;
+  t.forecast_basin = decision.forecast_basin;
+  t.lr_scale = decision.lr_scale;
+  t.metrics = decision.metrics;
+  if (decision.burn) t.burn_seq = decision.burn->seq;
+  t.reason = run.last_reason;
+  const std::string body = encode(t);
+  try {
+    // PUB never blocks: at its high-water mark ZeroMQ drops for slow watchers.
+    publisher_.send(zmq::buffer(snapshot.run), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    if (publisher_.send(zmq::buffer(body), zmq::send_flags::dontwait)) {
+      ++stats_.telemetry_published;
+    } else {
+      ++stats_.telemetry_dropped;
+    }
+  } catch (const zmq::error_t&) {
+    ++stats_.telemetry_dropped;
+  }
+}
+
+void Server::on_housekeeping() {
+  if (!running_) return;
+  const double now = clock_();
+  for (Session& gone : sessions_.expire(now, config_.session_timeout_s)) {
+    ++stats_.sessions_expired;
+    spdlog::warn("run {} rank {}: no message for {:.1f} s, session expired", gone.run, gone.rank, now - gone.last_seen);
+    if (auto it = runs_.find(gone.run); it != runs_.end()) it->second.navigator->on_rank_silent(gone.rank, now);
+  }
+  housekeeping_.expires_after(std::chrono::milliseconds(250));
+  housekeeping_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) on_housekeeping();
+  });
+}
+
+// ---------------------------------------------------------------- control
+
+bool Server::drain_control() {
+  for (int n = 0; n < kDrainBatch; ++n) {
+    if (!running_ || !ZmqReadWatcher::readable(control_)) return false;
+    std::vector<zmq::message_t> frames;
+    std::optional<size_t> got;
+    try {
+      got = zmq::recv_multipart(control_, std::back_inserter(frames), zmq::recv_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("control socket receive failed: {}", e.what());
+      return false;
+    }
+    if (!got || frames.size() < 2) continue;
+    ++stats_.control_requests;
+    const std::string reply = handle_control(as_view(frames.back()));
+    try {
+      for (std::size_t i = 0; i + 1 < frames.size(); ++i) {
+        control_.send(frames[i], zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      }
+      control_.send(zmq::buffer(reply), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+      ++stats_.control_errors;
+    }
+  }
+  return running_ && ZmqReadWatcher::readable(control_);
+}
+
+}  // namespace orbit

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// orbitd's core: the sockets, the sessions and one Navigator per run, driven by a
+// single-threaded Asio loop. Everything that reads a clock or touches a socket
+// lives here; every decision is the Navigator's (controllers/, pure).
+
+#include <utility>  // before Asio: Boost 1.74 under C++20
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <zmq.hpp>
+
+#include "controllers/navigator.hpp"
+#include "daemon/config.hpp"
+#include "daemon/sessions.hpp"
+#include "daemon/stats.hpp"
+#include "daemon/zmq_watcher.hpp"
+#include "protocol/messages.hpp"
+
+namespace orbit {
+
+class Journal;
+
+class Server {
+ public:
+  using Clock = std::function<double()>;  // Unix seconds; injected so tests can drive time
+
+  struct Endpoints {
+    std::string adapters;
+    std::string telemetry;
+    std::string control;
+  };
+
+  // Per-run view kept beside the Navigator, for status and telemetry.
+  struct Run {
+    std::unique_ptr<Navigator> navigator;
+    RunInfo info;
+    bool mode_pinned = false;  // set_mode named this run: reloads keep its mode
+    std::int64_t last_step = -1;
+    Decision last;
+    std::string last_reason;
+    double opened_at = 0.0;
+  };
+
+  Server(boost::asio::io_context& io, DaemonConfig config, Clock clock);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds every socket and starts watching. Throws std::runtime_error with a
+  // sentence naming the endpoint when a bind fails.
+  void start();
+  // Stops watching, flushes the journal, closes the sockets. Idempotent.
+  void shutdown();
+
+  // Applies a new configuration without losing controller state. Endpoints
+  // cannot move while running; a changed one is reported and ignored.
+  void reload(DaemonConfig config);
+  // Set by main: how to load the config again (the file plus command-line overrides).
+  void set_config_loader(std::function<DaemonConfig()> loader) { loader_ = std::move(loader); }
+  // SIGHUP and the control `reload`: a valid config is applied, an invalid one is
+  // logged with its reason and the running one kept. Returns "" or the problem.
+  std::string reload_from_source();
+
+  // Control operations (the control endpoint calls these; so can tests).
+  bool set_mode(const std::optional<std::string>& run, Mode mode);
+  std::optional<Burn> force_burn(const Burn& requested);
+
+  const Endpoints& endpoints() const { return bound_; }
+  const DaemonStats& stats() const { return stats_; }
+  const DaemonConfig& config() const { return config_; }
+  const std::map<std::string, Run>& runs() const { return runs_; }
+  const SessionTable& sessions() const { return sessions_; }
+  double started_at() const { return started_at_; }
+  double now() const { return clock_(); }
+
+ private:
+  bool drain_adapters();
+  bool drain_control();
+  void handle_adapter_frames(std::vector<zmq::message_t>& frames);
+  void on_hello(const std::vector<std::string>& envelope, Hello hello, std::string_view wire);
+  void on_snapshot(const std::vector<std::string>& envelope, const Snapshot& snapshot, std::string_view wire);
+  void on_ack(const std::vector<std::string>& envelope, const Ack& ack, std::string_view wire);
+  void on_heartbeat(const std::vector<std::string>& envelope, const Heartbeat& heartbeat);
+  void on_bye(const Bye& bye);
+  void send_error(const std::vector<std::string>& envelope, ErrorCode code, std::string message,
+                  std::optional<std::string> ref = std::nullopt);
+  bool send(const std::vector<std::string>& envelope, const std::string& payload);
+  void deliver_burn(Run& run, const Burn& burn, std::optional<std::int64_t> already_sent_to_rank);
+  void publish(const Run& run, const Snapshot& snapshot, const Decision& decision);
+  void on_housekeeping();
+  Mode mode_for_new_runs() const;
+  std::string handle_control(std::string_view request);
+
+  boost::asio::io_context& io_;
+  DaemonConfig config_;
+  Clock clock_;
+  zmq::context_t context_;
+  zmq::socket_t router_;
+  zmq::socket_t publisher_;
+  zmq::socket_t control_;
+  std::unique_ptr<ZmqReadWatcher> router_watch_;
+  std::unique_ptr<ZmqReadWatcher> control_watch_;
+  boost::asio::steady_timer housekeeping_;
+  Endpoints bound_;
+  SessionTable sessions_;
+  std::map<std::string, Run> runs_;
+  DaemonStats stats_;
+  std::function<DaemonConfig()> loader_;
+  double started_at_ = 0.0;
+  bool running_ = false;
+};
+
+}  // namespace orbit

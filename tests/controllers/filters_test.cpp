@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every filter on its own: EWMA, robust statistics, trend + forecast, CUSUM,
+// zones with hysteresis, the basin classifier and the orbit state machine.
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "controllers/basin_classifier.hpp"
+#include "controllers/change_detector.hpp"
+#include "controllers/ewma.hpp"
+#include "controllers/orbit_state_machine.hpp"
+#include "controllers/robust_stats.hpp"
+#include "controllers/trend.hpp"
+#include "controllers/zones.hpp"
+
+namespace orbit {
+namespace {
+
+TEST(Ewma, FirstSampleInitializesThenMovesByAlpha) {
+  Ewma e(0.25);
+  EXPECT_FALSE(e.initialized());
+  EXPECT_EQ(e.update(8.0), 8.0);
+  EXPECT_EQ(e.update(0.0), 6.0);
+  EXPECT_EQ(e.update(6.0), 6.0);
+  EXPECT_EQ(e.count(), 3);
+  e.reset();
+  EXPECT_EQ(e.update(-1.0), -1.0);
+}
+
+TEST(RobustStats, ZScoreOfASpikeAgainstTheStatsBeforeIt) {
+  RobustStats s;
+  const RobustStatsParams p{0.05, 20, 3.0, 1e-9, 0.0};
+  std::mt19937_64 rng(1);
+  std::normal_distribution<double> noise(10.0, 0.5);
+  for (int i = 0; i < 200; ++i) s.update(noise(rng), p);
+  EXPECT_NEAR(s.mean(), 10.0, 0.3);
+  EXPECT_NEAR(s.sd(p), 0.5, 0.2);
+  const auto spike = s.update(20.0, p);
+  ASSERT_TRUE(spike.ready);
+  EXPECT_GT(spike.z, 12.0);
+  EXPECT_TRUE(spike.clipped);
+  // The spike entered only as 3 sd: the mean moved by at most alpha·3·sd.
+  EXPECT_LT(spike.mean, 10.0 + 0.3 + 0.05 * 3.0 * 0.8);
+  // And the next normal sample is not hidden by it.
+  const auto after = s.update(10.0, p);
+  EXPECT_LT(std::abs(after.z), 2.0);
+}
+
+TEST(RobustStats, WarmupAndFloorsAndNonFinite) {
+  RobustStats s;
+  const RobustStatsParams p{0.05, 5, 3.0, 1e-3, 0.01};
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(s.update(100.0, p).ready);  // warmup: 5 absorbed first
+  const auto st = s.update(100.0, p);
+  EXPECT_TRUE(st.ready);
+  EXPECT_EQ(st.z, 0.0);
+  EXPECT_NEAR(s.sd(p), 1.0, 1e-12);  // 1% of a flat mean of 100
+  const auto big = s.update(103.0, p);
+  EXPECT_NEAR(big.z, 3.0, 1e-9);
+  const auto before = s.mean();
+  s.update(std::numeric_limits<double>::quiet_NaN(), p);
+  EXPECT_EQ(s.mean(), before);
+}
+
+TEST(Trend, LeastSquaresSlopeAndForecast) {
+  TrendWindow w(10);
+  for (int i = 0; i < 30; ++i) w.push(i, 3.0 - 0.01 * i);  // only the last 10 stay
+  const TrendFit f = w.fit();
+  ASSERT_TRUE(f.valid);
+  EXPECT_EQ(f.points, 10u);
+  EXPECT_NEAR(f.slope, -0.01, 1e-12);
+  EXPECT_NEAR(f.value, 3.0 - 0.29, 1e-12);
+  EXPECT_EQ(f.last_x, 29.0);
+  EXPECT_NEAR(*f.steps_until(1.5), (2.71 - 1.5) / 0.01, 1e-9);
+  EXPECT_FALSE(f.steps_until(5.0));  // moving away from it
+  EXPECT_TRUE(f.significant(3.0));   // noiseless: standard error 0
+}
+
+TEST(Trend, NoiseIsNotATrend) {
+  TrendWindow w(30);
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> noise(0.0, 0.05);
+  int significant = 0;
+  for (int i = 0; i < 3000; ++i) {
+    w.push(i, 2.8 + noise(rng));
+    if (w.size() == 30 && w.fit().significant(3.0)) ++significant;
+  }
+  EXPECT_LT(significant, 30);  // ~0.3% expected for a 3-sigma test on white noise
+}
+
+TEST(Trend, CapacityChangeKeepsNewestPoints) {
+  TrendWindow w(5);
+  for (int i = 0; i < 5; ++i) w.push(i, i * 2.0);
+  w.set_capacity(3);
+  EXPECT_EQ(w.size(), 3u);
+  EXPECT_EQ(w.fit().last_x, 4.0);
+  EXPECT_NEAR(w.fit().slope, 2.0, 1e-12);
+  w.set_capacity(8);
+  w.push(5, 10.0);
+  EXPECT_EQ(w.size(), 4u);
+  EXPECT_NEAR(w.fit().slope, 2.0, 1e-12);
+  EXPECT_FALSE(TrendWindow(4).fit().valid);
+}
+
+TEST(Cusum, SustainedShiftAlarmsSingleSpikeDoesNot) {
+  Cusum c;
+  const CusumParams p{1.0, 12.0, 4.0};
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(c.update(i % 2 ? 0.8 : -0.8, p).up);
+  EXPECT_FALSE(c.update(50.0, p).up);  // clipped at 4: counts 3
+  c.reset();
+  int steps = 0;
+  while (!c.update(2.5, p).up) ++steps;
+  EXPECT_EQ(steps, 8);  // 1.5 per step: passes 12 on the 9th
+  EXPECT_EQ(c.status().up_run, 9);
+  Cusum down;
+  for (int i = 0; i < 10; ++i) down.update(-3.0, p);
+  EXPECT_TRUE(down.status().down);
+  EXPECT_FALSE(down.status().up);
+}
+
+TEST(Zones, ClassifyBothOrientationsAndMargin) {
+  const ZoneBand entropy{2.0, 1.5};  // higher is better
+  EXPECT_EQ(entropy.classify(2.5), Zone::good);
+  EXPECT_EQ(entropy.classify(2.0), Zone::good);
+  EXPECT_EQ(entropy.classify(1.7), Zone::warning);
+  EXPECT_EQ(entropy.classify(1.5), Zone::danger);
+  EXPECT_EQ(entropy.classify(std::nan("")), Zone::danger);
+  EXPECT_NEAR(entropy.margin(1.75), 0.5, 1e-12);
+  EXPECT_EQ(entropy.margin(9.0), 2.0);
+  EXPECT_EQ(entropy.margin(0.0), -1.0);
+  EXPECT_EQ(entropy.danger_text(), "< 1.5");
+  const ZoneBand dominant{0.4, 0.6};  // lower is better
+  EXPECT_EQ(dominant.classify(0.3), Zone::good);
+  EXPECT_EQ(dominant.classify(0.5), Zone::warning);
+  EXPECT_EQ(dominant.classify(0.61), Zone::danger);
+  EXPECT_NEAR(dominant.margin(0.5), 0.5, 1e-12);
+  EXPECT_EQ(dominant.danger_text(), "> 0.6");
+  EXPECT_EQ(zone_from_string("warning"), Zone::warning);
+  EXPECT_FALSE(zone_from_string("bad"));
+}
+
+TEST(Zones, TrackerLeavesAWorseZoneOnlyPastTheHysteresis) {
+  const ZoneBand band{2.0, 1.5};
+  ZoneTracker t;
+  EXPECT_EQ(t.update(1.9, band, 0.1), Zone::warning);
+  EXPECT_EQ(t.update(2.02, band, 0.1), Zone::warning);  // within 0.05 of the line
+  EXPECT_EQ(t.update(2.06, band, 0.1), Zone::good);
+  EXPECT_EQ(t.update(1.4, band, 0.1), Zone::danger);
+  EXPECT_EQ(t.update(1.53, band, 0.1), Zone::danger);
+  EXPECT_EQ(t.update(1.6, band, 0.1), Zone::warning);
+  EXPECT_EQ(t.update(1.4, band, 0.1), Zone::danger);
+  EXPECT_EQ(t.update(2.04, band, 0.1), Zone::warning);  // far past danger, not past good + pad
+}
+
+TEST(BasinClassifier, RulesOverZones) {
+  const std::vector<BasinRule> rules = {{Basin::token_collapse, {"dominant_ratio", "entropy"}, Zone::warning},
+                                        {Basin::semantic_loop, {"loop_rate"}, Zone::warning}};
+  EXPECT_EQ(classify_basin(rules, {}).basin, Basin::unknown);
+  EXPECT_EQ(classify_basin(rules, {{"loss_z", Zone::danger}}).basin, Basin::unknown);
+  EXPECT_EQ(classify_basin(rules, {{"entropy", Zone::good}}).basin, Basin::creative);
+  auto call = classify_basin(rules, {{"entropy", Zone::warning}, {"loop_rate", Zone::danger}});
+  EXPECT_EQ(call.basin, Basin::semantic_loop);
+  EXPECT_EQ(call.metric, "loop_rate");
+  // Ties go to the earlier rule.
+  EXPECT_EQ(classify_basin(rules, {{"entropy", Zone::warning}, {"loop_rate", Zone::warning}}).basin,
+            Basin::token_collapse);
+  const std::vector<BasinRule> strict = {{Basin::semantic_loop, {"loop_rate"}, Zone::danger}};
+  EXPECT_EQ(classify_basin(strict, {{"loop_rate", Zone::warning}}).basin, Basin::creative);
+  EXPECT_EQ(to_string(Basin::token_collapse), "TOKEN_COLLAPSE");
+  EXPECT_EQ(basin_from_string("SEMANTIC_LOOP"), Basin::semantic_loop);
+  EXPECT_FALSE(basin_from_string("semantic_loop"));
+}
+
+TEST(OrbitStateMachine, ConfirmationDwellAndRecovery) {
+  OrbitStateMachine m;
+  const StateMachineParams p{2, 3, 4};
+  EXPECT_FALSE(m.update(Severity::drift, "forecast", p));  // needs 2 in a row
+  auto t = m.update(Severity::drift, "forecast", p);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->to, OrbitState::drifting);
+  EXPECT_EQ(t->reason, "forecast");
+  EXPECT_FALSE(m.update(Severity::warning, "warn", p));
+  EXPECT_EQ(m.update(Severity::warning, "warn", p)->to, OrbitState::warning);
+  // CRITICAL at once.
+  t = m.update(Severity::critical, "nan", p);
+  EXPECT_EQ(t->from, OrbitState::warning);
+  EXPECT_EQ(t->to, OrbitState::critical);
+  // Down only after min_dwell calm steps.
+  EXPECT_FALSE(m.update(Severity::none, "", p));
+  EXPECT_FALSE(m.update(Severity::none, "", p));
+  t = m.update(Severity::none, "", p);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->to, OrbitState::recovering);
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(m.update(Severity::none, "", p));
+  t = m.update(Severity::none, "", p);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->to, OrbitState::stable);
+  EXPECT_FALSE(m.alarmed());
+}
+
+TEST(OrbitStateMachine, NoChatterOnAnAlternatingSignal) {
+  OrbitStateMachine m;
+  const StateMachineParams p{2, 10, 20};
+  int transitions = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (m.update(i % 2 ? Severity::warning : Severity::none, "edge", p)) ++transitions;
+  }
+  EXPECT_EQ(transitions, 0);  // never two warnings in a row
+  for (int i = 0; i < 200; ++i) {
+    if (m.update(i % 3 ? Severity::warning : Severity::none, "edge", p)) ++transitions;
+  }
+  EXPECT_EQ(transitions, 1);  // into WARNING, then held: never 10 calm steps
+  EXPECT_EQ(m.state(), OrbitState::warning);
+}
+
+TEST(OrbitStateMachine, RecoveringBackToWarningAndCriticalToWarning) {
+  OrbitStateMachine m;
+  const StateMachineParams p{1, 2, 5};
+  m.update(Severity::critical, "x", p);
+  m.update(Severity::warning, "w", p);
+  auto t = m.update(Severity::warning, "w", p);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->to, OrbitState::warning);  // CRITICAL steps down to WARNING when warnings remain
+  m.update(Severity::none, "", p);
+  EXPECT_EQ(m.update(Severity::none, "", p)->to, OrbitState::recovering);
+  EXPECT_EQ(m.update(Severity::warning, "again", p)->to, OrbitState::warning);
+}
+
+TEST(OrbitStateMachine, StaleRestoresTheInterruptedState) {
+  OrbitStateMachine m;
+  const StateMachineParams p{1, 2, 5};
+  m.update(Severity::warning, "w", p);
+  EXPECT_EQ(m.mark_stale("silent")->to, OrbitState::stale);
+  EXPECT_FALSE(m.update(Severity::critical, "ignored while stale", p));
+  EXPECT_EQ(m.mark_fresh("back")->to, OrbitState::warning);
+  EXPECT_EQ(to_string(OrbitState::recovering), "RECOVERING");
+  EXPECT_EQ(orbit_state_from_string("MONITOR"), OrbitState::monitor);
+}
+
+}  // namespace
+}  // namespace orbit

@@ -1,0 +1,460 @@
+// SPDX-License-Identifier: Apache-2.0
+// The scenario suite of issue 3: synthetic trajectories fed to a real Navigator
+// with the default config, asserting on states and burns. The "steps of warning"
+// numbers quoted in docs/controller.md are printed by these tests.
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "controllers/navigator.hpp"
+#include "scenario.hpp"
+
+namespace orbit {
+namespace {
+
+using test::burns_of;
+using test::first_step_in;
+using test::kAllActuators;
+using test::make_snapshot;
+using test::run_info;
+using test::run_steps;
+using test::spectrum_with_dominant;
+using test::spectrum_with_entropy;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+void expect_burn_in_bounds(const Burn& b, const NavigatorConfig& cfg) {
+  EXPECT_GE(b.lr_scale, cfg.limits.lr_scale_min);
+  EXPECT_LE(b.lr_scale, cfg.limits.lr_scale_max);
+  EXPECT_GE(b.apply_at_step, b.for_step);
+  EXPECT_EQ(b.expires_after_steps, cfg.limits.expiry_steps);
+  if (!b.domain_weights.empty()) {
+    double sum = 0.0;
+    for (const auto& [d, w] : b.domain_weights) {
+      sum += w;
+      EXPECT_GE(w, cfg.limits.weight_floor - 1e-12) << d;
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-9);
+  }
+}
+
+// A healthy run: loss falling with 2% noise and one-step outliers, grad norm
+// log-normal with one-step blips, hidden-state spectra around 2.9 / 2.7 nats,
+// attention spectra sharp (0.9 nats: would be danger if attention counted),
+// loop rate every 50 steps, domain losses and weights.
+Snapshot healthy(std::int64_t step, std::mt19937_64& rng) {
+  std::normal_distribution<double> n01(0.0, 1.0);
+  const double t = static_cast<double>(step);
+  double loss = (2.0 + 2.0 * std::exp(-t / 800.0)) * (1.0 + 0.02 * n01(rng));
+  if (step > 0 && step % 397 == 0) loss *= 1.5;  // one-step outlier
+  double gn = (0.8 + 0.7 * std::exp(-t / 1000.0)) * std::exp(0.1 * n01(rng));
+  if (step > 0 && step % 613 == 0) gn *= 3.0;  // one-step blip
+  Snapshot s = make_snapshot("healthy", step, loss, gn);
+  s.spectra["hidden.0"] = spectrum_with_entropy(2.9 + 0.05 * n01(rng));
+  s.spectra["hidden.1"] = spectrum_with_entropy(2.7 + 0.05 * n01(rng));
+  s.spectra["attn.0"] = spectrum_with_entropy(0.9 + 0.1 * n01(rng), 16);
+  if (step % 50 == 0) s.loop_rate = std::clamp(0.04 + 0.01 * n01(rng), 0.0, 1.0);
+  s.domains["web"] = {loss * 1.1, 0.5};
+  s.domains["books"] = {loss * 0.9, 0.3};
+  s.domains["code"] = {loss, 0.2};
+  return s;
+}
+
+NavigatorConfig with_scorecard() {
+  NavigatorConfig cfg;
+  cfg.basin_map["web"] = {{Basin::semantic_loop}, Verdict::reduce, std::nullopt, "forum threads"};
+  cfg.basin_map["books"] = {{Basin::creative}, Verdict::increase, std::nullopt, "long-form prose"};
+  cfg.curriculum.phases = {{"start", {"books"}}, {"all", {"web", "books", "code"}}};
+  cfg.curriculum.advance_after_stable_steps = 1000000;  // no advance inside these runs
+  return cfg;
+}
+
+TEST(Scenario, HealthyNoisyRunGetsZeroBurns) {
+  const NavigatorConfig cfg = with_scorecard();
+  Navigator nav(cfg, run_info("healthy", kAllActuators, {"web", "books", "code"}), Mode::active);
+  std::mt19937_64 rng(42);
+  const auto steps = run_steps(nav, 0, 3000, [&](std::int64_t s) { return healthy(s, rng); });
+  EXPECT_TRUE(burns_of(steps).empty());
+  int not_stable = 0;
+  for (const auto& s : steps) not_stable += s.decision.observed_state != "STABLE";
+  EXPECT_EQ(not_stable, 0);
+  EXPECT_EQ(steps.back().decision.basin, "CREATIVE");
+  EXPECT_EQ(steps.back().decision.lr_scale, 1.0);
+  // The one-step outliers were seen and reported, not acted on.
+  int isolated = 0;
+  for (const auto& s : steps) {
+    for (const auto& e : s.decision.events) isolated += e.find("isolated") != std::string::npos;
+  }
+  EXPECT_GT(isolated, 0);
+}
+
+TEST(Scenario, AttentionSpectraWouldFalseAlarmIfTheyCounted) {
+  // The same healthy run with every spectrum aggregated: the sharp attention
+  // heads drag entropy into danger. This is why signals.spectra = ["hidden"].
+  NavigatorConfig cfg = with_scorecard();
+  cfg.signals.spectra = {};
+  Navigator nav(cfg, run_info("healthy", {"lr"}), Mode::active);
+  std::mt19937_64 rng(42);
+  const auto steps = run_steps(nav, 0, 300, [&](std::int64_t s) { return healthy(s, rng); });
+  EXPECT_FALSE(burns_of(steps).empty());
+}
+
+struct DriftRun {
+  std::vector<test::Step> steps;
+  std::int64_t danger_cross = -1;  // first step the raw entropy is below the danger line
+};
+
+DriftRun entropy_drift(const std::vector<std::string>& actuators, double slope, unsigned seed) {
+  const NavigatorConfig cfg;
+  Navigator nav(cfg, run_info("drift", actuators), Mode::active);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> noise(0.0, 0.03), gn_noise(0.0, 0.1);
+  DriftRun r;
+  const auto length = static_cast<std::int64_t>(200 + 1.6 / slope + 50);
+  r.steps = run_steps(nav, 0, length, [&](std::int64_t step) {
+    const double t = static_cast<double>(step);
+    double h = 2.8 + noise(rng);
+    if (step >= 200) h -= slope * (t - 200.0);
+    h = std::max(h, 0.3);
+    if (r.danger_cross < 0 && h < 1.5) r.danger_cross = step;
+    Snapshot s = make_snapshot("drift", step, 3.0 - 0.0002 * t, std::exp(gn_noise(rng)));
+    s.spectra["hidden.0"] = spectrum_with_entropy(h);
+    return s;
+  });
+  return r;
+}
+
+TEST(Scenario, SlowEntropyDriftEntersDriftingAndCutsLrBeforeDanger) {
+  for (const double slope : {0.004, 0.002, 0.008}) {
+    SCOPED_TRACE("slope " + std::to_string(slope));
+    const DriftRun r = entropy_drift({"lr"}, slope, 5);
+    ASSERT_GT(r.danger_cross, 0);
+    const auto drifting = first_step_in(r.steps, "DRIFTING");
+    const auto warning = first_step_in(r.steps, "WARNING");
+    const auto critical = first_step_in(r.steps, "CRITICAL");
+    ASSERT_TRUE(drifting && warning);
+    std::optional<std::int64_t> first_cut;
+    for (const auto& s : r.steps) {
+      if (s.decision.burn && s.decision.burn->lr_scale < 1.0) {
+        first_cut = s.step;
+        break;
+      }
+    }
+    ASSERT_TRUE(first_cut);
+    // The first alarm is the forecast, and the lr is cut before danger.
+    for (const auto& s : r.steps) {
+      if (s.step < *drifting) { EXPECT_EQ(s.decision.observed_state, "STABLE") << s.step; }
+    }
+    EXPECT_LT(*drifting, *warning);
+    EXPECT_LT(*first_cut, r.danger_cross);
+    if (critical) { EXPECT_LT(*warning, *critical); }
+    // The DRIFTING event reads like "entropy 2.31 falling 0.004/step, danger in ~200 steps".
+    bool readable = false;
+    for (const auto& s : r.steps) {
+      for (const auto& e : s.decision.events) {
+        readable |= e.find("STABLE -> DRIFTING") != std::string::npos && e.find("falling") != std::string::npos &&
+                    e.find("danger in ~") != std::string::npos;
+      }
+    }
+    EXPECT_TRUE(readable);
+    std::printf("[ scenario ] entropy drift %.3f/step: danger crossed at step %lld; DRIFTING %lld steps before, "
+                "first lr cut %lld steps before, WARNING %lld steps before\n",
+                slope, static_cast<long long>(r.danger_cross), static_cast<long long>(r.danger_cross - *drifting),
+                static_cast<long long>(r.danger_cross - *first_cut), static_cast<long long>(r.danger_cross - *warning));
+    ::testing::Test::RecordProperty("drift_" + std::to_string(slope) + "_cut_lead",
+                                    std::to_string(r.danger_cross - *first_cut));
+  }
+}
+
+Snapshot collapse_run(std::int64_t step, std::int64_t at, std::mt19937_64& rng) {
+  std::normal_distribution<double> noise(0.0, 0.05);
+  Snapshot s = make_snapshot("collapse", step, 2.5 + 0.02 * noise(rng), std::exp(noise(rng)));
+  s.spectra["hidden.0"] = step >= at ? spectrum_with_dominant(0.9) : spectrum_with_entropy(2.9 + noise(rng));
+  return s;
+}
+
+TEST(Scenario, SuddenCollapseIsCriticalWithinOneSnapshot) {
+  for (const bool rollback : {true, false}) {
+    SCOPED_TRACE(rollback ? "with rollback" : "without rollback");
+    const NavigatorConfig cfg;
+    std::vector<std::string> act = {"lr"};
+    if (rollback) act.push_back("rollback");
+    Navigator nav(cfg, run_info("collapse", act), Mode::active);
+    std::mt19937_64 rng(9);
+    const auto steps = run_steps(nav, 0, 260, [&](std::int64_t s) { return collapse_run(s, 200, rng); });
+    for (const auto& s : steps) {
+      if (s.step < 200) { ASSERT_EQ(s.decision.observed_state, "STABLE") << s.step; }
+    }
+    const Decision& at = steps[200].decision;
+    EXPECT_EQ(at.observed_state, "CRITICAL");
+    EXPECT_EQ(at.basin, "TOKEN_COLLAPSE");
+    ASSERT_TRUE(at.burn);
+    EXPECT_LT(at.burn->lr_scale, 1.0);
+    EXPECT_NE(at.burn->reason.find("collapse signature"), std::string::npos) << at.burn->reason;
+    if (rollback) {
+      // Rollback + lr cap at once: the signature means an lr cut alone will not do.
+      ASSERT_TRUE(at.burn->rollback_to_step);
+      EXPECT_LT(*at.burn->rollback_to_step, 200);
+      EXPECT_EQ(*at.burn->rollback_to_step, 199);  // the newest step before the first alarm
+      EXPECT_NE(at.burn->reason.find("lr ceiling now 0.50"), std::string::npos) << at.burn->reason;
+    } else {
+      for (const auto& b : burns_of(steps)) EXPECT_FALSE(b.rollback_to_step);
+    }
+    for (const auto& b : burns_of(steps)) expect_burn_in_bounds(b, cfg);
+  }
+}
+
+TEST(Scenario, GradNormBlowUpWithFlatLossIsCaughtFromScalarsAlone) {
+  const NavigatorConfig cfg;
+  Navigator nav(cfg, run_info("blowup", {"lr"}), Mode::active);
+  std::mt19937_64 rng(4);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  std::vector<double> gns;
+  const auto steps = run_steps(nav, 0, 400, [&](std::int64_t step) {
+    const double t = static_cast<double>(std::max<std::int64_t>(0, step - 300));
+    const double loss = 4.5 + 0.0005 * t + 0.03 * noise(rng);  // creeps: +0.05 over 100 steps
+    const double gn = 1.0 * std::exp(0.05 * t + 0.1 * noise(rng));
+    gns.push_back(gn);
+    return make_snapshot("blowup", step, loss, gn);  // scalars only: no spectra
+  });
+  for (const auto& s : steps) {
+    if (s.step < 300) { ASSERT_EQ(s.decision.observed_state, "STABLE") << s.step; }
+  }
+  std::optional<std::int64_t> caught;
+  for (const auto& s : steps) {
+    if (s.step >= 300 && s.decision.observed_state != "STABLE") {
+      caught = s.step;
+      break;
+    }
+  }
+  ASSERT_TRUE(caught);
+  std::optional<std::int64_t> cut;
+  for (const auto& s : steps) {
+    if (s.decision.burn && s.decision.burn->lr_scale < 1.0) {
+      cut = s.step;
+      break;
+    }
+  }
+  ASSERT_TRUE(cut);
+  // Caught while the grad norm has grown by less than ~3x (e^(0.05·20)); the loss
+  // had moved by 0.01, a third of its noise.
+  EXPECT_LT(*caught - 300, 20);
+  EXPECT_EQ(steps.back().decision.basin, "UNKNOWN");  // no spectra: no basin evidence
+  double max_loss_z = 0.0;
+  for (const auto& s : steps) {
+    if (s.step >= 300 && s.step <= *caught && s.decision.metrics.count("loss_z")) {
+      max_loss_z = std::max(max_loss_z, s.decision.metrics.at("loss_z"));
+    }
+  }
+  EXPECT_LT(max_loss_z, 3.0);  // a loss-only rule would not have fired
+  std::printf("[ scenario ] grad-norm blow-up (5%%/step, loss flat): %s at step +%lld (grad norm x%.1f), "
+              "first lr cut at +%lld; max loss z until then %.2f\n",
+              steps[static_cast<std::size_t>(*caught)].decision.observed_state.c_str(),
+              static_cast<long long>(*caught - 300), gns[static_cast<std::size_t>(*caught)] / gns[299],
+              static_cast<long long>(*cut - 300), max_loss_z);
+}
+
+TEST(Scenario, NonFiniteLossIsCriticalAtOnce) {
+  for (const bool grad : {false, true}) {
+    const NavigatorConfig cfg;
+    Navigator nav(cfg, run_info("nan", {"lr", "rollback"}), Mode::active);
+    std::mt19937_64 rng(2);
+    std::normal_distribution<double> noise(0.0, 0.02);
+    const auto steps = run_steps(nav, 0, 121, [&](std::int64_t step) {
+      const bool bad = step == 120;
+      return make_snapshot("nan", step, bad && !grad ? kNaN : 3.0 + noise(rng),
+                           bad && grad ? std::numeric_limits<double>::infinity() : 1.0 + noise(rng));
+    });
+    const Decision& d = steps.back().decision;
+    EXPECT_EQ(d.observed_state, "CRITICAL");
+    ASSERT_TRUE(d.burn);
+    EXPECT_LT(d.burn->lr_scale, 1.0);
+    ASSERT_TRUE(d.burn->rollback_to_step);
+    EXPECT_EQ(*d.burn->rollback_to_step, 119);
+    EXPECT_EQ(d.metrics.at("health"), -1.0);
+    EXPECT_FALSE(d.metrics.count(grad ? "grad_norm" : "loss"));  // non-finite values are not metrics
+    bool said = false;
+    for (const auto& e : d.events) said |= e.find(grad ? "grad norm is +inf" : "loss is NaN") != std::string::npos;
+    EXPECT_TRUE(said);
+  }
+}
+
+TEST(Scenario, RisingLoopRateMovesWeightAwayFromLoopTaggedDomains) {
+  NavigatorConfig cfg = with_scorecard();
+  cfg.curriculum.phases.clear();
+  Navigator nav(cfg, run_info("loops", {"lr", "domain_weights"}, {"web", "books", "code"}), Mode::active);
+  std::mt19937_64 rng(8);
+  std::normal_distribution<double> noise(0.0, 0.01);
+  const auto steps = run_steps(nav, 0, 260, [&](std::int64_t step) {
+    const double t = static_cast<double>(step);
+    Snapshot s = make_snapshot("loops", step, 2.8 + noise(rng), 1.0 + noise(rng));
+    s.loop_rate = std::clamp(0.05 + (step >= 100 ? 0.002 * (t - 100.0) : 0.0) + noise(rng), 0.0, 1.0);
+    s.spectra["hidden.0"] = spectrum_with_entropy(2.9);
+    return s;
+  });
+  const auto burns = burns_of(steps);
+  ASSERT_FALSE(burns.empty());
+  for (const auto& b : burns) expect_burn_in_bounds(b, cfg);
+  const Burn& last = burns.back();
+  EXPECT_EQ(last.basin, "SEMANTIC_LOOP");
+  EXPECT_LT(last.domain_weights.at("web"), 1.0 / 3.0 - 0.05);
+  EXPECT_GT(last.domain_weights.at("books"), 1.0 / 3.0);
+  EXPECT_GT(last.domain_weights.at("books"), last.domain_weights.at("code"));
+  // Monotone: the loop domain only ever loses weight while the loop rate rises.
+  double previous = 1.0;
+  for (const auto& b : burns) {
+    EXPECT_LE(b.domain_weights.at("web"), previous + 1e-12);
+    previous = b.domain_weights.at("web");
+  }
+  EXPECT_NE(last.reason.find("weights away from SEMANTIC_LOOP"), std::string::npos) << last.reason;
+  std::printf("[ scenario ] loop rate 0.05 -> 0.37: web (loop-tagged) weight 0.333 -> %.3f, books (creative) "
+              "-> %.3f, code -> %.3f over %zu burns\n",
+              last.domain_weights.at("web"), last.domain_weights.at("books"), last.domain_weights.at("code"),
+              burns.size());
+}
+
+// Entropy dips into danger for 60 steps, then the run is healthy again.
+Snapshot dip_run(std::int64_t step, std::mt19937_64& rng) {
+  std::normal_distribution<double> noise(0.0, 0.03);
+  const bool dip = step >= 100 && step < 160;
+  Snapshot s = make_snapshot("dip", step, 3.0 + noise(rng), 1.0 + noise(rng));
+  s.spectra["hidden.0"] = spectrum_with_entropy((dip ? 1.3 : 2.9) + noise(rng));
+  return s;
+}
+
+TEST(Scenario, AfterRecoveryTheLrScaleReturnsToOneInsideItsBounds) {
+  const NavigatorConfig cfg;
+  Navigator nav(cfg, run_info("dip", {"lr"}), Mode::active);
+  std::mt19937_64 rng(6);
+  const auto steps = run_steps(nav, 0, 600, [&](std::int64_t s) { return dip_run(s, rng); });
+  const auto burns = burns_of(steps);
+  ASSERT_GE(burns.size(), 3u);
+  double lowest = 1.0;
+  double previous = 1.0;
+  for (const auto& b : burns) {
+    expect_burn_in_bounds(b, cfg);
+    EXPECT_LE(std::max(b.lr_scale / previous, previous / b.lr_scale), cfg.limits.max_lr_change + 1e-12);
+    lowest = std::min(lowest, b.lr_scale);
+    previous = b.lr_scale;
+  }
+  EXPECT_LT(lowest, 0.5);
+  EXPECT_EQ(burns.back().lr_scale, 1.0);  // exactly: back on the trainer's own schedule
+  EXPECT_TRUE(burns.back().state == "RECOVERING" || burns.back().state == "STABLE") << burns.back().state;
+  EXPECT_EQ(steps.back().decision.observed_state, "STABLE");
+  EXPECT_EQ(steps.back().decision.lr_scale, 1.0);
+  // The path back went through RECOVERING, and the return was gradual.
+  EXPECT_TRUE(first_step_in(steps, "RECOVERING"));
+  std::int64_t last_burn_step = 0;
+  for (const auto& s : steps) {
+    if (s.decision.burn) last_burn_step = s.step;
+  }
+  std::printf("[ scenario ] entropy dip to 1.3 for 60 steps: lowest lr scale %.3f, back to 1.0 at step %lld "
+              "(%zu burns)\n",
+              lowest, static_cast<long long>(last_burn_step), burns.size());
+}
+
+TEST(Scenario, RollbackOnlyForAdaptersThatDeclareIt) {
+  for (const auto& actuators : std::vector<std::vector<std::string>>{
+           {"lr"}, {"lr", "domain_weights", "curriculum", "loss_weights"}, {}}) {
+    Navigator nav(NavigatorConfig{}, run_info("norb", actuators), Mode::active);
+    std::mt19937_64 rng(1);
+    auto steps = run_steps(nav, 0, 300, [&](std::int64_t s) {
+      Snapshot snap = collapse_run(s, 150, rng);
+      if (s == 200) snap.loss = kNaN;
+      return snap;
+    });
+    for (const auto& b : burns_of(steps)) EXPECT_FALSE(b.rollback_to_step);
+    EXPECT_EQ(nav.rollbacks(), 0);
+    if (actuators.empty()) { EXPECT_TRUE(burns_of(steps).empty()); }  // nothing to apply: no burns
+  }
+}
+
+TEST(Scenario, RollbackLowersTheCeilingWhichRelaxesBackWhenStable) {
+  NavigatorConfig cfg;
+  cfg.rollback.ceiling_relax_steps = 40;
+  Navigator nav(cfg, run_info("rb", {"lr", "rollback"}), Mode::active);
+  std::mt19937_64 rng(12);
+  std::vector<test::Step> steps;
+  // The adapter: restores on a rollback burn and continues from the restored step.
+  std::int64_t step = 0;
+  bool collapsed = false;
+  int rollbacks = 0;
+  for (int i = 0; i < 900; ++i, ++step) {
+    // The run collapses at step 150 the first time only; the rollback (with the lr
+    // cap) "rescues" it, as measured in issue 3.
+    Snapshot s = collapse_run(step, collapsed ? 1 << 30 : 150, rng);
+    Decision d = nav.on_snapshot(s);
+    if (d.burn && d.burn->rollback_to_step) {
+      ++rollbacks;
+      collapsed = true;
+      Ack ack;
+      ack.run = "rb";
+      ack.seq = d.burn->seq;
+      ack.step = step + 1;
+      ack.restored_step = *d.burn->rollback_to_step;
+      nav.on_ack(ack);
+      step = *d.burn->rollback_to_step;  // the loop's ++step continues from restored + 1
+    }
+    steps.push_back({s.step, std::move(d)});
+  }
+  EXPECT_EQ(rollbacks, 1);
+  const auto burns = burns_of(steps);
+  ASSERT_FALSE(burns.empty());
+  for (const auto& b : burns) expect_burn_in_bounds(b, cfg);
+  EXPECT_EQ(burns.back().lr_scale, 1.0);
+  EXPECT_EQ(nav.lr_ceiling(), 1.0);
+  EXPECT_EQ(steps.back().decision.observed_state, "STABLE");
+  bool branch = false;
+  for (const auto& s : steps) {
+    for (const auto& e : s.decision.events) branch |= e.find("restored the checkpoint of step 149") != std::string::npos;
+  }
+  EXPECT_TRUE(branch);
+}
+
+TEST(Scenario, MonitorModeNeverBurnsAndKeepsStateAcrossSwitches) {
+  const NavigatorConfig cfg;
+  Navigator nav(cfg, run_info("mon", kAllActuators), Mode::monitor);
+  std::mt19937_64 rng(3);
+  const auto before = run_steps(nav, 0, 220, [&](std::int64_t s) { return collapse_run(s, 200, rng); });
+  EXPECT_TRUE(burns_of(before).empty());
+  EXPECT_EQ(before.back().decision.state, "MONITOR");
+  EXPECT_EQ(before.back().decision.observed_state, "CRITICAL");
+  nav.set_mode(Mode::active);
+  const Decision d = nav.on_snapshot(collapse_run(220, 200, rng));
+  EXPECT_EQ(d.state, "CRITICAL");  // the state survived the switch
+  ASSERT_TRUE(d.burn);
+  EXPECT_EQ(d.burn->seq, 1);
+  bool said = false;
+  for (const auto& e : d.events) said |= e == "mode: monitor -> active";
+  EXPECT_TRUE(said);
+}
+
+TEST(Navigator, ReportsTheDocumentedMetricNames) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, run_info("names", {"lr"}, {"web"}), Mode::active);
+  Decision d;
+  for (int s = 0; s < 30; ++s) {
+    Snapshot snap = make_snapshot("names", s, 3.0 + 0.01 * (s % 3), 1.0 + 0.01 * (s % 2));
+    snap.spectra["hidden.0"] = spectrum_with_entropy(2.5);
+    snap.spectra["attn.0"] = spectrum_with_entropy(1.0, 16);
+    snap.loop_rate = 0.05;
+    snap.domains["web"] = {2.9, 1.0};
+    d = nav.on_snapshot(snap);
+  }
+  for (const char* name : {"entropy", "effective_rank", "normalized_entropy", "dominant_ratio", "phi_proximity",
+                           "hidden.0.entropy", "hidden.0.effective_rank", "hidden.0.normalized_entropy",
+                           "hidden.0.dominant_ratio", "hidden.0.phi_proximity", "attn.0.entropy", "loss", "loss_ewma",
+                           "loss_z", "grad_norm", "grad_norm_z", "loop_rate", "domain.web.loss", "health", "lr_scale"}) {
+    EXPECT_TRUE(d.metrics.count(name)) << name;
+  }
+  // The aggregate follows signals.spectra: hidden only, so attention's 1.0 is not in it.
+  EXPECT_NEAR(d.metrics.at("entropy"), d.metrics.at("hidden.0.entropy"), 1e-12);
+  EXPECT_NEAR(d.metrics.at("attn.0.entropy"), 1.0, 1e-6);
+  for (const auto& [k, v] : d.metrics) EXPECT_TRUE(std::isfinite(v)) << k;
+}
+
+}  // namespace
+}  // namespace orbit

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: Apache-2.0
+// Spectral metrics against hand-computed values (DESIGN.md "Metrics").
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "controllers/spectral_metrics.hpp"
+
+namespace orbit {
+namespace {
+
+TEST(SpectralMetrics, UniformSpectrumHasMaximalEntropy) {
+  const std::vector<float> v(16, 2.5f);
+  const auto m = spectral_metrics(v);
+  ASSERT_TRUE(m.valid);
+  EXPECT_NEAR(m.entropy, std::log(16.0), 1e-12);
+  EXPECT_NEAR(m.effective_rank, 16.0, 1e-9);
+  EXPECT_NEAR(m.normalized_entropy, 1.0, 1e-12);
+  EXPECT_NEAR(m.dominant_ratio, 1.0 / 16.0, 1e-12);
+  // λ1/λ2 = 1: proximity 1 - |1 - φ|/φ.
+  EXPECT_NEAR(m.phi_proximity, 1.0 - (kGoldenRatio - 1.0) / kGoldenRatio, 1e-12);
+  EXPECT_EQ(m.size, 16u);
+  EXPECT_EQ(m.used, 16u);
+}
+
+TEST(SpectralMetrics, OneHotSpectrumIsFullyCollapsed) {
+  std::vector<float> v(8, 0.0f);
+  v[3] = 7.0f;
+  const auto m = spectral_metrics(v);
+  ASSERT_TRUE(m.valid);
+  EXPECT_EQ(m.entropy, 0.0);
+  EXPECT_EQ(m.effective_rank, 1.0);
+  EXPECT_EQ(m.normalized_entropy, 0.0);
+  EXPECT_EQ(m.dominant_ratio, 1.0);
+  EXPECT_EQ(m.phi_proximity, 0.0);  // no second value: no ratio
+}
+
+TEST(SpectralMetrics, AllZerosIsNotValid) {
+  const auto m = spectral_metrics(std::vector<float>(10, 0.0f));
+  EXPECT_FALSE(m.valid);
+  EXPECT_EQ(m.effective_rank, 0.0);
+  EXPECT_FALSE(spectral_metrics(std::vector<float>{}).valid);
+}
+
+TEST(SpectralMetrics, SingleValue) {
+  const auto m = spectral_metrics(std::vector<float>{3.0f});
+  ASSERT_TRUE(m.valid);
+  EXPECT_EQ(m.entropy, 0.0);
+  EXPECT_EQ(m.effective_rank, 1.0);
+  EXPECT_EQ(m.normalized_entropy, 0.0);
+  EXPECT_EQ(m.dominant_ratio, 1.0);
+}
+
+TEST(SpectralMetrics, HandComputedTwoValues) {
+  // p = (0.75, 0.25): H = -(0.75 ln 0.75 + 0.25 ln 0.25).
+  const auto m = spectral_metrics(std::vector<float>{3.0f, 1.0f});
+  const double h = -(0.75 * std::log(0.75) + 0.25 * std::log(0.25));
+  EXPECT_NEAR(m.entropy, h, 1e-12);
+  EXPECT_NEAR(m.effective_rank, std::exp(h), 1e-12);
+  EXPECT_NEAR(m.normalized_entropy, h / std::log(2.0), 1e-12);
+  EXPECT_NEAR(m.dominant_ratio, 0.75, 1e-12);
+  EXPECT_NEAR(m.phi_proximity, 1.0 - std::abs(3.0 - kGoldenRatio) / kGoldenRatio, 1e-12);
+}
+
+TEST(SpectralMetrics, NegativeValuesCountByMagnitude) {
+  const auto a = spectral_metrics(std::vector<float>{3.0f, -1.0f});
+  const auto b = spectral_metrics(std::vector<float>{3.0f, 1.0f});
+  EXPECT_EQ(a.entropy, b.entropy);
+  EXPECT_EQ(a.dominant_ratio, b.dominant_ratio);
+}
+
+TEST(SpectralMetrics, HundredThousandValues) {
+  std::vector<float> v(100000, 1.0f);
+  auto m = spectral_metrics(v);
+  EXPECT_NEAR(m.entropy, std::log(100000.0), 1e-9);
+  EXPECT_NEAR(m.effective_rank, 100000.0, 1e-4);
+  EXPECT_NEAR(m.normalized_entropy, 1.0, 1e-10);
+  // Half of the mass in one value.
+  v[0] = 99999.0f;
+  m = spectral_metrics(v);
+  EXPECT_NEAR(m.dominant_ratio, 0.5, 1e-9);
+  const double h = -(0.5 * std::log(0.5) + 99999.0 * (0.5 / 99999.0) * std::log(0.5 / 99999.0));
+  EXPECT_NEAR(m.entropy, h, 1e-9);
+}
+
+TEST(SpectralMetrics, NonFiniteValuesAreCountedAndIgnored) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const auto m = spectral_metrics(std::vector<float>{1.0f, nan, 1.0f, inf, -inf});
+  ASSERT_TRUE(m.valid);
+  EXPECT_EQ(m.size, 5u);
+  EXPECT_EQ(m.used, 2u);
+  EXPECT_EQ(m.nonfinite, 3u);
+  EXPECT_NEAR(m.entropy, std::log(2.0), 1e-12);
+  EXPECT_FALSE(spectral_metrics(std::vector<float>{nan, inf}).valid);
+}
+
+TEST(SpectralMetrics, PhiProximityPeaksAtTheTargetRatio) {
+  const float l2 = 1.0f;
+  const auto at_phi = spectral_metrics(std::vector<float>{static_cast<float>(kGoldenRatio), l2, 0.1f});
+  EXPECT_NEAR(at_phi.phi_proximity, 1.0, 1e-6);  // float32 rounding of φ
+  const auto far = spectral_metrics(std::vector<float>{10.0f, 1.0f});
+  EXPECT_EQ(far.phi_proximity, 0.0);  // |10 - φ| > φ: clamped at 0
+  const auto near = spectral_metrics(std::vector<float>{2.0f, 1.0f});
+  EXPECT_NEAR(near.phi_proximity, 1.0 - (2.0 - kGoldenRatio) / kGoldenRatio, 1e-12);
+  // The target is a parameter, not a constant.
+  const auto other = spectral_metrics(std::vector<float>{2.0f, 1.0f}, 2.0);
+  EXPECT_NEAR(other.phi_proximity, 1.0, 1e-12);
+}
+
+TEST(SpectralMetrics, AggregateWorstAndMean) {
+  std::map<std::string, SpectralMetrics> per;
+  per["hidden.0"] = spectral_metrics(std::vector<float>(4, 1.0f));   // H = ln 4, dominant 0.25
+  per["hidden.1"] = spectral_metrics(std::vector<float>{3.0f, 1.0f});  // H ≈ 0.562, dominant 0.75
+  per["empty"] = spectral_metrics(std::vector<float>(3, 0.0f));        // not valid: ignored
+  const auto worst = aggregate(per, Aggregation::worst);
+  ASSERT_TRUE(worst.valid);
+  EXPECT_EQ(worst.entropy, per["hidden.1"].entropy);
+  EXPECT_EQ(worst.dominant_ratio, 0.75);
+  EXPECT_EQ(worst.effective_rank, per["hidden.1"].effective_rank);
+  EXPECT_EQ(worst.phi_proximity, std::min(per["hidden.0"].phi_proximity, per["hidden.1"].phi_proximity));
+  const auto mean = aggregate(per, Aggregation::mean);
+  EXPECT_NEAR(mean.entropy, 0.5 * (std::log(4.0) + per["hidden.1"].entropy), 1e-12);
+  EXPECT_NEAR(mean.dominant_ratio, 0.5, 1e-12);
+  EXPECT_EQ(mean.size, 4u + 2u + 3u);
+  EXPECT_FALSE(aggregate({}, Aggregation::worst).valid);
+}
+
+}  // namespace
+}  // namespace orbit

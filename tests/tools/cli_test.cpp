@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: Apache-2.0
+// The real `orbit` binary: help and exit codes, import -> export -> import round trip,
+// replay of a daemon-style journal reproducing its burns bit for bit (and saying so
+// when it does not), --set, labels, reports, tune.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "controllers/navigator.hpp"
+#include "daemon/config.hpp"
+#include "daemon/journal.hpp"
+#include "daemon/journal_replay.hpp"
+#include "protocol/codec.hpp"
+#include "run_command.hpp"
+#include "temp_dir.hpp"
+#include "tools/trace_import.hpp"
+
+namespace orbit {
+namespace {
+
+namespace fs = std::filesystem;
+using detail::run_orbit;
+using detail::TempDir;
+
+const fs::path kTraces = ORBIT_TRACES_DIR;
+const fs::path kWmtSpikes = kTraces / "algoperf_wmt_transformer_spikes/caspr_s3_t4_SPIKES_measurements.csv";
+const fs::path kCriteo = kTraces / "algoperf_divergence_and_collapse/criteo_genadam_s1_t1_DIVERGE_measurements.csv";
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+TEST(OrbitCli, HelpAndUsageErrors) {
+  auto r = run_orbit({"--help"});
+  EXPECT_EQ(r.code, 0);
+  for (const char* cmd : {"replay", "tune", "import", "export", "watch", "status"}) {
+    EXPECT_TRUE(contains(r.output, cmd)) << cmd;
+    auto h = run_orbit({cmd, "--help"});
+    EXPECT_EQ(h.code, 0) << cmd;
+    EXPECT_TRUE(contains(h.output, "usage: orbit " + std::string(cmd))) << h.output;
+    EXPECT_TRUE(contains(h.output, "exit codes")) << cmd;
+  }
+  EXPECT_EQ(run_orbit({}).code, 2);
+  EXPECT_EQ(run_orbit({"frobnicate"}).code, 2);
+  EXPECT_EQ(run_orbit({"replay"}).code, 2) << "missing PATH";
+  EXPECT_EQ(run_orbit({"replay", "x", "--bogus"}).code, 2);
+  EXPECT_EQ(run_orbit({"import", kCriteo.string()}).code, 2) << "--out is required";
+  EXPECT_EQ(run_orbit({"import", kCriteo.string(), "--out", "/tmp/x", "--format", "xml"}).code, 2);
+  EXPECT_EQ(run_orbit({"replay", "/nonexistent/journal"}).code, 3);
+  EXPECT_EQ(run_orbit({"import", "/nonexistent/file.csv", "--out", "/tmp/x"}).code, 3);
+  EXPECT_TRUE(contains(run_orbit({"--version"}).output, "orbit "));
+}
+
+TEST(OrbitCli, ImportReportsAndRefusesToOverwrite) {
+  TempDir tmp;
+  auto r = run_orbit({"import", kCriteo.string(), "--out", (tmp.path() / "j").string(), "--run", "criteo"});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "74 training rows")) << r.output;
+  EXPECT_TRUE(contains(r.output, "criteo: 74 snapshots (steps 0..73)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "skipped (kept nothing): 26 rows at lines 77-102 (no training loss)")) << r.output;
+  EXPECT_TRUE(fs::is_directory(tmp.path() / "j" / "criteo"));
+  auto again = run_orbit({"import", kCriteo.string(), "--out", (tmp.path() / "j").string(), "--run", "criteo"});
+  EXPECT_EQ(again.code, 3);
+  EXPECT_TRUE(contains(again.output, "--force"));
+  EXPECT_EQ(run_orbit({"import", kCriteo.string(), "--out", (tmp.path() / "j").string(), "--run", "criteo", "--force"})
+                .code,
+            0);
+}
+
+TEST(OrbitCli, ExportCsvImportsBackToTheSameSnapshots) {
+  TempDir tmp;
+  const auto j1 = tmp.path() / "j1";
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", j1.string(), "--run", "wmt"}).code, 0);
+  const auto csv = tmp.path() / "wmt.csv";
+  auto e = run_orbit({"export", (j1 / "wmt").string(), "--format", "csv", "--out", csv.string()});
+  ASSERT_EQ(e.code, 0) << e.output;
+  const auto j2 = tmp.path() / "j2";
+  auto i = run_orbit({"import", csv.string(), "--format", "csv", "--out", j2.string(), "--run", "wmt"});
+  ASSERT_EQ(i.code, 0) << i.output;
+
+  const RecordedRun a = load_recorded_run(j1 / "wmt");
+  const RecordedRun b = load_recorded_run(j2 / "wmt");
+  ASSERT_EQ(a.snapshots, 699u);
+  ASSERT_EQ(a.snapshots, b.snapshots);
+  std::vector<const Snapshot*> sa, sb;
+  for (const auto& x : a.entries) if (x.type == RecordType::snapshot) sa.push_back(&std::get<Snapshot>(x.value));
+  for (const auto& x : b.entries) if (x.type == RecordType::snapshot) sb.push_back(&std::get<Snapshot>(x.value));
+  for (std::size_t k = 0; k < sa.size(); ++k) {
+    EXPECT_EQ(sa[k]->step, sb[k]->step);
+    EXPECT_EQ(sa[k]->loss, sb[k]->loss) << "shortest round-trip formatting keeps every bit";
+    EXPECT_EQ(sa[k]->grad_norm, sb[k]->grad_norm);
+    EXPECT_EQ(sa[k]->time, sb[k]->time);
+  }
+}
+
+TEST(OrbitCli, ExportJsonlHasOneLinePerRecord) {
+  TempDir tmp;
+  ASSERT_EQ(run_orbit({"import", kCriteo.string(), "--out", tmp.path().string(), "--run", "c"}).code, 0);
+  auto e = run_orbit({"export", (tmp.path() / "c").string()});
+  ASSERT_EQ(e.code, 0);
+  std::istringstream in(e.output);
+  std::string line;
+  std::size_t n = 0, snapshots = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    ASSERT_TRUE(line.starts_with("{\"run\":\"c\",\"type\":\"")) << line;
+    if (contains(line, "\"type\":\"snapshot\"")) ++snapshots;
+  }
+  EXPECT_EQ(n, 1u + 74u + 64u);  // hello, snapshots, evaluations
+  EXPECT_EQ(snapshots, 74u);
+  EXPECT_TRUE(contains(e.output, "\"loss\":\"inf\"")) << "a diverged loss stays visible";
+}
+
+// A journal written the way orbitd writes one: config, mode, hello, then every
+// snapshot followed by the burn the Navigator answered with.
+std::size_t write_daemon_style_journal(const fs::path& root, const std::string& run, bool tamper) {
+  ImportOptions io;
+  io.run = run;
+  const ImportResult imported = import_trace(read(kWmtSpikes), io);
+  const std::string config_text = read(fs::path(ORBIT_SOURCE_DIR) / "configs/default.toml");
+  const DaemonConfig config = parse_daemon_config(config_text, "default.toml");
+  Hello hello;
+  hello.run = run;
+  hello.adapter = "test";
+  hello.adapter_version = "0";
+  hello.versions = {1};
+  hello.actuators = {"lr"};
+  Navigator nav(config.navigator, RunInfo{run, 1, {}, {"lr"}, std::nullopt}, Mode::active);
+
+  JournalOptions o;
+  o.root = root;
+  o.fsync = JournalOptions::never;
+  Journal j = Journal::open(o);
+  j.append(run, RecordType::config, 0, config_text);
+  j.append(run, RecordType::mode, 0, "active");
+  j.append(run, RecordType::hello, 0, encode(hello));
+  std::size_t burns = 0;
+  for (Snapshot s : imported.runs.at(0).snapshots) {
+    s.run = run;
+    j.append(run, RecordType::snapshot, 1, encode(s));
+    const Decision d = nav.on_snapshot(s);
+    if (d.burn) {
+      Burn b = *d.burn;
+      if (tamper && burns == 1) b.lr_scale *= 0.5;
+      j.append(run, RecordType::burn, 1, encode(b));
+      ++burns;
+      Ack ack;
+      ack.run = run;
+      ack.seq = b.seq;
+      ack.step = b.apply_at_step;
+      j.append(run, RecordType::ack, 1, encode(ack));
+      nav.on_ack(ack);
+    }
+  }
+  return burns;
+}
+
+TEST(OrbitCli, ReplayReproducesRecordedBurnsAndSaysWhenNot) {
+  TempDir tmp;
+  const std::size_t burns = write_daemon_style_journal(tmp.path(), "live", false);
+  ASSERT_GT(burns, 1u) << "the spiky WMT run must make the default controller act";
+  auto r = run_orbit({"replay", (tmp.path() / "live").string()});
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "config recorded")) << r.output;
+  EXPECT_TRUE(contains(r.output, "recorded burns: " + std::to_string(burns) + ", all reproduced bit for bit"))
+      << r.output;
+
+  // Another config: replay runs, compares, and does not call it a failure.
+  auto changed = run_orbit({"replay", (tmp.path() / "live").string(), "--set", "filters.cusum_h=1000",
+                            "--set", "zones.loss_z.danger=60", "--set", "zones.loss_z.good=50",
+                            "--set", "zones.grad_norm_z.good=50", "--set", "zones.grad_norm_z.danger=60"});
+  EXPECT_EQ(changed.code, 0) << changed.output;
+  EXPECT_TRUE(contains(changed.output, "recorded + 5 --set")) << changed.output;
+  EXPECT_TRUE(contains(changed.output, "under the changed config")) << changed.output;
+
+  // A bad override is a data error naming the key.
+  auto bad = run_orbit({"replay", (tmp.path() / "live").string(), "--set", "filters.loss_alpha=7"});
+  EXPECT_EQ(bad.code, 3) << bad.output;
+  EXPECT_TRUE(contains(bad.output, "loss_alpha")) << bad.output;
+
+  // A journal whose second burn differs from what the config computes.
+  TempDir other;
+  write_daemon_style_journal(other.path(), "live", true);
+  auto t = run_orbit({"replay", (other.path() / "live").string()});
+  EXPECT_EQ(t.code, 1) << t.output;
+  EXPECT_TRUE(contains(t.output, "NOT reproduced")) << t.output;
+  EXPECT_TRUE(contains(t.output, std::to_string(burns - 1) + " equal")) << t.output;
+}
+
+TEST(OrbitCli, ReplayUsesLabelsAndWritesReports) {
+  TempDir tmp;
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", tmp.path().string(), "--run", "wmt"}).code, 0);
+  std::ofstream(tmp.path() / "wmt" / "labels.toml")
+      << "[[failure]]\nonset = 7000\npeak = 7100\nend = 9000\nkind = \"spike\"\n"
+         "[[failure]]\nonset = 13300\npeak = 13800\nend = 14000\nkind = \"spike\"\n";
+  const auto html = tmp.path() / "r.html", json = tmp.path() / "r.json", csv = tmp.path() / "r.csv";
+  auto r = run_orbit({"replay", tmp.path().string(), "--out", html.string(), "--out", json.string(), "--out",
+                      csv.string()});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "failures: 2 (labels")) << r.output;
+  EXPECT_TRUE(contains(r.output, "spike peak at step 7100 (steps 7000-9000)")) << r.output;
+  const std::string h = read(html);
+  EXPECT_TRUE(h.starts_with("<!DOCTYPE html>"));
+  EXPECT_TRUE(contains(h, "<svg")) << "inline SVG plots";
+  EXPECT_FALSE(contains(h, "<script")) << "self-contained, no scripts";
+  EXPECT_FALSE(contains(h, "http://") && contains(h, "src=")) << "no external resources";
+  const std::string js = read(json);
+  EXPECT_TRUE(contains(js, "\"peak\": 7100"));
+  EXPECT_TRUE(contains(js, "\"timeline\""));
+  const std::string c = read(csv);
+  EXPECT_TRUE(c.starts_with("run,step,time,loss,grad_norm,state,basin,forecast_basin,lr_scale,alarm,burn_seq"));
+  EXPECT_EQ(std::count(c.begin(), c.end(), '\n'), 700) << "header + 699 snapshots";
+  EXPECT_EQ(run_orbit({"replay", tmp.path().string(), "--out", (tmp.path() / "r.pdf").string()}).code, 2);
+}
+
+TEST(OrbitCli, ReplayDetectsFailuresWithoutLabels) {
+  TempDir tmp;
+  ASSERT_EQ(run_orbit({"import", kCriteo.string(), "--out", tmp.path().string(), "--run", "criteo"}).code, 0);
+  auto r = run_orbit({"replay", tmp.path().string()});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "failures: 1 (detected")) << r.output;
+  EXPECT_TRUE(contains(r.output, "divergence peak at step 73 (steps 71-73)")) << r.output;
+}
+
+TEST(OrbitCli, TuneFindsGainsAndPrintsToml) {
+  TempDir tmp;
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", tmp.path().string(), "--run", "wmt"}).code, 0);
+  const auto space = tmp.path() / "space.toml";
+  std::ofstream(space) << "[[param]]\nkey = \"zones.loss_z.good\"\nmin = 1.0\nmax = 5.0\n"
+                          "[[param]]\nkey = \"filters.cusum_h\"\nmin = 2.0\nmax = 40.0\nlog = true\n";
+  const auto html = tmp.path() / "t.html", json = tmp.path() / "t.json";
+  auto r = run_orbit({"tune", tmp.path().string(), "--space", space.string(), "--budget", "24", "--jobs", "2",
+                      "--seed", "7", "--out", html.string(), "--out", json.string()});
+  ASSERT_TRUE(r.code == 0 || r.code == 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "24 candidates")) << r.output;
+  EXPECT_TRUE(contains(r.output, "before")) << r.output;
+  if (r.code == 0) {
+    EXPECT_TRUE(contains(r.output, "[controller.zones.loss_z]\ngood = ")) << r.output;
+    EXPECT_TRUE(contains(r.output, "[controller.filters]\ncusum_h = ")) << r.output;
+  }
+  EXPECT_TRUE(contains(read(html), "<svg"));
+  EXPECT_TRUE(contains(read(json), "\"evaluations\": 24"));
+  // Same seed, same answer.
+  auto again = run_orbit({"tune", tmp.path().string(), "--space", space.string(), "--budget", "24", "--jobs", "2",
+                          "--seed", "7"});
+  const auto snippet = [](const std::string& out) {
+    const auto from = out.find("starting config:");
+    return out.substr(from, out.find("wrote ") == std::string::npos ? std::string::npos : out.find("wrote ") - from);
+  };
+  EXPECT_EQ(snippet(again.output), snippet(r.output));
+}
+
+}  // namespace
+}  // namespace orbit

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+// `orbit status` and `orbit watch` against a real orbitd with a real client.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include <zmq.hpp>
+
+#include "run_command.hpp"
+#include "support/orbitd_process.hpp"
+#include "support/test_client.hpp"
+
+namespace orbit {
+namespace {
+
+using detail::run_orbit;
+
+bool contains(const std::string& s, const std::string& n) { return s.find(n) != std::string::npos; }
+
+Snapshot snapshot(const std::string& run, std::int64_t step) {
+  Snapshot s;
+  s.run = run;
+  s.step = step;
+  s.time = 1000.0 + static_cast<double>(step);
+  s.loss = 3.0 - 0.001 * static_cast<double>(step);
+  s.grad_norm = 0.5;
+  std::vector<float> spectrum(64);
+  for (std::size_t i = 0; i < spectrum.size(); ++i) spectrum[i] = 1.0f / static_cast<float>(i + 1);
+  s.spectra["hidden.0"] = spectrum;
+  return s;
+}
+
+class DaemonCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    daemon_ = std::make_unique<test::OrbitdProcess>();
+    client_ = std::make_unique<test::TestClient>(ctx_, daemon_->endpoints().adapters);
+    client_->send(test::make_hello("run-w"));
+    auto welcome = client_->recv();
+    ASSERT_TRUE(welcome && std::holds_alternative<Welcome>(*welcome));
+  }
+
+  // Streams snapshots (one reply each) until `done` is ready: PUB subscribers join late.
+  template <class F>
+  void stream_until(std::future<F>& done) {
+    while (done.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+      client_->send(snapshot("run-w", step_++));
+      ASSERT_TRUE(client_->recv()) << "orbitd answers every snapshot";
+    }
+  }
+
+  zmq::context_t ctx_{1};
+  std::unique_ptr<test::OrbitdProcess> daemon_;
+  std::unique_ptr<test::TestClient> client_;
+  std::int64_t step_ = 0;
+};
+
+TEST_F(DaemonCli, StatusShowsRunsSessionsAndCounters) {
+  for (int i = 0; i < 5; ++i) {
+    client_->send(snapshot("run-w", step_++));
+    ASSERT_TRUE(client_->recv());
+  }
+  auto text = run_orbit({"status", "--control", daemon_->endpoints().control});
+  ASSERT_EQ(text.code, 0) << text.output;
+  EXPECT_TRUE(contains(text.output, "runs (1)")) << text.output;
+  EXPECT_TRUE(contains(text.output, "run-w")) << text.output;
+  EXPECT_TRUE(contains(text.output, "sessions (1)")) << text.output;
+  EXPECT_TRUE(contains(text.output, "counters")) << text.output;
+  auto json = run_orbit({"status", "--json", "--control", daemon_->endpoints().control});
+  ASSERT_EQ(json.code, 0) << json.output;
+  EXPECT_TRUE(json.output.starts_with("{")) << json.output;
+  EXPECT_TRUE(contains(json.output, "\"run\": \"run-w\"")) << json.output;
+  EXPECT_TRUE(contains(json.output, "\"step\": 4")) << json.output;
+  EXPECT_TRUE(contains(json.output, "\"snapshots\": 5")) << json.output;
+}
+
+TEST_F(DaemonCli, StatusWithoutADaemonExitsOne) {
+  daemon_->stop();
+  auto r = run_orbit({"status", "--control", daemon_->endpoints().control, "--timeout", "0.3"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "no reply")) << r.output;
+}
+
+TEST_F(DaemonCli, WatchPrintsOneLinePerTelemetryMessage) {
+  auto watch = std::async(std::launch::async, [&] {
+    return run_orbit({"watch", "--telemetry", daemon_->endpoints().telemetry, "--count", "3", "--timeout", "30"});
+  });
+  stream_until(watch);
+  const auto r = watch.get();
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::istringstream in(r.output);
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    EXPECT_TRUE(line.starts_with("run-w  step ")) << line;
+    EXPECT_TRUE(contains(line, "entropy ")) << line;
+    EXPECT_TRUE(contains(line, "\u03c6-prox ")) << line;
+  }
+  EXPECT_EQ(lines, 3) << r.output;
+}
+
+TEST_F(DaemonCli, WatchOnceWithTree) {
+  auto watch = std::async(std::launch::async, [&] {
+    return run_orbit({"watch", "--telemetry", daemon_->endpoints().telemetry, "--once", "--tree", "--timeout", "30"});
+  });
+  stream_until(watch);
+  const auto r = watch.get();
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(r.output.starts_with("run-w  step ")) << r.output;
+  for (const char* row : {"\u251c\u2500 loss", "\u251c\u2500 basin", "\u251c\u2500 health", "\u251c\u2500 lr scale",
+                          "\u2514\u2500 reason"})
+    EXPECT_TRUE(contains(r.output, row)) << row << "\n" << r.output;
+}
+
+TEST_F(DaemonCli, WatchWithNothingToHearExitsOne) {
+  auto r = run_orbit({"watch", "--telemetry", daemon_->endpoints().telemetry, "--count", "1", "--timeout", "0.5"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "no telemetry")) << r.output;
+}
+
+}  // namespace
+}  // namespace orbit

@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: Apache-2.0
+// Failure labels and detection, alarm scoring, the two baselines, --set overrides,
+// the tune space and snippet.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+
+#include <toml++/toml.h>
+
+#include "daemon/config_error.hpp"
+#include "temp_dir.hpp"
+#include "tools/config_overrides.hpp"
+#include "tools/failures.hpp"
+#include "tools/telemetry_view.hpp"
+#include "tools/tune.hpp"
+
+namespace orbit {
+namespace {
+
+using detail::TempDir;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::vector<std::int64_t> steps_0_to(std::int64_t n) {
+  std::vector<std::int64_t> s;
+  for (std::int64_t i = 0; i < n; ++i) s.push_back(i);
+  return s;
+}
+
+TEST(DetectFailures, SpikeAndDivergence) {
+  std::vector<LossPoint> p;
+  for (int i = 0; i < 50; ++i) p.push_back({i, 3.0 - 0.01 * i});
+  p.push_back({50, 7.0});   // spike: > 2 x running min (2.51)
+  p.push_back({51, 9.0});   // its peak
+  p.push_back({52, 2.6});   // recovered
+  for (int i = 53; i < 60; ++i) p.push_back({i, 2.5});
+  p.push_back({60, std::numeric_limits<double>::infinity()});
+  p.push_back({61, kNaN});
+  const auto f = detect_failures(p);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].onset, 50);
+  EXPECT_EQ(f[0].peak, 51);
+  EXPECT_EQ(f[0].end, 51);
+  EXPECT_EQ(f[0].kind, "spike");
+  EXPECT_EQ(f[1].onset, 60);
+  EXPECT_EQ(f[1].peak, 60) << "the first non-finite loss is the peak";
+  EXPECT_EQ(f[1].kind, "divergence");
+  // A noisy but healthy run has none.
+  std::vector<LossPoint> healthy;
+  for (int i = 0; i < 100; ++i) healthy.push_back({i, 3.0 + 0.5 * std::sin(i)});
+  EXPECT_TRUE(detect_failures(healthy).empty());
+}
+
+TEST(ScoreAlarms, InTimeLateMissedAndFalse) {
+  const auto steps = steps_0_to(200);
+  std::vector<std::uint8_t> alarm(200, 0);
+  // Failure A peaks at 50: alarm 45-52 (in time, lead 5).
+  for (int i = 45; i <= 52; ++i) alarm[i] = 1;
+  // Failure B peaks at 100: alarm only at 103 (late by 3).
+  alarm[103] = 1;
+  // Failure C peaks at 180: nothing.
+  // A false alarm at 140-141 (outside every zone with window 10).
+  alarm[140] = alarm[141] = 1;
+  const std::vector<FailureEvent> failures = {{48, 50, 55, "spike", "", "labels"},
+                                              {100, 100, 101, "spike", "", "labels"},
+                                              {180, 180, 180, "spike", "", "labels"}};
+  const Scoring s = score_alarms(steps, alarm, failures, {.lead_window = 10, .settle = 10});
+  ASSERT_EQ(s.detections.size(), 3u);
+  EXPECT_EQ(s.detections[0].first_alarm, 45);
+  EXPECT_EQ(s.detections[0].lead, 5);
+  EXPECT_EQ(s.detections[0].lead_snapshots, 5);
+  EXPECT_TRUE(s.detections[0].in_time());
+  EXPECT_EQ(s.detections[1].lead, -3);
+  EXPECT_FALSE(s.detections[1].in_time());
+  EXPECT_FALSE(s.detections[2].first_alarm);
+  EXPECT_EQ(s.in_time, 1u);
+  EXPECT_EQ(s.late, 1u);
+  EXPECT_EQ(s.missed, 1u);
+  EXPECT_EQ(s.episodes.size(), 3u);
+  EXPECT_EQ(s.false_alarms, 1u);
+  EXPECT_TRUE(s.episodes[2].false_alarm);
+  EXPECT_EQ(s.alarm_snapshots_outside, 2u);
+}
+
+TEST(ScoreAlarms, AnAlarmAlreadyUpDetectsButIsStillFalse) {
+  const auto steps = steps_0_to(100);
+  std::vector<std::uint8_t> always(100, 1);
+  const Scoring s = score_alarms(steps, always, {{80, 80, 80, "spike", "", "labels"}}, {.lead_window = 10, .settle = 5});
+  EXPECT_EQ(s.in_time, 1u);
+  EXPECT_EQ(s.detections[0].lead, 10) << "counted from the window start, not from step 0";
+  EXPECT_EQ(s.false_alarms, 1u) << "raised at step 0 with no failure near";
+  EXPECT_EQ(s.alarm_snapshots_outside, 84u) << "steps 0-69 and 86-99";
+}
+
+TEST(ScoreAlarms, HealthyRunEveryAlarmIsFalse) {
+  const auto steps = steps_0_to(30);
+  std::vector<std::uint8_t> alarm(30, 0);
+  alarm[3] = alarm[20] = alarm[21] = 1;
+  const Scoring s = score_alarms(steps, alarm, {});
+  EXPECT_EQ(s.false_alarms, 2u);
+  EXPECT_EQ(s.alarm_snapshots_outside, 3u);
+}
+
+TEST(Baselines, MeanMultipleAndMovingAverage) {
+  std::vector<double> loss(60, 2.0);
+  loss[30] = 5.0;   // 2.5 x: moving-average alarm only
+  loss[40] = 25.0;  // 12.5 x: both
+  loss[50] = kNaN;  // both
+  const auto mean = baseline_mean_multiple(loss, 10.0);
+  const auto ma = baseline_moving_average(loss, 1.5, 20);
+  EXPECT_FALSE(mean[30]);
+  EXPECT_TRUE(mean[40]);
+  EXPECT_TRUE(mean[50]);
+  EXPECT_TRUE(ma[30]);
+  EXPECT_TRUE(ma[40]);
+  EXPECT_TRUE(ma[50]);
+  EXPECT_FALSE(ma[31]);
+  EXPECT_FALSE(mean[0]);
+  EXPECT_FALSE(ma[2]) << "no moving-average alarm before 5 points";
+}
+
+TEST(Labels, LoadsAndRejects) {
+  TempDir tmp;
+  const auto file = tmp.path() / "labels.toml";
+  std::ofstream(file) << "[[failure]]\npeak = 300\nonset = 290\nend = 320\nkind = \"spike\"\n[[failure]]\npeak = 100\n";
+  const Labels l = load_labels(file);
+  ASSERT_EQ(l.failures.size(), 2u);
+  EXPECT_EQ(l.failures[0].peak, 100) << "sorted by peak";
+  EXPECT_EQ(l.failures[0].onset, 100);
+  EXPECT_EQ(l.failures[1].onset, 290);
+  EXPECT_EQ(l.failures[1].kind, "spike");
+  EXPECT_TRUE(labels_beside(tmp.path()).has_value());
+  std::ofstream(file) << "[[failure]]\npeak = 10\nonset = 20\n";
+  EXPECT_THROW(load_labels(file), LabelsError);
+  std::ofstream(file) << "healthy = true\nfailures = 3\n";
+  EXPECT_THROW(load_labels(file), LabelsError);
+  std::ofstream(file) << "healthy = true\n";
+  EXPECT_TRUE(load_labels(file).healthy);
+}
+
+TEST(ConfigOverrides, ShorthandTypesAndErrors) {
+  EXPECT_EQ(full_config_key("pid.warning.kp"), "controller.pid.warning.kp");
+  EXPECT_EQ(full_config_key("journal.fsync"), "journal.fsync");
+  const std::string text = apply_overrides("[daemon]\nmode = \"active\"\n",
+                                           {{"daemon.mode", "monitor"}, {"filters.loss_alpha", "0.125"},
+                                            {"signals.spectra", "[\"hidden\", \"attn\"]"}},
+                                           "test");
+  const toml::table t = toml::parse(text);
+  EXPECT_EQ(t.at_path("daemon.mode").value<std::string>(), "monitor") << "not TOML: taken as a string";
+  EXPECT_EQ(t.at_path("controller.filters.loss_alpha").value<double>(), 0.125);
+  EXPECT_EQ(t.at_path("controller.signals.spectra").as_array()->size(), 2u);
+  EXPECT_THROW(apply_overrides("[daemon]\nmode = 1\n", {{"daemon.mode.x", "1"}}, "t"), ConfigError);
+  EXPECT_THROW(apply_overrides("", {{"controller..x", "1"}}, "t"), ConfigError);
+}
+
+TEST(TuneSpace, ValuesSnippetAndErrors) {
+  TempDir tmp;
+  const auto file = tmp.path() / "space.toml";
+  std::ofstream(file) << "[[param]]\nkey = \"filters.loss_alpha\"\nmin = 0.01\nmax = 1.0\nlog = true\n"
+                         "[[param]]\nkey = \"controller.filters.warmup_steps\"\nmin = 5\nmax = 50\ninteger = true\n";
+  auto params = load_space(file);
+  ASSERT_EQ(params.size(), 2u);
+  EXPECT_NEAR(params[0].value_at(0.5), 0.1, 1e-12) << "log scale: the middle is the geometric mean";
+  EXPECT_NEAR(params[0].unit_of(0.1), 0.5, 1e-12);
+  EXPECT_EQ(params[1].value_at(0.5), 28.0);
+  const std::string snippet = toml_snippet(params, {0.1, 28.0});
+  EXPECT_EQ(snippet, "[controller.filters]\nloss_alpha = 0.1\nwarmup_steps = 28\n");
+  // The snippet parses as TOML with the same values.
+  const toml::table t = toml::parse(snippet);
+  EXPECT_EQ(t.at_path("controller.filters.warmup_steps").value<std::int64_t>(), 28);
+  std::ofstream(file) << "[[param]]\nkey = \"x\"\nmin = 1\nmax = 1\n";
+  EXPECT_THROW(load_space(file), SpaceError);
+  std::ofstream(file) << "[[param]]\nkey = \"x\"\nmin = 0\nmax = 1\nlog = true\n";
+  EXPECT_THROW(load_space(file), SpaceError);
+  // A whole-number float keeps its decimal point (TOML would read "2" as an integer).
+  std::ofstream(file) << "[[param]]\nkey = \"x\"\nmin = 1\nmax = 3\n";
+  auto one = load_space(file);
+  EXPECT_EQ(candidate_overrides(one, {2.0}).at(0).second, "2.0");
+}
+
+TEST(TelemetryView, LineAndTree) {
+  Telemetry t;
+  t.run = "run-a";
+  t.step = 1840;
+  t.state = "DRIFTING";
+  t.basin = "CREATIVE";
+  t.forecast_basin = "TOKEN_COLLAPSE";
+  t.lr_scale = 0.8;
+  t.metrics = {{"entropy", 2.31}, {"phi_proximity", 0.87}, {"health", 0.7}, {"loss", 3.25}};
+  t.reason = "entropy trend reaches danger in 120 steps";
+  const std::string line = run_line(t, {});
+  EXPECT_EQ(line, "run-a  step 1840  entropy 2.31  \u03c6-prox 0.87  "
+                  "\u2588\u2588\u2588\u2588\u2588\u2588\u2588\u2591\u2591\u2591 DRIFTING");
+  const std::string tree = run_tree(t, {});
+  EXPECT_NE(tree.find("loss       3.25"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("CREATIVE (heading for TOKEN_COLLAPSE)"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("lr scale   0.800"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("entropy trend reaches danger"), std::string::npos) << tree;
+  ViewStyle color;
+  color.color = true;
+  EXPECT_NE(run_line(t, color).find("\x1b[33mDRIFTING\x1b[0m"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace orbit

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tools/daemon_client.hpp"
+
+#include <msgpack.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "daemon/endpoints.hpp"
+#include "protocol/messages.hpp"
+
+namespace orbit {
+
+std::string default_control_endpoint() { return default_endpoints().control; }
+std::string default_telemetry_endpoint() { return default_endpoints().telemetry; }
+
+std::string control_command(const std::string& cmd) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> p(buf);
+  auto str = [&](std::string_view s) {
+    p.pack_str(static_cast<uint32_t>(s.size()));
+    p.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+  };
+  p.pack_map(3);
+  str("v");
+  p.pack_int(kProtocolVersion);
+  str("type");
+  str("control");
+  str("cmd");
+  str(cmd);
+  return {buf.data(), buf.size()};
+}
+
+std::optional<std::string> control_request(const std::string& endpoint, const std::string& request,
+                                           std::chrono::milliseconds timeout) {
+  zmq::context_t context(1);
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.connect(endpoint);
+  // An empty delimiter first: the same envelope a REQ socket sends.
+  socket.send(zmq::const_buffer(nullptr, 0), zmq::send_flags::sndmore);
+  socket.send(zmq::buffer(request), zmq::send_flags::none);
+  zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, timeout) <= 0) return std::nullopt;
+  std::vector<zmq::message_t> frames;
+  if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait) || frames.empty())
+    return std::nullopt;
+  return frames.back().to_string();
+}
+
+}  // namespace orbit

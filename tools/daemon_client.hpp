@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// Talking to a running orbitd from the command line: one control request with a
+// timeout (DEALER, so a dead daemon never hangs the tool), and where the daemon's
+// sockets are by default.
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace orbit {
+
+// The endpoints orbitd uses when started without flags (daemon/endpoints.hpp).
+std::string default_control_endpoint();
+std::string default_telemetry_endpoint();
+
+// Sends one MessagePack control request; the reply bytes, or nullopt on timeout.
+std::optional<std::string> control_request(const std::string& endpoint, const std::string& request,
+                                           std::chrono::milliseconds timeout);
+
+// {"v":1,"type":"control","cmd":cmd}
+std::string control_command(const std::string& cmd);
+
+}  // namespace orbit

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tools/failures.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <limits>
+
+#include <toml++/toml.h>
+
+namespace orbit {
+
+namespace fs = std::filesystem;
+
+Labels load_labels(const fs::path& file) {
+  toml::table t;
+  try {
+    t = toml::parse_file(file.string());
+  } catch (const toml::parse_error& e) {
+    throw LabelsError(file.string() + ": " + std::string(e.description()));
+  }
+  Labels labels;
+  labels.file = file;
+  for (const auto& [k, v] : t) {
+    if (k != "healthy" && k != "failure" && k != "source" && k != "note")
+      throw LabelsError(file.string() + ": unknown key '" + std::string(k.str()) + "' (healthy, failure, source, note)");
+  }
+  labels.healthy = t["healthy"].value_or(false);
+  if (const auto* arr = t["failure"].as_array()) {
+    std::size_t i = 0;
+    for (const auto& node : *arr) {
+      const auto* f = node.as_table();
+      const std::string where = file.string() + ": failure[" + std::to_string(i++) + "]";
+      if (!f) throw LabelsError(where + " must be a table ([[failure]])");
+      FailureEvent e;
+      const auto peak = (*f)["peak"].value<std::int64_t>();
+      if (!peak) throw LabelsError(where + ": 'peak' (integer step) is required");
+      e.peak = *peak;
+      e.onset = (*f)["onset"].value_or(e.peak);
+      e.end = (*f)["end"].value_or(e.peak);
+      e.kind = (*f)["kind"].value_or(std::string("failure"));
+      e.note = (*f)["note"].value_or(std::string());
+      e.source = "labels";
+      if (e.onset > e.peak || e.end < e.peak) throw LabelsError(where + ": needs onset <= peak <= end");
+      labels.failures.push_back(std::move(e));
+    }
+  } else if (t.contains("failure")) {
+    throw LabelsError(file.string() + ": 'failure' must be an array of tables ([[failure]])");
+  }
+  if (labels.healthy && !labels.failures.empty())
+    throw LabelsError(file.string() + ": healthy = true but failures are listed");
+  std::sort(labels.failures.begin(), labels.failures.end(),
+            [](const FailureEvent& a, const FailureEvent& b) { return a.peak < b.peak; });
+  return labels;
+}
+
+std::optional<Labels> labels_beside(const fs::path& run_dir) {
+  const fs::path file = run_dir / "labels.toml";
+  std::error_code ec;
+  if (!fs::exists(file, ec)) return std::nullopt;
+  return load_labels(file);
+}
+
+std::vector<FailureEvent> detect_failures(std::span<const LossPoint> points, const DetectOptions& options) {
+  std::vector<FailureEvent> out;
+  double running_min = std::numeric_limits<double>::infinity();
+  std::optional<FailureEvent> open;
+  double open_peak_loss = 0.0;
+  bool open_peak_nonfinite = false;
+  for (const auto& p : points) {
+    const bool nonfinite = !std::isfinite(p.loss);
+    const bool bad = nonfinite || (std::isfinite(running_min) && p.loss > options.ratio * running_min);
+    if (bad) {
+      if (!open) {
+        open = FailureEvent{p.step, p.step, p.step, nonfinite ? "divergence" : "spike", "", "detected"};
+        open_peak_loss = p.loss;
+        open_peak_nonfinite = nonfinite;
+      } else {
+        open->end = p.step;
+        if (!open_peak_nonfinite && (nonfinite || p.loss > open_peak_loss)) {
+          open->peak = p.step;
+          open_peak_loss = p.loss;
+          open_peak_nonfinite = nonfinite;
+          if (nonfinite) open->kind = "divergence";
+        }
+      }
+      continue;
+    }
+    if (open) {
+      out.push_back(*open);
+      open.reset();
+    }
+    running_min = std::min(running_min, p.loss);
+  }
+  if (open) out.push_back(*open);
+  for (auto& f : out) {
+    if (f.kind == "divergence") f.note = "non-finite loss";
+    else f.note = "loss above " + std::to_string(options.ratio).substr(0, 4) + "x its running minimum";
+  }
+  return out;
+}
+
+Scoring score_alarms(std::span<const std::int64_t> steps, std::span<const std::uint8_t> alarm,
+                     const std::vector<FailureEvent>& failures, const ScoreOptions& options) {
+  Scoring s;
+  const std::size_t n = std::min(steps.size(), alarm.size());
+  // Episodes as index ranges.
+  std::vector<std::pair<std::size_t, std::size_t>> eps;
+  for (std::size_t i = 0; i < n;) {
+    if (!alarm[i]) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j + 1 < n && alarm[j + 1]) ++j;
+    eps.emplace_back(i, j);
+    i = j + 1;
+  }
+  auto index_at_or_after = [&](std::int64_t step) {
+    return static_cast<std::size_t>(std::lower_bound(steps.begin(), steps.begin() + static_cast<std::ptrdiff_t>(n), step) -
+                                    steps.begin());
+  };
+  auto index_at_or_before = [&](std::int64_t step) -> std::ptrdiff_t {
+    return std::upper_bound(steps.begin(), steps.begin() + static_cast<std::ptrdiff_t>(n), step) - steps.begin() - 1;
+  };
+  std::vector<bool> explained(eps.size(), false);
+  std::vector<std::uint8_t> in_zone(n, 0);
+  for (const auto& f : failures) {
+    Detection d;
+    d.failure = f;
+    std::size_t peak = index_at_or_after(f.peak);
+    if (peak >= n) peak = n ? n - 1 : 0;
+    const std::size_t window_start = peak >= options.lead_window ? peak - options.lead_window : 0;
+    const std::ptrdiff_t end_idx = index_at_or_before(f.end);
+    const std::size_t zone_end =
+        static_cast<std::size_t>(std::max<std::ptrdiff_t>(end_idx, static_cast<std::ptrdiff_t>(peak))) + options.settle;
+    for (std::size_t i = window_start; i < n && i <= zone_end; ++i) in_zone[i] = 1;
+    for (std::size_t e = 0; e < eps.size(); ++e) {
+      const auto [a, b] = eps[e];
+      if (b < window_start || a > zone_end) continue;
+      if (a >= window_start) explained[e] = true;
+      if (!d.first_alarm) {
+        const std::size_t first = std::max(a, window_start);
+        d.first_alarm = steps[first];
+        d.lead = f.peak - steps[first];
+        d.lead_snapshots = static_cast<std::int64_t>(peak) - static_cast<std::int64_t>(first);
+      }
+    }
+    if (!d.first_alarm) ++s.missed;
+    else if (d.in_time()) ++s.in_time;
+    else ++s.late;
+    s.detections.push_back(std::move(d));
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (alarm[i] && !in_zone[i]) ++s.alarm_snapshots_outside;
+  for (std::size_t e = 0; e < eps.size(); ++e) {
+    AlarmEpisode ep{steps[eps[e].first], steps[eps[e].second], eps[e].second - eps[e].first + 1, !explained[e]};
+    if (ep.false_alarm) ++s.false_alarms;
+    s.episodes.push_back(ep);
+  }
+  return s;
+}
+
+std::vector<std::uint8_t> baseline_mean_multiple(std::span<const double> losses, double multiple) {
+  std::vector<std::uint8_t> out(losses.size(), 0);
+  double sum = 0.0;
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < losses.size(); ++i) {
+    const double l = losses[i];
+    if (!std::isfinite(l)) {
+      out[i] = 1;
+      continue;
+    }
+    if (count > 0 && l > multiple * (sum / static_cast<double>(count))) out[i] = 1;
+    sum += l;
+    ++count;
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> baseline_moving_average(std::span<const double> losses, double ratio, std::size_t window) {
+  std::vector<std::uint8_t> out(losses.size(), 0);
+  std::deque<double> recent;
+  double sum = 0.0;
+  for (std::size_t i = 0; i < losses.size(); ++i) {
+    const double l = losses[i];
+    if (!std::isfinite(l)) {
+      out[i] = 1;
+      continue;
+    }
+    if (recent.size() >= 5 && l > ratio * (sum / static_cast<double>(recent.size()))) out[i] = 1;
+    recent.push_back(l);
+    sum += l;
+    if (recent.size() > window) {
+      sum -= recent.front();
+      recent.pop_front();
+    }
+  }
+  return out;
+}
+
+}  // namespace orbit

@@ -1,0 +1,445 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tools/tune.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <Eigen/Core>
+#include <toml++/toml.h>
+
+#include "controllers/plant_model.hpp"
+#include "daemon/config_error.hpp"
+
+namespace orbit {
+
+namespace fs = std::filesystem;
+
+double TuneParam::value_at(double unit) const {
+  const double u = std::clamp(unit, 0.0, 1.0);
+  double v = log ? std::exp(std::log(min) + u * (std::log(max) - std::log(min))) : min + u * (max - min);
+  if (integer) v = std::round(v);
+  return std::clamp(v, min, max);
+}
+
+double TuneParam::unit_of(double value) const {
+  const double v = std::clamp(value, min, max);
+  const double u = log ? (std::log(v) - std::log(min)) / (std::log(max) - std::log(min)) : (v - min) / (max - min);
+  return std::clamp(u, 0.0, 1.0);
+}
+
+std::vector<TuneParam> load_space(const fs::path& file) {
+  toml::table t;
+  try {
+    t = toml::parse_file(file.string());
+  } catch (const toml::parse_error& e) {
+    throw SpaceError(file.string() + ": " + std::string(e.description()));
+  }
+  const auto* arr = t["param"].as_array();
+  if (!arr || arr->empty()) throw SpaceError(file.string() + ": no [[param]] tables");
+  std::vector<TuneParam> out;
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    const auto* p = (*arr)[i].as_table();
+    const std::string where = file.string() + ": param[" + std::to_string(i) + "]";
+    if (!p) throw SpaceError(where + " must be a table");
+    TuneParam q;
+    q.key = (*p)["key"].value_or(std::string());
+    const auto lo = (*p)["min"].value<double>();
+    const auto hi = (*p)["max"].value<double>();
+    q.log = (*p)["log"].value_or(false);
+    q.integer = (*p)["integer"].value_or(false);
+    if (q.key.empty()) throw SpaceError(where + ": 'key' is required");
+    if (!lo || !hi || !(*lo < *hi)) throw SpaceError(where + " (" + q.key + "): needs numbers min < max");
+    if (q.log && *lo <= 0) throw SpaceError(where + " (" + q.key + "): log = true needs min > 0");
+    q.min = *lo;
+    q.max = *hi;
+    for (const auto& other : out)
+      if (full_config_key(other.key) == full_config_key(q.key)) throw SpaceError(where + ": '" + q.key + "' twice");
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+Overrides candidate_overrides(const std::vector<TuneParam>& params, const std::vector<double>& values) {
+  Overrides o;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    char buf[64];
+    if (params[i].integer) std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(std::llround(values[i])));
+    else std::snprintf(buf, sizeof buf, "%.6g", values[i]);
+    std::string text = buf;
+    // TOML floats need a '.' or an exponent; "2" would be an integer.
+    if (!params[i].integer && text.find_first_of(".eEn") == std::string::npos) text += ".0";
+    o.emplace_back(params[i].key, text);
+  }
+  return o;
+}
+
+std::string toml_snippet(const std::vector<TuneParam>& params, const std::vector<double>& values) {
+  const Overrides o = candidate_overrides(params, values);
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> tables;
+  std::vector<std::string> order;
+  for (const auto& [key, value] : o) {
+    const std::string full = full_config_key(key);
+    const auto dot = full.rfind('.');
+    const std::string table = full.substr(0, dot), leaf = full.substr(dot + 1);
+    if (!tables.count(table)) order.push_back(table);
+    tables[table].emplace_back(leaf, value);
+  }
+  std::string s;
+  for (const auto& t : order) {
+    s += (s.empty() ? "" : "\n") + std::string("[") + t + "]\n";
+    for (const auto& [k, v] : tables[t]) s += k + " = " + v + "\n";
+  }
+  return s;
+}
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+double open_loop_cost(const Scoring& s, std::size_t snapshots, std::size_t window, RunScore& score) {
+  double cost = 0;
+  for (const auto& d : s.detections) {
+    if (!d.first_alarm) {
+      cost += 1.0;
+    } else if (d.in_time()) {
+      cost += 0.5 / (1.0 + static_cast<double>(d.lead_snapshots));
+      score.leads.push_back(*d.lead);
+    } else {
+      const double late = static_cast<double>(-d.lead_snapshots);
+      cost += 0.6 + 0.4 * std::min(1.0, late / static_cast<double>(std::max<std::size_t>(window, 1)));
+      score.leads.push_back(*d.lead);
+    }
+  }
+  cost += static_cast<double>(s.false_alarms);
+  if (snapshots) cost += 2.0 * static_cast<double>(s.alarm_snapshots_outside) / static_cast<double>(snapshots);
+  return cost;
+}
+
+// The plant of one run for the closed-loop objective.
+struct PlantRun {
+  bool ok = false;
+  std::string why;
+  PlantModel model;
+  std::vector<const Snapshot*> snapshots;
+  std::vector<double> u, residual, ref;
+  double y0 = 0;
+  RunInfo info;
+};
+
+PlantRun fit_run(const TuneRun& run) {
+  PlantRun p;
+  const RecordedRun& rec = run.recording;
+  std::vector<const Burn*> burns;
+  for (const auto& e : rec.entries) {
+    if (e.type == RecordType::hello && p.info.run.empty()) {
+      const auto& h = std::get<Hello>(e.value);
+      p.info = RunInfo{h.run, 1, h.domains, h.actuators, h.base_lr};
+    } else if (e.type == RecordType::snapshot) {
+      const auto& s = std::get<Snapshot>(e.value);
+      if (s.rank == 0) p.snapshots.push_back(&s);
+    } else if (e.type == RecordType::burn) {
+      burns.push_back(&std::get<Burn>(e.value));
+    }
+  }
+  if (p.info.run.empty()) p.info = RunInfo{rec.run, 1, {}, {"lr"}, std::nullopt};
+  if (std::find(p.info.actuators.begin(), p.info.actuators.end(), "lr") == p.info.actuators.end())
+    p.info.actuators.push_back("lr");
+  const std::size_t n = p.snapshots.size();
+  if (n < 8) {
+    p.why = "fewer than 8 snapshots";
+    return p;
+  }
+  double max_lr = 0;
+  for (const Snapshot* s : p.snapshots)
+    if (s->lr) max_lr = std::max(max_lr, *s->lr);
+  Eigen::VectorXd y(static_cast<Eigen::Index>(n)), u(static_cast<Eigen::Index>(n));
+  double worst = 0;
+  std::size_t next_burn = 0;
+  double scale = 1.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Snapshot& s = *p.snapshots[i];
+    // Non-finite losses enter as 10x the worst finite loss so far: a large disturbance.
+    double l = s.loss;
+    if (std::isfinite(l)) worst = std::max(worst, l);
+    else l = 10.0 * std::max(worst, 1.0);
+    y[static_cast<Eigen::Index>(i)] = l;
+    while (next_burn < burns.size() && burns[next_burn]->apply_at_step <= s.step) scale = burns[next_burn++]->lr_scale;
+    double lr_part = 0;
+    if (max_lr > 0 && s.lr) lr_part = std::log(std::max(*s.lr / max_lr, 1e-3));
+    u[static_cast<Eigen::Index>(i)] = lr_part + std::log(std::max(scale, 1e-6));
+  }
+  const PlantFit fit = fit_plant(y, u);
+  if (!fit.valid) {
+    p.why = "no plant fit (the lr never moved, or too little data)";
+    return p;
+  }
+  p.model = fit.model;
+  p.u.assign(u.data(), u.data() + n);
+  p.y0 = y[0];
+  p.residual.resize(n, 0.0);
+  for (std::size_t i = 0; i + 1 < n; ++i)
+    p.residual[i] = y[static_cast<Eigen::Index>(i + 1)] - p.model.step(y[static_cast<Eigen::Index>(i)], p.u[i]);
+  p.ref.resize(n);
+  double running_min = kInf;
+  for (std::size_t i = 0; i < n; ++i) {
+    running_min = std::min(running_min, y[static_cast<Eigen::Index>(i)]);
+    p.ref[i] = 1.05 * std::max(running_min, 1e-9);
+  }
+  p.ok = true;
+  return p;
+}
+
+double closed_loop_cost(const PlantRun& p, const NavigatorConfig& config, RunScore& score) {
+  Navigator nav(config, p.info, Mode::active);
+  double y = p.y0, cost = 0;
+  const std::size_t n = p.snapshots.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    Snapshot s = *p.snapshots[i];
+    s.loss = y;
+    const Decision d = nav.on_snapshot(s);
+    if (d.burn) {
+      ++score.burns;
+      Ack ack;
+      ack.run = s.run;
+      ack.seq = d.burn->seq;
+      ack.step = d.burn->apply_at_step;
+      nav.on_ack(ack);
+    }
+    const double scale = std::max(d.lr_scale, 1e-6);
+    const double excess = std::max(0.0, y - p.ref[i]) / p.ref[i];
+    cost += excess * excess + 0.1 * std::log(scale) * std::log(scale);
+    if (i + 1 < n) {
+      y = p.model.step(y, p.u[i] + std::log(scale)) + p.residual[i];
+      if (!std::isfinite(y)) y = 1e6;
+      y = std::clamp(y, 0.0, 1e6);
+    }
+  }
+  return n ? cost / static_cast<double>(n) : 0.0;
+}
+
+class Evaluator {
+ public:
+  Evaluator(const std::vector<TuneRun>& runs, const std::vector<TuneParam>& params, const TuneOptions& options)
+      : runs_(runs), params_(params), options_(options) {
+    settings_ = options.replay;
+    settings_.keep_timeline = false;
+    if (options.objective == Objective::closed_loop)
+      for (const auto& r : runs) plants_.push_back(fit_run(r));
+  }
+
+  const std::vector<PlantRun>& plants() const { return plants_; }
+
+  Candidate evaluate(const std::vector<double>* values) const {
+    Candidate c;
+    if (values) c.values = *values;
+    NavigatorConfig config;
+    try {
+      const Overrides o = values ? candidate_overrides(params_, *values) : Overrides{};
+      config = config_with_overrides(options_.base_text, o, options_.base_source).navigator;
+      const auto problems = config.validate();
+      if (!problems.empty()) throw ConfigError(options_.base_source, "", problems.front());
+    } catch (const std::exception& e) {
+      c.valid = false;
+      c.problem = e.what();
+      c.cost = kInf;
+      return c;
+    }
+    for (std::size_t i = 0; i < runs_.size(); ++i) {
+      const TuneRun& run = runs_[i];
+      RunScore score;
+      score.run = run.recording.run;
+      if (options_.objective == Objective::open_loop) {
+        const RunReplay r = replay_fixed(run.recording, config, Mode::active, run.failures, settings_);
+        score.failures = r.failures.size();
+        score.in_time = r.scoring.in_time;
+        score.late = r.scoring.late;
+        score.missed = r.scoring.missed;
+        score.false_alarms = r.scoring.false_alarms;
+        score.burns = r.burns.size();
+        score.cost = open_loop_cost(r.scoring, r.steps.size(), settings_.score.lead_window, score);
+      } else {
+        if (!plants_[i].ok) continue;
+        score.cost = closed_loop_cost(plants_[i], config, score);
+      }
+      c.cost += score.cost;
+      c.runs.push_back(std::move(score));
+    }
+    return c;
+  }
+
+ private:
+  const std::vector<TuneRun>& runs_;
+  const std::vector<TuneParam>& params_;
+  const TuneOptions& options_;
+  ReplaySettings settings_;
+  std::vector<PlantRun> plants_;
+};
+
+// Nelder-Mead in the unit box; `eval` maps unit coordinates to a cost.
+template <class Eval>
+void nelder_mead(std::vector<double> start, std::size_t budget, Eval&& eval) {
+  const std::size_t d = start.size();
+  if (budget < d + 2) return;
+  std::size_t used = 0;
+  auto f = [&](std::vector<double> x) {
+    for (auto& v : x) v = std::clamp(v, 0.0, 1.0);
+    ++used;
+    return std::make_pair(eval(x), x);
+  };
+  std::vector<std::pair<double, std::vector<double>>> simplex;
+  simplex.push_back(f(start));
+  for (std::size_t i = 0; i < d; ++i) {
+    std::vector<double> x = start;
+    x[i] += x[i] + 0.15 <= 1.0 ? 0.15 : -0.15;
+    simplex.push_back(f(x));
+  }
+  while (used + 1 <= budget) {
+    std::sort(simplex.begin(), simplex.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    double size = 0;
+    for (std::size_t i = 1; i <= d; ++i)
+      for (std::size_t k = 0; k < d; ++k) size = std::max(size, std::abs(simplex[i].second[k] - simplex[0].second[k]));
+    if (size < 1e-4) break;
+    std::vector<double> centroid(d, 0.0);
+    for (std::size_t i = 0; i < d; ++i)
+      for (std::size_t k = 0; k < d; ++k) centroid[k] += simplex[i].second[k] / static_cast<double>(d);
+    auto along = [&](double t) {
+      std::vector<double> x(d);
+      for (std::size_t k = 0; k < d; ++k) x[k] = centroid[k] + t * (simplex[d].second[k] - centroid[k]);
+      return x;
+    };
+    auto r = f(along(-1.0));
+    if (r.first < simplex[0].first) {
+      if (used + 1 > budget) {
+        simplex[d] = r;
+        break;
+      }
+      auto e = f(along(-2.0));
+      simplex[d] = e.first < r.first ? e : r;
+    } else if (r.first < simplex[d - 1].first) {
+      simplex[d] = r;
+    } else {
+      if (used + 1 > budget) break;
+      auto c = f(along(r.first < simplex[d].first ? -0.5 : 0.5));
+      if (c.first < std::min(r.first, simplex[d].first)) {
+        simplex[d] = c;
+      } else {
+        // Shrink toward the best.
+        for (std::size_t i = 1; i <= d && used + 1 <= budget; ++i) {
+          std::vector<double> x(d);
+          for (std::size_t k = 0; k < d; ++k) x[k] = simplex[0].second[k] + 0.5 * (simplex[i].second[k] - simplex[0].second[k]);
+          simplex[i] = f(x);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TuneResult tune(const std::vector<TuneRun>& runs, std::vector<TuneParam>& params, const TuneOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  TuneResult result;
+  Evaluator evaluator(runs, params, options);
+  if (options.objective == Objective::closed_loop) {
+    std::size_t usable = 0;
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      if (evaluator.plants()[i].ok) ++usable;
+      else result.notes.push_back(runs[i].recording.run + ": left out of the closed loop: " + evaluator.plants()[i].why);
+    }
+    if (!usable) throw SpaceError("closed-loop: no run has a plant fit (" + result.notes.front() + ")");
+  }
+  // The starting values, where the starting config states them.
+  toml::table base;
+  try {
+    base = toml::parse(options.base_text);
+  } catch (const toml::parse_error&) {
+  }
+  for (auto& p : params)
+    if (auto v = base.at_path(full_config_key(p.key)).value<double>()) p.start = *v;
+
+  std::atomic<std::size_t> done{0};
+  auto count = [&] {
+    const std::size_t n = ++done;
+    if (options.progress) options.progress(n);
+  };
+  result.before = evaluator.evaluate(nullptr);
+  count();
+
+  const std::size_t budget = std::max<std::size_t>(options.budget, 2);
+  const std::size_t d = params.size();
+  const std::size_t n_random = std::max<std::size_t>(1, (budget * 6) / 10 - 1);
+  std::mt19937_64 rng(options.seed);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::vector<std::vector<double>> units(n_random, std::vector<double>(d));
+  for (auto& u : units)
+    for (auto& x : u) x = unit(rng);
+  // The starting point itself (where known) is one of the random candidates.
+  if (std::all_of(params.begin(), params.end(), [](const TuneParam& p) { return p.start.has_value(); }))
+    for (std::size_t k = 0; k < d; ++k) units[0][k] = params[k].unit_of(*params[k].start);
+
+  auto to_values = [&](const std::vector<double>& u) {
+    std::vector<double> v(d);
+    for (std::size_t k = 0; k < d; ++k) v[k] = params[k].value_at(u[k]);
+    return v;
+  };
+
+  const std::size_t jobs = std::max<std::size_t>(1, options.jobs);
+  std::vector<Candidate> random(n_random);
+  {
+    std::atomic<std::size_t> next{0};
+    std::vector<std::thread> workers;
+    for (std::size_t j = 0; j < jobs; ++j)
+      workers.emplace_back([&] {
+        for (std::size_t i = next++; i < n_random; i = next++) {
+          const auto values = to_values(units[i]);
+          random[i] = evaluator.evaluate(&values);
+          count();
+        }
+      });
+    for (auto& w : workers) w.join();
+  }
+
+  // Nelder-Mead from the best distinct random points, one per job.
+  std::vector<std::size_t> order(n_random);
+  for (std::size_t i = 0; i < n_random; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return random[a].cost < random[b].cost; });
+  const std::size_t remaining = budget > 1 + n_random ? budget - 1 - n_random : 0;
+  std::size_t simplices = std::min({jobs, order.size(), remaining / (d + 2)});
+  std::vector<Candidate> local_best(simplices);
+  std::vector<std::size_t> local_used(simplices, 0);
+  if (simplices > 0) {
+    const std::size_t share = remaining / simplices;
+    std::vector<std::thread> workers;
+    for (std::size_t s = 0; s < simplices; ++s)
+      workers.emplace_back([&, s] {
+        local_best[s].cost = kInf;
+        nelder_mead(units[order[s]], share, [&](const std::vector<double>& u) {
+          const auto values = to_values(u);
+          Candidate c = evaluator.evaluate(&values);
+          ++local_used[s];
+          count();
+          const double cost = c.cost;
+          if (cost < local_best[s].cost) local_best[s] = std::move(c);
+          return cost;
+        });
+      });
+    for (auto& w : workers) w.join();
+  }
+
+  result.best = random[order.front()];
+  for (const auto& c : local_best)
+    if (c.valid && c.cost < result.best.cost) result.best = c;
+  result.evaluations = 1 + n_random;
+  for (auto n : local_used) result.evaluations += n;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace orbit
