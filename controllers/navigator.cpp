@@ -203,7 +203,7 @@ void Navigator::refresh_applied() {
     const double ceiling = ladder_.ceiling(config_.limits.lr_scale_max);
     pid_.set_output(std::min(0.0, std::log(ceiling)),
                     {std::log(config_.limits.lr_scale_min), std::log(ceiling), std::log(config_.limits.max_lr_change),
-                     config_.pid.integral_limit});
+                     config_.pid.integral_limit, std::log(config_.limits.max_lr_change)});
   }
 }
 
@@ -590,11 +590,12 @@ Decision Navigator::decide(const Sample& in) {
                                                cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
     if (ladder.event) d.events.push_back(*ladder.event);
     const double ceiling = ladder_.ceiling(lim.lr_scale_max);
+    // Cuts as fast as a burn may move; raises never faster than the return rate.
+    const double rate = std::log(2.0) / static_cast<double>(cfg.pid.return_steps_per_doubling);
     const PidLimits pl{std::log(lim.lr_scale_min), std::log(ceiling), std::log(lim.max_lr_change),
-                       cfg.pid.integral_limit};
+                       cfg.pid.integral_limit, std::min(rate, std::log(lim.max_lr_change))};
     if (state == OrbitState::stable) {
       // Bumpless return to the ceiling (1.0 unless a rollback lowered it).
-      const double rate = std::log(2.0) / static_cast<double>(cfg.pid.return_steps_per_doubling);
       pid_.relax_toward(pl.output_max, rate, pl);
       if (std::abs(pid_.output() - pl.output_max) < 0.5 * std::log1p(lim.lr_deadband)) pid_.set_output(pl.output_max, pl);
     } else if (health) {
@@ -845,9 +846,9 @@ std::optional<Burn> Navigator::force_burn(const Burn& requested) {
   last_burn_ = b;
   // The controller continues from the forced scale instead of snapping back.
   const double ceiling = ladder_.ceiling(lim.lr_scale_max);
-  pid_.set_output(std::log(b.lr_scale),
-                  {std::log(lim.lr_scale_min), std::log(std::max(ceiling, b.lr_scale)), std::log(lim.max_lr_change),
-                   config_.pid.integral_limit});
+  pid_.set_output(std::log(b.lr_scale), {std::log(lim.lr_scale_min), std::log(std::max(ceiling, b.lr_scale)),
+                                         std::log(lim.max_lr_change), config_.pid.integral_limit,
+                                         std::log(lim.max_lr_change)});
   return b;
 }
 

@@ -40,7 +40,7 @@ struct SignalConfig {
 
 struct FilterConfig {
   double metric_alpha = 0.3;         // EWMA of spectral metrics and loop rate
-  double loss_alpha = 0.05;          // robust statistics of the loss
+  double loss_alpha = 0.2;          // robust statistics of the loss
   double grad_norm_alpha = 0.05;     // robust statistics of ln(grad norm)
   std::int64_t warmup_steps = 20;    // samples before z-scores count
   double z_clip = 3.0;               // outliers enter the statistics as z_clip·sd
@@ -71,9 +71,9 @@ struct PidSchedule {
   PidGains drifting{0.5, 0.02, 10.0};
   PidGains warning{1.0, 0.05, 5.0};
   PidGains critical{2.0, 0.1, 5.0};
-  PidGains recovering{0.5, 0.02, 0.0};
+  PidGains recovering{0.2, 0.02, 0.0};
   double integral_limit = 3.0;            // |integral|, log-scale units
-  std::int64_t return_steps_per_doubling = 50;  // bumpless return to 1.0 once STABLE
+  std::int64_t return_steps_per_doubling = 50;  // the fastest the lr scale rises: bumpless return to 1.0
 
   const PidGains& gains(OrbitState state) const;
 };
@@ -86,7 +86,7 @@ struct BurnLimits {
   std::int64_t expiry_steps = 200;    // expires_after_steps of every burn
   std::int64_t apply_lead_steps = 2;  // apply_at_step = newest step seen + lead
   std::int64_t max_apply_lead_steps = 16;  // late ACKs raise the lead up to this
-  double lr_deadband = 0.01;          // relative lr change worth a burn
+  double lr_deadband = 0.05;          // relative lr change worth a burn
   double weight_deadband = 0.005;     // absolute weight change worth a burn
 };
 

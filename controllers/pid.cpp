@@ -26,7 +26,7 @@ PidStatus LogLrPid::update(double setpoint, double health, double health_slope, 
   auto limited = [&](double integral, bool& saturated) {
     const double wanted = -(s.p + integral + s.d);
     double u = clamp_range(wanted, limits);
-    u = std::clamp(u, output_ - limits.max_step, output_ + limits.max_step);
+    u = std::clamp(u, output_ - limits.max_step, output_ + limits.max_step_up);
     u = clamp_range(u, limits);  // a lowered ceiling wins over the slew
     saturated = u != wanted;
     return std::pair{u, wanted};
@@ -34,7 +34,8 @@ PidStatus LogLrPid::update(double setpoint, double health, double health_slope, 
 
   // Conditional integration: take the integral step only if the output is not
   // held by a limit in the direction the error pushes (e > 0 pushes u down).
-  const double candidate = std::clamp(integral_ + gains.ki * s.error, -limits.integral_limit, limits.integral_limit);
+  const double lowest = std::max(limits.integral_min, -limits.integral_limit);
+  const double candidate = std::clamp(integral_ + gains.ki * s.error, lowest, limits.integral_limit);
   bool saturated = false;
   auto [u, wanted] = limited(candidate, saturated);
   const bool pushes_down = s.error > 0.0;
@@ -44,7 +45,7 @@ PidStatus LogLrPid::update(double setpoint, double health, double health_slope, 
   } else {
     // Back-calculation: the integral goes only as far as the limit needs, never
     // past it and never against the error.
-    const double fits = std::clamp(-u - s.p - s.d, -limits.integral_limit, limits.integral_limit);
+    const double fits = std::clamp(-u - s.p - s.d, lowest, limits.integral_limit);
     integral_ = std::clamp(fits, std::min(integral_, candidate), std::max(integral_, candidate));
     std::tie(u, wanted) = limited(integral_, saturated);
   }
@@ -58,8 +59,8 @@ PidStatus LogLrPid::update(double setpoint, double health, double health_slope, 
 void LogLrPid::track(double setpoint, double health, double health_slope, const PidGains& gains,
                      const PidLimits& limits) {
   const double e = setpoint - health;
-  integral_ = std::clamp(-output_ - gains.kp * e + gains.kd * health_slope, -limits.integral_limit,
-                         limits.integral_limit);
+  integral_ = std::clamp(-output_ - gains.kp * e + gains.kd * health_slope,
+                         std::max(limits.integral_min, -limits.integral_limit), limits.integral_limit);
 }
 
 double LogLrPid::relax_toward(double target, double max_step, const PidLimits& limits) {

@@ -6,7 +6,8 @@
 //   error e = setpoint - health                (> 0: less healthy than wanted)
 //   cut   c = kp·e + I - kd·slope(health)      (derivative on the filtered
 //                                               measurement, never on the error)
-//   output u = -c, clamped to [output_min, output_max], then slew-limited;
+//   output u = -c, clamped to [output_min, output_max], then slew-limited
+//   (cuts may be fast, raises slow: a recovering run is not bounced back);
 //   lr scale = exp(u).
 //
 // Anti-windup: the integral only moves when the output is not pinned against a
@@ -26,8 +27,12 @@ struct PidGains {
 struct PidLimits {
   double output_min = -3.0;  // log of the smallest lr scale
   double output_max = 0.0;   // log of the largest lr scale (the ceiling)
-  double max_step = 0.7;     // largest |Δoutput| per update (slew)
+  double max_step = 0.7;     // largest cut per update (slew down)
   double integral_limit = 3.0;
+  double max_step_up = 0.7;  // largest raise per update (slew up): raise slowly, cut fast
+  // The integral is accumulated cut: it unwinds to this but not below, so a
+  // stretch of good health earns no credit to spend later.
+  double integral_min = 0.0;
 };
 
 struct PidStatus {

@@ -160,7 +160,7 @@ std::string Server::handle_control(std::string_view request) {
       str(p, "mode"); str(p, run.navigator->mode() == Mode::active ? "active" : "monitor");
       str(p, "world_size"); p.pack_int64(run.info.world_size);
       str(p, "step"); p.pack_int64(run.last_step);
-      str(p, "state"); str(p, run.last.state.empty() ? "STABLE" : run.last.state);
+      str(p, "state"); str(p, run.last.state.empty() ? std::string(to_string(run.navigator->state())) : run.last.state);
       str(p, "basin"); str(p, run.last.basin.empty() ? "UNKNOWN" : run.last.basin);
       str(p, "forecast_basin"); str(p, run.last.forecast_basin.empty() ? "UNKNOWN" : run.last.forecast_basin);
       str(p, "lr_scale"); p.pack_double(run.last.lr_scale);

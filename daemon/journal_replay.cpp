@@ -144,7 +144,9 @@ RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
 
 RecoveredRun recover_run(const fs::path& run_dir, RunDriver::Options options) {
   RecoveredRun out;
-  out.recording = load_recorded_run(run_dir, ReadOptions{.repair = true, .skip_corrupt = false});
+  // Past a damaged record: stopping there would drop everything the daemon journaled
+  // after it, on this restart and every later one.
+  out.recording = load_recorded_run(run_dir, ReadOptions{.repair = true, .skip_corrupt = true});
   RunDriver driver(std::move(options));
   for (const auto& e : out.recording.entries) driver.feed(e);
   out.mode = driver.mode();

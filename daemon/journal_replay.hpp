@@ -108,7 +108,8 @@ class RunDriver {
   std::size_t orphans_ = 0;
 };
 
-// Crash recovery of one run: read (cutting a torn tail), rebuild the Navigator.
+// Crash recovery of one run: read (cutting a torn tail, reading past damaged records,
+// both reported in recording.report), rebuild the Navigator.
 struct RecoveredRun {
   RecordedRun recording;
   std::unique_ptr<Navigator> navigator;  // nullptr when the journal has no hello

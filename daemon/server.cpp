@@ -9,6 +9,7 @@
 #include <zmq_addon.hpp>
 
 #include "daemon/endpoints.hpp"
+#include "daemon/journal_replay.hpp"
 #include "daemon/logging.hpp"
 #include "protocol/codec.hpp"
 
@@ -60,13 +61,15 @@ Server::Server(boost::asio::io_context& io, DaemonConfig config, Clock clock)
       clock_(std::move(clock)),
       context_(1),
       router_(context_, zmq::socket_type::router),
-      publisher_(context_, zmq::socket_type::pub),
+      // XPUB: we see subscriptions, so telemetry is only encoded when someone watches.
+      publisher_(context_, zmq::socket_type::xpub),
       control_(context_, zmq::socket_type::router),
       housekeeping_(io) {}
 
 Server::~Server() { shutdown(); }
 
 void Server::start() {
+  if (!config_.journal.dir.empty()) recover_journal();
   const auto defaults = default_endpoints();
   for (zmq::socket_t* s : {&router_, &publisher_, &control_}) {
     s->set(zmq::sockopt::linger, 0);
@@ -90,8 +93,10 @@ void Server::start() {
   running_ = true;
   router_watch_ = std::make_unique<ZmqReadWatcher>(io_, router_, [this] { return drain_adapters(); });
   control_watch_ = std::make_unique<ZmqReadWatcher>(io_, control_, [this] { return drain_control(); });
+  publisher_watch_ = std::make_unique<ZmqReadWatcher>(io_, publisher_, [this] { return drain_subscriptions(); });
   router_watch_->start();
   control_watch_->start();
+  publisher_watch_->start();
   on_housekeeping();
   spdlog::info("orbitd listening: adapters {} telemetry {} control {} (mode {})", bound_.adapters, bound_.telemetry,
                bound_.control, config_.mode);
@@ -103,9 +108,18 @@ void Server::shutdown() {
   housekeeping_.cancel();
   router_watch_.reset();
   control_watch_.reset();
+  publisher_watch_.reset();
   router_.close();
   publisher_.close();
   control_.close();
+  if (journal_) {
+    try {
+      journal_->flush();
+    } catch (const std::exception& e) {
+      spdlog::error("journal flush at shutdown failed: {}", e.what());
+    }
+    journal_.reset();
+  }
   spdlog::info("orbitd stopped: {} snapshots, {} burns sent, {} errors sent", stats_.snapshots, stats_.burns_sent,
                stats_.errors_sent);
 }
@@ -121,8 +135,16 @@ void Server::reload(DaemonConfig config) {
   config_ = std::move(config);
   const Mode mode = mode_for_new_runs();
   for (auto& [name, run] : runs_) {
-    run.navigator->reconfigure(config_.navigator);
-    if (!run.mode_pinned) run.navigator->set_mode(mode);
+    // Same order as the journal records: config, then mode.
+    if (!run.mode_pinned) {
+      journal(name, RecordType::config, config_.text);
+      journal(name, RecordType::mode, config_.mode);
+      run.navigator->reconfigure(config_.navigator);
+      run.navigator->set_mode(mode);
+    } else {
+      journal(name, RecordType::config, config_.text);
+      run.navigator->reconfigure(config_.navigator);
+    }
   }
   ++stats_.config_reloads;
   spdlog::info("config reloaded from {}: mode {}, {} runs reconfigured", config_.source, config_.mode, runs_.size());
@@ -150,6 +172,7 @@ bool Server::set_mode(const std::optional<std::string>& run, Mode mode) {
     if (it == runs_.end()) return false;
     it->second.navigator->set_mode(mode);
     it->second.mode_pinned = true;
+    journal(*run, RecordType::mode, mode == Mode::active ? "active" : "monitor");
     spdlog::info("run {}: mode set to {}", *run, mode == Mode::active ? "active" : "monitor");
     return true;
   }
@@ -157,6 +180,7 @@ bool Server::set_mode(const std::optional<std::string>& run, Mode mode) {
   for (auto& [name, r] : runs_) {
     r.navigator->set_mode(mode);
     r.mode_pinned = false;
+    journal(name, RecordType::mode, config_.mode);
   }
   spdlog::info("all runs: mode set to {}", config_.mode);
   return true;
@@ -165,8 +189,10 @@ bool Server::set_mode(const std::optional<std::string>& run, Mode mode) {
 std::optional<Burn> Server::force_burn(const Burn& requested) {
   auto it = runs_.find(requested.run);
   if (it == runs_.end()) return std::nullopt;
+  journal(requested.run, RecordType::forced_burn, encode(requested));
   auto burn = it->second.navigator->force_burn(requested);
   if (!burn) return std::nullopt;
+  journal(requested.run, RecordType::burn, encode(*burn));
   ++stats_.burns_forced;
   it->second.last_reason = burn->reason;
   deliver_burn(it->second, *burn, std::nullopt);
@@ -232,7 +258,6 @@ void Server::handle_adapter_frames(std::vector<zmq::message_t>& frames) {
 }
 
 void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std::string_view wire) {
-  (void)wire;
   ++stats_.hellos;
   if (std::find(hello.versions.begin(), hello.versions.end(), kProtocolVersion) == hello.versions.end()) {
     std::string offered;
@@ -253,13 +278,17 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
     }
     Run run;
     run.info = info;
-    run.navigator = std::make_unique<Navigator>(config_.navigator, info, mode_for_new_runs());
     run.opened_at = now;
+    // The journal opens with the config and mode the Navigator is built with.
+    journal_config(hello.run, run);
+    journal(hello.run, RecordType::hello, wire);
+    run.navigator = std::make_unique<Navigator>(config_.navigator, info, mode_for_new_runs());
     it = runs_.emplace(hello.run, std::move(run)).first;
     ++stats_.runs_opened;
     spdlog::info("run {}: opened (world size {}, adapter {} {}, actuators [{}])", hello.run, hello.world_size,
                  hello.adapter, hello.adapter_version, fmt::join(hello.actuators, ", "));
   } else {
+    journal(hello.run, RecordType::hello, wire);
     it->second.info = info;
     it->second.navigator->update_info(info);
   }
@@ -278,7 +307,6 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
 }
 
 void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapshot& snapshot, std::string_view wire) {
-  (void)wire;
   ++stats_.snapshots;
   Session* session = sessions_.find(snapshot.run, snapshot.rank);
   auto run_it = runs_.find(snapshot.run);
@@ -295,6 +323,9 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
   Run& run = run_it->second;
   run.last_step = std::max(run.last_step, snapshot.step);
 
+  // Journaled before the Navigator sees it and before any reply: a record the
+  // adapter got an answer for is always on disk (in the kernel at least).
+  journal(snapshot.run, RecordType::snapshot, wire);
   Decision decision = run.navigator->on_snapshot(snapshot);
   for (const auto& event : decision.events) spdlog::info("run {} step {}: {}", snapshot.run, snapshot.step, event);
   if (!decision.events.empty()) run.last_reason = decision.events.back();
@@ -302,20 +333,24 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
   if (decision.burn) {
     ++stats_.burns_decided;
     run.last_reason = decision.burn->reason;
-    if (send(envelope, encode(*decision.burn))) ++stats_.burns_sent;
+    const std::string burn_wire = encode(*decision.burn);
+    journal(snapshot.run, RecordType::burn, burn_wire);
+    if (send(envelope, burn_wire)) ++stats_.burns_sent;
     deliver_burn(run, *decision.burn, snapshot.rank);
     spdlog::info("run {}: burn #{} lr_scale {:.4g} at step {}: {}", snapshot.run, decision.burn->seq,
                  decision.burn->lr_scale, decision.burn->apply_at_step, decision.burn->reason);
   } else {
-    State state{snapshot.run, snapshot.rank, snapshot.step, decision.state, decision.basin, decision.metrics};
+    // Lend the metrics to the reply instead of copying them; they come back for
+    // telemetry and status.
+    State state{snapshot.run, snapshot.rank, snapshot.step, decision.state, decision.basin, std::move(decision.metrics)};
     if (send(envelope, encode(state))) ++stats_.states_sent;
+    decision.metrics = std::move(state.metrics);
   }
   publish(run, snapshot, decision);
   run.last = std::move(decision);
 }
 
 void Server::on_ack(const std::vector<std::string>& envelope, const Ack& ack, std::string_view wire) {
-  (void)wire;
   ++stats_.acks;
   Session* session = sessions_.find(ack.run, ack.rank);
   auto run_it = runs_.find(ack.run);
@@ -326,6 +361,7 @@ void Server::on_ack(const std::vector<std::string>& envelope, const Ack& ack, st
     return;
   }
   session->last_seen = clock_();
+  journal(ack.run, RecordType::ack, wire);
   run_it->second.navigator->on_ack(ack);
 }
 
@@ -349,6 +385,7 @@ void Server::on_heartbeat(const std::vector<std::string>& envelope, const Heartb
 void Server::on_bye(const Bye& bye) {
   ++stats_.byes;
   if (sessions_.close(bye.run, bye.rank)) {
+    journal(bye.run, RecordType::bye, encode(bye));
     ++stats_.sessions_closed;
     spdlog::info("run {} rank {}: said bye", bye.run, bye.rank);
   }
@@ -387,7 +424,29 @@ void Server::deliver_burn(Run& run, const Burn& burn, std::optional<std::int64_t
   }
 }
 
+bool Server::drain_subscriptions() {
+  for (int n = 0; n < kDrainBatch; ++n) {
+    if (!running_ || !ZmqReadWatcher::readable(publisher_)) return false;
+    zmq::message_t m;
+    if (!publisher_.recv(m, zmq::recv_flags::dontwait)) return false;
+    const auto bytes = as_view(m);
+    if (bytes.empty()) continue;
+    // XPUB passes the first subscribe and the last unsubscribe of each topic.
+    if (bytes[0] == 1) subscriptions_.emplace(bytes.substr(1));
+    else if (bytes[0] == 0) subscriptions_.erase(std::string(bytes.substr(1)));
+  }
+  return running_ && ZmqReadWatcher::readable(publisher_);
+}
+
+bool Server::has_watchers(const std::string& run) const {
+  for (const auto& topic : subscriptions_) {
+    if (run.compare(0, topic.size(), topic) == 0) return true;
+  }
+  return false;
+}
+
 void Server::publish(const Run& run, const Snapshot& snapshot, const Decision& decision) {
+  if (!has_watchers(snapshot.run)) return;
   Telemetry t;
   t.run = snapshot.run;
   t.rank = snapshot.rank;
@@ -421,12 +480,96 @@ void Server::on_housekeeping() {
   for (Session& gone : sessions_.expire(now, config_.session_timeout_s)) {
     ++stats_.sessions_expired;
     spdlog::warn("run {} rank {}: no message for {:.1f} s, session expired", gone.run, gone.rank, now - gone.last_seen);
-    if (auto it = runs_.find(gone.run); it != runs_.end()) it->second.navigator->on_rank_silent(gone.rank, now);
+    if (auto it = runs_.find(gone.run); it != runs_.end()) {
+      journal(gone.run, RecordType::rank_silent, encode_rank_silent(RankSilent{gone.rank, now}));
+      it->second.navigator->on_rank_silent(gone.rank, now);
+    }
+  }
+  if (journal_) {
+    try {
+      journal_->maybe_sync(std::chrono::steady_clock::now());
+    } catch (const std::exception& e) {
+      ++stats_.journal_errors;
+      spdlog::error("journal sync failed: {}", e.what());
+    }
   }
   housekeeping_.expires_after(std::chrono::milliseconds(250));
   housekeeping_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) on_housekeeping();
   });
+}
+
+// ---------------------------------------------------------------- journal
+
+void Server::journal(const std::string& run, RecordType type, std::string_view bytes) {
+  if (!journal_) return;
+  const auto ns = static_cast<std::int64_t>(std::llround(clock_() * 1e9));
+  try {
+    journal_->append(run, type, ns, bytes);
+    ++stats_.journal_records;
+    if (config_.journal.fsync == FsyncPolicy::interval) journal_->maybe_sync(std::chrono::steady_clock::now());
+  } catch (const std::exception& e) {
+    if (stats_.journal_errors++ % 1000 == 0) {
+      spdlog::error("journal append for run {} failed ({} failures so far): {}", run, stats_.journal_errors, e.what());
+    }
+  }
+}
+
+void Server::journal_config(const std::string& run, const Run& r) {
+  journal(run, RecordType::config, config_.text);
+  const bool monitor = r.navigator ? r.navigator->mode() == Mode::monitor : config_.mode == "monitor";
+  journal(run, RecordType::mode, monitor ? "monitor" : "active");
+}
+
+void Server::recover_journal() {
+  JournalOptions options;
+  options.root = config_.journal.dir;
+  options.segment_bytes = config_.journal.segment_bytes;
+  options.fsync = config_.journal.fsync == FsyncPolicy::always   ? JournalOptions::always
+                  : config_.journal.fsync == FsyncPolicy::never ? JournalOptions::never
+                                                                : JournalOptions::interval;
+  options.fsync_interval_ms = config_.journal.fsync_interval_ms;
+  try {
+    journal_.emplace(Journal::open(options));
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot open the journal at " + config_.journal.dir + ": " + e.what());
+  }
+  const double now = clock_();
+  for (const std::string& name : journal_->runs()) {
+    RunDriver::Options driver;
+    driver.config = config_.navigator;
+    driver.mode = mode_for_new_runs();
+    RecoveredRun recovered;
+    try {
+      recovered = recover_run(journal_->run_dir(name), std::move(driver));
+    } catch (const std::exception& e) {
+      spdlog::error("run {}: journal cannot be recovered, run skipped: {}", name, e.what());
+      continue;
+    }
+    const auto& report = recovered.recording.report;
+    if (report.clean()) {
+      spdlog::info("run {}: recovered {}", name, report.summary());
+    } else {
+      spdlog::warn("run {}: recovered with damage: {}", name, report.summary());
+    }
+    if (!recovered.navigator) continue;
+    Run run;
+    run.navigator = std::move(recovered.navigator);
+    run.info = run.navigator->info();
+    run.opened_at = now;
+    run.last_step = recovered.last_step;
+    run.last.lr_scale = run.navigator->last_burn() ? run.navigator->last_burn()->lr_scale : 1.0;
+    // A restarted daemon runs its own config and mode from here on; the journal says so.
+    if (recovered.config_text.value_or("") != config_.text || recovered.mode != mode_for_new_runs()) {
+      journal(name, RecordType::config, config_.text);
+      journal(name, RecordType::mode, config_.mode);
+      run.navigator->reconfigure(config_.navigator);
+      run.navigator->set_mode(mode_for_new_runs());
+    }
+    spdlog::info("run {}: resumed at step {} after {} burns", name, run.last_step, run.navigator->last_seq());
+    runs_.emplace(name, std::move(run));
+    ++stats_.runs_opened;
+  }
 }
 
 // ---------------------------------------------------------------- control

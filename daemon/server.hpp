@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,14 +19,14 @@
 
 #include "controllers/navigator.hpp"
 #include "daemon/config.hpp"
+#include "daemon/journal.hpp"
+#include "protocol/journal_record.hpp"
 #include "daemon/sessions.hpp"
 #include "daemon/stats.hpp"
 #include "daemon/zmq_watcher.hpp"
 #include "protocol/messages.hpp"
 
 namespace orbit {
-
-class Journal;
 
 class Server {
  public:
@@ -53,8 +54,10 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds every socket and starts watching. Throws std::runtime_error with a
-  // sentence naming the endpoint when a bind fails.
+  // Recovers every run found in the journal (cutting torn tails, rebuilding each
+  // Navigator by replaying its records), then binds every socket and starts
+  // watching. Throws std::runtime_error with a sentence naming the endpoint or
+  // journal directory when that fails.
   void start();
   // Stops watching, flushes the journal, closes the sockets. Idempotent.
   void shutdown();
@@ -83,6 +86,8 @@ class Server {
  private:
   bool drain_adapters();
   bool drain_control();
+  bool drain_subscriptions();
+  bool has_watchers(const std::string& run) const;
   void handle_adapter_frames(std::vector<zmq::message_t>& frames);
   void on_hello(const std::vector<std::string>& envelope, Hello hello, std::string_view wire);
   void on_snapshot(const std::vector<std::string>& envelope, const Snapshot& snapshot, std::string_view wire);
@@ -95,6 +100,11 @@ class Server {
   void deliver_burn(Run& run, const Burn& burn, std::optional<std::int64_t> already_sent_to_rank);
   void publish(const Run& run, const Snapshot& snapshot, const Decision& decision);
   void on_housekeeping();
+  void recover_journal();
+  // Appends one record for `run` (no-op without a journal). A failing disk costs
+  // a counter and a log line, never the daemon or the trainer's reply.
+  void journal(const std::string& run, RecordType type, std::string_view bytes);
+  void journal_config(const std::string& run, const Run& r);
   Mode mode_for_new_runs() const;
   std::string handle_control(std::string_view request);
 
@@ -105,8 +115,11 @@ class Server {
   zmq::socket_t router_;
   zmq::socket_t publisher_;
   zmq::socket_t control_;
+  std::optional<Journal> journal_;
   std::unique_ptr<ZmqReadWatcher> router_watch_;
   std::unique_ptr<ZmqReadWatcher> control_watch_;
+  std::unique_ptr<ZmqReadWatcher> publisher_watch_;
+  std::set<std::string> subscriptions_;  // topics (run-id prefixes) watchers asked for
   boost::asio::steady_timer housekeeping_;
   Endpoints bound_;
   SessionTable sessions_;

@@ -428,15 +428,25 @@ std::map<std::string, double> number_map(const Fields& f, std::string_view k, st
   const object* m = f.opt_container(k, mt::MAP, "a map of name to number");
   if (!m) return out;
   check_count(k, m->via.map.size, max);
-  check_unique_keys(*m, ErrorCode::invalid_field, f.name(k));
+  // Hot path (scalars, metrics): names are built only when something is wrong,
+  // and the map's own insert detects duplicate keys.
+  const Fields inner(*m, f.name(k));
   for (uint32_t i = 0; i < m->via.map.size; ++i) {
     const auto& e = m->via.map.ptr[i];
     if (e.key.type != mt::STR) f.wrong(k, e.key, "a map with string keys");
-    check_name(k, as_sv(e.key));
-    std::string name = f.name(k) + "." + std::string(as_sv(e.key));
-    double v = Fields(*m, f.name(k)).number(as_sv(e.key), e.val);
-    if (require_finite && !std::isfinite(v)) fail(ErrorCode::invalid_field, "field '" + name + "' must be finite", name);
-    out.emplace(std::string(as_sv(e.key)), v);
+    const std::string_view key_name = as_sv(e.key);
+    check_name(k, key_name);
+    const double v = inner.number(key_name, e.val);
+    if (require_finite && !std::isfinite(v)) {
+      const std::string name = inner.name(key_name);
+      fail(ErrorCode::invalid_field, "field '" + name + "' must be finite", name);
+    }
+    const std::size_t before = out.size();
+    out.emplace_hint(out.end(), std::string(key_name), v);  // sorted input (canonical) inserts in O(1)
+    if (out.size() == before) {
+      const std::string name = inner.name(key_name);
+      fail(ErrorCode::invalid_field, "key '" + name + "' appears more than once", name);
+    }
   }
   return out;
 }

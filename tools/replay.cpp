@@ -2,6 +2,7 @@
 #include "tools/replay.hpp"
 
 #include <chrono>
+#include <map>
 
 #include "daemon/config_error.hpp"
 #include "protocol/codec.hpp"
@@ -94,7 +95,6 @@ RunReplay run_driver(const RecordedRun& recording, RunDriver::Options options, c
   out.losses.reserve(recording.snapshots);
   out.alarms.reserve(recording.snapshots);
   if (settings.keep_timeline) out.timeline.reserve(recording.snapshots);
-  std::size_t next_recorded = 0;  // recorded burn the next computed burn is compared with
   std::int64_t last_step = 0;
 
   auto computed = [&](const Burn& b, bool forced) {
@@ -139,10 +139,17 @@ RunReplay run_driver(const RecordedRun& recording, RunDriver::Options options, c
   out.orphan_snapshots = driver.orphan_snapshots();
   out.config = driver.config();
 
-  // Compare in order: the n-th burn computed with the n-th burn recorded.
-  for (std::size_t i = 0; i < out.burns.size() && next_recorded < out.recorded_burns.size(); ++i, ++next_recorded) {
-    const bool same = encode(out.burns[i].burn) == encode(out.recorded_burns[next_recorded]);
-    out.burns[i].matches_recorded = same;
+  // Pair computed and recorded burns by seq.
+  std::map<std::int64_t, const Burn*> recorded;
+  for (const auto& b : out.recorded_burns) recorded.emplace(b.seq, &b);
+  for (auto& b : out.burns) {
+    auto it = recorded.find(b.burn.seq);
+    if (it == recorded.end()) {
+      out.unrecorded_seqs.push_back(b.burn.seq);
+      continue;
+    }
+    const bool same = encode(b.burn) == encode(*it->second);
+    b.matches_recorded = same;
     if (same) ++out.burns_matching;
   }
   return out;

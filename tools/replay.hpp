@@ -71,11 +71,14 @@ struct RunReplay {
   std::vector<std::uint8_t> alarms;
   std::vector<ReplayedBurn> burns;
   std::vector<Burn> recorded_burns;
+  // Computed and recorded burns are paired by seq. A computed burn whose seq has no
+  // record is what a crash between journaling a snapshot and journaling its burn
+  // leaves (the restarted daemon goes on with the next seq, so the recorded seqs
+  // have a gap there): listed, not counted against reproduction.
   std::size_t burns_matching = 0;
-  // With the recorded config: every recorded burn recomputed bit for bit, none extra.
-  bool reproduced() const {
-    return burns_matching == recorded_burns.size() && burns.size() == recorded_burns.size();
-  }
+  std::vector<std::int64_t> unrecorded_seqs;
+  // With the recorded config: every recorded burn recomputed bit for bit.
+  bool reproduced() const { return burns_matching == recorded_burns.size(); }
   std::vector<FailureEvent> failures;
   std::string failure_source;  // "labels FILE", "detected: ..."
   bool healthy_by_label = false;

@@ -74,6 +74,12 @@ std::string replay_text(const RunReplay& r, bool verbose) {
            std::to_string(r.burns.size()) + ", " + std::to_string(r.burns_matching) +
            " equal: NOT reproduced with the recorded config\n";
     }
+    if (!r.overridden && !r.unrecorded_seqs.empty()) {
+      std::string seqs;
+      for (auto q : r.unrecorded_seqs) seqs += (seqs.empty() ? "#" : ", #") + std::to_string(q);
+      s += "  computed burns not in the journal: " + seqs +
+           " (the daemon stopped after journaling the snapshot, before journaling its burn)\n";
+    }
   }
 
   s += "  failures: " + std::to_string(r.failures.size()) + " (" + r.failure_source + ")\n";
@@ -149,6 +155,9 @@ std::string replay_json(const std::vector<const RunReplay*>& runs, bool timeline
     w.end_array();
     w.field("recorded_burns", static_cast<std::uint64_t>(r->recorded_burns.size()));
     w.field("burns_matching", static_cast<std::uint64_t>(r->burns_matching));
+    w.key("unrecorded_seqs").begin_array();
+    for (auto q : r->unrecorded_seqs) w.value(q);
+    w.end_array();
     if (!r->recorded_burns.empty() || r->used_recorded_config) w.field("reproduced", !r->overridden && r->reproduced());
     w.field("failure_source", r->failure_source);
     w.key("failures").begin_array();

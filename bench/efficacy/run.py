@@ -91,6 +91,17 @@ def launch(job, args, endpoint):
         return job, json.load(f), time.time() - t0
 
 
+def git_head():
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain"], capture_output=True,
+                               text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -159,6 +170,8 @@ def main():
     ap.add_argument("--journal-dir", default=None, help="orbitd journal (default: a private temp dir)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "efficacy.json"))
     ap.add_argument("--rerun", action="store_true", help="ignore existing per-run records")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="train nothing: summarize the runs already in --runs-dir (the rest are listed as missing)")
     args = ap.parse_args()
 
     settings = [s for s in args.settings.split(",") if s]
@@ -180,10 +193,14 @@ def main():
                 jobs.append(dict(kind="sweep", setting="sweep", arm="none", seed=seed, norm=norm, lr=lr,
                                  warmup=0, name=run_name("sweep", norm, lr, 0, "none", seed, args.steps)))
     os.makedirs(args.runs_dir, exist_ok=True)
+    missing = []
+    if args.cached_only:
+        missing = [j["name"] for j in jobs if not os.path.exists(os.path.join(args.runs_dir, j["name"] + ".json"))]
+        jobs = [j for j in jobs if j["name"] not in missing]
 
     daemon = None
+    binary = find_orbitd(args.orbitd)
     if any(j["arm"] == "orbitd" for j in jobs):
-        binary = find_orbitd(args.orbitd)
         if binary is None:
             sys.exit("efficacy: the orbitd arm needs an orbitd binary (cmake --build build --target orbitd)")
         daemon = OrbitdProcess(binary, args.config, journal_dir=args.journal_dir).start()
@@ -234,6 +251,10 @@ def main():
         "steps": args.steps, "seeds": seeds, "settings": {s: SETTINGS[s] for s in settings},
         "config": os.path.relpath(args.config, REPO), "wall_s": time.time() - t_start,
         "machine": {"cpus": os.cpu_count(), "parallel_runs": args.jobs},
+        "orbitd": ({"binary": binary, "built": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(os.path.getmtime(binary)))}
+                   if binary else None),
+        "git_head": git_head(),
+        "missing_runs": missing,
         "best_fixed_lr": sweep_best, "summary": rows, "goals": goals(rows, sweep_best),
         "runs": records,
     }
@@ -248,6 +269,8 @@ def main():
         print(f"best fixed lr, {norm}-LN: {b['lr']:g} (val {b['val']:.3f}; sweep {b['all']})")
     for s, g in result["goals"].items():
         print(f"goals {s}: " + ", ".join(f"{k}={v}" for k, v in g.items()))
+    if missing:
+        print(f"missing (not run): {len(missing)} runs: {', '.join(missing)}")
     print(f"suite wall time {result['wall_s'] / 60:.1f} min")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

@@ -5,6 +5,7 @@
 // wanders slowly), a falling noisy loss and grad norm, and loss spikes at `spikes`
 // (each with labels.toml entries), written with the real journal writer.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>

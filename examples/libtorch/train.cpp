@@ -44,6 +44,7 @@ struct Flags {
   std::int64_t batch = 16;
   std::int64_t log_every = 25;
   std::int64_t probe_every = 10;
+  std::int64_t checkpoint_every = 10;
   std::int64_t threads = 1;
   std::int64_t connect_ms = 3000;
   std::int64_t val_windows = 256;
@@ -54,7 +55,7 @@ void usage(std::FILE* out) {
                "usage: orbit_libtorch_example [--control on|off] [--endpoint EP] [--run ID]\n"
                "  [--steps N] [--lr X] [--warmup N] [--seed N] [--corpus PATH] [--d N]\n"
                "  [--layers N] [--heads N] [--context N] [--batch N] [--log-every N]\n"
-               "  [--probe-every N] [--threads N] [--connect-ms N] [--val-windows N]\n"
+               "  [--probe-every N] [--checkpoint-every N] [--threads N] [--connect-ms N] [--val-windows N]\n"
                "--endpoint defaults to $ORBIT_ENDPOINT. --control off trains without Orbit.\n");
 }
 
@@ -89,6 +90,7 @@ Flags parse(int argc, char** argv) {
     else if (a == "--batch") f.batch = std::stoll(v);
     else if (a == "--log-every") f.log_every = std::stoll(v);
     else if (a == "--probe-every") f.probe_every = std::stoll(v);
+    else if (a == "--checkpoint-every") f.checkpoint_every = std::stoll(v);
     else if (a == "--threads") f.threads = std::stoll(v);
     else if (a == "--connect-ms") f.connect_ms = std::stoll(v);
     else if (a == "--val-windows") f.val_windows = std::stoll(v);
@@ -306,7 +308,8 @@ int run(const Flags& f) {
                                               .world_size = 1,
                                               .domains = batcher.domains(),
                                               .applies_domain_weights = true,
-                                              .probe_every = f.probe_every});
+                                              .probe_every = f.probe_every,
+                                              .checkpoint_every = f.checkpoint_every});
     orbit->attach(*model, optimizer);
     const bool up = orbit->connect(std::chrono::milliseconds(f.connect_ms));
     std::printf("orbit: %s %s\n", up ? "connected to" : "no welcome yet from (training goes on; it keeps trying)",

@@ -24,9 +24,20 @@ import statistics
 import sys
 import time
 
-# One BLAS thread per process: the benchmark runs two trainers on two cores.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+def _threads_flag(argv) -> str:
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+# BLAS reads its thread count at load time, so --threads is applied before torch is
+# imported. One thread by default: the benchmark runs two trainers on two cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", _threads_flag(sys.argv))
+os.environ.setdefault("OMP_NUM_THREADS", _threads_flag(sys.argv))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -294,6 +305,9 @@ def run(args) -> dict:
         orbit = Orbit(endpoint=args.endpoint, run=run_id, domains=corpus.domains, probes=probes,
                       generate=make_generate(model, "The ", 64, args.seed) if args.loop_every else None)
         orbit.attach(model, opt, scheduler=schedulers or None, sampler=sampler)
+        if model.custom:  # the hand-written attention hands its probabilities over
+            for block in model.blocks:
+                orbit.register_attention(block.attn)
 
     ewma, lrs, train_curve, val_curve, step_times = None, [], [], [], []
     interventions, first_intervention = 0, None

@@ -9,7 +9,7 @@
 namespace orbit {
 namespace {
 
-const PidLimits kLimits{std::log(0.05), 0.0, std::log(2.0), 3.0};
+const PidLimits kLimits{std::log(0.05), 0.0, std::log(2.0), 3.0, std::log(2.0)};
 
 TEST(LogLrPid, UnhealthyCutsHealthyHoldsAtTheCeiling) {
   LogLrPid pid;
@@ -102,6 +102,21 @@ TEST(LogLrPid, RelaxTowardReturnsBumplesslyToOne) {
   }
   EXPECT_NEAR(steps, 100, 1);  // two doublings at 50 steps each
   EXPECT_EQ(pid.integral(), 0.0);
+}
+
+TEST(LogLrPid, CutsFastRaisesSlowly) {
+  PidLimits asymmetric = kLimits;
+  asymmetric.max_step_up = std::log(2.0) / 50.0;
+  LogLrPid pid;
+  const PidGains g{2.0, 0.0, 0.0};
+  EXPECT_NEAR(pid.update(1.0, 0.0, 0.0, g, asymmetric).output, -std::log(2.0), 1e-12);  // one full cut
+  // Healthy again: the output climbs back at most ln2/50 per update.
+  double previous = pid.output();
+  for (int i = 0; i < 10; ++i) {
+    const double u = pid.update(1.0, 2.0, 0.0, g, asymmetric).output;
+    EXPECT_NEAR(u - previous, std::log(2.0) / 50.0, 1e-12);
+    previous = u;
+  }
 }
 
 TEST(LogLrPid, LoweredCeilingWinsOverTheSlew) {

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Real recorded training runs (../shared/traces, public logs: loss and gradient
-// norm only) replayed through a Navigator with the default config: healthy runs,
-// including noisy ones with one-step outliers, must get no burns; runs that
-// diverged or spiked must be caught, and before the first non-finite value.
+// norm only) replayed through a Navigator with configs/default.toml and the
+// example profiles: healthy runs, including noisy ones with one-step outliers,
+// must get no burns; runs that diverged or spiked must be caught, and before the
+// first non-finite value.
 // The traces are not part of the repository: set ORBIT_TRACES to their folder
 // (default /work/shared/traces); the test is skipped when they are absent.
 #include <cmath>
@@ -15,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "controllers/navigator.hpp"
+#include "daemon/navigator_config_toml.hpp"
 
 namespace orbit {
 namespace {
@@ -102,10 +104,17 @@ struct Replay {
   std::optional<std::int64_t> first_burn;
   std::optional<std::int64_t> first_nonfinite;
   std::optional<std::int64_t> first_critical;
+  std::vector<std::int64_t> isolated;  // steps with a reported, not acted-on, outlier
 };
 
-Replay replay(const std::vector<Point>& points, const std::string& name) {
-  Navigator nav(NavigatorConfig{}, RunInfo{name, 1, {}, {"lr"}, std::nullopt}, Mode::active);
+NavigatorConfig profile(const std::string& file) {
+  const fs::path path = fs::path(ORBIT_SOURCE_DIR) / "configs" / file;
+  return load_navigator_config(toml::parse_file(path.string()), path.string());
+}
+
+Replay replay(const std::vector<Point>& points, const std::string& name,
+              const NavigatorConfig& config = profile("default.toml")) {
+  Navigator nav(config, RunInfo{name, 1, {}, {"lr"}, std::nullopt}, Mode::active);
   Replay r;
   for (const Point& p : points) {
     Snapshot s;
@@ -128,6 +137,9 @@ Replay replay(const std::vector<Point>& points, const std::string& name) {
       for (const auto& e : d.events) r.first_reason += e + "; ";
     }
     if (!r.first_critical && d.observed_state == "CRITICAL") r.first_critical = p.step;
+    for (const auto& e : d.events) {
+      if (e.rfind("isolated", 0) == 0) r.isolated.push_back(p.step);
+    }
   }
   std::printf("[ trace ] %-44s %6zu snapshots, %4zu burns, first alarm %s%s\n", name.c_str(), r.snapshots, r.burns,
               r.first_alarm ? std::to_string(*r.first_alarm).c_str() : "none",
@@ -155,12 +167,16 @@ TEST_F(RealTraces, HealthyRunsGetNoBurns) {
       {"algoperf_wmt_caspr_healthy",
        read_algoperf(at("algoperf_wmt_transformer_spikes/caspr_s3_t1_HEALTHY_measurements.csv"))},
   };
-  for (const auto& [name, points] : runs) {
-    SCOPED_TRACE(name);
-    ASSERT_GT(points.size(), 100u);
-    const Replay r = replay(points, name);
-    EXPECT_EQ(r.burns, 0u);
-    EXPECT_FALSE(r.first_critical);
+  for (const char* file : {"default.toml", "examples/scalars-only.toml", "examples/conservative.toml"}) {
+    std::printf("[ trace ] profile %s\n", file);
+    const NavigatorConfig config = profile(file);
+    for (const auto& [name, points] : runs) {
+      SCOPED_TRACE(std::string(file) + ": " + name);
+      ASSERT_GT(points.size(), 100u);
+      const Replay r = replay(points, name, config);
+      EXPECT_EQ(r.burns, 0u);
+      EXPECT_FALSE(r.first_critical);
+    }
   }
 }
 
@@ -171,37 +187,54 @@ TEST_F(RealTraces, DivergencesAreCaughtBeforeTheFirstNonFiniteValue) {
       {"deepspeech_GRADNORM_BLOWUP",
        read_algoperf(at("algoperf_divergence_and_collapse/deepspeech_nadamp_s1_t4_GRADNORM_BLOWUP_measurements.csv"))},
   };
-  for (const auto& [name, points] : runs) {
-    SCOPED_TRACE(name);
-    const Replay r = replay(points, name);
-    ASSERT_TRUE(r.first_nonfinite);
-    ASSERT_TRUE(r.first_burn);
-    EXPECT_LT(*r.first_burn, *r.first_nonfinite);
-    std::printf("[ trace ]   first burn at step %lld, first non-finite value at step %lld\n",
-                static_cast<long long>(*r.first_burn), static_cast<long long>(*r.first_nonfinite));
+  // (conservative.toml is left out on purpose: it confirms over 3 snapshots and
+  // catches criteo_shampoo only at its first inf.)
+  for (const char* file : {"default.toml", "examples/scalars-only.toml", "examples/aggressive.toml"}) {
+    std::printf("[ trace ] profile %s\n", file);
+    const NavigatorConfig config = profile(file);
+    for (const auto& [name, points] : runs) {
+      SCOPED_TRACE(std::string(file) + ": " + name);
+      const Replay r = replay(points, name, config);
+      ASSERT_TRUE(r.first_nonfinite);
+      ASSERT_TRUE(r.first_burn);
+      EXPECT_LT(*r.first_burn, *r.first_nonfinite);
+      std::printf("[ trace ]   first burn at step %lld, first non-finite value at step %lld\n",
+                  static_cast<long long>(*r.first_burn), static_cast<long long>(*r.first_nonfinite));
+    }
   }
 }
 
-TEST_F(RealTraces, LossSpikesAreCaught) {
+TEST_F(RealTraces, LossSpikesThatPersistAreActedOnSingleOutliersReported) {
   struct Spike {
     std::string name;
     std::vector<Point> points;
     std::int64_t spike_step;
+    bool persists;  // still elevated at the next snapshot (100 steps later)
   };
   const Spike runs[] = {
-      {"lm_sfadamw_v2_SPIKE", read_algoperf(at("algoperf_finewebedu_lm_spikes/sfadamw_jax_v2_study0_SPIKE_measurements.csv")), 30300},
-      {"lm_sfadamw_SPIKE", read_algoperf(at("algoperf_finewebedu_lm_spikes/sfadamw_jax_study2_SPIKE_measurements.csv")), 30300},
-      {"wmt_caspr_s3_t4_SPIKES", read_algoperf(at("algoperf_wmt_transformer_spikes/caspr_s3_t4_SPIKES_measurements.csv")), 7100},
-      {"wmt_caspr_s2_t4_SPIKES", read_algoperf(at("algoperf_wmt_transformer_spikes/caspr_s2_t4_SPIKES_measurements.csv")), 4900},
+      // 30300: loss 9.34 (was ~3.3), 30400: 5.81, recovered by ~30600.
+      {"lm_sfadamw_v2_SPIKE", read_algoperf(at("algoperf_finewebedu_lm_spikes/sfadamw_jax_v2_study0_SPIKE_measurements.csv")), 30300, true},
+      // 30300: loss 7.49, recovered at 30400: one outlier, like the healthy runs' ones.
+      {"lm_sfadamw_SPIKE", read_algoperf(at("algoperf_finewebedu_lm_spikes/sfadamw_jax_study2_SPIKE_measurements.csv")), 30300, false},
+      // 7000: precursor (gn 0.89), 7100: loss 32, slow recovery over 2000 steps.
+      {"wmt_caspr_s3_t4_SPIKES", read_algoperf(at("algoperf_wmt_transformer_spikes/caspr_s3_t4_SPIKES_measurements.csv")), 7100, true},
+      // 4900-5300: spikes peaking at 14.6 (step 5000).
+      {"wmt_caspr_s2_t4_SPIKES", read_algoperf(at("algoperf_wmt_transformer_spikes/caspr_s2_t4_SPIKES_measurements.csv")), 4900, true},
   };
   for (const auto& run : runs) {
     SCOPED_TRACE(run.name);
     const Replay r = replay(run.points, run.name);
-    ASSERT_TRUE(r.first_burn);
-    // Within one snapshot of the spike (snapshots are 100 steps apart here): a
-    // single outlier is only reported; the second snapshot in a row confirms it.
-    EXPECT_LE(*r.first_burn, run.spike_step + 100);
-    EXPECT_GE(*r.first_alarm, run.spike_step - 1000);
+    if (run.persists) {
+      // Confirmed on the second snapshot in a row (snapshots are 100 steps apart here).
+      ASSERT_TRUE(r.first_burn);
+      EXPECT_GE(*r.first_burn, run.spike_step);
+      EXPECT_LE(*r.first_burn, run.spike_step + 200);
+      std::printf("[ trace ]   spike at step %lld: first burn at step %lld\n", static_cast<long long>(run.spike_step),
+                  static_cast<long long>(*r.first_burn));
+    } else {
+      EXPECT_EQ(r.burns, 0u);
+      EXPECT_NE(std::find(r.isolated.begin(), r.isolated.end(), run.spike_step), r.isolated.end());
+    }
   }
 }
 

@@ -24,13 +24,13 @@ Training code errors (a bad domain name, a missing checkpoint) are still reporte
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
 import socket
 import time
 import warnings
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -518,6 +518,11 @@ class Orbit:
         return dict(self._loss_weights)
 
     @property
+    def pending_burns(self) -> List[int]:
+        """Sequence numbers of burns received and waiting for their step."""
+        return sorted(self._pending)
+
+    @property
     def checkpoint_steps(self) -> List[int]:
         return self._ring.steps() if self._ring else []
 
@@ -534,6 +539,7 @@ class Orbit:
                        "basin": a.basin, "restored_step": a.restored_step} for a in self.applied],
             "rollbacks": list(self.rollbacks),
             "states_visited": list(self.states_visited),
+            "last_state": {"state": self.state, "basin": self.basin, "metrics": dict(self.metrics)},
             "errors": dict(self._errors),
             "client": stats,
         }

@@ -45,7 +45,7 @@ def test_hooks_drive_orbit_like_a_trainer_does():
             else:
                 hooks.step_end(step, loss)            # on_train_batch_end (Lightning: outputs["loss"])
             if step == 4:
-                d.wait_replied(4)
+                d.wait_replied(4, hooks.orbit)
         state = hooks.state_dict()
         assert hooks.orbit.lr_scale == 0.5 and state["active"]["lr_scale"] == 0.5
         hooks.train_end()                            # on_train_end

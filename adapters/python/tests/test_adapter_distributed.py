@@ -35,7 +35,8 @@ def run_ranks(mode, tmp_path):
             env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                        MASTER_PORT=str(port), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
             procs.append(subprocess.Popen([sys.executable, os.path.join(HERE, "torch_dist_worker.py"),
-                                           daemon.endpoint, mode, str(out)], env=env))
+                                           daemon.endpoint, mode, str(out),
+                                           ",".join(str(b["for_step"]) for b in BURNS)], env=env))
             outs.append(out)
         for p in procs:
             assert p.wait(timeout=120) == 0

@@ -54,7 +54,6 @@ def test_gradients_flow_through_eigvalsh_and_svdvals():
     loss = basin_aware_loss(logits, y, spectra, {"collapse": 1.0, "phi": 1.0}, h0=10.0)
     loss.backward()
     # The penalties reach parameters CE alone would not move this way.
-    ce_grads = {}
     model2 = TinyLM()
     model2.load_state_dict(model.state_dict())
     F.cross_entropy(model2(x).reshape(-1, 11), y.reshape(-1)).backward()
@@ -81,7 +80,7 @@ def test_weights_come_from_the_latest_burn_and_expire_to_zero():
             opt.step()
             orbit.step(step, 1.0)
             if step == 2:
-                d.wait_replied(2)
+                d.wait_replied(2, orbit)
         orbit.close()
     finally:
         d.close()

@@ -56,7 +56,7 @@ def run(make_sched, daemon=None, burns=()):
             orbit.step(step, 1.0)
             reported.append(orbit.last_lr)
             if any(b["for_step"] == step for b in burns):
-                daemon.wait_replied(step)
+                daemon.wait_replied(step, orbit)
     if orbit is not None:
         orbit.close()
     return used, reported

@@ -1,6 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
 """Probes on real modules: MHA recomputation, custom attention, hidden spectra, no side effects."""
-import copy
 import math
 import os
 import sys

@@ -70,7 +70,7 @@ def test_rollback_burn_restores_everything_bit_for_bit():
                 saved = snapshot_of(model, opt, sched, sampler)
             restored = orbit.step(step, loss.item())
             if step == 12:
-                daemon.wait_replied(12)
+                daemon.wait_replied(12, orbit)
         assert restored == 10
         assert orbit.checkpoint_steps == [0, 5, 10]  # the abandoned trajectory is gone
         now = snapshot_of(model, opt, sched, sampler)

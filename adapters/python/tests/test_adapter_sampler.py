@@ -5,7 +5,6 @@ import collections
 import pytest
 import torch
 
-import torch_fixtures  # noqa: F401  (puts the package on sys.path)
 from orbit_adapter.sampler import DomainMixtureSampler
 
 SIZES = {"prose": 50, "code": 30, "legal": 20}

@@ -39,7 +39,8 @@ def train(daemon=None, steps=24, snapshot_every=1, probes=None):
                                                          "odd": float(per[1::2].mean())},
                        tokens=y.numel())
             if step == 1:
-                daemon.wait_replied(1)   # connected from here on: probes may arm
+                daemon.wait_replied(1)
+                daemon.wait_for(lambda: (orbit.poll(), orbit.connected)[1])  # probes may arm now
     if orbit is not None:
         orbit.close()
     return model.state_dict(), torch.rand(2)

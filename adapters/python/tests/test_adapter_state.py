@@ -26,7 +26,7 @@ def train(orbit, opt, sampler, steps, daemon, picks):
         opt.step()
         orbit.step(step, 1.0)
         if step == BURN["for_step"]:
-            daemon.wait_replied(step)
+            daemon.wait_replied(step, orbit)
 
 
 def test_resume_neither_repeats_nor_skips_and_keeps_the_burn():
@@ -94,7 +94,7 @@ def test_curriculum_burn_moves_the_phase_and_gates_domains():
             drawn[step] = {dom for dom, _ in sampler.next_batch()}
             orbit.step(step, 1.0)
             if step == 2:
-                d.wait_replied(2)
+                d.wait_replied(2, orbit)
         orbit.close()
     finally:
         d.close()

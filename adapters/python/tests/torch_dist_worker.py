@@ -1,7 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """One rank of the 2-process distributed adapter test (gloo on CPU, DDP).
 
-    torch_dist_worker.py ENDPOINT MODE OUT.json   (RANK, WORLD_SIZE, MASTER_* in the env)
+    torch_dist_worker.py ENDPOINT MODE OUT.json BURN_STEPS   (RANK, WORLD_SIZE, MASTER_* in the env)
+
+BURN_STEPS (comma-separated) are the steps whose snapshots the daemon answers with a
+burn: ranks that talk to the daemon wait there until the burn has arrived, so a
+loaded machine cannot make it late (the test is about same-step application).
 """
 import json
 import os
@@ -30,7 +34,8 @@ class Param(nn.Module):
 
 
 def main():
-    endpoint, mode, out = sys.argv[1:4]
+    endpoint, mode, out, burn_steps = sys.argv[1:5]
+    burn_steps = {int(x) for x in burn_steps.split(",")}
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     dist.init_process_group("gloo", rank=rank, world_size=world)
     model = nn.parallel.DistributedDataParallel(Param())
@@ -48,8 +53,15 @@ def main():
         opt.step()
         sched.step()
         used.append(before - model.module.p.item())
+        known = len(orbit.applied) + len(orbit.pending_burns)
         orbit.step(step, 1.0 + rank)
         reported.append(orbit.last_lr)
+        if step in burn_steps and (mode == "per_rank" or rank == 0):
+            expected = known + 1
+            deadline = time.monotonic() + 30
+            while len(orbit.applied) + len(orbit.pending_burns) < expected and time.monotonic() < deadline:
+                orbit.poll()
+                time.sleep(0.001)
         dist.barrier()
         time.sleep(0.005)
     summary = orbit.summary()

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import zmq
 
@@ -68,8 +68,9 @@ class ScriptedDaemon:
                 expires_after_steps=expires_after_steps, lr_scale=lr_scale, **fields)
             return self._seq
 
-    def wait_replied(self, step: int, ranks=(0,), timeout: float = 5.0) -> None:
-        """Waits until the snapshot of `step` was answered for every rank, plus delivery."""
+    def wait_replied(self, step: int, orbit=None, ranks=(0,), timeout: float = 20.0) -> None:
+        """Waits until the snapshot of `step` was answered for every rank and, when the
+        answer was a burn and `orbit` is given, until that Orbit has read it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
@@ -78,9 +79,20 @@ class ScriptedDaemon:
             time.sleep(0.001)
         else:
             raise TimeoutError(f"no reply to the snapshot of step {step}")
-        time.sleep(0.02)  # loopback delivery into the client's queue
+        with self.lock:
+            burn = self.script.get(step)
+        if orbit is None or burn is None:
+            time.sleep(0.02)  # loopback delivery into the client's queue
+            return
+        seq = burn["seq"]
+        while time.monotonic() < deadline:
+            orbit.poll()
+            if seq in orbit.pending_burns or any(b.seq == seq for b in orbit.applied):
+                return
+            time.sleep(0.001)
+        raise TimeoutError(f"the burn answering step {step} never reached the adapter")
 
-    def wait_for(self, what, timeout: float = 5.0) -> None:
+    def wait_for(self, what, timeout: float = 20.0) -> None:
         """Waits until `what()` (called under the lock) is true."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -90,7 +102,7 @@ class ScriptedDaemon:
             time.sleep(0.002)
         raise TimeoutError("the daemon did not see what the test waited for")
 
-    def wait_hello(self, count: int = 1, timeout: float = 5.0) -> None:
+    def wait_hello(self, count: int = 1, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:

@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: Apache-2.0
+// Orbit on real training traces: every trace in ../shared/traces imported into a
+// journal, replayed through the default config, and scored against the failures its
+// SOURCE.txt names (bench/traces/labels/), beside two simple baselines in the same
+// run. Writes bench/results/traces.md and traces.json.
+//
+//   bench_traces [--traces DIR] [--labels DIR] [--config FILE] [--md FILE] [--json FILE]
+//                [--lead-window N] [--ma-ratio R] [--ma-window N] [--mean-multiple M]
+// (bench/traces/run.sh builds and runs it from the repository root.)
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "daemon/config.hpp"
+#include "daemon/journal.hpp"
+#include "daemon/journal_replay.hpp"
+#include "protocol/codec.hpp"
+#include "tools/failures.hpp"
+#include "tools/json_writer.hpp"
+#include "tools/replay.hpp"
+#include "tools/trace_import.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace orbit;
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + p.string());
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct Detector {
+  std::string name;
+  Scoring scoring;
+};
+
+struct Row {
+  std::string folder, file, run;
+  std::size_t snapshots = 0;
+  std::int64_t first_step = 0, last_step = 0;
+  std::int64_t min_gap = 0, max_gap = 0;  // steps between consecutive snapshots
+  std::vector<std::int64_t> steps;
+  bool healthy = false;
+  std::vector<FailureEvent> failures;
+  std::vector<Detector> detectors;  // Orbit, mean multiple, moving average
+  std::size_t burns = 0;
+};
+
+// Per-step resolution at a failure: its peak snapshot directly follows the previous step.
+bool per_step_at(const std::vector<std::int64_t>& steps, std::int64_t peak) {
+  const auto it = std::lower_bound(steps.begin(), steps.end(), peak);
+  return it != steps.end() && it != steps.begin() && *it == peak && *it - *(it - 1) == 1;
+}
+
+std::string cadence(const Row& r) {
+  if (r.steps.size() < 2) return "-";
+  return r.min_gap == r.max_gap ? std::to_string(r.min_gap) : std::to_string(r.min_gap) + "-" + std::to_string(r.max_gap);
+}
+
+std::string cell(const Row& r, const Detector& d) {
+  if (r.failures.empty()) return "-";
+  std::string s;
+  for (const auto& det : d.scoring.detections) {
+    if (!s.empty()) s += "; ";
+    s += std::to_string(det.failure.peak) + ": ";
+    if (!det.first_alarm) s += "missed";
+    else s += std::to_string(*det.first_alarm) + " (" + (*det.lead >= 0 ? "+" : "") + std::to_string(*det.lead) + ")";
+  }
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  fs::path traces = "../shared/traces", labels_dir = "bench/traces/labels", config_file = "configs/default.toml";
+  fs::path md = "bench/results/traces.md", json = "bench/results/traces.json";
+  std::size_t lead_window = 20, ma_window = 50;
+  double ma_ratio = 1.5, mean_multiple = 10.0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--traces") traces = next();
+    else if (a == "--labels") labels_dir = next();
+    else if (a == "--config") config_file = next();
+    else if (a == "--md") md = next();
+    else if (a == "--json") json = next();
+    else if (a == "--lead-window") lead_window = std::stoul(next());
+    else if (a == "--ma-ratio") ma_ratio = std::stod(next());
+    else if (a == "--ma-window") ma_window = std::stoul(next());
+    else if (a == "--mean-multiple") mean_multiple = std::stod(next());
+    else {
+      std::fprintf(stderr, "usage: bench_traces [--traces DIR] [--labels DIR] [--config FILE] [--md FILE] [--json FILE]\n"
+                           "                    [--lead-window N] [--ma-ratio R] [--ma-window N] [--mean-multiple M]\n");
+      return 2;
+    }
+  }
+  const std::string config_text = read(config_file);
+  const DaemonConfig config = parse_daemon_config(config_text, config_file.string());
+  ReplaySettings settings;
+  settings.keep_timeline = false;
+  settings.score.lead_window = settings.score.settle = lead_window;
+
+  std::vector<fs::path> files;
+  for (const auto& e : fs::recursive_directory_iterator(traces)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || name == "SOURCE.txt" || name == "INDEX.txt" || name.ends_with("hparams.json")) continue;
+    files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+
+  char tmpl[] = "/tmp/orbit-traces-XXXXXX";
+  const fs::path root = ::mkdtemp(tmpl);
+  std::vector<Row> rows;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const auto& file : files) {
+    ImportOptions io;
+    io.run = sanitize_run_id(file.stem().string());
+    const ImportResult imported = import_trace(read(file), io);
+    const fs::path label_file = labels_dir / (file.stem().string() + ".toml");
+    if (!fs::exists(label_file)) throw std::runtime_error("no labels for " + file.string() + " (" + label_file.string() + ")");
+    const Labels labels = load_labels(label_file);
+    // The import path a user takes: a journal on disk, read back.
+    JournalOptions jo;
+    jo.root = root;
+    jo.fsync = JournalOptions::never;
+    {
+      Journal journal = Journal::open(jo);
+      for (const auto& run : imported.runs) {
+        Hello h;
+        h.run = run.run;
+        h.adapter = "orbit-import";
+        h.adapter_version = "0";
+        h.versions = {kProtocolVersion};
+        h.actuators = {"lr"};
+        journal.append(run.run, RecordType::hello, 0, encode(h));
+        for (const auto& s : run.snapshots)
+          journal.append(run.run, RecordType::snapshot, static_cast<std::int64_t>(s.time * 1e9), encode(s));
+      }
+    }
+    for (const auto& run : imported.runs) {
+      const RecordedRun recording = load_recorded_run(root / run.run);
+      Row row;
+      row.folder = file.parent_path().filename().string();
+      row.file = file.filename().string();
+      row.run = run.run;
+      row.healthy = labels.healthy;
+      row.first_step = run.snapshots.front().step;
+      row.last_step = run.snapshots.back().step;
+      for (const auto& f : labels.failures)
+        if (f.peak >= row.first_step && f.peak <= row.last_step) row.failures.push_back(f);
+      const RunReplay replay = replay_fixed(recording, config.navigator, Mode::active, row.failures, settings);
+      row.snapshots = replay.steps.size();
+      row.steps = replay.steps;
+      for (std::size_t k = 1; k < row.steps.size(); ++k) {
+        const auto gap = row.steps[k] - row.steps[k - 1];
+        row.min_gap = k == 1 ? gap : std::min(row.min_gap, gap);
+        row.max_gap = k == 1 ? gap : std::max(row.max_gap, gap);
+      }
+      row.burns = replay.burns.size();
+      row.detectors.push_back({"orbit", replay.scoring});
+      const auto mean = baseline_mean_multiple(replay.losses, mean_multiple);
+      row.detectors.push_back({"mean_multiple", score_alarms(replay.steps, mean, row.failures, settings.score)});
+      const auto ma = baseline_moving_average(replay.losses, ma_ratio, ma_window);
+      row.detectors.push_back({"moving_average", score_alarms(replay.steps, ma, row.failures, settings.score)});
+      rows.push_back(std::move(row));
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fs::remove_all(root);
+
+  // Totals per detector: all labelled failures, the per-step ones, false alarms.
+  struct Totals {
+    std::size_t failures = 0, in_time = 0, late = 0, missed = 0, per_step = 0, per_step_in_time = 0;
+    std::size_t false_alarms = 0, healthy_false_alarms = 0;
+  };
+  std::vector<Totals> totals(3);
+  std::size_t healthy_runs = 0;
+  for (const auto& r : rows) {
+    if (r.healthy) ++healthy_runs;
+    for (std::size_t d = 0; d < 3; ++d) {
+      const auto& s = r.detectors[d].scoring;
+      auto& t = totals[d];
+      t.failures += s.detections.size();
+      t.in_time += s.in_time;
+      t.late += s.late;
+      t.missed += s.missed;
+      for (const auto& det : s.detections)
+        if (per_step_at(r.steps, det.failure.peak)) {
+          ++t.per_step;
+          if (det.in_time()) ++t.per_step_in_time;
+        }
+      t.false_alarms += s.false_alarms;
+      if (r.healthy) t.healthy_false_alarms += s.false_alarms;
+    }
+  }
+  char ma_name[64], mean_name[64];
+  std::snprintf(mean_name, sizeof mean_name, "loss > %gx running mean", mean_multiple);
+  std::snprintf(ma_name, sizeof ma_name, "loss > %gx mean of last %zu", ma_ratio, ma_window);
+  const std::string names[3] = {"Orbit (default config)", mean_name, ma_name};
+
+  std::time_t now = std::time(nullptr);
+  char date[32];
+  std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
+  std::ostringstream m;
+  m << "# Orbit on real training traces\n\n"
+    << "Generated " << date << " by `bench/traces/run.sh` (`bench_traces`) from `" << traces.string() << "` ("
+    << files.size() << " files, " << rows.size() << " runs after splitting log excerpts into fragments) in "
+    << std::fixed;
+  m.precision(1);
+  m << seconds << " s. Every trace is imported with `orbit import`'s parser into a journal, read back and replayed\n"
+    << "through `" << config_file.string() << "` (active mode). An alarm is a snapshot in state WARNING or "
+    << "CRITICAL; failures are the events each trace's SOURCE.txt names (`bench/traces/labels/`). A failure is "
+    << "flagged in time when an alarm starts within the " << lead_window
+    << " snapshots up to its peak (lead = peak step - first alarm step); alarms that start outside every "
+    << "failure's window..end+" << lead_window << " snapshots are false alarms. Baselines run on the same "
+    << "snapshots: " << mean_name << " (mean of every earlier finite loss), and " << ma_name
+    << " logged losses (from the 5th); a non-finite loss always alarms.\n\n";
+  m << "## Headline\n\n"
+    << "| detector | failures flagged by their peak | of them at per-step resolution | late | missed | false alarms "
+       "on the "
+    << healthy_runs << " healthy runs | false alarms, all runs |\n|---|---|---|---|---|---|---|\n";
+  for (std::size_t d = 0; d < 3; ++d) {
+    const auto& t = totals[d];
+    m << "| " << names[d] << " | " << t.in_time << " / " << t.failures << " | " << t.per_step_in_time << " / "
+      << t.per_step << " | " << t.late << " | " << t.missed << " | " << t.healthy_false_alarms << " | "
+      << t.false_alarms << " |\n";
+  }
+  const bool goal = totals[0].per_step_in_time == totals[0].per_step && totals[0].healthy_false_alarms == 0;
+  m << "\nGoal (issue 4: every spike and divergence flagged no later than its loss peak where the trace has "
+       "per-step resolution, zero false alarms on the healthy traces): **"
+    << (goal ? "met" : "not met") << "** at the default config.\n\n";
+  m << "## Per run\n\nCells: `peak: first alarm (lead in steps)` per labelled failure. FA = false alarms. Cadence = "
+       "steps between snapshots (least-most). A failure is at per-step resolution when its peak snapshot "
+       "follows the previous step directly.\n\n"
+    << "| run | snapshots | steps | cadence | labels | Orbit | FA | " << mean_name << " | FA | " << ma_name
+    << " | FA |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& r : rows) {
+    m << "| " << r.run << " | " << r.snapshots << " | " << r.first_step << "-" << r.last_step << " | " << cadence(r)
+      << " | " << (r.healthy ? "healthy" : std::to_string(r.failures.size()) + " failure" + (r.failures.size() == 1 ? "" : "s"))
+      << " | " << cell(r, r.detectors[0]) << " | " << r.detectors[0].scoring.false_alarms << " | "
+      << cell(r, r.detectors[1]) << " | " << r.detectors[1].scoring.false_alarms << " | " << cell(r, r.detectors[2])
+      << " | " << r.detectors[2].scoring.false_alarms << " |\n";
+  }
+  m << "\nMegatron excerpts (bigscience_*) are 1-11 lines each: shorter than the controller's warm-up "
+       "(`filters.warmup_steps`), so its z-scores never arm there; they are kept to show the importer reads them.\n";
+
+  JsonWriter w(true);
+  w.begin_object();
+  w.field("generated", date).field("traces_dir", traces.string()).field("config", config_file.string());
+  w.field("lead_window", static_cast<std::uint64_t>(lead_window)).field("seconds", seconds);
+  w.field("goal_met", goal);
+  w.key("totals").begin_object();
+  for (std::size_t d = 0; d < 3; ++d) {
+    const auto& t = totals[d];
+    w.key(rows.empty() ? names[d] : rows[0].detectors[d].name).begin_object();
+    w.field("label", names[d]).field("failures", static_cast<std::uint64_t>(t.failures));
+    w.field("in_time", static_cast<std::uint64_t>(t.in_time)).field("late", static_cast<std::uint64_t>(t.late));
+    w.field("missed", static_cast<std::uint64_t>(t.missed));
+    w.field("per_step_failures", static_cast<std::uint64_t>(t.per_step));
+    w.field("per_step_in_time", static_cast<std::uint64_t>(t.per_step_in_time));
+    w.field("false_alarms", static_cast<std::uint64_t>(t.false_alarms));
+    w.field("healthy_false_alarms", static_cast<std::uint64_t>(t.healthy_false_alarms));
+    w.end_object();
+  }
+  w.end_object();
+  w.key("runs").begin_array();
+  for (const auto& r : rows) {
+    w.begin_object();
+    w.field("folder", r.folder).field("file", r.file).field("run", r.run);
+    w.field("snapshots", static_cast<std::uint64_t>(r.snapshots)).field("first_step", r.first_step);
+    w.field("last_step", r.last_step).field("min_step_gap", r.min_gap).field("max_step_gap", r.max_gap).field("healthy", r.healthy);
+    w.field("orbit_burns", static_cast<std::uint64_t>(r.burns));
+    w.key("detectors").begin_object();
+    for (const auto& d : r.detectors) {
+      w.key(d.name).begin_object();
+      w.key("failures").begin_array();
+      for (const auto& det : d.scoring.detections) {
+        w.begin_object().field("kind", det.failure.kind).field("onset", det.failure.onset);
+        w.field("peak", det.failure.peak).field("end", det.failure.end);
+        if (det.first_alarm) w.field("first_alarm", *det.first_alarm).field("lead", *det.lead);
+        else w.key("first_alarm").null().key("lead").null();
+        w.field("in_time", det.in_time()).end_object();
+      }
+      w.end_array();
+      w.field("false_alarms", static_cast<std::uint64_t>(d.scoring.false_alarms));
+      w.key("false_alarm_steps").begin_array();
+      for (const auto& ep : d.scoring.episodes)
+        if (ep.false_alarm) w.value(ep.start);
+      w.end_array();
+      w.end_object();
+    }
+    w.end_object();
+    w.end_object();
+  }
+  w.end_array();
+  w.end_object();
+
+  std::ofstream(md) << m.str();
+  std::ofstream(json) << w.str() << "\n";
+  std::fputs(m.str().c_str(), stdout);
+  std::printf("\nwrote %s and %s\n", md.c_str(), json.c_str());
+  return 0;
+}
