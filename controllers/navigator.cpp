@@ -182,15 +182,16 @@ Navigator::Sample Navigator::merge(const PendingStep& pending) const {
   return out;
 }
 
-void Navigator::add_spectral_metrics(const Sample& sample, std::map<std::string, double>& metrics) const {
+SpectralMetrics Navigator::add_spectral_metrics(const Sample& sample, std::map<std::string, double>& metrics) const {
   std::map<std::string, SpectralMetrics> selected;
   for (const auto& [name, m] : sample.spectra) {
     if (!m.valid) continue;
     put_spectral(metrics, name + ".", m);
-    if (matches(name, config_.signals.spectra)) selected[name] = m;
+    if (matches(name, config_.signals.spectra)) selected.emplace(name, m);
   }
   const SpectralMetrics agg = aggregate(selected, config_.signals.aggregation);
   if (agg.valid) put_spectral(metrics, "", agg);
+  return agg;
 }
 
 void Navigator::refresh_applied() {
@@ -211,7 +212,6 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   pending_.clear();
   last_closed_step_ = last_closed_step;
   max_step_ = last_closed_step;
-  last_closed_time_.reset();
   tracks_.clear();
   active_findings_.clear();
   loss_stats_.reset();
@@ -354,8 +354,12 @@ Decision Navigator::decide(const Sample& in) {
   d.step_closed = true;
   ++tick_;
   const auto step = static_cast<double>(in.step);
+  // Training steps since the last decision (snapshots may come every N steps):
+  // rates given per step (the lr's return, the ceiling's relaxation) scale by it.
+  const double elapsed =
+      last_closed_step_ ? std::clamp(static_cast<double>(in.step - *last_closed_step_), 1.0, 1000.0) : 1.0;
   auto& m = d.metrics;
-  add_spectral_metrics(in, m);
+  const SpectralMetrics agg = add_spectral_metrics(in, m);  // aggregated over signals.spectra
   std::vector<Finding> findings;
 
   // ---- scalars: loss and ln(grad norm) through robust statistics
@@ -438,15 +442,8 @@ Decision Navigator::decide(const Sample& in) {
 
   // ---- zoned metrics: smoothing, zones with hysteresis, trend forecast
   std::map<std::string, double> values;
-  {
-    std::map<std::string, SpectralMetrics> selected;
-    for (const auto& [name, sm] : in.spectra) {
-      if (sm.valid && matches(name, cfg.signals.spectra)) selected[name] = sm;
-    }
-    const SpectralMetrics agg = aggregate(selected, cfg.signals.aggregation);
-    for (const char* metric : {"entropy", "effective_rank", "normalized_entropy", "dominant_ratio", "phi_proximity"}) {
-      if (auto v = spectral_value(agg, metric)) values[metric] = *v;
-    }
+  for (const char* metric : {"entropy", "effective_rank", "normalized_entropy", "dominant_ratio", "phi_proximity"}) {
+    if (auto v = spectral_value(agg, metric)) values[metric] = *v;
   }
   if (in.loop_rate) values["loop_rate"] = *in.loop_rate;
   if (auto z = min_of(loss_z_recent_, confirm)) values["loss_z"] = *z;
@@ -455,6 +452,7 @@ Decision Navigator::decide(const Sample& in) {
   std::map<std::string, Zone> zones_now, zones_forecast;
   std::map<std::string, double> margins;
   std::optional<double> health;
+  std::optional<double> health_ahead;  // the trends' health lookahead_steps from now
   const auto horizon = static_cast<double>(fc.forecast_horizon);
   for (const char* metric : kZoneMetrics) {
     auto zc = cfg.zones.find(metric);
@@ -482,6 +480,11 @@ Decision Navigator::decide(const Sample& in) {
       eta = fit.steps_until(band.danger);
     }
     const bool forecast_danger = eta && *eta <= horizon;
+    if (cfg.pid.lookahead_steps > 0 && zc->second.alarm && fit.valid &&
+        fit.points >= static_cast<std::size_t>(fc.trend_window) && fit.significant(fc.trend_sigmas)) {
+      const double ahead = band.margin(fit.value_at(fit.last_x + static_cast<double>(cfg.pid.lookahead_steps)));
+      health_ahead = health_ahead ? std::min(*health_ahead, ahead) : ahead;
+    }
     zones_forecast[metric] = forecast_danger ? Zone::danger : now;
     // A raw value in danger counts at once (a sudden collapse must not wait for
     // the smoother); otherwise the smoothed value speaks, so noise does not.
@@ -586,22 +589,28 @@ Decision Navigator::decide(const Sample& in) {
 
     // Recovery ladder first: a rollback lowers the ceiling the PID works under.
     const LadderAction ladder = ladder_.update({tick_, in.step, state, episode_started, last_stable_step_, signature,
-                                                signature_text, nonfinite, health, declared("rollback")},
+                                                signature_text, nonfinite, health, declared("rollback"), elapsed},
                                                cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
     if (ladder.event) d.events.push_back(*ladder.event);
     const double ceiling = ladder_.ceiling(lim.lr_scale_max);
     // Cuts as fast as a burn may move; raises never faster than the return rate.
-    const double rate = std::log(2.0) / static_cast<double>(cfg.pid.return_steps_per_doubling);
+    const double rate = elapsed * std::log(2.0) / static_cast<double>(cfg.pid.return_steps_per_doubling);
     const PidLimits pl{std::log(lim.lr_scale_min), std::log(ceiling), std::log(lim.max_lr_change),
                        cfg.pid.integral_limit, std::min(rate, std::log(lim.max_lr_change))};
+    std::optional<double> pid_measured;
     if (state == OrbitState::stable) {
       // Bumpless return to the ceiling (1.0 unless a rollback lowered it).
       pid_.relax_toward(pl.output_max, rate, pl);
       if (std::abs(pid_.output() - pl.output_max) < 0.5 * std::log1p(lim.lr_deadband)) pid_.set_output(pl.output_max, pl);
     } else if (health) {
+      // DRIFTING acts on where the trends say health will be; the other states on
+      // where it is.
+      const double measured =
+          state == OrbitState::drifting && health_ahead ? std::min(*health, *health_ahead) : *health;
       const bool went_down = transition && level(transition->to) < level(transition->from);
-      if (went_down) pid_.track(cfg.pid.setpoint, *health, health_slope, cfg.pid.gains(state), pl);
-      pid_.update(cfg.pid.setpoint, *health, health_slope, cfg.pid.gains(state), pl);
+      if (went_down) pid_.track(cfg.pid.setpoint, measured, health_slope, cfg.pid.gains(state), pl);
+      pid_.update(cfg.pid.setpoint, measured, health_slope, cfg.pid.gains(state), pl);
+      pid_measured = measured;
     }
     if (ladder.rollback_to_step) pid_.set_output(std::min(pid_.output(), pl.output_max), pl);
 
@@ -700,7 +709,12 @@ Decision Navigator::decide(const Sample& in) {
       if (rollback) reason += " | " + ladder.reason;
       if (lr_moved || rollback) {
         reason += " | lr x" + num(want.lr_scale);
-        if (health) reason += " (health " + num(*health) + ", setpoint " + num(cfg.pid.setpoint) + ")";
+        if (pid_measured && health && *pid_measured < *health) {
+          reason += " (health " + num(*pid_measured) + " in " + std::to_string(cfg.pid.lookahead_steps) +
+                    " steps by the trend, setpoint " + num(cfg.pid.setpoint) + ")";
+        } else if (health) {
+          reason += " (health " + num(*health) + ", setpoint " + num(cfg.pid.setpoint) + ")";
+        }
       }
       if (weights_moved) reason += " | " + (mixture_note.empty() ? std::string("weights back toward base") : mixture_note);
       if (phase_moved) reason += " | " + (curriculum_note.empty() ? "curriculum phase " + std::to_string(*want.curriculum_phase) : curriculum_note);
@@ -719,7 +733,6 @@ Decision Navigator::decide(const Sample& in) {
 
   if (state == OrbitState::stable) last_stable_step_ = in.step;
   last_closed_step_ = in.step;
-  last_closed_time_ = in.time;
   put(m, "lr_scale", applied_.lr_scale);
   d.observed_state = std::string(to_string(state));
   d.state = mode_ == Mode::monitor ? "MONITOR" : d.observed_state;

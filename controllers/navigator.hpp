@@ -130,7 +130,8 @@ class Navigator {
   Decision decide(const Sample& sample);
   void close_ready_steps(double now, std::vector<Decision>& out);
   void start_branch(std::int64_t last_closed_step, const std::string& why);
-  void add_spectral_metrics(const Sample& sample, std::map<std::string, double>& metrics) const;
+  // Per-spectrum and aggregated metrics into `metrics`; returns the aggregate.
+  SpectralMetrics add_spectral_metrics(const Sample& sample, std::map<std::string, double>& metrics) const;
   void refresh_applied();
   bool declared(std::string_view actuator) const;
   Applied defaults() const;
@@ -146,7 +147,6 @@ class Navigator {
   std::optional<std::int64_t> last_closed_step_;
   std::int64_t max_step_ = -1;   // newest step seen on the current branch
   std::int64_t tick_ = 0;        // closed steps, monotone across branches
-  std::optional<double> last_closed_time_;
   std::vector<std::string> queued_events_;
 
   // Signals.

@@ -111,6 +111,7 @@ std::vector<std::string> NavigatorConfig::validate() const {
   gains(pid.recovering, "recovering");
   need(in(pid.integral_limit, 0.0, 100.0), p + "integral_limit", "must be in [0, 100]");
   need(pid.return_steps_per_doubling >= 1, p + "return_steps_per_doubling", "must be >= 1");
+  need(pid.lookahead_steps >= 0, p + "lookahead_steps", "must be >= 0");
 
   const std::string l = "controller.limits.";
   need(finite(limits.lr_scale_min) && limits.lr_scale_min > 0.0, l + "lr_scale_min", "must be > 0");

@@ -74,6 +74,7 @@ struct PidSchedule {
   PidGains recovering{0.2, 0.02, 0.0};
   double integral_limit = 3.0;            // |integral|, log-scale units
   std::int64_t return_steps_per_doubling = 50;  // the fastest the lr scale rises: bumpless return to 1.0
+  std::int64_t lookahead_steps = 0;  // DRIFTING: the PID reads the trends' health this far ahead (0 = off)
 
   const PidGains& gains(OrbitState state) const;
 };

@@ -23,7 +23,7 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
   // The ceiling: relax while stable, stay inside the configured range always.
   double ceiling = ceiling_.value_or(lr_max);
   if (in.state == OrbitState::stable && policy.ceiling_relax_steps > 0 && ceiling < lr_max) {
-    ceiling *= std::exp2(1.0 / static_cast<double>(policy.ceiling_relax_steps));
+    ceiling *= std::exp2(in.steps_elapsed / static_cast<double>(policy.ceiling_relax_steps));
   }
   ceiling = std::clamp(ceiling, lr_min, lr_max);
   ceiling_ = ceiling >= lr_max ? std::nullopt : std::optional<double>(ceiling);

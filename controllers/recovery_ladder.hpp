@@ -29,7 +29,7 @@ struct RollbackPolicy {
   std::int64_t patience_steps = 20;        // closed steps in CRITICAL before judging the lr cut
   double min_improvement = 0.1;            // health gain over the patience that counts as turned around
   double ceiling_factor = 0.5;             // ceiling *= this per rollback
-  std::int64_t ceiling_relax_steps = 500;  // stable steps for the ceiling to double
+  std::int64_t ceiling_relax_steps = 500;  // stable training steps for the ceiling to double
   std::int64_t window_steps = 1000;        // closed steps
   std::int64_t max_per_window = 3;
   std::int64_t ack_timeout_steps = 50;     // closed steps to wait for the restore ACK
@@ -47,6 +47,7 @@ struct LadderInput {
   bool nonfinite = false;        // non-finite loss or gradient norm now
   std::optional<double> health;
   bool allowed = false;          // the adapter declared `rollback`
+  double steps_elapsed = 1.0;    // training steps since the previous decision
 };
 
 struct LadderAction {

@@ -61,15 +61,16 @@ TrendFit TrendWindow::fit() const {
   const auto x = x_all.head(n);
   const auto y = y_all.head(n);
   // When the ring is full every slot is live; when not, the live slots are 0..size-1.
+  // Centered sums as expressions: no temporaries are allocated per fit.
   const double x_mean = x.mean();
   const double y_mean = y.mean();
-  const Eigen::VectorXd dx = x.array() - x_mean;
-  const Eigen::VectorXd dy = y.array() - y_mean;
-  const double sxx = dx.squaredNorm();
+  const auto dx = x.array() - x_mean;
+  const auto dy = y.array() - y_mean;
+  const double sxx = dx.square().sum();
   if (!(sxx > 0.0)) return f;
-  f.slope = dx.dot(dy) / sxx;
+  f.slope = (dx * dy).sum() / sxx;
   const double intercept = y_mean - f.slope * x_mean;
-  const double sse = (dy - f.slope * dx).squaredNorm();
+  const double sse = (dy - f.slope * dx).square().sum();
   f.slope_se = std::sqrt(std::max(sse, 0.0) / static_cast<double>(n - 2) / sxx);
   f.last_x = x.maxCoeff();
   f.value = intercept + f.slope * f.last_x;

@@ -304,6 +304,7 @@ NavigatorConfig load_navigator_config(const toml::table& root, const std::string
     t.number("setpoint", c.pid.setpoint, 0.0, 2.0);
     t.number("integral_limit", c.pid.integral_limit, 0.0, 100.0);
     t.integer("return_steps_per_doubling", c.pid.return_steps_per_doubling, 1, 1'000'000);
+    t.integer("lookahead_steps", c.pid.lookahead_steps, 0, 1'000'000);
     read_pid_gains(t, "stable", c.pid.stable);
     read_pid_gains(t, "drifting", c.pid.drifting);
     read_pid_gains(t, "warning", c.pid.warning);

@@ -503,7 +503,7 @@ std::vector<float> spectrum(const Fields& f, std::string_view name, const object
     if (n > limits.max_spectrum_length)
       fail(ErrorCode::too_large, "spectrum '" + std::string(name) + "' has " + std::to_string(n) + " values; the limit is " + std::to_string(limits.max_spectrum_length), field);
     out.resize(n);
-    std::memcpy(out.data(), o.via.bin.ptr, o.via.bin.size);
+    if (n > 0) std::memcpy(out.data(), o.via.bin.ptr, o.via.bin.size);  // an empty vector's data() may be null
   } else if (o.type == mt::ARRAY) {
     const std::size_t n = o.via.array.size;
     if (n > limits.max_spectrum_length)

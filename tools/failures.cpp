@@ -123,28 +123,46 @@ Scoring score_alarms(std::span<const std::int64_t> steps, std::span<const std::u
   auto index_at_or_before = [&](std::int64_t step) -> std::ptrdiff_t {
     return std::upper_bound(steps.begin(), steps.begin() + static_cast<std::ptrdiff_t>(n), step) - steps.begin() - 1;
   };
-  std::vector<bool> explained(eps.size(), false);
-  std::vector<std::uint8_t> in_zone(n, 0);
+  // Each failure's window (first index that counts) and zone end (last index that counts).
+  struct Zone {
+    std::size_t window_start, peak, zone_end;
+  };
+  std::vector<Zone> zones;
   for (const auto& f : failures) {
-    Detection d;
-    d.failure = f;
     std::size_t peak = index_at_or_after(f.peak);
     if (peak >= n) peak = n ? n - 1 : 0;
     const std::size_t window_start = peak >= options.lead_window ? peak - options.lead_window : 0;
     const std::ptrdiff_t end_idx = index_at_or_before(f.end);
     const std::size_t zone_end =
         static_cast<std::size_t>(std::max<std::ptrdiff_t>(end_idx, static_cast<std::ptrdiff_t>(peak))) + options.settle;
-    for (std::size_t i = window_start; i < n && i <= zone_end; ++i) in_zone[i] = 1;
+    zones.push_back({window_start, peak, zone_end});
+  }
+  // An episode belongs to the first failure whose zone it starts in; one that starts in
+  // none is a false alarm.
+  constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+  std::vector<std::size_t> owner(eps.size(), kNone);
+  for (std::size_t e = 0; e < eps.size(); ++e)
+    for (std::size_t k = 0; k < zones.size(); ++k)
+      if (eps[e].first >= zones[k].window_start && eps[e].first <= zones[k].zone_end) {
+        owner[e] = k;
+        break;
+      }
+  std::vector<std::uint8_t> in_zone(n, 0);
+  for (std::size_t k = 0; k < failures.size(); ++k) {
+    const Zone& z = zones[k];
+    Detection d;
+    d.failure = failures[k];
+    for (std::size_t i = z.window_start; i < n && i <= z.zone_end; ++i) in_zone[i] = 1;
     for (std::size_t e = 0; e < eps.size(); ++e) {
       const auto [a, b] = eps[e];
-      if (b < window_start || a > zone_end) continue;
-      if (a >= window_start) explained[e] = true;
-      if (!d.first_alarm) {
-        const std::size_t first = std::max(a, window_start);
-        d.first_alarm = steps[first];
-        d.lead = f.peak - steps[first];
-        d.lead_snapshots = static_cast<std::int64_t>(peak) - static_cast<std::int64_t>(first);
-      }
+      // Alarms raised for an earlier failure do not detect this one; a false alarm that is
+      // still up when this failure's window opens does (from the window start).
+      if (b < z.window_start || a > z.zone_end || (owner[e] != k && owner[e] != kNone)) continue;
+      const std::size_t first = std::max(a, z.window_start);
+      d.first_alarm = steps[first];
+      d.lead = d.failure.peak - steps[first];
+      d.lead_snapshots = static_cast<std::int64_t>(z.peak) - static_cast<std::int64_t>(first);
+      break;
     }
     if (!d.first_alarm) ++s.missed;
     else if (d.in_time()) ++s.in_time;
@@ -154,7 +172,7 @@ Scoring score_alarms(std::span<const std::int64_t> steps, std::span<const std::u
   for (std::size_t i = 0; i < n; ++i)
     if (alarm[i] && !in_zone[i]) ++s.alarm_snapshots_outside;
   for (std::size_t e = 0; e < eps.size(); ++e) {
-    AlarmEpisode ep{steps[eps[e].first], steps[eps[e].second], eps[e].second - eps[e].first + 1, !explained[e]};
+    AlarmEpisode ep{steps[eps[e].first], steps[eps[e].second], eps[e].second - eps[e].first + 1, owner[e] == kNone};
     if (ep.false_alarm) ++s.false_alarms;
     s.episodes.push_back(ep);
   }

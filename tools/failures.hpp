@@ -17,14 +17,13 @@
 // highest (or first non-finite) loss.
 //
 // Scoring: an alarm is a snapshot whose state is at or above the alarm level; alarm
-// episodes are runs of consecutive alarm snapshots. A failure is detected when an
-// episode overlaps the `lead_window` snapshots up to and including its peak; the lead
-// is peak step - first alarm step in that window (>= 0: flagged no later than the
-// peak). An alarm after the peak but before the failure is over (+ `settle`
-// snapshots) is a late detection (negative lead). Episodes that do not start inside
-// some failure's [window start, end + settle] are false alarms (an alarm that was
-// already up when a failure's window opened still counts as its detection, from
-// the window start, and is still a false alarm: it was raised with no failure near).
+// episodes are runs of consecutive alarm snapshots. Each failure has a zone: from
+// `lead_window` snapshots before its peak to `settle` snapshots after its end. An
+// episode belongs to the first failure whose zone it starts in; one that starts in no
+// zone is a false alarm. A failure is detected by the first episode of its own (or a
+// false alarm still up when its zone opens, counted from there) that overlaps its
+// zone: lead = peak step - first alarm step (>= 0: flagged no later than the peak,
+// < 0: late). An alarm raised for one failure never counts for the next.
 
 #include <cstdint>
 #include <filesystem>

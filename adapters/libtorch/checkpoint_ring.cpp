@@ -46,7 +46,30 @@ void CheckpointRing::save(std::int64_t step, const CheckpointTargets& targets) {
   // the ring ordered by step anyway.
   while (!ring_.empty() && ring_.back().step >= step) ring_.pop_back();
   ring_.push_back(std::move(c));
-  while (ring_.size() > capacity_) ring_.pop_front();
+  while (ring_.size() > capacity_) evict_one();
+}
+
+void CheckpointRing::evict_one() {
+  // As the Python adapter's ring: the oldest and the newest stay; the one whose
+  // removal leaves the smallest gap relative to its age goes, so history stays
+  // dense near the present and still reaches back to the start.
+  if (ring_.size() <= 2) {
+    ring_.pop_front();
+    return;
+  }
+  const double newest = static_cast<double>(ring_.back().step);
+  std::size_t victim = 1;
+  double best = 0.0;
+  for (std::size_t i = 1; i + 1 < ring_.size(); ++i) {
+    const double gap = static_cast<double>(ring_[i + 1].step - ring_[i - 1].step);
+    const double age = newest - static_cast<double>(ring_[i].step) + 1.0;
+    const double cost = gap / age;
+    if (i == 1 || cost < best) {
+      best = cost;
+      victim = i;
+    }
+  }
+  ring_.erase(ring_.begin() + static_cast<std::ptrdiff_t>(victim));
 }
 
 std::optional<std::int64_t> CheckpointRing::restore(std::int64_t step,
@@ -71,6 +94,12 @@ std::optional<std::int64_t> CheckpointRing::restore(std::int64_t step,
 std::optional<std::int64_t> CheckpointRing::newest_step() const {
   if (ring_.empty()) return std::nullopt;
   return ring_.back().step;
+}
+
+std::vector<std::int64_t> CheckpointRing::steps() const {
+  std::vector<std::int64_t> out;
+  for (const auto& c : ring_) out.push_back(c.step);
+  return out;
 }
 
 std::size_t CheckpointRing::bytes() const {

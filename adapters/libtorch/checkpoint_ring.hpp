@@ -2,7 +2,8 @@
 #pragma once
 // In-memory checkpoints for rollback burns: deep CPU copies of parameters, buffers
 // and the optimizer state (serialized through torch's own archive, so every
-// optimizer type round-trips), kept in a bounded ring, newest last.
+// optimizer type round-trips), at most `capacity` of them, oldest first. A full
+// ring thins out instead of forgetting its past (see evict_one).
 
 #include <cstddef>
 #include <cstdint>
@@ -31,7 +32,7 @@ class CheckpointRing {
  public:
   explicit CheckpointRing(std::size_t capacity) : capacity_(capacity) {}
 
-  // Saves the state after optimizer step `step`; the oldest one goes when full.
+  // Saves the state after optimizer step `step`, thinning the ring when full.
   void save(std::int64_t step, const CheckpointTargets& targets);
 
   // Restores the newest checkpoint at or before `step` and drops the ones after it
@@ -43,6 +44,7 @@ class CheckpointRing {
   std::size_t size() const { return ring_.size(); }
   std::size_t capacity() const { return capacity_; }
   std::optional<std::int64_t> newest_step() const;
+  std::vector<std::int64_t> steps() const;
   std::size_t bytes() const;
   void clear() { ring_.clear(); }
 
@@ -53,6 +55,8 @@ class CheckpointRing {
     std::vector<torch::Tensor> buffers;
     std::string optimizer;  // torch::serialize archive bytes
   };
+  void evict_one();
+
   std::size_t capacity_;
   std::deque<Checkpoint> ring_;
 };

@@ -63,7 +63,7 @@ struct LibTorchOrbitOptions {
   std::int64_t probe_every = 10;
   // In-memory checkpoints for rollback burns; 0 turns rollback off.
   std::int64_t checkpoint_every = 50;
-  std::size_t checkpoints_kept = 4;
+  std::size_t checkpoints_kept = 8;  // thinned when full: the oldest always stays
   // Gradient norm of the attached parameters on snapshot steps, unless the trainer
   // hands one over with set_grad_norm().
   bool grad_norm = true;

@@ -393,7 +393,14 @@ int run(const Flags& f) {
                 orbit->applied_burns().size(), static_cast<unsigned long long>(c.snapshots_sent),
                 static_cast<unsigned long long>(c.dropped), static_cast<unsigned long long>(c.states),
                 static_cast<unsigned long long>(c.burns), static_cast<unsigned long long>(c.errors));
-    for (const auto& r : orbit->applied_burns()) print_burn(r);
+    std::size_t rollbacks = 0, restored = 0, unreached = 0;
+    for (const auto& r : orbit->applied_burns()) {
+      rollbacks += r.rollback_to_step ? 1 : 0;
+      restored += r.restored_step ? 1 : 0;
+      unreached += r.acked ? 0 : 1;
+    }
+    std::printf("orbit: %zu rollbacks asked, %zu restored a checkpoint; %zu burn(s) due after the last step\n",
+                rollbacks, restored, unreached);
     if (orbit->internal_errors() > 0)
       std::printf("orbit: %llu internal errors, last: %s\n",
                   static_cast<unsigned long long>(orbit->internal_errors()), orbit->last_internal_error().c_str());

@@ -299,7 +299,8 @@ def run(args) -> dict:
 
     orbit = None
     if args.control == "on":
-        from orbit_adapter.adapter import Orbit, ProbeConfig
+        from orbit_adapter import Orbit
+        from orbit_adapter.adapter import ProbeConfig, domain_losses
         run_id = args.run or f"train-{args.norm}-lr{args.lr:g}-s{args.seed}-{os.getpid()}"
         probes = ProbeConfig(spectra_every=args.spectra_every, loop_every=args.loop_every)
         orbit = Orbit(endpoint=args.endpoint, run=run_id, domains=corpus.domains, probes=probes,
@@ -340,12 +341,8 @@ def run(args) -> dict:
             first_intervention = first_intervention or step
         lr_in_effect = lr_before
         if orbit is not None:
-            per_sample = per_token.detach().mean(dim=1)
-            domain_losses = {}
-            for k, (d, _) in enumerate(picks):
-                domain_losses.setdefault(d, []).append(float(per_sample[k]))
             orbit.step(step, loss_value, grad_norm=grad_norm,
-                       domain_losses={d: sum(v) / len(v) for d, v in domain_losses.items()},
+                       domain_losses=domain_losses(per_token, [d for d, _ in picks]),
                        tokens=y.numel())
             lr_in_effect = orbit.last_lr if orbit.last_lr is not None else lr_before
         lrs.append(lr_in_effect)

@@ -72,6 +72,7 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   EXPECT_EQ(a.pid.setpoint, b.pid.setpoint);
   EXPECT_EQ(a.pid.integral_limit, b.pid.integral_limit);
   EXPECT_EQ(a.pid.return_steps_per_doubling, b.pid.return_steps_per_doubling);
+  EXPECT_EQ(a.pid.lookahead_steps, b.pid.lookahead_steps);
   expect_gains(a.pid.stable, b.pid.stable, "stable");
   expect_gains(a.pid.drifting, b.pid.drifting, "drifting");
   expect_gains(a.pid.warning, b.pid.warning, "warning");

@@ -108,8 +108,8 @@ struct DriftRun {
   std::int64_t danger_cross = -1;  // first step the raw entropy is below the danger line
 };
 
-DriftRun entropy_drift(const std::vector<std::string>& actuators, double slope, unsigned seed) {
-  const NavigatorConfig cfg;
+DriftRun entropy_drift(const std::vector<std::string>& actuators, double slope, unsigned seed,
+                       const NavigatorConfig& cfg = NavigatorConfig{}) {
   Navigator nav(cfg, run_info("drift", actuators), Mode::active);
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> noise(0.0, 0.03), gn_noise(0.0, 0.1);
@@ -168,6 +168,27 @@ TEST(Scenario, SlowEntropyDriftEntersDriftingAndCutsLrBeforeDanger) {
     ::testing::Test::RecordProperty("drift_" + std::to_string(slope) + "_cut_lead",
                                     std::to_string(r.danger_cross - *first_cut));
   }
+}
+
+TEST(Scenario, LookaheadMakesDriftingCutAtOnce) {
+  // pid.lookahead_steps (off by default): DRIFTING reads the health the trend
+  // forecasts 100 steps ahead, so the forecast itself cuts the lr.
+  NavigatorConfig cfg;
+  cfg.pid.lookahead_steps = 100;
+  const DriftRun r = entropy_drift({"lr"}, 0.004, 5, cfg);
+  const auto drifting = first_step_in(r.steps, "DRIFTING");
+  ASSERT_TRUE(drifting);
+  std::optional<std::int64_t> first_cut;
+  for (const auto& s : r.steps) {
+    if (s.decision.burn && s.decision.burn->lr_scale < 1.0) {
+      first_cut = s.step;
+      EXPECT_NE(s.decision.burn->reason.find("in 100 steps by the trend"), std::string::npos) << s.decision.burn->reason;
+      break;
+    }
+  }
+  ASSERT_TRUE(first_cut);
+  EXPECT_LE(*first_cut - *drifting, 2);
+  EXPECT_GT(r.danger_cross - *first_cut, 180);
 }
 
 Snapshot collapse_run(std::int64_t step, std::int64_t at, std::mt19937_64& rng) {

@@ -147,6 +147,14 @@ TEST(JournalKill, Kill9AtRandomMomentsLosesNothingAnsweredAndKeepsTheTrajectory)
   EXPECT_EQ(replay.burns_matching, replay.recorded_burns.size())
       << replay.burns_matching << " of " << replay.recorded_burns.size() << " recorded burns reproduced";
   EXPECT_TRUE(replay.reproduced());
+  for (const auto& b : replay.burns)
+    if (b.matches_recorded && !*b.matches_recorded) {
+      const auto it = burns_by_seq.find(b.burn.seq);
+      ADD_FAILURE() << "first differing burn #" << b.burn.seq << "\n  replayed: " << b.burn.reason << " lr "
+                    << b.burn.lr_scale << " apply " << b.burn.apply_at_step << "\n  recorded: " << it->second->reason
+                    << " lr " << it->second->lr_scale << " apply " << it->second->apply_at_step;
+      break;
+    }
   std::printf("[ journal ] %d kills, %zu snapshots answered, %zu journaled, %zu burns received, %zu recorded, "
               "%zu computed without a record\n",
               kills, answered.size(), journaled.size(), received.size(), replay.recorded_burns.size(),

@@ -94,6 +94,20 @@ TEST(ScoreAlarms, AnAlarmAlreadyUpDetectsButIsStillFalse) {
   EXPECT_EQ(s.alarm_snapshots_outside, 84u) << "steps 0-69 and 86-99";
 }
 
+TEST(ScoreAlarms, AnAlarmForOneFailureDoesNotDetectTheNext) {
+  const auto steps = steps_0_to(200);
+  std::vector<std::uint8_t> alarm(200, 0);
+  for (int i = 51; i <= 95; ++i) alarm[i] = 1;   // raised for the failure at 50, up for a long time
+  for (int i = 121; i <= 125; ++i) alarm[i] = 1;  // the second failure's own alarm, late
+  const std::vector<FailureEvent> failures = {{50, 50, 60, "spike", "", "labels"},
+                                              {120, 120, 121, "spike", "", "labels"}};
+  const Scoring s = score_alarms(steps, alarm, failures, {.lead_window = 50, .settle = 50});
+  EXPECT_EQ(s.detections[0].lead, -1);
+  EXPECT_EQ(s.detections[1].first_alarm, 121) << "not 70, the start of the second window";
+  EXPECT_EQ(s.detections[1].lead, -1);
+  EXPECT_EQ(s.false_alarms, 0u);
+}
+
 TEST(ScoreAlarms, HealthyRunEveryAlarmIsFalse) {
   const auto steps = steps_0_to(30);
   std::vector<std::uint8_t> alarm(30, 0);

@@ -41,7 +41,7 @@ from .lr import LrScaler
 from .probes import ModelProbes, ProbeConfig, loop_rate
 from .rollback import CheckpointConfig, CheckpointRing
 
-__all__ = ["Orbit", "ProbeConfig", "CheckpointConfig", "AppliedBurn"]
+__all__ = ["Orbit", "ProbeConfig", "CheckpointConfig", "AppliedBurn", "domain_losses"]
 
 ADAPTER_NAME = "orbit-python-torch"
 ADAPTER_VERSION = "0.1.0"
@@ -57,6 +57,18 @@ def _get(msg: Any, key: str, default: Any = None) -> Any:
 def _default_run_id() -> str:
     host = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname())[:40]
     return f"{host or 'run'}-{os.getpid()}-{int(time.time())}"
+
+
+def domain_losses(per_sample_loss: torch.Tensor, domains: Sequence[str]) -> Dict[str, float]:
+    """Mean loss per domain label, for `orbit.step(..., domain_losses=...)`.
+
+    `per_sample_loss` holds one loss per batch item (e.g. cross-entropy with
+    reduction="none", averaged over tokens); `domains` the label of each item."""
+    values = per_sample_loss.detach().float().reshape(len(domains), -1).mean(1).tolist()
+    sums: Dict[str, List[float]] = {}
+    for d, v in zip(domains, values):
+        sums.setdefault(d, []).append(v)
+    return {d: sum(v) / len(v) for d, v in sums.items()}
 
 
 @dataclass
@@ -141,6 +153,7 @@ class Orbit:
         self.rollbacks: List[Dict[str, int]] = []
         self._last_reply_time: Optional[float] = None
         self._session: Optional[str] = None
+        self._sync_ready: set = set()  # rank0 mode: burns every rank has received
         self._loop_bucket = 0
         self._errors: Dict[str, int] = {}
         self._warned = False
@@ -422,7 +435,7 @@ class Orbit:
         """Applies pending burns whose step has come: effective from step + 1."""
         if not self._pending:
             return None
-        ready = getattr(self, "_sync_ready", None) if self.distributed == "rank0" and self.world_size > 1 else None
+        ready = self._sync_ready if self.distributed == "rank0" and self.world_size > 1 else None
         restored = None
         for seq in sorted(self._pending):
             burn = self._pending[seq]

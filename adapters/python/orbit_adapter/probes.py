@@ -66,7 +66,7 @@ class ProbeConfig:
     grad_norm: bool = True
     loop_every: int = 0
     loop_n: int = 4
-    max_rows: int = 1024                    # hidden-state rows used for the covariance
+    max_rows: int = 512                     # hidden-state (token) rows used for the covariance
     attention_samples: int = 2              # batch items whose attention maps are probed
 
 

@@ -3,10 +3,13 @@
 
 Each checkpoint holds the model, optimizer, scheduler(s) and sampler states plus
 the torch, numpy and Python RNG states, copied to CPU. Checkpoints are taken
-every `every` steps; the oldest are dropped once the ring exceeds its memory
-budget (the newest one is always kept). A rollback restores the newest checkpoint
-at or before the requested step and drops every newer one: they belong to the
-trajectory being abandoned.
+every `every` steps. Once the ring would exceed its memory budget it thins out:
+the oldest and the newest checkpoints always stay, and the one whose removal leaves
+the smallest gap relative to its age goes, so history stays dense near the present
+and sparse (but reaching back to the start) in the past. The evicted checkpoint's
+buffers receive the new copy (no fresh allocation once the ring is full). A
+rollback restores the newest checkpoint at or before the requested step and drops
+every newer one: they belong to the trajectory being abandoned.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ __all__ = ["CheckpointConfig", "Checkpoint", "CheckpointRing"]
 @dataclass
 class CheckpointConfig:
     every: int = 10                      # steps between checkpoints (0: rollback disabled)
-    budget_bytes: int = 256 << 20        # memory the ring may hold
+    budget_bytes: int = 64 << 20         # memory the ring may hold
     keep_initial: bool = True            # checkpoint at attach time (step `start_step`)
 
 
@@ -37,6 +40,24 @@ def _cpu_copy(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return tuple(_cpu_copy(v) for v in obj)
     return obj
+
+
+def _copy_into(dst: Any, src: Any) -> Any:
+    """A CPU copy of `src` that reuses `dst`'s tensors where shapes match: an evicted
+    checkpoint's memory is already paged in, fresh allocations are not."""
+    if isinstance(src, torch.Tensor):
+        if (isinstance(dst, torch.Tensor) and dst.shape == src.shape and dst.dtype == src.dtype
+                and dst.device.type == "cpu"):
+            return dst.copy_(src.detach())
+        return src.detach().to("cpu", copy=True)
+    if isinstance(src, dict):
+        d = dst if isinstance(dst, dict) else {}
+        return {k: _copy_into(d.get(k), v) for k, v in src.items()}
+    if isinstance(src, (list, tuple)):
+        d = dst if isinstance(dst, (list, tuple)) and len(dst) == len(src) else [None] * len(src)
+        out = [_copy_into(a, b) for a, b in zip(d, src)]
+        return out if isinstance(src, list) else tuple(out)
+    return src
 
 
 def _nbytes(obj: Any) -> int:
@@ -90,18 +111,29 @@ class CheckpointRing:
                "numpy": np.random.get_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        model = _cpu_copy(self.model.state_dict())
-        opt = _cpu_copy(self.optimizer.state_dict())
+        model_sd, opt_sd = self.model.state_dict(), self.optimizer.state_dict()
+        need = _nbytes(model_sd) + _nbytes(opt_sd)
+        # A re-save at the same step (e.g. after a rollback to it) replaces the old one.
+        self.ring = [c for c in self.ring if c.step < step]
+        recycled = None
+        while self.ring and self.nbytes + need > self.config.budget_bytes:
+            recycled = self.ring.pop(self._victim(step))  # its buffers take the new copy
+        model = _copy_into(recycled.model if recycled else None, model_sd)
+        opt = _copy_into(recycled.optimizer if recycled else None, opt_sd)
         ck = Checkpoint(step=step, model=model, optimizer=opt,
                         schedulers=[_scheduler_state(s) for s in self.schedulers],
                         sampler=self.sampler.state_dict() if self.sampler is not None else None,
-                        rng=rng, nbytes=_nbytes(model) + _nbytes(opt))
-        # A re-save at the same step (e.g. after a rollback to it) replaces the old one.
-        self.ring = [c for c in self.ring if c.step < step]
+                        rng=rng, nbytes=need)
         self.ring.append(ck)
-        while len(self.ring) > 1 and self.nbytes > self.config.budget_bytes:
-            self.ring.pop(0)
         return ck
+
+    def _victim(self, now: int) -> int:
+        """Index of the checkpoint to drop: never the oldest while others remain."""
+        n = len(self.ring)
+        if n <= 2:
+            return n - 1 if n == 2 else 0
+        steps = [c.step for c in self.ring] + [now]
+        return min(range(1, n), key=lambda i: (steps[i + 1] - steps[i - 1]) / (now - steps[i] + 1))
 
     def find(self, step: int) -> Optional[Checkpoint]:
         """The newest checkpoint at or before `step`."""

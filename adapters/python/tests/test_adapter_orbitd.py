@@ -61,7 +61,7 @@ def test_example_model_snapshots_are_accepted_and_answered(orbitd_tcp, attn):
         orbit.step(step, loss.item(), domain_losses={"prose": loss.item()})
         if step == 1:
             assert wait_for(lambda: (orbit.poll(), orbit.connected)[1], 30)
-    wait_for(lambda: (orbit.poll(), len(seen) >= 40)[1], 30)
+    wait_for(lambda: (orbit.poll(), sum(r["type"] == "state" for r in seen) >= 40)[1], 30)
     summary = orbit.summary()
     orbit.close()
     states = [r for r in seen if r["type"] == "state"]
@@ -120,7 +120,7 @@ def test_example_trainer_runs_under_a_real_orbitd(orbitd_tcp, tmp_path):
     out = tmp_path / "run.json"
     cmd = [sys.executable, os.path.join(str(REPO), "examples", "pytorch", "train.py"),
            "--steps", "30", "--control", "on", "--endpoint", orbitd_tcp.endpoint, "--run", "example-e2e",
-           "--attn", "custom", "--spectra-every", "5", "--loop-every", "10", "--eval-every", "0",
+           "--attn", "custom", "--spectra-every", "1", "--loop-every", "10", "--eval-every", "0",
            "--final-eval-windows", "64", "--quiet", "--json-out", str(out)]
     subprocess.run(cmd, check=True, timeout=300)
     res = json.loads(out.read_text())

@@ -101,18 +101,31 @@ def test_rollback_burn_restores_everything_bit_for_bit():
         daemon.close()
 
 
-def test_ring_respects_its_memory_budget_and_keeps_the_newest():
+def test_ring_respects_its_memory_budget_and_thins_out_the_past():
     model = nn.Linear(64, 64)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     one = (64 * 64 + 64) * 4
-    ring = CheckpointRing(model, opt, config=CheckpointConfig(every=1, budget_bytes=3 * one))
-    for s in range(10):
+    ring = CheckpointRing(model, opt, config=CheckpointConfig(every=10, budget_bytes=6 * one))
+    buffers = set()
+    for s in range(0, 1001, 10):
+        with torch.no_grad():
+            model.weight.fill_(s)
         ring.save(s)
-    assert ring.steps() == [7, 8, 9]
-    assert ring.nbytes <= 3 * one
-    assert ring.find(6) is None and ring.find(8).step == 8
-    assert ring.restore(5) is None  # nothing that old: no restore, no change
-    assert ring.steps() == [7, 8, 9]
+        if s >= 100:
+            buffers.add(ring.ring[-1].model["weight"].data_ptr())
+    steps = ring.steps()
+    assert len(steps) == 6 and ring.nbytes <= 6 * one
+    assert steps[0] == 0 and steps[-1] == 1000          # the start and the present stay
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    assert gaps == sorted(gaps, reverse=True)           # denser towards the present
+    assert len(buffers) <= 7                            # evicted buffers are reused
+    for c in ring.ring:                                 # and hold the right contents
+        assert torch.all(c.model["weight"] == c.step)
+    assert ring.find(-1) is None and ring.find(999).step == steps[-2]
+    assert ring.restore(-5) is None                     # nothing that old: no change
+    assert ring.steps() == steps
+    assert ring.restore(steps[2] + 1) == steps[2]
+    assert ring.steps() == steps[:3] and torch.all(model.weight == steps[2])
 
 
 def test_checkpoints_are_copies_not_views():

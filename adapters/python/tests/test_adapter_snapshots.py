@@ -94,3 +94,9 @@ def test_training_is_bit_for_bit_the_same_with_orbit_attached():
     assert torch.equal(rng_plain, rng_probed)
     for k in plain:
         assert torch.equal(plain[k], probed[k]), k
+
+
+def test_domain_losses_groups_batch_items_by_label():
+    from orbit_adapter.adapter import domain_losses
+    per_token = torch.tensor([[1.0, 3.0], [2.0, 2.0], [5.0, 7.0], [0.0, 4.0]])
+    assert domain_losses(per_token, ["a", "b", "a", "c"]) == pytest.approx({"a": 4.0, "b": 2.0, "c": 2.0})

@@ -41,8 +41,10 @@ def main():
     model = nn.parallel.DistributedDataParallel(Param())
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
+    mode, _, sync_every = mode.partition(":")  # "rank0:20": broadcast every 20 steps
     orbit = Orbit(endpoint=endpoint, run="dist-test", rank=rank, world_size=world,
-                  distributed=mode, checkpoints=CheckpointConfig(every=0))
+                  distributed=mode, sync_every=int(sync_every or 1),
+                  checkpoints=CheckpointConfig(every=0))
     orbit.attach(model, opt, scheduler=sched)
     used, reported, schedule = [], [], []
     for step in range(1, STEPS + 1):
