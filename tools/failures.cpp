@@ -137,16 +137,18 @@ Scoring score_alarms(std::span<const std::int64_t> steps, std::span<const std::u
         static_cast<std::size_t>(std::max<std::ptrdiff_t>(end_idx, static_cast<std::ptrdiff_t>(peak))) + options.settle;
     zones.push_back({window_start, peak, zone_end});
   }
-  // An episode belongs to the first failure whose zone it starts in; one that starts in
-  // none is a false alarm.
+  // An episode belongs to the failure whose lead window it starts in (an alarm before a
+  // peak is about that peak), else to the first whose zone it starts in (an alarm while
+  // a failure settles); one that starts in no zone is a false alarm.
   constexpr std::size_t kNone = static_cast<std::size_t>(-1);
   std::vector<std::size_t> owner(eps.size(), kNone);
-  for (std::size_t e = 0; e < eps.size(); ++e)
-    for (std::size_t k = 0; k < zones.size(); ++k)
-      if (eps[e].first >= zones[k].window_start && eps[e].first <= zones[k].zone_end) {
-        owner[e] = k;
-        break;
-      }
+  for (std::size_t e = 0; e < eps.size(); ++e) {
+    const std::size_t a = eps[e].first;
+    for (std::size_t k = 0; k < zones.size() && owner[e] == kNone; ++k)
+      if (a >= zones[k].window_start && a <= zones[k].peak) owner[e] = k;
+    for (std::size_t k = 0; k < zones.size() && owner[e] == kNone; ++k)
+      if (a >= zones[k].window_start && a <= zones[k].zone_end) owner[e] = k;
+  }
   std::vector<std::uint8_t> in_zone(n, 0);
   for (std::size_t k = 0; k < failures.size(); ++k) {
     const Zone& z = zones[k];

@@ -438,6 +438,29 @@ TuneResult tune(const std::vector<TuneRun>& runs, std::vector<TuneParam>& params
     if (c.valid && c.cost < result.best.cost) result.best = c;
   result.evaluations = 1 + n_random;
   for (auto n : local_used) result.evaluations += n;
+
+  // Simplices that converged early leave budget: spend it on more random points.
+  if (result.evaluations < budget) {
+    const std::size_t extra = budget - result.evaluations;
+    std::vector<std::vector<double>> more(extra, std::vector<double>(d));
+    for (auto& u : more)
+      for (auto& x : u) x = unit(rng);
+    std::vector<Candidate> scored(extra);
+    std::atomic<std::size_t> next{0};
+    std::vector<std::thread> workers;
+    for (std::size_t j = 0; j < jobs; ++j)
+      workers.emplace_back([&] {
+        for (std::size_t i = next++; i < extra; i = next++) {
+          const auto values = to_values(more[i]);
+          scored[i] = evaluator.evaluate(&values);
+          count();
+        }
+      });
+    for (auto& w : workers) w.join();
+    for (auto& c : scored)
+      if (c.valid && c.cost < result.best.cost) result.best = std::move(c);
+    result.evaluations += extra;
+  }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
 }

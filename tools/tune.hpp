@@ -14,8 +14,9 @@
 //
 // Search: the starting config is evaluated first; then random search (60 % of the
 // budget, uniform in the normalised box); then Nelder-Mead from the best random points,
-// one simplex per job with an equal share of the rest of the budget. Candidates are
-// evaluated on `jobs` threads; with the same seed and jobs the result is the same.
+// one simplex per job with an equal share of the rest of the budget; budget a simplex
+// leaves when it converges goes to more random points. Candidates are evaluated on
+// `jobs` threads; with the same seed and jobs the result is the same.
 //
 // Objectives (lower is better):
 //   open-loop    per failure: 1 when missed; 0.6 + 0.4 min(1, k/W) when flagged k snapshots

@@ -233,6 +233,7 @@ def main():
     finally:
         if daemon is not None:
             daemon.stop()
+            daemon.cleanup()
     records.sort(key=lambda r: (r["setting"], r["arm"], r["lr"], r["seed"]))
     sweep_best = {}
     for norm in ("pre", "post"):

@@ -5,8 +5,10 @@
         print(d.endpoint, d.telemetry, d.control, d.journal_dir)
 
 The daemon binds ipc sockets in a private temporary directory (mode 0700), writes
-its ready file there, and journals to `journal_dir`. Leaving the block sends
-SIGTERM and waits for the process; SIGKILL only if it does not exit in time.
+its ready file there, and journals to `journal_dir` (by default inside that
+directory). Leaving the block sends SIGTERM, waits for the process (SIGKILL only if
+it does not exit in time) and removes the private directory; pass a `journal_dir`
+outside it to keep the journal.
 """
 from __future__ import annotations
 
@@ -123,3 +125,4 @@ class OrbitdProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        self.cleanup()

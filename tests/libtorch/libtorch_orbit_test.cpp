@@ -48,11 +48,14 @@ TORCH_MODULE(TinyNet);
 // Owns model, optimizer and data; the lr schedule is the trainer's own and is
 // written straight into the optimizer's options before the forward pass.
 struct Trainer {
-  explicit Trainer(std::uint64_t seed, double lr = 0.01) {
+  explicit Trainer(std::uint64_t seed, double lr = 0.01, bool sgd = false) {
     torch::manual_seed(seed);
     model = TinyNet();
-    optimizer = std::make_unique<torch::optim::AdamW>(
-        model->parameters(), torch::optim::AdamWOptions(lr).weight_decay(0.0));
+    if (sgd)
+      optimizer = std::make_unique<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(lr).momentum(0.9));
+    else
+      optimizer = std::make_unique<torch::optim::AdamW>(
+          model->parameters(), torch::optim::AdamWOptions(lr).weight_decay(0.0));
     data = at::make_generator<at::CPUGeneratorImpl>(seed + 1);
     target = torch::randn({8, 4}, data);
   }
@@ -81,7 +84,7 @@ struct Trainer {
   }
 
   TinyNet model{nullptr};
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
   at::Generator data;
   torch::Tensor target;
   std::vector<double> lr_in_effect;
@@ -340,47 +343,91 @@ TEST(LibTorchOrbitFailOpen, AbsentDaemonCostsMicrosecondsAndLeavesTrainingUnchan
 
 // ---- against a real orbitd -----------------------------------------------------
 
-class LiveOrbitd : public ::testing::Test {
- protected:
-  void SetUp() override {
-    orbitd_ = std::make_unique<test::OrbitdProcess>();
-    control_ = std::make_unique<Control>(ctx_, orbitd_->endpoints().control);
-  }
-  const std::string& endpoint() const { return orbitd_->endpoints().adapters; }
-
-  zmq::context_t ctx_;
-  std::unique_ptr<test::OrbitdProcess> orbitd_;
-  std::unique_ptr<Control> control_;
-};
-
-TEST_F(LiveOrbitd, HelloWelcomeThenEverySnapshotWithSpectraGetsAState) {
+TEST(LiveOrbitdDefaults, HelloWelcomeThenEverySnapshotWithSpectraGetsItsAnswer) {
+  // orbitd with its default config: the controller reads the spectra and may act.
+  test::OrbitdProcess orbitd;
+  zmq::context_t ctx;
+  Control control(ctx, orbitd.endpoints().control);
   Trainer t(5);
-  LibTorchOrbit orbit({.endpoint = endpoint(), .run = "lt-hello", .probe_every = 1});
+  LibTorchOrbit orbit({.endpoint = orbitd.endpoints().adapters, .run = "lt-hello", .probe_every = 1});
   orbit.attach(*t.model, *t.optimizer);
-  ASSERT_TRUE(orbit.connect(10s)) << orbitd_->log();
+  ASSERT_TRUE(orbit.connect(10s)) << orbitd.log();
   EXPECT_EQ(orbit.counters().welcomes, 1u);
+  // Hidden states spread evenly over 4 of 16 directions: covariance eigenvalues
+  // (c, c, c, c, 0, ...), effective rank exactly 4 — what orbitd must compute back.
+  auto hidden = torch::zeros({8, 16});
+  for (std::int64_t k = 0; k < 4; ++k) {
+    hidden[2 * k][k] = 1.0;
+    hidden[2 * k + 1][k] = -1.0;
+  }
   const std::int64_t steps = 12;
   for (std::int64_t step = 0; step < steps; ++step) {
     t.train_step(step, nullptr);
     ASSERT_TRUE(orbit.probe_due(step));
     orbit.probe_weights(*t.model);
-    orbit.probe_hidden("0", torch::randn({64, 16}));
+    orbit.probe_hidden("0", hidden);
     orbit.probe_attention("0", torch::softmax(torch::randn({2, 4, 8, 8}), -1));
     orbit.step(step, 1.0 / double(step + 1));
   }
-  ASSERT_TRUE(wait_answered(orbit)) << orbitd_->log();
+  ASSERT_TRUE(wait_answered(orbit)) << orbitd.log();
   const auto c = orbit.counters();
   EXPECT_EQ(c.snapshots_sent, static_cast<std::uint64_t>(steps));
-  EXPECT_EQ(c.states, static_cast<std::uint64_t>(steps));
+  EXPECT_EQ(c.states + c.burns, static_cast<std::uint64_t>(steps));  // one answer each
   EXPECT_EQ(c.errors, 0u);
   EXPECT_EQ(c.dropped, 0u);
   ASSERT_TRUE(orbit.last_state());
   EXPECT_EQ(orbit.last_state()->step, steps - 1);
   EXPECT_EQ(orbit.last_state()->run, "lt-hello");
-  EXPECT_EQ(counter(*control_, "snapshots"), static_cast<std::uint64_t>(steps));
-  EXPECT_EQ(counter(*control_, "error_invalid_field") + counter(*control_, "error_too_large"), 0u);
+  // The spectra arrived intact and orbitd computed its metrics from them.
+  const auto& metrics = orbit.last_state()->metrics;
+  ASSERT_TRUE(metrics.count("hidden.0.effective_rank"));
+  EXPECT_NEAR(metrics.at("hidden.0.effective_rank"), 4.0, 1e-3);
+  for (const char* key : {"attn.0.entropy", "weight.fc1.weight.entropy", "weight.fc2.weight.entropy"})
+    EXPECT_TRUE(metrics.count(key)) << key;
+  EXPECT_EQ(counter(control, "snapshots"), static_cast<std::uint64_t>(steps));
+  EXPECT_EQ(counter(control, "error_invalid_field") + counter(control, "error_too_large"), 0u);
   EXPECT_EQ(orbit.internal_errors(), 0u) << orbit.last_internal_error();
 }
+
+// These tests check the adapter's mechanics, so every burn in them is forced
+// through the control endpoint: the controller is given nothing to act on (no
+// spectrum feeds its metrics, z-scores never leave warm-up) and stays quiet
+// whatever the tiny model's loss does. The controller has its own tests.
+std::string inert_controller_config(const std::string& extra = "") {
+  return extra +
+         "[controller.signals]\n"
+         "spectra = [\"inert.\"]\n"
+         "signature_spectra = [\"inert.\"]\n"
+         "[controller.filters]\n"
+         "warmup_steps = 1000000\n";
+}
+
+// A temporary directory holding an orbitd config file.
+struct ConfigFile {
+  explicit ConfigFile(const std::string& text) : dir(test::make_temp_dir("lt-config")) {
+    std::ofstream(path()) << text;
+  }
+  ~ConfigFile() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::string path() const { return (dir / "orbitd.toml").string(); }
+  std::filesystem::path dir;
+};
+
+class LiveOrbitd : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    orbitd_ = std::make_unique<test::OrbitdProcess>(std::vector<std::string>{"--config", config_.path()});
+    control_ = std::make_unique<Control>(ctx_, orbitd_->endpoints().control);
+  }
+  const std::string& endpoint() const { return orbitd_->endpoints().adapters; }
+
+  ConfigFile config_{inert_controller_config()};
+  zmq::context_t ctx_;
+  std::unique_ptr<test::OrbitdProcess> orbitd_;
+  std::unique_ptr<Control> control_;
+};
 
 TEST_F(LiveOrbitd, ForcedBurnScalesTheTrainersLrFromApplyAtStepAndExpiryHandsItBack) {
   Trainer t(6);
@@ -405,7 +452,6 @@ TEST_F(LiveOrbitd, ForcedBurnScalesTheTrainersLrFromApplyAtStepAndExpiryHandsItB
     t.train_step(step, &orbit, schedule);
     ASSERT_TRUE(wait_answered(orbit));
   }
-  for (const auto& b : orbit.applied_burns()) std::printf("DEBUG burn %lld step %lld scale %g: %s\n", (long long)b.seq, (long long)b.step, b.lr_scale, b.reason.c_str());
   ASSERT_EQ(orbit.applied_burns().size(), 1u);
   const BurnRecord& r = orbit.applied_burns()[0];
   EXPECT_EQ(r.seq, sent.seq);
@@ -426,10 +472,8 @@ TEST(LiveOrbitdSparseSnapshots, BurnArrivingAfterStepIsAppliedByTheGradientHookB
   // burn forced after odd step s is due at s + 1 and arrives after step(s)
   // returned: only the gradient hook of step s + 1 can apply it in time. The
   // trainer sets its lr once, so a compounding scale would show too.
-  const auto dir = test::make_temp_dir("lt-sparse");
-  const auto cfg = (dir / "orbitd.toml").string();
-  std::ofstream(cfg) << "[daemon]\nsnapshot_every = 2\n";
-  test::OrbitdProcess orbitd({"--config", cfg});
+  ConfigFile config(inert_controller_config("[daemon]\nsnapshot_every = 2\n"));
+  test::OrbitdProcess orbitd({"--config", config.path()});
   zmq::context_t ctx;
   Control control(ctx, orbitd.endpoints().control);
 
@@ -456,8 +500,35 @@ TEST(LiveOrbitdSparseSnapshots, BurnArrivingAfterStepIsAppliedByTheGradientHookB
   ASSERT_LT(sent.lr_scale, 1.0);
   for (std::int64_t s = 0; s < step; ++s)
     EXPECT_DOUBLE_EQ(t.lr_in_effect[s], s >= sent.apply_at_step ? 0.01 * sent.lr_scale : 0.01) << "step " << s;
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+}
+
+TEST_F(LiveOrbitd, ChainableSchedulerSteppedThroughTheAdapterIsScaledNotCompounded) {
+  // SGD + StepLR: StepLR multiplies whatever lr it finds, so it must see the
+  // trainer's own lr, never the scaled one.
+  Trainer t(10, 0.1, /*sgd=*/true);
+  torch::optim::StepLR scheduler(*t.optimizer, /*step_size=*/3, /*gamma=*/0.5);
+  LibTorchOrbit orbit({.endpoint = endpoint(), .run = "lt-steplr"});
+  orbit.attach(*t.model, *t.optimizer);
+  ASSERT_TRUE(orbit.connect(10s));
+  auto steplr = [](std::int64_t s) { return 0.1 * std::pow(0.5, double(s / 3)); };
+  auto one_step = [&](std::int64_t step) {
+    t.train_step(step, &orbit);
+    orbit.step_scheduler(scheduler);
+    ASSERT_TRUE(wait_answered(orbit));
+  };
+  std::int64_t step = 0;
+  for (; step < 4; ++step) one_step(step);
+  const std::int64_t expires = 7;
+  const Burn sent = force_burn(*control_, {{"run", std::string("lt-steplr")},
+                                            {"lr_scale", 0.5},
+                                            {"expires_after_steps", expires}});
+  ASSERT_LT(sent.lr_scale, 1.0);
+  for (; step < sent.apply_at_step + expires + 5; ++step) one_step(step);
+  ASSERT_EQ(orbit.applied_burns().size(), 1u);
+  for (std::int64_t s = 0; s < step; ++s) {
+    const bool burning = s >= sent.apply_at_step && s < sent.apply_at_step + expires;
+    EXPECT_DOUBLE_EQ(t.lr_in_effect[s], steplr(s) * (burning ? sent.lr_scale : 1.0)) << "step " << s;
+  }
 }
 
 TEST_F(LiveOrbitd, RollbackRestoresParametersBuffersAndOptimizerStateBitForBit) {
@@ -526,7 +597,8 @@ TEST_F(LiveOrbitd, DeadDaemonKeepsStepCheapAndARestartedOneTakesControlBack) {
   for (double lr : t.lr_in_effect) EXPECT_EQ(lr, 0.01);
 
   // A new orbitd on the same endpoint: the adapter says hello again by itself.
-  test::OrbitdProcess again({"--endpoint", ep, "--control", "tcp://127.0.0.1:*", "--telemetry", "tcp://127.0.0.1:*"},
+  test::OrbitdProcess again({"--config", config_.path(), "--endpoint", ep, "--control", "tcp://127.0.0.1:*",
+                             "--telemetry", "tcp://127.0.0.1:*"},
                             /*default_endpoints=*/false);
   bool back = false;
   for (const std::int64_t end = step + 2000; step < end && !back; ++step) {

@@ -108,6 +108,21 @@ TEST(ScoreAlarms, AnAlarmForOneFailureDoesNotDetectTheNext) {
   EXPECT_EQ(s.false_alarms, 0u);
 }
 
+TEST(ScoreAlarms, AnAlarmBeforeAPeakIsAboutThatPeak) {
+  // Failure 1 settles until 47 + 20; failure 2 peaks at 56: an alarm from 49 is about 56.
+  const auto steps = steps_0_to(57);
+  std::vector<std::uint8_t> alarm(57, 0);
+  for (int i = 30; i <= 33; ++i) alarm[i] = 1;
+  for (int i = 49; i <= 56; ++i) alarm[i] = 1;
+  const std::vector<FailureEvent> failures = {{22, 30, 47, "spikes", "", "labels"},
+                                              {48, 56, 56, "divergence", "", "labels"}};
+  const Scoring s = score_alarms(steps, alarm, failures, {.lead_window = 20, .settle = 20});
+  EXPECT_EQ(s.detections[0].lead, 0);
+  EXPECT_EQ(s.detections[1].first_alarm, 49);
+  EXPECT_EQ(s.detections[1].lead, 7);
+  EXPECT_EQ(s.false_alarms, 0u);
+}
+
 TEST(ScoreAlarms, HealthyRunEveryAlarmIsFalse) {
   const auto steps = steps_0_to(30);
   std::vector<std::uint8_t> alarm(30, 0);
