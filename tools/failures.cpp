@@ -125,27 +125,26 @@ Scoring score_alarms(std::span<const std::int64_t> steps, std::span<const std::u
   };
   // Each failure's window (first index that counts) and zone end (last index that counts).
   struct Zone {
-    std::size_t window_start, peak, zone_end;
+    std::size_t window_start, peak, end, zone_end;
   };
   std::vector<Zone> zones;
   for (const auto& f : failures) {
     std::size_t peak = index_at_or_after(f.peak);
     if (peak >= n) peak = n ? n - 1 : 0;
     const std::size_t window_start = peak >= options.lead_window ? peak - options.lead_window : 0;
-    const std::ptrdiff_t end_idx = index_at_or_before(f.end);
-    const std::size_t zone_end =
-        static_cast<std::size_t>(std::max<std::ptrdiff_t>(end_idx, static_cast<std::ptrdiff_t>(peak))) + options.settle;
-    zones.push_back({window_start, peak, zone_end});
+    const auto end = static_cast<std::size_t>(
+        std::max<std::ptrdiff_t>(index_at_or_before(f.end), static_cast<std::ptrdiff_t>(peak)));
+    zones.push_back({window_start, peak, end, end + options.settle});
   }
-  // An episode belongs to the failure whose lead window it starts in (an alarm before a
-  // peak is about that peak), else to the first whose zone it starts in (an alarm while
-  // a failure settles); one that starts in no zone is a false alarm.
+  // An episode belongs to the first failure it starts in (from the lead window to the
+  // failure's end), else to the first whose settling time it starts in; one that starts
+  // in no zone is a false alarm.
   constexpr std::size_t kNone = static_cast<std::size_t>(-1);
   std::vector<std::size_t> owner(eps.size(), kNone);
   for (std::size_t e = 0; e < eps.size(); ++e) {
     const std::size_t a = eps[e].first;
     for (std::size_t k = 0; k < zones.size() && owner[e] == kNone; ++k)
-      if (a >= zones[k].window_start && a <= zones[k].peak) owner[e] = k;
+      if (a >= zones[k].window_start && a <= zones[k].end) owner[e] = k;
     for (std::size_t k = 0; k < zones.size() && owner[e] == kNone; ++k)
       if (a >= zones[k].window_start && a <= zones[k].zone_end) owner[e] = k;
   }

@@ -19,8 +19,9 @@
 // Scoring: an alarm is a snapshot whose state is at or above the alarm level; alarm
 // episodes are runs of consecutive alarm snapshots. Each failure has a zone: from
 // `lead_window` snapshots before its peak to `settle` snapshots after its end. An
-// episode belongs to the failure whose window-to-peak stretch it starts in, else to the
-// first failure whose zone it starts in; one that starts in no zone is a false alarm. A failure is detected by the first episode of its own (or a
+// episode belongs to the first failure it starts in (lead window to the failure's
+// end), else to the first whose settling time it starts in; one that starts in no zone
+// is a false alarm. A failure is detected by the first episode of its own (or a
 // false alarm still up when its zone opens, counted from there) that overlaps its
 // zone: lead = peak step - first alarm step (>= 0: flagged no later than the peak,
 // < 0: late). An alarm raised for one failure never counts for the next.

@@ -97,9 +97,8 @@ RunReplay run_driver(const RecordedRun& recording, RunDriver::Options options, c
   if (settings.keep_timeline) out.timeline.reserve(recording.snapshots);
   std::int64_t last_step = 0;
 
-  auto computed = [&](const Burn& b, bool forced) {
-    ReplayedBurn rb{b, forced, last_step, std::nullopt};
-    out.burns.push_back(std::move(rb));
+  auto computed = [&](const Burn& b, bool forced, std::int64_t at_step) {
+    out.burns.push_back(ReplayedBurn{b, forced, at_step, std::nullopt});
   };
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -109,16 +108,19 @@ RunReplay run_driver(const RecordedRun& recording, RunDriver::Options options, c
       continue;
     }
     RunDriver::Output o = driver.feed(e);
-    if (o.forced) computed(*o.forced, true);
+    if (o.forced) computed(*o.forced, true, last_step);
     if (!o.decision) continue;
     const Decision& d = *o.decision;
     const Snapshot& s = *o.snapshot;
+    if (d.burn) computed(*d.burn, false, s.step);
+    // With several ranks only the snapshot that closes a step carries a decision; the
+    // timeline keeps one point per closed step, in step order.
+    if (!d.step_closed || (!out.steps.empty() && s.step < out.steps.back())) continue;
     last_step = s.step;
     const std::string& observed = d.observed_state.empty() ? d.state : d.observed_state;
     out.steps.push_back(s.step);
     out.losses.push_back(s.loss);
     out.alarms.push_back(state_severity(observed) >= alarm_severity ? 1 : 0);
-    if (d.burn) computed(*d.burn, false);
     if (settings.keep_timeline) {
       TimelinePoint p;
       p.step = s.step;

@@ -213,7 +213,8 @@ double closed_loop_cost(const PlantRun& p, const NavigatorConfig& config, RunSco
       nav.on_ack(ack);
     }
     const double scale = std::max(d.lr_scale, 1e-6);
-    const double excess = std::max(0.0, y - p.ref[i]) / p.ref[i];
+    // Capped at 10x the reference: a diverged stretch counts as very bad, not as 1e13.
+    const double excess = std::min(10.0, std::max(0.0, y - p.ref[i]) / p.ref[i]);
     cost += excess * excess + 0.1 * std::log(scale) * std::log(scale);
     if (i + 1 < n) {
       y = p.model.step(y, p.u[i] + std::log(scale)) + p.residual[i];

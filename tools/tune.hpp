@@ -26,11 +26,11 @@
 //   closed-loop  the controller against a plant fitted to each run (plant_model.hpp):
 //                loss[t+1] = a loss[t] + b u[t] + c + e[t], u = ln(lr scale of the recording
 //                x the controller's scale), e = the recorded residuals (so the recorded spikes
-//                come back as disturbances). Cost: mean squared relative excess of the loss
-//                over 1.05 x its recorded running minimum, plus 0.1 x mean (ln scale)^2 (lr
-//                cut for nothing slows training). Needs runs whose lr moved (an lr column or
-//                burns); the model is linear around the recording and cannot know how the run
-//                answers an lr it never saw.
+//                come back as disturbances). Cost: mean squared relative excess (capped
+//                at 10) of the loss over 1.05 x its recorded running minimum, plus
+//                0.1 x mean (ln scale)^2 (an lr cut for nothing slows training). Needs runs
+//                whose lr moved (an lr column or burns); the model is linear around the
+//                recording and cannot know how the run answers an lr it never saw.
 
 #include <cstdint>
 #include <filesystem>

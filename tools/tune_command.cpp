@@ -74,7 +74,7 @@ std::string table(const TuneResult& t, bool closed_loop) {
     std::snprintf(line, sizeof line, "%-40s %12s %12s %8s %8s\n", "run", "cost before", "cost after", "burns b", "burns a");
     s += line;
   } else {
-    std::snprintf(line, sizeof line, "%-40s %-29s | %-29s\n", "", "before", "after");
+    std::snprintf(line, sizeof line, "%-40s %-32s | %s\n", "", "before", "after");
     s += line;
     std::snprintf(line, sizeof line, "%-40s %4s %5s %4s %6s %3s %5s | %4s %5s %4s %6s %3s %5s\n", "run", "fail", "ontim",
                   "late", "missed", "FA", "lead", "fail", "ontim", "late", "missed", "FA", "lead");

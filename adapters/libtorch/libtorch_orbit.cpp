@@ -66,26 +66,23 @@ AdapterClient& LibTorchOrbit::client() {
 
 void LibTorchOrbit::attach(torch::optim::Optimizer& optimizer) {
   detach();
-  optimizer_ = &optimizer;
-  targets_ = {};
-  targets_.optimizer = &optimizer;
+  std::vector<double> lrs;
   for (auto& group : optimizer.param_groups()) {
-    for (auto& p : group.params()) targets_.parameters.push_back(p);
-    double lr = 0.0;
     try {
-      lr = group.options().get_lr();
+      lrs.push_back(group.options().get_lr());
     } catch (const c10::Error&) {
-      optimizer_ = nullptr;
       throw std::invalid_argument(
           "orbit: this optimizer's options do not expose an lr (get_lr/set_lr)");
     }
-    trainer_lr_.push_back(lr);
-    written_lr_.push_back(lr);
   }
-  if (trainer_lr_.empty()) {
-    optimizer_ = nullptr;
-    throw std::invalid_argument("orbit: the optimizer has no param groups");
-  }
+  if (lrs.empty()) throw std::invalid_argument("orbit: the optimizer has no param groups");
+  optimizer_ = &optimizer;
+  trainer_lr_ = lrs;
+  written_lr_ = std::move(lrs);
+  targets_ = {};
+  targets_.optimizer = &optimizer;
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) targets_.parameters.push_back(p);
   // The trainer may set the lr directly at the start of a step; by backward time it
   // has, so the hook re-applies the scale before optimizer.step() reads it.
   for (auto& p : optimizer.param_groups()[0].params()) {

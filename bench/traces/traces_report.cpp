@@ -212,7 +212,8 @@ int main(int argc, char** argv) {
   char ma_name[64], mean_name[64];
   std::snprintf(mean_name, sizeof mean_name, "loss > %gx running mean", mean_multiple);
   std::snprintf(ma_name, sizeof ma_name, "loss > %gx mean of last %zu", ma_ratio, ma_window);
-  const std::string names[3] = {"Orbit (default config)", mean_name, ma_name};
+  const std::string orbit_name = "Orbit (" + config_file.filename().string() + ")";
+  const std::string names[3] = {orbit_name, mean_name, ma_name};
 
   std::time_t now = std::time(nullptr);
   char date[32];
@@ -244,7 +245,7 @@ int main(int argc, char** argv) {
   const bool goal = totals[0].per_step_in_time == totals[0].per_step && totals[0].healthy_false_alarms == 0;
   m << "\nGoal (issue 4: every spike and divergence flagged no later than its loss peak where the trace has "
        "per-step resolution, zero false alarms on the healthy traces): **"
-    << (goal ? "met" : "not met") << "** at the default config.\n\n";
+    << (goal ? "met" : "not met") << "** with `" << config_file.string() << "`.\n\n";
   m << "## Per run\n\nCells: `peak: first alarm (lead in steps)` per labelled failure. FA = false alarms. Cadence = "
        "steps between snapshots (least-most). A failure is at per-step resolution when its peak snapshot "
        "follows the previous step directly.\n\n"

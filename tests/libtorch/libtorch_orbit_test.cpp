@@ -510,7 +510,6 @@ TEST_F(LiveOrbitd, ChainableSchedulerSteppedThroughTheAdapterIsScaledNotCompound
   LibTorchOrbit orbit({.endpoint = endpoint(), .run = "lt-steplr"});
   orbit.attach(*t.model, *t.optimizer);
   ASSERT_TRUE(orbit.connect(10s));
-  auto steplr = [](std::int64_t s) { return 0.1 * std::pow(0.5, double(s / 3)); };
   auto one_step = [&](std::int64_t step) {
     t.train_step(step, &orbit);
     orbit.step_scheduler(scheduler);
@@ -525,9 +524,17 @@ TEST_F(LiveOrbitd, ChainableSchedulerSteppedThroughTheAdapterIsScaledNotCompound
   ASSERT_LT(sent.lr_scale, 1.0);
   for (; step < sent.apply_at_step + expires + 5; ++step) one_step(step);
   ASSERT_EQ(orbit.applied_burns().size(), 1u);
+  // The same trainer and scheduler without Orbit give the reference schedule.
+  Trainer reference(10, 0.1, /*sgd=*/true);
+  torch::optim::StepLR reference_scheduler(*reference.optimizer, 3, 0.5);
+  for (std::int64_t s = 0; s < step; ++s) {
+    reference.train_step(s, nullptr);
+    reference_scheduler.step();
+  }
+  ASSERT_LT(reference.lr_in_effect.back(), reference.lr_in_effect.front());  // it did decay
   for (std::int64_t s = 0; s < step; ++s) {
     const bool burning = s >= sent.apply_at_step && s < sent.apply_at_step + expires;
-    EXPECT_DOUBLE_EQ(t.lr_in_effect[s], steplr(s) * (burning ? sent.lr_scale : 1.0)) << "step " << s;
+    EXPECT_DOUBLE_EQ(t.lr_in_effect[s], reference.lr_in_effect[s] * (burning ? sent.lr_scale : 1.0)) << "step " << s;
   }
 }
 

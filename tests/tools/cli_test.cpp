@@ -258,5 +258,26 @@ TEST(OrbitCli, TuneFindsGainsAndPrintsToml) {
   EXPECT_EQ(snippet(again.output), snippet(r.output));
 }
 
+TEST(OrbitCli, TuneClosedLoopFitsPlantsWhereTheLrMoved) {
+  TempDir tmp;
+  ASSERT_EQ(run_orbit({"import", kCriteo.string(), "--out", tmp.path().string(), "--run", "criteo"}).code, 0);
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", tmp.path().string(), "--run", "wmt"}).code, 0);
+  const auto space = tmp.path() / "space.toml";
+  std::ofstream(space) << "[[param]]\nkey = \"pid.critical.kp\"\nmin = 0.1\nmax = 5.0\nlog = true\n";
+  auto r = run_orbit({"tune", tmp.path().string(), "--space", space.string(), "--objective", "closed-loop",
+                      "--budget", "12", "--jobs", "2"});
+  ASSERT_TRUE(r.code == 0 || r.code == 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "closed-loop objective: 12 candidates")) << r.output;
+  EXPECT_TRUE(contains(r.output, "wmt: left out of the closed loop: no plant fit")) << r.output;
+  EXPECT_TRUE(contains(r.output, "criteo ")) << "the criteo run has an lr warm-up to fit\n" << r.output;
+  // Only runs without a fit: a data error that says why.
+  TempDir flat;
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", flat.path().string(), "--run", "wmt"}).code, 0);
+  auto none = run_orbit({"tune", flat.path().string(), "--space", space.string(), "--objective", "closed-loop",
+                         "--budget", "4"});
+  EXPECT_EQ(none.code, 3) << none.output;
+  EXPECT_TRUE(contains(none.output, "no run has a plant fit")) << none.output;
+}
+
 }  // namespace
 }  // namespace orbit

@@ -10,7 +10,12 @@
 
 #include <zmq.hpp>
 
+#include <msgpack.hpp>
+
 #include "run_command.hpp"
+#include "support/orbitd_process.hpp"
+#include "temp_dir.hpp"
+#include "tools/daemon_client.hpp"
 #include "support/orbitd_process.hpp"
 #include "support/test_client.hpp"
 
@@ -121,6 +126,76 @@ TEST_F(DaemonCli, WatchWithNothingToHearExitsOne) {
   auto r = run_orbit({"watch", "--telemetry", daemon_->endpoints().telemetry, "--count", "1", "--timeout", "0.5"});
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "no telemetry")) << r.output;
+}
+
+// A control request: {"v":1,"type":"control","cmd":cmd, ...string/number fields}.
+std::string control(const std::string& cmd, const std::map<std::string, std::string>& strings,
+                    const std::map<std::string, double>& numbers = {}) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> p(buf);
+  p.pack_map(static_cast<uint32_t>(3 + strings.size() + numbers.size()));
+  p.pack(std::string("v"));
+  p.pack(1);
+  p.pack(std::string("type"));
+  p.pack(std::string("control"));
+  p.pack(std::string("cmd"));
+  p.pack(cmd);
+  for (const auto& [k, v] : strings) {
+    p.pack(k);
+    p.pack(v);
+  }
+  for (const auto& [k, v] : numbers) {
+    p.pack(k);
+    p.pack(v);
+  }
+  return {buf.data(), buf.size()};
+}
+
+// Operator actions are journaled too: a forced burn and mode changes replay exactly.
+TEST(DaemonJournal, ForcedBurnsAndModeChangesReplayBitForBit) {
+  detail::TempDir tmp;
+  const auto journal = tmp.path() / "journal";
+  test::OrbitdProcess daemon({"--journal-dir", journal.string()});
+  zmq::context_t ctx(1);
+  test::TestClient client(ctx, daemon.endpoints().adapters);
+  client.send(test::make_hello("ops"));
+  ASSERT_TRUE(client.recv());
+  auto send_snapshots = [&](std::int64_t from, std::int64_t to) {
+    for (std::int64_t i = from; i < to; ++i) {
+      client.send(snapshot("ops", i));
+      auto reply = client.recv();
+      ASSERT_TRUE(reply);
+      if (auto* b = std::get_if<Burn>(&*reply)) {
+        Ack ack;
+        ack.run = "ops";
+        ack.seq = b->seq;
+        ack.step = b->apply_at_step;
+        client.send(ack);
+      }
+    }
+  };
+  const auto ctl = daemon.endpoints().control;
+  send_snapshots(0, 30);
+  ASSERT_TRUE(control_request(ctl, control("burn", {{"run", "ops"}, {"reason", "test"}}, {{"lr_scale", 0.5}}),
+                              std::chrono::seconds(5)));
+  // The adapter receives the forced burn (it went to every rank of the run).
+  auto forced = client.recv();
+  ASSERT_TRUE(forced && std::holds_alternative<Burn>(*forced));
+  send_snapshots(30, 50);
+  ASSERT_TRUE(control_request(ctl, control("set_mode", {{"run", "ops"}, {"mode", "monitor"}}), std::chrono::seconds(5)));
+  send_snapshots(50, 60);
+  ASSERT_TRUE(control_request(ctl, control("set_mode", {{"run", "ops"}, {"mode", "active"}}), std::chrono::seconds(5)));
+  send_snapshots(60, 80);
+  daemon.stop(SIGTERM);
+
+  auto r = run_orbit({"replay", (journal / "ops").string(), "--verbose"});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "config recorded")) << r.output;
+  EXPECT_TRUE(contains(r.output, "(forced)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "all reproduced bit for bit")) << r.output;
+  auto e = run_orbit({"export", (journal / "ops").string()});
+  EXPECT_TRUE(contains(e.output, "\"type\":\"forced_burn\"")) << e.output.substr(0, 2000);
+  EXPECT_TRUE(contains(e.output, "\"type\":\"mode\",\"timestamp_ns\"")) << e.output.substr(0, 2000);
 }
 
 }  // namespace

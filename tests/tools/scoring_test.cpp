@@ -123,6 +123,19 @@ TEST(ScoreAlarms, AnAlarmBeforeAPeakIsAboutThatPeak) {
   EXPECT_EQ(s.false_alarms, 0u);
 }
 
+TEST(ScoreAlarms, ALateAlarmIsNotEarlyWarningOfTheNextSpike) {
+  // Spikes at 100 (over by 102) and 107: an alarm from 101 is late for the first.
+  const auto steps = steps_0_to(200);
+  std::vector<std::uint8_t> alarm(200, 0);
+  alarm[101] = alarm[102] = 1;
+  const std::vector<FailureEvent> failures = {{100, 100, 102, "spike", "", "labels"},
+                                              {107, 107, 107, "spike", "", "labels"}};
+  const Scoring s = score_alarms(steps, alarm, failures, {.lead_window = 50, .settle = 50});
+  EXPECT_EQ(s.detections[0].lead, -1);
+  EXPECT_FALSE(s.detections[1].first_alarm);
+  EXPECT_EQ(s.missed, 1u);
+}
+
 TEST(ScoreAlarms, HealthyRunEveryAlarmIsFalse) {
   const auto steps = steps_0_to(30);
   std::vector<std::uint8_t> alarm(30, 0);
