@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
   char date[32];
   std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
   std::ostringstream m;
-  m << "# Orbit on real training traces\n\n"
+  m << "<!-- SPDX-License-Identifier: Apache-2.0 -->\n# Orbit on real training traces\n\n"
     << "Generated " << date << " by `bench/traces/run.sh` (`bench_traces`) from `" << traces.string() << "` ("
     << files.size() << " files, " << rows.size() << " runs after splitting log excerpts into fragments) in "
     << std::fixed;
