@@ -9,6 +9,7 @@
 #include <msgpack.hpp>
 
 #include "controllers/spectral_metrics.hpp"
+#include "support/control_client.hpp"
 #include "support/orbitd_process.hpp"
 #include "support/test_client.hpp"
 
@@ -32,47 +33,11 @@ T expect_type(const std::optional<Message>& m) {
   return std::get<T>(*m);
 }
 
-// Control requests are plain MessagePack maps; replies are read back as objects.
-class Control {
- public:
-  Control(zmq::context_t& ctx, const std::string& endpoint) : socket_(ctx, zmq::socket_type::req) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.set(zmq::sockopt::rcvtimeo, 5000);
-    socket_.connect(endpoint);
-  }
-  msgpack::object_handle call(const std::map<std::string, std::string>& fields) {
-    msgpack::sbuffer buf;
-    msgpack::packer<msgpack::sbuffer> p(buf);
-    p.pack_map(static_cast<uint32_t>(fields.size() + 2));
-    p.pack(std::string("v")); p.pack(1);
-    p.pack(std::string("type")); p.pack(std::string("control"));
-    for (const auto& [k, v] : fields) { p.pack(k); p.pack(v); }
-    socket_.send(zmq::buffer(buf.data(), buf.size()));
-    zmq::message_t reply;
-    if (!socket_.recv(reply)) throw std::runtime_error("control: no reply");
-    return msgpack::unpack(static_cast<const char*>(reply.data()), reply.size());
-  }
- private:
-  zmq::socket_t socket_;
-};
+using Control = test::ControlClient;
 
-const msgpack::object* get(const msgpack::object& map, std::string_view key) {
-  if (map.type != msgpack::type::MAP) return nullptr;
-  for (uint32_t i = 0; i < map.via.map.size; ++i) {
-    const auto& kv = map.via.map.ptr[i];
-    if (kv.key.type == msgpack::type::STR && std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == key) return &kv.val;
-  }
-  return nullptr;
-}
+const msgpack::object* get(const msgpack::object& map, std::string_view key) { return test::map_get(map, key); }
 
-std::uint64_t counter(Control& control, const std::string& name) {
-  auto h = control.call({{"cmd", "status"}});
-  const auto* stats = get(h.get(), "stats");
-  if (!stats) throw std::runtime_error("status has no stats");
-  const auto* v = get(*stats, name);
-  if (!v) throw std::runtime_error("no counter named " + name);
-  return v->via.u64;
-}
+std::uint64_t counter(Control& control, const std::string& name) { return test::status_counter(control, name); }
 
 std::string write_file(const std::filesystem::path& p, const std::string& text) {
   std::ofstream(p) << text;

@@ -24,6 +24,7 @@
 #include "adapters/libtorch/libtorch_orbit.hpp"
 #include "adapters/libtorch/spectral_probes.hpp"
 #include "protocol/codec.hpp"
+#include "support/control_client.hpp"
 #include "support/orbitd_process.hpp"
 
 namespace orbit {
@@ -134,67 +135,22 @@ std::string unused_endpoint() {
 
 // ---- orbitd's control endpoint -------------------------------------------------
 
-using Field = std::variant<std::string, double, std::int64_t>;
+using Field = test::ControlField;
+using Control = test::ControlClient;
+using test::map_get;
 
-class Control {
- public:
-  Control(zmq::context_t& ctx, const std::string& endpoint) : socket_(ctx, zmq::socket_type::req) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.set(zmq::sockopt::rcvtimeo, 5000);
-    socket_.connect(endpoint);
-  }
-
-  msgpack::object_handle call(const std::map<std::string, Field>& fields) {
-    msgpack::sbuffer buf;
-    msgpack::packer<msgpack::sbuffer> p(buf);
-    p.pack_map(static_cast<std::uint32_t>(fields.size() + 2));
-    p.pack(std::string("v"));
-    p.pack(1);
-    p.pack(std::string("type"));
-    p.pack(std::string("control"));
-    for (const auto& [k, v] : fields) {
-      p.pack(k);
-      std::visit([&](const auto& x) { p.pack(x); }, v);
-    }
-    socket_.send(zmq::buffer(buf.data(), buf.size()));
-    zmq::message_t reply;
-    if (!socket_.recv(reply)) throw std::runtime_error("control: no reply");
-    return msgpack::unpack(static_cast<const char*>(reply.data()), reply.size());
-  }
-
- private:
-  zmq::socket_t socket_;
-};
-
-const msgpack::object* get(const msgpack::object& map, std::string_view key) {
-  if (map.type != msgpack::type::MAP) return nullptr;
-  for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
-    const auto& kv = map.via.map.ptr[i];
-    if (kv.key.type == msgpack::type::STR && std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == key)
-      return &kv.val;
-  }
-  return nullptr;
-}
-
-std::uint64_t counter(Control& control, const std::string& name) {
-  auto h = control.call({{"cmd", std::string("status")}});
-  const auto* stats = get(h.get(), "stats");
-  if (!stats) throw std::runtime_error("status has no stats");
-  const auto* v = get(*stats, name);
-  if (!v) throw std::runtime_error("status has no counter " + name);
-  return v->as<std::uint64_t>();
-}
+std::uint64_t counter(Control& control, const std::string& name) { return test::status_counter(control, name); }
 
 // Forces a burn; returns the burn as orbitd will send it.
 Burn force_burn(Control& control, std::map<std::string, Field> fields) {
   fields["cmd"] = std::string("burn");
   auto h = control.call(fields);
-  const auto* ok = get(h.get(), "ok");
+  const auto* ok = map_get(h.get(), "ok");
   if (!ok || !ok->as<bool>()) {
-    const auto* err = get(h.get(), "error");
+    const auto* err = map_get(h.get(), "error");
     throw std::runtime_error("burn refused: " + (err ? err->as<std::string>() : std::string("?")));
   }
-  const auto* b = get(h.get(), "burn");
+  const auto* b = map_get(h.get(), "burn");
   if (!b) throw std::runtime_error("burn reply has no burn");
   msgpack::sbuffer buf;
   msgpack::pack(buf, *b);
