@@ -327,6 +327,8 @@ class CallTimer:
         waited = [c for c in self.calls if c[1] > 0 and c[0] >= limit_ms]
         assert not waited, f"calls that waited: {waited}; {self.summary()}"
         assert np.percentile(ms, 99) < limit_ms, self.summary()
+        slow = [c for c in self.calls if c[0] >= limit_ms]
+        assert len(slow) <= max(5, len(self.calls) // 100), self.summary()  # slow calls stay rare
         assert ms.max() < stall_ms, self.summary()
 
 
