@@ -4,11 +4,13 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include <spdlog/common.h>
 #include <toml++/toml.h>
 
 #include "daemon/config_error.hpp"
+#include "daemon/endpoints.hpp"
 #include "daemon/navigator_config_toml.hpp"
 
 namespace orbit {
@@ -126,6 +128,14 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
   d.string("endpoint", c.endpoint);
   d.string("telemetry", c.telemetry);
   d.string("control", c.control);
+  d.string("http", c.http);
+  if (!c.http.empty()) {
+    try {
+      parse_http_address(c.http);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(source, "daemon.http", e.what());
+    }
+  }
   d.integer("snapshot_every", c.snapshot_every, 1, 1'000'000);
   d.number("session_timeout_s", c.session_timeout_s, 0.1, 86400.0);
   d.integer("send_hwm", c.send_hwm, 1, 10'000'000);

@@ -32,6 +32,7 @@ struct DaemonConfig {
   std::string endpoint = "auto";
   std::string telemetry = "auto";
   std::string control = "auto";
+  std::string http;  // "HOST:PORT" for GET /metrics and /status; "" = off
   std::int64_t snapshot_every = 1;
   double session_timeout_s = 60.0;
   std::int32_t send_hwm = 10000;

@@ -3,7 +3,7 @@
 //
 // Request: one MessagePack map {"v": 1, "type": "control", "cmd": NAME, ...}.
 // Reply:   {"v": 1, "type": "control_reply", "ok": bool, "error": str (when !ok), ...}.
-//   status                 -> "daemon" (version, mode, uptime_s, endpoints), "stats" (every
+//   status                 -> "daemon" (version, mode, uptime_s, config, endpoints), "stats" (every
 //                             DaemonStats counter by name), "runs" (array, one map per run),
 //                             "sessions" (array of {run, rank, session, idle_s, snapshots})
 //   set_mode {mode, run?}  -> switches one run, or every run and the default for new ones
@@ -105,6 +105,66 @@ void pack_metrics(Packer& p, const std::map<std::string, double>& m) {
 
 }  // namespace
 
+std::string Server::status_reply() {
+  if (http_) stats_.http_rejected = http_->counters().rejected;
+  msgpack::sbuffer buf;
+  Packer p(buf);
+  const double now = clock_();
+  head(p, 4);
+  str(p, "daemon");
+  p.pack_map(5);
+  str(p, "version"); str(p, ORBIT_VERSION);
+  str(p, "mode"); str(p, config_.mode);
+  str(p, "uptime_s"); p.pack_double(now - started_at_);
+  str(p, "config"); str(p, config_.source);
+  str(p, "endpoints");
+  p.pack_map(4);
+  str(p, "adapters"); str(p, bound_.adapters);
+  str(p, "telemetry"); str(p, bound_.telemetry);
+  str(p, "control"); str(p, bound_.control);
+  str(p, "http"); str(p, bound_.http);
+
+  str(p, "stats");
+  std::size_t n = 0;
+  stats_.for_each([&](const char*, std::uint64_t) { ++n; });
+  p.pack_map(static_cast<uint32_t>(n + 2));
+  stats_.for_each([&](const char* name, std::uint64_t v) {
+    str(p, name);
+    p.pack_uint64(v);
+  });
+  str(p, "sessions_active"); p.pack_uint64(sessions_.size());
+  str(p, "runs_active"); p.pack_uint64(runs_.size());
+
+  str(p, "runs");
+  p.pack_array(static_cast<uint32_t>(runs_.size()));
+  for (const auto& [name, run] : runs_) {
+    p.pack_map(11);
+    str(p, "run"); str(p, name);
+    str(p, "mode"); str(p, run.navigator->mode() == Mode::active ? "active" : "monitor");
+    str(p, "world_size"); p.pack_int64(run.info.world_size);
+    str(p, "step"); p.pack_int64(run.last_step);
+    str(p, "state"); str(p, run.last.state.empty() ? std::string(to_string(run.navigator->state())) : run.last.state);
+    str(p, "basin"); str(p, run.last.basin.empty() ? "UNKNOWN" : run.last.basin);
+    str(p, "forecast_basin"); str(p, run.last.forecast_basin.empty() ? "UNKNOWN" : run.last.forecast_basin);
+    str(p, "lr_scale"); p.pack_double(run.last.lr_scale);
+    str(p, "burns"); p.pack_int64(run.navigator->last_seq());
+    str(p, "reason"); str(p, run.last_reason);
+    str(p, "metrics"); pack_metrics(p, run.last.metrics);
+  }
+
+  str(p, "sessions");
+  p.pack_array(static_cast<uint32_t>(sessions_.size()));
+  for (const auto& [key, s] : sessions_.all()) {
+    p.pack_map(5);
+    str(p, "run"); str(p, s.run);
+    str(p, "rank"); p.pack_int64(s.rank);
+    str(p, "session"); str(p, s.id);
+    str(p, "idle_s"); p.pack_double(now - s.last_seen);
+    str(p, "snapshots"); p.pack_uint64(s.snapshots);
+  }
+  return {buf.data(), buf.size()};
+}
+
 std::string Server::handle_control(std::string_view request) {
   msgpack::object_handle handle;
   try {
@@ -127,58 +187,7 @@ std::string Server::handle_control(std::string_view request) {
   msgpack::sbuffer buf;
   Packer p(buf);
   if (*cmd == "status") {
-    const double now = clock_();
-    head(p, 4);
-    str(p, "daemon");
-    p.pack_map(5);
-    str(p, "version"); str(p, ORBIT_VERSION);
-    str(p, "mode"); str(p, config_.mode);
-    str(p, "uptime_s"); p.pack_double(now - started_at_);
-    str(p, "config"); str(p, config_.source);
-    str(p, "endpoints");
-    p.pack_map(3);
-    str(p, "adapters"); str(p, bound_.adapters);
-    str(p, "telemetry"); str(p, bound_.telemetry);
-    str(p, "control"); str(p, bound_.control);
-
-    str(p, "stats");
-    std::size_t n = 0;
-    stats_.for_each([&](const char*, std::uint64_t) { ++n; });
-    p.pack_map(static_cast<uint32_t>(n + 2));
-    stats_.for_each([&](const char* name, std::uint64_t v) {
-      str(p, name);
-      p.pack_uint64(v);
-    });
-    str(p, "sessions_active"); p.pack_uint64(sessions_.size());
-    str(p, "runs_active"); p.pack_uint64(runs_.size());
-
-    str(p, "runs");
-    p.pack_array(static_cast<uint32_t>(runs_.size()));
-    for (const auto& [name, run] : runs_) {
-      p.pack_map(11);
-      str(p, "run"); str(p, name);
-      str(p, "mode"); str(p, run.navigator->mode() == Mode::active ? "active" : "monitor");
-      str(p, "world_size"); p.pack_int64(run.info.world_size);
-      str(p, "step"); p.pack_int64(run.last_step);
-      str(p, "state"); str(p, run.last.state.empty() ? std::string(to_string(run.navigator->state())) : run.last.state);
-      str(p, "basin"); str(p, run.last.basin.empty() ? "UNKNOWN" : run.last.basin);
-      str(p, "forecast_basin"); str(p, run.last.forecast_basin.empty() ? "UNKNOWN" : run.last.forecast_basin);
-      str(p, "lr_scale"); p.pack_double(run.last.lr_scale);
-      str(p, "burns"); p.pack_int64(run.navigator->last_seq());
-      str(p, "reason"); str(p, run.last_reason);
-      str(p, "metrics"); pack_metrics(p, run.last.metrics);
-    }
-
-    str(p, "sessions");
-    p.pack_array(static_cast<uint32_t>(sessions_.size()));
-    for (const auto& [key, s] : sessions_.all()) {
-      p.pack_map(5);
-      str(p, "run"); str(p, s.run);
-      str(p, "rank"); p.pack_int64(s.rank);
-      str(p, "session"); str(p, s.id);
-      str(p, "idle_s"); p.pack_double(now - s.last_seen);
-      str(p, "snapshots"); p.pack_uint64(s.snapshots);
-    }
+    return status_reply();
   } else if (*cmd == "set_mode") {
     const auto mode = opt_string(req, "mode");
     if (!mode || (*mode != "active" && *mode != "monitor")) {

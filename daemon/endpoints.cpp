@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/endpoints.hpp"
 
+
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -52,6 +54,21 @@ std::filesystem::path ipc_directory(const std::string& endpoint) {
   constexpr std::string_view prefix = "ipc://";
   if (endpoint.rfind(prefix, 0) != 0) return {};
   return std::filesystem::path(endpoint.substr(prefix.size())).parent_path();
+}
+
+std::pair<std::string, std::uint16_t> parse_http_address(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size())
+    throw std::invalid_argument("HTTP address '" + address + "' must be HOST:PORT, e.g. 127.0.0.1:9464");
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned port = 0;
+  const char* first = address.data() + colon + 1;
+  const char* last = address.data() + address.size();
+  auto [end, err] = std::from_chars(first, last, port);
+  if (err != std::errc() || end != last || port > 65535)
+    throw std::invalid_argument("HTTP address '" + address + "': port must be a number in [0, 65535]");
+  return {host, static_cast<std::uint16_t>(port)};
 }
 
 }  // namespace orbit

@@ -3,8 +3,10 @@
 // Where orbitd listens by default: IPC sockets in a directory only the owner can
 // enter, so other users on a shared training node can neither read nor steer a run.
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 
 namespace orbit {
 
@@ -28,5 +30,9 @@ std::string resolve_endpoint(const std::string& configured, const std::string& f
 
 // For an ipc:// endpoint, the directory that holds the socket file ("" otherwise).
 std::filesystem::path ipc_directory(const std::string& endpoint);
+
+// orbitd's HTTP address "HOST:PORT" (IPv6 as "[::1]:PORT"; port 0 = any free
+// port) -> (host, port). Throws std::invalid_argument with the reason.
+std::pair<std::string, std::uint16_t> parse_http_address(const std::string& address);
 
 }  // namespace orbit

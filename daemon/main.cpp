@@ -19,6 +19,7 @@
 
 #include "daemon/config.hpp"
 #include "daemon/config_error.hpp"
+#include "daemon/endpoints.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/server.hpp"
 
@@ -41,11 +42,14 @@ Options:
   --telemetry EP       telemetry PUB endpoint (default: telemetry.sock beside it).
   --control EP         control endpoint for `orbit status` and operator commands
                        (default: control.sock beside it).
+  --http HOST:PORT     serve GET /metrics (Prometheus) and GET /status (JSON) over
+                       HTTP, e.g. 127.0.0.1:9464 (port 0 = any free port). Default:
+                       [daemon] http, off unless set. Read-only; bind loopback.
   --journal-dir DIR    journal root, one directory per run (overrides journal.dir).
   --mode MODE          active (burns) or monitor (observe only) for every run.
   --log-level LEVEL    trace, debug, info, warn, error, critical or off.
   --log-format FMT     text or json (one JSON object per line).
-  --ready-file PATH    once bound, write {"endpoint","telemetry","control","pid"} as JSON
+  --ready-file PATH    once bound, write {"endpoint","telemetry","control","http","pid"} as JSON
                        to PATH (lets scripts and tests use tcp://127.0.0.1:*).
   --check-config FILE  validate FILE and exit: 0 when valid, 2 with the reason when not.
   --version            print the version and exit.
@@ -60,7 +64,7 @@ Exit status: 0 clean stop, 1 runtime failure (e.g. an endpoint cannot be bound),
 
 struct Options {
   std::optional<std::string> config;
-  std::optional<std::string> endpoint, telemetry, control, journal_dir, mode, log_level, log_format, ready_file;
+  std::optional<std::string> endpoint, telemetry, control, http, journal_dir, mode, log_level, log_format, ready_file;
 };
 
 // Command-line values win over the file, also after a reload.
@@ -68,6 +72,10 @@ void apply_overrides(orbit::DaemonConfig& c, const Options& o) {
   if (o.endpoint) c.endpoint = *o.endpoint;
   if (o.telemetry) c.telemetry = *o.telemetry;
   if (o.control) c.control = *o.control;
+  if (o.http) {
+    c.http = *o.http;
+    if (!c.http.empty()) orbit::parse_http_address(c.http);  // std::invalid_argument: a usage error
+  }
   if (o.journal_dir) c.journal.dir = *o.journal_dir;
   if (o.mode) c.mode = *o.mode;
   if (o.log_level) c.log_level = *o.log_level;
@@ -94,7 +102,8 @@ void write_ready_file(const std::string& path, const orbit::Server::Endpoints& e
   {
     std::ofstream out(tmp);
     out << "{\"endpoint\": \"" << json_escape(e.adapters) << "\", \"telemetry\": \"" << json_escape(e.telemetry)
-        << "\", \"control\": \"" << json_escape(e.control) << "\", \"pid\": " << ::getpid() << "}\n";
+        << "\", \"control\": \"" << json_escape(e.control) << "\", \"http\": \"" << json_escape(e.http)
+        << "\", \"pid\": " << ::getpid() << "}\n";
   }
   std::filesystem::rename(tmp, path);  // readers never see half a file
 }
@@ -132,6 +141,7 @@ int main(int argc, char** argv) {
     else if (arg == "--endpoint") ok = value(opt.endpoint);
     else if (arg == "--telemetry") ok = value(opt.telemetry);
     else if (arg == "--control") ok = value(opt.control);
+    else if (arg == "--http") ok = value(opt.http);
     else if (arg == "--journal-dir") ok = value(opt.journal_dir);
     else if (arg == "--mode") ok = value(opt.mode);
     else if (arg == "--log-level") ok = value(opt.log_level);

@@ -88,6 +88,12 @@ void Server::start() {
   bound_.adapters = bind_socket(router_, resolve_endpoint(config_.endpoint, defaults.adapters), "adapter");
   bound_.telemetry = bind_socket(publisher_, resolve_endpoint(config_.telemetry, defaults.telemetry), "telemetry");
   bound_.control = bind_socket(control_, resolve_endpoint(config_.control, defaults.control), "control");
+  if (!config_.http.empty()) {
+    http_ = std::make_unique<HttpEndpoint>(
+        io_, [this](std::string_view method, std::string_view target) { return handle_http(method, target); });
+    http_->listen(config_.http);
+    bound_.http = http_->url();
+  }
 
   started_at_ = clock_();
   running_ = true;
@@ -98,8 +104,8 @@ void Server::start() {
   control_watch_->start();
   publisher_watch_->start();
   on_housekeeping();
-  spdlog::info("orbitd listening: adapters {} telemetry {} control {} (mode {})", bound_.adapters, bound_.telemetry,
-               bound_.control, config_.mode);
+  spdlog::info("orbitd listening: adapters {} telemetry {} control {}{}{} (mode {})", bound_.adapters,
+               bound_.telemetry, bound_.control, bound_.http.empty() ? "" : " http ", bound_.http, config_.mode);
 }
 
 void Server::shutdown() {
@@ -109,6 +115,7 @@ void Server::shutdown() {
   router_watch_.reset();
   control_watch_.reset();
   publisher_watch_.reset();
+  if (http_) http_->close();
   router_.close();
   publisher_.close();
   control_.close();
@@ -125,13 +132,15 @@ void Server::shutdown() {
 }
 
 void Server::reload(DaemonConfig config) {
-  if (config.endpoint != config_.endpoint || config.telemetry != config_.telemetry || config.control != config_.control) {
-    spdlog::warn("config reload: endpoints cannot change while running; keeping {} / {} / {}", bound_.adapters,
-                 bound_.telemetry, bound_.control);
+  if (config.endpoint != config_.endpoint || config.telemetry != config_.telemetry || config.control != config_.control ||
+      config.http != config_.http) {
+    spdlog::warn("config reload: endpoints cannot change while running; keeping {} / {} / {} / http '{}'",
+                 bound_.adapters, bound_.telemetry, bound_.control, bound_.http);
   }
   config.endpoint = config_.endpoint;
   config.telemetry = config_.telemetry;
   config.control = config_.control;
+  config.http = config_.http;
   config_ = std::move(config);
   const Mode mode = mode_for_new_runs();
   for (auto& [name, run] : runs_) {

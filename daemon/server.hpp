@@ -19,6 +19,7 @@
 
 #include "controllers/navigator.hpp"
 #include "daemon/config.hpp"
+#include "daemon/http_endpoint.hpp"
 #include "daemon/journal.hpp"
 #include "protocol/journal_record.hpp"
 #include "daemon/sessions.hpp"
@@ -36,6 +37,7 @@ class Server {
     std::string adapters;
     std::string telemetry;
     std::string control;
+    std::string http;  // "http://HOST:PORT", or "" when [daemon] http is off
   };
 
   // Per-run view kept beside the Navigator, for status and telemetry.
@@ -107,6 +109,10 @@ class Server {
   void journal_config(const std::string& run, const Run& r);
   Mode mode_for_new_runs() const;
   std::string handle_control(std::string_view request);
+  std::string status_reply();  // the control `status` reply, also served as JSON by HTTP
+  // GET /metrics (Prometheus text), GET /status (JSON); daemon/http_routes.cpp.
+  HttpEndpoint::Response handle_http(std::string_view method, std::string_view target);
+  std::string prometheus_metrics();
 
   boost::asio::io_context& io_;
   DaemonConfig config_;
@@ -119,6 +125,7 @@ class Server {
   std::unique_ptr<ZmqReadWatcher> router_watch_;
   std::unique_ptr<ZmqReadWatcher> control_watch_;
   std::unique_ptr<ZmqReadWatcher> publisher_watch_;
+  std::unique_ptr<HttpEndpoint> http_;
   std::set<std::string> subscriptions_;  // topics (run-id prefixes) watchers asked for
   boost::asio::steady_timer housekeeping_;
   Endpoints bound_;

@@ -41,6 +41,8 @@ struct DaemonStats {
   std::uint64_t config_reload_failures = 0;
   std::uint64_t journal_records = 0;
   std::uint64_t journal_errors = 0;
+  std::uint64_t http_requests = 0;
+  std::uint64_t http_rejected = 0;  // malformed, too large, too slow, or too many at once
 
   template <class Visitor>
   void for_each(Visitor&& v) const {
@@ -55,6 +57,7 @@ struct DaemonStats {
     ORBIT_STAT(sessions_closed); ORBIT_STAT(runs_opened); ORBIT_STAT(runs_rejected);
     ORBIT_STAT(control_requests); ORBIT_STAT(control_errors); ORBIT_STAT(config_reloads);
     ORBIT_STAT(config_reload_failures); ORBIT_STAT(journal_records); ORBIT_STAT(journal_errors);
+    ORBIT_STAT(http_requests); ORBIT_STAT(http_rejected);
 #undef ORBIT_STAT
   }
 };

@@ -16,8 +16,8 @@
 #include "tools/commands.hpp"
 #include "tools/exit_codes.hpp"
 #include "tools/journal_paths.hpp"
-#include "tools/json_writer.hpp"
-#include "tools/msgpack_json.hpp"
+#include "protocol/json_writer.hpp"
+#include "protocol/msgpack_json.hpp"
 #include "tools/trace_import.hpp"
 
 namespace orbit {

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <set>
 
-#include "tools/json_writer.hpp"
+#include "protocol/json_writer.hpp"
 
 namespace orbit {
 

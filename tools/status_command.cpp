@@ -11,8 +11,8 @@
 #include "tools/commands.hpp"
 #include "tools/daemon_client.hpp"
 #include "tools/exit_codes.hpp"
-#include "tools/json_writer.hpp"
-#include "tools/msgpack_json.hpp"
+#include "protocol/json_writer.hpp"
+#include "protocol/msgpack_json.hpp"
 
 namespace orbit {
 

@@ -13,7 +13,7 @@
 #include "tools/exit_codes.hpp"
 #include "tools/html_report.hpp"
 #include "tools/journal_paths.hpp"
-#include "tools/json_writer.hpp"
+#include "protocol/json_writer.hpp"
 #include "tools/progress.hpp"
 #include "tools/tune.hpp"
 

@@ -25,7 +25,7 @@
 #include "daemon/journal_reader.hpp"
 #include "daemon/journal_replay.hpp"
 #include "synthetic_run.hpp"
-#include "tools/json_writer.hpp"
+#include "protocol/json_writer.hpp"
 #include "tools/replay.hpp"
 
 namespace {

@@ -25,7 +25,7 @@
 #include "daemon/journal_replay.hpp"
 #include "protocol/codec.hpp"
 #include "tools/failures.hpp"
-#include "tools/json_writer.hpp"
+#include "protocol/json_writer.hpp"
 #include "tools/replay.hpp"
 #include "tools/trace_import.hpp"
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "../replay/synthetic_run.hpp"
-#include "tools/json_writer.hpp"
+#include "protocol/json_writer.hpp"
 #include "tools/tune.hpp"
 
 int main(int argc, char** argv) {

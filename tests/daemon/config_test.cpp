@@ -90,6 +90,13 @@ TEST(DaemonConfig, ErrorsNameFileKeyAndReason) {
 
   e = parse_error("[limits]\nmax_message_bytes = 10\n");
   EXPECT_EQ(e.key(), "limits.max_message_bytes");
+
+  e = parse_error("[daemon]\nhttp = \"localhost\"\n");
+  EXPECT_EQ(e.key(), "daemon.http");
+  EXPECT_NE(e.reason().find("HOST:PORT"), std::string::npos);
+  e = parse_error("[daemon]\nhttp = \"127.0.0.1:70000\"\n");
+  EXPECT_EQ(e.key(), "daemon.http");
+  EXPECT_NE(e.reason().find("port"), std::string::npos);
 }
 
 TEST(DaemonConfig, MissingFileIsAConfigError) {

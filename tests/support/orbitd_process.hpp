@@ -32,6 +32,7 @@ class OrbitdProcess {
  public:
   struct Endpoints {
     std::string adapters, telemetry, control;
+    std::string http;  // "" unless orbitd was given --http
   };
 
   // `args` are passed after the test's own --ready-file; by default every
@@ -122,7 +123,7 @@ class OrbitdProcess {
       if (!std::regex_search(json, m, re)) throw std::runtime_error("ready file lacks " + key + ": " + json);
       return m[1].str();
     };
-    endpoints_ = {get("endpoint"), get("telemetry"), get("control")};
+    endpoints_ = {get("endpoint"), get("telemetry"), get("control"), get("http")};
   }
 
   std::filesystem::path dir_;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "tools/json_writer.hpp"
+#include "protocol/json_writer.hpp"
 
 #include <charconv>
 #include <cmath>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// A streaming JSON writer for reports and exports: objects, arrays, strings with
+// A streaming JSON writer for reports, exports and orbitd's HTTP /status: objects, arrays, strings with
 // escaping, numbers in shortest round-trip form. JSON has no NaN or infinity: they
 // are written as null (the text formats keep them as nan/inf).
 

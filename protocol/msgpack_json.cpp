@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "tools/msgpack_json.hpp"
+#include "protocol/msgpack_json.hpp"
 
 #include <cmath>
 #include <cstring>

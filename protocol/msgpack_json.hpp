@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// MessagePack -> JSON for exports and `orbit status --json`: maps and arrays as
+// MessagePack -> JSON for exports, `orbit status --json` and orbitd's HTTP /status: maps and arrays as
 // they are, `bin` as an array of little-endian float32 (how spectra travel), NaN and
 // infinities as the strings "nan", "inf", "-inf" (JSON has no such numbers).
 
 #include <msgpack.hpp>
 
-#include "tools/json_writer.hpp"
+#include "protocol/json_writer.hpp"
 
 namespace orbit {
 

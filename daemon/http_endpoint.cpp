@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/http_endpoint.hpp"
+
+#include "daemon/endpoints.hpp"
+
+#include <stdexcept>
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace orbit {
+
+namespace http = boost::beast::http;
+using boost::asio::ip::tcp;
+
+class HttpEndpoint::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, const HttpEndpoint& owner)
+      : socket_(std::move(socket)),
+        buffer_(owner.limits_.max_request_bytes),
+        deadline_(socket_.get_executor()),
+        handler_(owner.handler_),
+        counters_(owner.counters_),
+        open_(owner.open_),
+        closed_(owner.closed_) {
+    parser_.header_limit(static_cast<std::uint32_t>(owner.limits_.max_request_bytes));
+    parser_.body_limit(0);  // GET only: a request with a body is refused
+    timeout_ = std::chrono::milliseconds(owner.limits_.timeout_ms);
+    ++*open_;
+  }
+  ~Connection() { --*open_; }
+
+  void start() {
+    auto self = shared_from_this();
+    deadline_.expires_after(timeout_);
+    deadline_.async_wait([self](const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled: the reply went out in time
+      ++self->counters_->rejected;
+      boost::system::error_code ignored;
+      self->socket_.close(ignored);  // cancels the pending read or write
+    });
+    http::async_read(socket_, buffer_, parser_, [self](const boost::system::error_code& ec, std::size_t) {
+      self->on_read(ec);
+    });
+  }
+
+  void close() {
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    deadline_.cancel();
+  }
+
+ private:
+  void on_read(const boost::system::error_code& ec) {
+    if (*closed_ || !socket_.is_open()) return;
+    if (ec == http::error::end_of_stream) return finish();  // connected and left
+    if (ec) {
+      ++counters_->rejected;
+      const bool too_large = ec == http::error::header_limit || ec == http::error::buffer_overflow ||
+                             ec == http::error::body_limit;
+      return reply({too_large ? 431u : 400u, "text/plain; charset=utf-8",
+                    too_large ? "request too large (GET requests only, headers up to the limit)\n"
+                              : "malformed HTTP request: " + ec.message() + "\n"});
+    }
+    ++counters_->requests;
+    const auto& req = parser_.get();
+    const std::string_view method(req.method_string().data(), req.method_string().size());
+    const std::string_view target(req.target().data(), req.target().size());
+    reply(handler_(method, target));
+  }
+
+  void reply(HttpEndpoint::Response r) {
+    response_.result(r.status);
+    response_.version(11);
+    response_.set(http::field::server, "orbitd");
+    response_.set(http::field::content_type, r.content_type);
+    response_.set(http::field::connection, "close");
+    response_.body() = std::move(r.body);
+    response_.prepare_payload();
+    auto self = shared_from_this();
+    http::async_write(socket_, response_, [self](const boost::system::error_code&, std::size_t) { self->finish(); });
+  }
+
+  void finish() {
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    deadline_.cancel();
+  }
+
+  tcp::socket socket_;
+  boost::beast::flat_buffer buffer_;
+  http::request_parser<http::empty_body> parser_;
+  http::response<http::string_body> response_;
+  boost::asio::steady_timer deadline_;
+  std::chrono::milliseconds timeout_{5000};
+  const HttpEndpoint::Handler& handler_;  // the endpoint outlives every callback that reads it (closed_)
+  std::shared_ptr<HttpEndpoint::Counters> counters_;
+  std::shared_ptr<std::size_t> open_;
+  std::shared_ptr<bool> closed_;
+};
+
+HttpEndpoint::HttpEndpoint(boost::asio::io_context& io, Handler handler, Limits limits)
+    : handler_(std::move(handler)), limits_(limits), acceptor_(io) {}
+
+HttpEndpoint::~HttpEndpoint() { close(); }
+
+void HttpEndpoint::listen(const std::string& address) {
+  auto [host, port] = parse_http_address(address);
+  boost::system::error_code ec;
+  const auto ip = boost::asio::ip::make_address(host, ec);
+  if (ec) throw std::runtime_error("HTTP address '" + address + "': '" + host + "' is not an IP address");
+  const tcp::endpoint endpoint(ip, port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(boost::asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    throw std::runtime_error("cannot bind HTTP endpoint " + address + ": " + ec.message());
+  }
+  const auto bound = acceptor_.local_endpoint();
+  const std::string h = bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string();
+  url_ = "http://" + h + ":" + std::to_string(bound.port());
+  *closed_ = false;
+  accept();
+}
+
+void HttpEndpoint::accept() {
+  acceptor_.async_accept([this, closed = closed_](const boost::system::error_code& ec, tcp::socket socket) {
+    if (*closed) return;
+    if (!ec) {
+      if (*open_ >= limits_.max_connections) {
+        ++counters_->rejected;
+        boost::system::error_code ignored;
+        socket.close(ignored);
+      } else {
+        auto c = std::make_shared<Connection>(std::move(socket), *this);
+        connections_.push_back(c);
+        c->start();
+      }
+    }
+    // Forget connections that are gone, so the list stays as short as the open ones.
+    std::erase_if(connections_, [](const std::weak_ptr<Connection>& w) { return w.expired(); });
+    accept();
+  });
+}
+
+void HttpEndpoint::close() {
+  if (*closed_) return;
+  *closed_ = true;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  for (auto& w : connections_)
+    if (auto c = w.lock()) c->close();
+  connections_.clear();
+}
+
+}  // namespace orbit

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+// orbitd's HTTP views (/metrics, /status) against a real process over real TCP,
+// including clients that are slow, malformed or too large.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <regex>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "support/control_client.hpp"
+#include "support/orbitd_process.hpp"
+#include "support/test_client.hpp"
+
+namespace orbit {
+namespace {
+
+using namespace std::chrono_literals;
+using test::make_hello;
+using test::make_snapshot;
+using test::OrbitdProcess;
+using test::TestClient;
+
+// A plain TCP connection to "http://127.0.0.1:PORT", with a receive timeout.
+class Tcp {
+ public:
+  explicit Tcp(const std::string& url) {
+    std::smatch m;
+    if (!std::regex_match(url, m, std::regex(R"(http://([0-9.]+):(\d+))"))) throw std::runtime_error("bad url " + url);
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{10, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(m[2])));
+    ::inet_pton(AF_INET, m[1].str().c_str(), &addr.sin_addr);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect failed");
+  }
+  ~Tcp() { ::close(fd_); }
+  void send(const std::string& bytes) { ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL), ssize_t(bytes.size())); }
+  // Everything until the server closes (or the timeout).
+  std::string read_all() {
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd_, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+    return out;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+struct HttpReply {
+  int status = 0;
+  std::string head, body;
+};
+
+HttpReply parse(const std::string& raw) {
+  HttpReply r;
+  const auto split = raw.find("\r\n\r\n");
+  r.head = raw.substr(0, split);
+  if (split != std::string::npos) r.body = raw.substr(split + 4);
+  if (raw.rfind("HTTP/1.1 ", 0) == 0) r.status = std::stoi(raw.substr(9, 3));
+  return r;
+}
+
+HttpReply request(const std::string& url, const std::string& raw_request) {
+  Tcp c(url);
+  c.send(raw_request);
+  return parse(c.read_all());
+}
+
+HttpReply get(const std::string& url, const std::string& path) {
+  return request(url, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+}
+
+// The value of one sample line `name{labels} value` in a Prometheus text body.
+std::optional<std::string> sample(const std::string& body, const std::string& series) {
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(series + " ", 0) == 0) return line.substr(series.size() + 1);
+  return std::nullopt;
+}
+
+void stream(TestClient& client, const std::string& run, int snapshots) {
+  client.send(make_hello(run));
+  const auto welcome = client.recv();
+  ASSERT_TRUE(welcome && std::holds_alternative<Welcome>(*welcome)) << "hello of " << run << " not welcomed";
+  for (int step = 0; step < snapshots; ++step) {
+    client.send(make_snapshot(run, step));
+    ASSERT_TRUE(client.recv()) << "no reply to snapshot " << step;
+  }
+}
+
+TEST(OrbitdHttp, OffUnlessAsked) {
+  OrbitdProcess orbitd;
+  EXPECT_EQ(orbitd.endpoints().http, "");
+}
+
+TEST(OrbitdHttp, MetricsExposeCountersAndRunsByName) {
+  OrbitdProcess orbitd({"--http", "127.0.0.1:0", "--mode", "monitor"});
+  const std::string url = orbitd.endpoints().http;
+  ASSERT_FALSE(url.empty());
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  stream(client, "http-run", 7);
+
+  const auto r = get(url, "/metrics");
+  ASSERT_EQ(r.status, 200) << r.head;
+  EXPECT_NE(r.head.find("text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_EQ(sample(r.body, "orbitd_snapshots_total"), "7");
+  EXPECT_EQ(sample(r.body, "orbitd_hellos_total"), "1");
+  EXPECT_EQ(sample(r.body, "orbitd_states_sent_total"), "7");
+  EXPECT_EQ(sample(r.body, "orbitd_runs_active"), "1");
+  EXPECT_EQ(sample(r.body, "orbitd_http_requests_total"), "1");  // this request
+  EXPECT_NE(r.body.find("# TYPE orbitd_snapshots_total counter"), std::string::npos);
+  const std::string run = R"(run="http-run")";
+  EXPECT_EQ(sample(r.body, "orbit_run_step{" + run + "}"), "6");
+  EXPECT_EQ(sample(r.body, "orbit_run_state{" + run + ",state=\"MONITOR\"}"), "1");
+  EXPECT_EQ(sample(r.body, "orbit_run_state{" + run + ",state=\"CRITICAL\"}"), "0");
+  // Uniform 64-value hidden spectrum: entropy ln 64.
+  const auto entropy = sample(r.body, "orbit_run_metric{" + run + ",metric=\"hidden.0.entropy\"}");
+  ASSERT_TRUE(entropy);
+  EXPECT_NEAR(std::stod(*entropy), std::log(64.0), 1e-9);
+}
+
+TEST(OrbitdHttp, StatusIsTheControlStatusAsJson) {
+  OrbitdProcess orbitd({"--http", "127.0.0.1:0"});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  stream(client, "json-run", 3);
+  const auto r = get(orbitd.endpoints().http, "/status?pretty=1");
+  ASSERT_EQ(r.status, 200) << r.head;
+  EXPECT_NE(r.head.find("application/json"), std::string::npos);
+  EXPECT_NE(r.body.find("\"run\": \"json-run\""), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\"snapshots\": 3"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\"http\": \"" + orbitd.endpoints().http + "\""), std::string::npos) << r.body;
+}
+
+TEST(OrbitdHttp, BadRequestsGetTheirStatusAndHarmNothingElse) {
+  OrbitdProcess orbitd({"--http", "127.0.0.1:0"});
+  const std::string url = orbitd.endpoints().http;
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  client.send(make_hello("busy"));
+  ASSERT_TRUE(client.recv());
+
+  Tcp silent(url);           // connects and never sends a byte
+  Tcp half(url);             // sends half a request and stalls
+  half.send("GET /metr");
+  EXPECT_EQ(get(url, "/nope").status, 404);
+  EXPECT_EQ(request(url, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").status, 405);
+  EXPECT_EQ(request(url, "this is not http\r\n\r\n").status, 400);
+  EXPECT_EQ(request(url, "GET /metrics HTTP/1.1\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n").status, 431);
+
+  // While those two connections hang, snapshots are answered and HTTP still serves.
+  for (int step = 0; step < 50; ++step) {
+    client.send(make_snapshot("busy", step));
+    ASSERT_TRUE(client.recv(2s)) << "snapshot " << step << " unanswered while HTTP clients stall";
+  }
+  const auto r = get(url, "/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(sample(r.body, "orbitd_snapshots_total"), "50");
+  // The malformed and the oversized one (the stalled two join after the 5 s timeout).
+  const auto rejected = sample(r.body, "orbitd_http_rejected_total");
+  ASSERT_TRUE(rejected);
+  EXPECT_GE(std::stoi(*rejected), 2);
+  EXPECT_TRUE(orbitd.alive());
+}
+
+TEST(OrbitdHttp, BadAddressIsAUsageError) {
+  const std::string cmd = std::string(std::getenv("ORBITD")) + " --http 127.0.0.1 >/dev/null 2>&1";
+  EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2);
+}
+
+}  // namespace
+}  // namespace orbit
