@@ -2,19 +2,24 @@
 #include "controllers/loss_jump_detector.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
-#include <vector>
 
 namespace orbit {
 namespace {
 
+constexpr std::size_t kMaxLevelWindow = 31;  // the median works on a stack copy: no allocation per snapshot
+
 double median(const std::deque<double>& values) {
-  std::vector<double> v(values.begin(), values.end());
-  const auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
-  std::nth_element(v.begin(), mid, v.end());
-  if (v.size() % 2 == 1) return *mid;
-  return 0.5 * (*mid + *std::max_element(v.begin(), mid));
+  std::array<double, kMaxLevelWindow> v{};
+  const std::size_t n = std::min(values.size(), kMaxLevelWindow);
+  std::copy(values.end() - static_cast<std::ptrdiff_t>(n), values.end(), v.begin());
+  const auto first = v.begin(), last = v.begin() + static_cast<std::ptrdiff_t>(n);
+  const auto mid = first + static_cast<std::ptrdiff_t>(n / 2);
+  std::nth_element(first, mid, last);
+  if (n % 2 == 1) return *mid;
+  return 0.5 * (*mid + *std::max_element(first, mid));
 }
 
 }  // namespace
@@ -50,7 +55,8 @@ LossJumpStatus LossJumpDetector::update(std::int64_t step, double loss, std::opt
   // Absorb the sample: the floor is the lowest median level, so neither one low
   // outlier nor the jump itself moves it.
   recent_losses_.push_back(loss);
-  while (recent_losses_.size() > std::max<std::size_t>(params.level_window, 1)) recent_losses_.pop_front();
+  const std::size_t level_window = std::clamp<std::size_t>(params.level_window, 1, kMaxLevelWindow);
+  while (recent_losses_.size() > level_window) recent_losses_.pop_front();
   const double level = median(recent_losses_);
   floor_ = floor_ ? std::min(*floor_, level) : level;
   if (grad_norm && std::isfinite(*grad_norm) && *grad_norm > 0.0) {

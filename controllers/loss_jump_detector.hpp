@@ -26,7 +26,7 @@ struct LossJumpParams {
   double grad_ratio = 4.0;          // grad norm / its recent minimum that corroborates at once
   std::int64_t confirm_steps = 2;   // an uncorroborated jump must span this many steps
   std::int64_t arm_step = 500;      // training step from which jumps count (a fresh run's loss is still falling)
-  std::size_t level_window = 5;     // losses in the median whose running minimum is the floor
+  std::size_t level_window = 5;     // losses in the median whose running minimum is the floor (<= 31)
   std::size_t grad_window = 20;     // snapshots whose least grad norm a jump is measured against
 };
 

@@ -287,7 +287,8 @@ int main(int argc, char** argv) {
        "A jump alarms at once only when the grad norm corroborates it (>= `filters.loss_jump_grad_ratio` x its "
        "recent low); otherwise it must hold `filters.spike_confirm_steps` training steps. That is why "
        "tr8b-104B f5 (17062: loss 2.67 -> 4.37 in one step, the logged grad norm the same 4.6e5 from 17061 "
-       "to 17065; it reaches 8.8e5 only at 17066) is flagged one step late, at 17063: a loss-only one-step jump of 1.64x "
+       "to 17065; it reaches 8.8e5 only at 17066) is flagged one step late, at 17063: a loss-only "
+       "one-step jump of 1.64x "
        "cannot be told from the one-step outliers of the healthy modded-nanogpt 1.5B run (5.05 against ~2.7 "
        "at 17992, 1.9x; 6.38 at 428), which recover on the next step; alarming on it at once would put false "
        "alarms on that healthy run. (The loss is highest at 17065, 4.40; the label puts the peak at the jump.) "
@@ -298,7 +299,8 @@ int main(int argc, char** argv) {
        "for the second. Alarms outside the labelled windows fall on failing runs only, at spikes the labels "
        "do not list (SOURCE.txt: \"more later\", \"later smaller ones\"): caspr s2 23600 and 25800 and caspr s3 "
        "33800 (grad norm 4-20x, loss +24-35%), sfadamw study2 44700 (loss 3.18 -> 3.58, grad norm 0.32 -> 0.50, "
-       "against a loss that varies by about 0.1 between snapshots there), and deepspeech's grad-norm bursts at 7000 (1869 against ~4; the label's onset), 8800 "
+       "against a loss that varies by about 0.1 between snapshots there), and deepspeech's grad-norm "
+       "bursts at 7000 (1869 against ~4; the label's onset), 8800 "
        "(4.8e5) and 28300 (loss 5.30 -> 5.56 after the blow-up). With confirmation counted in snapshots "
        "(before), 7 of the algoperf spikes at a 100-step cadence were flagged one snapshot (100 steps) late.\n";
 
