@@ -152,5 +152,30 @@ TEST(LossJump, PerStepSpikeAfterLongHistoryIsFlaggedByItsPeak) {
   EXPECT_LE(*first_alarm, peak);
 }
 
+// spike_confirm_steps counts training steps: a grad-norm spike with a flat loss (no
+// loss jump) is acted on at its own snapshot when snapshots are 100 steps apart, and
+// only reported when it is a one-step outlier of a per-step run.
+TEST(SpikeConfirmation, GradNormSpikeConfirmsInOneSnapshotOnlyAtACoarseCadence) {
+  for (const std::int64_t cadence : {100, 1}) {
+    Navigator nav(NavigatorConfig{}, run_info("gn", {"lr"}), Mode::active);
+    std::mt19937 rng(3);
+    std::normal_distribution<double> noise(0.0, 1.0);
+    Decision spike;
+    for (std::int64_t k = 0; k <= 60; ++k) {
+      const double gn = k == 60 ? 30.0 : 0.3 * std::exp(0.1 * noise(rng));  // 100x at the last snapshot
+      spike = nav.on_snapshot(make_snapshot("gn", 1000 + k * cadence, 3.0 * (1.0 + 0.005 * noise(rng)), gn));
+    }
+    SCOPED_TRACE(cadence);
+    if (cadence == 100) {
+      EXPECT_EQ(spike.observed_state, "CRITICAL");
+    } else {
+      EXPECT_FALSE(alarm_state(spike));
+      bool isolated = false;
+      for (const auto& e : spike.events) isolated = isolated || e.rfind("isolated grad norm z", 0) == 0;
+      EXPECT_TRUE(isolated);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace orbit
