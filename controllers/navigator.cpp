@@ -84,11 +84,6 @@ int level(OrbitState s) {
   return 0;
 }
 
-std::optional<double> min_of(const std::deque<double>& values, std::size_t needed) {
-  if (needed == 0 || values.size() < needed) return std::nullopt;
-  return *std::min_element(values.end() - static_cast<std::ptrdiff_t>(needed), values.end());
-}
-
 }  // namespace
 
 Navigator::Navigator(NavigatorConfig config, RunInfo info, Mode mode)
@@ -220,6 +215,7 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   grad_cusum_.reset();
   loss_z_recent_.clear();
   grad_z_recent_.clear();
+  loss_jump_.reset();
   health_trend_.reset();
   for (auto& [rank, status] : ranks_) status.last_step = std::min(status.last_step, last_closed_step);
   // What the adapter applies now keeps running from the new branch's start.
@@ -368,7 +364,7 @@ Decision Navigator::decide(const Sample& in) {
   const RobustStatsParams loss_params{fc.loss_alpha, fc.warmup_steps, fc.z_clip, 1e-12, fc.loss_min_sd_rel};
   const RobustStatsParams grad_params{fc.grad_norm_alpha, fc.warmup_steps, fc.z_clip, fc.grad_norm_min_sd, 0.0};
   const CusumParams cusum{fc.cusum_k, fc.cusum_h, 2.0 * fc.z_clip};
-  const auto confirm = static_cast<std::size_t>(fc.spike_confirm_steps);
+  const std::int64_t confirm = fc.spike_confirm_steps;  // training steps
   std::optional<double> loss_z_raw, grad_z_raw;
   if (loss_finite) {
     const auto st = loss_stats_.update(in.loss, loss_params);
@@ -407,16 +403,24 @@ Decision Navigator::decide(const Sample& in) {
   } else if (in.grad_norm) {
     findings.push_back({Severity::critical, "grad norm is " + nonfinite_name(*in.grad_norm), "grad_norm_nonfinite"});
   }
-  auto remember = [&](std::deque<double>& recent, const std::optional<double>& z) {
-    if (!z) {
-      recent.clear();
-      return;
+  // Each snapshot stands for the steps since the last one: confirmation counts steps.
+  const auto covered = static_cast<std::int64_t>(elapsed);
+  loss_z_recent_.push(loss_z_raw, covered, confirm);
+  grad_z_recent_.push(grad_z_raw, covered, confirm);
+  // A loss jump over its floor: armed from a mid-training run's second snapshot.
+  std::optional<LossJumpStatus> jump;
+  if (loss_finite) {
+    const LossJumpParams jp{fc.loss_jump_ratio, fc.loss_jump_grad_ratio, confirm, fc.loss_jump_arm_step};
+    jump = loss_jump_.update(in.step, in.loss, in.grad_norm, jp);
+    if (jump->ratio > 0.0) put(m, "loss_jump", jump->ratio);
+    if (jump->alarm) {
+      findings.push_back({Severity::critical,
+                          "loss " + num(in.loss) + " is " + num(jump->ratio) + "x its floor " + num(jump->floor) +
+                              (jump->corroborated ? " (grad norm " + num(*jump->grad_ratio) + "x its recent low)"
+                                                  : " (held " + std::to_string(jump->held_steps) + " steps)"),
+                          "loss_jump"});
     }
-    recent.push_back(*z);
-    while (recent.size() > confirm) recent.pop_front();
-  };
-  remember(loss_z_recent_, loss_z_raw);
-  remember(grad_z_recent_, grad_z_raw);
+  }
   if (in.loop_rate) put(m, "loop_rate", *in.loop_rate);
   for (const auto& [name, stats] : in.domains) {
     if (stats.loss) put(m, "domain." + name + ".loss", *stats.loss);
@@ -446,8 +450,8 @@ Decision Navigator::decide(const Sample& in) {
     if (auto v = spectral_value(agg, metric)) values[metric] = *v;
   }
   if (in.loop_rate) values["loop_rate"] = *in.loop_rate;
-  if (auto z = min_of(loss_z_recent_, confirm)) values["loss_z"] = *z;
-  if (auto z = min_of(grad_z_recent_, confirm)) values["grad_norm_z"] = *z;
+  if (auto z = loss_z_recent_.held(confirm)) values["loss_z"] = *z;
+  if (auto z = grad_z_recent_.held(confirm)) values["grad_norm_z"] = *z;
 
   std::map<std::string, Zone> zones_now, zones_forecast;
   std::map<std::string, double> margins;
@@ -496,7 +500,7 @@ Decision Navigator::decide(const Sample& in) {
       const double shown = zr == Zone::danger ? v->second : smooth;
       findings.push_back({Severity::critical,
                           label(metric) + " " + num(shown) + " in danger zone (" + band.danger_text() +
-                              (is_z ? ", " + std::to_string(confirm) + " snapshots in a row)" : ")"),
+                              (is_z ? ", held " + std::to_string(confirm) + " steps)" : ")"),
                           std::string(metric) + ":danger"});
     } else if (zs == Zone::warning) {
       findings.push_back({Severity::warning,
@@ -517,6 +521,11 @@ Decision Navigator::decide(const Sample& in) {
     const double margin = std::clamp(2.0 - cusum_state->status().upper / fc.cusum_h, -1.0, 2.0);
     health = health ? std::min(*health, margin) : margin;
   }
+  // A loss jump weighs on health while it alarms: 1 at its floor, 0 at the jump ratio.
+  if (jump && jump->alarm) {
+    const double margin = std::clamp((fc.loss_jump_ratio - jump->ratio) / (fc.loss_jump_ratio - 1.0), -1.0, 2.0);
+    health = health ? std::min(*health, margin) : margin;
+  }
   if (nonfinite) health = -1.0;
   if (health) put(m, "health", *health);
   double health_slope = 0.0;
@@ -532,7 +541,7 @@ Decision Navigator::decide(const Sample& in) {
     if (!z || zc == cfg.zones.end() || !zc->second.alarm) return;
     if (zc->second.band.classify(*z) == Zone::danger && zones_now[metric] != Zone::danger) {
       d.events.push_back("isolated " + label(metric) + " " + num(*z) + " at step " + std::to_string(in.step) +
-                         " (acted on only if it holds " + std::to_string(confirm) + " snapshots)");
+                         " (acted on only if it holds " + std::to_string(confirm) + " steps)");
     }
   };
   spike_note("loss_z", loss_z_raw);

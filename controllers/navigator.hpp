@@ -21,6 +21,7 @@
 #include "controllers/change_detector.hpp"
 #include "controllers/curriculum.hpp"
 #include "controllers/ewma.hpp"
+#include "controllers/loss_jump_detector.hpp"
 #include "controllers/loss_weight_scheduler.hpp"
 #include "controllers/mixture_reweighter.hpp"
 #include "controllers/navigator_config.hpp"
@@ -28,6 +29,7 @@
 #include "controllers/pid.hpp"
 #include "controllers/recovery_ladder.hpp"
 #include "controllers/robust_stats.hpp"
+#include "controllers/spike_confirmation.hpp"
 #include "controllers/spectral_metrics.hpp"
 #include "controllers/trend.hpp"
 #include "controllers/zones.hpp"
@@ -155,8 +157,9 @@ class Navigator {
   RobustStats grad_stats_;
   Cusum loss_cusum_;
   Cusum grad_cusum_;
-  std::deque<double> loss_z_recent_;
-  std::deque<double> grad_z_recent_;
+  SpikeConfirmation loss_z_recent_;
+  SpikeConfirmation grad_z_recent_;
+  LossJumpDetector loss_jump_;
   TrendWindow health_trend_;
   std::set<std::string> active_findings_;  // alarm kinds seen at the last closed step
 

@@ -72,6 +72,11 @@ std::vector<std::string> NavigatorConfig::validate() const {
   need(finite(filters.cusum_k) && filters.cusum_k >= 0.0, f + "cusum_k", "must be >= 0");
   need(finite(filters.cusum_h) && filters.cusum_h > 0.0, f + "cusum_h", "must be > 0");
   need(in(filters.zone_hysteresis, 0.0, 1.0), f + "zone_hysteresis", "must be in [0, 1]");
+  need(filters.loss_jump_ratio == 0.0 || (finite(filters.loss_jump_ratio) && filters.loss_jump_ratio > 1.0),
+       f + "loss_jump_ratio", "must be 0 (off) or > 1");
+  need(finite(filters.loss_jump_grad_ratio) && filters.loss_jump_grad_ratio > 1.0, f + "loss_jump_grad_ratio",
+       "must be > 1");
+  need(filters.loss_jump_arm_step >= 0, f + "loss_jump_arm_step", "must be >= 0");
 
   const std::set<std::string> metrics(std::begin(kZoneMetrics), std::end(kZoneMetrics));
   for (const auto& [name, zone] : zones) {

@@ -44,7 +44,7 @@ struct FilterConfig {
   double grad_norm_alpha = 0.05;     // robust statistics of ln(grad norm)
   std::int64_t warmup_steps = 20;    // samples before z-scores count
   double z_clip = 3.0;               // outliers enter the statistics as z_clip·sd
-  std::int64_t spike_confirm_steps = 2;  // a z-score alarm must hold this many snapshots
+  std::int64_t spike_confirm_steps = 2;  // a z-score or loss-jump alarm must hold this many training steps
   double loss_min_sd_rel = 0.005;    // sd floor for the loss, share of its mean
   double grad_norm_min_sd = 0.3;     // sd floor for ln(grad norm): 3 sd = a 2.5x jump
   std::int64_t trend_window = 30;    // points in the least-squares trend
@@ -54,6 +54,11 @@ struct FilterConfig {
   double cusum_k = 1.0;              // CUSUM allowance, sd per step
   double cusum_h = 15.0;             // CUSUM alarm threshold, sd
   double zone_hysteresis = 0.1;      // share of a band's width to come back by
+  // Loss jump over its floor (controllers/loss_jump_detector.hpp): works from a
+  // run's second snapshot, where z-scores are still warming up.
+  double loss_jump_ratio = 1.5;             // loss / floor that alarms (0 = off)
+  double loss_jump_grad_ratio = 4.0;        // grad norm / recent minimum that confirms a jump at once
+  std::int64_t loss_jump_arm_step = 500;    // training step from which jumps count
 };
 
 struct ZoneConfig {

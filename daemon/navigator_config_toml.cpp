@@ -152,6 +152,9 @@ void read_filters(Table& t, FilterConfig& f) {
   t.number("cusum_k", f.cusum_k, 0.0, 100.0);
   t.number("cusum_h", f.cusum_h, 0.0, 1e6, true);
   t.number("zone_hysteresis", f.zone_hysteresis, 0.0, 1.0);
+  t.number("loss_jump_ratio", f.loss_jump_ratio, 0.0, 1e6);
+  t.number("loss_jump_grad_ratio", f.loss_jump_grad_ratio, 1.0, 1e12, true);
+  t.integer("loss_jump_arm_step", f.loss_jump_arm_step, 0, 1'000'000'000'000);
   t.done();
 }
 

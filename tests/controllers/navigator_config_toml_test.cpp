@@ -53,6 +53,9 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   EXPECT_EQ(f.cusum_k, g.cusum_k);
   EXPECT_EQ(f.cusum_h, g.cusum_h);
   EXPECT_EQ(f.zone_hysteresis, g.zone_hysteresis);
+  EXPECT_EQ(f.loss_jump_ratio, g.loss_jump_ratio);
+  EXPECT_EQ(f.loss_jump_grad_ratio, g.loss_jump_grad_ratio);
+  EXPECT_EQ(f.loss_jump_arm_step, g.loss_jump_arm_step);
   ASSERT_EQ(a.zones.size(), b.zones.size());
   for (const auto& [name, z] : a.zones) {
     ASSERT_TRUE(b.zones.count(name)) << name;
@@ -167,6 +170,9 @@ TEST(NavigatorConfigToml, ErrorsNameFileKeyAndReason) {
       {"[controller.filters]\nwarmup_steps = 2.5", "controller.filters.warmup_steps", "must be an integer"},
       {"[controller.filters]\ntrend_window = 2", "controller.filters.trend_window", "must be in [3, 100000]"},
       {"[controller.filters]\nbogus = 1", "controller.filters.bogus", "unknown key"},
+      {"[controller.filters]\nloss_jump_ratio = 0.8", "controller.filters.loss_jump_ratio", "0 (off) or > 1"},
+      {"[controller.filters]\nloss_jump_grad_ratio = 1", "controller.filters.loss_jump_grad_ratio", "must be in (1,"},
+      {"[controller.filters]\nloss_jump_arm_step = -1", "controller.filters.loss_jump_arm_step", "must be in [0,"},
       {"[controller.zones.perplexity]\ngood = 1\ndanger = 2", "controller.zones.perplexity", "unknown metric"},
       {"[controller.zones.entropy]\ngood = 1.5\ndanger = 1.5", "controller.zones.entropy.danger", "must differ"},
       {"[controller.zones.entropy]\ngood = true", "controller.zones.entropy.good", "must be a number"},

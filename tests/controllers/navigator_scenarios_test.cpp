@@ -546,7 +546,8 @@ TEST(Navigator, ReportsTheDocumentedMetricNames) {
   for (const char* name : {"entropy", "effective_rank", "normalized_entropy", "dominant_ratio", "phi_proximity",
                            "hidden.0.entropy", "hidden.0.effective_rank", "hidden.0.normalized_entropy",
                            "hidden.0.dominant_ratio", "hidden.0.phi_proximity", "attn.0.entropy", "loss", "loss_ewma",
-                           "loss_z", "grad_norm", "grad_norm_z", "loop_rate", "domain.web.loss", "health", "lr_scale"}) {
+                           "loss_jump", "loss_z", "grad_norm", "grad_norm_z", "loop_rate", "domain.web.loss", "health",
+                           "lr_scale"}) {
     EXPECT_TRUE(d.metrics.count(name)) << name;
   }
   // The aggregate follows signals.spectra: hidden only, so attention's 1.0 is not in it.

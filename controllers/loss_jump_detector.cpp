@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "controllers/loss_jump_detector.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+
+namespace orbit {
+namespace {
+
+constexpr std::size_t kMaxLevelWindow = 31;  // the median works on a stack copy: no allocation per snapshot
+
+double median(const std::deque<double>& values) {
+  std::array<double, kMaxLevelWindow> v{};
+  const std::size_t n = std::min(values.size(), kMaxLevelWindow);
+  std::copy(values.end() - static_cast<std::ptrdiff_t>(n), values.end(), v.begin());
+  const auto first = v.begin(), last = v.begin() + static_cast<std::ptrdiff_t>(n);
+  const auto mid = first + static_cast<std::ptrdiff_t>(n / 2);
+  std::nth_element(first, mid, last);
+  if (n % 2 == 1) return *mid;
+  return 0.5 * (*mid + *std::max_element(first, mid));
+}
+
+}  // namespace
+
+LossJumpStatus LossJumpDetector::update(std::int64_t step, double loss, std::optional<double> grad_norm,
+                                        const LossJumpParams& params) {
+  LossJumpStatus s;
+  const std::int64_t before = last_step_.value_or(step - 1);
+  last_step_ = step;
+  if (!std::isfinite(loss)) {
+    jump_since_.reset();
+    return s;
+  }
+  s.floor = floor_.value_or(0.0);
+  s.armed = params.ratio > 0.0 && floor_ && *floor_ > 0.0 && step >= params.arm_step;
+  if (floor_ && *floor_ > 0.0) s.ratio = loss / *floor_;
+  if (grad_norm) {
+    if (!std::isfinite(*grad_norm)) {
+      s.grad_ratio = std::numeric_limits<double>::infinity();
+    } else if (!recent_grads_.empty() && *grad_norm > 0.0) {
+      s.grad_ratio = *grad_norm / *std::min_element(recent_grads_.begin(), recent_grads_.end());
+    }
+  }
+  s.jump = s.armed && s.ratio >= params.ratio;
+  if (s.jump) {
+    if (!jump_since_) jump_since_ = std::min(before, step - 1);
+    s.held_steps = step - *jump_since_;
+    s.corroborated = s.grad_ratio && *s.grad_ratio >= params.grad_ratio;
+    s.alarm = s.corroborated || s.held_steps >= params.confirm_steps;
+  } else {
+    jump_since_.reset();
+  }
+  // Absorb the sample: the floor is the lowest median level, so neither one low
+  // outlier nor the jump itself moves it.
+  recent_losses_.push_back(loss);
+  const std::size_t level_window = std::clamp<std::size_t>(params.level_window, 1, kMaxLevelWindow);
+  while (recent_losses_.size() > level_window) recent_losses_.pop_front();
+  const double level = median(recent_losses_);
+  floor_ = floor_ ? std::min(*floor_, level) : level;
+  if (grad_norm && std::isfinite(*grad_norm) && *grad_norm > 0.0) {
+    recent_grads_.push_back(*grad_norm);
+    while (recent_grads_.size() > std::max<std::size_t>(params.grad_window, 1)) recent_grads_.pop_front();
+  }
+  return s;
+}
+
+void LossJumpDetector::reset() {
+  recent_losses_.clear();
+  recent_grads_.clear();
+  floor_.reset();
+  last_step_.reset();
+  jump_since_.reset();
+}
+
+}  // namespace orbit

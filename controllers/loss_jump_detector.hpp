@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// A loss jump over its floor: the loss above `ratio` times the lowest level it has
+// held (the running minimum of the median of its last few values). It needs no
+// variance estimate, so it works from the second snapshot of a run that starts
+// mid-training (a resumed job, a log excerpt), where z-scores are still warming up.
+//
+// A one-step outlier of a healthy run can jump as far (modded-nanogpt 1.5B:
+// 5.05 against ~2.7 neighbours), so a jump alarms only when
+//   - the gradient norm corroborates it: at or above `grad_ratio` times its lowest
+//     value of the last `grad_window` snapshots, or non-finite; or
+//   - it holds for `confirm_steps` training steps (at a coarse cadence one snapshot
+//     spans them).
+// The floor is a ratio of the loss itself: it suits losses bounded well away from
+// zero (cross-entropy of language models), not losses that approach 0.
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+
+namespace orbit {
+
+struct LossJumpParams {
+  double ratio = 1.5;               // loss / floor that is a jump (0 = off)
+  double grad_ratio = 4.0;          // grad norm / its recent minimum that corroborates at once
+  std::int64_t confirm_steps = 2;   // an uncorroborated jump must span this many steps
+  std::int64_t arm_step = 500;      // training step from which jumps count (a fresh run's loss is still falling)
+  std::size_t level_window = 5;     // losses in the median whose running minimum is the floor (<= 31)
+  std::size_t grad_window = 20;     // snapshots whose least grad norm a jump is measured against
+};
+
+struct LossJumpStatus {
+  bool armed = false;           // step >= arm_step and a floor exists
+  double floor = 0.0;           // before this sample (0 = none yet)
+  double ratio = 0.0;           // loss / floor (0 = no floor)
+  std::optional<double> grad_ratio;  // grad norm / its recent minimum (inf: non-finite grad norm)
+  bool jump = false;            // ratio >= params.ratio while armed
+  bool corroborated = false;    // ... with the gradient norm
+  std::int64_t held_steps = 0;  // steps the jump has spanned so far
+  bool alarm = false;           // jump and (corroborated or held_steps >= confirm_steps)
+};
+
+class LossJumpDetector {
+ public:
+  // `grad_norm` may be absent (loss-only logs). A non-finite loss is not absorbed
+  // and ends a jump (the caller alarms on it by itself).
+  LossJumpStatus update(std::int64_t step, double loss, std::optional<double> grad_norm, const LossJumpParams& params);
+  void reset();
+
+  double floor() const { return floor_.value_or(0.0); }
+
+ private:
+  std::deque<double> recent_losses_;
+  std::deque<double> recent_grads_;
+  std::optional<double> floor_;
+  std::optional<std::int64_t> last_step_;
+  std::optional<std::int64_t> jump_since_;  // step before the jump's first snapshot
+};
+
+}  // namespace orbit

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+// The loss-jump detector and step-counted spike confirmation: a per-step spike is
+// flagged by its peak, also in a run that starts mid-training with two snapshots
+// of history; a healthy noisy run with one-step outliers (loss only, like
+// modded-nanogpt 1.5B) never alarms.
+#include <cmath>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "controllers/loss_jump_detector.hpp"
+#include "controllers/navigator.hpp"
+#include "controllers/spike_confirmation.hpp"
+#include "scenario.hpp"
+
+namespace orbit {
+namespace {
+
+using test::make_snapshot;
+using test::run_info;
+
+bool alarm_state(const Decision& d) { return d.observed_state == "WARNING" || d.observed_state == "CRITICAL"; }
+
+TEST(SpikeConfirmation, CountsTrainingStepsNotSnapshots) {
+  SpikeConfirmation per_step;
+  per_step.push(8.0, 1, 2);
+  EXPECT_FALSE(per_step.held(2));  // one step: an outlier until it holds
+  per_step.push(7.0, 1, 2);
+  ASSERT_TRUE(per_step.held(2));
+  EXPECT_DOUBLE_EQ(*per_step.held(2), 7.0);
+  per_step.push(std::nullopt, 1, 2);  // no z-score breaks the run
+  EXPECT_FALSE(per_step.held(1));
+
+  SpikeConfirmation coarse;  // a snapshot every 100 steps
+  coarse.push(9.0, 100, 2);
+  ASSERT_TRUE(coarse.held(2));
+  EXPECT_DOUBLE_EQ(*coarse.held(2), 9.0);
+}
+
+TEST(LossJumpDetector, CorroboratedJumpAlarmsAtOnceUncorroboratedMustHold) {
+  const LossJumpParams p;  // 1.5x floor, grad 4x, 2 steps, armed from step 500
+  // Megatron 104B excerpt (tr8-104B f3): two snapshots of history, then the peak.
+  LossJumpDetector d;
+  EXPECT_FALSE(d.update(11446, 3.06, 1.3e4, p).alarm);
+  EXPECT_FALSE(d.update(11447, 3.11, 2.6e5, p).alarm);
+  const auto peak = d.update(11448, 7.71, 2.5e5, p);
+  EXPECT_TRUE(peak.armed);
+  EXPECT_TRUE(peak.corroborated);
+  EXPECT_TRUE(peak.alarm);
+  EXPECT_NEAR(peak.ratio, 7.71 / 3.06, 1e-9);  // floor: the lowest median level so far
+
+  // The same jump without a grad norm is a one-step outlier until it holds 2 steps.
+  LossJumpDetector loss_only;
+  loss_only.update(17060, 2.665, std::nullopt, p);
+  loss_only.update(17061, 2.667, std::nullopt, p);
+  const auto first = loss_only.update(17062, 4.37, std::nullopt, p);
+  EXPECT_TRUE(first.jump);
+  EXPECT_FALSE(first.alarm);
+  EXPECT_TRUE(loss_only.update(17063, 4.36, std::nullopt, p).alarm);
+  // Back under the ratio: over; a later single outlier must hold again.
+  EXPECT_FALSE(loss_only.update(17064, 2.70, std::nullopt, p).alarm);
+  EXPECT_FALSE(loss_only.update(17065, 4.50, std::nullopt, p).alarm);
+
+  // At a 10-step cadence one snapshot spans the confirmation (tr1-13B: 2.77 -> 7.34).
+  LossJumpDetector coarse;
+  coarse.update(29030, 2.77, std::nullopt, p);
+  coarse.update(29040, 2.77, std::nullopt, p);
+  EXPECT_TRUE(coarse.update(29050, 7.34, std::nullopt, p).alarm);
+
+  // Before arm_step (a fresh run's loss is still falling) nothing counts.
+  LossJumpDetector fresh;
+  fresh.update(10, 3.0, 0.3, p);
+  EXPECT_FALSE(fresh.update(11, 9.0, 30.0, p).armed);
+  // Off.
+  LossJumpParams off = p;
+  off.ratio = 0.0;
+  LossJumpDetector none;
+  none.update(11446, 3.06, 1.3e4, off);
+  EXPECT_FALSE(none.update(11448, 7.71, 2.5e5, off).alarm);
+}
+
+TEST(LossJumpDetector, OneLowOutlierDoesNotLowerTheFloor) {
+  const LossJumpParams p;
+  LossJumpDetector d;
+  for (std::int64_t s = 1000; s < 1010; ++s) d.update(s, 2.7, std::nullopt, p);
+  d.update(1010, 0.9, std::nullopt, p);  // a one-step low outlier (modded-nanogpt has one)
+  EXPECT_NEAR(d.floor(), 2.7, 1e-12);
+  EXPECT_FALSE(d.update(1011, 2.8, std::nullopt, p).jump);
+}
+
+// A per-step spike in a run that starts mid-training: only the jump detector can see
+// it (z-scores are still in warm-up), and it must flag the peak snapshot itself.
+TEST(LossJump, MidTrainingFragmentIsCriticalAtItsPeak) {
+  auto run = [](double jump_ratio) {
+    NavigatorConfig cfg;
+    cfg.filters.loss_jump_ratio = jump_ratio;
+    Navigator nav(cfg, run_info("fragment", {"lr"}), Mode::active);
+    EXPECT_FALSE(alarm_state(nav.on_snapshot(make_snapshot("fragment", 8738, 3.32, 2.3e5))));
+    EXPECT_FALSE(alarm_state(nav.on_snapshot(make_snapshot("fragment", 8739, 3.42, 9.0e4))));
+    EXPECT_FALSE(alarm_state(nav.on_snapshot(make_snapshot("fragment", 8740, 3.68, 1.5e6))));  // grad norm only
+    return nav.on_snapshot(make_snapshot("fragment", 8741, 7.27, 3.3e6));                       // the loss peak
+  };
+  const Decision peak = run(1.5);
+  EXPECT_EQ(peak.observed_state, "CRITICAL");
+  EXPECT_NEAR(peak.metrics.at("loss_jump"), 7.27 / 3.32, 1e-9);
+  bool reported = false;
+  for (const auto& e : peak.events) reported = reported || e.find("x its floor") != std::string::npos;
+  EXPECT_TRUE(reported);
+  EXPECT_FALSE(alarm_state(run(0.0)));  // without the jump detector the fragment is missed
+}
+
+// Healthy per-step run from step 0, loss only: noisy early descent, 5% noise, and a
+// one-step outlier of 1.9x the level every 997 steps (modded-nanogpt 1.5B has them,
+// e.g. 5.05 against ~2.7 at step 17992). It must never reach WARNING or CRITICAL.
+TEST(LossJump, HealthyNoisyRunWithOneStepOutliersNeverAlarms) {
+  for (const bool with_grad_norm : {false, true}) {
+    Navigator nav(NavigatorConfig{}, run_info("healthy", {"lr"}), Mode::active);
+    std::mt19937 rng(7);
+    std::normal_distribution<double> noise(0.0, 1.0);
+    for (std::int64_t s = 0; s < 6000; ++s) {
+      const double level = 2.7 + 8.0 * std::exp(-static_cast<double>(s) / 300.0);
+      const double early = s < 300 ? 0.10 : 0.05;  // noisier while the loss falls fast
+      double loss = level * (1.0 + early * noise(rng));
+      if (s > 0 && s % 997 == 0) loss = 1.9 * level;
+      std::optional<double> gn;
+      if (with_grad_norm) gn = 0.3 * std::exp(0.15 * noise(rng));
+      const Decision d = nav.on_snapshot(make_snapshot("healthy", s, loss, gn));
+      ASSERT_FALSE(alarm_state(d)) << "step " << s << " grad norm " << with_grad_norm << ": " << d.observed_state;
+    }
+  }
+}
+
+// Per-step spike after a long healthy history, the grad norm exploding over 4 steps
+// before the loss peaks (BLOOM 176B at 31215-31219): flagged no later than the peak.
+TEST(LossJump, PerStepSpikeAfterLongHistoryIsFlaggedByItsPeak) {
+  Navigator nav(NavigatorConfig{}, run_info("spike", {"lr"}), Mode::active);
+  std::mt19937 rng(11);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  std::optional<std::int64_t> first_alarm;
+  const std::int64_t peak = 3004;
+  for (std::int64_t s = 0; s <= peak; ++s) {
+    double loss = 2.2 * (1.0 + 0.01 * noise(rng));
+    double gn = 0.24 * std::exp(0.1 * noise(rng));
+    if (s > 3000) gn = 0.24 * std::pow(4.0, static_cast<double>(s - 3000));
+    if (s == 3002) loss = 2.6;
+    if (s == peak) loss = 5.1;
+    const Decision d = nav.on_snapshot(make_snapshot("spike", s, loss, gn));
+    if (alarm_state(d) && !first_alarm) first_alarm = s;
+  }
+  ASSERT_TRUE(first_alarm);
+  EXPECT_GT(*first_alarm, 3000);
+  EXPECT_LE(*first_alarm, peak);
+}
+
+// spike_confirm_steps counts training steps: a grad-norm spike with a flat loss (no
+// loss jump) is acted on at its own snapshot when snapshots are 100 steps apart, and
+// only reported when it is a one-step outlier of a per-step run.
+TEST(SpikeConfirmation, GradNormSpikeConfirmsInOneSnapshotOnlyAtACoarseCadence) {
+  for (const std::int64_t cadence : {100, 1}) {
+    Navigator nav(NavigatorConfig{}, run_info("gn", {"lr"}), Mode::active);
+    std::mt19937 rng(3);
+    std::normal_distribution<double> noise(0.0, 1.0);
+    Decision spike;
+    for (std::int64_t k = 0; k <= 60; ++k) {
+      const double gn = k == 60 ? 30.0 : 0.3 * std::exp(0.1 * noise(rng));  // 100x at the last snapshot
+      spike = nav.on_snapshot(make_snapshot("gn", 1000 + k * cadence, 3.0 * (1.0 + 0.005 * noise(rng)), gn));
+    }
+    SCOPED_TRACE(cadence);
+    if (cadence == 100) {
+      EXPECT_EQ(spike.observed_state, "CRITICAL");
+    } else {
+      EXPECT_FALSE(alarm_state(spike));
+      bool isolated = false;
+      for (const auto& e : spike.events) isolated = isolated || e.rfind("isolated grad norm z", 0) == 0;
+      EXPECT_TRUE(isolated);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace orbit
