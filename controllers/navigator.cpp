@@ -103,6 +103,7 @@ Navigator::Navigator(NavigatorConfig config, RunInfo info, Mode mode)
       mode_(mode),
       health_trend_(static_cast<std::size_t>(config_.filters.health_window)) {
   resolve_config();
+  resolve_actuators();
   lead_ = config_.limits.apply_lead_steps;
   mixture_.set_domains(info_.domains, config_.basin_map,
                        {config_.reweight.rate, config_.reweight.relax, config_.limits.weight_floor,
@@ -110,15 +111,21 @@ Navigator::Navigator(NavigatorConfig config, RunInfo info, Mode mode)
   applied_ = defaults();
 }
 
-bool Navigator::declared(std::string_view actuator) const {
-  return std::find(info_.actuators.begin(), info_.actuators.end(), actuator) != info_.actuators.end();
+void Navigator::resolve_actuators() {
+  // Which actuators the adapters declared, looked up once per hello, not per decision.
+  actuators_ = 0;
+  for (std::size_t i = 0; i < std::size(kActuatorNames); ++i) {
+    if (std::find(info_.actuators.begin(), info_.actuators.end(), kActuatorNames[i]) != info_.actuators.end()) {
+      actuators_ |= 1u << i;
+    }
+  }
 }
 
 Navigator::Applied Navigator::defaults() const {
   Applied a;
-  if (declared("domain_weights") && !mixture_.empty()) a.domain_weights = mixture_.base();
-  if (declared("curriculum") && !config_.curriculum.phases.empty()) a.curriculum_phase = 0;
-  if (declared("loss_weights")) a.loss_weights = {{"collapse", 0.0}, {"phi", 0.0}};
+  if (declared(Actuator::domain_weights) && !mixture_.empty()) a.domain_weights = mixture_.base();
+  if (declared(Actuator::curriculum) && !config_.curriculum.phases.empty()) a.curriculum_phase = 0;
+  if (declared(Actuator::loss_weights)) a.loss_weights = {{"collapse", 0.0}, {"phi", 0.0}};
   return a;
 }
 
@@ -627,8 +634,8 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   // ---- basins and state
   const BasinCall call = classify_basin(cfg.basin_rules, rule_metrics_, zones_now);
   const BasinCall forecast_call = classify_basin(cfg.basin_rules, rule_metrics_, zones_forecast);
-  basin_ = std::string(to_string(call.basin));
-  forecast_basin_ = std::string(to_string(forecast_call.basin));
+  basin_.assign(to_string(call.basin));
+  forecast_basin_.assign(to_string(forecast_call.basin));
   const OrbitState before = machine_.state();
   const auto transition = machine_.update(worst.severity, worst.reason, cfg.states);
   const OrbitState state = machine_.state();
@@ -672,7 +679,7 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
 
     // Recovery ladder first: a rollback lowers the ceiling the PID works under.
     const LadderAction ladder = ladder_.update({tick_, in.step, state, episode_started, last_stable_step_, signature,
-                                                signature_text, nonfinite, health, declared("rollback"), elapsed},
+                                                signature_text, nonfinite, health, declared(Actuator::rollback), elapsed},
                                                cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
     if (ladder.event) d.events.push_back(*ladder.event);
     const double ceiling = ladder_.ceiling(lim.lr_scale_max);
@@ -705,7 +712,7 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
       heading = forecast_call.basin;
     }
     std::string mixture_note;
-    if (declared("domain_weights") && !mixture_.empty()) {
+    if (declared(Actuator::domain_weights) && !mixture_.empty()) {
       std::map<std::string, double> reported;
       for (const auto& [name, stats] : domains) {
         if (stats.weight) reported[name] = *stats.weight;
@@ -722,29 +729,29 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
       }
     }
     std::string curriculum_note;
-    if (declared("curriculum") && !cfg.curriculum.phases.empty()) {
+    if (declared(Actuator::curriculum) && !cfg.curriculum.phases.empty()) {
       if (auto e = curriculum_.update(state, entered_critical, cfg.curriculum.phases,
                                       {cfg.curriculum.advance_after_stable_steps})) {
         d.events.push_back(*e);
         curriculum_note = *e;
       }
     }
-    if (declared("loss_weights")) {
+    if (declared(Actuator::loss_weights)) {
       const double phi = margins[kPhiProximity] ? std::clamp(1.0 - *margins[kPhiProximity], 0.0, 1.0) : 0.0;
       loss_weights_.update(state, pressure(Basin::token_collapse), phi, cfg.loss_weights);
     }
 
     // ---- what the adapter should apply; a burn only when it differs enough
     Applied want;
-    if (declared("lr")) {
+    if (declared(Actuator::lr)) {
       const double desired = std::exp(pid_.output());
       want.lr_scale = std::clamp(desired, applied_.lr_scale / lim.max_lr_change, applied_.lr_scale * lim.max_lr_change);
       want.lr_scale = std::clamp(want.lr_scale, lim.lr_scale_min, lim.lr_scale_max);
       if (std::abs(desired - want.lr_scale) < 1e-12) want.lr_scale = desired;
     }
-    if (declared("domain_weights") && !mixture_.empty()) want.domain_weights = mixture_.weights();
-    if (declared("curriculum") && !cfg.curriculum.phases.empty()) want.curriculum_phase = curriculum_.phase();
-    if (declared("loss_weights")) want.loss_weights = loss_weights_.weights();
+    if (declared(Actuator::domain_weights) && !mixture_.empty()) want.domain_weights = mixture_.weights();
+    if (declared(Actuator::curriculum) && !cfg.curriculum.phases.empty()) want.curriculum_phase = curriculum_.phase();
+    if (declared(Actuator::loss_weights)) want.loss_weights = loss_weights_.weights();
 
     const Applied base = defaults();
     const bool lr_moved = want.lr_scale != applied_.lr_scale &&
@@ -817,7 +824,7 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   if (state == OrbitState::stable) last_stable_step_ = in.step;
   last_closed_step_ = in.step;
   put(m, "lr_scale", applied_.lr_scale);
-  d.observed_state = std::string(to_string(state));
+  d.observed_state.assign(to_string(state));
   d.state = mode_ == Mode::monitor ? "MONITOR" : d.observed_state;
   d.basin = basin_;
   d.forecast_basin = forecast_basin_;
@@ -883,6 +890,7 @@ void Navigator::reconfigure(NavigatorConfig config) {
 void Navigator::update_info(RunInfo info) {
   info.run = info_.run;
   info_ = std::move(info);
+  resolve_actuators();
   mixture_.set_domains(info_.domains, config_.basin_map,
                        {config_.reweight.rate, config_.reweight.relax, config_.limits.weight_floor,
                         config_.reweight.snap});
@@ -930,7 +938,7 @@ std::optional<Burn> Navigator::force_burn(const Burn& requested) {
     const double max = name == "phi" ? config_.loss_weights.phi_max : config_.loss_weights.collapse_max;
     v = std::isfinite(v) ? std::clamp(v, 0.0, max) : 0.0;
   }
-  if (!declared("rollback")) {
+  if (!declared(Actuator::rollback)) {
     b.rollback_to_step.reset();
     b.skip_batches.reset();
   }

@@ -160,7 +160,10 @@ class Navigator {
   // Per-spectrum and aggregated metrics into `metrics` (when not null); returns the aggregate.
   SpectralMetrics add_spectral_metrics(const Sample& sample, std::map<std::string, double>* metrics) const;
   void refresh_applied();
-  bool declared(std::string_view actuator) const;
+  enum class Actuator : unsigned { lr, domain_weights, curriculum, loss_weights, rollback };
+  static constexpr const char* kActuatorNames[] = {"lr", "domain_weights", "curriculum", "loss_weights", "rollback"};
+  void resolve_actuators();
+  bool declared(Actuator a) const { return (actuators_ >> static_cast<unsigned>(a)) & 1u; }
   Applied defaults() const;
   std::int64_t live_ranks() const;
 
@@ -168,6 +171,7 @@ class Navigator {
   RunInfo info_;
   Mode mode_;
   bool report_metrics_ = true;
+  unsigned actuators_ = 0;  // bit i: kActuatorNames[i] declared (resolve_actuators)
 
   // The config's names resolved (resolve_config): zones by kZoneMetrics index, the
   // basin rules' metrics as indices, and the spectrum names seen so far.

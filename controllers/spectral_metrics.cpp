@@ -32,17 +32,14 @@ SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum, dou
   }
   if (!(total > 0.0) || !std::isfinite(total)) return m;  // no mass: not valid
   m.valid = true;
-  // Entropy over Eigen arrays, a stack chunk at a time: the logs are vectorized and
-  // nothing is allocated. Zeros and non-finite values become p = 1, whose p ln p is 0.
-  constexpr Eigen::Index kChunk = 256;
-  alignas(16) double chunk[kChunk];
+  // Scalar on purpose: glibc's log (FMA, chosen at load time) measured faster here
+  // than Eigen's SSE2 packet log over 64 values (750 vs 1130 ns, same load).
   double h = 0.0;
-  for (Eigen::Index start = 0; start < spectrum.size(); start += kChunk) {
-    const Eigen::Index k = std::min(kChunk, spectrum.size() - start);
-    Eigen::Map<Eigen::ArrayXd> p(chunk, k);
-    p = spectrum.segment(start, k).cast<double>().array().abs() / total;
-    p = (p > 0.0 && p.isFinite()).select(p, 1.0);
-    h -= (p * p.log()).sum();
+  for (Eigen::Index i = 0; i < spectrum.size(); ++i) {
+    const double v = spectrum[i];
+    if (!std::isfinite(v)) continue;
+    const double p = std::abs(v) / total;
+    if (p > 0.0) h -= p * std::log(p);
   }
   m.entropy = std::max(0.0, h);
   m.effective_rank = std::exp(m.entropy);
