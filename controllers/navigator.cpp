@@ -46,13 +46,20 @@ void put(std::map<std::string, double>* metrics, std::string_view name, double v
   if (metrics && std::isfinite(value) && name.size() <= kMaxMetricName) (*metrics)[std::string(name)] = value;
 }
 
-void put_spectral(std::map<std::string, double>* metrics, const std::string& prefix, const SpectralMetrics& m) {
+// `spectrum`: the spectrum's name ("hidden.0" -> "hidden.0.entropy"); none for the aggregate.
+void put_spectral(std::map<std::string, double>* metrics, const std::string* spectrum, const SpectralMetrics& m) {
   if (!metrics) return;
-  put(metrics, prefix + "entropy", m.entropy);
-  put(metrics, prefix + "effective_rank", m.effective_rank);
-  put(metrics, prefix + "normalized_entropy", m.normalized_entropy);
-  put(metrics, prefix + "dominant_ratio", m.dominant_ratio);
-  put(metrics, prefix + "phi_proximity", m.phi_proximity);
+  std::string key;  // one buffer for the five names: no temporary per name
+  if (spectrum) (key = *spectrum) += '.';
+  const std::size_t stem = key.size();
+  for (const auto& [suffix, value] : {std::pair{"entropy", m.entropy}, std::pair{"effective_rank", m.effective_rank},
+                                      std::pair{"normalized_entropy", m.normalized_entropy},
+                                      std::pair{"dominant_ratio", m.dominant_ratio},
+                                      std::pair{"phi_proximity", m.phi_proximity}}) {
+    key.resize(stem);
+    key += suffix;
+    put(metrics, key, value);
+  }
 }
 
 // The spectral zone metrics, in kZoneMetrics order (entropy ... phi_proximity).
@@ -248,11 +255,11 @@ SpectralMetrics Navigator::add_spectral_metrics(const Sample& sample, std::map<s
   for (const auto& [slot, m] : sample.spectra) {
     if (!m.valid) continue;
     const SpectrumSlot& spectrum = spectrum_slots_[slot];
-    if (metrics) put_spectral(metrics, spectrum.name + ".", m);
+    put_spectral(metrics, &spectrum.name, m);
     if (spectrum.aggregated) selected.add(m);
   }
   const SpectralMetrics agg = selected.result();
-  if (agg.valid) put_spectral(metrics, "", agg);
+  if (agg.valid) put_spectral(metrics, nullptr, agg);
   return agg;
 }
 
