@@ -23,4 +23,34 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::map<std
   return best;
 }
 
+BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::vector<std::vector<int>>& rule_metrics,
+                         const PerZoneMetric<Zone>& zones) {
+  BasinCall best;
+  bool evidence = false;
+  bool matched = false;
+  const Basin* best_basin = nullptr;
+  const std::string* best_metric = nullptr;
+  for (std::size_t r = 0; r < rules.size(); ++r) {
+    const BasinRule& rule = rules[r];
+    for (std::size_t j = 0; j < rule.metrics.size(); ++j) {
+      const int i = rule_metrics[r][j];
+      if (i < 0 || !zones[static_cast<std::size_t>(i)]) continue;
+      const Zone zone = *zones[static_cast<std::size_t>(i)];
+      evidence = true;
+      if (zone < rule.min_zone) continue;
+      if (!matched || zone > best.zone) {
+        // The name is copied once, at the end, not on every better match.
+        best_basin = &rule.basin;
+        best_metric = &rule.metrics[j];
+        best.zone = zone;
+        matched = true;
+      }
+    }
+  }
+  if (!matched) return {evidence ? Basin::creative : Basin::unknown, "", Zone::good};
+  best.basin = *best_basin;
+  best.metric = *best_metric;
+  return best;
+}
+
 }  // namespace orbit

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "controllers/basin.hpp"
+#include "controllers/zone_metric.hpp"
 #include "controllers/zones.hpp"
 
 namespace orbit {
@@ -28,5 +29,11 @@ struct BasinCall {
 
 // `zones` holds the zone of every metric that has a value this step.
 BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::map<std::string, Zone>& zones);
+
+// The same call with the zones indexed like kZoneMetrics; `rule_metrics[r][j]` is
+// zone_metric_index(rules[r].metrics[j]), resolved once per config (a name that is
+// not a zone metric never has a zone).
+BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::vector<std::vector<int>>& rule_metrics,
+                         const PerZoneMetric<Zone>& zones);
 
 }  // namespace orbit

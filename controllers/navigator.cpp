@@ -32,7 +32,6 @@ bool matches(const std::string& name, const std::vector<std::string>& prefixes) 
                      [&](const std::string& p) { return name.compare(0, p.size(), p) == 0; });
 }
 
-bool z_metric(std::string_view name) { return name == "loss_z" || name == "grad_norm_z"; }
 
 std::string label(std::string_view metric) {
   if (metric == "loss_z") return "loss z";
@@ -42,27 +41,41 @@ std::string label(std::string_view metric) {
   return s;
 }
 
-void put(std::map<std::string, double>& metrics, std::string name, double value) {
-  if (std::isfinite(value) && name.size() <= kMaxMetricName) metrics[std::move(name)] = value;
+// `metrics` is null when the caller does not want them: nothing is built then.
+void put(std::map<std::string, double>* metrics, std::string_view name, double value) {
+  if (metrics && std::isfinite(value) && name.size() <= kMaxMetricName) (*metrics)[std::string(name)] = value;
 }
 
-void put_spectral(std::map<std::string, double>& metrics, const std::string& prefix, const SpectralMetrics& m) {
-  put(metrics, prefix + "entropy", m.entropy);
-  put(metrics, prefix + "effective_rank", m.effective_rank);
-  put(metrics, prefix + "normalized_entropy", m.normalized_entropy);
-  put(metrics, prefix + "dominant_ratio", m.dominant_ratio);
-  put(metrics, prefix + "phi_proximity", m.phi_proximity);
+// `spectrum`: the spectrum's name ("hidden.0" -> "hidden.0.entropy"); none for the aggregate.
+void put_spectral(std::map<std::string, double>* metrics, const std::string* spectrum, const SpectralMetrics& m) {
+  if (!metrics) return;
+  std::string key;  // one buffer for the five names: no temporary per name
+  if (spectrum) (key = *spectrum) += '.';
+  const std::size_t stem = key.size();
+  for (const auto& [suffix, value] : {std::pair{"entropy", m.entropy}, std::pair{"effective_rank", m.effective_rank},
+                                      std::pair{"normalized_entropy", m.normalized_entropy},
+                                      std::pair{"dominant_ratio", m.dominant_ratio},
+                                      std::pair{"phi_proximity", m.phi_proximity}}) {
+    key.resize(stem);
+    key += suffix;
+    put(metrics, key, value);
+  }
 }
 
-std::optional<double> spectral_value(const SpectralMetrics& m, std::string_view metric) {
-  if (!m.valid) return std::nullopt;
-  if (metric == "entropy") return m.entropy;
-  if (metric == "effective_rank") return m.effective_rank;
-  if (metric == "normalized_entropy") return m.normalized_entropy;
-  if (metric == "dominant_ratio") return m.dominant_ratio;
-  if (metric == "phi_proximity") return m.phi_proximity;
-  return std::nullopt;
+// The spectral zone metrics, in kZoneMetrics order (entropy ... phi_proximity).
+void spectral_values(const SpectralMetrics& m, PerZoneMetric<double>& values) {
+  if (!m.valid) return;
+  values[0] = m.entropy;
+  values[1] = m.effective_rank;
+  values[2] = m.normalized_entropy;
+  values[3] = m.dominant_ratio;
+  values[4] = m.phi_proximity;
 }
+static_assert(std::string_view(kZoneMetrics[0]) == "entropy" && std::string_view(kZoneMetrics[4]) == "phi_proximity");
+constexpr auto kLossZ = static_cast<std::size_t>(zone_metric_index("loss_z"));
+constexpr auto kGradNormZ = static_cast<std::size_t>(zone_metric_index("grad_norm_z"));
+constexpr auto kLoopRate = static_cast<std::size_t>(zone_metric_index("loop_rate"));
+constexpr auto kPhiProximity = static_cast<std::size_t>(zone_metric_index("phi_proximity"));
 
 struct Finding {
   Severity severity = Severity::none;
@@ -91,6 +104,8 @@ Navigator::Navigator(NavigatorConfig config, RunInfo info, Mode mode)
       info_(std::move(info)),
       mode_(mode),
       health_trend_(static_cast<std::size_t>(config_.filters.health_window)) {
+  resolve_config();
+  resolve_actuators();
   lead_ = config_.limits.apply_lead_steps;
   mixture_.set_domains(info_.domains, config_.basin_map,
                        {config_.reweight.rate, config_.reweight.relax, config_.limits.weight_floor,
@@ -98,15 +113,21 @@ Navigator::Navigator(NavigatorConfig config, RunInfo info, Mode mode)
   applied_ = defaults();
 }
 
-bool Navigator::declared(std::string_view actuator) const {
-  return std::find(info_.actuators.begin(), info_.actuators.end(), actuator) != info_.actuators.end();
+void Navigator::resolve_actuators() {
+  // Which actuators the adapters declared, looked up once per hello, not per decision.
+  actuators_ = 0;
+  for (std::size_t i = 0; i < std::size(kActuatorNames); ++i) {
+    if (std::find(info_.actuators.begin(), info_.actuators.end(), kActuatorNames[i]) != info_.actuators.end()) {
+      actuators_ |= 1u << i;
+    }
+  }
 }
 
 Navigator::Applied Navigator::defaults() const {
   Applied a;
-  if (declared("domain_weights") && !mixture_.empty()) a.domain_weights = mixture_.base();
-  if (declared("curriculum") && !config_.curriculum.phases.empty()) a.curriculum_phase = 0;
-  if (declared("loss_weights")) a.loss_weights = {{"collapse", 0.0}, {"phi", 0.0}};
+  if (declared(Actuator::domain_weights) && !mixture_.empty()) a.domain_weights = mixture_.base();
+  if (declared(Actuator::curriculum) && !config_.curriculum.phases.empty()) a.curriculum_phase = 0;
+  if (declared(Actuator::loss_weights)) a.loss_weights = {{"collapse", 0.0}, {"phi", 0.0}};
   return a;
 }
 
@@ -119,16 +140,56 @@ std::int64_t Navigator::live_ranks() const {
   return live;
 }
 
-Navigator::Sample Navigator::reduce(const Snapshot& s) const {
-  Sample out;
+void Navigator::resolve_config() {
+  for (std::size_t i = 0; i < kZoneMetricCount; ++i) {
+    auto it = config_.zones.find(kZoneMetrics[i]);
+    zone_config_[i] = it == config_.zones.end() ? std::nullopt : std::optional<ZoneConfig>(it->second);
+  }
+  rule_metrics_.clear();
+  for (const BasinRule& rule : config_.basin_rules) {
+    auto& indices = rule_metrics_.emplace_back();
+    for (const auto& metric : rule.metrics) indices.push_back(zone_metric_index(metric));
+  }
+  for (SpectrumSlot& slot : spectrum_slots_) {
+    slot.aggregated = matches(slot.name, config_.signals.spectra);
+    slot.signature = matches(slot.name, config_.signals.signature_spectra);
+  }
+}
+
+std::uint32_t Navigator::spectrum_slot(const std::string& name, std::size_t& cursor) {
+  // Adapters send the same names in the same order every snapshot: the next slot
+  // is almost always the one.
+  if (cursor < spectrum_slots_.size() && spectrum_slots_[cursor].name == name) return static_cast<std::uint32_t>(cursor++);
+  for (std::size_t i = 0; i < spectrum_slots_.size(); ++i) {
+    if (spectrum_slots_[i].name == name) {
+      cursor = i + 1;
+      return static_cast<std::uint32_t>(i);
+    }
+  }
+  spectrum_slots_.push_back({name, matches(name, config_.signals.spectra),
+                             matches(name, config_.signals.signature_spectra)});
+  cursor = spectrum_slots_.size();
+  return static_cast<std::uint32_t>(spectrum_slots_.size() - 1);
+}
+
+void Navigator::reduce(const Snapshot& s, const std::vector<SpectralMetrics>* spectral, Sample& out) {
+  // A run that keeps inventing names must not grow the slots without bound; they
+  // are only a cache of names, so they start over when no waiting sample uses them.
+  if (spectrum_slots_.size() > 4096 && pending_.empty()) spectrum_slots_.clear();
   out.step = s.step;
   out.time = s.time;
   out.loss = s.loss;
   out.grad_norm = s.grad_norm;
   out.loop_rate = s.loop_rate;
-  out.domains = s.domains;
-  for (const auto& [name, values] : s.spectra) out.spectra[name] = spectral_metrics(values, config_.signals.phi_target);
-  return out;
+  out.domains.clear();
+  out.spectra.clear();
+  std::size_t cursor = 0;
+  if (spectral && spectral->size() != s.spectra.size()) spectral = nullptr;
+  std::size_t i = 0;
+  for (const auto& [name, values] : s.spectra) {
+    const std::uint32_t slot = spectrum_slot(name, cursor);
+    out.spectra.push_back({slot, spectral ? (*spectral)[i++] : spectral_metrics(values, config_.signals.phi_target)});
+  }
 }
 
 Navigator::Sample Navigator::merge(const PendingStep& pending) const {
@@ -139,7 +200,8 @@ Navigator::Sample Navigator::merge(const PendingStep& pending) const {
   std::optional<double> bad_loss;
   double loop_sum = 0.0;
   std::size_t loop_n = 0;
-  std::map<std::string, std::map<std::string, SpectralMetrics>> spectra;  // name → rank → metrics
+  // name → rank → metrics; name order and rank-text order, as the aggregate has always read them
+  std::map<std::string, std::pair<std::uint32_t, std::map<std::string, SpectralMetrics>>> spectra;
   std::map<std::string, std::pair<double, std::size_t>> domain_loss;
   for (const auto& [rank, s] : pending.ranks) {
     out.step = s.step;
@@ -168,24 +230,31 @@ Navigator::Sample Navigator::merge(const PendingStep& pending) const {
         ++domain_loss[name].second;
       }
     }
-    for (const auto& [name, m] : s.spectra) spectra[name][std::to_string(rank)] = m;
+    for (const auto& [slot, m] : s.spectra) {
+      auto& entry = spectra[spectrum_slots_[slot].name];
+      entry.first = slot;
+      entry.second[std::to_string(rank)] = m;
+    }
   }
   out.loss = bad_loss ? *bad_loss : (loss_n > 0 ? loss_sum / static_cast<double>(loss_n) : 0.0);
   if (loop_n > 0) out.loop_rate = loop_sum / static_cast<double>(loop_n);
   for (const auto& [name, acc] : domain_loss) out.domains[name].loss = acc.first / static_cast<double>(acc.second);
-  for (const auto& [name, by_rank] : spectra) out.spectra[name] = aggregate(by_rank, config_.signals.aggregation);
+  for (const auto& [name, by_rank] : spectra) {
+    out.spectra.push_back({by_rank.first, aggregate(by_rank.second, config_.signals.aggregation)});
+  }
   return out;
 }
 
-SpectralMetrics Navigator::add_spectral_metrics(const Sample& sample, std::map<std::string, double>& metrics) const {
-  std::map<std::string, SpectralMetrics> selected;
-  for (const auto& [name, m] : sample.spectra) {
+SpectralMetrics Navigator::add_spectral_metrics(const Sample& sample, std::map<std::string, double>* metrics) const {
+  SpectralAggregator selected(config_.signals.aggregation);
+  for (const auto& [slot, m] : sample.spectra) {
     if (!m.valid) continue;
-    put_spectral(metrics, name + ".", m);
-    if (matches(name, config_.signals.spectra)) selected.emplace(name, m);
+    const SpectrumSlot& spectrum = spectrum_slots_[slot];
+    put_spectral(metrics, &spectrum.name, m);
+    if (spectrum.aggregated) selected.add(m);
   }
-  const SpectralMetrics agg = aggregate(selected, config_.signals.aggregation);
-  if (agg.valid) put_spectral(metrics, "", agg);
+  const SpectralMetrics agg = selected.result();
+  if (agg.valid) put_spectral(metrics, nullptr, agg);
   return agg;
 }
 
@@ -207,7 +276,7 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   pending_.clear();
   last_closed_step_ = last_closed_step;
   max_step_ = last_closed_step;
-  tracks_.clear();
+  for (auto& track : tracks_) track.reset();
   active_findings_.clear();
   loss_stats_.reset();
   grad_stats_.reset();
@@ -223,7 +292,13 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   queued_events_.push_back(why);
 }
 
-Decision Navigator::on_snapshot(const Snapshot& snapshot) {
+Decision Navigator::on_snapshot(const Snapshot& snapshot) { return snapshot_decision(snapshot, nullptr); }
+
+Decision Navigator::on_snapshot(const Snapshot& snapshot, const std::vector<SpectralMetrics>& spectral) {
+  return snapshot_decision(snapshot, &spectral);
+}
+
+Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral) {
   std::vector<std::string> events = std::move(queued_events_);
   queued_events_.clear();
   const std::int64_t world = std::max<std::int64_t>(1, info_.world_size);
@@ -238,14 +313,18 @@ Decision Navigator::on_snapshot(const Snapshot& snapshot) {
   if (world == 1 && me.seen && snapshot.time - me.last_time > stale_after) {
     events.push_back("no snapshot for " + num(snapshot.time - me.last_time) +
                      " s of snapshot time; trends start over");
-    for (auto& [name, track] : tracks_) track.trend.reset();
+    for (auto& track : tracks_) {
+      if (track) track->trend.reset();
+    }
     health_trend_.reset();
   }
   me.seen = true;
   me.last_time = snapshot.time;
   me.last_step = snapshot.step;
-  if (auto t = machine_.mark_fresh("fresh snapshot from rank " + std::to_string(snapshot.rank))) {
-    events.push_back(std::string(to_string(t->from)) + " -> " + std::string(to_string(t->to)) + ": " + t->reason);
+  if (machine_.state() == OrbitState::stale) {  // the reason is built only when it is used
+    if (auto t = machine_.mark_fresh("fresh snapshot from rank " + std::to_string(snapshot.rank))) {
+      events.push_back(std::string(to_string(t->from)) + " -> " + std::string(to_string(t->to)) + ": " + t->reason);
+    }
   }
   for (auto& [rank, status] : ranks_) {
     if (rank == snapshot.rank || !status.seen || status.stale) continue;
@@ -265,30 +344,40 @@ Decision Navigator::on_snapshot(const Snapshot& snapshot) {
     queued_events_.clear();
   }
 
-  Sample sample = reduce(snapshot);
-  std::vector<Decision> closed;
+  Sample& sample = scratch_;
+  reduce(snapshot, spectral, sample);
   const bool late = last_closed_step_ && snapshot.step <= *last_closed_step_;
+  if (!late && world == 1) {
+    // The common case: one rank, its step closes now.
+    max_step_ = std::max(max_step_, snapshot.step);
+    Decision out = decide(sample, snapshot.domains);
+    if (!out.events.empty()) {
+      for (auto& e : out.events) events.push_back(std::move(e));
+    }
+    out.events = std::move(events);
+    return out;
+  }
+  std::vector<Decision> closed;
   if (!late) {
     max_step_ = std::max(max_step_, snapshot.step);
-    if (world == 1) {
-      closed.push_back(decide(sample));
-    } else {
-      PendingStep& p = pending_[snapshot.step];
-      if (p.ranks.empty()) p.first_time = snapshot.time;
-      p.ranks[snapshot.rank] = sample;
-      close_ready_steps(snapshot.time, closed);
-    }
+    PendingStep& p = pending_[snapshot.step];
+    if (p.ranks.empty()) p.first_time = snapshot.time;
+    Sample& waiting = p.ranks[snapshot.rank];
+    waiting = sample;
+    waiting.domains = snapshot.domains;
+    close_ready_steps(snapshot.time, closed);
   }
 
   Decision out;
   if (closed.empty()) {
     // Waiting for the other ranks (or a late snapshot): report, do not act.
     refresh_applied();
-    add_spectral_metrics(sample, out.metrics);
-    put(out.metrics, "loss", sample.loss);
-    if (sample.grad_norm) put(out.metrics, "grad_norm", *sample.grad_norm);
-    if (sample.loop_rate) put(out.metrics, "loop_rate", *sample.loop_rate);
-    put(out.metrics, "lr_scale", applied_.lr_scale);
+    std::map<std::string, double>* m = report_metrics_ ? &out.metrics : nullptr;
+    add_spectral_metrics(sample, m);
+    put(m, "loss", sample.loss);
+    if (sample.grad_norm) put(m, "grad_norm", *sample.grad_norm);
+    if (sample.loop_rate) put(m, "loop_rate", *sample.loop_rate);
+    put(m, "lr_scale", applied_.lr_scale);
     out.observed_state = std::string(to_string(machine_.state()));
     out.state = mode_ == Mode::monitor ? "MONITOR" : out.observed_state;
     out.basin = basin_;
@@ -339,11 +428,11 @@ void Navigator::close_ready_steps(double now, std::vector<Decision>& out) {
   while (!pending_.empty() && pending_.begin()->first <= *through) {
     const Sample merged = merge(pending_.begin()->second);
     pending_.erase(pending_.begin());
-    out.push_back(decide(merged));
+    out.push_back(decide(merged, merged.domains));
   }
 }
 
-Decision Navigator::decide(const Sample& in) {
+Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainStats>& domains) {
   const NavigatorConfig& cfg = config_;
   const FilterConfig& fc = cfg.filters;
   Decision d;
@@ -354,7 +443,7 @@ Decision Navigator::decide(const Sample& in) {
   // rates given per step (the lr's return, the ceiling's relaxation) scale by it.
   const double elapsed =
       last_closed_step_ ? std::clamp(static_cast<double>(in.step - *last_closed_step_), 1.0, 1000.0) : 1.0;
-  auto& m = d.metrics;
+  std::map<std::string, double>* m = report_metrics_ ? &d.metrics : nullptr;
   const SpectralMetrics agg = add_spectral_metrics(in, m);  // aggregated over signals.spectra
   std::vector<Finding> findings;
 
@@ -422,16 +511,19 @@ Decision Navigator::decide(const Sample& in) {
     }
   }
   if (in.loop_rate) put(m, "loop_rate", *in.loop_rate);
-  for (const auto& [name, stats] : in.domains) {
-    if (stats.loss) put(m, "domain." + name + ".loss", *stats.loss);
+  if (m) {
+    for (const auto& [name, stats] : domains) {
+      if (stats.loss) put(m, "domain." + name + ".loss", *stats.loss);
+    }
   }
   const bool nonfinite = !loss_finite || !grad_finite;
 
   // ---- the collapse signature, per spectrum (issue 3's early signal)
   bool signature = false;
   std::string signature_text;
-  for (const auto& [name, sm] : in.spectra) {
-    if (!sm.valid || !matches(name, cfg.signals.signature_spectra)) continue;
+  for (const auto& [slot, sm] : in.spectra) {
+    if (!sm.valid || !spectrum_slots_[slot].signature) continue;
+    const std::string& name = spectrum_slots_[slot].name;
     if (sm.dominant_ratio > cfg.signals.signature_dominant_ratio) {
       signature_text = name + " dominant ratio " + num(sm.dominant_ratio) + " > " + num(cfg.signals.signature_dominant_ratio);
     } else if (sm.effective_rank < cfg.signals.signature_effective_rank) {
@@ -445,59 +537,61 @@ Decision Navigator::decide(const Sample& in) {
   }
 
   // ---- zoned metrics: smoothing, zones with hysteresis, trend forecast
-  std::map<std::string, double> values;
-  for (const char* metric : {"entropy", "effective_rank", "normalized_entropy", "dominant_ratio", "phi_proximity"}) {
-    if (auto v = spectral_value(agg, metric)) values[metric] = *v;
-  }
-  if (in.loop_rate) values["loop_rate"] = *in.loop_rate;
-  if (auto z = loss_z_recent_.held(confirm)) values["loss_z"] = *z;
-  if (auto z = grad_z_recent_.held(confirm)) values["grad_norm_z"] = *z;
+  // Indexed like kZoneMetrics: no name is looked up per snapshot.
+  PerZoneMetric<double> values;
+  spectral_values(agg, values);
+  if (in.loop_rate) values[kLoopRate] = *in.loop_rate;
+  if (auto z = loss_z_recent_.held(confirm)) values[kLossZ] = *z;
+  if (auto z = grad_z_recent_.held(confirm)) values[kGradNormZ] = *z;
 
-  std::map<std::string, Zone> zones_now, zones_forecast;
-  std::map<std::string, double> margins;
+  PerZoneMetric<Zone> zones_now, zones_forecast;
+  PerZoneMetric<double> margins;
   std::optional<double> health;
   std::optional<double> health_ahead;  // the trends' health lookahead_steps from now
   const auto horizon = static_cast<double>(fc.forecast_horizon);
-  for (const char* metric : kZoneMetrics) {
-    auto zc = cfg.zones.find(metric);
-    auto v = values.find(metric);
-    if (zc == cfg.zones.end() || v == values.end()) continue;
-    const ZoneBand& band = zc->second.band;
-    const bool is_z = z_metric(metric);
-    auto [it, fresh] = tracks_.try_emplace(metric, MetricTrack{Ewma(fc.metric_alpha), ZoneTracker{},
-                                                              TrendWindow(static_cast<std::size_t>(fc.trend_window))});
-    MetricTrack& track = it->second;
-    double smooth = v->second;
+  for (std::size_t mi = 0; mi < kZoneMetricCount; ++mi) {
+    const char* metric = kZoneMetrics[mi];
+    const std::optional<ZoneConfig>& zc = zone_config_[mi];
+    const std::optional<double>& v = values[mi];
+    if (!zc || !v) continue;
+    const ZoneBand& band = zc->band;
+    const bool is_z = mi == kLossZ || mi == kGradNormZ;
+    if (!tracks_[mi]) {
+      tracks_[mi].emplace(MetricTrack{Ewma(fc.metric_alpha), ZoneTracker{},
+                                      TrendWindow(static_cast<std::size_t>(fc.trend_window))});
+    }
+    MetricTrack& track = *tracks_[mi];
+    double smooth = *v;
     TrendFit fit;
     if (!is_z) {
       track.ewma.set_alpha(fc.metric_alpha);
-      smooth = track.ewma.update(v->second);
-      track.trend.push(step, v->second);
+      smooth = track.ewma.update(*v);
+      track.trend.push(step, *v);
       fit = track.trend.fit();
     }
     const Zone zs = track.zone.update(smooth, band, fc.zone_hysteresis);
-    const Zone zr = is_z ? zs : band.classify(v->second);
+    const Zone zr = is_z ? zs : band.classify(*v);
     const Zone now = std::max(zs, zr);
-    zones_now[metric] = now;
+    zones_now[mi] = now;
     std::optional<double> eta;
     if (fit.valid && fit.points >= static_cast<std::size_t>(fc.trend_window) && fit.significant(fc.trend_sigmas)) {
       eta = fit.steps_until(band.danger);
     }
     const bool forecast_danger = eta && *eta <= horizon;
-    if (cfg.pid.lookahead_steps > 0 && zc->second.alarm && fit.valid &&
+    if (cfg.pid.lookahead_steps > 0 && zc->alarm && fit.valid &&
         fit.points >= static_cast<std::size_t>(fc.trend_window) && fit.significant(fc.trend_sigmas)) {
       const double ahead = band.margin(fit.value_at(fit.last_x + static_cast<double>(cfg.pid.lookahead_steps)));
       health_ahead = health_ahead ? std::min(*health_ahead, ahead) : ahead;
     }
-    zones_forecast[metric] = forecast_danger ? Zone::danger : now;
+    zones_forecast[mi] = forecast_danger ? Zone::danger : now;
     // A raw value in danger counts at once (a sudden collapse must not wait for
     // the smoother); otherwise the smoothed value speaks, so noise does not.
-    const double margin = zr == Zone::danger ? std::min(band.margin(smooth), band.margin(v->second)) : band.margin(smooth);
-    margins[metric] = margin;
-    if (!zc->second.alarm) continue;
+    const double margin = zr == Zone::danger ? std::min(band.margin(smooth), band.margin(*v)) : band.margin(smooth);
+    margins[mi] = margin;
+    if (!zc->alarm) continue;
     health = health ? std::min(*health, margin) : margin;
     if (zr == Zone::danger || zs == Zone::danger) {
-      const double shown = zr == Zone::danger ? v->second : smooth;
+      const double shown = zr == Zone::danger ? *v : smooth;
       findings.push_back({Severity::critical,
                           label(metric) + " " + num(shown) + " in danger zone (" + band.danger_text() +
                               (is_z ? ", held " + std::to_string(confirm) + " steps)" : ")"),
@@ -515,9 +609,9 @@ Decision Navigator::decide(const Sample& in) {
     }
   }
   // A CUSUM drift alarm weighs on health too: 1 at the alarm level, 0 at twice it.
-  for (const auto& [metric, cusum_state] : {std::pair{"loss_z", &loss_cusum_}, std::pair{"grad_norm_z", &grad_cusum_}}) {
-    auto zc = cfg.zones.find(metric);
-    if (zc == cfg.zones.end() || !zc->second.alarm || !cusum_state->status().up) continue;
+  for (const auto& [metric, cusum_state] : {std::pair{kLossZ, &loss_cusum_}, std::pair{kGradNormZ, &grad_cusum_}}) {
+    const std::optional<ZoneConfig>& zc = zone_config_[metric];
+    if (!zc || !zc->alarm || !cusum_state->status().up) continue;
     const double margin = std::clamp(2.0 - cusum_state->status().upper / fc.cusum_h, -1.0, 2.0);
     health = health ? std::min(*health, margin) : margin;
   }
@@ -537,9 +631,10 @@ Decision Navigator::decide(const Sample& in) {
   }
   // An isolated z-spike is reported, not acted on (healthy runs have them).
   auto spike_note = [&](const char* metric, const std::optional<double>& z) {
-    auto zc = cfg.zones.find(metric);
-    if (!z || zc == cfg.zones.end() || !zc->second.alarm) return;
-    if (zc->second.band.classify(*z) == Zone::danger && zones_now[metric] != Zone::danger) {
+    const auto mi = static_cast<std::size_t>(zone_metric_index(metric));
+    const std::optional<ZoneConfig>& zc = zone_config_[mi];
+    if (!z || !zc || !zc->alarm) return;
+    if (zc->band.classify(*z) == Zone::danger && zones_now[mi].value_or(Zone::good) != Zone::danger) {
       d.events.push_back("isolated " + label(metric) + " " + num(*z) + " at step " + std::to_string(in.step) +
                          " (acted on only if it holds " + std::to_string(confirm) + " steps)");
     }
@@ -553,10 +648,10 @@ Decision Navigator::decide(const Sample& in) {
   }
 
   // ---- basins and state
-  const BasinCall call = classify_basin(cfg.basin_rules, zones_now);
-  const BasinCall forecast_call = classify_basin(cfg.basin_rules, zones_forecast);
-  basin_ = std::string(to_string(call.basin));
-  forecast_basin_ = std::string(to_string(forecast_call.basin));
+  const BasinCall call = classify_basin(cfg.basin_rules, rule_metrics_, zones_now);
+  const BasinCall forecast_call = classify_basin(cfg.basin_rules, rule_metrics_, zones_forecast);
+  basin_.assign(to_string(call.basin));
+  forecast_basin_.assign(to_string(forecast_call.basin));
   const OrbitState before = machine_.state();
   const auto transition = machine_.update(worst.severity, worst.reason, cfg.states);
   const OrbitState state = machine_.state();
@@ -579,10 +674,12 @@ Decision Navigator::decide(const Sample& in) {
   // Pressure toward a basin: 0 while its metrics are good, 1 on the danger line.
   auto pressure = [&](Basin basin) {
     double p = 0.0;
-    for (const BasinRule& rule : cfg.basin_rules) {
-      if (rule.basin != basin) continue;
-      for (const auto& metric : rule.metrics) {
-        if (auto it = margins.find(metric); it != margins.end()) p = std::max(p, std::clamp(1.0 - it->second, 0.0, 1.0));
+    for (std::size_t r = 0; r < cfg.basin_rules.size(); ++r) {
+      if (cfg.basin_rules[r].basin != basin) continue;
+      for (const int mi : rule_metrics_[r]) {
+        if (mi >= 0 && margins[static_cast<std::size_t>(mi)]) {
+          p = std::max(p, std::clamp(1.0 - *margins[static_cast<std::size_t>(mi)], 0.0, 1.0));
+        }
       }
     }
     return p;
@@ -598,7 +695,7 @@ Decision Navigator::decide(const Sample& in) {
 
     // Recovery ladder first: a rollback lowers the ceiling the PID works under.
     const LadderAction ladder = ladder_.update({tick_, in.step, state, episode_started, last_stable_step_, signature,
-                                                signature_text, nonfinite, health, declared("rollback"), elapsed},
+                                                signature_text, nonfinite, health, declared(Actuator::rollback), elapsed},
                                                cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
     if (ladder.event) d.events.push_back(*ladder.event);
     const double ceiling = ladder_.ceiling(lim.lr_scale_max);
@@ -631,9 +728,9 @@ Decision Navigator::decide(const Sample& in) {
       heading = forecast_call.basin;
     }
     std::string mixture_note;
-    if (declared("domain_weights") && !mixture_.empty()) {
+    if (declared(Actuator::domain_weights) && !mixture_.empty()) {
       std::map<std::string, double> reported;
-      for (const auto& [name, stats] : in.domains) {
+      for (const auto& [name, stats] : domains) {
         if (stats.weight) reported[name] = *stats.weight;
       }
       if (!last_burn_) {
@@ -648,29 +745,29 @@ Decision Navigator::decide(const Sample& in) {
       }
     }
     std::string curriculum_note;
-    if (declared("curriculum") && !cfg.curriculum.phases.empty()) {
+    if (declared(Actuator::curriculum) && !cfg.curriculum.phases.empty()) {
       if (auto e = curriculum_.update(state, entered_critical, cfg.curriculum.phases,
                                       {cfg.curriculum.advance_after_stable_steps})) {
         d.events.push_back(*e);
         curriculum_note = *e;
       }
     }
-    if (declared("loss_weights")) {
-      const double phi = margins.count("phi_proximity") ? std::clamp(1.0 - margins["phi_proximity"], 0.0, 1.0) : 0.0;
+    if (declared(Actuator::loss_weights)) {
+      const double phi = margins[kPhiProximity] ? std::clamp(1.0 - *margins[kPhiProximity], 0.0, 1.0) : 0.0;
       loss_weights_.update(state, pressure(Basin::token_collapse), phi, cfg.loss_weights);
     }
 
     // ---- what the adapter should apply; a burn only when it differs enough
     Applied want;
-    if (declared("lr")) {
+    if (declared(Actuator::lr)) {
       const double desired = std::exp(pid_.output());
       want.lr_scale = std::clamp(desired, applied_.lr_scale / lim.max_lr_change, applied_.lr_scale * lim.max_lr_change);
       want.lr_scale = std::clamp(want.lr_scale, lim.lr_scale_min, lim.lr_scale_max);
       if (std::abs(desired - want.lr_scale) < 1e-12) want.lr_scale = desired;
     }
-    if (declared("domain_weights") && !mixture_.empty()) want.domain_weights = mixture_.weights();
-    if (declared("curriculum") && !cfg.curriculum.phases.empty()) want.curriculum_phase = curriculum_.phase();
-    if (declared("loss_weights")) want.loss_weights = loss_weights_.weights();
+    if (declared(Actuator::domain_weights) && !mixture_.empty()) want.domain_weights = mixture_.weights();
+    if (declared(Actuator::curriculum) && !cfg.curriculum.phases.empty()) want.curriculum_phase = curriculum_.phase();
+    if (declared(Actuator::loss_weights)) want.loss_weights = loss_weights_.weights();
 
     const Applied base = defaults();
     const bool lr_moved = want.lr_scale != applied_.lr_scale &&
@@ -743,7 +840,7 @@ Decision Navigator::decide(const Sample& in) {
   if (state == OrbitState::stable) last_stable_step_ = in.step;
   last_closed_step_ = in.step;
   put(m, "lr_scale", applied_.lr_scale);
-  d.observed_state = std::string(to_string(state));
+  d.observed_state.assign(to_string(state));
   d.state = mode_ == Mode::monitor ? "MONITOR" : d.observed_state;
   d.basin = basin_;
   d.forecast_basin = forecast_basin_;
@@ -793,7 +890,10 @@ void Navigator::set_mode(Mode mode) {
 
 void Navigator::reconfigure(NavigatorConfig config) {
   config_ = std::move(config);
-  for (auto& [name, track] : tracks_) track.trend.set_capacity(static_cast<std::size_t>(config_.filters.trend_window));
+  resolve_config();
+  for (auto& track : tracks_) {
+    if (track) track->trend.set_capacity(static_cast<std::size_t>(config_.filters.trend_window));
+  }
   health_trend_.set_capacity(static_cast<std::size_t>(config_.filters.health_window));
   lead_ = std::clamp(lead_, config_.limits.apply_lead_steps, config_.limits.max_apply_lead_steps);
   mixture_.set_domains(info_.domains, config_.basin_map,
@@ -806,6 +906,7 @@ void Navigator::reconfigure(NavigatorConfig config) {
 void Navigator::update_info(RunInfo info) {
   info.run = info_.run;
   info_ = std::move(info);
+  resolve_actuators();
   mixture_.set_domains(info_.domains, config_.basin_map,
                        {config_.reweight.rate, config_.reweight.relax, config_.limits.weight_floor,
                         config_.reweight.snap});
@@ -853,7 +954,7 @@ std::optional<Burn> Navigator::force_burn(const Burn& requested) {
     const double max = name == "phi" ? config_.loss_weights.phi_max : config_.loss_weights.collapse_max;
     v = std::isfinite(v) ? std::clamp(v, 0.0, max) : 0.0;
   }
-  if (!declared("rollback")) {
+  if (!declared(Actuator::rollback)) {
     b.rollback_to_step.reset();
     b.skip_batches.reset();
   }

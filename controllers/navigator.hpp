@@ -32,6 +32,7 @@
 #include "controllers/spike_confirmation.hpp"
 #include "controllers/spectral_metrics.hpp"
 #include "controllers/trend.hpp"
+#include "controllers/zone_metric.hpp"
 #include "controllers/zones.hpp"
 #include "protocol/messages.hpp"
 
@@ -52,6 +53,7 @@ struct Decision {
   std::string basin;           // current basin
   std::string forecast_basin;  // the basin the trends point at within the forecast horizon
   std::map<std::string, double> metrics;  // finite values only; names in docs/controller.md
+                                          // (empty when the Navigator is told not to report them)
   std::optional<Burn> burn;    // the burn this input produced (never from the controller in monitor mode)
   std::vector<std::string> events;  // readable transition/alarm reasons produced by this input
   double lr_scale = 1.0;       // scale in effect after this decision
@@ -65,6 +67,10 @@ class Navigator {
 
   // Every snapshot of every rank, in arrival order.
   Decision on_snapshot(const Snapshot& snapshot);
+  // The same, given spectral_metrics() of each of snapshot.spectra (in map order)
+  // computed with this config's signals.phi_target: a caller that feeds the same
+  // snapshots many times (tune) computes them once. Ignored when the count differs.
+  Decision on_snapshot(const Snapshot& snapshot, const std::vector<SpectralMetrics>& spectral);
   // Per rank; a late apply raises the lead; restored_step starts a new branch.
   void on_ack(const Ack& ack);
   // The daemon heard nothing from `rank` for its timeout (`now`: daemon time, only
@@ -78,6 +84,11 @@ class Navigator {
   // expiry), given the next seq and an apply_at_step; the controller continues
   // from it. Works in both modes (an operator's explicit request).
   std::optional<Burn> force_burn(const Burn& requested);
+
+  // Decision::metrics costs more than the decision itself; a caller that never reads
+  // them (tune, a replay without a timeline) turns them off. Decisions do not change.
+  void set_report_metrics(bool on) { report_metrics_ = on; }
+  bool report_metrics() const { return report_metrics_; }
 
   const NavigatorConfig& config() const { return config_; }
   Mode mode() const { return mode_; }
@@ -93,6 +104,17 @@ class Navigator {
   const std::optional<Burn>& last_burn() const { return last_burn_; }
 
  private:
+  // A spectrum name seen in this run, with what the config says about it, resolved
+  // once instead of per snapshot.
+  struct SpectrumSlot {
+    std::string name;
+    bool aggregated = false;  // matches signals.spectra
+    bool signature = false;   // matches signals.signature_spectra
+  };
+  struct SpectrumSample {
+    std::uint32_t slot = 0;  // into spectrum_slots_
+    SpectralMetrics metrics;
+  };
   // One rank's contribution to a step, with its spectra already reduced to metrics.
   struct Sample {
     std::int64_t step = 0;
@@ -100,8 +122,10 @@ class Navigator {
     double loss = 0.0;
     std::optional<double> grad_norm;
     std::optional<double> loop_rate;
+    // Filled for samples that wait for other ranks; a single rank's sample is decided
+    // at once and reads the snapshot's domains instead (no copy).
     std::map<std::string, DomainStats> domains;
-    std::map<std::string, SpectralMetrics> spectra;
+    std::vector<SpectrumSample> spectra;  // in name order, as in the snapshot
   };
   struct PendingStep {
     std::map<std::int64_t, Sample> ranks;
@@ -127,21 +151,36 @@ class Navigator {
     std::map<std::string, double> loss_weights;
   };
 
-  Sample reduce(const Snapshot& snapshot) const;
+  Decision snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral);
+  void reduce(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral, Sample& out);
+  std::uint32_t spectrum_slot(const std::string& name, std::size_t& cursor);
+  void resolve_config();  // config names → indices and slot flags
   Sample merge(const PendingStep& pending) const;
-  Decision decide(const Sample& sample);
+  Decision decide(const Sample& sample, const std::map<std::string, DomainStats>& domains);
   void close_ready_steps(double now, std::vector<Decision>& out);
   void start_branch(std::int64_t last_closed_step, const std::string& why);
-  // Per-spectrum and aggregated metrics into `metrics`; returns the aggregate.
-  SpectralMetrics add_spectral_metrics(const Sample& sample, std::map<std::string, double>& metrics) const;
+  // Per-spectrum and aggregated metrics into `metrics` (when not null); returns the aggregate.
+  SpectralMetrics add_spectral_metrics(const Sample& sample, std::map<std::string, double>* metrics) const;
   void refresh_applied();
-  bool declared(std::string_view actuator) const;
+  enum class Actuator : unsigned { lr, domain_weights, curriculum, loss_weights, rollback };
+  static constexpr const char* kActuatorNames[] = {"lr", "domain_weights", "curriculum", "loss_weights", "rollback"};
+  void resolve_actuators();
+  bool declared(Actuator a) const { return (actuators_ >> static_cast<unsigned>(a)) & 1u; }
   Applied defaults() const;
   std::int64_t live_ranks() const;
 
   NavigatorConfig config_;
   RunInfo info_;
   Mode mode_;
+  bool report_metrics_ = true;
+  unsigned actuators_ = 0;  // bit i: kActuatorNames[i] declared (resolve_actuators)
+
+  // The config's names resolved (resolve_config): zones by kZoneMetrics index, the
+  // basin rules' metrics as indices, and the spectrum names seen so far.
+  PerZoneMetric<ZoneConfig> zone_config_;
+  std::vector<std::vector<int>> rule_metrics_;
+  std::vector<SpectrumSlot> spectrum_slots_;
+  Sample scratch_;  // a single rank's sample, reused: no allocation per snapshot
 
   // Step assembly (world_size > 1) and liveness.
   std::map<std::int64_t, PendingStep> pending_;
@@ -152,7 +191,7 @@ class Navigator {
   std::vector<std::string> queued_events_;
 
   // Signals.
-  std::map<std::string, MetricTrack> tracks_;
+  PerZoneMetric<MetricTrack> tracks_;  // by kZoneMetrics index
   RobustStats loss_stats_;
   RobustStats grad_stats_;
   Cusum loss_cusum_;

@@ -17,6 +17,7 @@
 #include "controllers/pid.hpp"
 #include "controllers/recovery_ladder.hpp"
 #include "controllers/spectral_metrics.hpp"
+#include "controllers/zone_metric.hpp"
 #include "controllers/zones.hpp"
 
 namespace orbit {
@@ -66,9 +67,7 @@ struct ZoneConfig {
   bool alarm = true;  // moves the state machine and the health; false = reported only
 };
 
-// The metrics zones may be given for.
-inline constexpr const char* kZoneMetrics[] = {"entropy", "effective_rank", "normalized_entropy", "dominant_ratio",
-                                               "phi_proximity", "loop_rate", "loss_z", "grad_norm_z"};
+// The metrics zones may be given for: kZoneMetrics in controllers/zone_metric.hpp.
 
 struct PidSchedule {
   double setpoint = 1.0;  // health wanted: 1 = the good line of the worst metric

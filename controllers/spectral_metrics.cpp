@@ -32,6 +32,8 @@ SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum, dou
   }
   if (!(total > 0.0) || !std::isfinite(total)) return m;  // no mass: not valid
   m.valid = true;
+  // Scalar on purpose: glibc's log (FMA, chosen at load time) measured faster here
+  // than Eigen's SSE2 packet log over 64 values (750 vs 1130 ns, same load).
   double h = 0.0;
   for (Eigen::Index i = 0; i < spectrum.size(); ++i) {
     const double v = spectrum[i];
@@ -55,42 +57,39 @@ SpectralMetrics spectral_metrics(const std::vector<float>& spectrum, double phi_
       phi_target);
 }
 
-SpectralMetrics aggregate(const std::map<std::string, SpectralMetrics>& per_spectrum,
-                          Aggregation how) {
-  SpectralMetrics out;
-  std::size_t n = 0;
-  for (const auto& [name, m] : per_spectrum) {
-    out.size += m.size;
-    out.used += m.used;
-    out.nonfinite += m.nonfinite;
-    if (!m.valid) continue;
-    if (n == 0 || how == Aggregation::mean) {
-      if (n == 0) {
-        out.entropy = m.entropy;
-        out.effective_rank = m.effective_rank;
-        out.normalized_entropy = m.normalized_entropy;
-        out.dominant_ratio = m.dominant_ratio;
-        out.phi_proximity = m.phi_proximity;
-      } else {
-        out.entropy += m.entropy;
-        out.effective_rank += m.effective_rank;
-        out.normalized_entropy += m.normalized_entropy;
-        out.dominant_ratio += m.dominant_ratio;
-        out.phi_proximity += m.phi_proximity;
-      }
-    } else {
-      out.entropy = std::min(out.entropy, m.entropy);
-      out.effective_rank = std::min(out.effective_rank, m.effective_rank);
-      out.normalized_entropy = std::min(out.normalized_entropy, m.normalized_entropy);
-      out.dominant_ratio = std::max(out.dominant_ratio, m.dominant_ratio);
-      out.phi_proximity = std::min(out.phi_proximity, m.phi_proximity);
-    }
-    ++n;
+void SpectralAggregator::add(const SpectralMetrics& m) {
+  out_.size += m.size;
+  out_.used += m.used;
+  out_.nonfinite += m.nonfinite;
+  if (!m.valid) return;
+  if (n_ == 0) {
+    out_.entropy = m.entropy;
+    out_.effective_rank = m.effective_rank;
+    out_.normalized_entropy = m.normalized_entropy;
+    out_.dominant_ratio = m.dominant_ratio;
+    out_.phi_proximity = m.phi_proximity;
+  } else if (how_ == Aggregation::mean) {
+    out_.entropy += m.entropy;
+    out_.effective_rank += m.effective_rank;
+    out_.normalized_entropy += m.normalized_entropy;
+    out_.dominant_ratio += m.dominant_ratio;
+    out_.phi_proximity += m.phi_proximity;
+  } else {
+    out_.entropy = std::min(out_.entropy, m.entropy);
+    out_.effective_rank = std::min(out_.effective_rank, m.effective_rank);
+    out_.normalized_entropy = std::min(out_.normalized_entropy, m.normalized_entropy);
+    out_.dominant_ratio = std::max(out_.dominant_ratio, m.dominant_ratio);
+    out_.phi_proximity = std::min(out_.phi_proximity, m.phi_proximity);
   }
-  if (n == 0) return out;
+  ++n_;
+}
+
+SpectralMetrics SpectralAggregator::result() const {
+  SpectralMetrics out = out_;
+  if (n_ == 0) return out;
   out.valid = true;
-  if (how == Aggregation::mean) {
-    const double k = static_cast<double>(n);
+  if (how_ == Aggregation::mean) {
+    const double k = static_cast<double>(n_);
     out.entropy /= k;
     out.effective_rank /= k;
     out.normalized_entropy /= k;
@@ -98,6 +97,13 @@ SpectralMetrics aggregate(const std::map<std::string, SpectralMetrics>& per_spec
     out.phi_proximity /= k;
   }
   return out;
+}
+
+SpectralMetrics aggregate(const std::map<std::string, SpectralMetrics>& per_spectrum,
+                          Aggregation how) {
+  SpectralAggregator agg(how);
+  for (const auto& [name, m] : per_spectrum) agg.add(m);
+  return agg.result();
 }
 
 }  // namespace orbit

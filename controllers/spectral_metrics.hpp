@@ -41,4 +41,18 @@ enum class Aggregation { worst, mean };
 SpectralMetrics aggregate(const std::map<std::string, SpectralMetrics>& per_spectrum,
                           Aggregation how);
 
+// The same aggregate, one spectrum at a time (no container needed): add() in the
+// order the map version iterates gives bit-identical results.
+class SpectralAggregator {
+ public:
+  explicit SpectralAggregator(Aggregation how) : how_(how) {}
+  void add(const SpectralMetrics& m);
+  SpectralMetrics result() const;
+
+ private:
+  Aggregation how_;
+  SpectralMetrics out_;
+  std::size_t n_ = 0;
+};
+
 }  // namespace orbit

@@ -83,6 +83,17 @@ RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
   return out;
 }
 
+void precompute_spectral_metrics(RecordedRun& run, double phi_target) {
+  for (auto& e : run.entries) {
+    if (e.type != RecordType::snapshot) continue;
+    const auto& snapshot = std::get<Snapshot>(e.value);
+    e.spectral.clear();
+    e.spectral.reserve(snapshot.spectra.size());
+    for (const auto& [name, values] : snapshot.spectra) e.spectral.push_back(spectral_metrics(values, phi_target));
+    e.spectral_phi_target = phi_target;
+  }
+}
+
 NavigatorConfigParser default_navigator_config_parser() {
   return [](const std::string& text) { return parse_daemon_config(text, "<journal config record>").navigator; };
 }
@@ -110,8 +121,10 @@ RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
     }
     case RecordType::hello: {
       const auto& hello = std::get<Hello>(entry.value);
-      if (!navigator_) navigator_ = std::make_unique<Navigator>(options_.config, info_of(hello), options_.mode);
-      else navigator_->update_info(info_of(hello));
+      if (!navigator_) {
+        navigator_ = std::make_unique<Navigator>(options_.config, info_of(hello), options_.mode);
+        navigator_->set_report_metrics(options_.report_metrics);
+      } else navigator_->update_info(info_of(hello));
       break;
     }
     case RecordType::snapshot: {
@@ -122,7 +135,10 @@ RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
       }
       last_step_ = std::max(last_step_, snapshot.step);
       out.snapshot = &snapshot;
-      out.decision = navigator_->on_snapshot(snapshot);
+      // Bit-equal targets: the precomputed metrics are exactly what the Navigator would compute.
+      const bool precomputed = !entry.spectral.empty() &&
+                               entry.spectral_phi_target == navigator_->config().signals.phi_target;
+      out.decision = precomputed ? navigator_->on_snapshot(snapshot, entry.spectral) : navigator_->on_snapshot(snapshot);
       break;
     }
     case RecordType::ack:

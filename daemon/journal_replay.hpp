@@ -48,6 +48,11 @@ struct RecordedEntry {
   // config and mode text and for evaluation payloads; RankSilent; monostate when the
   // record type is unknown to this version.
   std::variant<std::monostate, Hello, Snapshot, Burn, Ack, State, Bye, std::string, RankSilent> value;
+  // Snapshots only, after precompute_spectral_metrics(): the metrics of each spectrum
+  // (map order) for φ target `spectral_phi_target`. RunDriver hands them to the
+  // Navigator when its config has the same target, instead of computing them again.
+  std::vector<SpectralMetrics> spectral;
+  double spectral_phi_target = 0.0;
 };
 
 struct RecordedRun {
@@ -63,6 +68,10 @@ struct RecordedRun {
 // Reads and decodes a run's records (throws JournalError when the directory is unreadable).
 RecordedRun load_recorded_run(const std::filesystem::path& run_dir, ReadOptions options = {});
 
+// The spectral metrics of every snapshot, once, for a run that is replayed many times
+// under configs with this φ target (tune). Decisions are the same as without.
+void precompute_spectral_metrics(RecordedRun& run, double phi_target);
+
 // [controller] of an orbitd config text -> NavigatorConfig; throws ConfigError.
 using NavigatorConfigParser = std::function<NavigatorConfig(const std::string& toml_text)>;
 NavigatorConfigParser default_navigator_config_parser();
@@ -74,6 +83,7 @@ class RunDriver {
     Mode mode = Mode::active;          // until a mode record says otherwise
     bool follow_config_records = true; // false: keep `config` (replay --config / tune)
     bool follow_mode_records = true;
+    bool report_metrics = true;        // false: decisions without Decision::metrics (faster)
     NavigatorConfigParser parse_config = default_navigator_config_parser();
   };
 

@@ -392,6 +392,22 @@ void check_name(std::string_view field, std::string_view n) {
 // Implementations disagree on which of two equal keys wins, so a map that repeats a
 // key is rejected rather than read one way here and another way elsewhere.
 void check_unique_keys(const object& map, ErrorCode code, std::string_view field) {
+  // Messages carry a dozen keys or so: compare pairwise without allocating, and
+  // sort only big maps. Either way the duplicate named is the smallest one.
+  if (map.via.map.size <= 24) {
+    std::optional<std::string_view> dup;
+    for (uint32_t i = 0; i < map.via.map.size; ++i) {
+      const auto& a = map.via.map.ptr[i].key;
+      if (a.type != mt::STR) continue;
+      for (uint32_t j = i + 1; j < map.via.map.size; ++j) {
+        const auto& b = map.via.map.ptr[j].key;
+        if (b.type == mt::STR && as_sv(a) == as_sv(b) && (!dup || as_sv(a) < *dup)) dup = as_sv(a);
+      }
+    }
+    if (!dup) return;
+    const std::string name = field.empty() ? std::string(*dup) : std::string(field) + "." + std::string(*dup);
+    fail(code, "key '" + name + "' appears more than once", name);
+  }
   std::vector<std::string_view> keys;
   keys.reserve(map.via.map.size);
   for (uint32_t i = 0; i < map.via.map.size; ++i)
@@ -495,19 +511,19 @@ Welcome decode_welcome(const Fields& f) {
 
 std::vector<float> spectrum(const Fields& f, std::string_view name, const object& o, const DecodeLimits& limits) {
   std::vector<float> out;
-  const std::string field = "spectra." + std::string(name);
+  const auto field = [&] { return "spectra." + std::string(name); };  // built only for an error
   if (o.type == mt::BIN) {
     if (o.via.bin.size % sizeof(float) != 0)
-      fail(ErrorCode::invalid_field, "spectrum '" + std::string(name) + "' is " + std::to_string(o.via.bin.size) + " bytes, not a whole number of float32 values", field);
+      fail(ErrorCode::invalid_field, "spectrum '" + std::string(name) + "' is " + std::to_string(o.via.bin.size) + " bytes, not a whole number of float32 values", field());
     const std::size_t n = o.via.bin.size / sizeof(float);
     if (n > limits.max_spectrum_length)
-      fail(ErrorCode::too_large, "spectrum '" + std::string(name) + "' has " + std::to_string(n) + " values; the limit is " + std::to_string(limits.max_spectrum_length), field);
+      fail(ErrorCode::too_large, "spectrum '" + std::string(name) + "' has " + std::to_string(n) + " values; the limit is " + std::to_string(limits.max_spectrum_length), field());
     out.resize(n);
     if (n > 0) std::memcpy(out.data(), o.via.bin.ptr, o.via.bin.size);  // an empty vector's data() may be null
   } else if (o.type == mt::ARRAY) {
     const std::size_t n = o.via.array.size;
     if (n > limits.max_spectrum_length)
-      fail(ErrorCode::too_large, "spectrum '" + std::string(name) + "' has " + std::to_string(n) + " values; the limit is " + std::to_string(limits.max_spectrum_length), field);
+      fail(ErrorCode::too_large, "spectrum '" + std::string(name) + "' has " + std::to_string(n) + " values; the limit is " + std::to_string(limits.max_spectrum_length), field());
     out.reserve(n);
     Fields inner(o, "spectra");
     for (uint32_t i = 0; i < n; ++i) out.push_back(static_cast<float>(inner.number(name, o.via.array.ptr[i])));

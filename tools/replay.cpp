@@ -85,6 +85,7 @@ std::vector<FailureEvent> failures_of(const RecordedRun& recording, const Replay
 namespace {
 
 RunReplay run_driver(const RecordedRun& recording, RunDriver::Options options, const ReplaySettings& settings) {
+  options.report_metrics = settings.keep_timeline;  // only the timeline reads them
   RunReplay out;
   out.run = recording.run;
   out.journal = recording.report;

@@ -198,6 +198,7 @@ PlantRun fit_run(const TuneRun& run) {
 
 double closed_loop_cost(const PlantRun& p, const NavigatorConfig& config, RunScore& score) {
   Navigator nav(config, p.info, Mode::active);
+  nav.set_report_metrics(false);  // only the burn and the lr scale are read
   double y = p.y0, cost = 0;
   const std::size_t n = p.snapshots.size();
   for (std::size_t i = 0; i < n; ++i) {
@@ -344,9 +345,15 @@ void nelder_mead(std::vector<double> start, std::size_t budget, Eval&& eval) {
 
 }  // namespace
 
-TuneResult tune(const std::vector<TuneRun>& runs, std::vector<TuneParam>& params, const TuneOptions& options) {
+TuneResult tune(std::vector<TuneRun>& runs, std::vector<TuneParam>& params, const TuneOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   TuneResult result;
+  try {
+    const double phi_target = config_with_overrides(options.base_text, {}, options.base_source).navigator.signals.phi_target;
+    for (auto& run : runs) precompute_spectral_metrics(run.recording, phi_target);
+  } catch (const std::exception&) {
+    // A base config that does not parse is reported by the first evaluation below.
+  }
   Evaluator evaluator(runs, params, options);
   if (options.objective == Objective::closed_loop) {
     std::size_t usable = 0;

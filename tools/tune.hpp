@@ -107,7 +107,9 @@ struct TuneRun {
   std::string failure_source;
 };
 
-TuneResult tune(const std::vector<TuneRun>& runs, std::vector<TuneParam>& params, const TuneOptions& options);
+// Precomputes each recording's spectral metrics first (precompute_spectral_metrics):
+// they do not depend on the gains, so every candidate reuses them.
+TuneResult tune(std::vector<TuneRun>& runs, std::vector<TuneParam>& params, const TuneOptions& options);
 
 // The overrides a candidate stands for.
 Overrides candidate_overrides(const std::vector<TuneParam>& params, const std::vector<double>& values);

@@ -172,6 +172,38 @@ TEST(BasinClassifier, RulesOverZones) {
   EXPECT_FALSE(basin_from_string("semantic_loop"));
 }
 
+// The Navigator's indexed call (names resolved once per config) agrees with the
+// name-keyed one on every combination of zones, unknown rule metrics included.
+TEST(BasinClassifier, IndexedZonesAgreeWithNamedZones) {
+  const std::vector<BasinRule> rules = {{Basin::token_collapse, {"dominant_ratio", "not_a_metric", "entropy"}, Zone::warning},
+                                        {Basin::semantic_loop, {"loop_rate", "loss_z"}, Zone::danger}};
+  std::vector<std::vector<int>> indices;
+  for (const auto& rule : rules) {
+    auto& row = indices.emplace_back();
+    for (const auto& m : rule.metrics) row.push_back(zone_metric_index(m));
+  }
+  EXPECT_EQ(indices[0][1], -1);
+  const char* names[] = {"dominant_ratio", "entropy", "loop_rate", "loss_z"};
+  std::size_t matched = 0;
+  for (int code = 0; code < 256; ++code) {
+    std::map<std::string, Zone> named;
+    PerZoneMetric<Zone> indexed;
+    for (int k = 0, c = code; k < 4; ++k, c /= 4) {
+      if (c % 4 == 0) continue;  // no value this step
+      const auto zone = static_cast<Zone>(c % 4 - 1);
+      named[names[k]] = zone;
+      indexed[static_cast<std::size_t>(zone_metric_index(names[k]))] = zone;
+    }
+    const BasinCall a = classify_basin(rules, named);
+    const BasinCall b = classify_basin(rules, indices, indexed);
+    EXPECT_EQ(a.basin, b.basin) << code;
+    EXPECT_EQ(a.metric, b.metric) << code;
+    EXPECT_EQ(a.zone, b.zone) << code;
+    matched += !a.metric.empty();
+  }
+  EXPECT_GT(matched, 100u);  // the comparison covers matches, not only CREATIVE/UNKNOWN
+}
+
 TEST(OrbitStateMachine, ConfirmationDwellAndRecovery) {
   OrbitStateMachine m;
   const StateMachineParams p{2, 3, 4};

@@ -33,11 +33,14 @@ struct Transcript {
   std::vector<std::vector<std::string>> events;
 };
 
-Transcript mixed_run(unsigned seed) {
+// `report_metrics` off: Decision::metrics left empty. `precomputed`: the spectra's
+// metrics handed in (as tune does) instead of computed by the Navigator.
+Transcript mixed_run(unsigned seed, bool report_metrics = true, bool precomputed = false) {
   NavigatorConfig cfg;
   cfg.basin_map["web"] = {{Basin::semantic_loop}, Verdict::reduce, std::nullopt, ""};
   cfg.basin_map["books"] = {{Basin::creative}, Verdict::increase, std::nullopt, ""};
   Navigator nav(cfg, run_info("det", kAllActuators, {"web", "books", "code"}), Mode::active);
+  nav.set_report_metrics(report_metrics);
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> n01(0.0, 1.0);
   Transcript t;
@@ -52,7 +55,10 @@ Transcript mixed_run(unsigned seed) {
     s.domains["web"] = {3.1, 0.4};
     s.domains["books"] = {2.9, 0.4};
     s.domains["code"] = {3.0, 0.2};
-    Decision d = nav.on_snapshot(s);
+    if (i % 3 == 0) s.spectra["attn.0"] = spectrum_with_entropy(1.0 + 0.1 * n01(rng));
+    std::vector<SpectralMetrics> spectral;
+    for (const auto& [name, values] : s.spectra) spectral.push_back(spectral_metrics(values, cfg.signals.phi_target));
+    Decision d = precomputed ? nav.on_snapshot(s, spectral) : nav.on_snapshot(s);
     if (d.burn) {
       t.burns.push_back(encode(*d.burn));
       Ack ack;
@@ -90,6 +96,45 @@ TEST(Determinism, SameInputTwiceGivesIdenticalBurnsBitForBit) {
   }
   // And the check is not vacuous: different noise gives different burns.
   EXPECT_NE(a.burns, mixed_run(78).burns);
+}
+
+// The fast paths decide exactly as the full one: without the metrics map (replay
+// without a timeline, tune) and with the spectral metrics computed beforehand.
+TEST(Determinism, DecisionsWithoutMetricsAndWithPrecomputedSpectraAreIdentical) {
+  const Transcript full = mixed_run(91);
+  for (const auto& [report, precomputed] : {std::pair{false, false}, std::pair{true, true}, std::pair{false, true}}) {
+    const Transcript fast = mixed_run(91, report, precomputed);
+    ASSERT_GT(full.burns.size(), 10u);
+    EXPECT_EQ(fast.burns, full.burns) << report << precomputed;
+    EXPECT_EQ(fast.states, full.states);
+    EXPECT_EQ(fast.events, full.events);
+    for (std::size_t i = 0; i < fast.metrics.size(); ++i) {
+      if (report) {
+        ASSERT_EQ(fast.metrics[i].size(), full.metrics[i].size());
+        for (const auto& [k, v] : full.metrics[i]) EXPECT_EQ(std::memcmp(&v, &fast.metrics[i].at(k), sizeof v), 0) << k;
+      } else {
+        EXPECT_TRUE(fast.metrics[i].empty());
+      }
+    }
+  }
+}
+
+TEST(Determinism, PrecomputedSpectralMetricsAreWhatTheNavigatorReads) {
+  // Handed-in metrics are used as given: a collapsed "hidden" spectrum reported for a
+  // healthy one moves the run, and a count that does not match is ignored.
+  NavigatorConfig cfg;
+  Navigator given(cfg, run_info("pre", {"lr"}, {}), Mode::active);
+  Navigator ignored(cfg, run_info("pre", {"lr"}, {}), Mode::active);
+  const SpectralMetrics collapsed = spectral_metrics(spectrum_with_dominant(0.95), cfg.signals.phi_target);
+  std::string given_state, ignored_state;
+  for (std::int64_t step = 0; step < 60; ++step) {
+    Snapshot s = make_snapshot("pre", step, 3.0, 1.0);
+    s.spectra["hidden.0"] = spectrum_with_entropy(3.0);
+    given_state = given.on_snapshot(s, {collapsed}).state;
+    ignored_state = ignored.on_snapshot(s, {collapsed, collapsed}).state;
+  }
+  EXPECT_EQ(given_state, "CRITICAL");
+  EXPECT_EQ(ignored_state, "STABLE");
 }
 
 // Random everything: spectra of random sizes with zeros and non-finite values,

@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/crc.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -116,6 +119,37 @@ TEST(JournalRecord, FrameParsesBack) {
   EXPECT_EQ(r.record.timestamp_ns, -42);
   EXPECT_EQ(r.record.payload, payload);
   EXPECT_EQ(r.size, framed.size());
+}
+
+// The record CRC is computed eight bytes at a time; it must stay Boost.CRC's
+// crc_32_type to the bit, for every length and alignment (the tail loop included).
+TEST(JournalRecord, CrcIsBoostCrc32ForEveryLengthAndAlignment) {
+  std::mt19937_64 rng(5);
+  std::string buffer(1100, '\0');
+  for (auto& c : buffer) c = static_cast<char>(rng());
+  for (std::size_t offset = 0; offset < 8; ++offset) {
+    for (std::size_t length = 0; length <= 1024; length += (length < 40 ? 1 : 37)) {
+      const std::string_view payload(buffer.data() + offset, length);
+      const auto type = static_cast<std::uint8_t>(1 + length % 11);
+      const auto timestamp = static_cast<std::int64_t>(rng());
+      // The framed bytes the CRC covers: length | type | timestamp (LE) | payload.
+      std::string covered;
+      for (int i = 0; i < 4; ++i) covered.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
+      covered.push_back(static_cast<char>(type));
+      for (int i = 0; i < 8; ++i) covered.push_back(static_cast<char>((static_cast<std::uint64_t>(timestamp) >> (8 * i)) & 0xff));
+      covered.append(payload);
+      boost::crc_32_type reference;
+      reference.process_bytes(covered.data(), covered.size());
+      ASSERT_EQ(record_crc(static_cast<std::uint32_t>(length), type, timestamp, payload), reference.checksum())
+          << "length " << length << " offset " << offset;
+      const std::string framed = frame_record(static_cast<RecordType>(type), timestamp, payload);
+      ASSERT_EQ(parse_record(framed).status, ParseStatus::ok) << "length " << length;
+    }
+  }
+  // The check value of CRC-32/ISO-HDLC ("123456789" -> 0xCBF43926), through Boost.
+  boost::crc_32_type check;
+  check.process_bytes("123456789", 9);
+  EXPECT_EQ(check.checksum(), 0xCBF43926u);
 }
 
 TEST(JournalRecord, EveryFlippedBitIsDetected) {

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The metrics zones may be given for, and a fixed index for each: the Navigator
+// keeps its per-metric state in arrays indexed by it instead of looking names up
+// per snapshot (names are resolved once, when a config is taken).
+
+#include <array>
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+namespace orbit {
+
+inline constexpr const char* kZoneMetrics[] = {"entropy", "effective_rank", "normalized_entropy", "dominant_ratio",
+                                               "phi_proximity", "loop_rate", "loss_z", "grad_norm_z"};
+inline constexpr std::size_t kZoneMetricCount = std::size(kZoneMetrics);
+
+// Index into kZoneMetrics; -1 for a name that is not a zone metric.
+constexpr int zone_metric_index(std::string_view name) {
+  for (std::size_t i = 0; i < kZoneMetricCount; ++i) {
+    if (name == kZoneMetrics[i]) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+// One optional value per zone metric (nullopt: no value this step).
+template <class T>
+using PerZoneMetric = std::array<std::optional<T>, kZoneMetricCount>;
+
+}  // namespace orbit
