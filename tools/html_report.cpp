@@ -145,8 +145,10 @@ class Plot {
           pen = false;
           continue;
         }
-        if (pen && ser.steps_shape) d += "L" + num(X(x)) + " " + num(prev_y);
-        d += (pen ? "L" : "M") + num(X(x)) + " " + num(Y(y));
+        // Appended piece by piece: GCC 12 at -O3 misreads `"L" + std::string` as an
+        // overlapping memcpy (-Wrestrict false positive, GCC PR 105651).
+        if (pen && ser.steps_shape) d.append("L").append(num(X(x))).append(" ").append(num(prev_y));
+        d.append(pen ? "L" : "M").append(num(X(x))).append(" ").append(num(Y(y)));
         prev_y = Y(y);
         pen = true;
       }
