@@ -612,7 +612,11 @@ Decision Navigator::decide(const Sample& in) {
       pid_.update(cfg.pid.setpoint, measured, health_slope, cfg.pid.gains(state), pl);
       pid_measured = measured;
     }
-    if (ladder.rollback_to_step) pid_.set_output(std::min(pid_.output(), pl.output_max), pl);
+    // The restored run restarts at restart_scale x the new ceiling and climbs back
+    // at the return rate: the warmup whose absence let it collapse.
+    if (ladder.rollback_to_step) {
+      pid_.set_output(std::min(pid_.output(), pl.output_max + std::log(cfg.rollback.restart_scale)), pl);
+    }
 
     // Mixture, curriculum, loss weights.
     std::optional<Basin> heading;

@@ -55,7 +55,8 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
   std::string why;
   if (in.nonfinite && policy.on_nonfinite) {
     why = "non-finite loss or gradient norm";
-  } else if (in.signature && policy.on_collapse_signature && in.state == OrbitState::critical) {
+  } else if (in.signature && policy.on_collapse_signature && in.state == OrbitState::critical &&
+             (!last_rollback_tick_ || in.tick - *last_rollback_tick_ >= policy.signature_grace_steps)) {
     why = "collapse signature present (" + in.signature_text + ")";
   } else if (critical_since_ && in.tick - *critical_since_ >= policy.patience_steps) {
     const double now = in.health.value_or(-1.0);
@@ -85,6 +86,7 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
   ceiling_ = std::clamp(ceiling * policy.ceiling_factor, lr_min, lr_max);
   if (*ceiling_ >= lr_max) ceiling_.reset();
   rollback_ticks_.push_back(in.tick);
+  last_rollback_tick_ = in.tick;
   pending_since_ = in.tick;
   critical_since_ = in.tick;  // a fresh patience for the restored run
   health_at_critical_ = in.health.value_or(-1.0);
