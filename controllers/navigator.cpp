@@ -659,7 +659,11 @@ Decision Navigator::decide(const Sample& in) {
     Applied want;
     if (declared("lr")) {
       const double desired = std::exp(pid_.output());
-      want.lr_scale = std::clamp(desired, applied_.lr_scale / lim.max_lr_change, applied_.lr_scale * lim.max_lr_change);
+      // A rollback restarts the run from a checkpoint, so its cut is not rationed:
+      // the restored run's first steps (Adam's largest) must not run at the lr that
+      // collapsed it.
+      const double lowest = ladder.rollback_to_step ? lim.lr_scale_min : applied_.lr_scale / lim.max_lr_change;
+      want.lr_scale = std::clamp(desired, lowest, applied_.lr_scale * lim.max_lr_change);
       want.lr_scale = std::clamp(want.lr_scale, lim.lr_scale_min, lim.lr_scale_max);
       if (std::abs(desired - want.lr_scale) < 1e-12) want.lr_scale = desired;
     }

@@ -161,6 +161,7 @@ std::vector<std::string> NavigatorConfig::validate() const {
   need(rollback.max_per_window >= 0, r + "max_per_window", "must be >= 0");
   need(rollback.ack_timeout_steps >= 1, r + "ack_timeout_steps", "must be >= 1");
   need(rollback.signature_grace_steps >= 0, r + "signature_grace_steps", "must be >= 0");
+  need(rollback.lookback_steps >= 0, r + "lookback_steps", "must be >= 0");
   need(finite(rollback.restart_scale) && rollback.restart_scale > 0.0 && rollback.restart_scale <= 1.0,
        r + "restart_scale", "must be in (0, 1]");
 

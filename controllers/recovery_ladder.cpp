@@ -80,7 +80,10 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
   }
   budget_reported_ = false;
 
-  const std::int64_t target = std::clamp<std::int64_t>(*anchor_, 0, std::max<std::int64_t>(0, in.step - 1));
+  // The probe that raised the alarm follows the collapse's start by up to one probe
+  // interval, so the newest checkpoint before it may already carry it: look back.
+  const std::int64_t target =
+      std::clamp<std::int64_t>(*anchor_ - policy.lookback_steps, 0, std::max<std::int64_t>(0, in.step - 1));
   act.rollback_to_step = target;
   if (policy.skip_batches) act.skip_batches = std::max<std::int64_t>(0, in.step - target);
   ceiling_ = std::clamp(ceiling * policy.ceiling_factor, lr_min, lr_max);

@@ -165,7 +165,7 @@ TEST(RecoveryLadder, SignatureRollsBackAtOnceToBeforeTheFirstAlarm) {
   in.signature_text = "hidden.1 dominant ratio 0.93 > 0.8";
   const auto act = ladder.update(in, policy, 0.05, 1.0);
   ASSERT_TRUE(act.rollback_to_step);
-  EXPECT_EQ(*act.rollback_to_step, 100);
+  EXPECT_EQ(*act.rollback_to_step, 90);  // lookback_steps (10) before the last stable step
   EXPECT_FALSE(act.skip_batches);
   EXPECT_NEAR(ladder.ceiling(1.0), 0.25, 1e-12);
   EXPECT_NE(act.reason.find("collapse signature"), std::string::npos);
@@ -189,7 +189,7 @@ TEST(RecoveryLadder, SignatureRollsBackAtOnceToBeforeTheFirstAlarm) {
   in.step = 161;
   const auto again = ladder.update(in, policy, 0.05, 1.0);
   ASSERT_TRUE(again.rollback_to_step);
-  EXPECT_EQ(*again.rollback_to_step, 100);  // the same anchor in the same episode
+  EXPECT_EQ(*again.rollback_to_step, 90);  // the same anchor in the same episode
   EXPECT_NEAR(ladder.ceiling(1.0), 0.0625, 1e-12);
 }
 
@@ -197,12 +197,15 @@ TEST(RecoveryLadder, WithoutGraceTheSignatureAsksAgainAtOnce) {
   RecoveryLadder ladder;
   RollbackPolicy policy;
   policy.signature_grace_steps = 0;
+  policy.lookback_steps = 0;
   LadderInput in = at(1, OrbitState::critical, -0.5);
   in.episode_started = true;
   in.last_stable_step = 100;
   in.signature = true;
   in.signature_text = "hidden.1 effective rank 1.50 < 2.2";
-  ASSERT_TRUE(ladder.update(in, policy, 0.05, 1.0).rollback_to_step);
+  const auto first = ladder.update(in, policy, 0.05, 1.0);
+  ASSERT_TRUE(first.rollback_to_step);
+  EXPECT_EQ(*first.rollback_to_step, 100);  // no lookback: the last stable step itself
   ladder.on_restored(100);
   in.tick = 2;
   in.step = 102;
@@ -237,7 +240,7 @@ TEST(RecoveryLadder, PatienceThenRollbackWhenTheCutDoesNotHelp) {
     const auto act = ladder.update(in, policy, 0.05, 1.0);
     if (act.rollback_to_step) {
       rolled = t;
-      EXPECT_EQ(*act.skip_batches, 100 + t - 100);
+      EXPECT_EQ(*act.skip_batches, 100 + t - 90);  // back to lookback_steps before step 100
       EXPECT_NE(act.reason.find("did not turn the run around"), std::string::npos);
     }
   }

@@ -220,7 +220,8 @@ TEST(Scenario, SuddenCollapseIsCriticalWithinOneSnapshot) {
       // Rollback + lr cap at once: the signature means an lr cut alone will not do.
       ASSERT_TRUE(at.burn->rollback_to_step);
       EXPECT_LT(*at.burn->rollback_to_step, 200);
-      EXPECT_EQ(*at.burn->rollback_to_step, 199);  // the newest step before the first alarm
+      // lookback_steps (10) before the newest step before the first alarm.
+      EXPECT_EQ(*at.burn->rollback_to_step, 189);
       EXPECT_NE(at.burn->reason.find("lr ceiling now 0.25"), std::string::npos) << at.burn->reason;
     } else {
       for (const auto& b : burns_of(steps)) EXPECT_FALSE(b.rollback_to_step);
@@ -295,7 +296,7 @@ TEST(Scenario, NonFiniteLossIsCriticalAtOnce) {
     ASSERT_TRUE(d.burn);
     EXPECT_LT(d.burn->lr_scale, 1.0);
     ASSERT_TRUE(d.burn->rollback_to_step);
-    EXPECT_EQ(*d.burn->rollback_to_step, 119);
+    EXPECT_EQ(*d.burn->rollback_to_step, 109);  // lookback_steps (10) before the last stable step
     EXPECT_EQ(d.metrics.at("health"), -1.0);
     EXPECT_FALSE(d.metrics.count(grad ? "grad_norm" : "loss"));  // non-finite values are not metrics
     bool said = false;
@@ -431,7 +432,7 @@ TEST(Scenario, RollbackLowersTheCeilingWhichRelaxesBackWhenStable) {
   EXPECT_EQ(steps.back().decision.observed_state, "STABLE");
   bool branch = false;
   for (const auto& s : steps) {
-    for (const auto& e : s.decision.events) branch |= e.find("restored the checkpoint of step 149") != std::string::npos;
+    for (const auto& e : s.decision.events) branch |= e.find("restored the checkpoint of step 139") != std::string::npos;
   }
   EXPECT_TRUE(branch);
 }
