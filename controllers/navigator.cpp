@@ -718,7 +718,11 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
       pid_.update(cfg.pid.setpoint, measured, health_slope, cfg.pid.gains(state), pl);
       pid_measured = measured;
     }
-    if (ladder.rollback_to_step) pid_.set_output(std::min(pid_.output(), pl.output_max), pl);
+    // The restored run restarts at restart_scale x the new ceiling and climbs back
+    // at the return rate: the warmup whose absence let it collapse.
+    if (ladder.rollback_to_step) {
+      pid_.set_output(std::min(pid_.output(), pl.output_max + std::log(cfg.rollback.restart_scale)), pl);
+    }
 
     // Mixture, curriculum, loss weights.
     std::optional<Basin> heading;
@@ -761,7 +765,11 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
     Applied want;
     if (declared(Actuator::lr)) {
       const double desired = std::exp(pid_.output());
-      want.lr_scale = std::clamp(desired, applied_.lr_scale / lim.max_lr_change, applied_.lr_scale * lim.max_lr_change);
+      // A rollback restarts the run from a checkpoint, so its cut is not rationed:
+      // the restored run's first steps (Adam's largest) must not run at the lr that
+      // collapsed it.
+      const double lowest = ladder.rollback_to_step ? lim.lr_scale_min : applied_.lr_scale / lim.max_lr_change;
+      want.lr_scale = std::clamp(desired, lowest, applied_.lr_scale * lim.max_lr_change);
       want.lr_scale = std::clamp(want.lr_scale, lim.lr_scale_min, lim.lr_scale_max);
       if (std::abs(desired - want.lr_scale) < 1e-12) want.lr_scale = desired;
     }

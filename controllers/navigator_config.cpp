@@ -21,10 +21,12 @@ const PidGains& PidSchedule::gains(OrbitState state) const {
 }
 
 std::map<std::string, ZoneConfig> NavigatorConfig::default_zones() {
-  // DESIGN.md's table (the research roadmap's), plus z-score bands for the scalars.
+  // Hidden-state bands calibrated on the efficacy suite's transformer (DESIGN.md's
+  // roadmap table had entropy 2.0/1.5 and dominant ratio 0.4/0.6, which healthy
+  // pre-LN runs cross in their early transient), plus z-score bands for the scalars.
   return {
-      {"entropy", {{2.0, 1.5}, true}},
-      {"dominant_ratio", {{0.4, 0.6}, true}},
+      {"entropy", {{1.0, 0.75}, true}},
+      {"dominant_ratio", {{0.8, 0.9}, true}},
       {"phi_proximity", {{0.85, 0.70}, false}},
       {"loop_rate", {{0.10, 0.20}, true}},
       {"loss_z", {{3.0, 6.0}, true}},
@@ -163,6 +165,10 @@ std::vector<std::string> NavigatorConfig::validate() const {
   need(rollback.window_steps >= 1, r + "window_steps", "must be >= 1");
   need(rollback.max_per_window >= 0, r + "max_per_window", "must be >= 0");
   need(rollback.ack_timeout_steps >= 1, r + "ack_timeout_steps", "must be >= 1");
+  need(rollback.signature_grace_steps >= 0, r + "signature_grace_steps", "must be >= 0");
+  need(rollback.lookback_steps >= 0, r + "lookback_steps", "must be >= 0");
+  need(finite(rollback.restart_scale) && rollback.restart_scale > 0.0 && rollback.restart_scale <= 1.0,
+       r + "restart_scale", "must be in (0, 1]");
 
   const std::string d = "controller.distributed.";
   need(finite(distributed.quorum) && distributed.quorum > 0.0 && distributed.quorum <= 1.0, d + "quorum",

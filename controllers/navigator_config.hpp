@@ -35,8 +35,8 @@ struct SignalConfig {
   // The early collapse signature (issue 3: 9/9 unstable, 0/10 healthy runs):
   // on these spectra, dominant ratio above / effective rank below.
   std::vector<std::string> signature_spectra{"hidden"};
-  double signature_dominant_ratio = 0.8;
-  double signature_effective_rank = 2.0;
+  double signature_dominant_ratio = 0.9;
+  double signature_effective_rank = 2.2;
 };
 
 struct FilterConfig {

@@ -55,7 +55,8 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
   std::string why;
   if (in.nonfinite && policy.on_nonfinite) {
     why = "non-finite loss or gradient norm";
-  } else if (in.signature && policy.on_collapse_signature && in.state == OrbitState::critical) {
+  } else if (in.signature && policy.on_collapse_signature && in.state == OrbitState::critical &&
+             (!last_rollback_tick_ || in.tick - *last_rollback_tick_ >= policy.signature_grace_steps)) {
     why = "collapse signature present (" + in.signature_text + ")";
   } else if (critical_since_ && in.tick - *critical_since_ >= policy.patience_steps) {
     const double now = in.health.value_or(-1.0);
@@ -79,12 +80,16 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
   }
   budget_reported_ = false;
 
-  const std::int64_t target = std::clamp<std::int64_t>(*anchor_, 0, std::max<std::int64_t>(0, in.step - 1));
+  // The probe that raised the alarm follows the collapse's start by up to one probe
+  // interval, so the newest checkpoint before it may already carry it: look back.
+  const std::int64_t target =
+      std::clamp<std::int64_t>(*anchor_ - policy.lookback_steps, 0, std::max<std::int64_t>(0, in.step - 1));
   act.rollback_to_step = target;
   if (policy.skip_batches) act.skip_batches = std::max<std::int64_t>(0, in.step - target);
   ceiling_ = std::clamp(ceiling * policy.ceiling_factor, lr_min, lr_max);
   if (*ceiling_ >= lr_max) ceiling_.reset();
   rollback_ticks_.push_back(in.tick);
+  last_rollback_tick_ = in.tick;
   pending_since_ = in.tick;
   critical_since_ = in.tick;  // a fresh patience for the restored run
   health_at_critical_ = in.health.value_or(-1.0);

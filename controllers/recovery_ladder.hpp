@@ -4,10 +4,17 @@
 // (health not better by `min_improvement` after `patience_steps`), or the collapse
 // signature is already present, or the loss went non-finite, ask the adapter to
 // roll back to its newest checkpoint from before the episode's first alarm. Each
-// rollback halves (ceiling_factor) the ceiling on the lr scale; the ceiling relaxes
+// rollback multiplies the ceiling on the lr scale by ceiling_factor; the ceiling relaxes
 // back (doubling every `ceiling_relax_steps` stable steps). Rollbacks per window are
 // bounded, one is outstanding at a time (until its ACK or a timeout), and adapters
 // that did not declare `rollback` never get one.
+//
+// After a rollback the signature alone does not ask for another one for
+// `signature_grace_steps`: the restored run passes again through its early
+// hidden-state transient (a healthy pre-LN run's dominant ratio reaches 0.8 at steps
+// 20-50), which at a still-high lr looks like the signature for a few snapshots. The
+// lr cut does its work meanwhile; a run it does not turn around is caught by the
+// patience rule.
 //
 // Measured on a small transformer (issue 3): once attention saturates, a lower lr
 // alone freezes the collapse; rollback plus an lr cap rescued every collapsing run.
@@ -28,11 +35,14 @@ struct RollbackPolicy {
   bool on_nonfinite = true;
   std::int64_t patience_steps = 20;        // closed steps in CRITICAL before judging the lr cut
   double min_improvement = 0.1;            // health gain over the patience that counts as turned around
-  double ceiling_factor = 0.5;             // ceiling *= this per rollback
-  std::int64_t ceiling_relax_steps = 500;  // stable training steps for the ceiling to double
+  double ceiling_factor = 0.25;            // ceiling *= this per rollback
+  std::int64_t ceiling_relax_steps = 2000; // stable training steps for the ceiling to double
   std::int64_t window_steps = 1000;        // closed steps
   std::int64_t max_per_window = 3;
   std::int64_t ack_timeout_steps = 50;     // closed steps to wait for the restore ACK
+  std::int64_t signature_grace_steps = 60; // closed steps after a rollback before the signature may ask again
+  double restart_scale = 0.2;              // the lr scale after a rollback, as a share of the new ceiling
+  std::int64_t lookback_steps = 10;        // roll back this far before the episode's anchor
   bool skip_batches = false;               // also skip the batches between checkpoint and alarm
 };
 
@@ -74,6 +84,7 @@ class RecoveryLadder {
   std::deque<std::int64_t> rollback_ticks_;  // inside the window
   std::optional<std::int64_t> pending_since_;
   std::optional<std::int64_t> critical_since_;
+  std::optional<std::int64_t> last_rollback_tick_;
   double health_at_critical_ = 0.0;
   bool budget_reported_ = false;
   std::int64_t total_ = 0;

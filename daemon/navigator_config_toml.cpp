@@ -374,6 +374,9 @@ NavigatorConfig load_navigator_config(const toml::table& root, const std::string
     t.integer("window_steps", r.window_steps, 1, 1'000'000'000);
     t.integer("max_per_window", r.max_per_window, 0, 1'000'000);
     t.integer("ack_timeout_steps", r.ack_timeout_steps, 1, 1'000'000);
+    t.integer("signature_grace_steps", r.signature_grace_steps, 0, 1'000'000);
+    t.integer("lookback_steps", r.lookback_steps, 0, 1'000'000'000);
+    t.number("restart_scale", r.restart_scale, 0.0, 1.0, true);
     t.boolean("skip_batches", r.skip_batches);
     t.done();
   }

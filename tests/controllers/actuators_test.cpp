@@ -165,9 +165,9 @@ TEST(RecoveryLadder, SignatureRollsBackAtOnceToBeforeTheFirstAlarm) {
   in.signature_text = "hidden.1 dominant ratio 0.93 > 0.8";
   const auto act = ladder.update(in, policy, 0.05, 1.0);
   ASSERT_TRUE(act.rollback_to_step);
-  EXPECT_EQ(*act.rollback_to_step, 100);
+  EXPECT_EQ(*act.rollback_to_step, 90);  // lookback_steps (10) before the last stable step
   EXPECT_FALSE(act.skip_batches);
-  EXPECT_NEAR(ladder.ceiling(1.0), 0.5, 1e-12);
+  EXPECT_NEAR(ladder.ceiling(1.0), 0.25, 1e-12);
   EXPECT_NE(act.reason.find("collapse signature"), std::string::npos);
   // One outstanding at a time.
   in.tick = 2;
@@ -175,11 +175,43 @@ TEST(RecoveryLadder, SignatureRollsBackAtOnceToBeforeTheFirstAlarm) {
   in.episode_started = false;
   EXPECT_FALSE(ladder.update(in, policy, 0.05, 1.0).rollback_to_step);
   ladder.on_restored(100);
-  in.tick = 3;
+  // The restored run passes through its early transient again: inside the grace the
+  // signature alone asks for nothing (health improves, so patience does not either).
+  ASSERT_EQ(policy.signature_grace_steps, 60);
+  for (std::int64_t t = 3; t <= 60; ++t) {
+    in.tick = t;
+    in.step = 100 + t;
+    in.health = -0.5 + 0.01 * static_cast<double>(t);
+    EXPECT_FALSE(ladder.update(in, policy, 0.05, 1.0).rollback_to_step) << t;
+  }
+  // Past it, a signature that is still there does.
+  in.tick = 61;
+  in.step = 161;
   const auto again = ladder.update(in, policy, 0.05, 1.0);
   ASSERT_TRUE(again.rollback_to_step);
-  EXPECT_EQ(*again.rollback_to_step, 100);  // the same anchor in the same episode
-  EXPECT_NEAR(ladder.ceiling(1.0), 0.25, 1e-12);
+  EXPECT_EQ(*again.rollback_to_step, 90);  // the same anchor in the same episode
+  EXPECT_NEAR(ladder.ceiling(1.0), 0.0625, 1e-12);
+}
+
+TEST(RecoveryLadder, WithoutGraceTheSignatureAsksAgainAtOnce) {
+  RecoveryLadder ladder;
+  RollbackPolicy policy;
+  policy.signature_grace_steps = 0;
+  policy.lookback_steps = 0;
+  LadderInput in = at(1, OrbitState::critical, -0.5);
+  in.episode_started = true;
+  in.last_stable_step = 100;
+  in.signature = true;
+  in.signature_text = "hidden.1 effective rank 1.50 < 2.2";
+  const auto first = ladder.update(in, policy, 0.05, 1.0);
+  ASSERT_TRUE(first.rollback_to_step);
+  EXPECT_EQ(*first.rollback_to_step, 100);  // no lookback: the last stable step itself
+  ladder.on_restored(100);
+  in.tick = 2;
+  in.step = 102;
+  in.episode_started = false;
+  ASSERT_TRUE(ladder.update(in, policy, 0.05, 1.0).rollback_to_step);
+  EXPECT_EQ(ladder.rollbacks(), 2);
 }
 
 TEST(RecoveryLadder, NeverWithoutTheActuatorOrWhenDisabled) {
@@ -208,7 +240,7 @@ TEST(RecoveryLadder, PatienceThenRollbackWhenTheCutDoesNotHelp) {
     const auto act = ladder.update(in, policy, 0.05, 1.0);
     if (act.rollback_to_step) {
       rolled = t;
-      EXPECT_EQ(*act.skip_batches, 100 + t - 100);
+      EXPECT_EQ(*act.skip_batches, 100 + t - 90);  // back to lookback_steps before step 100
       EXPECT_NE(act.reason.find("did not turn the run around"), std::string::npos);
     }
   }
@@ -227,6 +259,7 @@ TEST(RecoveryLadder, BudgetPerWindowAndCeilingRelax) {
   RollbackPolicy policy;
   policy.max_per_window = 2;
   policy.window_steps = 100;
+  policy.ceiling_factor = 0.5;
   policy.ceiling_relax_steps = 10;
   int rollbacks = 0;
   for (std::int64_t t = 1; t <= 50; ++t) {

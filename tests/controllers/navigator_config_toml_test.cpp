@@ -111,6 +111,9 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   EXPECT_EQ(r.window_steps, s.window_steps);
   EXPECT_EQ(r.max_per_window, s.max_per_window);
   EXPECT_EQ(r.ack_timeout_steps, s.ack_timeout_steps);
+  EXPECT_EQ(r.signature_grace_steps, s.signature_grace_steps);
+  EXPECT_EQ(r.restart_scale, s.restart_scale);
+  EXPECT_EQ(r.lookback_steps, s.lookback_steps);
   EXPECT_EQ(r.skip_batches, s.skip_batches);
   EXPECT_EQ(a.distributed.quorum, b.distributed.quorum);
   EXPECT_EQ(a.distributed.deadline_steps, b.distributed.deadline_steps);
@@ -141,8 +144,8 @@ TEST(NavigatorConfigToml, EveryExampleProfileLoads) {
   EXPECT_EQ(aggressive.basin_map.size(), 5u);  // the example scorecard, found relative to the profile
   EXPECT_EQ(aggressive.basin_map.at("prose").verdict, Verdict::increase);
   EXPECT_EQ(aggressive.basin_map.at("data").basins.size(), 2u);
-  EXPECT_EQ(aggressive.zones.at("dominant_ratio").band.good, 0.35);
-  EXPECT_EQ(aggressive.zones.at("entropy").band.good, 2.0);  // untouched zones keep defaults
+  EXPECT_EQ(aggressive.zones.at("dominant_ratio").band.good, 0.7);
+  EXPECT_EQ(aggressive.zones.at("entropy").band.good, 1.0);  // untouched zones keep defaults
   EXPECT_EQ(aggressive.pid.critical.kp, 3.0);
   const NavigatorConfig scalars = load_file(kSource / "configs/examples/scalars-only.toml");
   EXPECT_EQ(scalars.zones.at("loss_z").band.danger, 5.0);

@@ -109,7 +109,7 @@ struct DriftRun {
 };
 
 DriftRun entropy_drift(const std::vector<std::string>& actuators, double slope, unsigned seed,
-                       const NavigatorConfig& cfg = NavigatorConfig{}) {
+                       const NavigatorConfig& cfg = test::roadmap_bands()) {
   Navigator nav(cfg, run_info("drift", actuators), Mode::active);
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> noise(0.0, 0.03), gn_noise(0.0, 0.1);
@@ -173,7 +173,7 @@ TEST(Scenario, SlowEntropyDriftEntersDriftingAndCutsLrBeforeDanger) {
 TEST(Scenario, LookaheadMakesDriftingCutAtOnce) {
   // pid.lookahead_steps (off by default): DRIFTING reads the health the trend
   // forecasts 100 steps ahead, so the forecast itself cuts the lr.
-  NavigatorConfig cfg;
+  NavigatorConfig cfg = test::roadmap_bands();
   cfg.pid.lookahead_steps = 100;
   const DriftRun r = entropy_drift({"lr"}, 0.004, 5, cfg);
   const auto drifting = first_step_in(r.steps, "DRIFTING");
@@ -220,8 +220,9 @@ TEST(Scenario, SuddenCollapseIsCriticalWithinOneSnapshot) {
       // Rollback + lr cap at once: the signature means an lr cut alone will not do.
       ASSERT_TRUE(at.burn->rollback_to_step);
       EXPECT_LT(*at.burn->rollback_to_step, 200);
-      EXPECT_EQ(*at.burn->rollback_to_step, 199);  // the newest step before the first alarm
-      EXPECT_NE(at.burn->reason.find("lr ceiling now 0.50"), std::string::npos) << at.burn->reason;
+      // lookback_steps (10) before the newest step before the first alarm.
+      EXPECT_EQ(*at.burn->rollback_to_step, 189);
+      EXPECT_NE(at.burn->reason.find("lr ceiling now 0.25"), std::string::npos) << at.burn->reason;
     } else {
       for (const auto& b : burns_of(steps)) EXPECT_FALSE(b.rollback_to_step);
     }
@@ -295,7 +296,7 @@ TEST(Scenario, NonFiniteLossIsCriticalAtOnce) {
     ASSERT_TRUE(d.burn);
     EXPECT_LT(d.burn->lr_scale, 1.0);
     ASSERT_TRUE(d.burn->rollback_to_step);
-    EXPECT_EQ(*d.burn->rollback_to_step, 119);
+    EXPECT_EQ(*d.burn->rollback_to_step, 109);  // lookback_steps (10) before the last stable step
     EXPECT_EQ(d.metrics.at("health"), -1.0);
     EXPECT_FALSE(d.metrics.count(grad ? "grad_norm" : "loss"));  // non-finite values are not metrics
     bool said = false;
@@ -348,7 +349,7 @@ Snapshot dip_run(std::int64_t step, std::mt19937_64& rng) {
 }
 
 TEST(Scenario, AfterRecoveryTheLrScaleReturnsToOneInsideItsBounds) {
-  const NavigatorConfig cfg;
+  const NavigatorConfig cfg = test::roadmap_bands();
   Navigator nav(cfg, run_info("dip", {"lr"}), Mode::active);
   std::mt19937_64 rng(6);
   const auto steps = run_steps(nav, 0, 600, [&](std::int64_t s) { return dip_run(s, rng); });
@@ -431,7 +432,7 @@ TEST(Scenario, RollbackLowersTheCeilingWhichRelaxesBackWhenStable) {
   EXPECT_EQ(steps.back().decision.observed_state, "STABLE");
   bool branch = false;
   for (const auto& s : steps) {
-    for (const auto& e : s.decision.events) branch |= e.find("restored the checkpoint of step 149") != std::string::npos;
+    for (const auto& e : s.decision.events) branch |= e.find("restored the checkpoint of step 139") != std::string::npos;
   }
   EXPECT_TRUE(branch);
 }
@@ -449,7 +450,7 @@ struct LoopRun {
 };
 
 LoopRun plant_loop(bool control) {
-  const NavigatorConfig cfg;
+  const NavigatorConfig cfg = test::roadmap_bands();
   Navigator nav(cfg, run_info("loop", {"lr"}), Mode::active);
   const PlantModel calm{0.95, -0.05, 0.05 * 2.9};
   const PlantModel disturbed{0.95, -0.05, 0.05 * 1.0};
@@ -485,7 +486,7 @@ TEST(Scenario, ClosedLoopAgainstThePlantHoldsTheRunOutOfDanger) {
   const LoopRun open = plant_loop(false);
   EXPECT_LT(open.min_entropy, 1.1);  // uncontrolled: deep in the danger zone (< 1.5)
   const LoopRun closed = plant_loop(true);
-  const NavigatorConfig cfg;
+  const NavigatorConfig cfg = test::roadmap_bands();
   EXPECT_GT(closed.min_entropy, 1.5);  // controlled: never reaches it
   for (const auto& b : closed.burns) expect_burn_in_bounds(b, cfg);
   // Settled while the disturbance lasts: over its last 200 steps the lr scale
