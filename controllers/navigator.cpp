@@ -285,6 +285,7 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   loss_z_recent_.clear();
   grad_z_recent_.clear();
   loss_jump_.reset();
+  signature_since_.reset();
   health_trend_.reset();
   for (auto& [rank, status] : ranks_) status.last_step = std::min(status.last_step, last_closed_step);
   // What the adapter applies now keeps running from the new branch's start.
@@ -520,9 +521,11 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
 
   // ---- the collapse signature, per spectrum (issue 3's early signal)
   bool signature = false;
+  bool signature_checked = false;  // this snapshot carries a signature spectrum
   std::string signature_text;
   for (const auto& [slot, sm] : in.spectra) {
     if (!sm.valid || !spectrum_slots_[slot].signature) continue;
+    signature_checked = true;
     const std::string& name = spectrum_slots_[slot].name;
     if (sm.dominant_ratio > cfg.signals.signature_dominant_ratio) {
       signature_text = name + " dominant ratio " + num(sm.dominant_ratio) + " > " + num(cfg.signals.signature_dominant_ratio);
@@ -532,8 +535,24 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
       continue;
     }
     signature = true;
-    findings.push_back({Severity::critical, "collapse signature: " + signature_text, "signature"});
     break;
+  }
+  // Early in training the signature must hold (signature_early_steps); a step
+  // counter that went back (a rollback) starts the count again.
+  if (signature_since_ && in.step < *signature_since_) signature_since_.reset();
+  if (signature_checked) {
+    if (!signature) signature_since_.reset();
+    else if (!signature_since_) signature_since_ = in.step;
+  }
+  if (signature) {
+    const std::int64_t held = in.step - *signature_since_;
+    if (in.step < cfg.signals.signature_early_steps && held < cfg.signals.signature_confirm_steps) {
+      put(m, "signature_held_steps", static_cast<double>(held));
+      signature = false;  // seen, not yet confirmed: no finding, no burn
+    } else {
+      if (held > 0) signature_text += " (held " + std::to_string(held) + " steps)";
+      findings.push_back({Severity::critical, "collapse signature: " + signature_text, "signature"});
+    }
   }
 
   // ---- zoned metrics: smoothing, zones with hysteresis, trend forecast
@@ -558,7 +577,7 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
     const bool is_z = mi == kLossZ || mi == kGradNormZ;
     if (!tracks_[mi]) {
       tracks_[mi].emplace(MetricTrack{Ewma(fc.metric_alpha), ZoneTracker{},
-                                      TrendWindow(static_cast<std::size_t>(fc.trend_window))});
+                                      TrendWindow(static_cast<std::size_t>(fc.trend_window)), std::nullopt});
     }
     MetricTrack& track = *tracks_[mi];
     double smooth = *v;
@@ -588,7 +607,18 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
     // the smoother); otherwise the smoothed value speaks, so noise does not.
     const double margin = zr == Zone::danger ? std::min(band.margin(smooth), band.margin(*v)) : band.margin(smooth);
     margins[mi] = margin;
-    if (!zc->alarm) continue;
+    // Early in training a spectral metric must stay out of its good zone for
+    // signature_confirm_steps before it alarms or weighs on health: healthy runs
+    // pass through a short hidden-state transient there (see the signature).
+    const bool spectral = !is_z && mi != kLoopRate;
+    if (spectral) {
+      if (track.out_of_good_since && in.step < *track.out_of_good_since) track.out_of_good_since.reset();
+      if (now == Zone::good && zr == Zone::good) track.out_of_good_since.reset();
+      else if (!track.out_of_good_since) track.out_of_good_since = in.step;
+    }
+    const bool early_hold = spectral && in.step < cfg.signals.signature_early_steps && track.out_of_good_since &&
+                            in.step - *track.out_of_good_since < cfg.signals.signature_confirm_steps;
+    if (!zc->alarm || early_hold) continue;
     health = health ? std::min(*health, margin) : margin;
     if (zr == Zone::danger || zs == Zone::danger) {
       const double shown = zr == Zone::danger ? *v : smooth;
@@ -694,7 +724,11 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
     const ReweightParams rw{cfg.reweight.rate, cfg.reweight.relax, lim.weight_floor, cfg.reweight.snap};
 
     // Recovery ladder first: a rollback lowers the ceiling the PID works under.
-    const LadderAction ladder = ladder_.update({tick_, in.step, state, episode_started, last_stable_step_, signature,
+    // A confirmed signature began at its first sighting: roll back to before it.
+    std::optional<std::int64_t> anchor = last_stable_step_;
+    if (signature && signature_since_ && (!anchor || *signature_since_ - 1 < *anchor))
+      anchor = std::max<std::int64_t>(0, *signature_since_ - 1);
+    const LadderAction ladder = ladder_.update({tick_, in.step, state, episode_started, anchor, signature,
                                                 signature_text, nonfinite, health, declared(Actuator::rollback), elapsed},
                                                cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
     if (ladder.event) d.events.push_back(*ladder.event);

@@ -142,6 +142,7 @@ class Navigator {
     Ewma ewma;
     ZoneTracker zone;
     TrendWindow trend;
+    std::optional<std::int64_t> out_of_good_since;  // spectral metrics: early-training hold
   };
   // What the adapter applies now (the last burn's values, or the defaults).
   struct Applied {
@@ -207,6 +208,7 @@ class Navigator {
   std::string basin_ = "UNKNOWN";
   std::string forecast_basin_ = "UNKNOWN";
   std::optional<std::int64_t> last_stable_step_;
+  std::optional<std::int64_t> signature_since_;  // first step of the current run of sightings
   LogLrPid pid_;
   MixtureReweighter mixture_;
   Curriculum curriculum_;

@@ -37,6 +37,12 @@ struct SignalConfig {
   std::vector<std::string> signature_spectra{"hidden"};
   double signature_dominant_ratio = 0.9;
   double signature_effective_rank = 2.2;
+  // Early in training (steps below signature_early_steps) the signature must hold
+  // signature_confirm_steps steps on consecutive probes before it counts: healthy
+  // runs pass through a hidden-state transient there that looks like collapse at a
+  // single probe. Later a signature counts at its first probe (sudden collapse).
+  std::int64_t signature_early_steps = 150;
+  std::int64_t signature_confirm_steps = 20;
 };
 
 struct FilterConfig {

@@ -133,6 +133,8 @@ void read_signals(Table& t, SignalConfig& s) {
   t.strings("signature_spectra", s.signature_spectra);
   t.number("signature_dominant_ratio", s.signature_dominant_ratio, 0.0, 1.0, true);
   t.number("signature_effective_rank", s.signature_effective_rank, 0.0, 1e9);
+  t.integer("signature_early_steps", s.signature_early_steps, 0, 1'000'000'000);
+  t.integer("signature_confirm_steps", s.signature_confirm_steps, 0, 1'000'000);
   t.done();
 }
 

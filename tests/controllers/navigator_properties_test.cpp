@@ -278,8 +278,16 @@ Snapshot rank_snapshot(std::int64_t rank, std::int64_t step, double loss = 3.0, 
   return s;
 }
 
+// These tests collapse a run within its first steps to exercise other rules; the
+// early-training hold on spectral alarms (signals.signature_early_steps) is off.
+NavigatorConfig acts_at_once() {
+  NavigatorConfig cfg;
+  cfg.signals.signature_early_steps = 0;
+  return cfg;
+}
+
 TEST(Distributed, OneDecisionPerStepOnceAllRanksReported) {
-  Navigator nav(NavigatorConfig{}, run_info("dist", {"lr"}, {}, 2), Mode::active);
+  Navigator nav(acts_at_once(), run_info("dist", {"lr"}, {}, 2), Mode::active);
   for (std::int64_t step = 0; step < 50; ++step) {
     const Decision a = nav.on_snapshot(rank_snapshot(0, step));
     EXPECT_FALSE(a.step_closed);
@@ -355,7 +363,7 @@ TEST(Distributed, SilentRankIsStaleOthersKeepControlAllSilentIsStale) {
 // ---------------------------------------------------------------- ACKs and forced burns
 
 TEST(Acks, LateApplyRaisesTheLeadOncePerBurn) {
-  NavigatorConfig cfg;
+  NavigatorConfig cfg = acts_at_once();
   Navigator nav(cfg, run_info("ack", {"lr"}), Mode::active);
   std::int64_t step = 0;
   for (; step < 30; ++step) nav.on_snapshot(rank_snapshot(0, step));
@@ -418,12 +426,12 @@ TEST(ForcedBurn, ClampedToLimitsAndHeldWhileStable) {
 }
 
 TEST(Navigator, ReconfigureAndUpdateInfoKeepState) {
-  Navigator nav(NavigatorConfig{}, run_info("keep", {"lr"}), Mode::active);
+  Navigator nav(acts_at_once(), run_info("keep", {"lr"}), Mode::active);
   std::int64_t step = 0;
   for (; step < 40; ++step) nav.on_snapshot(rank_snapshot(0, step));
   nav.on_snapshot(rank_snapshot(0, step++, 3.0, 0.95));
   EXPECT_EQ(nav.state(), OrbitState::critical);
-  NavigatorConfig other;
+  NavigatorConfig other = acts_at_once();
   other.filters.trend_window = 10;
   other.limits.lr_scale_min = 0.2;
   nav.reconfigure(other);

@@ -230,6 +230,51 @@ TEST(Scenario, SuddenCollapseIsCriticalWithinOneSnapshot) {
   }
 }
 
+// Early in training a healthy run's hidden states pass through a short transient
+// that looks like the signature at a probe or two (measured on the efficacy suite);
+// a collapse stays. Probes every 10 steps, as the adapter's default spectra_every.
+Snapshot early_run(std::int64_t step, std::int64_t from, std::int64_t until, std::mt19937_64& rng) {
+  std::normal_distribution<double> noise(0.0, 0.05);
+  Snapshot s = make_snapshot("early", step, 3.0 - 0.002 * static_cast<double>(step) + 0.02 * noise(rng), 1.0);
+  if (step % 10 == 0) {
+    s.spectra["hidden.0"] = step >= from && step < until ? spectrum_with_dominant(0.93)
+                                                          : spectrum_with_entropy(2.9 + noise(rng));
+  }
+  return s;
+}
+
+TEST(Scenario, EarlyTransientSignatureIsNotACollapse) {
+  const NavigatorConfig cfg;
+  ASSERT_EQ(cfg.signals.signature_confirm_steps, 20);
+  Navigator nav(cfg, run_info("early", {"lr", "rollback"}), Mode::active);
+  std::mt19937_64 rng(3);
+  // Signature at the probes of steps 20 and 30 only (held 10 steps): no burn.
+  const auto steps = run_steps(nav, 0, 140, [&](std::int64_t s) { return early_run(s, 20, 40, rng); });
+  EXPECT_TRUE(burns_of(steps).empty());
+  for (const auto& s : steps) {
+    EXPECT_NE(s.decision.observed_state, "CRITICAL") << s.step;
+    for (const auto& e : s.decision.events) ADD_FAILURE() << s.step << ": " << e;
+  }
+}
+
+TEST(Scenario, EarlySignatureThatHoldsIsRolledBackToBeforeItsFirstSighting) {
+  const NavigatorConfig cfg;
+  Navigator nav(cfg, run_info("early", {"lr", "rollback"}), Mode::active);
+  std::mt19937_64 rng(3);
+  const auto steps = run_steps(nav, 0, 60, [&](std::int64_t s) { return early_run(s, 20, 1000, rng); });
+  for (const auto& s : steps) {
+    if (s.step < 40) { ASSERT_FALSE(s.decision.burn) << s.step; }
+  }
+  // Sighted at 20 and 30, confirmed at the probe of step 40 (held 20 steps).
+  const Decision& at = steps[40].decision;
+  EXPECT_EQ(at.observed_state, "CRITICAL");
+  ASSERT_TRUE(at.burn);
+  EXPECT_NE(at.burn->reason.find("held 20 steps"), std::string::npos) << at.burn->reason;
+  ASSERT_TRUE(at.burn->rollback_to_step);
+  // lookback_steps (10) before the step before the first sighting (19).
+  EXPECT_EQ(*at.burn->rollback_to_step, 9);
+}
+
 TEST(Scenario, GradNormBlowUpWithFlatLossIsCaughtFromScalarsAlone) {
   const NavigatorConfig cfg;
   Navigator nav(cfg, run_info("blowup", {"lr"}), Mode::active);
