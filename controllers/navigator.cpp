@@ -607,17 +607,19 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
     // the smoother); otherwise the smoothed value speaks, so noise does not.
     const double margin = zr == Zone::danger ? std::min(band.margin(smooth), band.margin(*v)) : band.margin(smooth);
     margins[mi] = margin;
-    // Early in training a spectral metric must stay out of its good zone for
-    // signature_confirm_steps before it alarms or weighs on health: healthy runs
-    // pass through a short hidden-state transient there (see the signature).
+    // Early in training healthy runs pass through a short hidden-state transient
+    // (see the signature): there a spectral metric alarms or weighs on health only
+    // once it has stayed in danger for signature_confirm_steps on consecutive
+    // probes; its warnings and forecasts wait for the end of the early phase.
     const bool spectral = !is_z && mi != kLoopRate;
+    const bool in_danger = zr == Zone::danger || zs == Zone::danger;
     if (spectral) {
-      if (track.out_of_good_since && in.step < *track.out_of_good_since) track.out_of_good_since.reset();
-      if (now == Zone::good && zr == Zone::good) track.out_of_good_since.reset();
-      else if (!track.out_of_good_since) track.out_of_good_since = in.step;
+      if (track.danger_since && in.step < *track.danger_since) track.danger_since.reset();
+      if (!in_danger) track.danger_since.reset();
+      else if (!track.danger_since) track.danger_since = in.step;
     }
-    const bool early_hold = spectral && in.step < cfg.signals.signature_early_steps && track.out_of_good_since &&
-                            in.step - *track.out_of_good_since < cfg.signals.signature_confirm_steps;
+    const bool early_hold = spectral && in.step < cfg.signals.signature_early_steps &&
+                            (!in_danger || in.step - *track.danger_since < cfg.signals.signature_confirm_steps);
     if (!zc->alarm || early_hold) continue;
     health = health ? std::min(*health, margin) : margin;
     if (zr == Zone::danger || zs == Zone::danger) {

@@ -142,7 +142,7 @@ class Navigator {
     Ewma ewma;
     ZoneTracker zone;
     TrendWindow trend;
-    std::optional<std::int64_t> out_of_good_since;  // spectral metrics: early-training hold
+    std::optional<std::int64_t> danger_since;  // spectral metrics: early-training hold
   };
   // What the adapter applies now (the last burn's values, or the defaults).
   struct Applied {

@@ -28,7 +28,7 @@ std::map<std::string, ZoneConfig> NavigatorConfig::default_zones() {
       {"entropy", {{1.0, 0.75}, true}},
       {"dominant_ratio", {{0.8, 0.9}, true}},
       {"phi_proximity", {{0.85, 0.70}, false}},
-      {"loop_rate", {{0.10, 0.20}, true}},
+      {"loop_rate", {{0.25, 0.50}, true}},
       {"loss_z", {{3.0, 6.0}, true}},
       {"grad_norm_z", {{3.0, 6.0}, true}},
   };

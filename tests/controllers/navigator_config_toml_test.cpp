@@ -304,12 +304,12 @@ TEST(NavigatorConfigToml, ZonesCanBeAddedChangedAndDropped) {
   const NavigatorConfig c = load_text(
       "[controller.zones.effective_rank]\ngood = 8.0\ndanger = 2.0\nalarm = false\n"
       "[controller.zones.phi_proximity]\nenabled = false\n"
-      "[controller.zones.loop_rate]\ndanger = 0.3\n");
+      "[controller.zones.loop_rate]\ndanger = 0.4\n");
   EXPECT_EQ(c.zones.at("effective_rank").band.good, 8.0);
   EXPECT_FALSE(c.zones.at("effective_rank").alarm);
   EXPECT_FALSE(c.zones.count("phi_proximity"));
-  EXPECT_EQ(c.zones.at("loop_rate").band.good, 0.10);
-  EXPECT_EQ(c.zones.at("loop_rate").band.danger, 0.3);
+  EXPECT_EQ(c.zones.at("loop_rate").band.good, 0.25);  // the default, kept
+  EXPECT_EQ(c.zones.at("loop_rate").band.danger, 0.4);
 }
 
 TEST(NavigatorConfigToml, PhasesAndRulesReplaceTheDefaults) {
