@@ -21,10 +21,10 @@
 #include <vector>
 
 #include "daemon/config.hpp"
-#include "daemon/journal.hpp"
 #include "daemon/journal_replay.hpp"
 #include "protocol/codec.hpp"
 #include "tools/failures.hpp"
+#include "tools/import_journal.hpp"
 #include "protocol/json_writer.hpp"
 #include "tools/replay.hpp"
 #include "tools/trace_import.hpp"
@@ -131,28 +131,12 @@ int main(int argc, char** argv) {
   for (const auto& file : files) {
     ImportOptions io;
     io.run = sanitize_run_id(file.stem().string());
-    const ImportResult imported = import_trace(read(file), io);
+    ImportResult imported = import_trace(read(file), io);
     const fs::path label_file = labels_dir / (file.stem().string() + ".toml");
     if (!fs::exists(label_file)) throw std::runtime_error("no labels for " + file.string() + " (" + label_file.string() + ")");
     const Labels labels = load_labels(label_file);
-    // The import path a user takes: a journal on disk, read back.
-    JournalOptions jo;
-    jo.root = root;
-    jo.fsync = JournalOptions::never;
-    {
-      Journal journal = Journal::open(jo);
-      for (const auto& run : imported.runs) {
-        Hello h;
-        h.run = run.run;
-        h.adapter = "orbit-import";
-        h.adapter_version = "0";
-        h.versions = {kProtocolVersion};
-        h.actuators = {"lr"};
-        journal.append(run.run, RecordType::hello, 0, encode(h));
-        for (const auto& s : run.snapshots)
-          journal.append(run.run, RecordType::snapshot, static_cast<std::int64_t>(s.time * 1e9), encode(s));
-      }
-    }
+    // The import path a user takes: `orbit import`'s journal on disk, read back.
+    write_import_journal(imported, root, io);
     for (const auto& run : imported.runs) {
       const RecordedRun recording = load_recorded_run(root / run.run);
       Row row;
