@@ -2,7 +2,7 @@
 #pragma once
 // Everything the Navigator can be told, as one plain struct. The defaults here are
 // the defaults of configs/default.toml (a test loads that file and compares);
-// daemon/navigator_config_toml.cpp fills it from TOML, validate() checks it.
+// config/navigator_config_toml.cpp fills it from TOML, validate() checks it.
 
 #include <cstdint>
 #include <map>

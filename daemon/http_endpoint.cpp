@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/http_endpoint.hpp"
 
-#include "daemon/endpoints.hpp"
+#include "config/endpoints.hpp"
 
 #include <stdexcept>
 

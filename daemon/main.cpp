@@ -17,9 +17,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include "daemon/config.hpp"
-#include "daemon/config_error.hpp"
-#include "daemon/endpoints.hpp"
+#include "config/config.hpp"
+#include "config/config_error.hpp"
+#include "config/endpoints.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/server.hpp"
 

@@ -8,8 +8,8 @@
 #include <spdlog/spdlog.h>
 #include <zmq_addon.hpp>
 
-#include "daemon/endpoints.hpp"
-#include "daemon/journal_replay.hpp"
+#include "config/endpoints.hpp"
+#include "journal/journal_replay.hpp"
 #include "daemon/logging.hpp"
 #include "protocol/codec.hpp"
 

@@ -18,9 +18,9 @@
 #include <zmq.hpp>
 
 #include "controllers/navigator.hpp"
-#include "daemon/config.hpp"
+#include "config/config.hpp"
 #include "daemon/http_endpoint.hpp"
-#include "daemon/journal.hpp"
+#include "journal/journal.hpp"
 #include "protocol/journal_record.hpp"
 #include "daemon/sessions.hpp"
 #include "daemon/stats.hpp"

@@ -6,7 +6,7 @@
 
 #include <toml++/toml.h>
 
-#include "daemon/config_error.hpp"
+#include "config/config_error.hpp"
 
 namespace orbit {
 

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/config.hpp"
+#include "config/config.hpp"
 
 namespace orbit {
 

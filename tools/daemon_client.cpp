@@ -5,7 +5,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "daemon/endpoints.hpp"
+#include "config/endpoints.hpp"
 #include "protocol/messages.hpp"
 
 namespace orbit {

@@ -10,7 +10,7 @@
 
 namespace orbit {
 
-// The endpoints orbitd uses when started without flags (daemon/endpoints.hpp).
+// The endpoints orbitd uses when started without flags (config/endpoints.hpp).
 std::string default_control_endpoint();
 std::string default_telemetry_endpoint();
 

@@ -10,7 +10,7 @@
 
 #include <msgpack.hpp>
 
-#include "daemon/journal_reader.hpp"
+#include "journal/journal_reader.hpp"
 #include "protocol/codec.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/commands.hpp"

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "daemon/journal.hpp"  // JournalError
+#include "journal/journal.hpp"  // JournalError
 #include "protocol/codec.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/commands.hpp"

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "daemon/journal.hpp"
+#include "journal/journal.hpp"
 #include "protocol/codec.hpp"
 
 namespace orbit {

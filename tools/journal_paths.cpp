@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <system_error>
 
-#include "daemon/journal_error.hpp"
-#include "daemon/journal_reader.hpp"
+#include "journal/journal_error.hpp"
+#include "journal/journal_reader.hpp"
 
 namespace orbit {
 

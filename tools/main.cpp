@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/journal_error.hpp"
+#include "journal/journal_error.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/commands.hpp"
 #include "tools/exit_codes.hpp"

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <map>
 
-#include "daemon/config_error.hpp"
+#include "config/config_error.hpp"
 #include "protocol/codec.hpp"
 
 namespace orbit {

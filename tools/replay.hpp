@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "controllers/navigator.hpp"
-#include "daemon/journal_replay.hpp"
+#include "journal/journal_replay.hpp"
 #include "tools/config_overrides.hpp"
 #include "tools/failures.hpp"
 

@@ -15,7 +15,7 @@
 #include <toml++/toml.h>
 
 #include "controllers/plant_model.hpp"
-#include "daemon/config_error.hpp"
+#include "config/config_error.hpp"
 
 namespace orbit {
 

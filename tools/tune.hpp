@@ -39,7 +39,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/journal_replay.hpp"
+#include "journal/journal_replay.hpp"
 #include "tools/config_overrides.hpp"
 #include "tools/failures.hpp"
 #include "tools/replay.hpp"

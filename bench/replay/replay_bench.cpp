@@ -21,9 +21,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "daemon/config.hpp"
-#include "daemon/journal_reader.hpp"
-#include "daemon/journal_replay.hpp"
+#include "config/config.hpp"
+#include "journal/journal_reader.hpp"
+#include "journal/journal_replay.hpp"
 #include "synthetic_run.hpp"
 #include "protocol/json_writer.hpp"
 #include "tools/replay.hpp"

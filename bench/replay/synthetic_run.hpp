@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/journal.hpp"
+#include "journal/journal.hpp"
 #include "protocol/codec.hpp"
 
 namespace orbit::detail {

@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "daemon/config.hpp"
-#include "daemon/journal_replay.hpp"
+#include "config/config.hpp"
+#include "journal/journal_replay.hpp"
 #include "protocol/codec.hpp"
 #include "tools/failures.hpp"
 #include "tools/import_journal.hpp"

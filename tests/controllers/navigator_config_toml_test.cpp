@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "daemon/navigator_config_toml.hpp"
+#include "config/navigator_config_toml.hpp"
 
 namespace orbit {
 namespace {

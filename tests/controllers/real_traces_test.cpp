@@ -16,7 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "controllers/navigator.hpp"
-#include "daemon/navigator_config_toml.hpp"
+#include "config/navigator_config_toml.hpp"
 
 namespace orbit {
 namespace {

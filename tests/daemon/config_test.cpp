@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "daemon/config.hpp"
-#include "daemon/config_error.hpp"
+#include "config/config.hpp"
+#include "config/config_error.hpp"
 
 namespace orbit {
 namespace {

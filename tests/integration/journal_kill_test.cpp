@@ -24,7 +24,7 @@
 
 #include <zmq.hpp>
 
-#include "daemon/journal_replay.hpp"
+#include "journal/journal_replay.hpp"
 #include "protocol/codec.hpp"
 #include "support/orbitd_process.hpp"
 #include "support/test_client.hpp"

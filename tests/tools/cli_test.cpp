@@ -10,9 +10,9 @@
 #include <sstream>
 
 #include "controllers/navigator.hpp"
-#include "daemon/config.hpp"
-#include "daemon/journal.hpp"
-#include "daemon/journal_replay.hpp"
+#include "config/config.hpp"
+#include "journal/journal.hpp"
+#include "journal/journal_replay.hpp"
 #include "protocol/codec.hpp"
 #include "run_command.hpp"
 #include "temp_dir.hpp"

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "daemon/journal.hpp"
-#include "daemon/journal_reader.hpp"
+#include "journal/journal.hpp"
+#include "journal/journal_reader.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/journal_record.hpp"
 #include "temp_dir.hpp"

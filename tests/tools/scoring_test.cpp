@@ -10,7 +10,7 @@
 
 #include <toml++/toml.h>
 
-#include "daemon/config_error.hpp"
+#include "config/config_error.hpp"
 #include "temp_dir.hpp"
 #include "tools/config_overrides.hpp"
 #include "tools/failures.hpp"

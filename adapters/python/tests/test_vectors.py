@@ -68,6 +68,6 @@ def test_invalid_vector(name):
 
 
 def test_committed_vectors_match_the_generator():
-    result = subprocess.run([sys.executable, str(VECTORS / "generate.py"), "--check"],
+    result = subprocess.run([sys.executable, str(VECTORS.parents[1] / "scripts" / "generate_vectors.py"), "--check"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

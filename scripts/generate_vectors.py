@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Builds the golden vectors of protocol v1 (protocol/SPEC.md, "Golden vectors").
 
-    /usr/bin/python3 protocol/vectors/generate.py          # (re)write the .msgpack files
-    /usr/bin/python3 protocol/vectors/generate.py --check  # exit 1 if any file is stale
+    /usr/bin/python3 scripts/generate_vectors.py          # (re)write the .msgpack files
+    /usr/bin/python3 scripts/generate_vectors.py --check  # exit 1 if any file is stale
 
 - NAME.json (hand-written, the source) -> NAME.msgpack: the canonical bytes, made by
   the Python package's encoder (adapters/python/orbit_adapter/protocol.py).
@@ -22,8 +22,11 @@ import pathlib
 import struct
 import sys
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1] / "adapters" / "python"))
+# The vectors live in protocol/vectors/; this script sits in scripts/ because it imports
+# the Python adapter, which is above protocol/ in the house (DESIGN.md).
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+HERE = ROOT / "protocol" / "vectors"
+sys.path.insert(0, str(ROOT / "adapters" / "python"))
 
 from orbit_adapter import protocol  # noqa: E402
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "daemon/journal.hpp"
+#include "journal/journal.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/journal_reader.hpp"
+#include "journal/journal_reader.hpp"
 #include "protocol/codec.hpp"
 
 namespace orbit {

@@ -49,7 +49,7 @@ struct DaemonConfig {
   // [journal]
   JournalSettings journal;
 
-  // [controller] and its sub-tables (daemon/navigator_config_toml.cpp)
+  // [controller] and its sub-tables (config/navigator_config_toml.cpp)
   NavigatorConfig navigator;
 };
 

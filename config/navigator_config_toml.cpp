@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "daemon/navigator_config_toml.hpp"
+#include "config/navigator_config_toml.hpp"
 
 #include <cmath>
 #include <filesystem>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "daemon/journal_reader.hpp"
+#include "journal/journal_reader.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "daemon/endpoints.hpp"
+#include "config/endpoints.hpp"
 
 
 #include <cerrno>

@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "daemon/journal_error.hpp"
+#include "journal/journal_error.hpp"
 #include "protocol/journal_record.hpp"
 
 namespace orbit {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "daemon/config.hpp"
+#include "config/config.hpp"
 
 #include <fstream>
 #include <set>
@@ -9,9 +9,9 @@
 #include <spdlog/common.h>
 #include <toml++/toml.h>
 
-#include "daemon/config_error.hpp"
-#include "daemon/endpoints.hpp"
-#include "daemon/navigator_config_toml.hpp"
+#include "config/config_error.hpp"
+#include "config/endpoints.hpp"
+#include "config/navigator_config_toml.hpp"
 
 namespace orbit {
 namespace {

@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "controllers/navigator.hpp"
-#include "daemon/journal_reader.hpp"
+#include "journal/journal_reader.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/journal_record.hpp"
 #include "protocol/messages.hpp"

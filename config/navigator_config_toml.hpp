@@ -9,7 +9,7 @@
 #include <toml++/toml.h>
 
 #include "controllers/navigator_config.hpp"
-#include "daemon/config_error.hpp"
+#include "config/config_error.hpp"
 
 namespace orbit {
 

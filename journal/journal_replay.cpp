@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "daemon/journal_replay.hpp"
+#include "journal/journal_replay.hpp"
 
 #include <algorithm>
 
-#include "daemon/config.hpp"
+#include "config/config.hpp"
 #include "protocol/codec.hpp"
 
 namespace orbit {
