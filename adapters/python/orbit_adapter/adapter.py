@@ -49,6 +49,7 @@ __all__ = ["Orbit", "ProbeConfig", "CheckpointConfig", "AppliedBurn", "domain_lo
 ADAPTER_NAME = "orbit-python-torch"
 ADAPTER_VERSION = "0.1.0"
 
+ALARM_STATES = ("WARNING", "CRITICAL", "RECOVERING")
 NO_ANSWER_WARN_S = 5.0  # seconds after attach without a welcome before the one warning
 
 
@@ -529,6 +530,13 @@ class Orbit:
                     self._fail("on_reply", e)
 
     def _note_state(self, state, basin, metrics) -> None:
+        if state and self._ring is not None:
+            # Entering an alarm: the newest checkpoint so far is the state a rollback
+            # will want; no later checkpoint of the degrading run may evict it.
+            if state in ALARM_STATES and self.state not in ALARM_STATES:
+                self._ring.pin(self.last_step if self.last_step is not None else 0)
+            elif state == "STABLE":
+                self._ring.unpin()
         if state:
             if not self.states_visited or self.states_visited[-1] != state:
                 self.states_visited.append(state)
