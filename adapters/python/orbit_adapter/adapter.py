@@ -40,26 +40,19 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from .endpoints import default_endpoint
 from .lr import LrScaler
 from .probes import ModelProbes, ProbeConfig, loop_rate
 from .rollback import CheckpointConfig, CheckpointRing
 
-__all__ = ["Orbit", "ProbeConfig", "CheckpointConfig", "AppliedBurn", "domain_losses"]
+__all__ = ["Orbit", "ProbeConfig", "CheckpointConfig", "AppliedBurn", "domain_losses",
+           "default_endpoint", "refuse_unsupported"]
 
 ADAPTER_NAME = "orbit-python-torch"
 ADAPTER_VERSION = "0.1.0"
 
 ALARM_STATES = ("WARNING", "CRITICAL", "RECOVERING")
 NO_ANSWER_WARN_S = 5.0  # seconds after attach without a welcome before the one warning
-
-
-def default_endpoint() -> str:
-    """orbitd's default adapter endpoint, by the daemon's rule (config/endpoints.cpp):
-    `$XDG_RUNTIME_DIR/orbit/orbitd.sock` when XDG_RUNTIME_DIR is set and not empty,
-    else `/tmp/orbit-<uid>/orbitd.sock`."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    base = os.path.join(xdg, "orbit") if xdg else f"/tmp/orbit-{os.getuid()}"
-    return "ipc://" + os.path.join(base, "orbitd.sock")
 
 
 def _env_int(name: str) -> Optional[int]:

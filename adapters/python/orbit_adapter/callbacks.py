@@ -226,6 +226,8 @@ class OrbitTrainerCallback(*_HF_BASES):
         self.hooks = OrbitHooks(orbit, sampler)
         self._model = None
         self._forward = None
+        self._previous_forward = None
+        self._scale_partial = 1.0
         OrbitTrainerCallback._latest = weakref.ref(self)
 
     # HF ExportableState: HF calls state() when it builds its TrainerState (start of
@@ -264,6 +266,7 @@ class OrbitTrainerCallback(*_HF_BASES):
         if not isinstance(model, torch.nn.Module):
             return
         inner = model.forward
+        previous = model.__dict__.get("forward")  # accelerate's autocast wrapper, say
         hooks, cb = self.hooks, self
 
         def forward(*args, **kwargs):
@@ -277,13 +280,17 @@ class OrbitTrainerCallback(*_HF_BASES):
             return out
 
         model.forward = forward
-        self._model, self._forward = model, forward
+        self._model, self._forward, self._previous_forward = model, forward, previous
 
     def _unwrap_forward(self) -> None:
         m = self._model
+        # Only ours: something that wrapped it since keeps working.
         if m is not None and m.__dict__.get("forward") is self._forward:
-            del m.forward  # only ours: something that wrapped it since keeps working
-        self._model = self._forward = None
+            if self._previous_forward is not None:
+                m.forward = self._previous_forward
+            else:
+                del m.forward
+        self._model = self._forward = self._previous_forward = None
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.hooks.reset_step()

@@ -400,3 +400,14 @@ def test_lightning_refuses_deepspeed():
     cb = OrbitLightningCallback(orbit_for(None, "pl-ds"))
     with pytest.raises(RuntimeError, match="DeepSpeed"):
         PLTrainer([cb], max_steps=2, strategy=DeepSpeedStrategy()).fit(PLModule())
+
+
+def test_hf_train_end_puts_back_the_forward_it_found():
+    model = TinyCausalLM()
+    found = model.forward          # e.g. accelerate's autocast wrapper, an instance attribute
+    model.forward = found
+    HFTrainer(model, HFArgs(max_steps=2), callbacks=[OrbitTrainerCallback(orbit_for(None, "fw"))]).train()
+    assert model.__dict__["forward"] is found
+    plain = TinyCausalLM()
+    HFTrainer(plain, HFArgs(max_steps=2), callbacks=[OrbitTrainerCallback(orbit_for(None, "fw2"))]).train()
+    assert "forward" not in plain.__dict__
