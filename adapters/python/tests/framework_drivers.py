@@ -24,7 +24,6 @@ torch model, optimizer and scheduler, real backward passes. The sources mirrored
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional

@@ -22,17 +22,7 @@ NO_PROBES = ProbeConfig(attention=False, hidden=False, output_entropy=False)
 
 
 def status(daemon):
-    import msgpack
-    import zmq
-    s = zmq.Context.instance().socket(zmq.REQ)
-    s.set(zmq.LINGER, 0)
-    s.set(zmq.RCVTIMEO, 2000)
-    try:
-        s.connect(daemon.control)
-        s.send(msgpack.packb({"v": 1, "type": "control", "cmd": "status"}))
-        return msgpack.unpackb(s.recv(), raw=False)
-    finally:
-        s.close(0)
+    return daemon.command("status")
 
 
 def scripted():
