@@ -77,8 +77,11 @@ def refuse_unsupported(model: Any, optimizer: Any, rollback: bool) -> None:
 
     mods = list(model.modules()) if isinstance(model, torch.nn.Module) else [model]
     model_names = set().union(*(names(m) for m in mods)) if mods else set()
+    # The engine wraps the whole model; DeepSpeed's fused layers inside a plain model
+    # are fine. Optimizers: the engine's ZeRO optimizers and accelerate's wrapper.
+    engine = {"DeepSpeedEngine", "PipelineEngine"} & names(model)
     opt_names = names(optimizer) | names(getattr(optimizer, "optimizer", None))
-    if any("DeepSpeed" in n for n in model_names | opt_names):
+    if engine or any(n.startswith("DeepSpeed") for n in opt_names):
         raise RuntimeError(
             "orbit: DeepSpeed is not supported: the DeepSpeed engine steps inside backward() "
             "and the optimizer step the trainer calls is a no-op, so Orbit's lr burns would "

@@ -393,8 +393,8 @@ class OrbitLightningCallback(_PLCallback):
         self._reported_step = step
         self.hooks.report(step)
         if self.log_metrics and self.hooks.attached:
-            pl_module.log_dict(self.hooks.log_values(), on_step=True, on_epoch=False,
-                               prog_bar=False, logger=True, batch_size=1)
+            pl_module.log_dict(self.hooks.log_values(), on_step=True, on_epoch=False, prog_bar=False,
+                               logger=bool(getattr(trainer, "loggers", True)), batch_size=1)
 
     def on_train_end(self, trainer, pl_module):
         self.hooks.train_end()

@@ -401,3 +401,27 @@ def test_hf_train_end_puts_back_the_forward_it_found():
     plain = TinyCausalLM()
     HFTrainer(plain, HFArgs(max_steps=2), callbacks=[OrbitTrainerCallback(orbit_for(None, "fw2"))]).train()
     assert "forward" not in plain.__dict__
+
+
+def test_plain_attach_refuses_a_deepspeed_engine_and_rollback_of_a_sharded_model():
+    class DeepSpeedEngine(torch.nn.Module):  # deepspeed is not installed: its class names
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    class FullyShardedDataParallel(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+    inner = TinyCausalLM()
+    opt = torch.optim.SGD(inner.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="DeepSpeed"):
+        orbit_for(None, "ds").attach(DeepSpeedEngine(inner), opt)
+    with pytest.raises(RuntimeError, match="sharded"):
+        orbit_for(None, "fsdp", every=5).attach(FullyShardedDataParallel(inner), opt)
+    orbit_for(None, "fsdp-no-rollback", every=0).attach(FullyShardedDataParallel(inner), opt).close()
+
+    class DeepSpeedTransformerLayer(torch.nn.Module):  # a fused layer inside a plain model
+        pass
+    inner.extra = DeepSpeedTransformerLayer()
+    orbit_for(None, "fused").attach(inner, opt).close()
