@@ -657,6 +657,11 @@ class Orbit:
 
     # ---- what the trainer reads ------------------------------------------------------
     @property
+    def attached(self) -> bool:
+        """Between attach and close."""
+        return self.model is not None and not self._closed
+
+    @property
     def lr_in_effect(self) -> Optional[float]:
         """The lr the next update uses (schedule x burn), first param group."""
         lrs = self._scaler.lr_in_effect() if self._scaler else None

@@ -84,7 +84,7 @@ class OrbitHooks:
 
     @property
     def attached(self) -> bool:
-        return self.orbit.model is not None and not self.orbit._closed
+        return self.orbit.attached
 
     # ---- what one optimizer step collects ----------------------------------------
     def reset_step(self) -> None:
