@@ -425,3 +425,23 @@ def test_plain_attach_refuses_a_deepspeed_engine_and_rollback_of_a_sharded_model
         pass
     inner.extra = DeepSpeedTransformerLayer()
     orbit_for(None, "fused").attach(inner, opt).close()
+
+
+def test_hf_data_actuators_reach_the_sampler_given_to_the_callback():
+    from orbit_adapter.sampler import DomainMixtureSampler
+    d = scripted()
+    try:
+        d.burn_at(for_step=2, apply_at_step=3, lr_scale=1.0, domain_weights={"a": 0.9, "b": 0.1})
+        sampler = DomainMixtureSampler({"a": 50, "b": 50}, 4, seed=0)
+        orbit = orbit_for(d.endpoint, "hf-data", domains=("a", "b"))
+
+        class Wait:
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step == 2:
+                    d.wait_replied(2, orbit)
+        HFTrainer(TinyCausalLM(), HFArgs(max_steps=4),
+                  callbacks=[OrbitTrainerCallback(orbit, sampler=sampler), Wait()]).train()
+        assert "domain_weights" in d.hellos[0]["actuators"]
+        assert sampler.weights["a"] == pytest.approx(0.9)
+    finally:
+        d.close()
