@@ -27,9 +27,11 @@ the step's sum). The raw loss is kept: HF's `logging_nan_inf_filter` replaces a
 NaN step in its logs, but the daemon must see it. A model whose output carries no
 loss (a custom `compute_loss`, a label smoother) needs `OrbitTrainerMixin`, which
 records what `training_step` returns (exactly what HF adds to its logged loss);
-without either the callback refuses at the first step. The gradient norm is taken
-in on_pre_optimizer_step (after HF's clipping, before zero_grad: with
-`max_grad_norm` it is the clipped norm the update used).
+without either the callback refuses at the first step. The gradient norm is the
+one HF logs (before clipping) with `OrbitTrainerMixin`, which records what
+`accelerator.clip_grad_norm_` returns; the callback alone has no hook between the
+last backward and the clipping, so it measures in on_pre_optimizer_step (before
+zero_grad, after clipping: with `max_grad_norm` the clipped norm the update used).
 
 Lightning call order (`loops/training_epoch_loop.py` `advance` and
 `loops/optimization/automatic.py`, v2.x): with `accumulate_grad_batches=k`,
@@ -106,6 +108,13 @@ class OrbitHooks:
         """Measures the gradient norm of the coming report of `step` (once per step)."""
         if self._grad_norm is None and self.attached and self.orbit.grad_norm_due(step):
             self._grad_norm = self.orbit.grad_norm_tensor()
+
+    def set_grad_norm(self, norm: Any) -> None:
+        """The total gradient norm the trainer measured (before its clipping)."""
+        if isinstance(norm, torch.Tensor):
+            self._grad_norm = norm.detach().reshape(())
+        elif norm is not None and math.isfinite(float(norm)):
+            self._grad_norm = torch.tensor(float(norm))
 
     def step_loss(self) -> Optional[torch.Tensor]:
         if self._exact:
@@ -317,14 +326,32 @@ class OrbitTrainerCallback(*_HF_BASES):
 
 class OrbitTrainerMixin:
     """`class MyTrainer(OrbitTrainerMixin, Trainer)`: the step's loss exactly as HF adds
-    it to its logged loss (what `training_step` returns, for any `compute_loss`), and
-    Orbit's view in every log record before the reporting callbacks (W&B, TensorBoard,
-    MLflow) see it: HF calls them before user callbacks, so on_log alone is too late."""
+    it to its logged loss (what `training_step` returns, for any `compute_loss`); the
+    gradient norm before clipping (what `accelerator.clip_grad_norm_` returns, as HF
+    logs it); and Orbit's view in every log record before the reporting callbacks
+    (W&B, TensorBoard, MLflow) see it: HF calls them before user callbacks, so on_log
+    alone is too late."""
 
     def _orbit_callbacks(self):
         return [c for c in self.callback_handler.callbacks if isinstance(c, OrbitTrainerCallback)]
 
+    def _orbit_wrap_clipping(self) -> None:
+        acc = getattr(self, "accelerator", None)
+        clip = getattr(acc, "clip_grad_norm_", None)
+        if clip is None or getattr(clip, "_orbit", False):
+            return
+        trainer = self
+
+        def clip_grad_norm_(*args, **kwargs):
+            norm = clip(*args, **kwargs)
+            for c in trainer._orbit_callbacks():
+                c.hooks.set_grad_norm(norm)
+            return norm
+        clip_grad_norm_._orbit = True
+        acc.clip_grad_norm_ = clip_grad_norm_
+
     def training_step(self, *args, **kwargs):
+        self._orbit_wrap_clipping()
         loss = super().training_step(*args, **kwargs)
         for c in self._orbit_callbacks():
             c.hooks.add_exact_loss(loss)

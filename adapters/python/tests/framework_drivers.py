@@ -183,6 +183,14 @@ class DeepSpeedOptimizerWrapper(AcceleratedOptimizer):
         pass
 
 
+class Accelerator:
+    """accelerate `Accelerator.clip_grad_norm_`: clips and returns the total norm
+    before clipping (torch.nn.utils.clip_grad_norm_)."""
+
+    def clip_grad_norm_(self, parameters, max_norm, norm_type=2):
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=norm_type)
+
+
 class HFTrainer:
     """The step loop of transformers v4.46 `Trainer._inner_training_loop`."""
 
@@ -194,6 +202,7 @@ class HFTrainer:
             torch_opt, lambda s: max(0.0, 1.0 - s / max(1, args.max_steps)))  # "linear"
         wrapper = DeepSpeedOptimizerWrapper if deepspeed_wrapper else AcceleratedOptimizer
         self.optimizer = wrapper(torch_opt)
+        self.accelerator = Accelerator()
         self.callback_handler = CallbackHandler(callbacks, model, self.optimizer, self.lr_scheduler)
         self.state = HFState()
         self.control = HFControl()
@@ -312,7 +321,7 @@ class HFTrainer:
                 if do_sync_step:
                     grad_norm = None
                     if args.max_grad_norm is not None and args.max_grad_norm > 0:
-                        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+                        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
                     self.control = self.callback_handler.call_event("on_pre_optimizer_step", args, self.state, self.control)
                     self.optimizer.step()
                     self.control = self.callback_handler.call_event("on_optimizer_step", args, self.state, self.control)

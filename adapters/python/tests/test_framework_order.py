@@ -280,10 +280,15 @@ def test_hf_orbit_view_reaches_logs_and_with_the_mixin_the_log_history():
         class MixedTrainer(OrbitTrainerMixin, HFTrainer):
             pass
         orbit2 = orbit_for(d.endpoint, "hf-logs2")
-        tr2 = MixedTrainer(TinyCausalLM(), HFArgs(max_steps=3, logging_steps=1),
+        tr2 = MixedTrainer(TinyCausalLM(), HFArgs(max_steps=3, logging_steps=1, max_grad_norm=0.01),
                            callbacks=[OrbitTrainerCallback(orbit2)])
         tr2.train()
         assert all("orbit/lr_scale" in h for h in tr2.state.log_history)
+        # The mixin sends the norm HF logs, taken before clipping to 0.01.
+        d.wait_for(lambda: len([s for s in d.snapshots if s["run"] == "hf-logs2"]) == 3)
+        sent = [s["grad_norm"] for s in d.snapshots if s["run"] == "hf-logs2"]
+        logged = [h["grad_norm"] for h in tr2.state.log_history if "grad_norm" in h]
+        assert sent == pytest.approx(logged, rel=1e-5) and min(sent) > 0.05
     finally:
         d.close()
 
