@@ -450,3 +450,16 @@ def test_hf_data_actuators_reach_the_sampler_given_to_the_callback():
         assert sampler.weights["a"] == pytest.approx(0.9)
     finally:
         d.close()
+
+
+def test_lightning_second_fit_attaches_again():
+    d = scripted()
+    try:
+        cb = OrbitLightningCallback(orbit_for(d.endpoint, "pl-twice"))
+        PLTrainer([cb], max_steps=3).fit(PLModule())
+        d.wait_for(lambda: len(d.byes) == 1)
+        PLTrainer([cb], max_steps=3).fit(PLModule())
+        d.wait_for(lambda: len(d.byes) == 2)
+        assert len(d.hellos) == 2 and [s["step"] for s in d.snapshots] == [1, 2, 3, 1, 2, 3]
+    finally:
+        d.close()
