@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=0, help="linear warmup steps")
     p.add_argument("--unstable", action="store_true", help="lr 1e-2 and no warmup")
     p.add_argument("--control", choices=("on", "off"), default="off")
-    p.add_argument("--endpoint", default=os.environ.get("ORBIT_ENDPOINT"))
+    p.add_argument("--endpoint", default=None,
+                   help="orbitd's endpoint (default: $ORBIT_ENDPOINT, else orbitd's default socket)")
     p.add_argument("--run", default=None, help="run id sent to orbitd (default: derived from the flags)")
     p.add_argument("--guard", choices=("none", "plateau", "zclip"), default="none",
                    help="baseline stabilizer for the efficacy benchmark")
@@ -391,8 +392,9 @@ def run(args) -> dict:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.control == "on" and not args.endpoint:
-        build_parser().error("--control on needs --endpoint (or ORBIT_ENDPOINT)")
+    if args.endpoint is None:
+        from orbit_adapter.endpoints import default_endpoint
+        args.endpoint = os.environ.get("ORBIT_ENDPOINT") or default_endpoint()
     run(args)
 
 

@@ -21,6 +21,9 @@ Fail-open: nothing the daemon does (absent, dead, slow, garbage) makes `step`
 raise or wait. Sends are non-blocking and replies are only polled; without a
 daemon the run follows its own schedule, and control resumes when orbitd is back.
 Training code errors (a bad domain name, a missing checkpoint) are still reported.
+One RuntimeWarning says so when no daemon
+has answered a few seconds after `attach`: a wrong or unset endpoint must not pass
+unnoticed.
 """
 from __future__ import annotations
 
@@ -37,14 +40,58 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from .endpoints import default_endpoint
 from .lr import LrScaler
 from .probes import ModelProbes, ProbeConfig, loop_rate
 from .rollback import CheckpointConfig, CheckpointRing
 
-__all__ = ["Orbit", "ProbeConfig", "CheckpointConfig", "AppliedBurn", "domain_losses"]
+__all__ = ["Orbit", "ProbeConfig", "CheckpointConfig", "AppliedBurn", "domain_losses",
+           "default_endpoint", "refuse_unsupported"]
 
 ADAPTER_NAME = "orbit-python-torch"
 ADAPTER_VERSION = "0.1.0"
+
+ALARM_STATES = ("WARNING", "CRITICAL", "RECOVERING")
+NO_ANSWER_WARN_S = 5.0  # seconds after attach without a welcome before the one warning
+
+
+def _env_int(name: str) -> Optional[int]:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"${name}={value!r} is not an integer") from None
+
+
+def refuse_unsupported(model: Any, optimizer: Any, rollback: bool) -> None:
+    """Raises where Orbit cannot act on what it is given (checked at attach time).
+
+    DeepSpeed: its engine steps inside `backward` and the optimizer wrappers that
+    trainers hold have a no-op `step`, so an lr burn would change nothing while the
+    ACK reports it as used. FSDP / ZeRO-3: each rank holds a shard of the state, so
+    an in-memory rollback checkpoint of one rank cannot restore the model."""
+    def names(obj):
+        return {c.__name__ for c in type(obj).__mro__} if obj is not None else set()
+
+    mods = list(model.modules()) if isinstance(model, torch.nn.Module) else [model]
+    model_names = set().union(*(names(m) for m in mods)) if mods else set()
+    # The engine wraps the whole model; DeepSpeed's fused layers inside a plain model
+    # are fine. Optimizers: the engine's ZeRO optimizers and accelerate's wrapper.
+    engine = {"DeepSpeedEngine", "PipelineEngine"} & names(model)
+    opt_names = names(optimizer) | names(getattr(optimizer, "optimizer", None))
+    if engine or any(n.startswith("DeepSpeed") for n in opt_names):
+        raise RuntimeError(
+            "orbit: DeepSpeed is not supported: the DeepSpeed engine steps inside backward() "
+            "and the optimizer step the trainer calls is a no-op, so Orbit's lr burns would "
+            "silently do nothing. Train without DeepSpeed (DDP works) or leave Orbit out.")
+    sharded = {"FullyShardedDataParallel", "FSDPModule"} & model_names
+    if rollback and sharded:
+        raise RuntimeError(
+            f"orbit: rollback cannot checkpoint a sharded model ({sorted(sharded)[0]}): each "
+            "rank holds only its shard of the parameters and optimizer state. Pass "
+            "checkpoints=CheckpointConfig(every=0) to run Orbit without rollback.")
 
 
 def _get(msg: Any, key: str, default: Any = None) -> Any:
@@ -91,8 +138,12 @@ class AppliedBurn:
 class Orbit:
     """One rank of one run. See the module docstring for the loop contract.
 
-    endpoint:     orbitd's adapter endpoint (default: $ORBIT_ENDPOINT); None runs offline.
+    endpoint:     orbitd's adapter endpoint; "auto" (the default) takes $ORBIT_ENDPOINT,
+                  else the daemon's own default (`default_endpoint()`); None runs offline.
     run:          run id, 1-128 chars of [A-Za-z0-9._-] (default: $ORBIT_RUN or host-pid-time).
+    rank, world_size: this process's place in the job; None (the default) reads
+                  $RANK / $WORLD_SIZE (torchrun sets them), else 0 of 1. Trainer
+                  callbacks fill them from the framework when left None.
     domains:      data domains declared in hello (per-domain losses and weights).
     probes:       ProbeConfig (cadences, which probes).
     checkpoints:  CheckpointConfig for rollback (every=0 disables rollback).
@@ -105,8 +156,9 @@ class Orbit:
     client:       an already built OrbitClient-like object (tests, custom transports).
     """
 
-    def __init__(self, endpoint: Optional[str] = None, run: Optional[str] = None,
-                 rank: int = 0, world_size: int = 1, domains: Sequence[str] = (), *,
+    def __init__(self, endpoint: Optional[str] = "auto", run: Optional[str] = None,
+                 rank: Optional[int] = None, world_size: Optional[int] = None,
+                 domains: Sequence[str] = (), *,
                  probes: Optional[ProbeConfig] = None,
                  checkpoints: Optional[CheckpointConfig] = None,
                  generate: Optional[Callable[[torch.nn.Module], Sequence[Sequence]]] = None,
@@ -116,9 +168,20 @@ class Orbit:
                  on_reply: Optional[Callable[[Any], None]] = None):
         if distributed not in ("per_rank", "rank0"):
             raise ValueError("distributed must be 'per_rank' or 'rank0'")
-        self.endpoint = endpoint if endpoint is not None else os.environ.get("ORBIT_ENDPOINT")
+        if endpoint == "auto":
+            endpoint = os.environ.get("ORBIT_ENDPOINT") or default_endpoint()
+        self.endpoint = endpoint
         self.run = run or os.environ.get("ORBIT_RUN") or _default_run_id()
-        self.rank, self.world_size = int(rank), int(world_size)
+        # Explicit arguments win; the environment (torchrun) comes next; a trainer
+        # callback may still set what neither gave (see set_topology).
+        self.topology_given = rank is not None or world_size is not None
+        env_rank, env_world = _env_int("RANK"), _env_int("WORLD_SIZE")
+        self.rank = int(rank if rank is not None else env_rank if env_rank is not None else 0)
+        self.world_size = int(world_size if world_size is not None
+                              else env_world if env_world is not None else 1)
+        self.local_rank = _env_int("LOCAL_RANK")
+        if self.topology_given or env_rank is not None or env_world is not None:
+            self._check_topology()
         self.domains = tuple(domains)
         self.probe_config = probes or ProbeConfig()
         self.checkpoint_config = checkpoints or CheckpointConfig()
@@ -158,6 +221,10 @@ class Orbit:
         self._errors: Dict[str, int] = {}
         self._warned = False
         self._closed = False
+        self._attached_at: Optional[float] = None
+        self._no_answer_warned = False
+        self._own_client = client is None
+        self._sampler_state: Optional[Dict[str, Any]] = None  # loaded before attach
 
     # ---- setup ------------------------------------------------------------------
     def attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -169,8 +236,11 @@ class Orbit:
         lr burns work with any scheduler or none). `layers` overrides the automatic
         choice of transformer layers for the hidden-state probe.
         """
-        if self.model is not None:
-            raise RuntimeError("Orbit.attach was already called")
+        if self.model is not None and not self._closed:
+            raise RuntimeError("Orbit.attach was already called (close() first to attach again)")
+        refuse_unsupported(model, optimizer, self.checkpoint_config.every > 0)
+        if self._closed:  # attached again after close (a second trainer.train())
+            self._reopen()
         self.model, self.optimizer, self.sampler = model, optimizer, sampler
         if scheduler is None:
             self.schedulers = []
@@ -179,6 +249,11 @@ class Orbit:
         else:
             self.schedulers = [scheduler]
         self._scaler = LrScaler(optimizer)
+        if self._active is not None:  # state loaded before attach (a resume): back in force
+            self._scaler.set_scale(self._active.lr_scale)
+        if sampler is not None and self._sampler_state is not None:
+            sampler.load_state_dict(self._sampler_state)
+        self._sampler_state = None
         self._probes = ModelProbes(model, self.probe_config, layers)
         if self.checkpoint_config.every > 0:
             self._ring = CheckpointRing(model, optimizer, self.schedulers, sampler,
@@ -187,7 +262,37 @@ class Orbit:
                 self._ring.save(start_step)
         if self._client is None and self._talks_to_daemon():
             self._client = self._make_client()
+        self._attached_at = time.monotonic()
         return self
+
+    def set_topology(self, rank: int, world_size: int) -> None:
+        """The framework's rank and world size, taken unless the constructor was given
+        them; call before attach (trainer callbacks do)."""
+        if self.topology_given:
+            if (int(rank), int(world_size)) != (self.rank, self.world_size):
+                warnings.warn(f"orbit: rank {self.rank} of {self.world_size} was given, but the "
+                              f"trainer says {rank} of {world_size}; keeping the given values",
+                              RuntimeWarning, stacklevel=2)
+            return
+        if self.model is not None and not self._closed:
+            raise RuntimeError("set_topology must come before attach")
+        self.rank, self.world_size = int(rank), int(world_size)
+        self._check_topology()
+
+    def _check_topology(self) -> None:
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} must be in [0, world_size={self.world_size})")
+
+    def _reopen(self) -> None:
+        """Forgets the previous attachment; the burn state (state_dict) is kept."""
+        self._closed = False
+        if self._own_client:
+            self._client = None
+        self._session = None
+        self._last_reply_time = None
+        self._no_answer_warned = False
+        self._unacked = []
+        self.model = None
 
     def register_attention(self, module: torch.nn.Module) -> None:
         """One line per custom attention module; its forward calls
@@ -253,6 +358,8 @@ class Orbit:
 
         client = self._client
         if client is not None:
+            if not self._no_answer_warned and self._last_reply_time is None:
+                self._warn_if_unanswered()
             every = self._snapshot_every()
             spectral = self._probes.armed
             if step % every == 0:
@@ -268,6 +375,15 @@ class Orbit:
         if client is not None and self._connected() and self._is_spectral(step + 1):
             self._probes.arm()
         return restored
+
+    def _warn_if_unanswered(self) -> None:
+        if self._attached_at is None or time.monotonic() - self._attached_at < NO_ANSWER_WARN_S:
+            return
+        self._no_answer_warned = True
+        msg = (f"orbit: no answer from orbitd at {self.endpoint} {NO_ANSWER_WARN_S:.0f} s after "
+               f"attach (run {self.run!r}, rank {self.rank}): training continues UNCONTROLLED. "
+               "Start orbitd, or set the endpoint (Orbit(endpoint=...) or $ORBIT_ENDPOINT).")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
     # ---- snapshots ---------------------------------------------------------------
     def _snapshot_every(self) -> int:
@@ -285,6 +401,12 @@ class Orbit:
         return self._last_reply_time is not None and time.monotonic() - self._last_reply_time < 30.0
 
     def _grad_norm(self) -> Optional[float]:
+        norm = self.grad_norm_tensor()
+        return None if norm is None else float(norm)
+
+    def grad_norm_tensor(self) -> Optional[torch.Tensor]:
+        """The total L2 norm of the optimizer's gradients, as a tensor on their device
+        (no host sync); None without gradients."""
         grads = [p.grad.detach() for g in self.optimizer.param_groups
                  for p in g["params"] if p.grad is not None]
         if not grads:
@@ -292,7 +414,13 @@ class Orbit:
         foreach = getattr(torch, "_foreach_norm", None)  # one kernel launch per call, not per tensor
         norms = foreach(grads) if foreach is not None and not any(g.is_sparse for g in grads) \
             else [g.norm() for g in grads]
-        return float(torch.stack(list(norms)).norm())
+        return torch.stack([n.float() for n in norms]).norm()
+
+    def grad_norm_due(self, step: int) -> bool:
+        """Whether the snapshot of `step` will be sent with a gradient norm, so a
+        trainer callback measures it only then (before the gradients are zeroed)."""
+        return (self._client is not None and self.probe_config.grad_norm
+                and step % self._snapshot_every() == 0)
 
     def _send_snapshot(self, step, loss, grad_norm, domain_losses, tokens, scalars) -> None:
         cfg = self.probe_config
@@ -398,6 +526,13 @@ class Orbit:
                     self._fail("on_reply", e)
 
     def _note_state(self, state, basin, metrics) -> None:
+        if state and self._ring is not None:
+            # Entering an alarm: the newest checkpoint so far is the state a rollback
+            # will want; no later checkpoint of the degrading run may evict it.
+            if state in ALARM_STATES and self.state not in ALARM_STATES:
+                self._ring.pin(self.last_step if self.last_step is not None else 0)
+            elif state == "STABLE":
+                self._ring.unpin()
         if state:
             if not self.states_visited or self.states_visited[-1] != state:
                 self.states_visited.append(state)
@@ -522,6 +657,17 @@ class Orbit:
 
     # ---- what the trainer reads ------------------------------------------------------
     @property
+    def attached(self) -> bool:
+        """Between attach and close."""
+        return self.model is not None and not self._closed
+
+    @property
+    def lr_in_effect(self) -> Optional[float]:
+        """The lr the next update uses (schedule x burn), first param group."""
+        lrs = self._scaler.lr_in_effect() if self._scaler else None
+        return lrs[0] if lrs else None
+
+    @property
     def lr_scale(self) -> float:
         return self._scaler.scale if self._scaler else 1.0
 
@@ -586,8 +732,11 @@ class Orbit:
         self._pending = {int(k): dict(v) for k, v in (state.get("pending") or {}).items()}
         self._loss_weights = dict(state.get("loss_weights") or {})
         self._loop_bucket = int(state.get("loop_bucket", 0))
-        if self.sampler is not None and state.get("sampler") is not None:
-            self.sampler.load_state_dict(state["sampler"])
+        if state.get("sampler") is not None:
+            if self.sampler is not None:
+                self.sampler.load_state_dict(state["sampler"])
+            else:  # before attach (Lightning restores callbacks first): applied by attach
+                self._sampler_state = dict(state["sampler"])
         a = state.get("active")
         if a is not None:
             self._active = AppliedBurn(seq=a["seq"], received_step=a["applied_step"] - 1,

@@ -3,17 +3,26 @@
 
 Each checkpoint holds the model, optimizer, scheduler(s) and sampler states plus
 the torch, numpy and Python RNG states, copied to CPU. Checkpoints are taken
-every `every` steps. Once the ring would exceed its memory budget it thins out:
-the oldest and the newest checkpoints always stay, and the one whose removal leaves
-the smallest gap relative to its age goes, so history stays dense near the present
-and sparse (but reaching back to the start) in the past. The evicted checkpoint's
-buffers receive the new copy (no fresh allocation once the ring is full). A
-rollback restores the newest checkpoint at or before the requested step and drops
+every `every` steps. The ring never holds more than `budget_bytes`. Once a new
+checkpoint would exceed it the ring thins out: the oldest checkpoint (the start) and
+the pinned one (the last state before the daemon raised an alarm, see `pin`) are
+never evicted; of the others, the one whose removal leaves the smallest gap relative
+to its age goes, so history stays dense near the present and sparse (but reaching
+back to the start) in the past. A checkpoint that cannot fit even then is not taken,
+with one warning; a ring whose first checkpoint exceeds the budget is refused with
+a ValueError (the budget is too small for this model and optimizer).
+
+Copies stay off the critical path where they can: an evicted checkpoint's buffers
+receive the new copy (no fresh allocation, already paged in), and CUDA tensors are
+copied into pinned host memory with non_blocking copies on the current stream (later
+kernels that change the parameters are ordered after them; a restore waits for them).
+A rollback restores the newest checkpoint at or before the requested step and drops
 every newer one: they belong to the trajectory being abandoned.
 """
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -44,12 +53,18 @@ def _cpu_copy(obj: Any) -> Any:
 
 def _copy_into(dst: Any, src: Any) -> Any:
     """A CPU copy of `src` that reuses `dst`'s tensors where shapes match: an evicted
-    checkpoint's memory is already paged in, fresh allocations are not."""
+    checkpoint's memory is already paged in, fresh allocations are not. CUDA sources
+    go into pinned memory with non_blocking copies."""
     if isinstance(src, torch.Tensor):
+        src = src.detach()
+        cuda = src.is_cuda
         if (isinstance(dst, torch.Tensor) and dst.shape == src.shape and dst.dtype == src.dtype
-                and dst.device.type == "cpu"):
-            return dst.copy_(src.detach())
-        return src.detach().to("cpu", copy=True)
+                and dst.device.type == "cpu" and (not cuda or dst.is_pinned())):
+            return dst.copy_(src, non_blocking=cuda)
+        if cuda:
+            out = torch.empty(src.shape, dtype=src.dtype, device="cpu", pin_memory=True)
+            return out.copy_(src, non_blocking=True)
+        return src.to("cpu", copy=True)
     if isinstance(src, dict):
         d = dst if isinstance(dst, dict) else {}
         return {k: _copy_into(d.get(k), v) for k, v in src.items()}
@@ -95,6 +110,29 @@ class CheckpointRing:
         self.sampler = sampler
         self.config = config or CheckpointConfig()
         self.ring: List[Checkpoint] = []
+        self.pinned: Optional[int] = None     # step of the pre-alarm checkpoint
+        self.not_taken: List[int] = []        # steps whose checkpoint did not fit
+        self._pending_copy = None             # CUDA event of the latest non_blocking copy
+        need = self._need()
+        if need > self.config.budget_bytes:
+            raise ValueError(
+                f"orbit: one rollback checkpoint of this model and optimizer takes "
+                f"{need / 2**20:.1f} MiB, more than CheckpointConfig.budget_bytes = "
+                f"{self.config.budget_bytes / 2**20:.1f} MiB: raise the budget, or pass "
+                "CheckpointConfig(every=0) to train without rollback")
+
+    def _need(self) -> int:
+        return _nbytes(self.model.state_dict()) + _nbytes(self.optimizer.state_dict())
+
+    def pin(self, step: int) -> Optional[int]:
+        """Protects the newest checkpoint at or before `step` from eviction (the state
+        before an alarm); returns its step. One pin at a time."""
+        ck = self.find(step)
+        self.pinned = ck.step if ck is not None else None
+        return self.pinned
+
+    def unpin(self) -> None:
+        self.pinned = None
 
     @property
     def nbytes(self) -> int:
@@ -106,7 +144,11 @@ class CheckpointRing:
     def due(self, step: int) -> bool:
         return self.config.every > 0 and step % self.config.every == 0
 
-    def save(self, step: int) -> Checkpoint:
+    def _protected(self, i: int) -> bool:
+        return i == 0 or self.ring[i].step == self.pinned
+
+    def save(self, step: int) -> Optional[Checkpoint]:
+        """Takes the checkpoint of `step`; None when it does not fit the budget."""
         rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
                "numpy": np.random.get_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -115,11 +157,25 @@ class CheckpointRing:
         need = _nbytes(model_sd) + _nbytes(opt_sd)
         # A re-save at the same step (e.g. after a rollback to it) replaces the old one.
         self.ring = [c for c in self.ring if c.step < step]
+        kept = sum(c.nbytes for i, c in enumerate(self.ring) if self._protected(i))
+        if kept + need > self.config.budget_bytes:
+            self.not_taken.append(step)
+            if len(self.not_taken) == 1:
+                warnings.warn(
+                    f"orbit: the checkpoint of step {step} ({need / 2**20:.1f} MiB) does not fit "
+                    f"the rollback budget ({self.config.budget_bytes / 2**20:.1f} MiB, of which "
+                    f"{kept / 2**20:.1f} MiB hold the start and pre-alarm checkpoints): not taken, "
+                    "and later ones that do not fit neither. Raise CheckpointConfig.budget_bytes.",
+                    RuntimeWarning, stacklevel=3)
+            return None
         recycled = None
         while self.ring and self.nbytes + need > self.config.budget_bytes:
             recycled = self.ring.pop(self._victim(step))  # its buffers take the new copy
         model = _copy_into(recycled.model if recycled else None, model_sd)
         opt = _copy_into(recycled.optimizer if recycled else None, opt_sd)
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            self._pending_copy = torch.cuda.Event()
+            self._pending_copy.record()
         ck = Checkpoint(step=step, model=model, optimizer=opt,
                         schedulers=[_scheduler_state(s) for s in self.schedulers],
                         sampler=self.sampler.state_dict() if self.sampler is not None else None,
@@ -128,12 +184,12 @@ class CheckpointRing:
         return ck
 
     def _victim(self, now: int) -> int:
-        """Index of the checkpoint to drop: never the oldest while others remain."""
+        """Index of the checkpoint to drop: never the oldest nor the pinned one (save
+        made sure another exists)."""
         n = len(self.ring)
-        if n <= 2:
-            return n - 1 if n == 2 else 0
         steps = [c.step for c in self.ring] + [now]
-        return min(range(1, n), key=lambda i: (steps[i + 1] - steps[i - 1]) / (now - steps[i] + 1))
+        candidates = [i for i in range(1, n) if not self._protected(i)]
+        return min(candidates, key=lambda i: (steps[i + 1] - steps[i - 1]) / (now - steps[i] + 1))
 
     def find(self, step: int) -> Optional[Checkpoint]:
         """The newest checkpoint at or before `step`."""
@@ -148,6 +204,9 @@ class CheckpointRing:
         ck = self.find(step)
         if ck is None:
             return None
+        if self._pending_copy is not None:
+            self._pending_copy.synchronize()  # the non_blocking copies have landed
+            self._pending_copy = None
         self.model.load_state_dict(ck.model)
         self.optimizer.load_state_dict(ck.optimizer)  # deep-copies, the checkpoint stays intact
         for s, st in zip(self.schedulers, ck.schedulers):
@@ -162,4 +221,6 @@ class CheckpointRing:
         if "cuda" in ck.rng:
             torch.cuda.set_rng_state_all(ck.rng["cuda"])
         self.ring = [c for c in self.ring if c.step <= ck.step]
+        if self.pinned is not None and self.pinned > ck.step:
+            self.pinned = None
         return ck.step

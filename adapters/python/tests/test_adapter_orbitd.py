@@ -17,10 +17,7 @@ ACTIVE_CONFIG = TEST_CONFIG.replace('mode = "monitor"', 'mode = "active"')
 
 
 def control(daemon, cmd, **fields):
-    from orbitd_process import OrbitdProcess
-    proxy = OrbitdProcess.__new__(OrbitdProcess)
-    proxy.ready = daemon.ready
-    return proxy.command(cmd, **fields)
+    return daemon.command(cmd, **fields)
 
 
 def train_steps(model, opt, orbit, steps, losses=None):

@@ -142,3 +142,70 @@ def test_checkpoints_are_copies_not_views():
         model.weight.add_(1.0)
     assert ring.restore(1) == 1   # the same checkpoint restores twice
     assert torch.equal(model.weight, before)
+
+
+def test_a_model_whose_checkpoint_exceeds_the_budget_is_refused_at_attach():
+    model = nn.Linear(256, 256)                       # 257 KiB of parameters
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with pytest.raises(ValueError, match="budget"):
+        CheckpointRing(model, opt, config=CheckpointConfig(every=1, budget_bytes=100 << 10))
+    orbit = Orbit(endpoint=None, run="too-big", checkpoints=CheckpointConfig(every=1, budget_bytes=100 << 10))
+    with pytest.raises(ValueError, match="budget"):
+        orbit.attach(model, opt)
+
+
+def test_a_checkpoint_that_cannot_fit_is_not_taken_and_the_start_stays():
+    """AdamW's state appears after the first step: the start checkpoint (parameters
+    only) fits, a later one (parameters and two moments) does not."""
+    torch.manual_seed(0)
+    model = nn.Linear(64, 64)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    one = (64 * 64 + 64) * 4
+    ring = CheckpointRing(model, opt, config=CheckpointConfig(every=1, budget_bytes=int(3.5 * one)))
+    ring.save(0)
+    start = copy.deepcopy(model.state_dict())
+    for step in range(1, 6):
+        model(torch.randn(8, 64)).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+        if step == 1:
+            with pytest.warns(RuntimeWarning, match="does not fit the rollback budget"):
+                assert ring.save(step) is None
+        else:
+            assert ring.save(step) is None
+        assert ring.nbytes <= ring.config.budget_bytes
+    assert ring.steps() == [0] and ring.not_taken == [1, 2, 3, 4, 5]
+    assert ring.restore(3) == 0
+    assert_same(model.state_dict(), start, "model")
+
+
+def test_the_pre_alarm_checkpoint_is_never_evicted():
+    torch.manual_seed(0)
+    model = nn.Linear(32, 32)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    one = (32 * 32 + 32) * 4
+    daemon = ScriptedDaemon()
+    try:
+        for s in range(7, 41):  # the daemon stays in alarm from step 7 on
+            daemon.burn_at(for_step=s, apply_at_step=s + 1, lr_scale=1.0, state="WARNING")
+        orbit = Orbit(endpoint=daemon.endpoint, run="pin",
+                      checkpoints=CheckpointConfig(every=2, budget_bytes=4 * one))
+        orbit.attach(model, opt)
+        daemon.wait_hello()
+        seen = []
+        for step in range(1, 41):
+            model(torch.randn(4, 32)).square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+            orbit.step(step, 1.0)
+            if step == 7:
+                daemon.wait_replied(7, orbit)
+            seen.append(orbit.checkpoint_steps)
+            assert orbit._ring.nbytes <= 4 * one
+        assert all(s[0] == 0 for s in seen)
+        assert all(6 in s for s in seen[6:]), seen   # from the alarm on, step 6 stays
+        assert orbit._ring.pinned == 6
+        assert seen[-1][-1] == 40
+        orbit.close()
+    finally:
+        daemon.close()
