@@ -36,7 +36,9 @@ const ArgParser& parser() {
              "override one key (\"controller.pid.warning.kp=0.8\"; keys outside [daemon], [limits],\n"
              "[logging], [journal] may leave out \"controller.\")",
              true);
-    a.option("out", "FILE", "write a report: .html (plots), .json (everything incl. timeline) or .csv (timeline)",
+    a.option("out", "FILE",
+             "write a report: .html (plots), .json (everything incl. timeline) or .csv (timeline;\n"
+             "metric columns named metric.NAME)",
              true);
     a.option("labels", "FILE", "failure labels (TOML) for a single run, instead of labels.toml / detection");
     a.option("alarm-level", "STATE", "lowest state that counts as an alarm: drifting | warning (default) | critical");
@@ -47,6 +49,8 @@ const ArgParser& parser() {
     a.flag("skip-corrupt", "read past damaged records instead of stopping at the first");
     a.flag("verbose", "every state change and burn");
     a.flag("quiet", "no per-run text");
+    a.flag("progress", "draw the progress bar on stderr even when it is not a terminal");
+    a.flag("no-progress", "no progress bar (default: drawn when stderr is a terminal)");
     a.epilog(std::string("Exit 1 when a replay with the recorded config does not reproduce the recorded burns.\n") +
              kExitCodeHelp);
     return a;
@@ -123,7 +127,7 @@ int replay_command(std::span<const std::string> args) {
   std::vector<RunReplay> results;
   results.reserve(runs.size());
   int rc = kExitOk;
-  ProgressBar progress("replay", runs.size());
+  ProgressBar progress("replay", runs.size(), progress_display(a));
   for (const auto& dir : runs) {
     const RecordedRun recording = load_recorded_run(dir, ro);
     try {

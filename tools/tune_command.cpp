@@ -44,6 +44,8 @@ const ArgParser& parser() {
     a.option("alarm-level", "STATE", "lowest state that counts as an alarm: drifting | warning (default) | critical");
     a.option("lead-window", "N", "snapshots before a failure's peak in which an alarm counts (default 50)");
     a.option("failure-ratio", "R", "detected failure: loss above R x its running minimum (default 2)");
+    a.flag("progress", "draw the progress bar on stderr even when it is not a terminal");
+    a.flag("no-progress", "no progress bar (default: drawn when stderr is a terminal)");
     a.epilog(std::string("Exit 1 when no candidate beats the starting config.\n") + kExitCodeHelp);
     return a;
   }();
@@ -165,7 +167,7 @@ int tune_command(std::span<const std::string> args) {
     }
   }
 
-  ProgressBar progress("tune", options.budget);
+  ProgressBar progress("tune", options.budget, progress_display(a));
   options.progress = [&](std::size_t n) { progress.set(n); };
   TuneResult result;
   try {

@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 
 #include "controllers/navigator.hpp"
@@ -37,6 +39,40 @@ std::string read(const fs::path& p) {
 }
 
 bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+// Every `url(#ID)` in an HTML/SVG document whose ID no element declares (id='ID' or id="ID").
+std::vector<std::string> dangling_url_references(const std::string& html) {
+  std::set<std::string> ids;
+  const std::regex id_attr(R"re(\sid=['"]([^'"]+)['"])re");
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), id_attr); it != std::sregex_iterator(); ++it)
+    ids.insert((*it)[1].str());
+  std::vector<std::string> dangling;
+  const std::regex url_ref(R"re(url\(#([^)]+)\))re");
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), url_ref); it != std::sregex_iterator(); ++it)
+    if (!ids.contains((*it)[1].str())) dangling.push_back((*it)[1].str());
+  return dangling;
+}
+
+std::size_t count_url_references(const std::string& html) {
+  const std::regex url_ref(R"re(url\(#([^)]+)\))re");
+  return static_cast<std::size_t>(std::distance(std::sregex_iterator(html.begin(), html.end(), url_ref), std::sregex_iterator()));
+}
+
+// Column names of a CSV header line that appear more than once.
+std::vector<std::string> repeated_columns(const std::string& csv) {
+  std::istringstream header(csv.substr(0, csv.find('\n')));
+  std::set<std::string> seen;
+  std::vector<std::string> repeated;
+  for (std::string column; std::getline(header, column, ',');)
+    if (!seen.insert(column).second) repeated.push_back(column);
+  return repeated;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : " ") + i;
+  return out;
+}
 
 TEST(OrbitCli, HelpAndUsageErrors) {
   auto r = run_orbit({"--help"});
@@ -212,11 +248,15 @@ TEST(OrbitCli, ReplayUsesLabelsAndWritesReports) {
   EXPECT_TRUE(contains(h, "<svg")) << "inline SVG plots";
   EXPECT_FALSE(contains(h, "<script")) << "self-contained, no scripts";
   EXPECT_FALSE(contains(h, "http://") && contains(h, "src=")) << "no external resources";
+  EXPECT_GT(count_url_references(h), 0u) << "every chart clips its plot area";
+  EXPECT_TRUE(dangling_url_references(h).empty()) << "url(#id) naming no element: " << joined(dangling_url_references(h));
   const std::string js = read(json);
   EXPECT_TRUE(contains(js, "\"peak\": 7100"));
   EXPECT_TRUE(contains(js, "\"timeline\""));
   const std::string c = read(csv);
   EXPECT_TRUE(c.starts_with("run,step,time,loss,grad_norm,state,basin,forecast_basin,lr_scale,alarm,burn_seq"));
+  EXPECT_TRUE(contains(c.substr(0, c.find('\n')), ",metric.loss_z")) << "health metrics follow, prefixed";
+  EXPECT_TRUE(repeated_columns(c).empty()) << "repeated CSV columns: " << joined(repeated_columns(c));
   EXPECT_EQ(std::count(c.begin(), c.end(), '\n'), 700) << "header + 699 snapshots";
   EXPECT_EQ(run_orbit({"replay", tmp.path().string(), "--out", (tmp.path() / "r.pdf").string()}).code, 2);
 }
@@ -247,6 +287,7 @@ TEST(OrbitCli, TuneFindsGainsAndPrintsToml) {
     EXPECT_TRUE(contains(r.output, "[controller.filters]\ncusum_h = ")) << r.output;
   }
   EXPECT_TRUE(contains(read(html), "<svg"));
+  EXPECT_TRUE(dangling_url_references(read(html)).empty()) << joined(dangling_url_references(read(html)));
   EXPECT_TRUE(contains(read(json), "\"evaluations\": 24"));
   // Same seed, same answer.
   auto again = run_orbit({"tune", tmp.path().string(), "--space", space.string(), "--budget", "24", "--jobs", "2",

@@ -245,5 +245,38 @@ TEST(TelemetryView, LineAndTree) {
   EXPECT_NE(run_line(t, color).find("\x1b[33mDRIFTING\x1b[0m"), std::string::npos);
 }
 
+TEST(TelemetryView, HeldValuesBetweenProbeSteps) {
+  // A probe step carries the spectral metrics; the nine steps after it carry loss alone.
+  Telemetry probe;
+  probe.run = "run-a";
+  probe.step = 100;
+  probe.state = "STABLE";
+  probe.metrics = {{"entropy", 2.31}, {"phi_proximity", 0.87}, {"health", 0.7}, {"loss", 3.5}};
+  HeldTelemetry held;
+  held.update(probe);
+  EXPECT_EQ(run_line(held, {}), "run-a  step 100  entropy 2.31  \u03c6-prox 0.87  "
+                                "\u2588\u2588\u2588\u2588\u2588\u2588\u2588\u2591\u2591\u2591 STABLE");
+  Telemetry between = probe;
+  between.step = 110;
+  between.state = "DRIFTING";
+  between.metrics = {{"loss", 3.25}};
+  held.update(between);
+  EXPECT_EQ(run_line(held, {}), "run-a  step 110  entropy 2.31 (10 ago)  \u03c6-prox 0.87 (10 ago)  "
+                                "\u2588\u2588\u2588\u2588\u2588\u2588\u2588\u2591\u2591\u2591 DRIFTING");
+  EXPECT_EQ(held.age("loss"), 0);
+  EXPECT_EQ(held.age("entropy"), 10);
+  const std::string tree = run_tree(held, {});
+  EXPECT_NE(tree.find("loss       3.25\n"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("entropy 2.31 (10 ago)"), std::string::npos) << tree;
+  // The message alone, as before: nothing held.
+  EXPECT_NE(run_line(between, {}).find("entropy -"), std::string::npos);
+  // A new probe refreshes the value and its age.
+  Telemetry next = probe;
+  next.step = 120;
+  next.metrics = {{"entropy", 2.0}};
+  held.update(next);
+  EXPECT_NE(run_line(held, {}).find("entropy 2.00  \u03c6-prox 0.87 (20 ago)"), std::string::npos) << run_line(held, {});
+}
+
 }  // namespace
 }  // namespace orbit
