@@ -299,6 +299,65 @@ TEST(OrbitCli, TuneFindsGainsAndPrintsToml) {
   EXPECT_EQ(snippet(again.output), snippet(r.output));
 }
 
+TEST(OrbitCli, ReplayFindsNoFailureInTheNoisyHealthyTrace) {
+  // modded-nanogpt 1.5B: healthy, with one-step outliers of its per-batch loss (0.91
+  // among ~2.8). Against the raw running minimum that was 254 detected failures.
+  TempDir tmp;
+  ASSERT_EQ(run_orbit({"import", (kTraces / "modded_nanogpt_1p5B_noisy_healthy/87bd51fd_steps_only.txt").string(),
+                       "--out", tmp.path().string(), "--run", "nanogpt"})
+                .code,
+            0);
+  auto r = run_orbit({"replay", tmp.path().string(), "--no-progress"});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "failures: 0 (detected")) << r.output;
+}
+
+TEST(OrbitCli, TuneRefusesAConfigThatAddsFalseAlarmsOnHeldOutHealthyRuns) {
+  // "a": WMT with three loss spikes. "b": the same log labelled healthy, so every alarm
+  // on it is false: a config that alarms more on "a" alarms more on "b". "h": WMT's
+  // healthy run. The split (seed 1) holds "b" out; the search sees "a" and "h".
+  TempDir tmp;
+  const fs::path wmt_healthy = kTraces / "algoperf_wmt_transformer_spikes/caspr_s3_t1_HEALTHY_measurements.csv";
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", tmp.path().string(), "--run", "a"}).code, 0);
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", tmp.path().string(), "--run", "b"}).code, 0);
+  ASSERT_EQ(run_orbit({"import", wmt_healthy.string(), "--out", tmp.path().string(), "--run", "h"}).code, 0);
+  std::ofstream(tmp.path() / "b" / "labels.toml") << "healthy = true\n";
+  // A dull starting config (alarms only at the spikes' peaks) and a space of keener loss zones.
+  const auto start = tmp.path() / "start.toml", space = tmp.path() / "space.toml";
+  std::ofstream(start) << "[controller.zones.loss_z]\ngood = 30.0\ndanger = 60.0\n"
+                          "[controller.zones.grad_norm_z]\ngood = 30.0\ndanger = 60.0\n"
+                          "[controller.filters]\nloss_jump_ratio = 0.0\n";
+  std::ofstream(space) << "[[param]]\nkey = \"zones.loss_z.good\"\nmin = 1.0\nmax = 4.0\n"
+                          "[[param]]\nkey = \"zones.loss_z.danger\"\nmin = 4.5\nmax = 8.0\n";
+  const auto json = tmp.path() / "t.json";
+  const std::vector<std::string> common = {"tune", tmp.path().string(), "--space", space.string(), "--config",
+                                           start.string(), "--budget", "20", "--jobs", "2", "--lead-window", "100",
+                                           "--no-progress"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = common;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_orbit(args);
+  };
+  auto r = with({"--split-seed", "1", "--out", json.string()});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "held out: 1 run (1 healthy")) << r.output;
+  EXPECT_TRUE(contains(r.output, "held-out runs\n")) << r.output;
+  EXPECT_TRUE(contains(r.output, "; held-out before ")) << "held-out cost beside the tuning cost\n" << r.output;
+  EXPECT_TRUE(contains(r.output, "refused: the lowest-cost candidate raises 4 false alarms on 1 held-out healthy run "
+                                 "where the\nstarting config raises 3"))
+      << r.output;
+  EXPECT_FALSE(contains(r.output, "# best gains")) << r.output;
+  const std::string js = read(json);
+  EXPECT_TRUE(contains(js, "\"refused\": true")) << js;
+  EXPECT_TRUE(contains(js, "\"run\": \"b\",\n      \"held_out\": true")) << js;
+  // "refused" is printed only for a candidate whose tuning cost is lower: the search
+  // alone would have offered it. With "b" in the tuning set its false alarms count there.
+  auto unsplit = with({"--held-out", "0"});
+  EXPECT_EQ(unsplit.code, 1) << unsplit.output;
+  EXPECT_TRUE(contains(unsplit.output, "held out: none")) << unsplit.output;
+  EXPECT_TRUE(contains(unsplit.output, "no candidate beat the starting config")) << unsplit.output;
+}
+
 TEST(OrbitCli, TuneClosedLoopFitsPlantsWhereTheLrMoved) {
   TempDir tmp;
   ASSERT_EQ(run_orbit({"import", kCriteo.string(), "--out", tmp.path().string(), "--run", "criteo"}).code, 0);
@@ -306,7 +365,7 @@ TEST(OrbitCli, TuneClosedLoopFitsPlantsWhereTheLrMoved) {
   const auto space = tmp.path() / "space.toml";
   std::ofstream(space) << "[[param]]\nkey = \"pid.critical.kp\"\nmin = 0.1\nmax = 5.0\nlog = true\n";
   auto r = run_orbit({"tune", tmp.path().string(), "--space", space.string(), "--objective", "closed-loop",
-                      "--budget", "12", "--jobs", "2"});
+                      "--budget", "12", "--jobs", "2", "--held-out", "0"});
   ASSERT_TRUE(r.code == 0 || r.code == 1) << r.output;
   EXPECT_TRUE(contains(r.output, "closed-loop objective: 12 candidates")) << r.output;
   EXPECT_TRUE(contains(r.output, "wmt: left out of the closed loop: no plant fit")) << r.output;
