@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -297,6 +298,46 @@ TEST(OrbitCli, TuneFindsGainsAndPrintsToml) {
     return out.substr(from, out.find("wrote ") == std::string::npos ? std::string::npos : out.find("wrote ") - from);
   };
   EXPECT_EQ(snippet(again.output), snippet(r.output));
+}
+
+// Runs `command` under script(1): stdin, stdout and stderr on a pseudo-terminal unless
+// the command redirects them. Returns what reached the terminal.
+std::optional<std::string> on_a_terminal(const std::string& command) {
+  if (std::system("command -v script >/dev/null 2>&1") != 0) return std::nullopt;
+  const std::string cmd = "script -qec " + detail::shell_quote(command) + " /dev/null </dev/null 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return std::nullopt;
+  std::string out;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+TEST(OrbitCli, ProgressGoesToStderrWhenItIsATerminal) {
+  TempDir tmp;
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", tmp.path().string(), "--run", "wmt"}).code, 0);
+  const std::string orbit = detail::shell_quote(ORBIT_CLI), dir = detail::shell_quote(tmp.path().string());
+  const auto stdout_file = tmp.path() / "out.txt";
+  // stdout to a file (as `orbit tune ... > tuned.toml`), stderr still the terminal.
+  const auto terminal = on_a_terminal(orbit + " replay " + dir + " --quiet > " + detail::shell_quote(stdout_file.string()));
+  if (!terminal) GTEST_SKIP() << "script(1) (util-linux) is not installed";
+  EXPECT_TRUE(contains(*terminal, "replay ")) << *terminal;
+  EXPECT_TRUE(contains(*terminal, "100% 1/1")) << "the bar reached the terminal on stderr\n" << *terminal;
+  const std::string result = read(stdout_file);
+  EXPECT_FALSE(contains(result, "100%")) << "nothing of the bar on stdout\n" << result;
+  EXPECT_FALSE(contains(result, "\r")) << result;
+  // --no-progress: nothing on the terminal either.
+  const auto quiet = on_a_terminal(orbit + " replay " + dir + " --quiet --no-progress > " +
+                                   detail::shell_quote(stdout_file.string()));
+  ASSERT_TRUE(quiet);
+  EXPECT_FALSE(contains(*quiet, "100%")) << *quiet;
+  // --progress draws it when stderr is not a terminal; stdout still has none of it.
+  auto forced = run_orbit({"replay", tmp.path().string(), "--quiet", "--progress"});
+  EXPECT_TRUE(contains(forced.output, "100% 1/1")) << forced.output;
+  // Not a terminal and not asked: nothing.
+  EXPECT_FALSE(contains(run_orbit({"replay", tmp.path().string(), "--quiet"}).output, "100%"));
+  EXPECT_EQ(run_orbit({"replay", tmp.path().string(), "--progress", "--no-progress"}).code, 2);
 }
 
 TEST(OrbitCli, ReplayFindsNoFailureInTheNoisyHealthyTrace) {
