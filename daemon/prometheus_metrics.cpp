@@ -39,7 +39,8 @@ struct HealthFamily {
 
 // The per-run health families, one per quantity.
 constexpr HealthFamily kHealthFamilies[] = {
-    {"orbit_run_spectral_entropy_nats", "Spectral entropy H = -sum p ln p of each spectrum (spectrum=\"aggregate\": over signals.spectra)."},
+    {"orbit_run_spectral_entropy_nats",
+     "Spectral entropy H = -sum p ln p of each spectrum (spectrum=\"aggregate\": over signals.spectra)."},
     {"orbit_run_spectral_effective_rank", "Effective rank exp(H) of each spectrum."},
     {"orbit_run_spectral_normalized_entropy", "Entropy over ln(n) of each spectrum, in [0, 1]."},
     {"orbit_run_spectral_dominant_ratio", "Share of the largest eigenvalue of each spectrum, in [0, 1]."},
@@ -98,7 +99,9 @@ std::string Server::prometheus_metrics() {
     return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
   };
 
-  gauge("orbitd_info", "orbitd version and the mode of new runs.").Add({{"version", ORBIT_VERSION}, {"mode", config_.mode}}).Set(1);
+  gauge("orbitd_info", "orbitd version and the mode of new runs.")
+      .Add({{"version", ORBIT_VERSION}, {"mode", config_.mode}})
+      .Set(1);
   gauge("orbitd_uptime_seconds", "Seconds since orbitd started serving.").Add({}).Set(clock_() - started_at_);
 
   // Registry::Register hands back the family already registered under a name, so

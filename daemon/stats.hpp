@@ -95,7 +95,8 @@ struct DaemonStats {
   // v(field name, value, StatExport) for every counter, in the list's order.
   template <class Visitor>
   void for_each_export(Visitor&& v) const {
-#define ORBIT_STAT_EXPORT(field, family, label_name, label_value) v(#field, field, StatExport{family, label_name, label_value});
+#define ORBIT_STAT_EXPORT(field, family, label_name, label_value) \
+  v(#field, field, StatExport{family, label_name, label_value});
     ORBIT_DAEMON_STATS(ORBIT_STAT_EXPORT)
 #undef ORBIT_STAT_EXPORT
   }
