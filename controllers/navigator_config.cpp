@@ -2,10 +2,22 @@
 #include "controllers/navigator_config.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <set>
 
 namespace orbit {
+
+namespace {
+
+// Shortest text that reads back as `v`, for messages that quote a configured number.
+std::string number_text(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+}  // namespace
 
 const PidGains& PidSchedule::gains(OrbitState state) const {
   switch (state) {
@@ -89,6 +101,13 @@ std::vector<std::string> NavigatorConfig::validate() const {
                                      "dominant_ratio, phi_proximity, loop_rate, loss_z, grad_norm_z");
     need(finite(zone.band.good) && finite(zone.band.danger), k, "good and danger must be finite numbers");
     need(zone.band.good != zone.band.danger, k, "good and danger must differ (their order says which way is better)");
+    if (const int index = zone_metric_index(name); index >= 0 && zone.band.good != zone.band.danger) {
+      const bool higher = kZoneMetricHigherIsBetter[index];
+      need(zone.band.higher_is_better() == higher, k,
+           "zone inverted: " + name + " is better " + (higher ? "higher" : "lower") + ", so good must be " +
+               (higher ? "above" : "below") + " danger (got good = " + number_text(zone.band.good) +
+               ", danger = " + number_text(zone.band.danger) + ")");
+    }
   }
 
   for (std::size_t i = 0; i < basin_rules.size(); ++i) {

@@ -127,8 +127,11 @@ void Server::shutdown() {
     }
     journal_.reset();
   }
-  spdlog::info("orbitd stopped: {} snapshots, {} burns sent, {} errors sent", stats_.snapshots, stats_.burns_sent,
-               stats_.errors_sent);
+  std::string counters;
+  stats_.for_each([&](const char* name, std::uint64_t v) {
+    if (v) counters += fmt::format("{}{}={}", counters.empty() ? "" : " ", name, v);
+  });
+  spdlog::info("orbitd stopped: {}", counters.empty() ? "no traffic" : counters);
 }
 
 void Server::reload(DaemonConfig config) {
@@ -356,6 +359,7 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
     decision.metrics = std::move(state.metrics);
   }
   publish(run, snapshot, decision);
+  for (const auto& [name, value] : decision.metrics) run.held_metrics[name] = value;
   run.last = std::move(decision);
 }
 

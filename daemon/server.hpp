@@ -47,6 +47,9 @@ class Server {
     bool mode_pinned = false;  // set_mode named this run: reloads keep its mode
     std::int64_t last_step = -1;
     Decision last;
+    // Each health metric's last value: spectra come on probe steps only, and /metrics
+    // keeps showing them on the scrapes between.
+    std::map<std::string, double> held_metrics;
     std::string last_reason;
     double opened_at = 0.0;
   };

@@ -1,65 +1,118 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// Every counter orbitd keeps, in one plain struct (Envoy style): the control
-// endpoint's `status` dumps it by name and tests assert on those names.
+// Every counter orbitd keeps, listed once (ORBIT_DAEMON_STATS below): the struct's
+// fields, the control endpoint's `status` reply (by field name; tests assert on
+// those names), the shutdown log line and GET /metrics all come from that list.
 
 #include <cstdint>
 
 namespace orbit {
 
-struct DaemonStats {
-  std::uint64_t messages_received = 0;
-  std::uint64_t hellos = 0;
-  std::uint64_t snapshots = 0;
-  std::uint64_t acks = 0;
-  std::uint64_t heartbeats = 0;
-  std::uint64_t byes = 0;
-  std::uint64_t welcomes_sent = 0;
-  std::uint64_t states_sent = 0;
-  std::uint64_t burns_sent = 0;
-  std::uint64_t burns_decided = 0;
-  std::uint64_t burns_forced = 0;
-  std::uint64_t errors_sent = 0;
-  std::uint64_t error_bad_message = 0;
-  std::uint64_t error_unsupported_version = 0;
-  std::uint64_t error_unknown_type = 0;
-  std::uint64_t error_invalid_field = 0;
-  std::uint64_t error_too_large = 0;
-  std::uint64_t error_not_registered = 0;
-  std::uint64_t error_internal = 0;
-  std::uint64_t replies_dropped = 0;  // peer gone or its queue full: never blocks the loop
-  std::uint64_t telemetry_published = 0;
-  std::uint64_t telemetry_dropped = 0;
-  std::uint64_t sessions_opened = 0;
-  std::uint64_t sessions_expired = 0;
-  std::uint64_t sessions_closed = 0;
-  std::uint64_t runs_opened = 0;
-  std::uint64_t runs_rejected = 0;
-  std::uint64_t control_requests = 0;
-  std::uint64_t control_errors = 0;
-  std::uint64_t config_reloads = 0;
-  std::uint64_t config_reload_failures = 0;
-  std::uint64_t journal_records = 0;
-  std::uint64_t journal_errors = 0;
-  std::uint64_t http_requests = 0;
-  std::uint64_t http_rejected = 0;  // malformed, too large, too slow, or too many at once
+// The Prometheus families the counters are exported as: F(family, help). A family
+// holds one quantity; counters that split it carry a label (ORBIT_DAEMON_STATS).
+#define ORBIT_STAT_FAMILIES(F)                                                                                     \
+  F("orbitd_messages_received_total", "Messages read on the adapter socket, decodable or not.")                   \
+  F("orbitd_messages_decoded_total", "Valid adapter messages handled, by type.")                                  \
+  F("orbitd_messages_sent_total", "Replies sent to adapters, by type.")                                           \
+  F("orbitd_errors_total", "Error replies sent to adapters, by error code (protocol/SPEC.md 5.9).")                \
+  F("orbitd_burns_total", "Burns issued: decided by a controller or forced over the control endpoint.")          \
+  F("orbitd_replies_dropped_total", "Replies dropped because the adapter was gone or its queue full.")           \
+  F("orbitd_telemetry_messages_total", "Telemetry messages, by outcome: published or dropped (no reader keeping up).") \
+  F("orbitd_sessions_opened_total", "(run, rank) sessions opened by a hello.")                                    \
+  F("orbitd_sessions_ended_total", "(run, rank) sessions ended, by reason: closed (bye) or expired (silence).")    \
+  F("orbitd_runs_opened_total", "Runs given a controller (new, or recovered from the journal).")                  \
+  F("orbitd_runs_rejected_total", "Hellos refused a new run (a daemon limit such as max_runs).")                 \
+  F("orbitd_control_requests_total", "Requests on the control endpoint.")                                         \
+  F("orbitd_control_errors_total", "Control requests answered with an error.")                                    \
+  F("orbitd_config_reloads_total", "Config reloads attempted (SIGHUP or control `reload`).")                       \
+  F("orbitd_config_reload_failures_total", "Config reloads refused (the running config kept).")                   \
+  F("orbitd_journal_records_total", "Records appended to the journal.")                                           \
+  F("orbitd_journal_errors_total", "Journal appends that failed.")                                                \
+  F("orbitd_http_requests_total", "HTTP requests served.")                                                        \
+  F("orbitd_http_rejected_total", "HTTP connections refused: malformed, too large, too slow, or too many at once.")
 
+// Every counter: X(field, family, label name, label value); "" for no label.
+#define ORBIT_DAEMON_STATS(X)                                                         \
+  X(messages_received, "orbitd_messages_received_total", "", "")                      \
+  X(hellos, "orbitd_messages_decoded_total", "type", "hello")                         \
+  X(snapshots, "orbitd_messages_decoded_total", "type", "snapshot")                   \
+  X(acks, "orbitd_messages_decoded_total", "type", "ack")                             \
+  X(heartbeats, "orbitd_messages_decoded_total", "type", "heartbeat")                 \
+  X(byes, "orbitd_messages_decoded_total", "type", "bye")                             \
+  X(welcomes_sent, "orbitd_messages_sent_total", "type", "welcome")                   \
+  X(states_sent, "orbitd_messages_sent_total", "type", "state")                       \
+  X(burns_sent, "orbitd_messages_sent_total", "type", "burn")                         \
+  X(errors_sent, "orbitd_messages_sent_total", "type", "error")                       \
+  X(burns_decided, "orbitd_burns_total", "origin", "decided")                         \
+  X(burns_forced, "orbitd_burns_total", "origin", "forced")                           \
+  X(error_bad_message, "orbitd_errors_total", "code", "bad_message")                  \
+  X(error_unsupported_version, "orbitd_errors_total", "code", "unsupported_version")  \
+  X(error_unknown_type, "orbitd_errors_total", "code", "unknown_type")                \
+  X(error_invalid_field, "orbitd_errors_total", "code", "invalid_field")              \
+  X(error_too_large, "orbitd_errors_total", "code", "too_large")                      \
+  X(error_not_registered, "orbitd_errors_total", "code", "not_registered")            \
+  X(error_internal, "orbitd_errors_total", "code", "internal")                        \
+  X(replies_dropped, "orbitd_replies_dropped_total", "", "")                          \
+  X(telemetry_published, "orbitd_telemetry_messages_total", "outcome", "published")   \
+  X(telemetry_dropped, "orbitd_telemetry_messages_total", "outcome", "dropped")       \
+  X(sessions_opened, "orbitd_sessions_opened_total", "", "")                          \
+  X(sessions_expired, "orbitd_sessions_ended_total", "reason", "expired")             \
+  X(sessions_closed, "orbitd_sessions_ended_total", "reason", "closed")               \
+  X(runs_opened, "orbitd_runs_opened_total", "", "")                                  \
+  X(runs_rejected, "orbitd_runs_rejected_total", "", "")                              \
+  X(control_requests, "orbitd_control_requests_total", "", "")                        \
+  X(control_errors, "orbitd_control_errors_total", "", "")                            \
+  X(config_reloads, "orbitd_config_reloads_total", "", "")                            \
+  X(config_reload_failures, "orbitd_config_reload_failures_total", "", "")            \
+  X(journal_records, "orbitd_journal_records_total", "", "")                          \
+  X(journal_errors, "orbitd_journal_errors_total", "", "")                            \
+  X(http_requests, "orbitd_http_requests_total", "", "")                              \
+  X(http_rejected, "orbitd_http_rejected_total", "", "")
+
+// How one counter is exported: its Prometheus family and the label that tells it
+// apart from the family's other counters (empty name: the family's only series).
+struct StatExport {
+  const char* family;
+  const char* label_name;
+  const char* label_value;
+};
+
+// A plain struct of counters (Envoy style); replies_dropped never blocks the loop:
+// the peer is gone or its queue full.
+struct DaemonStats {
+#define ORBIT_STAT_FIELD(field, family, label_name, label_value) std::uint64_t field = 0;
+  ORBIT_DAEMON_STATS(ORBIT_STAT_FIELD)
+#undef ORBIT_STAT_FIELD
+
+  // v(field name, value) for every counter, in the list's order.
   template <class Visitor>
   void for_each(Visitor&& v) const {
-#define ORBIT_STAT(name) v(#name, name)
-    ORBIT_STAT(messages_received); ORBIT_STAT(hellos); ORBIT_STAT(snapshots); ORBIT_STAT(acks);
-    ORBIT_STAT(heartbeats); ORBIT_STAT(byes); ORBIT_STAT(welcomes_sent); ORBIT_STAT(states_sent);
-    ORBIT_STAT(burns_sent); ORBIT_STAT(burns_decided); ORBIT_STAT(burns_forced); ORBIT_STAT(errors_sent);
-    ORBIT_STAT(error_bad_message); ORBIT_STAT(error_unsupported_version); ORBIT_STAT(error_unknown_type);
-    ORBIT_STAT(error_invalid_field); ORBIT_STAT(error_too_large); ORBIT_STAT(error_not_registered);
-    ORBIT_STAT(error_internal); ORBIT_STAT(replies_dropped); ORBIT_STAT(telemetry_published);
-    ORBIT_STAT(telemetry_dropped); ORBIT_STAT(sessions_opened); ORBIT_STAT(sessions_expired);
-    ORBIT_STAT(sessions_closed); ORBIT_STAT(runs_opened); ORBIT_STAT(runs_rejected);
-    ORBIT_STAT(control_requests); ORBIT_STAT(control_errors); ORBIT_STAT(config_reloads);
-    ORBIT_STAT(config_reload_failures); ORBIT_STAT(journal_records); ORBIT_STAT(journal_errors);
-    ORBIT_STAT(http_requests); ORBIT_STAT(http_rejected);
-#undef ORBIT_STAT
+#define ORBIT_STAT_VISIT(field, family, label_name, label_value) v(#field, field);
+    ORBIT_DAEMON_STATS(ORBIT_STAT_VISIT)
+#undef ORBIT_STAT_VISIT
+  }
+
+  // v(field name, value, StatExport) for every counter, in the list's order.
+  template <class Visitor>
+  void for_each_export(Visitor&& v) const {
+#define ORBIT_STAT_EXPORT(field, family, label_name, label_value) \
+  v(#field, field, StatExport{family, label_name, label_value});
+    ORBIT_DAEMON_STATS(ORBIT_STAT_EXPORT)
+#undef ORBIT_STAT_EXPORT
   }
 };
+
+// The help text of a family named in ORBIT_DAEMON_STATS ("" for an unknown name).
+constexpr const char* stat_family_help(const char* family) {
+  auto same = [](const char* a, const char* b) {
+    while (*a && *a == *b) ++a, ++b;
+    return *a == *b;
+  };
+#define ORBIT_STAT_HELP(name, help) \
+  if (same(family, name)) return help;
+  ORBIT_STAT_FAMILIES(ORBIT_STAT_HELP)
+#undef ORBIT_STAT_HELP
+  return "";
+}
 
 }  // namespace orbit

@@ -63,7 +63,13 @@ std::optional<Labels> labels_beside(const fs::path& run_dir) {
 
 std::vector<FailureEvent> detect_failures(std::span<const LossPoint> points, const DetectOptions& options) {
   std::vector<FailureEvent> out;
+  // The baseline is the running minimum of the loss's running median, not of the raw
+  // loss: one low outlier in a noisy per-batch loss (modded-nanogpt 1.5B: 0.91 among
+  // ~2.8) would otherwise make every ordinary value after it a "failure" (254 on that
+  // healthy trace with the raw minimum, 0 with a 15-snapshot median).
   double running_min = std::numeric_limits<double>::infinity();
+  std::vector<double> recent;  // the last baseline_window ordinary losses, oldest first
+  std::vector<double> sorted;
   std::optional<FailureEvent> open;
   double open_peak_loss = 0.0;
   bool open_peak_nonfinite = false;
@@ -90,12 +96,17 @@ std::vector<FailureEvent> detect_failures(std::span<const LossPoint> points, con
       out.push_back(*open);
       open.reset();
     }
-    running_min = std::min(running_min, p.loss);
+    if (recent.size() >= std::max<std::size_t>(1, options.baseline_window)) recent.erase(recent.begin());
+    recent.push_back(p.loss);
+    sorted.assign(recent.begin(), recent.end());
+    const auto middle = sorted.begin() + static_cast<std::ptrdiff_t>(sorted.size() / 2);
+    std::nth_element(sorted.begin(), middle, sorted.end());
+    running_min = std::min(running_min, *middle);
   }
   if (open) out.push_back(*open);
   for (auto& f : out) {
     if (f.kind == "divergence") f.note = "non-finite loss";
-    else f.note = "loss above " + std::to_string(options.ratio).substr(0, 4) + "x its running minimum";
+    else f.note = "loss above " + std::to_string(options.ratio).substr(0, 4) + "x its baseline";
   }
   return out;
 }

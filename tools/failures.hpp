@@ -13,8 +13,9 @@
 //   note = "loss 9.34, grad norm 8.44"
 //
 // or are detected from the loss: a non-finite loss, or a loss above `ratio` times its
-// running minimum; consecutive such snapshots are one failure, peaking at the
-// highest (or first non-finite) loss.
+// baseline, the running minimum of the median of the last `baseline_window` ordinary
+// losses (a median, so one-step outliers of a noisy loss move it little); consecutive
+// such snapshots are one failure, peaking at the highest (or first non-finite) loss.
 //
 // Scoring: an alarm is a snapshot whose state is at or above the alarm level; alarm
 // episodes are runs of consecutive alarm snapshots. Each failure has a zone: from
@@ -66,7 +67,8 @@ struct LossPoint {
 };
 
 struct DetectOptions {
-  double ratio = 2.0;  // loss above ratio x running minimum is a failure
+  double ratio = 2.0;                    // loss above ratio x baseline is a failure
+  std::size_t baseline_window = 15;      // snapshots in the baseline's running median (1: raw loss)
 };
 std::vector<FailureEvent> detect_failures(std::span<const LossPoint> points, const DetectOptions& options = {});
 

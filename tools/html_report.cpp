@@ -125,8 +125,11 @@ class Plot {
     s += "<text x='" + num(kLeft) + "' y='14' class='t'>" + html_escape(title_) + (log_ ? " (log scale)" : "") + "</text>";
     s += "<rect x='" + num(kLeft) + "' y='" + num(kTop) + "' width='" + num(plot_w) + "' height='" + num(kPlotHeight) +
          "' fill='#fff' stroke='#999'/>";
-    s += "<clipPath id='c" + std::to_string(id()) + "'><rect x='" + num(kLeft) + "' y='" + num(kTop) + "' width='" +
-         num(plot_w) + "' height='" + num(kPlotHeight) + "'/></clipPath><g clip-path='url(#c" + std::to_string(id_) + ")'>";
+    // The id is taken once, before either use: the two operands of one `+` chain are
+    // evaluated in unspecified order, so reading a counter there named a missing id.
+    const std::string clip_id = "c" + std::to_string(next_id());
+    s += "<clipPath id='" + clip_id + "'><rect x='" + num(kLeft) + "' y='" + num(kTop) + "' width='" + num(plot_w) +
+         "' height='" + num(kPlotHeight) + "'/></clipPath><g clip-path='url(#" + clip_id + ")'>";
     for (const auto& bnd : bands_) {
       const double ya = Y(std::clamp(bnd.y1, log_ ? lo : a, log_ ? hi : b));
       const double yb = Y(std::clamp(bnd.y0, log_ ? lo : a, log_ ? hi : b));
@@ -180,10 +183,6 @@ class Plot {
     static int n = 0;
     return ++n;
   }
-  int id() const {
-    id_ = next_id();
-    return id_;
-  }
   struct Marker {
     double x;
     std::string color, tip;
@@ -200,7 +199,6 @@ class Plot {
   std::vector<Band> bands_;
   std::vector<Marker> markers_;
   std::vector<Shade> shades_;
-  mutable int id_ = 0;
 };
 
 std::string state_strip(const RunReplay& r, double x0, double x1) {

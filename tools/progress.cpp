@@ -7,12 +7,27 @@
 
 #include <unistd.h>
 
+#include "tools/cli_args.hpp"
+
 namespace orbit {
 
-bool ProgressBar::enabled() { return ::isatty(STDOUT_FILENO) == 1 && std::getenv("ORBIT_NO_PROGRESS") == nullptr; }
+ProgressDisplay progress_display(const ParsedArgs& args) {
+  const bool on = args.has("progress"), off = args.has("no-progress");
+  if (on && off) throw UsageError("--progress and --no-progress contradict each other; give one");
+  return on ? ProgressDisplay::always : off ? ProgressDisplay::never : ProgressDisplay::when_terminal;
+}
 
-ProgressBar::ProgressBar(std::string label, std::uint64_t total)
-    : label_(std::move(label)), total_(total), start_(std::chrono::steady_clock::now()), enabled_(enabled()) {}
+bool ProgressBar::enabled(ProgressDisplay display) {
+  switch (display) {
+    case ProgressDisplay::always: return true;
+    case ProgressDisplay::never: return false;
+    case ProgressDisplay::when_terminal: break;
+  }
+  return ::isatty(STDERR_FILENO) == 1 && std::getenv("ORBIT_NO_PROGRESS") == nullptr;
+}
+
+ProgressBar::ProgressBar(std::string label, std::uint64_t total, ProgressDisplay display)
+    : label_(std::move(label)), total_(total), start_(std::chrono::steady_clock::now()), enabled_(enabled(display)) {}
 
 ProgressBar::~ProgressBar() { finish(); }
 
@@ -29,8 +44,8 @@ void ProgressBar::set(std::uint64_t done) {
 void ProgressBar::finish() {
   if (!enabled_ || finished_) return;
   draw(true);
-  std::fputs("\n", stdout);
-  std::fflush(stdout);
+  std::fputs("\n", stderr);
+  std::fflush(stderr);
   finished_ = true;
 }
 
@@ -48,9 +63,9 @@ void ProgressBar::draw(bool force) {
   std::string bar;
   for (int i = 0; i < width; ++i) bar += i < filled ? "\u2588" : "\u2591";
   const double secs = std::chrono::duration<double>(now - start_).count();
-  std::fprintf(stdout, "\r\x1b[2K%s %s %3.0f%% %llu/%llu %.1fs", label_.c_str(), bar.c_str(), 100.0 * frac,
+  std::fprintf(stderr, "\r\x1b[2K%s %s %3.0f%% %llu/%llu %.1fs", label_.c_str(), bar.c_str(), 100.0 * frac,
                static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_), secs);
-  std::fflush(stdout);
+  std::fflush(stderr);
 }
 
 }  // namespace orbit

@@ -76,7 +76,8 @@ std::vector<FailureEvent> failures_of(const RecordedRun& recording, const Replay
   if (source) {
     char ratio[32];
     std::snprintf(ratio, sizeof ratio, "%g", settings.detect.ratio);
-    *source = std::string("detected (non-finite loss, or loss > ") + ratio + "x its running minimum)";
+    *source = std::string("detected (non-finite loss, or loss > ") + ratio + "x the running minimum of its " +
+              std::to_string(settings.detect.baseline_window) + "-snapshot median)";
   }
   if (healthy) *healthy = false;
   return detect_failures(points, settings.detect);

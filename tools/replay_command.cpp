@@ -36,17 +36,22 @@ const ArgParser& parser() {
              "override one key (\"controller.pid.warning.kp=0.8\"; keys outside [daemon], [limits],\n"
              "[logging], [journal] may leave out \"controller.\")",
              true);
-    a.option("out", "FILE", "write a report: .html (plots), .json (everything incl. timeline) or .csv (timeline)",
+    a.option("out", "FILE",
+             "write a report: .html (plots), .json (everything incl. timeline) or .csv (timeline;\n"
+             "metric columns named metric.NAME)",
              true);
     a.option("labels", "FILE", "failure labels (TOML) for a single run, instead of labels.toml / detection");
     a.option("alarm-level", "STATE", "lowest state that counts as an alarm: drifting | warning (default) | critical");
-    a.option("failure-ratio", "R", "detected failure: loss above R x its running minimum (default 2)");
+    a.option("failure-ratio", "R", "detected failure: loss above R x its baseline, the running minimum of its\n"
+             "15-snapshot median (default 2)");
     a.option("lead-window", "N", "snapshots before a failure's peak in which an alarm counts (default 50)");
     a.option("mode", "MODE", "active | monitor: replay in this mode instead of the recorded one");
     a.option("run", "NAME", "only this run of a journal root", true);
     a.flag("skip-corrupt", "read past damaged records instead of stopping at the first");
     a.flag("verbose", "every state change and burn");
     a.flag("quiet", "no per-run text");
+    a.flag("progress", "draw the progress bar on stderr even when it is not a terminal");
+    a.flag("no-progress", "no progress bar (default: drawn when stderr is a terminal)");
     a.epilog(std::string("Exit 1 when a replay with the recorded config does not reproduce the recorded burns.\n") +
              kExitCodeHelp);
     return a;
@@ -123,7 +128,7 @@ int replay_command(std::span<const std::string> args) {
   std::vector<RunReplay> results;
   results.reserve(runs.size());
   int rc = kExitOk;
-  ProgressBar progress("replay", runs.size());
+  ProgressBar progress("replay", runs.size(), progress_display(a));
   for (const auto& dir : runs) {
     const RecordedRun recording = load_recorded_run(dir, ro);
     try {

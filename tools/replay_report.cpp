@@ -218,7 +218,9 @@ std::string replay_csv(const std::vector<const RunReplay*>& runs) {
     for (const auto& t : r->timeline)
       for (const auto& [k, v] : t.metrics) metric_names.insert(k);
   std::string s = "run,step,time,loss,grad_norm,state,basin,forecast_basin,lr_scale,alarm,burn_seq";
-  for (const auto& m : metric_names) s += "," + m;
+  // Metric columns carry a `metric.` prefix: the controller's metrics include `loss`,
+  // `grad_norm` and `lr_scale`, which would otherwise repeat the fixed columns' names.
+  for (const auto& m : metric_names) s += ",metric." + m;
   s += "\n";
   for (const RunReplay* r : runs)
     for (std::size_t i = 0; i < r->timeline.size(); ++i) {

@@ -47,16 +47,29 @@ std::string bar(double fraction, int width) {
   return s;
 }
 
-}  // namespace
+// A held value from an earlier step gets its age in steps.
+std::string aged(std::string value, const HeldTelemetry* held, const std::string& name) {
+  const std::int64_t age = held ? held->age(name) : 0;
+  if (age > 0) value += " (" + std::to_string(age) + " ago)";
+  return value;
+}
 
-std::string run_line(const Telemetry& t, const ViewStyle& style, std::size_t run_width) {
+// The name under which `names` first finds a metric ("" when none).
+std::string found_name(const Telemetry& t, std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (t.metrics.contains(n)) return n;
+  return "";
+}
+
+std::string line_of(const Telemetry& t, const HeldTelemetry* held, const ViewStyle& style, std::size_t run_width) {
   std::string s = t.run;
   if (s.size() < run_width) s.append(run_width - s.size(), ' ');
   s += "  step " + std::to_string(t.step);
   const double* entropy = metric(t, {"entropy", "spectral_entropy"});
   const double* phi = metric(t, {"phi_proximity", "phi_prox"});
-  s += "  entropy " + (entropy ? fixed(*entropy) : std::string("-"));
-  s += "  \u03c6-prox " + (phi ? fixed(*phi) : std::string("-"));
+  s += "  entropy " +
+       (entropy ? aged(fixed(*entropy), held, found_name(t, {"entropy", "spectral_entropy"})) : std::string("-"));
+  s += "  \u03c6-prox " + (phi ? aged(fixed(*phi), held, found_name(t, {"phi_proximity", "phi_prox"})) : std::string("-"));
   const double* health = metric(t, {"health"});
   if (!health) health = phi;
   s += "  " + (health ? bar(*health, style.bar_width) : std::string(static_cast<std::size_t>(style.bar_width), '-'));
@@ -69,7 +82,7 @@ std::string run_line(const Telemetry& t, const ViewStyle& style, std::size_t run
   return s;
 }
 
-std::string run_tree(const Telemetry& t, const ViewStyle&) {
+std::string tree_of(const Telemetry& t, const HeldTelemetry* held) {
   std::string s;
   auto row = [&](bool last, const std::string& name, const std::string& value) {
     s += last ? "  \u2514\u2500 " : "  \u251c\u2500 ";
@@ -78,7 +91,7 @@ std::string run_tree(const Telemetry& t, const ViewStyle&) {
     s += " " + value + "\n";
   };
   const double* loss = metric(t, {"loss"});
-  row(false, "loss", loss ? general(*loss) : "-");
+  row(false, "loss", loss ? aged(general(*loss), held, "loss") : "-");
   std::string basin = t.basin.empty() ? "?" : t.basin;
   if (!t.forecast_basin.empty() && t.forecast_basin != t.basin) basin += " (heading for " + t.forecast_basin + ")";
   std::string shares;
@@ -88,12 +101,42 @@ std::string run_tree(const Telemetry& t, const ViewStyle&) {
   std::string health;
   for (const auto& [k, v] : t.metrics) {
     if (k == "loss" || k.starts_with("basin.") || k.starts_with("share.")) continue;
-    health += (health.empty() ? "" : "  ") + k + " " + general(v);
+    health += (health.empty() ? "" : "  ") + k + " " + aged(general(v), held, k);
   }
   row(false, "health", health.empty() ? "-" : health);
   row(false, "lr scale", fixed(t.lr_scale, 3));
   row(true, "reason", t.reason.empty() ? "-" : t.reason);
   return s;
 }
+
+}  // namespace
+
+void HeldTelemetry::update(const Telemetry& t) {
+  std::map<std::string, double> metrics = std::move(latest_.metrics);
+  latest_ = t;
+  for (const auto& [name, value] : t.metrics) {
+    metrics[name] = value;
+    metric_step_[name] = t.step;
+  }
+  latest_.metrics = std::move(metrics);
+}
+
+std::int64_t HeldTelemetry::age(const std::string& metric) const {
+  const auto it = metric_step_.find(metric);
+  // A step that went back (rollback, restart) makes no age: the value is shown as is.
+  return it == metric_step_.end() ? 0 : std::max<std::int64_t>(0, latest_.step - it->second);
+}
+
+std::string run_line(const Telemetry& t, const ViewStyle& style, std::size_t run_width) {
+  return line_of(t, nullptr, style, run_width);
+}
+
+std::string run_line(const HeldTelemetry& t, const ViewStyle& style, std::size_t run_width) {
+  return line_of(t.latest(), &t, style, run_width);
+}
+
+std::string run_tree(const Telemetry& t, const ViewStyle&) { return tree_of(t, nullptr); }
+
+std::string run_tree(const HeldTelemetry& t, const ViewStyle&) { return tree_of(t.latest(), &t); }
 
 }  // namespace orbit

@@ -101,6 +101,44 @@ std::string toml_snippet(const std::vector<TuneParam>& params, const std::vector
 
 namespace {
 
+// FNV-1a 64 over the seed's bytes then the name: a split that is the same on every
+// platform and standard library (std::hash is neither).
+std::uint64_t split_hash(std::uint64_t seed, const std::string& name) {
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&](unsigned char byte) {
+    h ^= byte;
+    h *= 1099511628211ull;
+  };
+  for (int i = 0; i < 8; ++i) mix(static_cast<unsigned char>(seed >> (8 * i)));
+  for (char c : name) mix(static_cast<unsigned char>(c));
+  return h;
+}
+
+}  // namespace
+
+RunSplit split_runs(const std::vector<TuneRun>& runs, double held_out_fraction, std::uint64_t seed) {
+  RunSplit split;
+  std::vector<std::size_t> healthy, failing;
+  for (std::size_t i = 0; i < runs.size(); ++i) (runs[i].failures.empty() ? healthy : failing).push_back(i);
+  for (auto* group : {&healthy, &failing}) {
+    std::stable_sort(group->begin(), group->end(), [&](std::size_t a, std::size_t b) {
+      return split_hash(seed, runs[a].recording.run) < split_hash(seed, runs[b].recording.run);
+    });
+    std::size_t k = 0;
+    if (held_out_fraction > 0 && group->size() >= 2) {
+      const auto wanted = static_cast<std::size_t>(std::llround(held_out_fraction * static_cast<double>(group->size())));
+      k = std::clamp<std::size_t>(wanted, 1, group->size() - 1);  // each kind keeps a tuning run
+    }
+    split.held_out.insert(split.held_out.end(), group->begin(), group->begin() + static_cast<std::ptrdiff_t>(k));
+    split.tuning.insert(split.tuning.end(), group->begin() + static_cast<std::ptrdiff_t>(k), group->end());
+  }
+  std::sort(split.tuning.begin(), split.tuning.end());
+  std::sort(split.held_out.begin(), split.held_out.end());
+  return split;
+}
+
+namespace {
+
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 double open_loop_cost(const Scoring& s, std::size_t snapshots, std::size_t window, RunScore& score) {
@@ -345,12 +383,15 @@ void nelder_mead(std::vector<double> start, std::size_t budget, Eval&& eval) {
 
 }  // namespace
 
-TuneResult tune(std::vector<TuneRun>& runs, std::vector<TuneParam>& params, const TuneOptions& options) {
+TuneResult tune(std::vector<TuneRun>& runs, std::vector<TuneParam>& params, const TuneOptions& options,
+                std::vector<TuneRun>* held_out) {
   const auto t0 = std::chrono::steady_clock::now();
   TuneResult result;
   try {
     const double phi_target = config_with_overrides(options.base_text, {}, options.base_source).navigator.signals.phi_target;
     for (auto& run : runs) precompute_spectral_metrics(run.recording, phi_target);
+    if (held_out)
+      for (auto& run : *held_out) precompute_spectral_metrics(run.recording, phi_target);
   } catch (const std::exception&) {
     // A base config that does not parse is reported by the first evaluation below.
   }
@@ -468,6 +509,36 @@ TuneResult tune(std::vector<TuneRun>& runs, std::vector<TuneParam>& params, cons
     for (auto& c : scored)
       if (c.valid && c.cost < result.best.cost) result.best = std::move(c);
     result.evaluations += extra;
+  }
+  if (held_out && !held_out->empty()) {
+    // Scored once, after the search: the held-out runs never steer it.
+    Evaluator held(*held_out, params, options);
+    if (options.objective == Objective::closed_loop)
+      for (std::size_t i = 0; i < held_out->size(); ++i)
+        if (!held.plants()[i].ok)
+          result.notes.push_back((*held_out)[i].recording.run + " (held out): left out of the closed loop: " +
+                                 held.plants()[i].why);
+    result.before_held_out = held.evaluate(nullptr);
+    result.best_held_out = result.best.valid && !result.best.values.empty() ? held.evaluate(&result.best.values)
+                                                                            : result.before_held_out;
+    // False alarms are an open-loop count: the closed-loop objective replays them too.
+    Candidate alarms_before = result.before_held_out, alarms_best = result.best_held_out;
+    if (options.objective != Objective::open_loop) {
+      TuneOptions open_loop = options;
+      open_loop.objective = Objective::open_loop;
+      Evaluator alarms(*held_out, params, open_loop);
+      alarms_before = alarms.evaluate(nullptr);
+      alarms_best = result.best.valid && !result.best.values.empty() ? alarms.evaluate(&result.best.values)
+                                                                     : alarms_before;
+    }
+    for (const TuneRun& run : *held_out) {
+      if (!run.failures.empty()) continue;
+      ++result.held_out_healthy_runs;
+      for (const RunScore& r : alarms_before.runs)
+        if (r.run == run.recording.run) result.held_out_false_alarms_before += r.false_alarms;
+      for (const RunScore& r : alarms_best.runs)
+        if (r.run == run.recording.run) result.held_out_false_alarms_best += r.false_alarms;
+    }
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;

@@ -66,6 +66,23 @@ std::vector<TuneParam> load_space(const std::filesystem::path& file);  // throws
 
 enum class Objective { open_loop, closed_loop };
 
+// A prepared run: decoded records and its failures.
+struct TuneRun {
+  RecordedRun recording;
+  std::vector<FailureEvent> failures;
+  std::string failure_source;
+};
+
+// Held-out check: the runs are split by run (never by snapshot) into a tuning set,
+// which the search sees, and a held-out set, which scores only the starting and the
+// best config. The split is a fixed function of (run names, fraction, seed): runs
+// ordered by a hash of (seed, name), healthy runs (no failures) and runs with
+// failures split separately so each side gets both kinds where a kind has two runs.
+struct RunSplit {
+  std::vector<std::size_t> tuning, held_out;  // indices into the runs, in input order
+};
+RunSplit split_runs(const std::vector<TuneRun>& runs, double held_out_fraction, std::uint64_t seed);
+
 struct TuneOptions {
   Objective objective = Objective::open_loop;
   std::size_t budget = 200;  // candidate evaluations, the starting config included
@@ -93,23 +110,25 @@ struct Candidate {
 };
 
 struct TuneResult {
-  Candidate before;  // the starting config
-  Candidate best;
+  Candidate before;  // the starting config, on the tuning runs
+  Candidate best;    // the lowest tuning cost
+  // The same two configs on the held-out runs (no runs: nothing held out).
+  Candidate before_held_out, best_held_out;
+  // False alarms on held-out healthy runs (no failures): the starting config's and the
+  // best's. More with the best is a refusal: it would add false alarms on healthy runs.
+  std::size_t held_out_healthy_runs = 0;
+  std::size_t held_out_false_alarms_before = 0, held_out_false_alarms_best = 0;
+  bool adds_false_alarms() const { return held_out_false_alarms_best > held_out_false_alarms_before; }
   std::size_t evaluations = 0;
   double seconds = 0;
   std::vector<std::string> notes;  // e.g. runs without a plant fit
 };
 
-// A prepared run: decoded records and its failures.
-struct TuneRun {
-  RecordedRun recording;
-  std::vector<FailureEvent> failures;
-  std::string failure_source;
-};
-
 // Precomputes each recording's spectral metrics first (precompute_spectral_metrics):
 // they do not depend on the gains, so every candidate reuses them.
-TuneResult tune(std::vector<TuneRun>& runs, std::vector<TuneParam>& params, const TuneOptions& options);
+// `held_out` runs never guide the search; they score `before` and `best` at the end.
+TuneResult tune(std::vector<TuneRun>& runs, std::vector<TuneParam>& params, const TuneOptions& options,
+                std::vector<TuneRun>* held_out = nullptr);
 
 // The overrides a candidate stands for.
 Overrides candidate_overrides(const std::vector<TuneParam>& params, const std::vector<double>& values);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "config/config_error.hpp"
 #include "tools/cli_args.hpp"
@@ -25,10 +26,15 @@ namespace {
 
 const ArgParser& parser() {
   static const ArgParser p = [] {
-    ArgParser a("orbit tune PATH... --space FILE [--objective open-loop|closed-loop] [--budget N] [--jobs N] [--seed S]",
+    ArgParser a("orbit tune PATH... --space FILE [--objective open-loop|closed-loop] [--budget N] [--jobs N] [--seed S]\n"
+                "           [--held-out F] [--split-seed S]",
                 "Searches controller gains over one or more journals: random search, then Nelder-Mead from\n"
                 "the best points, candidates evaluated in parallel. Prints the best gains as TOML ready\n"
                 "to paste into the orbitd config, and a before/after table.\n"
+                "A share of the runs (--held-out, by run, healthy and failing runs split apart) is held out:\n"
+                "the search never sees them; the starting and the best config are scored on them at the\n"
+                "end, and a best config that raises more false alarms than the starting one on a held-out\n"
+                "healthy run is refused (exit 1, no gains printed).\n"
                 "open-loop: earliest alarms before each failure, no false alarms (failures from\n"
                 "labels.toml beside each run, else detected from the loss). closed-loop: the controller\n"
                 "against a plant model fitted to each run (loss answering the lr; see tools/README.md).");
@@ -39,12 +45,19 @@ const ArgParser& parser() {
     a.option("budget", "N", "candidate evaluations, the starting config included (default 200)");
     a.option("jobs", "N", "threads (default: the number of cores)");
     a.option("seed", "S", "random seed (default 1)");
+    a.option("held-out", "F", "share of the runs held out, in [0, 0.9] (default 0.25; 0: none)");
+    a.option("split-seed", "S", "seed of the held-out split (default 1)");
     a.option("config", "FILE", "starting orbitd config (default: the first run's recorded config, else defaults)");
     a.option("out", "FILE", "write an HTML report (.html) or the result as JSON (.json)", true);
     a.option("alarm-level", "STATE", "lowest state that counts as an alarm: drifting | warning (default) | critical");
     a.option("lead-window", "N", "snapshots before a failure's peak in which an alarm counts (default 50)");
-    a.option("failure-ratio", "R", "detected failure: loss above R x its running minimum (default 2)");
-    a.epilog(std::string("Exit 1 when no candidate beats the starting config.\n") + kExitCodeHelp);
+    a.option("failure-ratio", "R", "detected failure: loss above R x its baseline, the running minimum of its\n"
+             "15-snapshot median (default 2)");
+    a.flag("progress", "draw the progress bar on stderr even when it is not a terminal");
+    a.flag("no-progress", "no progress bar (default: drawn when stderr is a terminal)");
+    a.epilog(std::string("Exit 1 when no candidate beats the starting config on the tuning runs, or when the\n"
+                         "best adds false alarms on held-out healthy runs.\n") +
+             kExitCodeHelp);
     return a;
   }();
   return p;
@@ -67,7 +80,7 @@ std::string mean_lead(const RunScore& r) {
   return buf;
 }
 
-std::string table(const TuneResult& t, bool closed_loop) {
+std::string table(const Candidate& before, const Candidate& after, bool closed_loop) {
   std::string s;
   char line[512];
   if (closed_loop) {
@@ -80,9 +93,9 @@ std::string table(const TuneResult& t, bool closed_loop) {
                   "late", "missed", "FA", "lead", "fail", "ontim", "late", "missed", "FA", "lead");
     s += line;
   }
-  for (std::size_t i = 0; i < t.before.runs.size() && i < t.best.runs.size(); ++i) {
-    const RunScore& b = t.before.runs[i];
-    const RunScore& a = t.best.runs[i];
+  for (std::size_t i = 0; i < before.runs.size() && i < after.runs.size(); ++i) {
+    const RunScore& b = before.runs[i];
+    const RunScore& a = after.runs[i];
     const std::string name = b.run.size() > 40 ? b.run.substr(0, 37) + "..." : b.run;
     if (closed_loop)
       std::snprintf(line, sizeof line, "%-40s %12.4g %12.4g %8zu %8zu\n", name.c_str(), b.cost, a.cost, b.burns, a.burns);
@@ -92,8 +105,6 @@ std::string table(const TuneResult& t, bool closed_loop) {
                     a.late, a.missed, a.false_alarms, mean_lead(a).c_str());
     s += line;
   }
-  std::snprintf(line, sizeof line, "cost (lower is better): before %.4g, after %.4g\n", t.before.cost, t.best.cost);
-  s += line;
   return s;
 }
 
@@ -118,6 +129,9 @@ int tune_command(std::span<const std::string> args) {
   if (jobs < 1 || jobs > 1024) throw UsageError("--jobs must be in [1, 1024]");
   options.jobs = static_cast<std::size_t>(jobs);
   options.seed = static_cast<std::uint64_t>(a.integer("seed", 1));
+  const double held_out_fraction = a.number("held-out", 0.25);
+  if (!(held_out_fraction >= 0.0 && held_out_fraction <= 0.9)) throw UsageError("--held-out must be in [0, 0.9]");
+  const auto split_seed = static_cast<std::uint64_t>(a.integer("split-seed", 1));
   if (auto l = a.maybe("alarm-level")) {
     auto level = alarm_level_from_string(*l);
     if (!level) throw UsageError("--alarm-level must be drifting, warning or critical");
@@ -165,11 +179,21 @@ int tune_command(std::span<const std::string> args) {
     }
   }
 
-  ProgressBar progress("tune", options.budget);
+  // The split is by run: a run's snapshots are all on one side.
+  const RunSplit split = split_runs(runs, held_out_fraction, split_seed);
+  std::vector<TuneRun> held_out;
+  {
+    std::vector<TuneRun> tuning;
+    for (std::size_t i : split.tuning) tuning.push_back(std::move(runs[i]));
+    for (std::size_t i : split.held_out) held_out.push_back(std::move(runs[i]));
+    runs = std::move(tuning);
+  }
+
+  ProgressBar progress("tune", options.budget, progress_display(a));
   options.progress = [&](std::size_t n) { progress.set(n); };
   TuneResult result;
   try {
-    result = tune(runs, params, options);
+    result = tune(runs, params, options, &held_out);
   } catch (const SpaceError& e) {
     std::fprintf(stderr, "orbit tune: %s\n", e.what());
     return kExitData;
@@ -182,11 +206,27 @@ int tune_command(std::span<const std::string> args) {
 
   const bool closed = options.objective == Objective::closed_loop;
   std::printf("tuned %zu parameter%s over %zu run%s (%zu snapshots), %s objective: %zu candidates in %.2f s on %zu thread%s\n",
-              params.size(), params.size() == 1 ? "" : "s", runs.size(), runs.size() == 1 ? "" : "s", snapshots,
+              params.size(), params.size() == 1 ? "" : "s", runs.size() + held_out.size(),
+              runs.size() + held_out.size() == 1 ? "" : "s", snapshots,
               objective.c_str(), result.evaluations, result.seconds, options.jobs, options.jobs == 1 ? "" : "s");
+  if (held_out.empty())
+    std::printf("held out: none (--held-out %g over %zu run%s; each kind, healthy or failing, needs two runs to split)\n",
+                held_out_fraction, runs.size(), runs.size() == 1 ? "" : "s");
+  else
+    std::printf("held out: %zu run%s (%zu healthy; --held-out %g, --split-seed %llu), not seen by the search\n",
+                held_out.size(), held_out.size() == 1 ? "" : "s", result.held_out_healthy_runs, held_out_fraction,
+                static_cast<unsigned long long>(split_seed));
   for (const auto& n : result.notes) std::printf("note: %s\n", n.c_str());
-  const bool better = result.best.valid && result.best.cost < result.before.cost;
-  std::printf("\n%s", table(result, closed).c_str());
+  const bool lower = result.best.valid && result.best.cost < result.before.cost;
+  const bool refused = lower && result.adds_false_alarms();
+  const bool better = lower && !refused;
+  std::printf("\ntuning runs\n%s", table(result.before, result.best, closed).c_str());
+  if (!held_out.empty())
+    std::printf("\nheld-out runs\n%s", table(result.before_held_out, result.best_held_out, closed).c_str());
+  std::printf("\ncost (lower is better): tuning before %.4g, after %.4g", result.before.cost, result.best.cost);
+  if (!held_out.empty())
+    std::printf("; held-out before %.4g, after %.4g", result.before_held_out.cost, result.best_held_out.cost);
+  std::printf("\n");
   std::printf("\nstarting config: %s\n", options.base_source.c_str());
   for (std::size_t i = 0; i < params.size(); ++i) {
     std::printf("  %-40s %12s -> %.6g\n", full_config_key(params[i].key).c_str(),
@@ -194,8 +234,17 @@ int tune_command(std::span<const std::string> args) {
                 result.best.values.empty() ? 0.0 : result.best.values[i]);
   }
   const std::string snippet = result.best.values.empty() ? "" : toml_snippet(params, result.best.values);
-  if (better) std::printf("\n# best gains: paste into the orbitd config\n%s", snippet.c_str());
-  else std::printf("\nno candidate beat the starting config\n");
+  if (better) {
+    std::printf("\n# best gains: paste into the orbitd config\n%s", snippet.c_str());
+  } else if (refused) {
+    std::printf("\nrefused: the lowest-cost candidate raises %zu false alarm%s on %zu held-out healthy run%s where the\n"
+                "starting config raises %zu; it is not offered as gains (more runs, or a narrower space, may help)\n",
+                result.held_out_false_alarms_best, result.held_out_false_alarms_best == 1 ? "" : "s",
+                result.held_out_healthy_runs, result.held_out_healthy_runs == 1 ? "" : "s",
+                result.held_out_false_alarms_before);
+  } else {
+    std::printf("\nno candidate beat the starting config\n");
+  }
 
   for (const auto& out : a.all("out")) {
     const auto ext = fs::path(out).extension();
@@ -205,7 +254,17 @@ int tune_command(std::span<const std::string> args) {
       w.begin_object();
       w.field("objective", objective).field("evaluations", static_cast<std::uint64_t>(result.evaluations));
       w.field("seconds", result.seconds).field("cost_before", result.before.cost).field("cost_after", result.best.cost);
-      w.field("improved", better).field("snippet", snippet);
+      w.field("held_out_fraction", held_out_fraction).field("split_seed", static_cast<std::uint64_t>(split_seed));
+      w.key("held_out_runs").begin_array();
+      for (const auto& r : held_out) w.value(r.recording.run);
+      w.end_array();
+      if (!held_out.empty())
+        w.field("held_out_cost_before", result.before_held_out.cost).field("held_out_cost_after", result.best_held_out.cost);
+      w.field("held_out_healthy_runs", static_cast<std::uint64_t>(result.held_out_healthy_runs));
+      w.field("held_out_false_alarms_before", static_cast<std::uint64_t>(result.held_out_false_alarms_before));
+      w.field("held_out_false_alarms_after", static_cast<std::uint64_t>(result.held_out_false_alarms_best));
+      w.field("refused", refused);
+      w.field("improved", better).field("snippet", better ? snippet : std::string());
       w.key("params").begin_array();
       for (std::size_t i = 0; i < params.size(); ++i) {
         w.begin_object().field("key", full_config_key(params[i].key));
@@ -215,10 +274,15 @@ int tune_command(std::span<const std::string> args) {
       }
       w.end_array();
       w.key("runs").begin_array();
-      for (std::size_t i = 0; i < result.before.runs.size() && i < result.best.runs.size(); ++i) {
-        const auto& b = result.before.runs[i];
-        const auto& af = result.best.runs[i];
-        w.begin_object().field("run", b.run);
+      std::vector<std::tuple<const RunScore*, const RunScore*, bool>> scored;
+      for (std::size_t i = 0; i < result.before.runs.size() && i < result.best.runs.size(); ++i)
+        scored.emplace_back(&result.before.runs[i], &result.best.runs[i], false);
+      for (std::size_t i = 0; i < result.before_held_out.runs.size() && i < result.best_held_out.runs.size(); ++i)
+        scored.emplace_back(&result.before_held_out.runs[i], &result.best_held_out.runs[i], true);
+      for (const auto& [bp, ap, is_held_out] : scored) {
+        const auto& b = *bp;
+        const auto& af = *ap;
+        w.begin_object().field("run", b.run).field("held_out", is_held_out);
         for (const auto& [label, r] : {std::pair<const char*, const RunScore*>{"before", &b}, {"after", &af}}) {
           w.key(label).begin_object();
           w.field("cost", r->cost).field("failures", static_cast<std::uint64_t>(r->failures));
@@ -242,8 +306,12 @@ int tune_command(std::span<const std::string> args) {
           config_with_overrides(options.base_text, {}, options.base_source).navigator;
       const NavigatorConfig after = config_with_overrides(
           options.base_text, candidate_overrides(params, result.best.values), options.base_source).navigator;
-      replays.reserve(2 * runs.size());
-      for (const auto& run : runs) {
+      std::vector<const TuneRun*> all;
+      for (const auto& run : runs) all.push_back(&run);
+      for (const auto& run : held_out) all.push_back(&run);
+      replays.reserve(2 * all.size());
+      for (const TuneRun* run_ptr : all) {
+        const TuneRun& run = *run_ptr;
         replays.push_back(replay_fixed(run.recording, before, Mode::active, run.failures, settings));
         replays.back().config_description = "starting config";
         replays.back().failure_source = run.failure_source;
@@ -256,8 +324,12 @@ int tune_command(std::span<const std::string> args) {
       std::string intro = "<p>" + std::to_string(result.evaluations) + " candidates, " + objective + " objective, " +
                           std::to_string(options.jobs) + " threads, " + std::to_string(result.seconds).substr(0, 5) +
                           " s. Starting config: " + html_escape(options.base_source) + ".</p>";
-      intro += "<h3>Best gains (paste into the orbitd config)</h3><pre>" + html_escape(snippet) + "</pre>";
-      intro += "<h3>Before / after</h3><pre>" + html_escape(table(result, closed)) + "</pre>";
+      if (better) intro += "<h3>Best gains (paste into the orbitd config)</h3><pre>" + html_escape(snippet) + "</pre>";
+      else if (refused) intro += "<h3>Refused: the best candidate adds false alarms on held-out healthy runs</h3>";
+      intro += "<h3>Before / after, tuning runs</h3><pre>" + html_escape(table(result.before, result.best, closed)) + "</pre>";
+      if (!held_out.empty())
+        intro += "<h3>Before / after, held-out runs</h3><pre>" +
+                 html_escape(table(result.before_held_out, result.best_held_out, closed)) + "</pre>";
       text = html_report("orbit tune", intro, sections);
     }
     std::ofstream f(out, std::ios::binary | std::ios::trunc);

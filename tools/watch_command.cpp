@@ -32,8 +32,10 @@ const ArgParser& parser() {
                 "Shows every run orbitd reports on its telemetry socket, one line each, redrawn in place\n"
                 "(plain ANSI: works over ssh):\n"
                 "  run-a  step 1840  entropy 2.31  \u03c6-prox 0.87  \u2588\u2588\u2588\u2588\u2588\u2588\u2588\u2591\u2591\u2591 DRIFTING\n"
-                "The bar is the run's health (metric \"health\", else \u03c6-proximity). When stdout is not a\n"
-                "terminal, each telemetry message is printed as one line instead.");
+                "The bar is the run's health (metric \"health\", else \u03c6-proximity). Each metric holds its\n"
+                "last value between the steps that carry it (spectra come on probe steps only); a value\n"
+                "from an earlier step shows its age in steps: \"entropy 2.31 (10 ago)\". When stdout is\n"
+                "not a terminal, each telemetry message is printed as one line instead.");
     a.option("telemetry", "EP", "telemetry endpoint (default: telemetry.sock in orbitd's private directory)");
     a.option("run", "NAME", "only this run", true);
     a.flag("tree", "a detail tree under each run: loss, basin, health metrics, lr scale, last reason");
@@ -78,7 +80,7 @@ int watch_command(std::span<const std::string> args) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
-  std::map<std::string, Telemetry> runs;
+  std::map<std::string, HeldTelemetry> runs;
   long long received = 0;
   int drawn_lines = 0;
   const auto start = std::chrono::steady_clock::now();
@@ -132,12 +134,13 @@ int watch_command(std::span<const std::string> args) {
       const DecodeResult d = decode(frames[1].to_string_view());
       if (!d.ok() || !std::holds_alternative<Telemetry>(*d.message)) continue;
       const auto& t = std::get<Telemetry>(*d.message);
-      runs[t.run] = t;
+      HeldTelemetry& held = runs[t.run];
+      held.update(t);
       ++received;
       if (!first_at) first_at = std::chrono::steady_clock::now();
       if (!live && !once) {
-        std::printf("%s\n", run_line(t, style).c_str());
-        if (tree) std::fputs(run_tree(t, style).c_str(), stdout);
+        std::printf("%s\n", run_line(held, style).c_str());
+        if (tree) std::fputs(run_tree(held, style).c_str(), stdout);
         std::fflush(stdout);
       }
       dirty = true;

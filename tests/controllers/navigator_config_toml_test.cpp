@@ -181,6 +181,16 @@ TEST(NavigatorConfigToml, ErrorsNameFileKeyAndReason) {
       {"[controller.zones.entropy]\ngood = true", "controller.zones.entropy.good", "must be a number"},
       {"[controller.zones.effective_rank]\ngood = 4.0", "controller.zones.effective_rank.danger", "needs both"},
       {"[controller.zones.entropy]\nwarn = 1.8", "controller.zones.entropy.warn", "unknown key"},
+      // Inverted zones: good and danger swapped relative to the metric's direction.
+      {"[controller.zones.entropy]\ngood = 0.5\ndanger = 1.0", "controller.zones.entropy",
+       "zone inverted: entropy is better higher, so good must be above danger (got good = 0.5, danger = 1)"},
+      {"[controller.zones.dominant_ratio]\ngood = 0.9\ndanger = 0.8", "controller.zones.dominant_ratio",
+       "zone inverted: dominant_ratio is better lower"},
+      {"[controller.zones.loss_z]\ngood = 6.0\ndanger = 3.0", "controller.zones.loss_z", "zone inverted"},
+      {"[controller.zones.effective_rank]\ngood = 2.0\ndanger = 8.0", "controller.zones.effective_rank",
+       "zone inverted"},
+      // Moving one line past the other's default inverts the zone too.
+      {"[controller.zones.phi_proximity]\ndanger = 0.9", "controller.zones.phi_proximity", "zone inverted"},
       {"[[controller.basin_rules]]\nbasin = \"BLACK_HOLE\"\nmetrics = [\"entropy\"]",
        "controller.basin_rules[0].basin", "unknown basin 'BLACK_HOLE'"},
       {"[[controller.basin_rules]]\nbasin = \"CREATIVE\"\nmetrics = [\"entropy\"]", "controller.basin_rules[0].basin",

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <regex>
 #include <sstream>
 
@@ -108,24 +110,90 @@ TEST(OrbitdHttp, MetricsExposeCountersAndRunsByName) {
   zmq::context_t ctx;
   TestClient client(ctx, orbitd.endpoints().adapters);
   stream(client, "http-run", 7);
+  client.send(make_snapshot("nobody", 0));  // no hello: one not_registered error
+  ASSERT_TRUE(client.recv());
 
   const auto r = get(url, "/metrics");
   ASSERT_EQ(r.status, 200) << r.head;
   EXPECT_NE(r.head.find("text/plain; version=0.0.4"), std::string::npos);
-  EXPECT_EQ(sample(r.body, "orbitd_snapshots_total"), "7");
-  EXPECT_EQ(sample(r.body, "orbitd_hellos_total"), "1");
-  EXPECT_EQ(sample(r.body, "orbitd_states_sent_total"), "7");
+  // One metric per quantity, told apart by labels.
+  EXPECT_EQ(sample(r.body, R"(orbitd_messages_decoded_total{type="snapshot"})"), "8") << r.body;
+  EXPECT_EQ(sample(r.body, R"(orbitd_messages_decoded_total{type="hello"})"), "1");
+  EXPECT_EQ(sample(r.body, R"(orbitd_messages_sent_total{type="state"})"), "7");
+  EXPECT_EQ(sample(r.body, R"(orbitd_messages_sent_total{type="error"})"), "1");
+  EXPECT_EQ(sample(r.body, R"(orbitd_errors_total{code="not_registered"})"), "1");
+  EXPECT_EQ(sample(r.body, R"(orbitd_errors_total{code="bad_message"})"), "0");
+  EXPECT_EQ(r.body.find("orbitd_error_"), std::string::npos) << "no metric per error code";
   EXPECT_EQ(sample(r.body, "orbitd_runs_active"), "1");
   EXPECT_EQ(sample(r.body, "orbitd_http_requests_total"), "1");  // this request
-  EXPECT_NE(r.body.find("# TYPE orbitd_snapshots_total counter"), std::string::npos);
+  EXPECT_NE(r.body.find("# TYPE orbitd_messages_decoded_total counter"), std::string::npos);
+  // Every counter's name ends in _total.
+  const std::regex counter_type(R"(# TYPE (\S+) counter)");
+  int counters = 0;
+  for (auto it = std::sregex_iterator(r.body.begin(), r.body.end(), counter_type); it != std::sregex_iterator(); ++it) {
+    ++counters;
+    EXPECT_TRUE((*it)[1].str().ends_with("_total")) << (*it)[1].str();
+  }
+  EXPECT_GT(counters, 10);
   const std::string run = R"(run="http-run")";
   EXPECT_EQ(sample(r.body, "orbit_run_step{" + run + "}"), "6");
   EXPECT_EQ(sample(r.body, "orbit_run_state{" + run + ",state=\"MONITOR\"}"), "1");
   EXPECT_EQ(sample(r.body, "orbit_run_state{" + run + ",state=\"CRITICAL\"}"), "0");
-  // Uniform 64-value hidden spectrum: entropy ln 64.
-  const auto entropy = sample(r.body, "orbit_run_metric{" + run + ",metric=\"hidden.0.entropy\"}");
-  ASSERT_TRUE(entropy);
+  // Health metrics: a family per quantity (its unit in the name), never one family of mixed units.
+  EXPECT_EQ(r.body.find("orbit_run_metric{"), std::string::npos);
+  // Uniform 64-value hidden spectrum: entropy ln 64 nats, effective rank 64.
+  const auto entropy = sample(r.body, "orbit_run_spectral_entropy_nats{" + run + ",spectrum=\"hidden.0\"}");
+  ASSERT_TRUE(entropy) << r.body;
   EXPECT_NEAR(std::stod(*entropy), std::log(64.0), 1e-9);
+  const auto aggregate = sample(r.body, "orbit_run_spectral_effective_rank{" + run + ",spectrum=\"aggregate\"}");
+  ASSERT_TRUE(aggregate) << r.body;
+  EXPECT_NEAR(std::stod(*aggregate), 64.0, 1e-6);
+  EXPECT_EQ(sample(r.body, "orbit_run_loss{" + run + ",statistic=\"last\"}"), "2.5");
+}
+
+TEST(OrbitdHttp, SpectralMetricsAreHeldBetweenProbeSteps) {
+  OrbitdProcess orbitd({"--http", "127.0.0.1:0", "--mode", "monitor"});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  stream(client, "probe-run", 5);  // every one with a spectrum: a probe step
+  // Steps between probes carry the loss alone.
+  for (int step = 5; step < 8; ++step) {
+    Snapshot s = make_snapshot("probe-run", step);
+    s.spectra.clear();
+    s.loss = 2.0;
+    client.send(s);
+    ASSERT_TRUE(client.recv());
+  }
+  const auto r = get(orbitd.endpoints().http, "/metrics");
+  ASSERT_EQ(r.status, 200);
+  const std::string run = R"(run="probe-run")";
+  EXPECT_EQ(sample(r.body, "orbit_run_step{" + run + "}"), "7");
+  EXPECT_EQ(sample(r.body, "orbit_run_loss{" + run + ",statistic=\"last\"}"), "2") << "scalars are the newest";
+  const auto entropy = sample(r.body, "orbit_run_spectral_entropy_nats{" + run + ",spectrum=\"hidden.0\"}");
+  ASSERT_TRUE(entropy) << "the last probe's value is held:\n" << r.body;
+  EXPECT_NEAR(std::stod(*entropy), std::log(64.0), 1e-9);
+}
+
+TEST(OrbitdHttp, MetricsPassPromtoolCheck) {
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) GTEST_SKIP() << "promtool not installed (Debian: prometheus)";
+  OrbitdProcess orbitd({"--http", "127.0.0.1:0"});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  stream(client, "lint-run", 3);
+  const auto r = get(orbitd.endpoints().http, "/metrics");
+  ASSERT_EQ(r.status, 200);
+  const auto dir = test::make_temp_dir("promtool");
+  { std::ofstream(dir / "metrics.txt") << r.body; }
+  const std::string cmd = "promtool check metrics < " + (dir / "metrics.txt").string() + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string lint;
+  char buf[512];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) lint.append(buf, n);
+  const int status = ::pclose(p);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << lint << "\n" << r.body;
+  EXPECT_EQ(lint, "") << r.body;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(OrbitdHttp, StatusIsTheControlStatusAsJson) {
@@ -164,7 +232,7 @@ TEST(OrbitdHttp, BadRequestsGetTheirStatusAndHarmNothingElse) {
   }
   const auto r = get(url, "/metrics");
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(sample(r.body, "orbitd_snapshots_total"), "50");
+  EXPECT_EQ(sample(r.body, R"(orbitd_messages_decoded_total{type="snapshot"})"), "50");
   // The malformed and the oversized one (the stalled two join after the 5 s timeout).
   const auto rejected = sample(r.body, "orbitd_http_rejected_total");
   ASSERT_TRUE(rejected);

@@ -63,6 +63,27 @@ TEST(Orbitd, HelpVersionAndCheckConfig) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Orbitd, CheckConfigRejectsAnInvertedZoneWithFileKeyAndReason) {
+  const auto dir = test::make_temp_dir("cfg");
+  const std::string file = write_file(dir / "inverted.toml", "[controller.zones.entropy]\ngood = 0.5\ndanger = 1.0\n");
+  const std::string cmd = std::string(std::getenv("ORBITD")) + " --check-config " + file + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string output;
+  char buf[512];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) output.append(buf, n);
+  const int status = ::pclose(p);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << output;
+  EXPECT_NE(output.find(file), std::string::npos) << output;
+  EXPECT_NE(output.find("controller.zones.entropy"), std::string::npos) << output;
+  EXPECT_NE(output.find("zone inverted: entropy is better higher"), std::string::npos) << output;
+  // The same lines the right way round are accepted.
+  EXPECT_EQ(run_command("--check-config " + write_file(dir / "upright.toml", "[controller.zones.entropy]\ngood = 1.0\n"
+                                                                              "danger = 0.5\n")),
+            0);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Orbitd, HelloWelcomeSnapshotState) {
   OrbitdProcess orbitd({"--mode", "monitor"});
   zmq::context_t ctx;

@@ -7,6 +7,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <regex>
+#include <set>
 #include <sstream>
 
 #include "controllers/navigator.hpp"
@@ -37,6 +40,40 @@ std::string read(const fs::path& p) {
 }
 
 bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+// Every `url(#ID)` in an HTML/SVG document whose ID no element declares (id='ID' or id="ID").
+std::vector<std::string> dangling_url_references(const std::string& html) {
+  std::set<std::string> ids;
+  const std::regex id_attr(R"re(\sid=['"]([^'"]+)['"])re");
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), id_attr); it != std::sregex_iterator(); ++it)
+    ids.insert((*it)[1].str());
+  std::vector<std::string> dangling;
+  const std::regex url_ref(R"re(url\(#([^)]+)\))re");
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), url_ref); it != std::sregex_iterator(); ++it)
+    if (!ids.contains((*it)[1].str())) dangling.push_back((*it)[1].str());
+  return dangling;
+}
+
+std::size_t count_url_references(const std::string& html) {
+  const std::regex url_ref(R"re(url\(#([^)]+)\))re");
+  return static_cast<std::size_t>(std::distance(std::sregex_iterator(html.begin(), html.end(), url_ref), std::sregex_iterator()));
+}
+
+// Column names of a CSV header line that appear more than once.
+std::vector<std::string> repeated_columns(const std::string& csv) {
+  std::istringstream header(csv.substr(0, csv.find('\n')));
+  std::set<std::string> seen;
+  std::vector<std::string> repeated;
+  for (std::string column; std::getline(header, column, ',');)
+    if (!seen.insert(column).second) repeated.push_back(column);
+  return repeated;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : " ") + i;
+  return out;
+}
 
 TEST(OrbitCli, HelpAndUsageErrors) {
   auto r = run_orbit({"--help"});
@@ -212,11 +249,15 @@ TEST(OrbitCli, ReplayUsesLabelsAndWritesReports) {
   EXPECT_TRUE(contains(h, "<svg")) << "inline SVG plots";
   EXPECT_FALSE(contains(h, "<script")) << "self-contained, no scripts";
   EXPECT_FALSE(contains(h, "http://") && contains(h, "src=")) << "no external resources";
+  EXPECT_GT(count_url_references(h), 0u) << "every chart clips its plot area";
+  EXPECT_TRUE(dangling_url_references(h).empty()) << "url(#id) naming no element: " << joined(dangling_url_references(h));
   const std::string js = read(json);
   EXPECT_TRUE(contains(js, "\"peak\": 7100"));
   EXPECT_TRUE(contains(js, "\"timeline\""));
   const std::string c = read(csv);
   EXPECT_TRUE(c.starts_with("run,step,time,loss,grad_norm,state,basin,forecast_basin,lr_scale,alarm,burn_seq"));
+  EXPECT_TRUE(contains(c.substr(0, c.find('\n')), ",metric.loss_z")) << "health metrics follow, prefixed";
+  EXPECT_TRUE(repeated_columns(c).empty()) << "repeated CSV columns: " << joined(repeated_columns(c));
   EXPECT_EQ(std::count(c.begin(), c.end(), '\n'), 700) << "header + 699 snapshots";
   EXPECT_EQ(run_orbit({"replay", tmp.path().string(), "--out", (tmp.path() / "r.pdf").string()}).code, 2);
 }
@@ -247,6 +288,7 @@ TEST(OrbitCli, TuneFindsGainsAndPrintsToml) {
     EXPECT_TRUE(contains(r.output, "[controller.filters]\ncusum_h = ")) << r.output;
   }
   EXPECT_TRUE(contains(read(html), "<svg"));
+  EXPECT_TRUE(dangling_url_references(read(html)).empty()) << joined(dangling_url_references(read(html)));
   EXPECT_TRUE(contains(read(json), "\"evaluations\": 24"));
   // Same seed, same answer.
   auto again = run_orbit({"tune", tmp.path().string(), "--space", space.string(), "--budget", "24", "--jobs", "2",
@@ -258,6 +300,105 @@ TEST(OrbitCli, TuneFindsGainsAndPrintsToml) {
   EXPECT_EQ(snippet(again.output), snippet(r.output));
 }
 
+// Runs `command` under script(1): stdin, stdout and stderr on a pseudo-terminal unless
+// the command redirects them. Returns what reached the terminal.
+std::optional<std::string> on_a_terminal(const std::string& command) {
+  if (std::system("command -v script >/dev/null 2>&1") != 0) return std::nullopt;
+  const std::string cmd = "script -qec " + detail::shell_quote(command) + " /dev/null </dev/null 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return std::nullopt;
+  std::string out;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+TEST(OrbitCli, ProgressGoesToStderrWhenItIsATerminal) {
+  TempDir tmp;
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", tmp.path().string(), "--run", "wmt"}).code, 0);
+  const std::string orbit = detail::shell_quote(ORBIT_CLI), dir = detail::shell_quote(tmp.path().string());
+  const auto stdout_file = tmp.path() / "out.txt";
+  // stdout to a file (as `orbit tune ... > tuned.toml`), stderr still the terminal.
+  const auto terminal = on_a_terminal(orbit + " replay " + dir + " --quiet > " + detail::shell_quote(stdout_file.string()));
+  if (!terminal) GTEST_SKIP() << "script(1) (util-linux) is not installed";
+  EXPECT_TRUE(contains(*terminal, "replay ")) << *terminal;
+  EXPECT_TRUE(contains(*terminal, "100% 1/1")) << "the bar reached the terminal on stderr\n" << *terminal;
+  const std::string result = read(stdout_file);
+  EXPECT_FALSE(contains(result, "100%")) << "nothing of the bar on stdout\n" << result;
+  EXPECT_FALSE(contains(result, "\r")) << result;
+  // --no-progress: nothing on the terminal either.
+  const auto quiet = on_a_terminal(orbit + " replay " + dir + " --quiet --no-progress > " +
+                                   detail::shell_quote(stdout_file.string()));
+  ASSERT_TRUE(quiet);
+  EXPECT_FALSE(contains(*quiet, "100%")) << *quiet;
+  // --progress draws it when stderr is not a terminal; stdout still has none of it.
+  auto forced = run_orbit({"replay", tmp.path().string(), "--quiet", "--progress"});
+  EXPECT_TRUE(contains(forced.output, "100% 1/1")) << forced.output;
+  // Not a terminal and not asked: nothing.
+  EXPECT_FALSE(contains(run_orbit({"replay", tmp.path().string(), "--quiet"}).output, "100%"));
+  EXPECT_EQ(run_orbit({"replay", tmp.path().string(), "--progress", "--no-progress"}).code, 2);
+}
+
+TEST(OrbitCli, ReplayFindsNoFailureInTheNoisyHealthyTrace) {
+  // modded-nanogpt 1.5B: healthy, with one-step outliers of its per-batch loss (0.91
+  // among ~2.8). Against the raw running minimum that was 254 detected failures.
+  TempDir tmp;
+  ASSERT_EQ(run_orbit({"import", (kTraces / "modded_nanogpt_1p5B_noisy_healthy/87bd51fd_steps_only.txt").string(),
+                       "--out", tmp.path().string(), "--run", "nanogpt"})
+                .code,
+            0);
+  auto r = run_orbit({"replay", tmp.path().string(), "--no-progress"});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "failures: 0 (detected")) << r.output;
+}
+
+TEST(OrbitCli, TuneRefusesAConfigThatAddsFalseAlarmsOnHeldOutHealthyRuns) {
+  // "a": WMT with three loss spikes. "b": the same log labelled healthy, so every alarm
+  // on it is false: a config that alarms more on "a" alarms more on "b". "h": WMT's
+  // healthy run. The split (seed 1) holds "b" out; the search sees "a" and "h".
+  TempDir tmp;
+  const fs::path wmt_healthy = kTraces / "algoperf_wmt_transformer_spikes/caspr_s3_t1_HEALTHY_measurements.csv";
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", tmp.path().string(), "--run", "a"}).code, 0);
+  ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", tmp.path().string(), "--run", "b"}).code, 0);
+  ASSERT_EQ(run_orbit({"import", wmt_healthy.string(), "--out", tmp.path().string(), "--run", "h"}).code, 0);
+  std::ofstream(tmp.path() / "b" / "labels.toml") << "healthy = true\n";
+  // A dull starting config (alarms only at the spikes' peaks) and a space of keener loss zones.
+  const auto start = tmp.path() / "start.toml", space = tmp.path() / "space.toml";
+  std::ofstream(start) << "[controller.zones.loss_z]\ngood = 30.0\ndanger = 60.0\n"
+                          "[controller.zones.grad_norm_z]\ngood = 30.0\ndanger = 60.0\n"
+                          "[controller.filters]\nloss_jump_ratio = 0.0\n";
+  std::ofstream(space) << "[[param]]\nkey = \"zones.loss_z.good\"\nmin = 1.0\nmax = 4.0\n"
+                          "[[param]]\nkey = \"zones.loss_z.danger\"\nmin = 4.5\nmax = 8.0\n";
+  const auto json = tmp.path() / "t.json";
+  const std::vector<std::string> common = {"tune", tmp.path().string(), "--space", space.string(), "--config",
+                                           start.string(), "--budget", "20", "--jobs", "2", "--lead-window", "100",
+                                           "--no-progress"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = common;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_orbit(args);
+  };
+  auto r = with({"--split-seed", "1", "--out", json.string()});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "held out: 1 run (1 healthy")) << r.output;
+  EXPECT_TRUE(contains(r.output, "held-out runs\n")) << r.output;
+  EXPECT_TRUE(contains(r.output, "; held-out before ")) << "held-out cost beside the tuning cost\n" << r.output;
+  EXPECT_TRUE(contains(r.output, "refused: the lowest-cost candidate raises 4 false alarms on 1 held-out healthy run "
+                                 "where the\nstarting config raises 3"))
+      << r.output;
+  EXPECT_FALSE(contains(r.output, "# best gains")) << r.output;
+  const std::string js = read(json);
+  EXPECT_TRUE(contains(js, "\"refused\": true")) << js;
+  EXPECT_TRUE(contains(js, "\"run\": \"b\",\n      \"held_out\": true")) << js;
+  // "refused" is printed only for a candidate whose tuning cost is lower: the search
+  // alone would have offered it. With "b" in the tuning set its false alarms count there.
+  auto unsplit = with({"--held-out", "0"});
+  EXPECT_EQ(unsplit.code, 1) << unsplit.output;
+  EXPECT_TRUE(contains(unsplit.output, "held out: none")) << unsplit.output;
+  EXPECT_TRUE(contains(unsplit.output, "no candidate beat the starting config")) << unsplit.output;
+}
+
 TEST(OrbitCli, TuneClosedLoopFitsPlantsWhereTheLrMoved) {
   TempDir tmp;
   ASSERT_EQ(run_orbit({"import", kCriteo.string(), "--out", tmp.path().string(), "--run", "criteo"}).code, 0);
@@ -265,7 +406,7 @@ TEST(OrbitCli, TuneClosedLoopFitsPlantsWhereTheLrMoved) {
   const auto space = tmp.path() / "space.toml";
   std::ofstream(space) << "[[param]]\nkey = \"pid.critical.kp\"\nmin = 0.1\nmax = 5.0\nlog = true\n";
   auto r = run_orbit({"tune", tmp.path().string(), "--space", space.string(), "--objective", "closed-loop",
-                      "--budget", "12", "--jobs", "2"});
+                      "--budget", "12", "--jobs", "2", "--held-out", "0"});
   ASSERT_TRUE(r.code == 0 || r.code == 1) << r.output;
   EXPECT_TRUE(contains(r.output, "closed-loop objective: 12 candidates")) << r.output;
   EXPECT_TRUE(contains(r.output, "wmt: left out of the closed loop: no plant fit")) << r.output;
