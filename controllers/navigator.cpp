@@ -569,9 +569,10 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
     // where it is.
     const double measured =
         state == OrbitState::drifting && zones.health_ahead ? std::min(*health, *zones.health_ahead) : *health;
+    const double error = cfg.pid.setpoint - measured;
     const bool went_down = st.transition && level(st.transition->to) < level(st.transition->from);
-    if (went_down) pid_.track(cfg.pid.setpoint, measured, zones.health_slope, cfg.pid.gains(state), pl);
-    pid_.update(cfg.pid.setpoint, measured, zones.health_slope, cfg.pid.gains(state), pl);
+    if (went_down) pid_.track(error, zones.health_slope, cfg.pid.gains(state), pl);
+    pid_.update(error, elapsed, zones.health_slope, cfg.pid.gains(state), pl);
     plan.pid_measured = measured;
   }
   // The restored run restarts at restart_scale x the new ceiling and climbs back
@@ -744,8 +745,8 @@ void Navigator::on_rank_silent(std::int64_t rank, double now) {
 
 void Navigator::set_mode(Mode mode) {
   if (mode == mode_) return;
+  queued_events_.push_back("mode: " + std::string(to_string(mode_)) + " -> " + std::string(to_string(mode)));
   mode_ = mode;
-  queued_events_.push_back(mode == Mode::active ? "mode: monitor -> active" : "mode: active -> monitor");
 }
 
 void Navigator::reconfigure(NavigatorConfig config) {
@@ -771,6 +772,17 @@ void Navigator::update_info(RunInfo info) {
     it = it->first >= std::max<std::int64_t>(1, info_.world_size) ? ranks_.erase(it) : std::next(it);
   }
   if (!last_burn_) applied_ = defaults();
+}
+
+std::optional<std::string> Navigator::operator_burn_problem(const Burn& requested) const {
+  if (!requested.curriculum_phase) return std::nullopt;
+  const auto phases = static_cast<std::int64_t>(config_.curriculum.phases.size());
+  if (phases == 0) return "curriculum_phase given but the config has no curriculum phases";
+  if (*requested.curriculum_phase < 0 || *requested.curriculum_phase >= phases) {
+    return "curriculum_phase " + std::to_string(*requested.curriculum_phase) + " does not exist (phases 0-" +
+           std::to_string(phases - 1) + ")";
+  }
+  return std::nullopt;
 }
 
 std::optional<Burn> Navigator::force_burn(const Burn& requested) {

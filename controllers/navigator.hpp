@@ -33,6 +33,7 @@
 #include "controllers/zone_metric.hpp"
 #include "controllers/zoned_metrics.hpp"
 #include "protocol/messages.hpp"
+#include "protocol/mode.hpp"
 
 namespace orbit {
 
@@ -43,8 +44,6 @@ struct RunInfo {  // from the run's hello messages
   std::vector<std::string> actuators;  // subset of lr, domain_weights, curriculum, loss_weights, rollback
   std::optional<double> base_lr;
 };
-
-enum class Mode { active, monitor };
 
 struct Decision {
   std::string state;           // "STABLE", ... upper case, as on the wire ("MONITOR" in monitor mode)
@@ -82,6 +81,10 @@ class Navigator {
   // expiry), given the next seq and an apply_at_step; the controller continues
   // from it. Works in both modes (an operator's explicit request).
   std::optional<Burn> force_burn(const Burn& requested);
+  // What makes an operator's burn impossible for this run's config (a curriculum
+  // phase that does not exist), or nullopt. Asked before force_burn, which clamps
+  // what is merely out of bounds; replayed forced burns are not asked again.
+  std::optional<std::string> operator_burn_problem(const Burn& requested) const;
 
   // Decision::metrics costs more than the decision itself; a caller that never reads
   // them (tune, a replay without a timeline) turns them off. Decisions do not change.

@@ -53,7 +53,7 @@ std::string Server::prometheus_metrics() {
   out.append("orbitd_info{version=\"").append(label(ORBIT_VERSION)).append("\",mode=\"").append(label(config_.mode))
       .append("\"} 1\n");
   family(out, "orbitd_uptime_seconds", "gauge", "Seconds since orbitd started serving.");
-  out.append("orbitd_uptime_seconds ").append(number(clock_() - started_at_)).append("\n");
+  out.append("orbitd_uptime_seconds ").append(number(clock_.now() - started_at_)).append("\n");
   stats_.for_each([&](const char* name, std::uint64_t v) {
     const std::string metric = std::string("orbitd_") + name + "_total";
     family(out, metric, "counter", std::string("DaemonStats.") + name + ".");
