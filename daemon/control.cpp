@@ -121,12 +121,12 @@ std::string Server::handle_control(std::string_view request) {
     head(p, 1);
     str(p, "mode"); str(p, to_string(set->mode));
   } else if (const auto* command = std::get_if<BurnCommand>(&*decoded.command)) {
-    auto it = runs_.find(command->run);
+    const Burn& requested = command->requested;
+    auto it = runs_.find(requested.run);
     if (it == runs_.end()) {
       ++stats_.control_errors;
-      return encode_control_error("no run named '" + command->run + "'");
+      return encode_control_error("no run named '" + requested.run + "'");
     }
-    const Burn requested = requested_burn(*command);
     if (auto problem = it->second.navigator->operator_burn_problem(requested)) {
       ++stats_.control_errors;
       return encode_control_error("burn: " + *problem);
@@ -134,7 +134,7 @@ std::string Server::handle_control(std::string_view request) {
     auto sent = force_burn(requested);
     if (!sent) {
       ++stats_.control_errors;
-      return encode_control_error("burn for run '" + command->run + "' was not made");
+      return encode_control_error("burn for run '" + requested.run + "' was not made");
     }
     head(p, 1);
     str(p, "burn");

@@ -733,20 +733,21 @@ double non_negative(const Fields& f, std::string_view k, double v) {
 
 BurnCommand decode_burn_command(const Fields& f, const DecodeLimits& limits) {
   BurnCommand c;
-  c.run = run_id(f);
+  Burn& b = c.requested;
+  b.run = run_id(f);
   if (auto lr = f.opt_number("lr_scale")) {
     if (!std::isfinite(*lr) || *lr <= 0) fail(ErrorCode::invalid_field, "field 'lr_scale' must be a finite number > 0", "lr_scale");
-    c.lr_scale = *lr;
+    b.lr_scale = *lr;
   }
-  if (auto reason = f.opt_string("reason")) c.reason = *reason;
-  if (auto e = f.opt_integer("expires_after_steps")) c.expires_after_steps = f.at_least("expires_after_steps", *e, 0);
-  c.domain_weights = number_map(f, "domain_weights", limits.max_domains, true);
-  for (const auto& [name, w] : c.domain_weights) non_negative(Fields(f.need("domain_weights"), "domain_weights"), name, w);
-  c.loss_weights = number_map(f, "loss_weights", limits.max_scalars, true);
-  for (const auto& [name, w] : c.loss_weights) non_negative(Fields(f.need("loss_weights"), "loss_weights"), name, w);
-  if (auto phase = f.opt_integer("curriculum_phase")) c.curriculum_phase = f.at_least("curriculum_phase", *phase, 0);
-  if (auto r = f.opt_integer("rollback_to_step")) c.rollback_to_step = f.at_least("rollback_to_step", *r, 0);
-  if (auto n = f.opt_integer("skip_batches")) c.skip_batches = f.at_least("skip_batches", *n, 0);
+  if (auto reason = f.opt_string("reason")) b.reason = *reason;
+  if (auto e = f.opt_integer("expires_after_steps")) b.expires_after_steps = f.at_least("expires_after_steps", *e, 0);
+  b.domain_weights = number_map(f, "domain_weights", limits.max_domains, true);
+  for (const auto& [name, w] : b.domain_weights) non_negative(Fields(f.need("domain_weights"), "domain_weights"), name, w);
+  b.loss_weights = number_map(f, "loss_weights", limits.max_scalars, true);
+  for (const auto& [name, w] : b.loss_weights) non_negative(Fields(f.need("loss_weights"), "loss_weights"), name, w);
+  if (auto phase = f.opt_integer("curriculum_phase")) b.curriculum_phase = f.at_least("curriculum_phase", *phase, 0);
+  if (auto r = f.opt_integer("rollback_to_step")) b.rollback_to_step = f.at_least("rollback_to_step", *r, 0);
+  if (auto n = f.opt_integer("skip_batches")) b.skip_batches = f.at_least("skip_batches", *n, 0);
   return c;
 }
 
@@ -844,19 +845,20 @@ std::string encode_control(const ControlCommand& command) {
           kv(p, "mode", to_string(c.mode));
           if (c.run) kv(p, "run", std::string_view(*c.run));
         } else {
-          head(p, 5 + nonempty(c.domain_weights) + nonempty(c.loss_weights) + present(c.curriculum_phase) +
-                      present(c.rollback_to_step) + present(c.skip_batches),
+          const Burn& b = c.requested;
+          head(p, 5 + nonempty(b.domain_weights) + nonempty(b.loss_weights) + present(b.curriculum_phase) +
+                      present(b.rollback_to_step) + present(b.skip_batches),
                "control");
           kv(p, "cmd", std::string_view("burn"));
-          kv(p, "run", std::string_view(c.run));
-          kv(p, "lr_scale", c.lr_scale);
-          kv(p, "reason", std::string_view(c.reason));
-          kv(p, "expires_after_steps", c.expires_after_steps);
-          if (!c.domain_weights.empty()) { key(p, "domain_weights"); float_map(p, c.domain_weights); }
-          if (!c.loss_weights.empty()) { key(p, "loss_weights"); float_map(p, c.loss_weights); }
-          if (c.curriculum_phase) kv(p, "curriculum_phase", *c.curriculum_phase);
-          if (c.rollback_to_step) kv(p, "rollback_to_step", *c.rollback_to_step);
-          if (c.skip_batches) kv(p, "skip_batches", *c.skip_batches);
+          kv(p, "run", std::string_view(b.run));
+          kv(p, "lr_scale", b.lr_scale);
+          kv(p, "reason", std::string_view(b.reason));
+          kv(p, "expires_after_steps", b.expires_after_steps);
+          if (!b.domain_weights.empty()) { key(p, "domain_weights"); float_map(p, b.domain_weights); }
+          if (!b.loss_weights.empty()) { key(p, "loss_weights"); float_map(p, b.loss_weights); }
+          if (b.curriculum_phase) kv(p, "curriculum_phase", *b.curriculum_phase);
+          if (b.rollback_to_step) kv(p, "rollback_to_step", *b.rollback_to_step);
+          if (b.skip_batches) kv(p, "skip_batches", *b.skip_batches);
         }
       },
       command);
@@ -870,20 +872,6 @@ std::string encode_control_error(std::string_view message) {
   kv(p, "ok", false);
   kv(p, "error", message);
   return {buf.data(), buf.size()};
-}
-
-Burn requested_burn(const BurnCommand& c) {
-  Burn b;
-  b.run = c.run;
-  b.lr_scale = c.lr_scale;
-  b.reason = c.reason;
-  b.expires_after_steps = c.expires_after_steps;
-  b.domain_weights = c.domain_weights;
-  b.loss_weights = c.loss_weights;
-  b.curriculum_phase = c.curriculum_phase;
-  b.rollback_to_step = c.rollback_to_step;
-  b.skip_batches = c.skip_batches;
-  return b;
 }
 
 }  // namespace orbit

@@ -27,19 +27,21 @@ struct SetModeCommand {
   std::optional<std::string> run;  // none: every run and the mode of new runs
 };
 
-// An operator's burn. Every value is checked here (finite, in range); the run's
-// Navigator then clamps it to the config's bounds and checks what depends on the
-// config (the curriculum phase exists).
+// An operator's burn: the `burn` fields an operator may give (run, lr_scale > 0,
+// reason, expires_after_steps >= 0 with 0 = the config's expiry, domain_weights and
+// loss_weights finite >= 0, curriculum_phase, rollback_to_step, skip_batches >= 0);
+// the others (seq, state, ...) are the Navigator's to fill. Every value is checked
+// here; the run's Navigator then clamps it to the config's bounds and checks what
+// depends on the config (the curriculum phase exists).
 struct BurnCommand {
-  std::string run;
-  double lr_scale = 1.0;                        // > 0
-  std::string reason = "operator burn";
-  std::int64_t expires_after_steps = 0;         // >= 0; 0: the config's expiry
-  std::map<std::string, double> domain_weights;  // finite, >= 0
-  std::map<std::string, double> loss_weights;    // finite, >= 0
-  std::optional<std::int64_t> curriculum_phase;  // >= 0
-  std::optional<std::int64_t> rollback_to_step;  // >= 0
-  std::optional<std::int64_t> skip_batches;      // >= 0
+  Burn requested = default_request();
+
+  static Burn default_request() {
+    Burn b;
+    b.reason = "operator burn";
+    b.expires_after_steps = 0;
+    return b;
+  }
 };
 
 struct ReloadCommand {};
@@ -57,8 +59,5 @@ ControlDecodeResult decode_control(std::string_view bytes, const DecodeLimits& l
 std::string encode_control(const ControlCommand& command);
 // {"v": 1, "type": "control_reply", "ok": false, "error": message}
 std::string encode_control_error(std::string_view message);
-
-// The burn an operator's command asks for, as the Navigator takes it.
-Burn requested_burn(const BurnCommand& command);
 
 }  // namespace orbit

@@ -23,7 +23,8 @@ std::string request(detail::Pairs pairs) {
 }
 
 TEST(ControlCodec, EveryCommandRoundTrips) {
-  BurnCommand burn;
+  BurnCommand command;
+  Burn& burn = command.requested;
   burn.run = "r1";
   burn.lr_scale = 0.25;
   burn.reason = "test";
@@ -33,9 +34,9 @@ TEST(ControlCodec, EveryCommandRoundTrips) {
   burn.curriculum_phase = 1;
   burn.rollback_to_step = 100;
   burn.skip_batches = 3;
-  const auto back = decode_control(encode_control(burn));
+  const auto back = decode_control(encode_control(command));
   ASSERT_TRUE(back.command) << back.error;
-  const auto& b = std::get<BurnCommand>(*back.command);
+  const Burn& b = std::get<BurnCommand>(*back.command).requested;
   EXPECT_EQ(b.run, "r1");
   EXPECT_EQ(b.lr_scale, 0.25);
   EXPECT_EQ(b.reason, "test");
