@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config/navigator_config_toml.hpp"
 
+#include "config/toml_table.hpp"
+
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -12,101 +14,7 @@ namespace orbit {
 
 namespace {
 
-// One TOML table being read: remembers which keys were asked for, so anything
-// else can be rejected as unknown (a typo never silently becomes a default).
-class Table {
- public:
-  Table(const toml::table* table, std::string path, const std::string& file)
-      : table_(table), path_(std::move(path)), file_(file) {}
-
-  std::string key(std::string_view k) const { return path_.empty() ? std::string(k) : path_ + "." + std::string(k); }
-  [[noreturn]] void fail(std::string_view k, const std::string& why) const { throw ConfigError(file_, key(k), why); }
-  const std::string& file() const { return file_; }
-
-  const toml::node* node(std::string_view k) {
-    known_.insert(std::string(k));
-    return table_ ? table_->get(k) : nullptr;
-  }
-
-  void number(std::string_view k, double& out, double lo, double hi, bool lo_open = false) {
-    const toml::node* n = node(k);
-    if (!n) return;
-    auto v = n->value<double>();  // integers are numbers too
-    if (!v || !(n->is_floating_point() || n->is_integer())) fail(k, "must be a number");
-    if (!std::isfinite(*v) || *v < lo || *v > hi || (lo_open && *v == lo)) {
-      std::ostringstream range;
-      range << "must be in " << (lo_open ? "(" : "[") << lo << ", " << hi << "], got " << *v;
-      fail(k, range.str());
-    }
-    out = *v;
-  }
-  void integer(std::string_view k, std::int64_t& out, std::int64_t lo, std::int64_t hi) {
-    const toml::node* n = node(k);
-    if (!n) return;
-    if (!n->is_integer()) fail(k, "must be an integer");
-    const std::int64_t v = n->as_integer()->get();
-    if (v < lo || v > hi) {
-      fail(k, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(v));
-    }
-    out = v;
-  }
-  void boolean(std::string_view k, bool& out) {
-    const toml::node* n = node(k);
-    if (!n) return;
-    if (!n->is_boolean()) fail(k, "must be true or false");
-    out = n->as_boolean()->get();
-  }
-  std::optional<std::string> string(std::string_view k) {
-    const toml::node* n = node(k);
-    if (!n) return std::nullopt;
-    if (!n->is_string()) fail(k, "must be a string");
-    return n->as_string()->get();
-  }
-  void strings(std::string_view k, std::vector<std::string>& out, bool allow_empty_list = true) {
-    const toml::node* n = node(k);
-    if (!n) return;
-    const toml::array* a = n->as_array();
-    if (!a) fail(k, "must be an array of strings");
-    std::vector<std::string> v;
-    for (const auto& e : *a) {
-      if (!e.is_string()) fail(k, "must be an array of strings");
-      if (e.as_string()->get().empty()) fail(k, "must not contain empty strings");
-      v.push_back(e.as_string()->get());
-    }
-    if (!allow_empty_list && v.empty()) fail(k, "must not be empty");
-    out = std::move(v);
-  }
-  const toml::table* table(std::string_view k) {
-    const toml::node* n = node(k);
-    if (!n) return nullptr;
-    if (!n->is_table()) fail(k, "must be a table ([" + key(k) + "])");
-    return n->as_table();
-  }
-  const toml::array* tables(std::string_view k) {
-    const toml::node* n = node(k);
-    if (!n) return nullptr;
-    const toml::array* a = n->as_array();
-    if (!a || !a->is_array_of_tables()) fail(k, "must be an array of tables ([[" + key(k) + "]])");
-    return a;
-  }
-  // Unknown keys are errors; `what` lists the known ones for the message.
-  void done() const {
-    if (!table_) return;
-    for (const auto& [k, v] : *table_) {
-      if (!known_.count(std::string(k.str()))) {
-        std::string list;
-        for (const auto& name : known_) list += (list.empty() ? "" : ", ") + name;
-        throw ConfigError(file_, key(k.str()), "unknown key; known keys here: " + list);
-      }
-    }
-  }
-
- private:
-  const toml::table* table_;
-  std::string path_;
-  const std::string& file_;
-  std::set<std::string> known_;
-};
+using Table = TomlTable;  // the one TOML reader (config/toml_table.hpp)
 
 Basin basin_named(Table& t, std::string_view k, const std::string& name, bool allow_creative) {
   auto b = basin_from_string(name);
@@ -202,19 +110,7 @@ std::map<std::string, DomainProfile> load_basin_map(const toml::table& root, con
 }
 
 std::map<std::string, DomainProfile> load_basin_map_file(const std::string& path) {
-  toml::table root;
-  try {
-    root = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream what;
-    if (!std::filesystem::exists(path)) {
-      throw ConfigError(path, "", "cannot read the basin map file (does it exist?)");
-    }
-    what << "TOML syntax error at line " << e.source().begin.line << ", column " << e.source().begin.column << ": "
-         << e.description();
-    throw ConfigError(path, "", what.str());
-  }
-  return load_basin_map(root, path);
+  return load_basin_map(load_toml_file(path), path);
 }
 
 NavigatorConfig load_navigator_config(const toml::table& root, const std::string& file) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "controllers/basin_classifier.hpp"
 
+#include <algorithm>
+
 namespace orbit {
 
 BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::map<std::string, Zone>& zones) {
@@ -51,6 +53,20 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::vector<
   best.basin = *best_basin;
   best.metric = *best_metric;
   return best;
+}
+
+double basin_pressure(Basin basin, const std::vector<BasinRule>& rules, const std::vector<std::vector<int>>& rule_metrics,
+                      const PerZoneMetric<double>& margins) {
+  double p = 0.0;
+  for (std::size_t r = 0; r < rules.size(); ++r) {
+    if (rules[r].basin != basin) continue;
+    for (const int mi : rule_metrics[r]) {
+      if (mi >= 0 && margins[static_cast<std::size_t>(mi)]) {
+        p = std::max(p, std::clamp(1.0 - *margins[static_cast<std::size_t>(mi)], 0.0, 1.0));
+      }
+    }
+  }
+  return p;
 }
 
 }  // namespace orbit

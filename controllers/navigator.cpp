@@ -8,58 +8,18 @@
 #include <utility>
 
 #include "controllers/basin_classifier.hpp"
+#include "controllers/burn_changes.hpp"
+#include "controllers/decision_text.hpp"
+#include "controllers/metric_report.hpp"
 
 namespace orbit {
 
 namespace {
 
-// Wire names in Decision::metrics are bounded like every map key on the wire.
-constexpr std::size_t kMaxMetricName = 128;
-
-std::string num(double v, int digits = 3) {
-  char text[48];
-  std::snprintf(text, sizeof text, "%.*g", digits, v);
-  return text;
-}
-
-std::string nonfinite_name(double v) {
-  return std::isnan(v) ? "NaN" : (v > 0 ? "+inf" : "-inf");
-}
-
 bool matches(const std::string& name, const std::vector<std::string>& prefixes) {
   if (prefixes.empty()) return true;
   return std::any_of(prefixes.begin(), prefixes.end(),
                      [&](const std::string& p) { return name.compare(0, p.size(), p) == 0; });
-}
-
-
-std::string label(std::string_view metric) {
-  if (metric == "loss_z") return "loss z";
-  if (metric == "grad_norm_z") return "grad norm z";
-  std::string s(metric);
-  std::replace(s.begin(), s.end(), '_', ' ');
-  return s;
-}
-
-// `metrics` is null when the caller does not want them: nothing is built then.
-void put(std::map<std::string, double>* metrics, std::string_view name, double value) {
-  if (metrics && std::isfinite(value) && name.size() <= kMaxMetricName) (*metrics)[std::string(name)] = value;
-}
-
-// `spectrum`: the spectrum's name ("hidden.0" -> "hidden.0.entropy"); none for the aggregate.
-void put_spectral(std::map<std::string, double>* metrics, const std::string* spectrum, const SpectralMetrics& m) {
-  if (!metrics) return;
-  std::string key;  // one buffer for the five names: no temporary per name
-  if (spectrum) (key = *spectrum) += '.';
-  const std::size_t stem = key.size();
-  for (const auto& [suffix, value] : {std::pair{"entropy", m.entropy}, std::pair{"effective_rank", m.effective_rank},
-                                      std::pair{"normalized_entropy", m.normalized_entropy},
-                                      std::pair{"dominant_ratio", m.dominant_ratio},
-                                      std::pair{"phi_proximity", m.phi_proximity}}) {
-    key.resize(stem);
-    key += suffix;
-    put(metrics, key, value);
-  }
 }
 
 // The spectral zone metrics, in kZoneMetrics order (entropy ... phi_proximity).
@@ -76,12 +36,6 @@ constexpr auto kLossZ = static_cast<std::size_t>(zone_metric_index("loss_z"));
 constexpr auto kGradNormZ = static_cast<std::size_t>(zone_metric_index("grad_norm_z"));
 constexpr auto kLoopRate = static_cast<std::size_t>(zone_metric_index("loop_rate"));
 constexpr auto kPhiProximity = static_cast<std::size_t>(zone_metric_index("phi_proximity"));
-
-struct Finding {
-  Severity severity = Severity::none;
-  std::string reason;
-  std::string key;  // what kind of alarm, to report each one once while it lasts
-};
 
 // Severity order of states, for "did this transition go down?".
 int level(OrbitState s) {
@@ -103,7 +57,7 @@ Navigator::Navigator(NavigatorConfig config, RunInfo info, Mode mode)
     : config_(std::move(config)),
       info_(std::move(info)),
       mode_(mode),
-      health_trend_(static_cast<std::size_t>(config_.filters.health_window)) {
+      zones_(config_.filters.health_window) {
   resolve_config();
   resolve_actuators();
   lead_ = config_.limits.apply_lead_steps;
@@ -116,8 +70,8 @@ Navigator::Navigator(NavigatorConfig config, RunInfo info, Mode mode)
 void Navigator::resolve_actuators() {
   // Which actuators the adapters declared, looked up once per hello, not per decision.
   actuators_ = 0;
-  for (std::size_t i = 0; i < std::size(kActuatorNames); ++i) {
-    if (std::find(info_.actuators.begin(), info_.actuators.end(), kActuatorNames[i]) != info_.actuators.end()) {
+  for (std::size_t i = 0; i < std::size(kActuators); ++i) {
+    if (std::find(info_.actuators.begin(), info_.actuators.end(), kActuators[i]) != info_.actuators.end()) {
       actuators_ |= 1u << i;
     }
   }
@@ -250,11 +204,11 @@ SpectralMetrics Navigator::add_spectral_metrics(const Sample& sample, std::map<s
   for (const auto& [slot, m] : sample.spectra) {
     if (!m.valid) continue;
     const SpectrumSlot& spectrum = spectrum_slots_[slot];
-    put_spectral(metrics, &spectrum.name, m);
+    put_spectral_metrics(metrics, &spectrum.name, m);
     if (spectrum.aggregated) selected.add(m);
   }
   const SpectralMetrics agg = selected.result();
-  if (agg.valid) put_spectral(metrics, nullptr, agg);
+  if (agg.valid) put_spectral_metrics(metrics, nullptr, agg);
   return agg;
 }
 
@@ -276,17 +230,10 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   pending_.clear();
   last_closed_step_ = last_closed_step;
   max_step_ = last_closed_step;
-  for (auto& track : tracks_) track.reset();
+  zones_.reset();
   active_findings_.clear();
-  loss_stats_.reset();
-  grad_stats_.reset();
-  loss_cusum_.reset();
-  grad_cusum_.reset();
-  loss_z_recent_.clear();
-  grad_z_recent_.clear();
-  loss_jump_.reset();
-  signature_since_.reset();
-  health_trend_.reset();
+  scalars_.reset();
+  signature_.reset();
   for (auto& [rank, status] : ranks_) status.last_step = std::min(status.last_step, last_closed_step);
   // What the adapter applies now keeps running from the new branch's start.
   if (applied_until_) applied_until_ = last_closed_step + config_.limits.expiry_steps;
@@ -314,10 +261,7 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
   if (world == 1 && me.seen && snapshot.time - me.last_time > stale_after) {
     events.push_back("no snapshot for " + num(snapshot.time - me.last_time) +
                      " s of snapshot time; trends start over");
-    for (auto& track : tracks_) {
-      if (track) track->trend.reset();
-    }
-    health_trend_.reset();
+    zones_.restart_trends();
   }
   me.seen = true;
   me.last_time = snapshot.time;
@@ -375,10 +319,10 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
     refresh_applied();
     std::map<std::string, double>* m = report_metrics_ ? &out.metrics : nullptr;
     add_spectral_metrics(sample, m);
-    put(m, "loss", sample.loss);
-    if (sample.grad_norm) put(m, "grad_norm", *sample.grad_norm);
-    if (sample.loop_rate) put(m, "loop_rate", *sample.loop_rate);
-    put(m, "lr_scale", applied_.lr_scale);
+    put_metric(m, "loss", sample.loss);
+    if (sample.grad_norm) put_metric(m, "grad_norm", *sample.grad_norm);
+    if (sample.loop_rate) put_metric(m, "loop_rate", *sample.loop_rate);
+    put_metric(m, "lr_scale", applied_.lr_scale);
     out.observed_state = std::string(to_string(machine_.state()));
     out.state = mode_ == Mode::monitor ? "MONITOR" : out.observed_state;
     out.basin = basin_;
@@ -433,263 +377,137 @@ void Navigator::close_ready_steps(double now, std::vector<Decision>& out) {
   }
 }
 
+// What the stages hand on, one closed step at a time.
+struct Navigator::SignalReading {
+  ScalarReading scalars;
+  SignatureReading signature;
+};
+
+struct Navigator::StateStep {
+  BasinCall basin;
+  BasinCall forecast_basin;
+  Finding worst;  // the most severe finding of the step (severity none: none)
+  std::optional<Transition> transition;
+  OrbitState state = OrbitState::stable;
+  bool episode_started = false;   // this step left STABLE
+  bool entered_critical = false;
+};
+
+struct Navigator::ActuatorPlan {
+  LadderAction ladder;
+  PidLimits pid_limits;
+  std::optional<double> pid_measured;  // the health the PID read (none: it did not run)
+  ActuatorSettings wanted;
+  std::string mixture_note;
+  std::string curriculum_note;
+};
+
 Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainStats>& domains) {
-  const NavigatorConfig& cfg = config_;
-  const FilterConfig& fc = cfg.filters;
   Decision d;
   d.step_closed = true;
   ++tick_;
-  const auto step = static_cast<double>(in.step);
   // Training steps since the last decision (snapshots may come every N steps):
-  // rates given per step (the lr's return, the ceiling's relaxation) scale by it.
+  // rates given per step (the PID's integral, the lr's return, the ceiling's
+  // relaxation, spike confirmation) scale by it.
   const double elapsed =
       last_closed_step_ ? std::clamp(static_cast<double>(in.step - *last_closed_step_), 1.0, 1000.0) : 1.0;
   std::map<std::string, double>* m = report_metrics_ ? &d.metrics : nullptr;
-  const SpectralMetrics agg = add_spectral_metrics(in, m);  // aggregated over signals.spectra
   std::vector<Finding> findings;
 
-  // ---- scalars: loss and ln(grad norm) through robust statistics
-  const bool loss_finite = std::isfinite(in.loss);
-  const bool grad_finite = !in.grad_norm || std::isfinite(*in.grad_norm);
-  const RobustStatsParams loss_params{fc.loss_alpha, fc.warmup_steps, fc.z_clip, 1e-12, fc.loss_min_sd_rel};
-  const RobustStatsParams grad_params{fc.grad_norm_alpha, fc.warmup_steps, fc.z_clip, fc.grad_norm_min_sd, 0.0};
-  const CusumParams cusum{fc.cusum_k, fc.cusum_h, 2.0 * fc.z_clip};
-  const std::int64_t confirm = fc.spike_confirm_steps;  // training steps
-  std::optional<double> loss_z_raw, grad_z_raw;
-  if (loss_finite) {
-    const auto st = loss_stats_.update(in.loss, loss_params);
-    put(m, "loss", in.loss);
-    put(m, "loss_ewma", st.mean);
-    if (st.ready) {
-      loss_z_raw = st.z;
-      put(m, "loss_z", st.z);
-      const auto c = loss_cusum_.update(st.z, cusum);
-      if (c.up) {
-        findings.push_back({Severity::warning,
-                            "loss drifting up (CUSUM " + num(c.upper) + " over " + std::to_string(c.up_run) + " steps)",
-                            "loss_cusum"});
-      }
-    }
-  } else {
-    findings.push_back({Severity::critical, "loss is " + nonfinite_name(in.loss), "loss_nonfinite"});
+  const SignalReading signals = read_signals(in, domains, elapsed, m, findings);
+  const ZoneReading zones = read_zones(in, signals, m, findings, d.events);
+  const StateStep state = step_state(in.step, zones, findings, d.events);
+
+  refresh_applied();
+  // An operator's burn is left alone while the run is calm, until it expires.
+  const bool hold_forced = forced_until_ && max_step_ < *forced_until_ && state.state == OrbitState::stable;
+  if (forced_until_ && !hold_forced) forced_until_.reset();
+  if (mode_ == Mode::active && !hold_forced) {
+    const ActuatorPlan plan = plan_actuators(in, domains, elapsed, signals, zones, state, d.events);
+    d.burn = compose_burn(in.step, plan, state, zones);
   }
-  if (in.grad_norm && grad_finite) {
-    put(m, "grad_norm", *in.grad_norm);
-    const auto st = grad_stats_.update(std::log(std::max(*in.grad_norm, 1e-30)), grad_params);
-    if (st.ready) {
-      grad_z_raw = st.z;
-      put(m, "grad_norm_z", st.z);
-      // The drift detector reads the unfloored z: a creep far below the spike
-      // floor is exactly what it is for (its per-sample clip bounds one spike).
-      const double drift_z = st.residual / std::max(st.raw_sd, 1e-3);
-      const auto c = grad_cusum_.update(drift_z, cusum);
-      if (c.up) {
-        findings.push_back({Severity::warning,
-                            "grad norm drifting up (CUSUM " + num(c.upper) + " over " + std::to_string(c.up_run) +
-                                " steps)",
-                            "grad_norm_cusum"});
-      }
-    }
-  } else if (in.grad_norm) {
-    findings.push_back({Severity::critical, "grad norm is " + nonfinite_name(*in.grad_norm), "grad_norm_nonfinite"});
-  }
-  // Each snapshot stands for the steps since the last one: confirmation counts steps.
-  const auto covered = static_cast<std::int64_t>(elapsed);
-  loss_z_recent_.push(loss_z_raw, covered, confirm);
-  grad_z_recent_.push(grad_z_raw, covered, confirm);
-  // A loss jump over its floor: armed from a mid-training run's second snapshot.
-  std::optional<LossJumpStatus> jump;
-  if (loss_finite) {
-    const LossJumpParams jp{fc.loss_jump_ratio, fc.loss_jump_grad_ratio, confirm, fc.loss_jump_arm_step};
-    jump = loss_jump_.update(in.step, in.loss, in.grad_norm, jp);
-    if (jump->ratio > 0.0) put(m, "loss_jump", jump->ratio);
-    if (jump->alarm) {
-      findings.push_back({Severity::critical,
-                          "loss " + num(in.loss) + " is " + num(jump->ratio) + "x its floor " + num(jump->floor) +
-                              (jump->corroborated ? " (grad norm " + num(*jump->grad_ratio) + "x its recent low)"
-                                                  : " (held " + std::to_string(jump->held_steps) + " steps)"),
-                          "loss_jump"});
-    }
-  }
-  if (in.loop_rate) put(m, "loop_rate", *in.loop_rate);
+
+  if (state.state == OrbitState::stable) last_stable_step_ = in.step;
+  last_closed_step_ = in.step;
+  put_metric(m, "lr_scale", applied_.lr_scale);
+  d.observed_state.assign(to_string(state.state));
+  d.state = mode_ == Mode::monitor ? "MONITOR" : d.observed_state;
+  d.basin = basin_;
+  d.forecast_basin = forecast_basin_;
+  d.lr_scale = applied_.lr_scale;
+  return d;
+}
+
+// ---- signals: loss and ln(grad norm) through robust statistics, the collapse signature
+Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::map<std::string, DomainStats>& domains,
+                                                 double elapsed, std::map<std::string, double>* m,
+                                                 std::vector<Finding>& findings) {
+  SignalReading out;
+  out.scalars = scalars_.update(in.step, in.loss, in.grad_norm, static_cast<std::int64_t>(elapsed), config_.filters,
+                                m, findings);
+  if (in.loop_rate) put_metric(m, "loop_rate", *in.loop_rate);
   if (m) {
     for (const auto& [name, stats] : domains) {
-      if (stats.loss) put(m, "domain." + name + ".loss", *stats.loss);
+      if (stats.loss) put_metric(m, "domain." + name + ".loss", *stats.loss);
     }
   }
-  const bool nonfinite = !loss_finite || !grad_finite;
-
-  // ---- the collapse signature, per spectrum (issue 3's early signal)
-  bool signature = false;
-  bool signature_checked = false;  // this snapshot carries a signature spectrum
-  std::string signature_text;
+  // The first signature spectrum (in name order) that shows it speaks.
+  bool checked = false;  // this snapshot carries a signature spectrum
+  std::optional<std::string> seen;
   for (const auto& [slot, sm] : in.spectra) {
     if (!sm.valid || !spectrum_slots_[slot].signature) continue;
-    signature_checked = true;
-    const std::string& name = spectrum_slots_[slot].name;
-    if (sm.dominant_ratio > cfg.signals.signature_dominant_ratio) {
-      signature_text = name + " dominant ratio " + num(sm.dominant_ratio) + " > " + num(cfg.signals.signature_dominant_ratio);
-    } else if (sm.effective_rank < cfg.signals.signature_effective_rank) {
-      signature_text = name + " effective rank " + num(sm.effective_rank) + " < " + num(cfg.signals.signature_effective_rank);
-    } else {
-      continue;
-    }
-    signature = true;
-    break;
+    checked = true;
+    seen = CollapseSignature::sighting(spectrum_slots_[slot].name, sm, config_.signals);
+    if (seen) break;
   }
-  // Early in training the signature must hold (signature_early_steps); a step
-  // counter that went back (a rollback) starts the count again.
-  if (signature_since_ && in.step < *signature_since_) signature_since_.reset();
-  if (signature_checked) {
-    if (!signature) signature_since_.reset();
-    else if (!signature_since_) signature_since_ = in.step;
-  }
-  if (signature) {
-    const std::int64_t held = in.step - *signature_since_;
-    if (in.step < cfg.signals.signature_early_steps && held < cfg.signals.signature_confirm_steps) {
-      put(m, "signature_held_steps", static_cast<double>(held));
-      signature = false;  // seen, not yet confirmed: no finding, no burn
-    } else {
-      if (held > 0) signature_text += " (held " + std::to_string(held) + " steps)";
-      findings.push_back({Severity::critical, "collapse signature: " + signature_text, "signature"});
-    }
-  }
+  out.signature = signature_.update(in.step, checked, std::move(seen), config_.signals, m, findings);
+  return out;
+}
 
-  // ---- zoned metrics: smoothing, zones with hysteresis, trend forecast
+// ---- zones: smoothing, zones with hysteresis, trend forecast, health
+ZoneReading Navigator::read_zones(const Sample& in, const SignalReading& signals, std::map<std::string, double>* m,
+                                  std::vector<Finding>& findings, std::vector<std::string>& events) {
+  const std::int64_t confirm = config_.filters.spike_confirm_steps;
   // Indexed like kZoneMetrics: no name is looked up per snapshot.
   PerZoneMetric<double> values;
-  spectral_values(agg, values);
+  spectral_values(add_spectral_metrics(in, m), values);  // aggregated over signals.spectra
   if (in.loop_rate) values[kLoopRate] = *in.loop_rate;
-  if (auto z = loss_z_recent_.held(confirm)) values[kLossZ] = *z;
-  if (auto z = grad_z_recent_.held(confirm)) values[kGradNormZ] = *z;
-
-  PerZoneMetric<Zone> zones_now, zones_forecast;
-  PerZoneMetric<double> margins;
-  std::optional<double> health;
-  std::optional<double> health_ahead;  // the trends' health lookahead_steps from now
-  const auto horizon = static_cast<double>(fc.forecast_horizon);
-  for (std::size_t mi = 0; mi < kZoneMetricCount; ++mi) {
-    const char* metric = kZoneMetrics[mi];
-    const std::optional<ZoneConfig>& zc = zone_config_[mi];
-    const std::optional<double>& v = values[mi];
-    if (!zc || !v) continue;
-    const ZoneBand& band = zc->band;
-    const bool is_z = mi == kLossZ || mi == kGradNormZ;
-    if (!tracks_[mi]) {
-      tracks_[mi].emplace(MetricTrack{Ewma(fc.metric_alpha), ZoneTracker{},
-                                      TrendWindow(static_cast<std::size_t>(fc.trend_window)), std::nullopt});
-    }
-    MetricTrack& track = *tracks_[mi];
-    double smooth = *v;
-    TrendFit fit;
-    if (!is_z) {
-      track.ewma.set_alpha(fc.metric_alpha);
-      smooth = track.ewma.update(*v);
-      track.trend.push(step, *v);
-      fit = track.trend.fit();
-    }
-    const Zone zs = track.zone.update(smooth, band, fc.zone_hysteresis);
-    const Zone zr = is_z ? zs : band.classify(*v);
-    const Zone now = std::max(zs, zr);
-    zones_now[mi] = now;
-    std::optional<double> eta;
-    if (fit.valid && fit.points >= static_cast<std::size_t>(fc.trend_window) && fit.significant(fc.trend_sigmas)) {
-      eta = fit.steps_until(band.danger);
-    }
-    const bool forecast_danger = eta && *eta <= horizon;
-    if (cfg.pid.lookahead_steps > 0 && zc->alarm && fit.valid &&
-        fit.points >= static_cast<std::size_t>(fc.trend_window) && fit.significant(fc.trend_sigmas)) {
-      const double ahead = band.margin(fit.value_at(fit.last_x + static_cast<double>(cfg.pid.lookahead_steps)));
-      health_ahead = health_ahead ? std::min(*health_ahead, ahead) : ahead;
-    }
-    zones_forecast[mi] = forecast_danger ? Zone::danger : now;
-    // A raw value in danger counts at once (a sudden collapse must not wait for
-    // the smoother); otherwise the smoothed value speaks, so noise does not.
-    const double margin = zr == Zone::danger ? std::min(band.margin(smooth), band.margin(*v)) : band.margin(smooth);
-    margins[mi] = margin;
-    // Early in training healthy runs pass through a short hidden-state transient
-    // (see the signature): there a spectral metric alarms or weighs on health only
-    // once it has stayed in danger for signature_confirm_steps on consecutive
-    // probes; its warnings and forecasts wait for the end of the early phase.
-    const bool spectral = !is_z && mi != kLoopRate;
-    const bool in_danger = zr == Zone::danger || zs == Zone::danger;
-    if (spectral) {
-      if (track.danger_since && in.step < *track.danger_since) track.danger_since.reset();
-      if (!in_danger) track.danger_since.reset();
-      else if (!track.danger_since) track.danger_since = in.step;
-    }
-    const bool early_hold = spectral && in.step < cfg.signals.signature_early_steps &&
-                            (!in_danger || in.step - *track.danger_since < cfg.signals.signature_confirm_steps);
-    if (!zc->alarm || early_hold) continue;
-    health = health ? std::min(*health, margin) : margin;
-    if (zr == Zone::danger || zs == Zone::danger) {
-      const double shown = zr == Zone::danger ? *v : smooth;
-      findings.push_back({Severity::critical,
-                          label(metric) + " " + num(shown) + " in danger zone (" + band.danger_text() +
-                              (is_z ? ", held " + std::to_string(confirm) + " steps)" : ")"),
-                          std::string(metric) + ":danger"});
-    } else if (zs == Zone::warning) {
-      findings.push_back({Severity::warning,
-                          label(metric) + " " + num(smooth) + " in warning zone (danger " + band.danger_text() + ")",
-                          std::string(metric) + ":warning"});
-    } else if (forecast_danger) {
-      findings.push_back({Severity::drift,
-                          label(metric) + " " + num(fit.value) + (fit.slope < 0 ? " falling " : " rising ") +
-                              num(std::abs(fit.slope), 2) + "/step, danger in ~" +
-                              std::to_string(static_cast<std::int64_t>(std::ceil(*eta))) + " steps",
-                          std::string(metric) + ":drift"});
-    }
-  }
-  // A CUSUM drift alarm weighs on health too: 1 at the alarm level, 0 at twice it.
-  for (const auto& [metric, cusum_state] : {std::pair{kLossZ, &loss_cusum_}, std::pair{kGradNormZ, &grad_cusum_}}) {
-    const std::optional<ZoneConfig>& zc = zone_config_[metric];
-    if (!zc || !zc->alarm || !cusum_state->status().up) continue;
-    const double margin = std::clamp(2.0 - cusum_state->status().upper / fc.cusum_h, -1.0, 2.0);
-    health = health ? std::min(*health, margin) : margin;
-  }
-  // A loss jump weighs on health while it alarms: 1 at its floor, 0 at the jump ratio.
-  if (jump && jump->alarm) {
-    const double margin = std::clamp((fc.loss_jump_ratio - jump->ratio) / (fc.loss_jump_ratio - 1.0), -1.0, 2.0);
-    health = health ? std::min(*health, margin) : margin;
-  }
-  if (nonfinite) health = -1.0;
-  if (health) put(m, "health", *health);
-  double health_slope = 0.0;
-  if (health) {
-    health_trend_.set_capacity(static_cast<std::size_t>(fc.health_window));
-    health_trend_.push(step, *health);
-    const TrendFit hf = health_trend_.fit();
-    if (hf.valid) health_slope = hf.slope;
-  }
+  if (auto z = scalars_.held_loss_z(confirm)) values[kLossZ] = *z;
+  if (auto z = scalars_.held_grad_norm_z(confirm)) values[kGradNormZ] = *z;
+  const ZoneReading zones =
+      zones_.update(in.step, values, zone_config_, config_,
+                    scalars_.alarm_margins(zone_config_, config_.filters, signals.scalars.jump),
+                    signals.scalars.nonfinite, m, findings);
   // An isolated z-spike is reported, not acted on (healthy runs have them).
-  auto spike_note = [&](const char* metric, const std::optional<double>& z) {
-    const auto mi = static_cast<std::size_t>(zone_metric_index(metric));
+  for (const auto& [mi, z] : {std::pair{kLossZ, signals.scalars.loss_z}, std::pair{kGradNormZ, signals.scalars.grad_norm_z}}) {
     const std::optional<ZoneConfig>& zc = zone_config_[mi];
-    if (!z || !zc || !zc->alarm) return;
-    if (zc->band.classify(*z) == Zone::danger && zones_now[mi].value_or(Zone::good) != Zone::danger) {
-      d.events.push_back("isolated " + label(metric) + " " + num(*z) + " at step " + std::to_string(in.step) +
-                         " (acted on only if it holds " + std::to_string(confirm) + " steps)");
+    if (!z || !zc || !zc->alarm) continue;
+    if (zc->band.classify(*z) == Zone::danger && zones.now[mi].value_or(Zone::good) != Zone::danger) {
+      events.push_back("isolated " + metric_label(kZoneMetrics[mi]) + " " + num(*z) + " at step " +
+                       std::to_string(in.step) + " (acted on only if it holds " + std::to_string(confirm) + " steps)");
     }
-  };
-  spike_note("loss_z", loss_z_raw);
-  spike_note("grad_norm_z", grad_z_raw);
-
-  Finding worst;
-  for (const auto& f : findings) {
-    if (f.severity > worst.severity) worst = f;
   }
+  return zones;
+}
 
-  // ---- basins and state
-  const BasinCall call = classify_basin(cfg.basin_rules, rule_metrics_, zones_now);
-  const BasinCall forecast_call = classify_basin(cfg.basin_rules, rule_metrics_, zones_forecast);
-  basin_.assign(to_string(call.basin));
-  forecast_basin_.assign(to_string(forecast_call.basin));
+// ---- basin and state: the zones' basin now and forecast, the worst finding moves the state machine
+Navigator::StateStep Navigator::step_state(std::int64_t step, const ZoneReading& zones,
+                                           const std::vector<Finding>& findings, std::vector<std::string>& events) {
+  StateStep out;
+  for (const auto& f : findings) {
+    if (f.severity > out.worst.severity) out.worst = f;
+  }
+  out.basin = classify_basin(config_.basin_rules, rule_metrics_, zones.now);
+  out.forecast_basin = classify_basin(config_.basin_rules, rule_metrics_, zones.forecast);
+  basin_.assign(to_string(out.basin.basin));
+  forecast_basin_.assign(to_string(out.forecast_basin.basin));
   const OrbitState before = machine_.state();
-  const auto transition = machine_.update(worst.severity, worst.reason, cfg.states);
-  const OrbitState state = machine_.state();
+  out.transition = machine_.update(out.worst.severity, out.worst.reason, config_.states);
+  out.state = machine_.state();
+  const auto& transition = out.transition;
   if (transition) {
-    d.events.push_back(std::string(to_string(transition->from)) + " -> " + std::string(to_string(transition->to)) +
-                       " at step " + std::to_string(in.step) + ": " + transition->reason);
+    events.push_back(std::string(to_string(transition->from)) + " -> " + std::string(to_string(transition->to)) +
+                     " at step " + std::to_string(step) + ": " + transition->reason);
   }
   // New alarms are reported once, also when the state does not change (a NaN in
   // a run that is already CRITICAL).
@@ -697,199 +515,198 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   for (const auto& f : findings) {
     active.insert(f.key);
     if (active_findings_.count(f.key) || (transition && f.reason == transition->reason)) continue;
-    if (f.severity >= Severity::warning) d.events.push_back("alarm at step " + std::to_string(in.step) + ": " + f.reason);
+    if (f.severity >= Severity::warning) events.push_back("alarm at step " + std::to_string(step) + ": " + f.reason);
   }
   active_findings_ = std::move(active);
-  const bool episode_started = before == OrbitState::stable && state != OrbitState::stable;
-  const bool entered_critical = transition && transition->to == OrbitState::critical;
+  out.episode_started = before == OrbitState::stable && out.state != OrbitState::stable;
+  out.entered_critical = transition && transition->to == OrbitState::critical;
+  return out;
+}
 
-  // Pressure toward a basin: 0 while its metrics are good, 1 on the danger line.
-  auto pressure = [&](Basin basin) {
-    double p = 0.0;
-    for (std::size_t r = 0; r < cfg.basin_rules.size(); ++r) {
-      if (cfg.basin_rules[r].basin != basin) continue;
-      for (const int mi : rule_metrics_[r]) {
-        if (mi >= 0 && margins[static_cast<std::size_t>(mi)]) {
-          p = std::max(p, std::clamp(1.0 - *margins[static_cast<std::size_t>(mi)], 0.0, 1.0));
-        }
-      }
-    }
-    return p;
-  };
+// ---- actuators: recovery ladder, PID on the lr scale, mixture, curriculum, loss weights
+Navigator::ActuatorPlan Navigator::plan_actuators(const Sample& in, const std::map<std::string, DomainStats>& domains,
+                                                  double elapsed, const SignalReading& signals,
+                                                  const ZoneReading& zones, const StateStep& st,
+                                                  std::vector<std::string>& events) {
+  ActuatorPlan plan;
+  steer_lr(in.step, elapsed, signals, zones, st, plan, events);
+  steer_data(domains, zones, st, plan, events);
+  plan.wanted = wanted_settings(plan);
+  return plan;
+}
 
-  refresh_applied();
-  // An operator's burn is left alone while the run is calm, until it expires.
-  const bool hold_forced = forced_until_ && max_step_ < *forced_until_ && state == OrbitState::stable;
-  if (forced_until_ && !hold_forced) forced_until_.reset();
-  if (mode_ == Mode::active && !hold_forced) {
-    const BurnLimits& lim = cfg.limits;
-    const ReweightParams rw{cfg.reweight.rate, cfg.reweight.relax, lim.weight_floor, cfg.reweight.snap};
+// The recovery ladder and the PID: where the lr scale should go.
+void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading& signals, const ZoneReading& zones,
+                         const StateStep& st, ActuatorPlan& plan, std::vector<std::string>& events) {
+  const NavigatorConfig& cfg = config_;
+  const BurnLimits& lim = cfg.limits;
+  const OrbitState state = st.state;
+  const std::optional<double>& health = zones.health;
 
-    // Recovery ladder first: a rollback lowers the ceiling the PID works under.
-    // A confirmed signature began at its first sighting: roll back to before it.
-    std::optional<std::int64_t> anchor = last_stable_step_;
-    if (signature && signature_since_ && (!anchor || *signature_since_ - 1 < *anchor))
-      anchor = std::max<std::int64_t>(0, *signature_since_ - 1);
-    const LadderAction ladder = ladder_.update({tick_, in.step, state, episode_started, anchor, signature,
-                                                signature_text, nonfinite, health, declared(Actuator::rollback), elapsed},
-                                               cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
-    if (ladder.event) d.events.push_back(*ladder.event);
-    const double ceiling = ladder_.ceiling(lim.lr_scale_max);
-    // Cuts as fast as a burn may move; raises never faster than the return rate.
-    const double rate = elapsed * std::log(2.0) / static_cast<double>(cfg.pid.return_steps_per_doubling);
-    const PidLimits pl{std::log(lim.lr_scale_min), std::log(ceiling), std::log(lim.max_lr_change),
-                       cfg.pid.integral_limit, std::min(rate, std::log(lim.max_lr_change))};
-    std::optional<double> pid_measured;
-    if (state == OrbitState::stable) {
-      // Bumpless return to the ceiling (1.0 unless a rollback lowered it).
-      pid_.relax_toward(pl.output_max, rate, pl);
-      if (std::abs(pid_.output() - pl.output_max) < 0.5 * std::log1p(lim.lr_deadband)) pid_.set_output(pl.output_max, pl);
-    } else if (health) {
-      // DRIFTING acts on where the trends say health will be; the other states on
-      // where it is.
-      const double measured =
-          state == OrbitState::drifting && health_ahead ? std::min(*health, *health_ahead) : *health;
-      const bool went_down = transition && level(transition->to) < level(transition->from);
-      if (went_down) pid_.track(cfg.pid.setpoint, measured, health_slope, cfg.pid.gains(state), pl);
-      pid_.update(cfg.pid.setpoint, measured, health_slope, cfg.pid.gains(state), pl);
-      pid_measured = measured;
-    }
-    // The restored run restarts at restart_scale x the new ceiling and climbs back
-    // at the return rate: the warmup whose absence let it collapse.
-    if (ladder.rollback_to_step) {
-      pid_.set_output(std::min(pid_.output(), pl.output_max + std::log(cfg.rollback.restart_scale)), pl);
-    }
+  // Recovery ladder first: a rollback lowers the ceiling the PID works under.
+  // A confirmed signature began at its first sighting: roll back to before it.
+  const bool signature = signals.signature.confirmed;
+  const std::optional<std::int64_t>& since = signature_.since();
+  std::optional<std::int64_t> anchor = last_stable_step_;
+  if (signature && since && (!anchor || *since - 1 < *anchor)) anchor = std::max<std::int64_t>(0, *since - 1);
+  plan.ladder = ladder_.update({tick_, step, state, st.episode_started, anchor, signature, signals.signature.text,
+                                signals.scalars.nonfinite, health, declared(Actuator::rollback), elapsed},
+                               cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
+  const LadderAction& ladder = plan.ladder;
+  if (ladder.event) events.push_back(*ladder.event);
+  const double ceiling = ladder_.ceiling(lim.lr_scale_max);
+  // Cuts as fast as a burn may move; raises never faster than the return rate.
+  const double rate = elapsed * std::log(2.0) / static_cast<double>(cfg.pid.return_steps_per_doubling);
+  plan.pid_limits = {std::log(lim.lr_scale_min), std::log(ceiling), std::log(lim.max_lr_change),
+                     cfg.pid.integral_limit, std::min(rate, std::log(lim.max_lr_change))};
+  const PidLimits& pl = plan.pid_limits;
+  if (state == OrbitState::stable) {
+    // Bumpless return to the ceiling (1.0 unless a rollback lowered it).
+    pid_.relax_toward(pl.output_max, rate, pl);
+    if (std::abs(pid_.output() - pl.output_max) < 0.5 * std::log1p(lim.lr_deadband)) pid_.set_output(pl.output_max, pl);
+  } else if (health) {
+    // DRIFTING acts on where the trends say health will be; the other states on
+    // where it is.
+    const double measured =
+        state == OrbitState::drifting && zones.health_ahead ? std::min(*health, *zones.health_ahead) : *health;
+    const double error = cfg.pid.setpoint - measured;
+    const bool went_down = st.transition && level(st.transition->to) < level(st.transition->from);
+    if (went_down) pid_.track(error, zones.health_slope, cfg.pid.gains(state), pl);
+    pid_.update(error, elapsed, zones.health_slope, cfg.pid.gains(state), pl);
+    plan.pid_measured = measured;
+  }
+  // The restored run restarts at restart_scale x the new ceiling and climbs back
+  // at the return rate: the warmup whose absence let it collapse.
+  if (ladder.rollback_to_step) {
+    pid_.set_output(std::min(pid_.output(), pl.output_max + std::log(cfg.rollback.restart_scale)), pl);
+  }
+}
 
-    // Mixture, curriculum, loss weights.
-    std::optional<Basin> heading;
-    if (call.basin == Basin::semantic_loop || call.basin == Basin::token_collapse) {
-      heading = call.basin;
-    } else if (forecast_call.basin == Basin::semantic_loop || forecast_call.basin == Basin::token_collapse) {
-      heading = forecast_call.basin;
+// Mixture, curriculum, loss weights: away from the basin the run heads for.
+void Navigator::steer_data(const std::map<std::string, DomainStats>& domains, const ZoneReading& zones,
+                           const StateStep& st, ActuatorPlan& plan, std::vector<std::string>& events) {
+  const NavigatorConfig& cfg = config_;
+  const ReweightParams rw{cfg.reweight.rate, cfg.reweight.relax, cfg.limits.weight_floor, cfg.reweight.snap};
+  const OrbitState state = st.state;
+  std::optional<Basin> heading;
+  const Basin now = st.basin.basin, ahead = st.forecast_basin.basin;
+  if (now == Basin::semantic_loop || now == Basin::token_collapse) {
+    heading = now;
+  } else if (ahead == Basin::semantic_loop || ahead == Basin::token_collapse) {
+    heading = ahead;
+  }
+  auto pressure = [&](Basin basin) { return basin_pressure(basin, cfg.basin_rules, rule_metrics_, zones.margins); };
+  if (declared(Actuator::domain_weights) && !mixture_.empty()) {
+    std::map<std::string, double> reported;
+    for (const auto& [name, stats] : domains) {
+      if (stats.weight) reported[name] = *stats.weight;
     }
-    std::string mixture_note;
-    if (declared(Actuator::domain_weights) && !mixture_.empty()) {
-      std::map<std::string, double> reported;
-      for (const auto& [name, stats] : domains) {
-        if (stats.weight) reported[name] = *stats.weight;
-      }
-      if (!last_burn_) {
-        mixture_.observe_base(reported, rw);
-        applied_.domain_weights = mixture_.base();
-      }
-      if (state == OrbitState::stable || !heading) {
-        mixture_.relax(rw);
-      } else if (const double p = pressure(*heading); p > 0.0) {
-        mixture_.push_away(*heading, p, rw);
-        mixture_note = "weights away from " + std::string(to_string(*heading));
-      }
+    if (!last_burn_) {
+      mixture_.observe_base(reported, rw);
+      applied_.domain_weights = mixture_.base();
     }
-    std::string curriculum_note;
-    if (declared(Actuator::curriculum) && !cfg.curriculum.phases.empty()) {
-      if (auto e = curriculum_.update(state, entered_critical, cfg.curriculum.phases,
-                                      {cfg.curriculum.advance_after_stable_steps})) {
-        d.events.push_back(*e);
-        curriculum_note = *e;
-      }
-    }
-    if (declared(Actuator::loss_weights)) {
-      const double phi = margins[kPhiProximity] ? std::clamp(1.0 - *margins[kPhiProximity], 0.0, 1.0) : 0.0;
-      loss_weights_.update(state, pressure(Basin::token_collapse), phi, cfg.loss_weights);
-    }
-
-    // ---- what the adapter should apply; a burn only when it differs enough
-    Applied want;
-    if (declared(Actuator::lr)) {
-      const double desired = std::exp(pid_.output());
-      // A rollback restarts the run from a checkpoint, so its cut is not rationed:
-      // the restored run's first steps (Adam's largest) must not run at the lr that
-      // collapsed it.
-      const double lowest = ladder.rollback_to_step ? lim.lr_scale_min : applied_.lr_scale / lim.max_lr_change;
-      want.lr_scale = std::clamp(desired, lowest, applied_.lr_scale * lim.max_lr_change);
-      want.lr_scale = std::clamp(want.lr_scale, lim.lr_scale_min, lim.lr_scale_max);
-      if (std::abs(desired - want.lr_scale) < 1e-12) want.lr_scale = desired;
-    }
-    if (declared(Actuator::domain_weights) && !mixture_.empty()) want.domain_weights = mixture_.weights();
-    if (declared(Actuator::curriculum) && !cfg.curriculum.phases.empty()) want.curriculum_phase = curriculum_.phase();
-    if (declared(Actuator::loss_weights)) want.loss_weights = loss_weights_.weights();
-
-    const Applied base = defaults();
-    const bool lr_moved = want.lr_scale != applied_.lr_scale &&
-                          (std::abs(std::log(want.lr_scale / applied_.lr_scale)) > std::log1p(lim.lr_deadband) ||
-                           want.lr_scale == std::exp(pl.output_max) || want.lr_scale == 1.0);
-    double weight_change = 0.0;
-    for (const auto& [name, w] : want.domain_weights) {
-      auto it = applied_.domain_weights.find(name);
-      weight_change = std::max(weight_change, std::abs(w - (it == applied_.domain_weights.end() ? 0.0 : it->second)));
-    }
-    const bool weights_moved =
-        want.domain_weights != applied_.domain_weights &&
-        (weight_change > lim.weight_deadband || want.domain_weights == base.domain_weights ||
-         want.domain_weights.size() != applied_.domain_weights.size());
-    const bool phase_moved = want.curriculum_phase.value_or(0) != applied_.curriculum_phase.value_or(0);
-    const bool loss_moved = want.loss_weights != applied_.loss_weights;
-    const bool off_default = applied_.lr_scale != 1.0 || applied_.domain_weights != base.domain_weights ||
-                             applied_.curriculum_phase.value_or(0) != 0 || applied_.loss_weights != base.loss_weights;
-    const bool refresh = off_default && applied_until_ && max_step_ + 2 * lead_ + 1 >= *applied_until_;
-    const bool rollback = ladder.rollback_to_step.has_value();
-
-    if (lr_moved || weights_moved || phase_moved || loss_moved || refresh || rollback) {
-      if (!lr_moved) want.lr_scale = applied_.lr_scale;
-      if (!weights_moved) want.domain_weights = applied_.domain_weights;
-      Burn b;
-      b.run = info_.run;
-      b.seq = ++seq_;
-      b.state = std::string(to_string(state));
-      b.basin = basin_;
-      b.for_step = in.step;
-      b.apply_at_step = max_step_ + lead_;
-      b.expires_after_steps = lim.expiry_steps;
-      b.lr_scale = want.lr_scale;
-      b.domain_weights = want.domain_weights;
-      b.curriculum_phase = want.curriculum_phase;
-      b.loss_weights = want.loss_weights;
-      b.rollback_to_step = ladder.rollback_to_step;
-      b.skip_batches = ladder.skip_batches;
-
-      std::string why = worst.severity != Severity::none ? worst.reason
-                        : transition                   ? transition->reason
-                        : state == OrbitState::stable  ? "on orbit"
-                                                       : "holding";
-      std::string reason = b.state + " (" + b.basin + "): " + why;
-      if (rollback) reason += " | " + ladder.reason;
-      if (lr_moved || rollback) {
-        reason += " | lr x" + num(want.lr_scale);
-        if (pid_measured && health && *pid_measured < *health) {
-          reason += " (health " + num(*pid_measured) + " in " + std::to_string(cfg.pid.lookahead_steps) +
-                    " steps by the trend, setpoint " + num(cfg.pid.setpoint) + ")";
-        } else if (health) {
-          reason += " (health " + num(*health) + ", setpoint " + num(cfg.pid.setpoint) + ")";
-        }
-      }
-      if (weights_moved) reason += " | " + (mixture_note.empty() ? std::string("weights back toward base") : mixture_note);
-      if (phase_moved) reason += " | " + (curriculum_note.empty() ? "curriculum phase " + std::to_string(*want.curriculum_phase) : curriculum_note);
-      if (loss_moved) {
-        reason += " | loss weights collapse " + num(want.loss_weights["collapse"]) + ", phi " + num(want.loss_weights["phi"]);
-      }
-      if (refresh && !(lr_moved || weights_moved || phase_moved || loss_moved || rollback)) reason += " | renewed before expiry";
-      b.reason = std::move(reason);
-
-      applied_ = std::move(want);
-      applied_until_ = b.apply_at_step + b.expires_after_steps;
-      last_burn_ = b;
-      d.burn = std::move(b);
+    if (state == OrbitState::stable || !heading) {
+      mixture_.relax(rw);
+    } else if (const double p = pressure(*heading); p > 0.0) {
+      mixture_.push_away(*heading, p, rw);
+      plan.mixture_note = "weights away from " + std::string(to_string(*heading));
     }
   }
+  if (declared(Actuator::curriculum) && !cfg.curriculum.phases.empty()) {
+    if (auto e = curriculum_.update(state, st.entered_critical, cfg.curriculum.phases,
+                                    {cfg.curriculum.advance_after_stable_steps})) {
+      events.push_back(*e);
+      plan.curriculum_note = *e;
+    }
+  }
+  if (declared(Actuator::loss_weights)) {
+    const double phi = zones.margins[kPhiProximity] ? std::clamp(1.0 - *zones.margins[kPhiProximity], 0.0, 1.0) : 0.0;
+    loss_weights_.update(state, pressure(Basin::token_collapse), phi, cfg.loss_weights);
+  }
+}
 
-  if (state == OrbitState::stable) last_stable_step_ = in.step;
-  last_closed_step_ = in.step;
-  put(m, "lr_scale", applied_.lr_scale);
-  d.observed_state.assign(to_string(state));
-  d.state = mode_ == Mode::monitor ? "MONITOR" : d.observed_state;
-  d.basin = basin_;
-  d.forecast_basin = forecast_basin_;
-  d.lr_scale = applied_.lr_scale;
-  return d;
+// What the adapter should apply, within the limits of one burn.
+ActuatorSettings Navigator::wanted_settings(const ActuatorPlan& plan) const {
+  const NavigatorConfig& cfg = config_;
+  const BurnLimits& lim = cfg.limits;
+  ActuatorSettings want;
+  if (declared(Actuator::lr)) {
+    const double desired = std::exp(pid_.output());
+    // A rollback restarts the run from a checkpoint, so its cut is not rationed:
+    // the restored run's first steps (Adam's largest) must not run at the lr that
+    // collapsed it.
+    const double lowest = plan.ladder.rollback_to_step ? lim.lr_scale_min : applied_.lr_scale / lim.max_lr_change;
+    want.lr_scale = std::clamp(desired, lowest, applied_.lr_scale * lim.max_lr_change);
+    want.lr_scale = std::clamp(want.lr_scale, lim.lr_scale_min, lim.lr_scale_max);
+    if (std::abs(desired - want.lr_scale) < 1e-12) want.lr_scale = desired;
+  }
+  if (declared(Actuator::domain_weights) && !mixture_.empty()) want.domain_weights = mixture_.weights();
+  if (declared(Actuator::curriculum) && !cfg.curriculum.phases.empty()) want.curriculum_phase = curriculum_.phase();
+  if (declared(Actuator::loss_weights)) want.loss_weights = loss_weights_.weights();
+  return want;
+}
+
+// ---- burn: only when the wanted settings differ enough from what is applied
+std::optional<Burn> Navigator::compose_burn(std::int64_t step, const ActuatorPlan& plan, const StateStep& st,
+                                            const ZoneReading& zones) {
+  const NavigatorConfig& cfg = config_;
+  const BurnLimits& lim = cfg.limits;
+  const std::optional<double>& health = zones.health;
+  ActuatorSettings want = plan.wanted;
+  const BurnChanges moved = burn_changes(want, applied_, defaults(), lim, std::exp(plan.pid_limits.output_max));
+  const bool refresh = moved.off_default && applied_until_ && max_step_ + 2 * lead_ + 1 >= *applied_until_;
+  const bool rollback = plan.ladder.rollback_to_step.has_value();
+  if (!(moved.any_moved() || refresh || rollback)) return std::nullopt;
+
+  if (!moved.lr) want.lr_scale = applied_.lr_scale;
+  if (!moved.domain_weights) want.domain_weights = applied_.domain_weights;
+  Burn b;
+  b.run = info_.run;
+  b.seq = ++seq_;
+  b.state = std::string(to_string(st.state));
+  b.basin = basin_;
+  b.for_step = step;
+  b.apply_at_step = max_step_ + lead_;
+  b.expires_after_steps = lim.expiry_steps;
+  b.lr_scale = want.lr_scale;
+  b.domain_weights = want.domain_weights;
+  b.curriculum_phase = want.curriculum_phase;
+  b.loss_weights = want.loss_weights;
+  b.rollback_to_step = plan.ladder.rollback_to_step;
+  b.skip_batches = plan.ladder.skip_batches;
+
+  std::string why = st.worst.severity != Severity::none ? st.worst.reason
+                    : st.transition                     ? st.transition->reason
+                    : st.state == OrbitState::stable    ? "on orbit"
+                                                        : "holding";
+  std::string reason = b.state + " (" + b.basin + "): " + why;
+  if (rollback) reason += " | " + plan.ladder.reason;
+  if (moved.lr || rollback) {
+    reason += " | lr x" + num(want.lr_scale);
+    if (plan.pid_measured && health && *plan.pid_measured < *health) {
+      reason += " (health " + num(*plan.pid_measured) + " in " + std::to_string(cfg.pid.lookahead_steps) +
+                " steps by the trend, setpoint " + num(cfg.pid.setpoint) + ")";
+    } else if (health) {
+      reason += " (health " + num(*health) + ", setpoint " + num(cfg.pid.setpoint) + ")";
+    }
+  }
+  if (moved.domain_weights) {
+    reason += " | " + (plan.mixture_note.empty() ? std::string("weights back toward base") : plan.mixture_note);
+  }
+  if (moved.curriculum_phase) {
+    reason += " | " + (plan.curriculum_note.empty() ? "curriculum phase " + std::to_string(*want.curriculum_phase)
+                                                    : plan.curriculum_note);
+  }
+  if (moved.loss_weights) {
+    reason += " | loss weights collapse " + num(want.loss_weights["collapse"]) + ", phi " + num(want.loss_weights["phi"]);
+  }
+  if (refresh && !(moved.any_moved() || rollback)) reason += " | renewed before expiry";
+  b.reason = std::move(reason);
+
+  applied_ = std::move(want);
+  applied_until_ = b.apply_at_step + b.expires_after_steps;
+  last_burn_ = b;
+  return b;
 }
 
 void Navigator::on_ack(const Ack& ack) {
@@ -928,17 +745,14 @@ void Navigator::on_rank_silent(std::int64_t rank, double now) {
 
 void Navigator::set_mode(Mode mode) {
   if (mode == mode_) return;
+  queued_events_.push_back("mode: " + std::string(to_string(mode_)) + " -> " + std::string(to_string(mode)));
   mode_ = mode;
-  queued_events_.push_back(mode == Mode::active ? "mode: monitor -> active" : "mode: active -> monitor");
 }
 
 void Navigator::reconfigure(NavigatorConfig config) {
   config_ = std::move(config);
   resolve_config();
-  for (auto& track : tracks_) {
-    if (track) track->trend.set_capacity(static_cast<std::size_t>(config_.filters.trend_window));
-  }
-  health_trend_.set_capacity(static_cast<std::size_t>(config_.filters.health_window));
+  zones_.set_windows(config_.filters.trend_window, config_.filters.health_window);
   lead_ = std::clamp(lead_, config_.limits.apply_lead_steps, config_.limits.max_apply_lead_steps);
   mixture_.set_domains(info_.domains, config_.basin_map,
                        {config_.reweight.rate, config_.reweight.relax, config_.limits.weight_floor,
@@ -958,6 +772,17 @@ void Navigator::update_info(RunInfo info) {
     it = it->first >= std::max<std::int64_t>(1, info_.world_size) ? ranks_.erase(it) : std::next(it);
   }
   if (!last_burn_) applied_ = defaults();
+}
+
+std::optional<std::string> Navigator::operator_burn_problem(const Burn& requested) const {
+  if (!requested.curriculum_phase) return std::nullopt;
+  const auto phases = static_cast<std::int64_t>(config_.curriculum.phases.size());
+  if (phases == 0) return "curriculum_phase given but the config has no curriculum phases";
+  if (*requested.curriculum_phase < 0 || *requested.curriculum_phase >= phases) {
+    return "curriculum_phase " + std::to_string(*requested.curriculum_phase) + " does not exist (phases 0-" +
+           std::to_string(phases - 1) + ")";
+  }
+  return std::nullopt;
 }
 
 std::optional<Burn> Navigator::force_burn(const Burn& requested) {

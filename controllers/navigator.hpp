@@ -18,23 +18,22 @@
 #include <string>
 #include <vector>
 
-#include "controllers/change_detector.hpp"
+#include "controllers/actuator_settings.hpp"
+#include "controllers/collapse_signature.hpp"
 #include "controllers/curriculum.hpp"
-#include "controllers/ewma.hpp"
-#include "controllers/loss_jump_detector.hpp"
+#include "controllers/finding.hpp"
 #include "controllers/loss_weight_scheduler.hpp"
 #include "controllers/mixture_reweighter.hpp"
 #include "controllers/navigator_config.hpp"
 #include "controllers/orbit_state_machine.hpp"
 #include "controllers/pid.hpp"
 #include "controllers/recovery_ladder.hpp"
-#include "controllers/robust_stats.hpp"
-#include "controllers/spike_confirmation.hpp"
+#include "controllers/scalar_signals.hpp"
 #include "controllers/spectral_metrics.hpp"
-#include "controllers/trend.hpp"
 #include "controllers/zone_metric.hpp"
-#include "controllers/zones.hpp"
+#include "controllers/zoned_metrics.hpp"
 #include "protocol/messages.hpp"
+#include "protocol/mode.hpp"
 
 namespace orbit {
 
@@ -45,8 +44,6 @@ struct RunInfo {  // from the run's hello messages
   std::vector<std::string> actuators;  // subset of lr, domain_weights, curriculum, loss_weights, rollback
   std::optional<double> base_lr;
 };
-
-enum class Mode { active, monitor };
 
 struct Decision {
   std::string state;           // "STABLE", ... upper case, as on the wire ("MONITOR" in monitor mode)
@@ -84,6 +81,10 @@ class Navigator {
   // expiry), given the next seq and an apply_at_step; the controller continues
   // from it. Works in both modes (an operator's explicit request).
   std::optional<Burn> force_burn(const Burn& requested);
+  // What makes an operator's burn impossible for this run's config (a curriculum
+  // phase that does not exist), or nullopt. Asked before force_burn, which clamps
+  // what is merely out of bounds; replayed forced burns are not asked again.
+  std::optional<std::string> operator_burn_problem(const Burn& requested) const;
 
   // Decision::metrics costs more than the decision itself; a caller that never reads
   // them (tune, a replay without a timeline) turns them off. Decisions do not change.
@@ -137,34 +138,41 @@ class Navigator {
     double last_time = 0.0;
     std::int64_t last_step = -1;
   };
-  // Filters of one zoned metric.
-  struct MetricTrack {
-    Ewma ewma;
-    ZoneTracker zone;
-    TrendWindow trend;
-    std::optional<std::int64_t> danger_since;  // spectral metrics: early-training hold
-  };
   // What the adapter applies now (the last burn's values, or the defaults).
-  struct Applied {
-    double lr_scale = 1.0;
-    std::map<std::string, double> domain_weights;
-    std::optional<std::int64_t> curriculum_phase;
-    std::map<std::string, double> loss_weights;
-  };
+  using Applied = ActuatorSettings;
+  // What decide()'s stages hand on (defined in navigator.cpp).
+  struct SignalReading;
+  struct StateStep;
+  struct ActuatorPlan;
 
   Decision snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral);
   void reduce(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral, Sample& out);
   std::uint32_t spectrum_slot(const std::string& name, std::size_t& cursor);
   void resolve_config();  // config names → indices and slot flags
   Sample merge(const PendingStep& pending) const;
+  // One closed step, in stages: signals -> zones -> basin and state -> actuators -> burn.
   Decision decide(const Sample& sample, const std::map<std::string, DomainStats>& domains);
+  SignalReading read_signals(const Sample& in, const std::map<std::string, DomainStats>& domains, double elapsed,
+                             std::map<std::string, double>* metrics, std::vector<Finding>& findings);
+  ZoneReading read_zones(const Sample& in, const SignalReading& signals, std::map<std::string, double>* metrics,
+                         std::vector<Finding>& findings, std::vector<std::string>& events);
+  StateStep step_state(std::int64_t step, const ZoneReading& zones, const std::vector<Finding>& findings,
+                       std::vector<std::string>& events);
+  ActuatorPlan plan_actuators(const Sample& in, const std::map<std::string, DomainStats>& domains, double elapsed,
+                              const SignalReading& signals, const ZoneReading& zones, const StateStep& state,
+                              std::vector<std::string>& events);
+  void steer_lr(std::int64_t step, double elapsed, const SignalReading& signals, const ZoneReading& zones,
+                const StateStep& state, ActuatorPlan& plan, std::vector<std::string>& events);
+  void steer_data(const std::map<std::string, DomainStats>& domains, const ZoneReading& zones, const StateStep& state,
+                  ActuatorPlan& plan, std::vector<std::string>& events);
+  ActuatorSettings wanted_settings(const ActuatorPlan& plan) const;
+  std::optional<Burn> compose_burn(std::int64_t step, const ActuatorPlan& plan, const StateStep& state,
+                                   const ZoneReading& zones);
   void close_ready_steps(double now, std::vector<Decision>& out);
   void start_branch(std::int64_t last_closed_step, const std::string& why);
   // Per-spectrum and aggregated metrics into `metrics` (when not null); returns the aggregate.
   SpectralMetrics add_spectral_metrics(const Sample& sample, std::map<std::string, double>* metrics) const;
   void refresh_applied();
-  enum class Actuator : unsigned { lr, domain_weights, curriculum, loss_weights, rollback };
-  static constexpr const char* kActuatorNames[] = {"lr", "domain_weights", "curriculum", "loss_weights", "rollback"};
   void resolve_actuators();
   bool declared(Actuator a) const { return (actuators_ >> static_cast<unsigned>(a)) & 1u; }
   Applied defaults() const;
@@ -174,7 +182,7 @@ class Navigator {
   RunInfo info_;
   Mode mode_;
   bool report_metrics_ = true;
-  unsigned actuators_ = 0;  // bit i: kActuatorNames[i] declared (resolve_actuators)
+  unsigned actuators_ = 0;  // bit i: kActuators[i] declared (resolve_actuators)
 
   // The config's names resolved (resolve_config): zones by kZoneMetrics index, the
   // basin rules' metrics as indices, and the spectrum names seen so far.
@@ -192,15 +200,9 @@ class Navigator {
   std::vector<std::string> queued_events_;
 
   // Signals.
-  PerZoneMetric<MetricTrack> tracks_;  // by kZoneMetrics index
-  RobustStats loss_stats_;
-  RobustStats grad_stats_;
-  Cusum loss_cusum_;
-  Cusum grad_cusum_;
-  SpikeConfirmation loss_z_recent_;
-  SpikeConfirmation grad_z_recent_;
-  LossJumpDetector loss_jump_;
-  TrendWindow health_trend_;
+  ScalarSignals scalars_;
+  CollapseSignature signature_;
+  ZonedMetrics zones_;
   std::set<std::string> active_findings_;  // alarm kinds seen at the last closed step
 
   // Decisions.
@@ -208,7 +210,6 @@ class Navigator {
   std::string basin_ = "UNKNOWN";
   std::string forecast_basin_ = "UNKNOWN";
   std::optional<std::int64_t> last_stable_step_;
-  std::optional<std::int64_t> signature_since_;  // first step of the current run of sightings
   LogLrPid pid_;
   MixtureReweighter mixture_;
   Curriculum curriculum_;

@@ -16,12 +16,13 @@ double clamp_range(double u, const PidLimits& limits) {
 
 }  // namespace
 
-PidStatus LogLrPid::update(double setpoint, double health, double health_slope, const PidGains& gains,
+PidStatus LogLrPid::update(double error, double dt, double health_rate, const PidGains& gains,
                            const PidLimits& limits) {
   PidStatus s;
-  s.error = setpoint - health;
+  s.error = error;
   s.p = gains.kp * s.error;
-  s.d = -gains.kd * health_slope;
+  s.d = -gains.kd * health_rate;
+  const double steps = std::isfinite(dt) && dt > 0.0 ? dt : 0.0;
 
   auto limited = [&](double integral, bool& saturated) {
     const double wanted = -(s.p + integral + s.d);
@@ -35,7 +36,7 @@ PidStatus LogLrPid::update(double setpoint, double health, double health_slope, 
   // Conditional integration: take the integral step only if the output is not
   // held by a limit in the direction the error pushes (e > 0 pushes u down).
   const double lowest = std::max(limits.integral_min, -limits.integral_limit);
-  const double candidate = std::clamp(integral_ + gains.ki * s.error, lowest, limits.integral_limit);
+  const double candidate = std::clamp(integral_ + gains.ki * s.error * steps, lowest, limits.integral_limit);
   bool saturated = false;
   auto [u, wanted] = limited(candidate, saturated);
   const bool pushes_down = s.error > 0.0;
@@ -56,10 +57,8 @@ PidStatus LogLrPid::update(double setpoint, double health, double health_slope, 
   return s;
 }
 
-void LogLrPid::track(double setpoint, double health, double health_slope, const PidGains& gains,
-                     const PidLimits& limits) {
-  const double e = setpoint - health;
-  integral_ = std::clamp(-output_ - gains.kp * e + gains.kd * health_slope,
+void LogLrPid::track(double error, double health_rate, const PidGains& gains, const PidLimits& limits) {
+  integral_ = std::clamp(-output_ - gains.kp * error + gains.kd * health_rate,
                          std::max(limits.integral_min, -limits.integral_limit), limits.integral_limit);
 }
 

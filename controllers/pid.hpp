@@ -4,11 +4,19 @@
 // plain gains and limits passed in, state kept here).
 //
 //   error e = setpoint - health                (> 0: less healthy than wanted)
-//   cut   c = kp·e + I - kd·slope(health)      (derivative on the filtered
+//   I    += ki·e·dt                            (dt: training steps since the last update)
+//   cut   c = kp·e + I - kd·rate(health)       (derivative on the filtered
 //                                               measurement, never on the error)
 //   output u = -c, clamped to [output_min, output_max], then slew-limited
 //   (cuts may be fast, raises slow: a recovering run is not bounced back);
 //   lr scale = exp(u).
+//
+// Time is counted in training steps, as flight-control PIDs count seconds: the
+// gains are per step whatever the snapshot cadence, so a run that sends a snapshot
+// every 10 steps integrates 10 steps of error per update. The derivative input is
+// a rate already (health per training step: the least-squares slope of health
+// against the step, which divides by the steps between the points), so it needs
+// no further division by dt.
 //
 // Anti-windup: the integral only moves when the output is not pinned against a
 // limit (range or slew) in the direction the error pushes. Gains can change every
@@ -20,8 +28,8 @@ namespace orbit {
 
 struct PidGains {
   double kp = 0.0;  // per unit of health error
-  double ki = 0.0;  // per unit of health error per step
-  double kd = 0.0;  // per unit of health slope (health/step); kd/kp = look-ahead in steps
+  double ki = 0.0;  // per unit of health error per training step (the integral grows by ki·e·dt)
+  double kd = 0.0;  // per unit of health rate (health/step); kd/kp = look-ahead in steps
 };
 
 struct PidLimits {
@@ -46,12 +54,12 @@ struct PidStatus {
 
 class LogLrPid {
  public:
-  PidStatus update(double setpoint, double health, double health_slope, const PidGains& gains,
-                   const PidLimits& limits);
+  // `error`: setpoint - health; `dt`: training steps since the last update (> 0;
+  // anything else integrates nothing); `health_rate`: health per training step.
+  PidStatus update(double error, double dt, double health_rate, const PidGains& gains, const PidLimits& limits);
 
   // Bumpless transfer: keep the present output under new gains.
-  void track(double setpoint, double health, double health_slope, const PidGains& gains,
-             const PidLimits& limits);
+  void track(double error, double health_rate, const PidGains& gains, const PidLimits& limits);
 
   // Moves the output toward `target` by at most `max_step`; the integral follows
   // so the next update() continues from here. Returns the new output.

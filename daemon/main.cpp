@@ -113,10 +113,6 @@ int usage_error(const std::string& message) {
   return 2;
 }
 
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -150,7 +146,7 @@ int main(int argc, char** argv) {
     else return usage_error("unknown option '" + arg + "'");
     if (!ok) return usage_error("option " + arg + " needs a value");
   }
-  if (opt.mode && *opt.mode != "active" && *opt.mode != "monitor")
+  if (opt.mode && !orbit::parse_mode(*opt.mode))
     return usage_error("--mode must be 'active' or 'monitor', got '" + *opt.mode + "'");
   if (opt.log_format && *opt.log_format != "text" && *opt.log_format != "json")
     return usage_error("--log-format must be 'text' or 'json', got '" + *opt.log_format + "'");
@@ -178,7 +174,8 @@ int main(int argc, char** argv) {
   }
 
   boost::asio::io_context io(1);
-  orbit::Server server(io, config, unix_now);
+  const orbit::SystemClock clock;
+  orbit::Server server(io, config, clock);
   if (opt.config) server.set_config_loader([&opt] { return load(opt); });
   try {
     server.start();

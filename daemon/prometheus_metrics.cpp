@@ -102,7 +102,7 @@ std::string Server::prometheus_metrics() {
   gauge("orbitd_info", "orbitd version and the mode of new runs.")
       .Add({{"version", ORBIT_VERSION}, {"mode", config_.mode}})
       .Set(1);
-  gauge("orbitd_uptime_seconds", "Seconds since orbitd started serving.").Add({}).Set(clock_() - started_at_);
+  gauge("orbitd_uptime_seconds", "Seconds since orbitd started serving.").Add({}).Set(clock_.now() - started_at_);
 
   // Registry::Register hands back the family already registered under a name, so
   // counters that share a family land in it as labelled series.

@@ -38,8 +38,6 @@ std::string bind_socket(zmq::socket_t& socket, const std::string& endpoint, cons
   return socket.get(zmq::sockopt::last_endpoint);
 }
 
-Mode parse_mode(const std::string& mode) { return mode == "monitor" ? Mode::monitor : Mode::active; }
-
 void count_error(DaemonStats& s, ErrorCode code) {
   ++s.errors_sent;
   switch (code) {
@@ -55,10 +53,10 @@ void count_error(DaemonStats& s, ErrorCode code) {
 
 }  // namespace
 
-Server::Server(boost::asio::io_context& io, DaemonConfig config, Clock clock)
+Server::Server(boost::asio::io_context& io, DaemonConfig config, const Clock& clock)
     : io_(io),
       config_(std::move(config)),
-      clock_(std::move(clock)),
+      clock_(clock),
       context_(1),
       router_(context_, zmq::socket_type::router),
       // XPUB: we see subscriptions, so telemetry is only encoded when someone watches.
@@ -95,7 +93,7 @@ void Server::start() {
     bound_.http = http_->url();
   }
 
-  started_at_ = clock_();
+  started_at_ = clock_.now();
   running_ = true;
   router_watch_ = std::make_unique<ZmqReadWatcher>(io_, router_, [this] { return drain_adapters(); });
   control_watch_ = std::make_unique<ZmqReadWatcher>(io_, control_, [this] { return drain_control(); });
@@ -176,7 +174,7 @@ std::string Server::reload_from_source() {
   }
 }
 
-Mode Server::mode_for_new_runs() const { return parse_mode(config_.mode); }
+Mode Server::mode_for_new_runs() const { return parse_mode(config_.mode).value_or(Mode::active); }
 
 bool Server::set_mode(const std::optional<std::string>& run, Mode mode) {
   if (run) {
@@ -184,11 +182,11 @@ bool Server::set_mode(const std::optional<std::string>& run, Mode mode) {
     if (it == runs_.end()) return false;
     it->second.navigator->set_mode(mode);
     it->second.mode_pinned = true;
-    journal(*run, RecordType::mode, mode == Mode::active ? "active" : "monitor");
-    spdlog::info("run {}: mode set to {}", *run, mode == Mode::active ? "active" : "monitor");
+    journal(*run, RecordType::mode, std::string(to_string(mode)));
+    spdlog::info("run {}: mode set to {}", *run, to_string(mode));
     return true;
   }
-  config_.mode = mode == Mode::active ? "active" : "monitor";
+  config_.mode = to_string(mode);
   for (auto& [name, r] : runs_) {
     r.navigator->set_mode(mode);
     r.mode_pinned = false;
@@ -198,19 +196,20 @@ bool Server::set_mode(const std::optional<std::string>& run, Mode mode) {
   return true;
 }
 
-std::optional<Burn> Server::force_burn(const Burn& requested) {
+std::optional<std::string> Server::force_burn(const Burn& requested) {
   auto it = runs_.find(requested.run);
   if (it == runs_.end()) return std::nullopt;
   journal(requested.run, RecordType::forced_burn, encode(requested));
   auto burn = it->second.navigator->force_burn(requested);
   if (!burn) return std::nullopt;
-  journal(requested.run, RecordType::burn, encode(*burn));
+  std::string wire = encode(*burn);
+  journal(requested.run, RecordType::burn, wire);
   ++stats_.burns_forced;
   it->second.last_reason = burn->reason;
-  deliver_burn(it->second, *burn, std::nullopt);
+  deliver_burn(it->second, wire, std::nullopt);
   spdlog::info("run {}: forced burn #{} lr_scale {:.4g} at step {}: {}", burn->run, burn->seq, burn->lr_scale,
                burn->apply_at_step, burn->reason);
-  return burn;
+  return wire;
 }
 
 // ---------------------------------------------------------------- adapters
@@ -278,7 +277,7 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
                "adapter offers protocol versions [" + offered + "]; this daemon speaks version 1", std::string("versions"));
     return;
   }
-  const double now = clock_();
+  const double now = clock_.now();
   RunInfo info{hello.run, hello.world_size, hello.domains, hello.actuators, hello.base_lr};
   auto it = runs_.find(hello.run);
   if (it == runs_.end()) {
@@ -313,7 +312,7 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
   Session& session = sessions_.open(hello.run, hello.rank, envelope, now);
   ++stats_.sessions_opened;
   Welcome welcome{hello.run, hello.rank, session.id, kProtocolVersion,
-                  it->second.navigator->mode() == Mode::active ? "active" : "monitor", config_.snapshot_every};
+                  std::string(to_string(it->second.navigator->mode())), config_.snapshot_every};
   if (send(envelope, encode(welcome))) ++stats_.welcomes_sent;
   spdlog::debug("run {} rank {}: session {}", hello.run, hello.rank, session.id);
 }
@@ -330,7 +329,7 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
     return;
   }
   session->envelope = envelope;  // the adapter may have reconnected
-  session->last_seen = clock_();
+  session->last_seen = clock_.now();
   ++session->snapshots;
   Run& run = run_it->second;
   run.last_step = std::max(run.last_step, snapshot.step);
@@ -348,7 +347,7 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
     const std::string burn_wire = encode(*decision.burn);
     journal(snapshot.run, RecordType::burn, burn_wire);
     if (send(envelope, burn_wire)) ++stats_.burns_sent;
-    deliver_burn(run, *decision.burn, snapshot.rank);
+    deliver_burn(run, burn_wire, snapshot.rank);
     spdlog::info("run {}: burn #{} lr_scale {:.4g} at step {}: {}", snapshot.run, decision.burn->seq,
                  decision.burn->lr_scale, decision.burn->apply_at_step, decision.burn->reason);
   } else {
@@ -373,7 +372,7 @@ void Server::on_ack(const std::vector<std::string>& envelope, const Ack& ack, st
                std::string("run"));
     return;
   }
-  session->last_seen = clock_();
+  session->last_seen = clock_.now();
   journal(ack.run, RecordType::ack, wire);
   run_it->second.navigator->on_ack(ack);
 }
@@ -389,7 +388,7 @@ void Server::on_heartbeat(const std::vector<std::string>& envelope, const Heartb
                  std::string("run"));
       return;
     }
-    session->last_seen = clock_();
+    session->last_seen = clock_.now();
     session->envelope = envelope;
   }
   send(envelope, encode(heartbeat));
@@ -429,8 +428,7 @@ bool Server::send(const std::vector<std::string>& envelope, const std::string& p
   }
 }
 
-void Server::deliver_burn(Run& run, const Burn& burn, std::optional<std::int64_t> already_sent_to_rank) {
-  const std::string wire = encode(burn);
+void Server::deliver_burn(Run& run, const std::string& wire, std::optional<std::int64_t> already_sent_to_rank) {
   for (Session* s : sessions_.of_run(run.info.run)) {
     if (already_sent_to_rank && s->rank == *already_sent_to_rank) continue;
     if (send(s->envelope, wire)) ++stats_.burns_sent;
@@ -465,7 +463,7 @@ void Server::publish(const Run& run, const Snapshot& snapshot, const Decision& d
   t.rank = snapshot.rank;
   t.step = snapshot.step;
   t.time = snapshot.time;
-  t.mode = run.navigator->mode() == Mode::active ? "active" : "monitor";
+  t.mode = to_string(run.navigator->mode());
   t.state = decision.state;
   t.basin = decision.basin;
   t.forecast_basin = decision.forecast_basin;
@@ -489,7 +487,7 @@ void Server::publish(const Run& run, const Snapshot& snapshot, const Decision& d
 
 void Server::on_housekeeping() {
   if (!running_) return;
-  const double now = clock_();
+  const double now = clock_.now();
   for (Session& gone : sessions_.expire(now, config_.session_timeout_s)) {
     ++stats_.sessions_expired;
     spdlog::warn("run {} rank {}: no message for {:.1f} s, session expired", gone.run, gone.rank, now - gone.last_seen);
@@ -500,7 +498,7 @@ void Server::on_housekeeping() {
   }
   if (journal_) {
     try {
-      journal_->maybe_sync(std::chrono::steady_clock::now());
+      journal_->maybe_sync(clock_.steady_now());
     } catch (const std::exception& e) {
       ++stats_.journal_errors;
       spdlog::error("journal sync failed: {}", e.what());
@@ -516,11 +514,11 @@ void Server::on_housekeeping() {
 
 void Server::journal(const std::string& run, RecordType type, std::string_view bytes) {
   if (!journal_) return;
-  const auto ns = static_cast<std::int64_t>(std::llround(clock_() * 1e9));
+  const auto ns = static_cast<std::int64_t>(std::llround(clock_.now() * 1e9));
   try {
     journal_->append(run, type, ns, bytes);
     ++stats_.journal_records;
-    if (config_.journal.fsync == FsyncPolicy::interval) journal_->maybe_sync(std::chrono::steady_clock::now());
+    if (config_.journal.fsync == FsyncPolicy::interval) journal_->maybe_sync(clock_.steady_now());
   } catch (const std::exception& e) {
     if (stats_.journal_errors++ % 1000 == 0) {
       spdlog::error("journal append for run {} failed ({} failures so far): {}", run, stats_.journal_errors, e.what());
@@ -530,8 +528,7 @@ void Server::journal(const std::string& run, RecordType type, std::string_view b
 
 void Server::journal_config(const std::string& run, const Run& r) {
   journal(run, RecordType::config, config_.text);
-  const bool monitor = r.navigator ? r.navigator->mode() == Mode::monitor : config_.mode == "monitor";
-  journal(run, RecordType::mode, monitor ? "monitor" : "active");
+  journal(run, RecordType::mode, std::string(to_string(r.navigator ? r.navigator->mode() : mode_for_new_runs())));
 }
 
 void Server::recover_journal() {
@@ -547,7 +544,7 @@ void Server::recover_journal() {
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot open the journal at " + config_.journal.dir + ": " + e.what());
   }
-  const double now = clock_();
+  const double now = clock_.now();
   for (const std::string& name : journal_->runs()) {
     RunDriver::Options driver;
     driver.config = config_.navigator;

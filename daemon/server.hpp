@@ -19,6 +19,7 @@
 
 #include "controllers/navigator.hpp"
 #include "config/config.hpp"
+#include "daemon/clock.hpp"
 #include "daemon/http_endpoint.hpp"
 #include "journal/journal.hpp"
 #include "protocol/journal_record.hpp"
@@ -31,7 +32,6 @@ namespace orbit {
 
 class Server {
  public:
-  using Clock = std::function<double()>;  // Unix seconds; injected so tests can drive time
 
   struct Endpoints {
     std::string adapters;
@@ -54,7 +54,8 @@ class Server {
     double opened_at = 0.0;
   };
 
-  Server(boost::asio::io_context& io, DaemonConfig config, Clock clock);
+  // `clock` must outlive the Server; every time the Server reads comes from it.
+  Server(boost::asio::io_context& io, DaemonConfig config, const Clock& clock);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -78,7 +79,13 @@ class Server {
 
   // Control operations (the control endpoint calls these; so can tests).
   bool set_mode(const std::optional<std::string>& run, Mode mode);
-  std::optional<Burn> force_burn(const Burn& requested);
+  // The burn as encoded once: journaled, sent to every rank and quoted in the reply.
+  std::optional<std::string> force_burn(const Burn& requested);
+
+  // Expires silent sessions (their ranks go STALE) and syncs the journal, by the
+  // injected clock; a timer calls it every 250 ms, and a test that advanced its
+  // clock may call it on the loop's thread at once. Re-arms the timer.
+  void on_housekeeping();
 
   const Endpoints& endpoints() const { return bound_; }
   const DaemonStats& stats() const { return stats_; }
@@ -86,7 +93,7 @@ class Server {
   const std::map<std::string, Run>& runs() const { return runs_; }
   const SessionTable& sessions() const { return sessions_; }
   double started_at() const { return started_at_; }
-  double now() const { return clock_(); }
+  double now() const { return clock_.now(); }
 
  private:
   bool drain_adapters();
@@ -102,9 +109,8 @@ class Server {
   void send_error(const std::vector<std::string>& envelope, ErrorCode code, std::string message,
                   std::optional<std::string> ref = std::nullopt);
   bool send(const std::vector<std::string>& envelope, const std::string& payload);
-  void deliver_burn(Run& run, const Burn& burn, std::optional<std::int64_t> already_sent_to_rank);
+  void deliver_burn(Run& run, const std::string& wire, std::optional<std::int64_t> already_sent_to_rank);
   void publish(const Run& run, const Snapshot& snapshot, const Decision& decision);
-  void on_housekeeping();
   void recover_journal();
   // Appends one record for `run` (no-op without a journal). A failing disk costs
   // a counter and a log line, never the daemon or the trainer's reply.
@@ -119,7 +125,7 @@ class Server {
 
   boost::asio::io_context& io_;
   DaemonConfig config_;
-  Clock clock_;
+  const Clock& clock_;
   zmq::context_t context_;
   zmq::socket_t router_;
   zmq::socket_t publisher_;

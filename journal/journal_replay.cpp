@@ -114,8 +114,9 @@ RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
     case RecordType::mode: {
       if (!options_.follow_mode_records) break;
       const auto& text = std::get<std::string>(entry.value);
-      if (text != "active" && text != "monitor") break;
-      options_.mode = text == "active" ? Mode::active : Mode::monitor;
+      const std::optional<Mode> mode = parse_mode(text);
+      if (!mode) break;
+      options_.mode = *mode;
       if (navigator_) navigator_->set_mode(options_.mode);
       break;
     }

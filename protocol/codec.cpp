@@ -10,6 +10,10 @@
 
 #include <msgpack.hpp>
 
+#include "protocol/control.hpp"
+#include "protocol/mode.hpp"
+#include "protocol/msgpack_string.hpp"
+
 namespace orbit {
 
 std::string_view to_string(ErrorCode code) {
@@ -54,8 +58,8 @@ namespace {
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
-void key(Packer& p, std::string_view k) { p.pack_str(static_cast<uint32_t>(k.size())).pack_str_body(k.data(), static_cast<uint32_t>(k.size())); }
-void str(Packer& p, std::string_view s) { key(p, s); }
+void key(Packer& p, std::string_view k) { pack_string(p, k); }
+void str(Packer& p, std::string_view s) { pack_string(p, s); }
 
 void kv(Packer& p, std::string_view k, std::string_view v) { key(p, k); str(p, v); }
 void kv(Packer& p, std::string_view k, std::int64_t v) { key(p, k); p.pack_int64(v); }
@@ -503,7 +507,7 @@ Welcome decode_welcome(const Fields& f) {
   m.session = f.string("session");
   m.version = f.integer("version");
   m.mode = f.string("mode");
-  if (m.mode != "active" && m.mode != "monitor")
+  if (!parse_mode(m.mode))
     fail(ErrorCode::invalid_field, "field 'mode' must be 'active' or 'monitor'", "mode");
   m.snapshot_every = f.at_least("snapshot_every", f.integer("snapshot_every"), 1);
   return m;
@@ -690,38 +694,88 @@ Message decode_body(const std::string& type, const Fields& f, const DecodeLimits
 
 bool reference_all(msgpack::type::object_type, std::size_t, void*) { return true; }
 
+// Unpacks one MessagePack map within `limits` (sizes, nesting, trailing bytes,
+// duplicate keys); throws DecodeFailure otherwise.
+msgpack::object_handle unpack_map(std::string_view bytes, const DecodeLimits& limits) {
+  if (bytes.size() > limits.max_message_bytes)
+    fail(ErrorCode::too_large, "message is " + std::to_string(bytes.size()) + " bytes; the limit is " + std::to_string(limits.max_message_bytes));
+  if (bytes.empty()) fail(ErrorCode::bad_message, "empty message; expected one MessagePack map");
+  // Bound every container before anything is allocated for it.
+  const std::size_t max_array = std::max<std::size_t>(limits.max_spectrum_length, 1024);
+  const std::size_t max_map = std::max({limits.max_domains, limits.max_scalars, limits.max_spectra, limits.max_scalars * 8, std::size_t{64}});
+  msgpack::unpack_limit bounds(max_array, max_map, bytes.size(), bytes.size(), bytes.size(), 8);
+  std::size_t offset = 0;
+  bool referenced = false;
+  msgpack::object_handle handle;
+  try {
+    handle = msgpack::unpack(bytes.data(), bytes.size(), offset, referenced, reference_all, nullptr, bounds);
+  } catch (const msgpack::depth_size_overflow&) {
+    fail(ErrorCode::too_large, "MessagePack nesting is deeper than 8 levels");
+  } catch (const msgpack::size_overflow&) {
+    fail(ErrorCode::too_large, "a MessagePack container exceeds the configured limits");
+  } catch (const std::bad_alloc&) {
+    fail(ErrorCode::too_large, "message declares more data than it can hold");
+  } catch (const std::exception& e) {
+    fail(ErrorCode::bad_message, std::string("not valid MessagePack: ") + e.what());
+  }
+  if (offset != bytes.size())
+    fail(ErrorCode::bad_message, std::to_string(bytes.size() - offset) + " trailing bytes after the MessagePack map");
+  const object& root = handle.get();
+  if (root.type != mt::MAP) fail(ErrorCode::bad_message, std::string("message must be a MessagePack map, got ") + kind(root));
+  check_unique_keys(root, ErrorCode::bad_message, "");
+  return handle;
+}
+
+double non_negative(const Fields& f, std::string_view k, double v) {
+  if (!std::isfinite(v) || v < 0) fail(ErrorCode::invalid_field, "field '" + f.name(k) + "' must be a finite number >= 0", f.name(k));
+  return v;
+}
+
+BurnCommand decode_burn_command(const Fields& f, const DecodeLimits& limits) {
+  BurnCommand c;
+  Burn& b = c.requested;
+  b.run = run_id(f);
+  if (auto lr = f.opt_number("lr_scale")) {
+    if (!std::isfinite(*lr) || *lr <= 0) fail(ErrorCode::invalid_field, "field 'lr_scale' must be a finite number > 0", "lr_scale");
+    b.lr_scale = *lr;
+  }
+  if (auto reason = f.opt_string("reason")) b.reason = *reason;
+  if (auto e = f.opt_integer("expires_after_steps")) b.expires_after_steps = f.at_least("expires_after_steps", *e, 0);
+  b.domain_weights = number_map(f, "domain_weights", limits.max_domains, true);
+  for (const auto& [name, w] : b.domain_weights) non_negative(Fields(f.need("domain_weights"), "domain_weights"), name, w);
+  b.loss_weights = number_map(f, "loss_weights", limits.max_scalars, true);
+  for (const auto& [name, w] : b.loss_weights) non_negative(Fields(f.need("loss_weights"), "loss_weights"), name, w);
+  if (auto phase = f.opt_integer("curriculum_phase")) b.curriculum_phase = f.at_least("curriculum_phase", *phase, 0);
+  if (auto r = f.opt_integer("rollback_to_step")) b.rollback_to_step = f.at_least("rollback_to_step", *r, 0);
+  if (auto n = f.opt_integer("skip_batches")) b.skip_batches = f.at_least("skip_batches", *n, 0);
+  return c;
+}
+
+ControlCommand decode_control_body(const Fields& f, const DecodeLimits& limits) {
+  const std::optional<std::string> cmd = f.opt_string("cmd");
+  if (!cmd) fail(ErrorCode::invalid_field, "request has no 'cmd' (status, set_mode, burn, reload)", "cmd");
+  if (*cmd == "status") return StatusCommand{};
+  if (*cmd == "reload") return ReloadCommand{};
+  if (*cmd == "set_mode") {
+    SetModeCommand c;
+    const std::optional<std::string> mode = f.opt_string("mode");
+    const std::optional<Mode> parsed = mode ? parse_mode(*mode) : std::nullopt;
+    if (!parsed) fail(ErrorCode::invalid_field, "set_mode needs 'mode': \"active\" or \"monitor\"", "mode");
+    c.mode = *parsed;
+    c.run = f.opt_string("run");
+    return c;
+  }
+  if (*cmd == "burn") return decode_burn_command(f, limits);
+  fail(ErrorCode::invalid_field, "unknown command '" + *cmd + "'; known: status, set_mode, burn, reload", "cmd");
+}
+
 }  // namespace
 
 DecodeResult decode(std::string_view bytes, const DecodeLimits& limits) {
   DecodeResult result;
   try {
-    if (bytes.size() > limits.max_message_bytes)
-      fail(ErrorCode::too_large, "message is " + std::to_string(bytes.size()) + " bytes; the limit is " + std::to_string(limits.max_message_bytes));
-    if (bytes.empty()) fail(ErrorCode::bad_message, "empty message; expected one MessagePack map");
-    // Bound every container before anything is allocated for it.
-    const std::size_t max_array = std::max<std::size_t>(limits.max_spectrum_length, 1024);
-    const std::size_t max_map = std::max({limits.max_domains, limits.max_scalars, limits.max_spectra, limits.max_scalars * 8, std::size_t{64}});
-    msgpack::unpack_limit bounds(max_array, max_map, bytes.size(), bytes.size(), bytes.size(), 8);
-    std::size_t offset = 0;
-    bool referenced = false;
-    msgpack::object_handle handle;
-    try {
-      handle = msgpack::unpack(bytes.data(), bytes.size(), offset, referenced, reference_all, nullptr, bounds);
-    } catch (const msgpack::depth_size_overflow&) {
-      fail(ErrorCode::too_large, "MessagePack nesting is deeper than 8 levels");
-    } catch (const msgpack::size_overflow&) {
-      fail(ErrorCode::too_large, "a MessagePack container exceeds the configured limits");
-    } catch (const std::bad_alloc&) {
-      fail(ErrorCode::too_large, "message declares more data than it can hold");
-    } catch (const std::exception& e) {
-      fail(ErrorCode::bad_message, std::string("not valid MessagePack: ") + e.what());
-    }
-    if (offset != bytes.size())
-      fail(ErrorCode::bad_message, std::to_string(bytes.size() - offset) + " trailing bytes after the MessagePack map");
-    const object& root = handle.get();
-    if (root.type != mt::MAP) fail(ErrorCode::bad_message, std::string("message must be a MessagePack map, got ") + kind(root));
-    check_unique_keys(root, ErrorCode::bad_message, "");
-    Fields f(root, "");
+    const msgpack::object_handle handle = unpack_map(bytes, limits);
+    Fields f(handle.get(), "");
     const object* type = f.find("type");
     if (!type) fail(ErrorCode::bad_message, "message has no 'type' field", "type");
     if (type->type != mt::STR) f.wrong("type", *type, "a string");
@@ -748,6 +802,76 @@ DecodeResult decode(std::string_view bytes, const DecodeLimits& limits) {
 
 DecodeResult decode(std::span<const std::byte> bytes, const DecodeLimits& limits) {
   return decode(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), limits);
+}
+
+// ---------------------------------------------------------------- control endpoint
+
+ControlDecodeResult decode_control(std::string_view bytes, const DecodeLimits& limits) {
+  ControlDecodeResult result;
+  try {
+    const msgpack::object_handle handle = unpack_map(bytes, limits);
+    Fields f(handle.get(), "");
+    const std::optional<std::string> type = f.opt_string("type");
+    if (type != "control") fail(ErrorCode::bad_message, "request must have 'type': \"control\"", "type");
+    const std::int64_t version = f.integer("v");
+    if (version != kProtocolVersion)
+      fail(ErrorCode::unsupported_version, "protocol version " + std::to_string(version) + " is not supported; this daemon speaks version 1", "v");
+    result.command = decode_control_body(f, limits);
+  } catch (const DecodeFailure& failure) {
+    result.command.reset();
+    result.error = failure.message;
+  } catch (const std::exception& e) {
+    result.command.reset();
+    result.error = std::string("internal decoder failure: ") + e.what();
+  }
+  return result;
+}
+
+std::string encode_control(const ControlCommand& command) {
+  msgpack::sbuffer buf;
+  Packer p(buf);
+  std::visit(
+      [&](const auto& c) {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, StatusCommand>) {
+          head(p, 1, "control");
+          kv(p, "cmd", std::string_view("status"));
+        } else if constexpr (std::is_same_v<T, ReloadCommand>) {
+          head(p, 1, "control");
+          kv(p, "cmd", std::string_view("reload"));
+        } else if constexpr (std::is_same_v<T, SetModeCommand>) {
+          head(p, 2 + present(c.run), "control");
+          kv(p, "cmd", std::string_view("set_mode"));
+          kv(p, "mode", to_string(c.mode));
+          if (c.run) kv(p, "run", std::string_view(*c.run));
+        } else {
+          const Burn& b = c.requested;
+          head(p, 5 + nonempty(b.domain_weights) + nonempty(b.loss_weights) + present(b.curriculum_phase) +
+                      present(b.rollback_to_step) + present(b.skip_batches),
+               "control");
+          kv(p, "cmd", std::string_view("burn"));
+          kv(p, "run", std::string_view(b.run));
+          kv(p, "lr_scale", b.lr_scale);
+          kv(p, "reason", std::string_view(b.reason));
+          kv(p, "expires_after_steps", b.expires_after_steps);
+          if (!b.domain_weights.empty()) { key(p, "domain_weights"); float_map(p, b.domain_weights); }
+          if (!b.loss_weights.empty()) { key(p, "loss_weights"); float_map(p, b.loss_weights); }
+          if (b.curriculum_phase) kv(p, "curriculum_phase", *b.curriculum_phase);
+          if (b.rollback_to_step) kv(p, "rollback_to_step", *b.rollback_to_step);
+          if (b.skip_batches) kv(p, "skip_batches", *b.skip_batches);
+        }
+      },
+      command);
+  return {buf.data(), buf.size()};
+}
+
+std::string encode_control_error(std::string_view message) {
+  msgpack::sbuffer buf;
+  Packer p(buf);
+  head(p, 2, "control_reply");
+  kv(p, "ok", false);
+  kv(p, "error", message);
+  return {buf.data(), buf.size()};
 }
 
 }  // namespace orbit

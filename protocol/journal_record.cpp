@@ -7,6 +7,8 @@
 #include <boost/crc.hpp>
 #include <msgpack.hpp>
 
+#include "protocol/msgpack_string.hpp"
+
 namespace orbit {
 
 namespace {
@@ -179,9 +181,9 @@ std::string encode_rank_silent(const RankSilent& event) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> p(buf);
   p.pack_map(2);
-  p.pack_str(4).pack_str_body("rank", 4);
+  pack_string(p, "rank");
   p.pack_int64(event.rank);
-  p.pack_str(4).pack_str_body("time", 4);
+  pack_string(p, "time");
   p.pack_double(event.time);
   return {buf.data(), buf.size()};
 }

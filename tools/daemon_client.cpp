@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tools/daemon_client.hpp"
 
-#include <msgpack.hpp>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -12,23 +11,6 @@ namespace orbit {
 
 std::string default_control_endpoint() { return default_endpoints().control; }
 std::string default_telemetry_endpoint() { return default_endpoints().telemetry; }
-
-std::string control_command(const std::string& cmd) {
-  msgpack::sbuffer buf;
-  msgpack::packer<msgpack::sbuffer> p(buf);
-  auto str = [&](std::string_view s) {
-    p.pack_str(static_cast<uint32_t>(s.size()));
-    p.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
-  };
-  p.pack_map(3);
-  str("v");
-  p.pack_int(kProtocolVersion);
-  str("type");
-  str("control");
-  str("cmd");
-  str(cmd);
-  return {buf.data(), buf.size()};
-}
 
 std::optional<std::string> control_request(const std::string& endpoint, const std::string& request,
                                            std::chrono::milliseconds timeout) {

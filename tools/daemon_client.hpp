@@ -17,8 +17,6 @@ std::string default_telemetry_endpoint();
 // Sends one MessagePack control request; the reply bytes, or nullopt on timeout.
 std::optional<std::string> control_request(const std::string& endpoint, const std::string& request,
                                            std::chrono::milliseconds timeout);
-
-// {"v":1,"type":"control","cmd":cmd}
-std::string control_command(const std::string& cmd);
+// Requests are made with protocol/control.hpp's encode_control.
 
 }  // namespace orbit

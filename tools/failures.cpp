@@ -6,46 +6,45 @@
 #include <deque>
 #include <limits>
 
-#include <toml++/toml.h>
+#include "config/toml_table.hpp"
 
 namespace orbit {
 
 namespace fs = std::filesystem;
 
 Labels load_labels(const fs::path& file) {
-  toml::table t;
-  try {
-    t = toml::parse_file(file.string());
-  } catch (const toml::parse_error& e) {
-    throw LabelsError(file.string() + ": " + std::string(e.description()));
-  }
   Labels labels;
   labels.file = file;
-  for (const auto& [k, v] : t) {
-    if (k != "healthy" && k != "failure" && k != "source" && k != "note")
-      throw LabelsError(file.string() + ": unknown key '" + std::string(k.str()) + "' (healthy, failure, source, note)");
-  }
-  labels.healthy = t["healthy"].value_or(false);
-  if (const auto* arr = t["failure"].as_array()) {
-    std::size_t i = 0;
-    for (const auto& node : *arr) {
-      const auto* f = node.as_table();
-      const std::string where = file.string() + ": failure[" + std::to_string(i++) + "]";
-      if (!f) throw LabelsError(where + " must be a table ([[failure]])");
-      FailureEvent e;
-      const auto peak = (*f)["peak"].value<std::int64_t>();
-      if (!peak) throw LabelsError(where + ": 'peak' (integer step) is required");
-      e.peak = *peak;
-      e.onset = (*f)["onset"].value_or(e.peak);
-      e.end = (*f)["end"].value_or(e.peak);
-      e.kind = (*f)["kind"].value_or(std::string("failure"));
-      e.note = (*f)["note"].value_or(std::string());
-      e.source = "labels";
-      if (e.onset > e.peak || e.end < e.peak) throw LabelsError(where + ": needs onset <= peak <= end");
-      labels.failures.push_back(std::move(e));
+  try {
+    const std::string path = file.string();
+    const toml::table root = load_toml_file(path);
+    TomlTable t(&root, "", path);
+    t.boolean("healthy", labels.healthy);
+    std::string ignored;
+    t.string("source", ignored);
+    t.string("note", ignored);
+    if (const toml::array* failures = t.tables("failure")) {
+      for (std::size_t i = 0; i < failures->size(); ++i) {
+        TomlTable f((*failures)[i].as_table(), "failure[" + std::to_string(i) + "]", path);
+        FailureEvent e;
+        const std::int64_t none = std::numeric_limits<std::int64_t>::min();
+        e.peak = none;
+        f.integer("peak", e.peak, 0, std::numeric_limits<std::int64_t>::max());
+        if (e.peak == none) f.fail("peak", "is required (an integer step)");
+        e.onset = e.end = e.peak;
+        f.integer("onset", e.onset, 0, e.peak);
+        f.integer("end", e.end, e.peak, std::numeric_limits<std::int64_t>::max());
+        e.kind = "failure";
+        f.string("kind", e.kind);
+        f.string("note", e.note);
+        f.done();
+        e.source = "labels";
+        labels.failures.push_back(std::move(e));
+      }
     }
-  } else if (t.contains("failure")) {
-    throw LabelsError(file.string() + ": 'failure' must be an array of tables ([[failure]])");
+    t.done();
+  } catch (const ConfigError& e) {
+    throw LabelsError(e.what());
   }
   if (labels.healthy && !labels.failures.empty())
     throw LabelsError(file.string() + ": healthy = true but failures are listed");

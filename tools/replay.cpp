@@ -166,7 +166,7 @@ RunReplay replay_run(const RecordedRun& recording, const ReplaySettings& setting
   const DaemonConfig start = starting_config(recording, settings, &description);
   RunDriver::Options options;
   options.config = start.navigator;
-  options.mode = settings.mode.value_or(start.mode == "monitor" ? Mode::monitor : Mode::active);
+  options.mode = settings.mode.value_or(parse_mode(start.mode).value_or(Mode::active));
   options.follow_config_records = !settings.config_text;
   options.follow_mode_records = !settings.mode;
   const Overrides overrides = settings.overrides;

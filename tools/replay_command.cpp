@@ -99,8 +99,9 @@ int replay_command(std::span<const std::string> args) {
   settings.score.lead_window = static_cast<std::size_t>(window);
   settings.score.settle = static_cast<std::size_t>(window);
   if (auto m = a.maybe("mode")) {
-    if (*m != "active" && *m != "monitor") throw UsageError("--mode must be active or monitor");
-    settings.mode = *m == "active" ? Mode::active : Mode::monitor;
+    const std::optional<Mode> mode = parse_mode(*m);
+    if (!mode) throw UsageError("--mode must be active or monitor");
+    settings.mode = *mode;
   }
   for (const auto& out : a.all("out")) {
     const auto ext = fs::path(out).extension();

@@ -11,6 +11,7 @@
 #include "tools/commands.hpp"
 #include "tools/daemon_client.hpp"
 #include "tools/exit_codes.hpp"
+#include "protocol/control.hpp"
 #include "protocol/json_writer.hpp"
 #include "protocol/msgpack_json.hpp"
 
@@ -113,7 +114,7 @@ int status_command(std::span<const std::string> args) {
   const std::string endpoint = a.get("control", default_control_endpoint());
   const double timeout_s = a.number("timeout", 2.0);
   if (!(timeout_s > 0)) throw UsageError("--timeout must be > 0");
-  const auto reply = control_request(endpoint, control_command("status"),
+  const auto reply = control_request(endpoint, encode_control(StatusCommand{}),
                                      std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000)));
   if (!reply) {
     std::fprintf(stderr, "orbit status: no reply from %s within %.1f s (is orbitd running?)\n", endpoint.c_str(),

@@ -11,6 +11,7 @@
 #include <msgpack.hpp>
 
 #include "protocol/codec.hpp"
+#include "protocol/msgpack_string.hpp"
 
 namespace orbit {
 
@@ -591,10 +592,7 @@ ImportResult import_trace(std::string_view text, const ImportOptions& options) {
 std::string encode_evaluation(const Evaluation& e) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> p(buf);
-  auto str = [&](std::string_view s) {
-    p.pack_str(static_cast<uint32_t>(s.size()));
-    p.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
-  };
+  auto str = [&](std::string_view s) { pack_string(p, s); };
   p.pack_map(3);
   str("step");
   p.pack_int64(e.step);

@@ -424,6 +424,34 @@ TEST(Scenario, AfterRecoveryTheLrScaleReturnsToOneInsideItsBounds) {
               lowest, static_cast<long long>(last_burn_step), burns.size());
 }
 
+// The PID's gains are per training step: a run probed every 10 steps integrates
+// 10 steps of error per decision, so the same health for the same number of
+// decisions cuts about 10x deeper (in log) than at a per-step cadence.
+TEST(Scenario, ThePidIntegratesTrainingStepsNotSnapshots) {
+  NavigatorConfig cfg = test::roadmap_bands();
+  for (PidGains* g : {&cfg.pid.drifting, &cfg.pid.warning, &cfg.pid.critical, &cfg.pid.recovering}) {
+    *g = PidGains{0.0, 0.01, 0.0};  // integral only
+  }
+  auto final_lr = [&](std::int64_t stride) {
+    Navigator nav(cfg, run_info("cadence", {"lr"}), Mode::active);
+    Decision last;
+    for (std::int64_t i = 0; i < 60; ++i) {
+      Snapshot s = make_snapshot("cadence", 1000 + i * stride, 2.0);
+      s.spectra["hidden.0"] = spectrum_with_entropy(i < 30 ? 2.6 : 1.75);  // then the warning zone, held
+      last = nav.on_snapshot(s);
+    }
+    EXPECT_EQ(last.observed_state, "WARNING");
+    return last.lr_scale;
+  };
+  const double per_step = final_lr(1);
+  const double every_ten = final_lr(10);
+  std::printf("[ scenario ] 30 decisions in WARNING, ki 0.01: lr scale %.3f per step, %.3f every 10 steps\n",
+              per_step, every_ten);
+  EXPECT_GT(per_step, 0.8);
+  EXPECT_LT(every_ten, 0.5);
+  EXPECT_NEAR(std::log(every_ten) / std::log(per_step), 10.0, 2.5);
+}
+
 TEST(Scenario, RollbackOnlyForAdaptersThatDeclareIt) {
   for (const auto& actuators : std::vector<std::vector<std::string>>{
            {"lr"}, {"lr", "domain_weights", "curriculum", "loss_weights"}, {}}) {

@@ -78,7 +78,7 @@ LoopResult close_loop(const PlantModel& plant, const PidGains& gains, double noi
     const double measured = y + noise(rng);
     slope_window.push(t, measured);
     const TrendFit f = slope_window.fit();
-    const auto s = pid.update(cfg.pid.setpoint, measured, f.valid ? f.slope : 0.0, gains, limits);
+    const auto s = pid.update(cfg.pid.setpoint - measured, 1.0, f.valid ? f.slope : 0.0, gains, limits);
     y = plant.step(y, s.output);
     err.push_back(y - cfg.pid.setpoint);
     out.push_back(s.output);

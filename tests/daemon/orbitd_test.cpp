@@ -277,6 +277,64 @@ TEST(Orbitd, StatusCountsByName) {
   EXPECT_FALSE(get(h.get(), "ok")->via.boolean);
 }
 
+// Operator burns are validated like adapter messages (issue 16 item 8): a value out
+// of range gets an error reply naming the field, nothing is sent or journaled, and
+// the run and the daemon carry on; a valid burn still goes through.
+TEST(Orbitd, OperatorBurnsWithOutOfRangeValuesGetAnErrorReply) {
+  const auto dir = test::make_temp_dir("opburn");
+  const auto cfg = dir / "orbitd.toml";
+  write_file(cfg,
+             "[[controller.curriculum.phases]]\nname = \"easy\"\ndomains = [\"web\"]\n"
+             "[[controller.curriculum.phases]]\nname = \"hard\"\ndomains = [\"web\", \"code\"]\n");
+  OrbitdProcess orbitd({"--config", cfg.string()});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  Hello hello = make_hello("ops");
+  hello.actuators = {"lr", "curriculum"};
+  hello.domains = {"web", "code"};
+  client.send(hello);
+  expect_type<Welcome>(client.recv());
+  client.send(make_snapshot("ops", 1));
+  client.recv();
+
+  Control control(ctx, orbitd.endpoints().control);
+  auto refused = [&](std::map<std::string, test::ControlField> fields, const std::string& says) {
+    fields["cmd"] = std::string("burn");
+    fields.emplace("run", std::string("ops"));
+    auto h = control.call(fields);
+    ASSERT_FALSE(get(h.get(), "ok")->via.boolean) << says;
+    const auto* error = get(h.get(), "error");
+    ASSERT_NE(error, nullptr);
+    const std::string text(error->via.str.ptr, error->via.str.size);
+    EXPECT_NE(text.find(says), std::string::npos) << text;
+  };
+  refused({{"curriculum_phase", std::int64_t{-1}}}, "curriculum_phase' must be >= 0");
+  refused({{"curriculum_phase", std::int64_t{2}}}, "curriculum_phase 2 does not exist (phases 0-1)");
+  refused({{"lr_scale", 0.0}}, "lr_scale' must be a finite number > 0");
+  refused({{"lr_scale", std::string("half")}}, "lr_scale' must be a number, got a string");
+  refused({{"expires_after_steps", std::int64_t{-5}}}, "expires_after_steps' must be >= 0");
+  refused({{"rollback_to_step", std::int64_t{-1}}}, "rollback_to_step' must be >= 0");
+  refused({{"skip_batches", std::int64_t{-2}}}, "skip_batches' must be >= 0");
+  refused({{"run", std::string("nobody")}}, "no run named 'nobody'");
+  EXPECT_EQ(counter(control, "control_errors"), 8u);
+  EXPECT_EQ(counter(control, "burns_forced"), 0u);
+
+  // Nothing reached the adapter; the run goes on, and a valid burn still works.
+  client.send(make_snapshot("ops", 2));
+  const auto answer = client.recv();
+  ASSERT_TRUE(answer);
+  EXPECT_FALSE(std::holds_alternative<Burn>(*answer));
+  auto ok = control.call({{"cmd", std::string("burn")}, {"run", std::string("ops")}, {"curriculum_phase", std::int64_t{1}},
+                          {"lr_scale", 0.5}});
+  ASSERT_TRUE(get(ok.get(), "ok")->via.boolean);
+  const Burn sent = expect_type<Burn>(client.recv());
+  EXPECT_EQ(sent.curriculum_phase, 1);
+  EXPECT_EQ(sent.lr_scale, 0.5);
+  EXPECT_EQ(counter(control, "burns_forced"), 1u);
+  EXPECT_EQ(orbitd.stop(SIGTERM), 0);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Orbitd, SighupReloadsValidConfigAndKeepsOldOnInvalid) {
   const auto dir = test::make_temp_dir("reload");
   const auto cfg = dir / "orbitd.toml";

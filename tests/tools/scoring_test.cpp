@@ -202,6 +202,28 @@ TEST(Labels, LoadsAndRejects) {
   EXPECT_TRUE(load_labels(file).healthy);
 }
 
+// Labels are read by the one TOML reader: a misspelt key inside a [[failure]] table
+// (which used to be ignored, leaving the default) is an error naming file, key and reason.
+TEST(Labels, UnknownKeysAnywhereAreErrorsThatNameTheKey) {
+  TempDir tmp;
+  const auto file = tmp.path() / "labels.toml";
+  auto error_of = [&](const std::string& text) -> std::string {
+    std::ofstream(file) << text;
+    try {
+      load_labels(file);
+    } catch (const LabelsError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(error_of("[[failure]]\npeak = 300\nkinds = \"spike\"\n"),
+            file.string() + ": key 'failure[0].kinds': unknown key; known keys here: end, kind, note, onset, peak");
+  EXPECT_EQ(error_of("[[failure]]\nonset = 3\n"), file.string() + ": key 'failure[0].peak': is required (an integer step)");
+  EXPECT_EQ(error_of("[[failure]]\npeak = 10\nend = 5\n"),
+            file.string() + ": key 'failure[0].end': must be in [10, 9223372036854775807], got 5");
+  EXPECT_NE(error_of("healty = true\n").find("key 'healty': unknown key"), std::string::npos);
+}
+
 TEST(ConfigOverrides, ShorthandTypesAndErrors) {
   EXPECT_EQ(full_config_key("pid.warning.kp"), "controller.pid.warning.kp");
   EXPECT_EQ(full_config_key("journal.fsync"), "journal.fsync");

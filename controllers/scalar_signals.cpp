@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "controllers/scalar_signals.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "controllers/decision_text.hpp"
+#include "controllers/metric_report.hpp"
+
+namespace orbit {
+
+namespace {
+constexpr auto kLossZ = static_cast<std::size_t>(zone_metric_index("loss_z"));
+constexpr auto kGradNormZ = static_cast<std::size_t>(zone_metric_index("grad_norm_z"));
+}  // namespace
+
+ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optional<double> grad_norm,
+                                    std::int64_t covered, const FilterConfig& fc,
+                                    std::map<std::string, double>* m, std::vector<Finding>& findings) {
+  ScalarReading out;
+  const bool loss_finite = std::isfinite(loss);
+  const bool grad_finite = !grad_norm || std::isfinite(*grad_norm);
+  const RobustStatsParams loss_params{fc.loss_alpha, fc.warmup_steps, fc.z_clip, 1e-12, fc.loss_min_sd_rel};
+  const RobustStatsParams grad_params{fc.grad_norm_alpha, fc.warmup_steps, fc.z_clip, fc.grad_norm_min_sd, 0.0};
+  const CusumParams cusum{fc.cusum_k, fc.cusum_h, 2.0 * fc.z_clip};
+  const std::int64_t confirm = fc.spike_confirm_steps;  // training steps
+  if (loss_finite) {
+    const auto st = loss_stats_.update(loss, loss_params);
+    put_metric(m, "loss", loss);
+    put_metric(m, "loss_ewma", st.mean);
+    if (st.ready) {
+      out.loss_z = st.z;
+      put_metric(m, "loss_z", st.z);
+      const auto c = loss_cusum_.update(st.z, cusum);
+      if (c.up) {
+        findings.push_back({Severity::warning,
+                            "loss drifting up (CUSUM " + num(c.upper) + " over " + std::to_string(c.up_run) + " steps)",
+                            "loss_cusum"});
+      }
+    }
+  } else {
+    findings.push_back({Severity::critical, "loss is " + nonfinite_name(loss), "loss_nonfinite"});
+  }
+  if (grad_norm && grad_finite) {
+    put_metric(m, "grad_norm", *grad_norm);
+    const auto st = grad_stats_.update(std::log(std::max(*grad_norm, 1e-30)), grad_params);
+    if (st.ready) {
+      out.grad_norm_z = st.z;
+      put_metric(m, "grad_norm_z", st.z);
+      // The drift detector reads the unfloored z: a creep far below the spike
+      // floor is exactly what it is for (its per-sample clip bounds one spike).
+      const double drift_z = st.residual / std::max(st.raw_sd, 1e-3);
+      const auto c = grad_cusum_.update(drift_z, cusum);
+      if (c.up) {
+        findings.push_back({Severity::warning,
+                            "grad norm drifting up (CUSUM " + num(c.upper) + " over " + std::to_string(c.up_run) +
+                                " steps)",
+                            "grad_norm_cusum"});
+      }
+    }
+  } else if (grad_norm) {
+    findings.push_back({Severity::critical, "grad norm is " + nonfinite_name(*grad_norm), "grad_norm_nonfinite"});
+  }
+  // Each snapshot stands for the steps since the last one: confirmation counts steps.
+  loss_z_recent_.push(out.loss_z, covered, confirm);
+  grad_z_recent_.push(out.grad_norm_z, covered, confirm);
+  // A loss jump over its floor: armed from a mid-training run's second snapshot.
+  if (loss_finite) {
+    const LossJumpParams jp{fc.loss_jump_ratio, fc.loss_jump_grad_ratio, confirm, fc.loss_jump_arm_step};
+    out.jump = loss_jump_.update(step, loss, grad_norm, jp);
+    if (out.jump->ratio > 0.0) put_metric(m, "loss_jump", out.jump->ratio);
+    if (out.jump->alarm) {
+      const LossJumpStatus& jump = *out.jump;
+      findings.push_back({Severity::critical,
+                          "loss " + num(loss) + " is " + num(jump.ratio) + "x its floor " + num(jump.floor) +
+                              (jump.corroborated ? " (grad norm " + num(*jump.grad_ratio) + "x its recent low)"
+                                                 : " (held " + std::to_string(jump.held_steps) + " steps)"),
+                          "loss_jump"});
+    }
+  }
+  out.nonfinite = !loss_finite || !grad_finite;
+  return out;
+}
+
+std::vector<double> ScalarSignals::alarm_margins(const PerZoneMetric<ZoneConfig>& zones, const FilterConfig& fc,
+                                                 const std::optional<LossJumpStatus>& jump) const {
+  std::vector<double> margins;
+  for (const auto& [metric, cusum_state] : {std::pair{kLossZ, &loss_cusum_}, std::pair{kGradNormZ, &grad_cusum_}}) {
+    const std::optional<ZoneConfig>& zc = zones[metric];
+    if (!zc || !zc->alarm || !cusum_state->status().up) continue;
+    margins.push_back(std::clamp(2.0 - cusum_state->status().upper / fc.cusum_h, -1.0, 2.0));
+  }
+  if (jump && jump->alarm) {
+    margins.push_back(std::clamp((fc.loss_jump_ratio - jump->ratio) / (fc.loss_jump_ratio - 1.0), -1.0, 2.0));
+  }
+  return margins;
+}
+
+void ScalarSignals::reset() {
+  loss_stats_.reset();
+  grad_stats_.reset();
+  loss_cusum_.reset();
+  grad_cusum_.reset();
+  loss_z_recent_.clear();
+  grad_z_recent_.clear();
+  loss_jump_.reset();
+}
+
+}  // namespace orbit

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The scalar signals of one run: the loss and ln(grad norm) through robust
+// statistics (z-scores), CUSUM drift detectors, spike confirmation counted in
+// training steps, and the loss-jump detector. The Navigator's "signals" stage.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "controllers/change_detector.hpp"
+#include "controllers/finding.hpp"
+#include "controllers/loss_jump_detector.hpp"
+#include "controllers/navigator_config.hpp"
+#include "controllers/robust_stats.hpp"
+#include "controllers/spike_confirmation.hpp"
+#include "controllers/zone_metric.hpp"
+
+namespace orbit {
+
+struct ScalarReading {
+  std::optional<double> loss_z;       // this sample's z-score, once warmed up
+  std::optional<double> grad_norm_z;  // the same for ln(grad norm)
+  std::optional<LossJumpStatus> jump;  // when the loss was finite
+  bool nonfinite = false;              // the loss or the grad norm is NaN / inf
+};
+
+class ScalarSignals {
+ public:
+  // One closed step. `covered`: training steps since the previous decision (>= 1).
+  // Appends the alarms to `findings` (loss drift, non-finite values, grad norm
+  // drift, loss jump, in that order); writes loss, loss_ewma, loss_z, grad_norm,
+  // grad_norm_z and loss_jump to `metrics` when not null.
+  ScalarReading update(std::int64_t step, double loss, std::optional<double> grad_norm, std::int64_t covered,
+                       const FilterConfig& filters, std::map<std::string, double>* metrics,
+                       std::vector<Finding>& findings);
+
+  // The z-scores that held over spike_confirm_steps training steps (nullopt: none held).
+  std::optional<double> held_loss_z(std::int64_t confirm_steps) const { return loss_z_recent_.held(confirm_steps); }
+  std::optional<double> held_grad_norm_z(std::int64_t confirm_steps) const {
+    return grad_z_recent_.held(confirm_steps);
+  }
+
+  // Health margins of the drift and jump alarms that are on, for the zones whose
+  // config alarms: a CUSUM alarm is 1 at its threshold and 0 at twice it; a loss
+  // jump is 1 at its floor and 0 at the jump ratio. Each is clamped to [-1, 2].
+  std::vector<double> alarm_margins(const PerZoneMetric<ZoneConfig>& zones, const FilterConfig& filters,
+                                    const std::optional<LossJumpStatus>& jump) const;
+
+  void reset();  // a new branch: every statistic starts over
+
+ private:
+  RobustStats loss_stats_;
+  RobustStats grad_stats_;
+  Cusum loss_cusum_;
+  Cusum grad_cusum_;
+  SpikeConfirmation loss_z_recent_;
+  SpikeConfirmation grad_z_recent_;
+  LossJumpDetector loss_jump_;
+};
+
+}  // namespace orbit

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "controllers/zoned_metrics.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "controllers/decision_text.hpp"
+#include "controllers/metric_report.hpp"
+
+namespace orbit {
+
+namespace {
+constexpr auto kLossZ = static_cast<std::size_t>(zone_metric_index("loss_z"));
+constexpr auto kGradNormZ = static_cast<std::size_t>(zone_metric_index("grad_norm_z"));
+constexpr auto kLoopRate = static_cast<std::size_t>(zone_metric_index("loop_rate"));
+}  // namespace
+
+ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& values,
+                                 const PerZoneMetric<ZoneConfig>& zone_config, const NavigatorConfig& cfg,
+                                 const std::vector<double>& extra_margins, bool nonfinite,
+                                 std::map<std::string, double>* m, std::vector<Finding>& findings) {
+  const FilterConfig& fc = cfg.filters;
+  const auto step = static_cast<double>(at);
+  const std::int64_t confirm = fc.spike_confirm_steps;
+  ZoneReading out;
+  std::optional<double>& health = out.health;
+  std::optional<double>& health_ahead = out.health_ahead;
+  const auto horizon = static_cast<double>(fc.forecast_horizon);
+  for (std::size_t mi = 0; mi < kZoneMetricCount; ++mi) {
+    const char* metric = kZoneMetrics[mi];
+    const std::optional<ZoneConfig>& zc = zone_config[mi];
+    const std::optional<double>& v = values[mi];
+    if (!zc || !v) continue;
+    const ZoneBand& band = zc->band;
+    const bool is_z = mi == kLossZ || mi == kGradNormZ;
+    if (!tracks_[mi]) {
+      tracks_[mi].emplace(MetricTrack{Ewma(fc.metric_alpha), ZoneTracker{},
+                                      TrendWindow(static_cast<std::size_t>(fc.trend_window)), std::nullopt});
+    }
+    MetricTrack& track = *tracks_[mi];
+    double smooth = *v;
+    TrendFit fit;
+    if (!is_z) {
+      track.ewma.set_alpha(fc.metric_alpha);
+      smooth = track.ewma.update(*v);
+      track.trend.push(step, *v);
+      fit = track.trend.fit();
+    }
+    const Zone zs = track.zone.update(smooth, band, fc.zone_hysteresis);
+    const Zone zr = is_z ? zs : band.classify(*v);
+    const Zone now = std::max(zs, zr);
+    out.now[mi] = now;
+    std::optional<double> eta;
+    if (fit.valid && fit.points >= static_cast<std::size_t>(fc.trend_window) && fit.significant(fc.trend_sigmas)) {
+      eta = fit.steps_until(band.danger);
+    }
+    const bool forecast_danger = eta && *eta <= horizon;
+    if (cfg.pid.lookahead_steps > 0 && zc->alarm && fit.valid &&
+        fit.points >= static_cast<std::size_t>(fc.trend_window) && fit.significant(fc.trend_sigmas)) {
+      const double ahead = band.margin(fit.value_at(fit.last_x + static_cast<double>(cfg.pid.lookahead_steps)));
+      health_ahead = health_ahead ? std::min(*health_ahead, ahead) : ahead;
+    }
+    out.forecast[mi] = forecast_danger ? Zone::danger : now;
+    // A raw value in danger counts at once (a sudden collapse must not wait for
+    // the smoother); otherwise the smoothed value speaks, so noise does not.
+    const double margin = zr == Zone::danger ? std::min(band.margin(smooth), band.margin(*v)) : band.margin(smooth);
+    out.margins[mi] = margin;
+    // Early in training healthy runs pass through a short hidden-state transient
+    // (see the signature): there a spectral metric alarms or weighs on health only
+    // once it has stayed in danger for signature_confirm_steps on consecutive
+    // probes; its warnings and forecasts wait for the end of the early phase.
+    const bool spectral = !is_z && mi != kLoopRate;
+    const bool in_danger = zr == Zone::danger || zs == Zone::danger;
+    if (spectral) {
+      if (track.danger_since && at < *track.danger_since) track.danger_since.reset();
+      if (!in_danger) track.danger_since.reset();
+      else if (!track.danger_since) track.danger_since = at;
+    }
+    const bool early_hold = spectral && at < cfg.signals.signature_early_steps &&
+                            (!in_danger || at - *track.danger_since < cfg.signals.signature_confirm_steps);
+    if (!zc->alarm || early_hold) continue;
+    health = health ? std::min(*health, margin) : margin;
+    if (zr == Zone::danger || zs == Zone::danger) {
+      const double shown = zr == Zone::danger ? *v : smooth;
+      findings.push_back({Severity::critical,
+                          metric_label(metric) + " " + num(shown) + " in danger zone (" + band.danger_text() +
+                              (is_z ? ", held " + std::to_string(confirm) + " steps)" : ")"),
+                          std::string(metric) + ":danger"});
+    } else if (zs == Zone::warning) {
+      findings.push_back({Severity::warning,
+                          metric_label(metric) + " " + num(smooth) + " in warning zone (danger " +
+                              band.danger_text() + ")",
+                          std::string(metric) + ":warning"});
+    } else if (forecast_danger) {
+      findings.push_back({Severity::drift,
+                          metric_label(metric) + " " + num(fit.value) + (fit.slope < 0 ? " falling " : " rising ") +
+                              num(std::abs(fit.slope), 2) + "/step, danger in ~" +
+                              std::to_string(static_cast<std::int64_t>(std::ceil(*eta))) + " steps",
+                          std::string(metric) + ":drift"});
+    }
+  }
+  for (const double margin : extra_margins) health = health ? std::min(*health, margin) : margin;
+  if (nonfinite) health = -1.0;
+  if (health) put_metric(m, "health", *health);
+  if (health) {
+    health_trend_.set_capacity(static_cast<std::size_t>(fc.health_window));
+    health_trend_.push(step, *health);
+    const TrendFit hf = health_trend_.fit();
+    if (hf.valid) out.health_slope = hf.slope;
+  }
+  return out;
+}
+
+void ZonedMetrics::set_windows(std::int64_t trend_window, std::int64_t health_window) {
+  for (auto& track : tracks_) {
+    if (track) track->trend.set_capacity(static_cast<std::size_t>(trend_window));
+  }
+  health_trend_.set_capacity(static_cast<std::size_t>(health_window));
+}
+
+void ZonedMetrics::restart_trends() {
+  for (auto& track : tracks_) {
+    if (track) track->trend.reset();
+  }
+  health_trend_.reset();
+}
+
+void ZonedMetrics::reset() {
+  for (auto& track : tracks_) track.reset();
+  health_trend_.reset();
+}
+
+}  // namespace orbit

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The zoned metrics of one run and the health they add up to: the Navigator's
+// "zones" stage. Per metric (kZoneMetrics): EWMA smoothing, the zone with
+// hysteresis, a least-squares trend and its forecast of a danger crossing, and
+// the early-training hold on spectral metrics. Health is the smallest margin of
+// the metrics that alarm (1 on the good line, 0 on the danger line), and its
+// slope over filters.health_window points is the PID's derivative input.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "controllers/ewma.hpp"
+#include "controllers/finding.hpp"
+#include "controllers/navigator_config.hpp"
+#include "controllers/trend.hpp"
+#include "controllers/zone_metric.hpp"
+#include "controllers/zones.hpp"
+
+namespace orbit {
+
+struct ZoneReading {
+  PerZoneMetric<Zone> now;       // the zone each metric is in (raw danger counts at once)
+  PerZoneMetric<Zone> forecast;  // danger where the trend crosses into it within forecast_horizon
+  PerZoneMetric<double> margins;  // per metric, what health reads (see ZoneBand::margin)
+  std::optional<double> health;        // none when no alarming metric had a value
+  std::optional<double> health_ahead;  // the trends' health pid.lookahead_steps from now
+  double health_slope = 0.0;           // health per training step (0 until the window has a fit)
+};
+
+class ZonedMetrics {
+ public:
+  explicit ZonedMetrics(std::int64_t health_window)
+      : health_trend_(static_cast<std::size_t>(health_window)) {}
+
+  // One closed step. `values`: this step's value per metric (z-scores only once
+  // they held); `extra_margins`: margins of alarms that are not zones (CUSUM, loss
+  // jump), which weigh on health too; `nonfinite`: health is -1. Appends danger,
+  // warning and drift findings; writes `health` to `metrics` (when not null).
+  ZoneReading update(std::int64_t step, const PerZoneMetric<double>& values, const PerZoneMetric<ZoneConfig>& zones,
+                     const NavigatorConfig& config, const std::vector<double>& extra_margins, bool nonfinite,
+                     std::map<std::string, double>* metrics, std::vector<Finding>& findings);
+
+  void set_windows(std::int64_t trend_window, std::int64_t health_window);  // a new config
+  void restart_trends();  // a gap in the snapshots: trends start over, smoothing and zones stay
+  void reset();           // a new branch: every filter starts over
+
+ private:
+  struct MetricTrack {
+    Ewma ewma;
+    ZoneTracker zone;
+    TrendWindow trend;
+    std::optional<std::int64_t> danger_since;  // spectral metrics: early-training hold
+  };
+  PerZoneMetric<MetricTrack> tracks_;  // by kZoneMetrics index
+  TrendWindow health_trend_;
+};
+
+}  // namespace orbit

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: Apache-2.0
+// The stages Navigator::decide() is made of, each on its own: signals (scalars,
+// collapse signature), zones and health, basin pressure, and what is worth a burn.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "controllers/basin_classifier.hpp"
+#include "controllers/burn_changes.hpp"
+#include "controllers/collapse_signature.hpp"
+#include "controllers/scalar_signals.hpp"
+#include "controllers/zoned_metrics.hpp"
+
+namespace orbit {
+namespace {
+
+constexpr auto kEntropy = static_cast<std::size_t>(zone_metric_index("entropy"));
+constexpr auto kDominant = static_cast<std::size_t>(zone_metric_index("dominant_ratio"));
+constexpr auto kLossZ = static_cast<std::size_t>(zone_metric_index("loss_z"));
+
+const Finding* find_key(const std::vector<Finding>& findings, const std::string& key) {
+  for (const auto& f : findings) {
+    if (f.key == key) return &f;
+  }
+  return nullptr;
+}
+
+PerZoneMetric<ZoneConfig> zone_config(const NavigatorConfig& cfg) {
+  PerZoneMetric<ZoneConfig> out;
+  for (const auto& [name, zone] : cfg.zones) {
+    if (const int i = zone_metric_index(name); i >= 0) out[static_cast<std::size_t>(i)] = zone;
+  }
+  return out;
+}
+
+// ---- signals: scalars
+
+TEST(ScalarSignals, NonFiniteLossAndGradNormAreCriticalFindings) {
+  ScalarSignals signals;
+  std::vector<Finding> findings;
+  const auto r = signals.update(1, std::nan(""), std::numeric_limits<double>::infinity(), 1, FilterConfig{}, nullptr,
+                                findings);
+  EXPECT_TRUE(r.nonfinite);
+  ASSERT_NE(find_key(findings, "loss_nonfinite"), nullptr);
+  EXPECT_EQ(find_key(findings, "loss_nonfinite")->reason, "loss is NaN");
+  ASSERT_NE(find_key(findings, "grad_norm_nonfinite"), nullptr);
+  EXPECT_EQ(find_key(findings, "grad_norm_nonfinite")->severity, Severity::critical);
+  EXPECT_EQ(find_key(findings, "grad_norm_nonfinite")->reason, "grad norm is +inf");
+}
+
+TEST(ScalarSignals, ASpikeHoldsOnlyOnceItCoversTheConfirmationSteps) {
+  const FilterConfig fc;  // spike_confirm_steps = 2
+  auto warm = [&](ScalarSignals& s) {
+    std::vector<Finding> ignored;
+    for (int i = 0; i < 40; ++i) s.update(i, 2.0 + 0.01 * (i % 3), 1.0, 1, fc, nullptr, ignored);
+  };
+  std::map<std::string, double> metrics;
+  std::vector<Finding> findings;
+  ScalarSignals per_step;
+  warm(per_step);
+  const auto r = per_step.update(40, 5.0, 1.0, 1, fc, &metrics, findings);
+  ASSERT_TRUE(r.loss_z);
+  EXPECT_GT(*r.loss_z, 6.0);
+  EXPECT_EQ(metrics.at("loss_z"), *r.loss_z);
+  // Held is the smallest z over the last 2 steps: the calm step before speaks.
+  ASSERT_TRUE(per_step.held_loss_z(fc.spike_confirm_steps));
+  EXPECT_LT(*per_step.held_loss_z(fc.spike_confirm_steps), 3.0) << "one step of a per-step cadence is not enough";
+
+  ScalarSignals coarse;  // the same spike in a snapshot that stands for 10 steps
+  warm(coarse);
+  coarse.update(40, 5.0, 1.0, 10, fc, nullptr, findings);
+  ASSERT_TRUE(coarse.held_loss_z(fc.spike_confirm_steps));
+  EXPECT_GT(*coarse.held_loss_z(fc.spike_confirm_steps), 6.0);
+
+  coarse.reset();
+  EXPECT_FALSE(coarse.held_loss_z(fc.spike_confirm_steps));
+  const auto after = coarse.update(41, 5.0, 1.0, 1, fc, nullptr, findings);
+  EXPECT_FALSE(after.loss_z) << "statistics warm up again after a reset";
+}
+
+TEST(ScalarSignals, ACusumAlarmLowersHealthThroughItsMargin) {
+  FilterConfig fc;
+  ScalarSignals signals;
+  std::vector<Finding> findings;
+  for (int i = 0; i < 30; ++i) signals.update(i, 2.0 + 0.01 * (i % 3), 1.0, 1, fc, nullptr, findings);
+  const NavigatorConfig cfg;
+  EXPECT_TRUE(signals.alarm_margins(zone_config(cfg), fc, std::nullopt).empty());
+  // A steady creep upward: each loss a little above the last.
+  for (int i = 30; i < 80 && !find_key(findings, "loss_cusum"); ++i) {
+    signals.update(i, 2.0 + 0.02 * (i - 30), 1.0, 1, fc, nullptr, findings);
+  }
+  ASSERT_NE(find_key(findings, "loss_cusum"), nullptr);
+  EXPECT_EQ(find_key(findings, "loss_cusum")->severity, Severity::warning);
+  const auto margins = signals.alarm_margins(zone_config(cfg), fc, std::nullopt);
+  ASSERT_EQ(margins.size(), 1u);
+  EXPECT_LE(margins[0], 1.0);
+  EXPECT_GE(margins[0], -1.0);
+}
+
+// ---- signals: the collapse signature
+
+TEST(CollapseSignature, SightingNamesTheSpectrumAndTheLine) {
+  SignalConfig sc;
+  SpectralMetrics m;
+  m.valid = true;
+  m.dominant_ratio = 0.95;
+  m.effective_rank = 10.0;
+  EXPECT_EQ(CollapseSignature::sighting("hidden.3", m, sc), "hidden.3 dominant ratio 0.95 > 0.9");
+  m.dominant_ratio = 0.5;
+  m.effective_rank = 1.5;
+  EXPECT_EQ(CollapseSignature::sighting("hidden.3", m, sc), "hidden.3 effective rank 1.5 < 2.2");
+  m.effective_rank = 5.0;
+  EXPECT_FALSE(CollapseSignature::sighting("hidden.3", m, sc));
+}
+
+TEST(CollapseSignature, EarlySightingsMustHoldLaterOnesCountAtOnce) {
+  SignalConfig sc;  // early below step 150, hold 20 steps
+  CollapseSignature sig;
+  std::vector<Finding> findings;
+  std::map<std::string, double> metrics;
+  auto r = sig.update(10, true, "hidden.0 x", sc, &metrics, findings);
+  EXPECT_FALSE(r.confirmed);
+  EXPECT_EQ(metrics.at("signature_held_steps"), 0.0);
+  r = sig.update(20, true, "hidden.0 x", sc, &metrics, findings);
+  EXPECT_FALSE(r.confirmed);
+  EXPECT_EQ(metrics.at("signature_held_steps"), 10.0);
+  EXPECT_TRUE(findings.empty());
+  r = sig.update(30, true, "hidden.0 x", sc, nullptr, findings);
+  EXPECT_TRUE(r.confirmed);
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].reason, "collapse signature: hidden.0 x (held 20 steps)");
+  EXPECT_EQ(sig.since(), 10);
+
+  // A probe without the signature breaks the run; a step that went back restarts it.
+  sig.update(31, true, std::nullopt, sc, nullptr, findings);
+  EXPECT_FALSE(sig.since());
+  findings.clear();
+  r = sig.update(200, true, "hidden.0 y", sc, nullptr, findings);
+  EXPECT_TRUE(r.confirmed) << "past the early phase one sighting counts";
+  EXPECT_EQ(findings.at(0).reason, "collapse signature: hidden.0 y");
+  sig.update(100, false, std::nullopt, sc, nullptr, findings);
+  EXPECT_FALSE(sig.since()) << "the step went back";
+}
+
+// ---- zones and health
+
+TEST(ZonedMetrics, DangerIsCriticalAndHealthIsTheWorstMargin) {
+  NavigatorConfig cfg;
+  const auto zc = zone_config(cfg);
+  const ZoneBand entropy = cfg.zones.at("entropy").band;
+  ZonedMetrics zones(cfg.filters.health_window);
+  std::vector<Finding> findings;
+  std::map<std::string, double> metrics;
+  PerZoneMetric<double> values;
+  values[kEntropy] = entropy.good + 1.0;                        // good
+  values[kDominant] = cfg.zones.at("dominant_ratio").band.danger + 0.05;  // raw danger
+  const auto r = zones.update(500, values, zc, cfg, {}, false, &metrics, findings);
+  EXPECT_EQ(r.now[kEntropy], Zone::good);
+  EXPECT_EQ(r.now[kDominant], Zone::danger);
+  ASSERT_NE(find_key(findings, "dominant_ratio:danger"), nullptr);
+  EXPECT_EQ(find_key(findings, "dominant_ratio:danger")->severity, Severity::critical);
+  ASSERT_TRUE(r.health);
+  EXPECT_DOUBLE_EQ(*r.health, *r.margins[kDominant]);
+  EXPECT_LT(*r.health, 0.0);
+  EXPECT_EQ(metrics.at("health"), *r.health);
+
+  // Other alarms' margins weigh in; a non-finite value is health -1.
+  values[kDominant] = 0.0;
+  const auto calm = zones.update(501, values, zc, cfg, {0.25}, false, nullptr, findings);
+  EXPECT_DOUBLE_EQ(*calm.health, 0.25);
+  const auto nan = zones.update(502, values, zc, cfg, {}, true, nullptr, findings);
+  EXPECT_DOUBLE_EQ(*nan.health, -1.0);
+}
+
+TEST(ZonedMetrics, AFallingTrendForecastsDangerBeforeItIsThere) {
+  NavigatorConfig cfg;
+  const auto zc = zone_config(cfg);
+  const ZoneBand band = cfg.zones.at("entropy").band;
+  ZonedMetrics zones(cfg.filters.health_window);
+  std::vector<Finding> findings;
+  ZoneReading r;
+  const double slope = (band.good - band.danger) / 150.0;  // reaches danger well within the horizon
+  for (std::int64_t s = 1000; s < 1000 + cfg.filters.trend_window + 5; ++s) {
+    PerZoneMetric<double> values;
+    values[kEntropy] = band.good + 0.5 * (band.good - band.danger) - slope * static_cast<double>(s - 1000);
+    findings.clear();
+    r = zones.update(s, values, zc, cfg, {}, false, nullptr, findings);
+  }
+  EXPECT_EQ(r.now[kEntropy], Zone::good);
+  EXPECT_EQ(r.forecast[kEntropy], Zone::danger);
+  ASSERT_NE(find_key(findings, "entropy:drift"), nullptr);
+  EXPECT_EQ(find_key(findings, "entropy:drift")->severity, Severity::drift);
+  EXPECT_LT(r.health_slope, 0.0) << "health falls with the metric";
+
+  zones.reset();
+  PerZoneMetric<double> values;
+  values[kEntropy] = band.good + 1.0;
+  findings.clear();
+  r = zones.update(2000, values, zc, cfg, {}, false, nullptr, findings);
+  EXPECT_EQ(r.forecast[kEntropy], Zone::good) << "the trend starts over after a reset";
+  EXPECT_EQ(r.health_slope, 0.0);
+}
+
+TEST(ZonedMetrics, ZScoresAreNotSmoothed) {
+  NavigatorConfig cfg;
+  const auto zc = zone_config(cfg);
+  ZonedMetrics zones(cfg.filters.health_window);
+  std::vector<Finding> findings;
+  PerZoneMetric<double> values;
+  values[kLossZ] = 0.0;
+  zones.update(10, values, zc, cfg, {}, false, nullptr, findings);
+  values[kLossZ] = cfg.zones.at("loss_z").band.danger + 1.0;
+  const auto r = zones.update(11, values, zc, cfg, {}, false, nullptr, findings);
+  EXPECT_EQ(r.now[kLossZ], Zone::danger) << "a held z-score speaks at once";
+}
+
+// ---- basin pressure
+
+TEST(BasinPressure, OneMinusTheMarginOfTheBasinsMetricsClamped) {
+  const std::vector<BasinRule> rules = {{Basin::token_collapse, {"entropy", "dominant_ratio"}, Zone::warning},
+                                        {Basin::semantic_loop, {"loop_rate"}, Zone::warning}};
+  const std::vector<std::vector<int>> idx = {{zone_metric_index("entropy"), zone_metric_index("dominant_ratio")},
+                                             {zone_metric_index("loop_rate")}};
+  PerZoneMetric<double> margins;
+  EXPECT_EQ(basin_pressure(Basin::token_collapse, rules, idx, margins), 0.0);
+  margins[kEntropy] = 0.75;
+  margins[kDominant] = 0.25;
+  margins[static_cast<std::size_t>(zone_metric_index("loop_rate"))] = -3.0;
+  EXPECT_DOUBLE_EQ(basin_pressure(Basin::token_collapse, rules, idx, margins), 0.75);
+  EXPECT_DOUBLE_EQ(basin_pressure(Basin::semantic_loop, rules, idx, margins), 1.0);
+  margins[kDominant] = 1.5;
+  EXPECT_DOUBLE_EQ(basin_pressure(Basin::token_collapse, rules, idx, margins), 0.25);
+}
+
+// ---- burn: what is worth sending
+
+TEST(BurnChanges, DeadbandsHoldSmallMovesButReturnsLandExactly) {
+  const BurnLimits lim;  // lr deadband 5 %, weight deadband 0.005
+  ActuatorSettings base;
+  base.domain_weights = {{"a", 0.5}, {"b", 0.5}};
+  ActuatorSettings applied = base;
+  applied.lr_scale = 0.5;
+  ActuatorSettings want = applied;
+
+  want.lr_scale = 0.51;  // 2 %: inside the deadband
+  EXPECT_FALSE(burn_changes(want, applied, base, lim, 1.0).lr);
+  want.lr_scale = 0.6;
+  EXPECT_TRUE(burn_changes(want, applied, base, lim, 1.0).lr);
+  applied.lr_scale = 0.99;
+  want.lr_scale = 1.0;  // 1 % but back to 1.0
+  EXPECT_TRUE(burn_changes(want, applied, base, lim, 1.0).lr);
+  applied.lr_scale = 0.49;
+  want.lr_scale = 0.5;  // 2 % but onto a lowered ceiling
+  EXPECT_TRUE(burn_changes(want, applied, base, lim, 0.5).lr);
+  EXPECT_FALSE(burn_changes(want, applied, base, lim, 1.0).lr);
+
+  applied = base;
+  want = base;
+  EXPECT_FALSE(burn_changes(want, applied, base, lim, 1.0).any_moved());
+  EXPECT_FALSE(burn_changes(want, applied, base, lim, 1.0).off_default);
+  want.domain_weights = {{"a", 0.502}, {"b", 0.498}};
+  EXPECT_FALSE(burn_changes(want, applied, base, lim, 1.0).domain_weights);
+  want.domain_weights = {{"a", 0.6}, {"b", 0.4}};
+  EXPECT_TRUE(burn_changes(want, applied, base, lim, 1.0).domain_weights);
+  applied.domain_weights = {{"a", 0.502}, {"b", 0.498}};
+  want.domain_weights = base.domain_weights;  // a tiny move, but home
+  const BurnChanges home = burn_changes(want, applied, base, lim, 1.0);
+  EXPECT_TRUE(home.domain_weights);
+  EXPECT_TRUE(home.off_default);
+
+  applied = base;
+  want = base;
+  want.curriculum_phase = 1;
+  EXPECT_TRUE(burn_changes(want, applied, base, lim, 1.0).curriculum_phase);
+  want.curriculum_phase.reset();
+  want.loss_weights = {{"collapse", 0.1}, {"phi", 0.0}};
+  EXPECT_TRUE(burn_changes(want, applied, base, lim, 1.0).loss_weights);
+}
+
+}  // namespace
+}  // namespace orbit
