@@ -3,7 +3,8 @@
 #   MODE=find_package     cmake --install ORBIT_BUILD_DIR into WORK_DIR/prefix, then
 #                         find_package(Orbit CONFIG REQUIRED) from there
 #   MODE=add_subdirectory add_subdirectory(ORBIT_SOURCE_DIR) in the consumer's tree
-# then builds tests/consumer/snapshot_roundtrip.cpp against Orbit::protocol and runs it.
+# then builds tests/consumer/snapshot_roundtrip.cpp against Orbit::protocol and runs it;
+# with an installed LibTorch adapter, also burn_schedule_check.cpp against it.
 #   cmake -DMODE=... -DORBIT_SOURCE_DIR=... -DORBIT_BUILD_DIR=... -DWORK_DIR=...
 #         [-DCXX_COMPILER=...] [-DCOMPILER_LAUNCHER=...] [-DBUILD_TYPE=...] -P run_consumer.cmake
 cmake_minimum_required(VERSION 3.25)
@@ -37,10 +38,15 @@ if(MODE STREQUAL "find_package")
   endif()
   set(prefix ${WORK_DIR}/prefix)
   run(${CMAKE_COMMAND} --install ${ORBIT_BUILD_DIR} --prefix ${prefix})
-  foreach(file bin/orbitd bin/orbit include/orbit/protocol/codec.hpp share/orbit/configs/default.toml
-               lib/cmake/Orbit/OrbitConfig.cmake lib/cmake/Orbit/OrbitConfigVersion.cmake)
+  foreach(file bin/orbitd bin/orbit include/orbit/protocol/codec.hpp share/orbit/configs/default.toml)
     if(NOT EXISTS ${prefix}/${file})
       message(FATAL_ERROR "cmake --install did not install ${file}")
+    endif()
+  endforeach()
+  foreach(file OrbitConfig.cmake OrbitConfigVersion.cmake)
+    file(GLOB found ${prefix}/lib/cmake/Orbit/${file} ${prefix}/lib/*/cmake/Orbit/${file})
+    if(NOT found)
+      message(FATAL_ERROR "cmake --install did not install lib/cmake/Orbit/${file}")
     endif()
   endforeach()
   run(${prefix}/bin/orbitd --version)
@@ -59,5 +65,12 @@ else()
   message(FATAL_ERROR "run_consumer.cmake: MODE is find_package or add_subdirectory, not '${MODE}'")
 endif()
 
-run(${CMAKE_COMMAND} --build ${consumer_build} --target snapshot_roundtrip)
+if(MODE STREQUAL "find_package")
+  run(${CMAKE_COMMAND} --build ${consumer_build})  # everything the consumer defines
+else()
+  run(${CMAKE_COMMAND} --build ${consumer_build} --target snapshot_roundtrip)  # not all of Orbit
+endif()
 run(${consumer_build}/snapshot_roundtrip)
+if(EXISTS ${consumer_build}/burn_schedule_check)
+  run(${consumer_build}/burn_schedule_check)
+endif()
