@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Regenerates bench/results/traces.md and traces.json: builds bench_traces, then runs it
-# from the repository root over ../shared/traces.
+# from the repository root over tests/traces (the vendored public traces).
 #   bench/traces/run.sh [BUILD_DIR] [bench_traces options...]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

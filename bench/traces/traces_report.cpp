@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Orbit on real training traces: every trace in ../shared/traces imported into a
+// Orbit on real training traces: every trace in tests/traces imported into a
 // journal, replayed through the default config, and scored against the failures its
 // SOURCE.txt names (bench/traces/labels/), beside two simple baselines in the same
 // run. Writes bench/results/traces.md and traces.json.
@@ -85,7 +85,7 @@ std::string cell(const Row& r, const Detector& d) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  fs::path traces = "../shared/traces", labels_dir = "bench/traces/labels", config_file = "configs/default.toml";
+  fs::path traces = "tests/traces", labels_dir = "bench/traces/labels", config_file = "configs/default.toml";
   fs::path md = "bench/results/traces.md", json = "bench/results/traces.json";
   std::size_t lead_window = 20, ma_window = 50;
   double ma_ratio = 1.5, mean_multiple = 10.0;
@@ -119,7 +119,9 @@ int main(int argc, char** argv) {
   std::vector<fs::path> files;
   for (const auto& e : fs::recursive_directory_iterator(traces)) {
     const std::string name = e.path().filename().string();
-    if (!e.is_regular_file() || name == "SOURCE.txt" || name == "INDEX.txt" || name.ends_with("hparams.json")) continue;
+    if (!e.is_regular_file() || name == "SOURCE.txt" || name == "LICENSE.txt" || name == "INDEX.txt" ||
+        name.ends_with("hparams.json"))
+      continue;
     files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());

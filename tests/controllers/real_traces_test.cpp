@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// Real recorded training runs (../shared/traces, public logs: loss and gradient
+// Real recorded training runs (tests/traces, public logs: loss and gradient
 // norm only) replayed through a Navigator with configs/default.toml and the
 // example profiles: healthy runs, including noisy ones with one-step outliers,
 // must get no burns; runs that diverged or spiked must be caught, and before the
 // first non-finite value.
-// The traces are not part of the repository: set ORBIT_TRACES to their folder
-// (default /work/shared/traces); the test is skipped when they are absent.
+// The traces are vendored in tests/traces (ORBIT_TRACES_DIR); a missing folder is
+// a failure, not a skip, so a broken checkout cannot pass silently.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -29,10 +29,7 @@ struct Point {
   std::optional<double> grad_norm;
 };
 
-fs::path traces_dir() {
-  const char* env = std::getenv("ORBIT_TRACES");
-  return env ? fs::path(env) : fs::path("/work/shared/traces");
-}
+fs::path traces_dir() { return fs::path(ORBIT_TRACES_DIR); }
 
 double number(const std::string& text) { return std::strtod(text.c_str(), nullptr); }  // takes "inf", "nan"
 
@@ -150,7 +147,7 @@ Replay replay(const std::vector<Point>& points, const std::string& name,
 class RealTraces : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(traces_dir() / "INDEX.txt")) GTEST_SKIP() << "no traces at " << traces_dir();
+    ASSERT_TRUE(fs::exists(traces_dir() / "INDEX.txt")) << "no traces at " << traces_dir();
   }
   static fs::path at(const std::string& relative) { return traces_dir() / relative; }
 };

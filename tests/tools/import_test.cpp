@@ -191,13 +191,14 @@ const Snapshot* at_step(const ImportResult& r, std::int64_t step) {
 
 fs::path traces_dir() { return fs::path(ORBIT_TRACES_DIR); }
 
-// Every file of ../shared/traces except the provenance notes and hyper-parameters.
+// Every file of tests/traces except the provenance and licence notes and hyper-parameters.
 std::vector<fs::path> trace_files() {
   std::vector<fs::path> out;
   for (const auto& e : fs::recursive_directory_iterator(traces_dir())) {
     if (!e.is_regular_file()) continue;
     const std::string name = e.path().filename().string();
-    if (name == "SOURCE.txt" || name == "INDEX.txt" || name.ends_with("hparams.json")) continue;
+    if (name == "SOURCE.txt" || name == "LICENSE.txt" || name == "INDEX.txt" || name.ends_with("hparams.json"))
+      continue;
     out.push_back(e.path());
   }
   std::sort(out.begin(), out.end());
