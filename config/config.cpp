@@ -141,6 +141,8 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
   d.integer("send_hwm", c.send_hwm, 1, 10'000'000);
   d.integer("max_runs", c.max_runs, 1, 1'000'000);
   d.integer("max_sessions", c.max_sessions, 1, 10'000'000);
+  d.integer("max_world_size", c.max_world_size, 1, 1'000'000);
+  d.number("run_idle_timeout_s", c.run_idle_timeout_s, 1.0, 31'536'000.0);
   d.reject_unknown();
 
   Section l(subtable(root, "limits", source), "limits", source);

@@ -38,6 +38,8 @@ struct DaemonConfig {
   std::int32_t send_hwm = 10000;
   std::int64_t max_runs = 1024;
   std::int64_t max_sessions = 4096;
+  std::int64_t max_world_size = 1024;  // a hello declaring more ranks is refused
+  double run_idle_timeout_s = 3600.0;  // a run without sessions this long is unloaded
 
   // [limits]
   DecodeLimits limits;

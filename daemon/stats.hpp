@@ -43,6 +43,9 @@ struct DaemonStats {
   std::uint64_t journal_errors = 0;
   std::uint64_t http_requests = 0;
   std::uint64_t http_rejected = 0;  // malformed, too large, too slow, or too many at once
+  std::uint64_t foreign_rejected = 0;     // messages for a session from a connection that does not hold it
+  std::uint64_t sessions_taken_over = 0;  // hellos that moved a session off a closed connection
+  std::uint64_t runs_retired = 0;         // idle runs unloaded (their journal stays)
 
   template <class Visitor>
   void for_each(Visitor&& v) const {
@@ -58,6 +61,7 @@ struct DaemonStats {
     ORBIT_STAT(control_requests); ORBIT_STAT(control_errors); ORBIT_STAT(config_reloads);
     ORBIT_STAT(config_reload_failures); ORBIT_STAT(journal_records); ORBIT_STAT(journal_errors);
     ORBIT_STAT(http_requests); ORBIT_STAT(http_rejected);
+    ORBIT_STAT(foreign_rejected); ORBIT_STAT(sessions_taken_over); ORBIT_STAT(runs_retired);
 #undef ORBIT_STAT
   }
 };

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "journal/journal.hpp"
 
+#include "journal/lock_file.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 
@@ -65,6 +68,7 @@ struct Journal::Impl {
     bool dirty = false;
   };
 
+  std::optional<LockFile> lock;  // first member: released after every file is closed
   JournalOptions options;
   JournalStats stats;
   std::map<std::string, OpenRun, std::less<>> runs;
@@ -204,6 +208,12 @@ Journal Journal::open(JournalOptions options) {
   }
   if (::access(options.root.c_str(), W_OK | X_OK) != 0) fail_errno("cannot write to journal root", options.root);
   auto impl = std::make_unique<Impl>();
+  // One writer per journal: a second would interleave records and reuse burn seqs.
+  try {
+    impl->lock.emplace(LockFile::acquire(options.root / kLockFileName, "the journal " + options.root.string()));
+  } catch (const std::runtime_error& e) {
+    throw JournalError(e.what());
+  }
   impl->options = std::move(options);
   return Journal(std::move(impl));
 }

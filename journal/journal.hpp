@@ -29,6 +29,8 @@
 
 namespace orbit {
 
+inline constexpr const char* kLockFileName = "writer.lock";
+
 struct JournalOptions {
   std::filesystem::path root;
   std::uint64_t segment_bytes = 64ull << 20;  // start a new segment once a record would cross this
@@ -45,7 +47,9 @@ struct JournalStats {
 
 class Journal {
  public:
-  // Creates the root (mode 0700) when missing. Throws JournalError.
+  // Creates the root (mode 0700) when missing and takes the single-writer lock
+  // (<root>/writer.lock, held until the Journal is destroyed). Throws JournalError,
+  // naming the holder's pid when another process writes this journal.
   static Journal open(JournalOptions options);
 
   Journal(Journal&&) noexcept;

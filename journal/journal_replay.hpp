@@ -63,6 +63,7 @@ struct RecordedRun {
   std::vector<std::string> undecodable;  // "segment N offset X: reason", records left out
   std::size_t snapshots = 0;
   std::size_t burns = 0;
+  std::int64_t max_burn_seq = 0;  // over every burn record, the undecodable ones included
 };
 
 // Reads and decodes a run's records (throws JournalError when the directory is unreadable).

@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: Apache-2.0
+// Regressions of issue 16 (defects found by fault injection), each against a real
+// orbitd process over real sockets.
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <time.h>
+
+#include <gtest/gtest.h>
+#include <msgpack.hpp>
+
+#include "journal/journal.hpp"
+#include "support/control_client.hpp"
+#include "support/orbitd_process.hpp"
+#include "support/test_client.hpp"
+
+namespace orbit {
+namespace {
+
+using namespace std::chrono_literals;
+using test::make_hello;
+using test::make_snapshot;
+using test::OrbitdProcess;
+using test::TestClient;
+using Control = test::ControlClient;
+
+template <class T>
+T expect_type(const std::optional<Message>& m) {
+  if (!m) throw std::runtime_error("no reply within the deadline");
+  if (!std::holds_alternative<T>(*m)) {
+    throw std::runtime_error("unexpected reply type " + std::string(type_name(*m)) +
+                             (std::holds_alternative<Error>(*m) ? ": " + std::get<Error>(*m).message : ""));
+  }
+  return std::get<T>(*m);
+}
+
+std::uint64_t counter(Control& control, const std::string& name) { return test::status_counter(control, name); }
+
+std::string write_config(const std::filesystem::path& dir, const std::string& text) {
+  const auto p = dir / "orbitd.toml";
+  std::ofstream(p) << text;
+  return p.string();
+}
+
+// Item 1: a hello declaring 2^40 ranks froze orbitd; it is now refused before it
+// changes anything, and the daemon keeps answering.
+TEST(OrbitdFaults, HugeWorldSizeIsRefusedBeforeAnyStateChanges) {
+  const auto journal = test::make_temp_dir("journal");
+  OrbitdProcess orbitd({"--journal-dir", journal.string()});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  client.send(make_hello("huge", 0, std::int64_t{1} << 40));
+  const auto error = expect_type<Error>(client.recv());
+  EXPECT_EQ(error.code, ErrorCode::too_large);
+  EXPECT_EQ(error.ref, "world_size");
+  EXPECT_NE(error.message.find("daemon.max_world_size"), std::string::npos) << error.message;
+  Control control(ctx, orbitd.endpoints().control);
+  EXPECT_EQ(counter(control, "runs_active"), 0u);
+  EXPECT_EQ(counter(control, "sessions_active"), 0u);
+  EXPECT_FALSE(std::filesystem::exists(journal / "huge"));  // nothing journaled either
+
+  // Within the limit it works, and the daemon answers at once.
+  client.send(make_hello("huge", 0, 1024));
+  expect_type<Welcome>(client.recv());
+  client.send(make_snapshot("huge", 1));
+  expect_type<State>(client.recv(2s));
+  std::filesystem::remove_all(journal);
+}
+
+TEST(OrbitdFaults, MaxWorldSizeIsAConfigKey) {
+  const auto dir = test::make_temp_dir("cfg");
+  OrbitdProcess orbitd({"--config", write_config(dir, "[daemon]\nmax_world_size = 4\n")});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  client.send(make_hello("w", 0, 5));
+  EXPECT_EQ(expect_type<Error>(client.recv()).code, ErrorCode::too_large);
+  client.send(make_hello("w", 0, 4));
+  expect_type<Welcome>(client.recv());
+  std::filesystem::remove_all(dir);
+}
+
+// Item 3: a session belongs to the connection that said hello.
+TEST(OrbitdFaults, AnotherConnectionCannotActForASession) {
+  OrbitdProcess orbitd({"--mode", "monitor"});
+  zmq::context_t ctx;
+  TestClient victim(ctx, orbitd.endpoints().adapters);
+  TestClient intruder(ctx, orbitd.endpoints().adapters);
+  Control control(ctx, orbitd.endpoints().control);
+  victim.send(make_hello("v"));
+  const auto welcome = expect_type<Welcome>(victim.recv());
+
+  intruder.send(make_snapshot("v", 1));
+  auto error = expect_type<Error>(intruder.recv());
+  EXPECT_EQ(error.code, ErrorCode::not_registered);
+  EXPECT_NE(error.message.find("another connection"), std::string::npos) << error.message;
+
+  intruder.send(make_hello("v"));  // the victim is still connected: no takeover
+  EXPECT_EQ(expect_type<Error>(intruder.recv()).code, ErrorCode::not_registered);
+
+  Ack ack;
+  ack.run = "v";
+  ack.seq = 1;
+  ack.step = 1;
+  intruder.send(ack);
+  EXPECT_EQ(expect_type<Error>(intruder.recv()).code, ErrorCode::not_registered);
+
+  Heartbeat hb;
+  hb.run = "v";
+  hb.rank = 0;
+  intruder.send(hb);
+  EXPECT_EQ(expect_type<Error>(intruder.recv()).code, ErrorCode::not_registered);
+
+  Bye bye;
+  bye.run = "v";
+  intruder.send(bye);  // no answer; must not close the victim's session
+
+  // The victim's session is untouched and its answers still reach it.
+  victim.send(make_snapshot("v", 2));
+  EXPECT_EQ(expect_type<State>(victim.recv()).step, 2);
+  EXPECT_EQ(counter(control, "foreign_rejected"), 5u);
+  EXPECT_EQ(counter(control, "sessions_active"), 1u);
+  EXPECT_EQ(counter(control, "sessions_opened"), 1u);
+  EXPECT_FALSE(intruder.recv(200ms));  // nothing of the victim's went to the intruder
+  (void)welcome;
+}
+
+// Item 3: a restarted adapter (a new connection) takes its session over once the
+// old connection is closed.
+TEST(OrbitdFaults, ARestartedAdapterTakesItsSessionOver) {
+  OrbitdProcess orbitd({"--mode", "monitor"});
+  zmq::context_t ctx;
+  Control control(ctx, orbitd.endpoints().control);
+  {
+    TestClient first(ctx, orbitd.endpoints().adapters);
+    first.send(make_hello("r"));
+    expect_type<Welcome>(first.recv());
+    first.send(make_snapshot("r", 1));
+    expect_type<State>(first.recv());
+  }  // closed, as by a crash
+  TestClient second(ctx, orbitd.endpoints().adapters);
+  // The daemon may see the new connection before the old one's close: an adapter
+  // answers not_registered with another hello, as this loop does.
+  bool welcomed = false;
+  for (int i = 0; i < 50 && !welcomed; ++i) {
+    second.send(make_hello("r"));
+    auto reply = second.recv();
+    ASSERT_TRUE(reply);
+    welcomed = std::holds_alternative<Welcome>(*reply);
+    if (!welcomed) std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(welcomed);
+  second.send(make_snapshot("r", 2));
+  EXPECT_EQ(expect_type<State>(second.recv()).step, 2);
+  EXPECT_EQ(counter(control, "sessions_taken_over"), 1u);
+}
+
+// Item 9: a refused hello changes nothing.
+TEST(OrbitdFaults, ARefusedHelloCreatesNoRun) {
+  const auto dir = test::make_temp_dir("cfg");
+  const auto journal = dir / "journal";
+  OrbitdProcess orbitd(
+      {"--config", write_config(dir, "[daemon]\nmax_sessions = 1\n"), "--journal-dir", journal.string()});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  Control control(ctx, orbitd.endpoints().control);
+  client.send(make_hello("first"));
+  expect_type<Welcome>(client.recv());
+  client.send(make_hello("second"));
+  EXPECT_EQ(expect_type<Error>(client.recv()).code, ErrorCode::too_large);
+  EXPECT_EQ(counter(control, "runs_active"), 1u);
+  EXPECT_FALSE(std::filesystem::exists(journal / "second"));
+  // A refused hello of a known run does not change its world size either.
+  TestClient other(ctx, orbitd.endpoints().adapters);
+  other.send(make_hello("first", 3, 8));
+  EXPECT_EQ(expect_type<Error>(other.recv()).code, ErrorCode::too_large);
+  auto status = control.call({{"cmd", std::string("status")}});
+  const auto* runs = test::map_get(status.get(), "runs");
+  ASSERT_TRUE(runs && runs->type == msgpack::type::ARRAY && runs->via.array.size == 1);
+  EXPECT_EQ(test::map_get(runs->via.array.ptr[0], "world_size")->as<std::int64_t>(), 1);
+  std::filesystem::remove_all(dir);
+}
+
+// Item 9: idle runs retire (freeing max_runs), come back from their journal on
+// hello, and stay retired across a restart.
+TEST(OrbitdFaults, IdleRunsRetireAndComeBackFromTheirJournal) {
+  const auto dir = test::make_temp_dir("cfg");
+  const auto journal = dir / "journal";
+  const std::string config = write_config(dir, "[daemon]\nmax_runs = 1\nrun_idle_timeout_s = 1.0\n");
+  zmq::context_t ctx;
+  {
+    OrbitdProcess orbitd({"--config", config, "--journal-dir", journal.string(), "--mode", "monitor"});
+    TestClient client(ctx, orbitd.endpoints().adapters);
+    Control control(ctx, orbitd.endpoints().control);
+    client.send(make_hello("a"));
+    expect_type<Welcome>(client.recv());
+    client.send(make_snapshot("a", 7));
+    expect_type<State>(client.recv());
+    client.send(make_hello("b"));  // max_runs = 1
+    EXPECT_EQ(expect_type<Error>(client.recv()).code, ErrorCode::too_large);
+    Bye bye;
+    bye.run = "a";
+    client.send(bye);
+    // No session and idle for 1 s: retired at the next housekeeping pass.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (counter(control, "runs_retired") == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_EQ(counter(control, "runs_retired"), 1u);
+    EXPECT_EQ(counter(control, "runs_active"), 0u);
+    client.send(make_hello("b"));
+    expect_type<Welcome>(client.recv());
+    client.send(bye);  // bye for "a" has no session any more: ignored
+    Bye bye_b;
+    bye_b.run = "b";
+    client.send(bye_b);
+    while (counter(control, "runs_retired") < 2 && std::chrono::steady_clock::now() < deadline + 10s) {
+      std::this_thread::sleep_for(100ms);
+    }
+    // "a" comes back from its journal: its step is the one it had.
+    client.send(make_hello("a"));
+    expect_type<Welcome>(client.recv());
+    auto status = control.call({{"cmd", std::string("status")}});
+    const auto* runs = test::map_get(status.get(), "runs");
+    ASSERT_TRUE(runs && runs->type == msgpack::type::ARRAY && runs->via.array.size == 1);
+    EXPECT_EQ(test::map_get(runs->via.array.ptr[0], "step")->as<std::int64_t>(), 7);
+    client.send(bye);
+  }
+  std::this_thread::sleep_for(1200ms);
+  // After a restart, runs idle longer than the timeout stay retired: max_runs is free.
+  OrbitdProcess orbitd({"--config", config, "--journal-dir", journal.string(), "--mode", "monitor"});
+  Control control(ctx, orbitd.endpoints().control);
+  EXPECT_EQ(counter(control, "runs_active"), 0u);
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  client.send(make_hello("c"));
+  expect_type<Welcome>(client.recv());
+  std::filesystem::remove_all(dir);
+}
+
+// Item 5: a second orbitd on the same ipc endpoint or the same journal refuses
+// to start and names the first one's pid; the first keeps working.
+std::string second_daemon_refusal(std::vector<std::string> args) {
+  try {
+    OrbitdProcess second(std::move(args), /*default_endpoints=*/false);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(OrbitdFaults, ASecondDaemonOnTheSameEndpointRefusesToStart) {
+  const auto dir = test::make_temp_dir("sock");
+  const std::string endpoint = "ipc://" + (dir / "orbitd.sock").string();
+  OrbitdProcess first({"--endpoint", endpoint}, /*default_endpoints=*/false);
+  // Telemetry and control sockets default to the adapter socket's directory.
+  EXPECT_EQ(first.endpoints().control, "ipc://" + (dir / "control.sock").string());
+  EXPECT_EQ(first.endpoints().telemetry, "ipc://" + (dir / "telemetry.sock").string());
+  const std::string why = second_daemon_refusal({"--endpoint", endpoint});
+  EXPECT_NE(why.find("pid " + std::to_string(first.pid())), std::string::npos) << why;
+  EXPECT_NE(why.find("orbitd.sock"), std::string::npos) << why;
+  zmq::context_t ctx;
+  TestClient client(ctx, first.endpoints().adapters);
+  client.send(make_hello("still-mine"));
+  expect_type<Welcome>(client.recv());
+  // A restart after the first one is gone is not blocked by the lock file it left.
+  first.stop();
+  OrbitdProcess again({"--endpoint", endpoint}, /*default_endpoints=*/false);
+  EXPECT_TRUE(again.alive());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(OrbitdFaults, ASecondDaemonOnTheSameJournalRefusesToStart) {
+  const auto journal = test::make_temp_dir("journal");
+  OrbitdProcess first({"--journal-dir", journal.string()});
+  std::vector<std::string> args{"--journal-dir", journal.string()};
+  for (const char* flag : {"--endpoint", "--telemetry", "--control"}) {
+    args.push_back(flag);
+    args.push_back("tcp://127.0.0.1:*");
+  }
+  const std::string why = second_daemon_refusal(args);
+  EXPECT_NE(why.find("pid " + std::to_string(first.pid())), std::string::npos) << why;
+  EXPECT_NE(why.find("journal"), std::string::npos) << why;
+  std::filesystem::remove_all(journal);
+}
+
+// Item 8: a burn record that replay cannot decode still spent its seq; after a
+// restart the next burn must not reuse it.
+TEST(OrbitdFaults, RecoveryNeverReusesTheSeqOfAnUndecodableBurn) {
+  const auto journal = test::make_temp_dir("journal");
+  {
+    JournalOptions options;
+    options.root = journal;
+    Journal j = Journal::open(options);
+    const std::int64_t ns = static_cast<std::int64_t>(::time(nullptr)) * 1'000'000'000;
+    Hello hello = make_hello("r");
+    j.append("r", RecordType::hello, ns, encode(hello));
+    Burn burn;
+    burn.run = "r";
+    burn.seq = 5;
+    burn.for_step = 1;
+    burn.apply_at_step = 2;
+    burn.lr_scale = 0.5;
+    burn.expires_after_steps = 10;
+    burn.state = "STABLE";
+    burn.basin = "UNKNOWN";
+    burn.reason = "forced by operator";
+    burn.curriculum_phase = -1;  // out of range: the decoder refuses the record
+    const std::string wire = encode(burn);
+    ASSERT_FALSE(decode(wire, DecodeLimits{}).ok());
+    j.append("r", RecordType::burn, ns, wire);
+  }
+  OrbitdProcess orbitd({"--journal-dir", journal.string()});
+  zmq::context_t ctx;
+  Control control(ctx, orbitd.endpoints().control);
+  auto reply = control.call({{"cmd", std::string("burn")}, {"run", std::string("r")}, {"lr_scale", 0.8}});
+  const auto* ok = test::map_get(reply.get(), "ok");
+  ASSERT_TRUE(ok && ok->as<bool>());
+  const auto* sent = test::map_get(reply.get(), "burn");
+  ASSERT_TRUE(sent);
+  EXPECT_EQ(test::map_get(*sent, "seq")->as<std::int64_t>(), 6);
+  std::filesystem::remove_all(journal);
+}
+
+}  // namespace
+}  // namespace orbit
