@@ -167,6 +167,7 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
   j.choice("fsync", fsync, {"always", "interval", "never"});
   c.journal.fsync = fsync == "always" ? FsyncPolicy::always : fsync == "never" ? FsyncPolicy::never : FsyncPolicy::interval;
   j.integer("fsync_interval_ms", c.journal.fsync_interval_ms, 1, 3'600'000);
+  j.integer("max_open_files", c.journal.max_open_files, 1, 1'000'000);
   j.reject_unknown();
 
   c.navigator = load_navigator_config(root, source);

@@ -21,6 +21,7 @@ struct JournalSettings {
   std::uint64_t segment_bytes = 64ull << 20;  // rotate segment files at this size
   FsyncPolicy fsync = FsyncPolicy::interval;
   std::uint32_t fsync_interval_ms = 200;
+  std::uint32_t max_open_files = 256;  // segment files open at once; the least recently used is closed
 };
 
 struct DaemonConfig {

@@ -21,6 +21,7 @@
 #include "config/config_error.hpp"
 #include "config/endpoints.hpp"
 #include "daemon/logging.hpp"
+#include "daemon/fd_limit.hpp"
 #include "daemon/server.hpp"
 
 namespace {
@@ -175,6 +176,14 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::invalid_argument& e) {
     return usage_error(e.what());
+  }
+
+  // Out of descriptors, libzmq aborts: take all the system allows and refuse a
+  // configuration that could still run out.
+  const std::uint64_t fd_limit = orbit::raise_fd_limit();
+  if (const std::string problem = orbit::fd_budget_problem(config, fd_limit); !problem.empty()) {
+    spdlog::critical("orbitd cannot start: {}", problem);
+    return 1;
   }
 
   boost::asio::io_context io(1);

@@ -592,13 +592,37 @@ void Server::journal(const std::string& run, RecordType type, std::string_view b
   if (!journal_) return;
   const auto ns = static_cast<std::int64_t>(std::llround(clock_() * 1e9));
   try {
+    if (auto gap = journal_gaps_.find(run); gap != journal_gaps_.end()) {
+      // The disk is back: the records lost are recorded first, so replay shows the gap.
+      const JournalGap& g = gap->second;
+      journal_->append(run, RecordType::gap, ns,
+                       std::to_string(g.records) + " records lost between daemon times " + std::to_string(g.first_ns) +
+                           " and " + std::to_string(g.last_ns) + " ns: " + g.reason);
+      ++stats_.journal_gaps;
+      spdlog::warn("journal of run {} writes again; a gap record marks the {} records lost", run, g.records);
+      journal_gaps_.erase(gap);
+    }
     journal_->append(run, type, ns, bytes);
     ++stats_.journal_records;
+    if (!journal_ok_) spdlog::warn("journal appends work again");
+    journal_ok_ = true;
     if (config_.journal.fsync == FsyncPolicy::interval) journal_->maybe_sync(std::chrono::steady_clock::now());
   } catch (const std::exception& e) {
-    if (stats_.journal_errors++ % 1000 == 0) {
-      spdlog::error("journal append for run {} failed ({} failures so far): {}", run, stats_.journal_errors, e.what());
+    ++stats_.journal_errors;
+    ++stats_.journal_records_lost;
+    JournalGap& g = journal_gaps_[run];
+    if (g.records++ == 0) g.first_ns = ns;
+    g.last_ns = ns;
+    g.reason = e.what();
+    // Loud at the first failure, then a summary at most every 10 s while it lasts.
+    const double now = clock_();
+    if (journal_ok_ || now - journal_error_logged_at_ >= 10.0) {
+      spdlog::error("JOURNAL FAILING: {} records lost so far; replies continue but these records are not on disk; "
+                    "last error (run {}): {}",
+                    stats_.journal_records_lost, run, e.what());
+      journal_error_logged_at_ = now;
     }
+    journal_ok_ = false;
   }
 }
 
@@ -616,6 +640,7 @@ void Server::recover_journal() {
                   : config_.journal.fsync == FsyncPolicy::never ? JournalOptions::never
                                                                 : JournalOptions::interval;
   options.fsync_interval_ms = config_.journal.fsync_interval_ms;
+  options.max_open_files = config_.journal.max_open_files;
   try {
     journal_.emplace(Journal::open(options));
   } catch (const std::exception& e) {

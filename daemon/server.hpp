@@ -84,6 +84,7 @@ class Server {
   const DaemonConfig& config() const { return config_; }
   const std::map<std::string, Run>& runs() const { return runs_; }
   const SessionTable& sessions() const { return sessions_; }
+  bool journal_ok() const { return journal_ok_; }
   double started_at() const { return started_at_; }
   double now() const { return clock_(); }
 
@@ -140,6 +141,16 @@ class Server {
   zmq::socket_t control_;
   std::optional<Journal> journal_;
   std::vector<LockFile> endpoint_locks_;  // one per ipc socket file, held while bound
+  // Records a failing journal could not take, per run, until it writes a gap record.
+  struct JournalGap {
+    std::uint64_t records = 0;
+    std::int64_t first_ns = 0;
+    std::int64_t last_ns = 0;
+    std::string reason;
+  };
+  std::map<std::string, JournalGap> journal_gaps_;
+  bool journal_ok_ = true;  // the last append succeeded
+  double journal_error_logged_at_ = 0.0;
   std::unique_ptr<ZmqReadWatcher> router_watch_;
   std::unique_ptr<ZmqReadWatcher> control_watch_;
   std::unique_ptr<ZmqReadWatcher> publisher_watch_;

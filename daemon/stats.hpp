@@ -46,6 +46,8 @@ struct DaemonStats {
   std::uint64_t foreign_rejected = 0;     // messages for a session from a connection that does not hold it
   std::uint64_t sessions_taken_over = 0;  // hellos that moved a session off a closed connection
   std::uint64_t runs_retired = 0;         // idle runs unloaded (their journal stays)
+  std::uint64_t journal_records_lost = 0; // appends that failed (a full or failing disk)
+  std::uint64_t journal_gaps = 0;         // gap records written once appends worked again
 
   template <class Visitor>
   void for_each(Visitor&& v) const {
@@ -62,6 +64,7 @@ struct DaemonStats {
     ORBIT_STAT(config_reload_failures); ORBIT_STAT(journal_records); ORBIT_STAT(journal_errors);
     ORBIT_STAT(http_requests); ORBIT_STAT(http_rejected);
     ORBIT_STAT(foreign_rejected); ORBIT_STAT(sessions_taken_over); ORBIT_STAT(runs_retired);
+    ORBIT_STAT(journal_records_lost); ORBIT_STAT(journal_gaps);
 #undef ORBIT_STAT
   }
 };

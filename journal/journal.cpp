@@ -66,6 +66,9 @@ struct Journal::Impl {
     std::uint32_t segment = 0;
     std::uint64_t size = 0;
     bool dirty = false;
+    bool retry_segment = false;  // creating the next segment failed: the next append retries it
+    bool parked = false;         // closed to bound open files: reopen `file` as it is
+    std::uint64_t last_used = 0;
   };
 
   std::optional<LockFile> lock;  // first member: released after every file is closed
@@ -73,6 +76,7 @@ struct Journal::Impl {
   JournalStats stats;
   std::map<std::string, OpenRun, std::less<>> runs;
   std::string frame;  // reused framing buffer
+  std::uint64_t uses = 0;  // append counter: the LRU clock
   bool synced_once = false;
   std::chrono::steady_clock::time_point last_sync{};
 
@@ -103,21 +107,38 @@ struct Journal::Impl {
     run.file = run.dir / segment_file_name(number);
     run.fd = ::open(run.file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     if (run.fd < 0) fail_errno("cannot create", run.file);
-    const std::string header = segment_header();
-    write_all(run.fd, header, run.file);
-    run.size = header.size();
-    ++stats.segments;
-    if (options.fsync != JournalOptions::never) {
-      sync(run);
-      sync_dir(run.dir);
-    } else {
-      run.dirty = true;
+    try {
+      const std::string header = segment_header();
+      write_all(run.fd, header, run.file);
+      run.size = header.size();
+      if (options.fsync != JournalOptions::never) {
+        sync(run);
+        sync_dir(run.dir);
+      } else {
+        run.dirty = true;
+      }
+    } catch (...) {
+      // A full disk: remove the file that holds no record and leave the run closed;
+      // the next append tries this same segment again instead of leaving one empty
+      // segment per failed append.
+      ::close(run.fd);
+      run.fd = -1;
+      ::unlink(run.file.c_str());
+      run.segment = number - 1;
+      run.dirty = false;
+      run.retry_segment = true;
+      throw;
     }
+    ++stats.segments;
   }
 
   OpenRun& open_run(std::string_view name) {
     if (auto it = runs.find(name); it != runs.end()) {
-      if (it->second.fd >= 0) return it->second;
+      if (it->second.parked) {
+        reopen(it->second);
+        park_least_recent(name);
+      }
+      if (it->second.fd >= 0 || it->second.retry_segment) return it->second;
       runs.erase(it);  // a failed rotation left it closed: start over from the files
     }
     if (!valid_journal_run(name))
@@ -151,17 +172,50 @@ struct Journal::Impl {
         run.size = static_cast<std::uint64_t>(st.st_size);
       }
     }
-    return runs.emplace(std::string(name), std::move(run)).first->second;
+    OpenRun& opened = runs.emplace(std::string(name), std::move(run)).first->second;
+    park_least_recent(name);
+    return opened;
+  }
+
+  // A parked run's file is as this writer left it: no torn tail to look for.
+  void reopen(OpenRun& run) {
+    run.fd = ::open(run.file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (run.fd < 0) fail_errno("cannot reopen", run.file);
+    run.parked = false;
+  }
+
+  // Past max_open_files, closes the least recently written file other than `keep`'s.
+  void park_least_recent(std::string_view keep) {
+    std::size_t open = 0;
+    OpenRun* oldest = nullptr;
+    for (auto& [name, r] : runs) {
+      if (r.fd < 0) continue;
+      ++open;
+      if (name != keep && (!oldest || r.last_used < oldest->last_used)) oldest = &r;
+    }
+    if (open <= options.max_open_files || !oldest) return;
+    ++stats.idle_closes;
+    oldest->parked = true;
+    try {
+      close(*oldest);
+    } catch (...) {
+      ::close(oldest->fd);  // its sync failed: the file is closed all the same
+      oldest->fd = -1;
+      oldest->dirty = false;
+      throw;
+    }
   }
 
   void append(std::string_view name, RecordType type, std::int64_t timestamp_ns, std::string_view bytes) {
     if (bytes.size() > kMaxRecordPayload)
       throw std::invalid_argument("journal record of " + std::to_string(bytes.size()) + " bytes exceeds the limit");
     OpenRun& run = open_run(name);
+    run.last_used = ++uses;
     frame.clear();
     append_record(frame, type, timestamp_ns, bytes);
-    if (run.size > kSegmentHeaderBytes && run.size + frame.size() > options.segment_bytes) {
+    if (run.retry_segment || (run.size > kSegmentHeaderBytes && run.size + frame.size() > options.segment_bytes)) {
       close(run);
+      run.retry_segment = false;
       create_segment(run, run.segment + 1);
     }
     try {

@@ -36,6 +36,9 @@ struct JournalOptions {
   std::uint64_t segment_bytes = 64ull << 20;  // start a new segment once a record would cross this
   enum Fsync { always, interval, never } fsync = interval;
   std::uint32_t fsync_interval_ms = 200;
+  // Segment files open at once: past it the least recently written run's file is
+  // closed (synced unless `never`) and reopened, without rereading it, on its next append.
+  std::uint32_t max_open_files = 256;
 };
 
 struct JournalStats {
@@ -43,6 +46,7 @@ struct JournalStats {
   std::uint64_t bytes = 0;     // framed bytes appended by this process
   std::uint64_t syncs = 0;     // fdatasync calls on segment files
   std::uint64_t segments = 0;  // segment files created by this process
+  std::uint64_t idle_closes = 0;  // files closed to stay within max_open_files
 };
 
 class Journal {

@@ -72,6 +72,11 @@ RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
       case RecordType::config:
       case RecordType::mode:
       case RecordType::evaluation: e.value = std::string(r->payload); break;
+      case RecordType::gap:
+        e.value = std::string(r->payload);
+        out.gaps.push_back("segment " + std::to_string(r->segment) + " offset " + std::to_string(r->offset) + ": " +
+                           std::string(r->payload));
+        break;
       case RecordType::rank_silent:
         if (auto s = decode_rank_silent(r->payload)) e.value = *s;
         else ok = false;

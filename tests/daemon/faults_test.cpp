@@ -6,12 +6,18 @@
 #include <fstream>
 #include <thread>
 
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <msgpack.hpp>
 
 #include "journal/journal.hpp"
+#include "journal/journal_replay.hpp"
 #include "support/control_client.hpp"
 #include "support/orbitd_process.hpp"
 #include "support/test_client.hpp"
@@ -320,6 +326,183 @@ TEST(OrbitdFaults, RecoveryNeverReusesTheSeqOfAnUndecodableBurn) {
   ASSERT_TRUE(sent);
   EXPECT_EQ(test::map_get(*sent, "seq")->as<std::int64_t>(), 6);
   std::filesystem::remove_all(journal);
+}
+
+// A small tmpfs (needs root; the test is skipped without it): a disk that fills up.
+class SmallDisk {
+ public:
+  explicit SmallDisk(const std::string& size) : dir_(test::make_temp_dir("disk")) {
+    mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, ("size=" + size + ",mode=0700").c_str()) == 0;
+  }
+  ~SmallDisk() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  bool mounted() const { return mounted_; }
+  const std::filesystem::path& dir() const { return dir_; }
+  // Writes a filler file until the disk is full.
+  void fill() {
+    const int fd = ::open((dir_ / "filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    std::string chunk(65536, 'x');
+    for (std::size_t n = chunk.size(); n > 0; n /= 2) {
+      while (::write(fd, chunk.data(), n) == static_cast<ssize_t>(n)) {
+      }
+    }
+    ::close(fd);
+  }
+  void free_space() { std::filesystem::remove(dir_ / "filler"); }
+
+ private:
+  std::filesystem::path dir_;
+  bool mounted_ = false;
+};
+
+std::size_t segment_files(const std::filesystem::path& run_dir) {
+  std::size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(run_dir)) n += e.path().extension() == ".orbj";
+  return n;
+}
+
+bool status_journal_ok(Control& control) {
+  auto status = control.call({{"cmd", std::string("status")}});
+  const auto* daemon = test::map_get(status.get(), "daemon");
+  const auto* ok = daemon ? test::map_get(*daemon, "journal_ok") : nullptr;
+  if (!ok) throw std::runtime_error("status has no daemon.journal_ok");
+  return ok->as<bool>();
+}
+
+// Item 4: a full disk is surfaced (status, counters, a gap record replay reports),
+// costs no reply, and a rotation that fails leaves no storm of empty segments.
+TEST(OrbitdFaults, AFullDiskIsSurfacedAndLeavesAGapRecord) {
+  SmallDisk disk("2m");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  const auto cfg = test::make_temp_dir("cfg");
+  const auto journal = disk.dir() / "journal";
+  OrbitdProcess orbitd({"--config", write_config(cfg, "[journal]\nsegment_bytes = 8192\nfsync = \"never\"\n"),
+                        "--journal-dir", journal.string(), "--mode", "monitor"});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  Control control(ctx, orbitd.endpoints().control);
+  client.send(make_hello("full"));
+  expect_type<Welcome>(client.recv());
+  std::int64_t step = 0;
+  for (; step < 30; ++step) {
+    client.send(make_snapshot("full", step));
+    expect_type<State>(client.recv());
+  }
+  EXPECT_TRUE(status_journal_ok(control));
+  disk.fill();
+  const std::size_t before = segment_files(journal / "full");
+  for (const std::int64_t end = step + 300; step < end; ++step) {
+    client.send(make_snapshot("full", step));
+    expect_type<State>(client.recv());  // every snapshot still answered
+  }
+  EXPECT_FALSE(status_journal_ok(control));
+  const auto lost = counter(control, "journal_records_lost");
+  EXPECT_GT(lost, 250u);
+  // Rotations were due many times; none left an empty segment behind.
+  EXPECT_LE(segment_files(journal / "full"), before + 1);
+  EXPECT_NE(orbitd.log().find("JOURNAL FAILING"), std::string::npos);
+
+  disk.free_space();
+  client.send(make_snapshot("full", step++));
+  expect_type<State>(client.recv());
+  EXPECT_TRUE(status_journal_ok(control));
+  EXPECT_EQ(counter(control, "journal_gaps"), 1u);
+  orbitd.stop();
+  const RecordedRun recorded = load_recorded_run(journal / "full");
+  ASSERT_EQ(recorded.gaps.size(), 1u);
+  EXPECT_NE(recorded.gaps[0].find(std::to_string(lost) + " records lost"), std::string::npos) << recorded.gaps[0];
+  EXPECT_TRUE(recorded.undecodable.empty());
+  EXPECT_TRUE(recorded.report.clean()) << recorded.report.summary();
+  std::filesystem::remove_all(cfg);
+}
+
+// Item 2: orbitd raises its open-file limit to the hard limit, so many
+// connections under a low soft limit no longer abort it ...
+TEST(OrbitdFaults, ManyConnectionsUnderALowSoftLimit) {
+  rlimit original{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &original), 0);
+  if (original.rlim_max != RLIM_INFINITY && original.rlim_max < 1024) GTEST_SKIP() << "hard open-file limit below 1024";
+  const auto dir = test::make_temp_dir("cfg");
+  const std::string config = write_config(dir, "[daemon]\nmax_sessions = 400\n");
+  rlimit low = original;
+  low.rlim_cur = 256;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::optional<OrbitdProcess> orbitd;
+  try {
+    orbitd.emplace(std::vector<std::string>{"--config", config, "--mode", "monitor"});  // inherits the 256 soft limit
+  } catch (...) {
+    ::setrlimit(RLIMIT_NOFILE, &original);
+    throw;
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &original), 0);
+  zmq::context_t ctx;
+  std::vector<std::unique_ptr<TestClient>> peers;
+  for (int i = 0; i < 300; ++i) {
+    peers.push_back(std::make_unique<TestClient>(ctx, orbitd->endpoints().adapters));
+    peers.back()->send(make_hello("many", i, 300));
+  }
+  int welcomed = 0;
+  for (auto& peer : peers) welcomed += std::holds_alternative<Welcome>(peer->recv().value_or(Message{Heartbeat{}}));
+  EXPECT_EQ(welcomed, 300);
+  EXPECT_TRUE(orbitd->alive()) << orbitd->log();
+  std::filesystem::remove_all(dir);
+}
+
+// ... and refuses, with a clear message, caps that cannot fit under the hard limit.
+TEST(OrbitdFaults, CapsThatCannotFitTheFdLimitAreRefused) {
+  const auto dir = test::make_temp_dir("cfg");
+  const std::string log = (dir / "log").string();
+  const std::string cmd = "ulimit -n 512 && exec " + std::string(std::getenv("ORBITD")) +
+                          " --endpoint tcp://127.0.0.1:* --telemetry tcp://127.0.0.1:* --control tcp://127.0.0.1:* "
+                          "2>" + log;
+  const int status = std::system(("sh -c '" + cmd + "'").c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("file descriptors"), std::string::npos) << text;
+  EXPECT_NE(text.find("daemon.max_sessions 4096"), std::string::npos) << text;
+  EXPECT_NE(text.find("512"), std::string::npos) << text;
+  std::filesystem::remove_all(dir);
+}
+
+// Item 2: the journal keeps at most max_open_files segment files open.
+std::size_t open_files_under(const std::filesystem::path& root) {
+  std::size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (!ec && target.string().rfind(root.string() + "/", 0) == 0 && target.extension() == ".orbj") ++n;
+  }
+  return n;
+}
+
+TEST(OrbitdFaults, TheJournalClosesIdleFiles) {
+  const auto root = test::make_temp_dir("journal");
+  JournalOptions options;
+  options.root = root;
+  options.max_open_files = 2;
+  options.fsync = JournalOptions::never;
+  {
+    Journal j = Journal::open(options);
+    for (int round = 0; round < 3; ++round) {
+      for (int r = 0; r < 6; ++r) {
+        j.append("run-" + std::to_string(r), RecordType::mode, 1000 * round + r, round % 2 ? "active" : "monitor");
+        EXPECT_LE(open_files_under(root), 2u);
+      }
+    }
+    EXPECT_GT(j.stats().idle_closes, 0u);
+  }
+  for (int r = 0; r < 6; ++r) {
+    const RecordedRun run = load_recorded_run(root / ("run-" + std::to_string(r)));
+    EXPECT_EQ(run.entries.size(), 3u);
+    EXPECT_TRUE(run.report.clean()) << run.report.summary();
+    EXPECT_EQ(list_segments(root / ("run-" + std::to_string(r))).size(), 1u);  // reopened, not a new segment
+  }
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace
