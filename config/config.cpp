@@ -47,6 +47,9 @@ class Section {
   void string(std::string_view k, std::string& out) {
     if (auto v = get<std::string>(k, "a string")) out = *v;
   }
+  void boolean(std::string_view k, bool& out) {
+    if (auto v = get<bool>(k, "true or false")) out = *v;
+  }
   void choice(std::string_view k, std::string& out, std::initializer_list<std::string_view> allowed) {
     auto v = get<std::string>(k, "a string");
     if (!v) return;
@@ -143,6 +146,8 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
   d.integer("max_sessions", c.max_sessions, 1, 10'000'000);
   d.integer("max_world_size", c.max_world_size, 1, 1'000'000);
   d.number("run_idle_timeout_s", c.run_idle_timeout_s, 1.0, 31'536'000.0);
+  d.boolean("allow_exposed_control", c.allow_exposed_control);
+  d.boolean("allow_exposed_http", c.allow_exposed_http);
   d.reject_unknown();
 
   Section l(subtable(root, "limits", source), "limits", source);

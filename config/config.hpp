@@ -41,6 +41,8 @@ struct DaemonConfig {
   std::int64_t max_sessions = 4096;
   std::int64_t max_world_size = 1024;  // a hello declaring more ranks is refused
   double run_idle_timeout_s = 3600.0;  // a run without sessions this long is unloaded
+  bool allow_exposed_control = false;  // a control endpoint other than ipc in a private directory
+  bool allow_exposed_http = false;     // an HTTP address other than loopback
 
   // [limits]
   DecodeLimits limits;

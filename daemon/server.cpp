@@ -74,12 +74,27 @@ Server::Server(boost::asio::io_context& io, DaemonConfig config, Clock clock)
 Server::~Server() { shutdown(); }
 
 void Server::start() {
-  if (!config_.journal.dir.empty()) recover_journal();
   // "auto" telemetry and control sockets live beside an ipc adapter socket (SPEC
   // section 9), so two daemons in two directories never share them.
   const std::string adapters = resolve_endpoint(config_.endpoint, default_endpoints().adapters);
   const auto beside = ipc_directory(adapters);
   const auto defaults = beside.empty() ? default_endpoints() : default_endpoints(beside);
+  const std::string control = resolve_endpoint(config_.control, defaults.control);
+  // Whoever reaches the control socket can steer every run; HTTP has no authentication.
+  if (!config_.allow_exposed_control && !private_ipc_endpoint(control)) {
+    throw std::runtime_error("the control endpoint " + control +
+                             " is not an ipc socket in a private directory, so other users or hosts could set "
+                             "modes and force burns; use ipc:///DIR/control.sock, or allow it explicitly with "
+                             "--allow-exposed-control ([daemon] allow_exposed_control = true)");
+  }
+  if (!config_.http.empty() && !config_.allow_exposed_http && !loopback_host(parse_http_address(config_.http).first)) {
+    throw std::runtime_error("the HTTP address " + config_.http +
+                             " is not loopback and HTTP has no authentication (/status shows the config path and "
+                             "sessions); bind 127.0.0.1, or allow it explicitly with --allow-exposed-http "
+                             "([daemon] allow_exposed_http = true)");
+  }
+  // Refusals above come before the journal is opened: a refused start writes nothing.
+  if (!config_.journal.dir.empty()) recover_journal();
   for (zmq::socket_t* s : {&router_, &publisher_, &control_}) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::sndhwm, config_.send_hwm);
@@ -97,7 +112,7 @@ void Server::start() {
   bound_.adapters = bind_socket(router_, adapters, "adapter", endpoint_locks_);
   bound_.telemetry =
       bind_socket(publisher_, resolve_endpoint(config_.telemetry, defaults.telemetry), "telemetry", endpoint_locks_);
-  bound_.control = bind_socket(control_, resolve_endpoint(config_.control, defaults.control), "control", endpoint_locks_);
+  bound_.control = bind_socket(control_, control, "control", endpoint_locks_);
   if (!config_.http.empty()) {
     http_ = std::make_unique<HttpEndpoint>(
         io_, [this](std::string_view method, std::string_view target) { return handle_http(method, target); });

@@ -279,7 +279,7 @@ TEST(OrbitdFaults, ASecondDaemonOnTheSameEndpointRefusesToStart) {
 TEST(OrbitdFaults, ASecondDaemonOnTheSameJournalRefusesToStart) {
   const auto journal = test::make_temp_dir("journal");
   OrbitdProcess first({"--journal-dir", journal.string()});
-  std::vector<std::string> args{"--journal-dir", journal.string()};
+  std::vector<std::string> args{"--journal-dir", journal.string(), "--allow-exposed-control"};
   for (const char* flag : {"--endpoint", "--telemetry", "--control"}) {
     args.push_back(flag);
     args.push_back("tcp://127.0.0.1:*");
@@ -458,7 +458,7 @@ TEST(OrbitdFaults, CapsThatCannotFitTheFdLimitAreRefused) {
   const std::string log = (dir / "log").string();
   const std::string cmd = "ulimit -n 512 && exec " + std::string(std::getenv("ORBITD")) +
                           " --endpoint tcp://127.0.0.1:* --telemetry tcp://127.0.0.1:* --control tcp://127.0.0.1:* "
-                          "2>" + log;
+                          "--allow-exposed-control 2>" + log;
   const int status = std::system(("sh -c '" + cmd + "'").c_str());
   EXPECT_EQ(WEXITSTATUS(status), 1);
   std::ifstream in(log);
@@ -503,6 +503,43 @@ TEST(OrbitdFaults, TheJournalClosesIdleFiles) {
     EXPECT_EQ(list_segments(root / ("run-" + std::to_string(r))).size(), 1u);  // reopened, not a new segment
   }
   std::filesystem::remove_all(root);
+}
+
+// Runs orbitd (10 s at most) and returns its exit status and stderr.
+std::pair<int, std::string> run_orbitd(const std::string& args) {
+  const auto dir = test::make_temp_dir("run");
+  const std::string log = (dir / "log").string();
+  const int status =
+      std::system(("timeout 10 " + std::string(std::getenv("ORBITD")) + " " + args + " 2>" + log + " >/dev/null").c_str());
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::filesystem::remove_all(dir);
+  return {WEXITSTATUS(status), text};
+}
+
+// Item 6: a control endpoint others could reach, or HTTP off loopback, needs an
+// explicit flag; without it orbitd refuses to start and says why.
+TEST(OrbitdFaults, ExposedControlAndHttpNeedAnExplicitFlag) {
+  const auto dir = test::make_temp_dir("sock");
+  const std::string ipc = "--endpoint ipc://" + (dir / "a.sock").string() + " ";
+  auto [rc, text] = run_orbitd(ipc + "--control 'tcp://127.0.0.1:*'");
+  EXPECT_EQ(rc, 1) << text;
+  EXPECT_NE(text.find("--allow-exposed-control"), std::string::npos) << text;
+  std::tie(rc, text) = run_orbitd(ipc + "--control ipc://@orbit-faults-" + std::to_string(::getpid()));
+  EXPECT_EQ(rc, 1) << text;
+  EXPECT_NE(text.find("not an ipc socket in a private directory"), std::string::npos) << text;
+  std::tie(rc, text) = run_orbitd(ipc + "--http 0.0.0.0:0");
+  EXPECT_EQ(rc, 1) << text;
+  EXPECT_NE(text.find("--allow-exposed-http"), std::string::npos) << text;
+  EXPECT_FALSE(std::filesystem::exists(dir / "a.sock"));  // refused before binding anything
+
+  // Allowed explicitly, both start.
+  OrbitdProcess exposed({"--endpoint", "ipc://" + (dir / "b.sock").string(), "--control", "tcp://127.0.0.1:*",
+                         "--allow-exposed-control", "--http", "0.0.0.0:0", "--allow-exposed-http"},
+                        /*default_endpoints=*/false);
+  EXPECT_TRUE(exposed.alive());
+  EXPECT_EQ(exposed.endpoints().control.rfind("tcp://127.0.0.1:", 0), 0u);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

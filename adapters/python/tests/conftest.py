@@ -104,7 +104,9 @@ class Daemon:
         self.process = subprocess.Popen(
             [str(self.binary), "--config", str(self.config_path),
              "--endpoint", endpoints["endpoint"], "--telemetry", endpoints["telemetry"],
-             "--control", endpoints["control"], "--ready-file", str(ready_file)],
+             "--control", endpoints["control"], "--ready-file", str(ready_file)]
+            # tcp control on loopback for the tcp fixtures; orbitd refuses it otherwise
+            + (["--allow-exposed-control"] if endpoints["control"].startswith("tcp") else []),
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         log.close()
         deadline = time.monotonic() + timeout
