@@ -359,7 +359,8 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
   Session& session = sessions_.open(hello.run, hello.rank, envelope, now);
   ++stats_.sessions_opened;
   Welcome welcome{hello.run, hello.rank, session.id, kProtocolVersion,
-                  it->second.navigator->mode() == Mode::active ? "active" : "monitor", config_.snapshot_every};
+                  it->second.navigator->mode() == Mode::active ? "active" : "monitor", config_.snapshot_every,
+                  static_cast<std::int64_t>(config_.limits.max_message_bytes)};
   if (send(envelope, encode(welcome))) ++stats_.welcomes_sent;
   spdlog::debug("run {} rank {}: session {}", hello.run, hello.rank, session.id);
 }

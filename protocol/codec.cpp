@@ -115,13 +115,14 @@ void pack(Packer& p, const Hello& m) {
 }
 
 void pack(Packer& p, const Welcome& m) {
-  head(p, 6, "welcome");
+  head(p, 6 + present(m.max_message_bytes), "welcome");
   kv(p, "run", m.run);
   kv(p, "rank", m.rank);
   kv(p, "session", m.session);
   kv(p, "version", m.version);
   kv(p, "mode", m.mode);
   kv(p, "snapshot_every", m.snapshot_every);
+  if (m.max_message_bytes) kv(p, "max_message_bytes", *m.max_message_bytes);
 }
 
 void pack(Packer& p, const Snapshot& m) {
@@ -506,6 +507,7 @@ Welcome decode_welcome(const Fields& f) {
   if (m.mode != "active" && m.mode != "monitor")
     fail(ErrorCode::invalid_field, "field 'mode' must be 'active' or 'monitor'", "mode");
   m.snapshot_every = f.at_least("snapshot_every", f.integer("snapshot_every"), 1);
+  if (auto b = f.opt_integer("max_message_bytes")) m.max_message_bytes = f.at_least("max_message_bytes", *b, 1024);
   return m;
 }
 
