@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config/config.hpp"
 
+#include "protocol/journal_record.hpp"
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -151,7 +153,8 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
   d.reject_unknown();
 
   Section l(subtable(root, "limits", source), "limits", source);
-  l.integer("max_message_bytes", c.limits.max_message_bytes, 1024, 1ll << 30);
+  // Every message is journaled as it came: no larger than a journal record may be.
+  l.integer("max_message_bytes", c.limits.max_message_bytes, 1024, kMaxRecordPayload);
   l.integer("max_spectrum_length", c.limits.max_spectrum_length, 2, 1 << 24);
   l.integer("max_spectra", c.limits.max_spectra, 1, 4096);
   l.integer("max_domains", c.limits.max_domains, 1, 65536);

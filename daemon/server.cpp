@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include <msgpack.hpp>
 #include <spdlog/spdlog.h>
 #include <zmq_addon.hpp>
 
@@ -41,6 +42,22 @@ std::string bind_socket(zmq::socket_t& socket, const std::string& endpoint, cons
     throw std::runtime_error(std::string("cannot bind the ") + what + " endpoint " + endpoint + ": " + e.what() + hint);
   }
   return socket.get(zmq::sockopt::last_endpoint);
+}
+
+// A control reply with ok = false (SPEC section 9), for requests that failed inside.
+std::string control_failure(const std::string& message) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> p(buf);
+  p.pack_map(4);
+  p.pack(std::string_view("v"));
+  p.pack_int(kProtocolVersion);
+  p.pack(std::string_view("type"));
+  p.pack(std::string_view("control_reply"));
+  p.pack(std::string_view("ok"));
+  p.pack_false();
+  p.pack(std::string_view("error"));
+  p.pack(message);
+  return {buf.data(), buf.size()};
 }
 
 Mode parse_mode(const std::string& mode) { return mode == "monitor" ? Mode::monitor : Mode::active; }
@@ -115,7 +132,14 @@ void Server::start() {
   bound_.control = bind_socket(control_, control, "control", endpoint_locks_);
   if (!config_.http.empty()) {
     http_ = std::make_unique<HttpEndpoint>(
-        io_, [this](std::string_view method, std::string_view target) { return handle_http(method, target); });
+        io_, [this](std::string_view method, std::string_view target) -> HttpEndpoint::Response {
+          try {
+            return handle_http(method, target);
+          } catch (const std::exception& e) {
+            spdlog::error("internal error serving HTTP {}: {}", target.substr(0, 256), e.what());
+            return {500, "text/plain; charset=utf-8", "internal error\n"};
+          }
+        });
     http_->listen(config_.http);
     bound_.http = http_->url();
   }
@@ -766,7 +790,15 @@ bool Server::drain_control() {
     }
     if (!got || frames.size() < 2) continue;
     ++stats_.control_requests;
-    const std::string reply = handle_control(as_view(frames.back()));
+    std::string reply;
+    try {
+      reply = handle_control(as_view(frames.back()));
+    } catch (const std::exception& e) {
+      // A bug must cost one reply, never the daemon.
+      ++stats_.control_errors;
+      spdlog::error("internal error handling a control request: {}", e.what());
+      reply = control_failure(std::string("internal error: ") + e.what());
+    }
     try {
       for (std::size_t i = 0; i + 1 < frames.size(); ++i) {
         control_.send(frames[i], zmq::send_flags::sndmore | zmq::send_flags::dontwait);

@@ -687,7 +687,8 @@ Message decode_body(const std::string& type, const Fields& f, const DecodeLimits
   if (type == "welcome") return decode_welcome(f);
   if (type == "error") return decode_error(f);
   if (type == "telemetry") return decode_telemetry(f, limits);
-  fail(ErrorCode::unknown_type, "unknown message type '" + type + "'; protocol v1 knows hello, welcome, snapshot, state, burn, ack, heartbeat, bye, error, telemetry", "type");
+  // The type is quoted at most 64 bytes long: an error never echoes a huge field.
+  fail(ErrorCode::unknown_type, "unknown message type '" + (type.size() > 64 ? type.substr(0, 64) + "..." : type) + "'; protocol v1 knows hello, welcome, snapshot, state, burn, ack, heartbeat, bye, error, telemetry", "type");
 }
 
 bool reference_all(msgpack::type::object_type, std::size_t, void*) { return true; }
