@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "journal/journal.hpp"
 
+#include "journal/background_sync.hpp"
 #include "journal/lock_file.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
@@ -79,6 +81,7 @@ struct Journal::Impl {
   std::uint64_t uses = 0;  // append counter: the LRU clock
   bool synced_once = false;
   std::chrono::steady_clock::time_point last_sync{};
+  std::unique_ptr<BackgroundSync> background;  // interval policy: syncs off the caller's thread
 
   ~Impl() {
     for (auto& [name, run] : runs) {
@@ -237,8 +240,33 @@ struct Journal::Impl {
   }
 
   void flush() {
+    if (background) background->drain();
     for (auto& [name, run] : runs)
       if (run.dirty) sync(run);
+    throw_background_error();
+  }
+
+  // Interval syncs: each dirty file's descriptor is duplicated and synced by the
+  // worker; the appender goes on at once.
+  void sync_in_background() {
+    if (!background) background = std::make_unique<BackgroundSync>();
+    for (auto& [name, run] : runs) {
+      if (!run.dirty || run.fd < 0) continue;
+      const int copy = ::dup(run.fd);
+      if (copy < 0) {
+        sync(run);  // out of descriptors: sync here rather than not at all
+        continue;
+      }
+      background->submit(copy, run.file.string());
+      run.dirty = false;
+      ++stats.syncs;
+    }
+    throw_background_error();
+  }
+
+  void throw_background_error() {
+    if (!background) return;
+    if (std::string error = background->take_error(); !error.empty()) throw JournalError(error);
   }
 };
 
@@ -283,9 +311,9 @@ void Journal::maybe_sync(std::chrono::steady_clock::time_point now) {
   if (impl_->synced_once &&
       now - impl_->last_sync < std::chrono::milliseconds(impl_->options.fsync_interval_ms))
     return;
-  impl_->flush();
   impl_->synced_once = true;
   impl_->last_sync = now;
+  impl_->sync_in_background();
 }
 
 void Journal::close_run(std::string_view run) {

@@ -10,6 +10,8 @@
 // The fsync policy decides what a crash of the machine may lose:
 //   always   - fdatasync before append() returns: nothing acknowledged is lost.
 //   interval - fdatasync at most every fsync_interval_ms (maybe_sync): the last interval.
+//              The syncs run on a worker thread (journal/background_sync.hpp), so
+//              maybe_sync never waits on the disk; a failed one is thrown by a later call.
 //   never    - the kernel writes back when it likes (typically within 30 s).
 // A torn or partly written tail is cut when the run is opened again (journal_reader.hpp).
 //
@@ -69,7 +71,9 @@ class Journal {
 
   // fdatasync every file written since its last sync, whatever the policy.
   void flush();
-  // Under `interval`: sync when at least fsync_interval_ms passed since the last sync.
+  // Under `interval`: when at least fsync_interval_ms passed since the last sync, hands
+  // every file written since to the background syncer and returns at once; throws
+  // JournalError for a background sync that failed since the last call.
   // No-op under the other policies. Call it from a timer and after appends.
   void maybe_sync(std::chrono::steady_clock::time_point now);
 

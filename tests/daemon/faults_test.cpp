@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 #include <msgpack.hpp>
 
+#include "journal/background_sync.hpp"
 #include "journal/journal.hpp"
 #include "journal/journal_replay.hpp"
 #include "support/control_client.hpp"
@@ -469,7 +470,7 @@ TEST(OrbitdFaults, ManyConnectionsUnderALowSoftLimit) {
 TEST(OrbitdFaults, CapsThatCannotFitTheFdLimitAreRefused) {
   const auto dir = test::make_temp_dir("cfg");
   const std::string log = (dir / "log").string();
-  const std::string cmd = "ulimit -n 512 && exec " + std::string(std::getenv("ORBITD")) +
+  const std::string cmd = "ulimit -n 512 && exec timeout 10 " + std::string(std::getenv("ORBITD")) +
                           " --endpoint tcp://127.0.0.1:* --telemetry tcp://127.0.0.1:* --control tcp://127.0.0.1:* "
                           "--allow-exposed-control 2>" + log;
   const int status = std::system(("sh -c '" + cmd + "'").c_str());
@@ -581,6 +582,28 @@ TEST(OrbitdFaults, MaxMessageBytesFitsAJournalRecord) {
   EXPECT_NE(text.find("limits.max_message_bytes"), std::string::npos) << text;
   std::tie(rc, text) = run_orbitd("--check-config " + write_config(dir, "[limits]\nmax_message_bytes = 67108864\n"));
   EXPECT_EQ(rc, 0) << text;
+  std::filesystem::remove_all(dir);
+}
+
+// Item 10: interval syncs run on a worker thread; a failed one is reported to
+// the caller on its next call, never lost.
+TEST(OrbitdFaults, BackgroundSyncReportsFailuresLater) {
+  BackgroundSync syncer;
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  ::close(pipe_fds[1]);
+  const auto dir = test::make_temp_dir("sync");
+  const int file = ::open((dir / "f").c_str(), O_WRONLY | O_CREAT, 0600);
+  ASSERT_GE(file, 0);
+  ASSERT_EQ(::write(file, "x", 1), 1);
+  syncer.submit(file, "a real file");
+  syncer.drain();
+  EXPECT_EQ(syncer.take_error(), "");
+  syncer.submit(pipe_fds[0], "the pipe");  // fdatasync on a pipe fails (EINVAL)
+  syncer.drain();
+  const std::string error = syncer.take_error();
+  EXPECT_NE(error.find("cannot sync the pipe"), std::string::npos) << error;
+  EXPECT_EQ(syncer.take_error(), "");  // reported once
   std::filesystem::remove_all(dir);
 }
 
