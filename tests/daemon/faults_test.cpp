@@ -384,7 +384,9 @@ TEST(OrbitdFaults, AFullDiskIsSurfacedAndLeavesAGapRecord) {
   if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
   const auto cfg = test::make_temp_dir("cfg");
   const auto journal = disk.dir() / "journal";
-  OrbitdProcess orbitd({"--config", write_config(cfg, "[journal]\nsegment_bytes = 8192\nfsync = \"never\"\n"),
+  // One-page segments: appends inside a segment's page still succeed on a full
+  // tmpfs, so the failures come from the rotations (a new segment needs a page).
+  OrbitdProcess orbitd({"--config", write_config(cfg, "[journal]\nsegment_bytes = 4096\nfsync = \"never\"\n"),
                         "--journal-dir", journal.string(), "--mode", "monitor"});
   zmq::context_t ctx;
   TestClient client(ctx, orbitd.endpoints().adapters);
