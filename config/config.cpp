@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config/config.hpp"
 
+#include "protocol/journal_record.hpp"
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -59,10 +61,15 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
   d.integer("send_hwm", c.send_hwm, 1, 10'000'000);
   d.integer("max_runs", c.max_runs, 1, 1'000'000);
   d.integer("max_sessions", c.max_sessions, 1, 10'000'000);
+  d.integer("max_world_size", c.max_world_size, 1, 1'000'000);
+  d.number("run_idle_timeout_s", c.run_idle_timeout_s, 1.0, 31'536'000.0);
+  d.boolean("allow_exposed_control", c.allow_exposed_control);
+  d.boolean("allow_exposed_http", c.allow_exposed_http);
   d.done();
 
   TomlTable l(subtable(root, "limits", source), "limits", source);
-  l.integer("max_message_bytes", c.limits.max_message_bytes, 1024, 1ll << 30);
+  // Every message is journaled as it came: no larger than a journal record may be.
+  l.integer("max_message_bytes", c.limits.max_message_bytes, 1024, kMaxRecordPayload);
   l.integer("max_spectrum_length", c.limits.max_spectrum_length, 2, 1 << 24);
   l.integer("max_spectra", c.limits.max_spectra, 1, 4096);
   l.integer("max_domains", c.limits.max_domains, 1, 65536);
@@ -83,6 +90,7 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
   j.choice("fsync", fsync, {"always", "interval", "never"});
   c.journal.fsync = fsync == "always" ? FsyncPolicy::always : fsync == "never" ? FsyncPolicy::never : FsyncPolicy::interval;
   j.integer("fsync_interval_ms", c.journal.fsync_interval_ms, 1, 3'600'000);
+  j.integer("max_open_files", c.journal.max_open_files, 1, 1'000'000);
   j.done();
 
   c.navigator = load_navigator_config(root, source);

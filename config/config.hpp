@@ -21,6 +21,7 @@ struct JournalSettings {
   std::uint64_t segment_bytes = 64ull << 20;  // rotate segment files at this size
   FsyncPolicy fsync = FsyncPolicy::interval;
   std::uint32_t fsync_interval_ms = 200;
+  std::uint32_t max_open_files = 256;  // segment files open at once; the least recently used is closed
 };
 
 struct DaemonConfig {
@@ -38,6 +39,10 @@ struct DaemonConfig {
   std::int32_t send_hwm = 10000;
   std::int64_t max_runs = 1024;
   std::int64_t max_sessions = 4096;
+  std::int64_t max_world_size = 1024;  // a hello declaring more ranks is refused
+  double run_idle_timeout_s = 3600.0;  // a run without sessions this long is unloaded
+  bool allow_exposed_control = false;  // a control endpoint other than ipc in a private directory
+  bool allow_exposed_http = false;     // an HTTP address other than loopback
 
   // [limits]
   DecodeLimits limits;

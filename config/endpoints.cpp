@@ -8,6 +8,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,6 +56,21 @@ std::filesystem::path ipc_directory(const std::string& endpoint) {
   constexpr std::string_view prefix = "ipc://";
   if (endpoint.rfind(prefix, 0) != 0) return {};
   return std::filesystem::path(endpoint.substr(prefix.size())).parent_path();
+}
+
+bool private_ipc_endpoint(const std::string& endpoint) {
+  constexpr std::string_view prefix = "ipc://";
+  if (endpoint.rfind(prefix, 0) != 0) return false;
+  const std::string path = endpoint.substr(prefix.size());
+  return !path.empty() && path[0] != '@' && !ipc_directory(endpoint).empty();
+}
+
+bool loopback_host(const std::string& host) {
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
 }
 
 std::pair<std::string, std::uint16_t> parse_http_address(const std::string& address) {

@@ -31,6 +31,13 @@ std::string resolve_endpoint(const std::string& configured, const std::string& f
 // For an ipc:// endpoint, the directory that holds the socket file ("" otherwise).
 std::filesystem::path ipc_directory(const std::string& endpoint);
 
+// True for an ipc:// endpoint with a filesystem path (not an abstract "@name"),
+// whose directory ensure_private_dir() keeps to this user.
+bool private_ipc_endpoint(const std::string& endpoint);
+
+// True when `host` is a loopback IP address (127.0.0.0/8 or ::1).
+bool loopback_host(const std::string& host);
+
 // orbitd's HTTP address "HOST:PORT" (IPv6 as "[::1]:PORT"; port 0 = any free
 // port) -> (host, port). Throws std::invalid_argument with the reason.
 std::pair<std::string, std::uint16_t> parse_http_address(const std::string& address);

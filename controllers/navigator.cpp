@@ -85,15 +85,6 @@ Navigator::Applied Navigator::defaults() const {
   return a;
 }
 
-std::int64_t Navigator::live_ranks() const {
-  std::int64_t live = 0;
-  for (std::int64_t r = 0; r < std::max<std::int64_t>(1, info_.world_size); ++r) {
-    auto it = ranks_.find(r);
-    if (it == ranks_.end() || !it->second.stale) ++live;
-  }
-  return live;
-}
-
 void Navigator::resolve_config() {
   for (std::size_t i = 0; i < kZoneMetricCount; ++i) {
     auto it = config_.zones.find(kZoneMetrics[i]);
@@ -129,7 +120,7 @@ std::uint32_t Navigator::spectrum_slot(const std::string& name, std::size_t& cur
 void Navigator::reduce(const Snapshot& s, const std::vector<SpectralMetrics>* spectral, Sample& out) {
   // A run that keeps inventing names must not grow the slots without bound; they
   // are only a cache of names, so they start over when no waiting sample uses them.
-  if (spectrum_slots_.size() > 4096 && pending_.empty()) spectrum_slots_.clear();
+  if (spectrum_slots_.size() > 4096 && !quorum_.waiting()) spectrum_slots_.clear();
   out.step = s.step;
   out.time = s.time;
   out.loss = s.loss;
@@ -227,14 +218,13 @@ void Navigator::refresh_applied() {
 }
 
 void Navigator::start_branch(std::int64_t last_closed_step, const std::string& why) {
-  pending_.clear();
+  quorum_.start_branch(last_closed_step);
   last_closed_step_ = last_closed_step;
   max_step_ = last_closed_step;
   zones_.reset();
   active_findings_.clear();
   scalars_.reset();
   signature_.reset();
-  for (auto& [rank, status] : ranks_) status.last_step = std::min(status.last_step, last_closed_step);
   // What the adapter applies now keeps running from the new branch's start.
   if (applied_until_) applied_until_ = last_closed_step + config_.limits.expiry_steps;
   queued_events_.push_back(why);
@@ -252,7 +242,7 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
   const std::int64_t world = std::max<std::int64_t>(1, info_.world_size);
   const double stale_after = config_.stale_after_seconds;
 
-  RankStatus& me = ranks_[snapshot.rank];
+  RankStatus& me = quorum_.status(snapshot.rank);
   const std::int64_t previous_step = me.last_step;
   if (me.stale) {
     me.stale = false;
@@ -271,13 +261,9 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
       events.push_back(std::string(to_string(t->from)) + " -> " + std::string(to_string(t->to)) + ": " + t->reason);
     }
   }
-  for (auto& [rank, status] : ranks_) {
-    if (rank == snapshot.rank || !status.seen || status.stale) continue;
-    if (snapshot.time - status.last_time > stale_after) {
-      status.stale = true;
-      events.push_back("rank " + std::to_string(rank) + " stale: no snapshot for " +
-                       num(snapshot.time - status.last_time) + " s of snapshot time; deciding without it");
-    }
+  for (std::int64_t rank : quorum_.mark_stale(snapshot.rank, snapshot.time, stale_after)) {
+    events.push_back("rank " + std::to_string(rank) + " stale: no snapshot for " +
+                     num(snapshot.time - quorum_.status(rank).last_time) + " s of snapshot time; deciding without it");
   }
 
   // A step that goes back starts a new branch (a rollback or a resumed job).
@@ -305,9 +291,7 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
   std::vector<Decision> closed;
   if (!late) {
     max_step_ = std::max(max_step_, snapshot.step);
-    PendingStep& p = pending_[snapshot.step];
-    if (p.ranks.empty()) p.first_time = snapshot.time;
-    Sample& waiting = p.ranks[snapshot.rank];
+    Sample& waiting = quorum_.add(snapshot.step, snapshot.rank, snapshot.time);
     waiting = sample;
     waiting.domains = snapshot.domains;
     close_ready_steps(snapshot.time, closed);
@@ -354,25 +338,10 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
 }
 
 void Navigator::close_ready_steps(double now, std::vector<Decision>& out) {
-  const std::int64_t live = live_ranks();
-  const auto needed = std::max<std::int64_t>(
-      1, static_cast<std::int64_t>(std::ceil(config_.distributed.quorum * static_cast<double>(live) - 1e-9)));
-  // The newest step that may close; every older pending step closes with it.
-  std::optional<std::int64_t> through;
-  for (const auto& [step, p] : pending_) {
-    std::int64_t have = 0;
-    for (const auto& [rank, s] : p.ranks) {
-      auto it = ranks_.find(rank);
-      if (it == ranks_.end() || !it->second.stale) ++have;
-    }
-    const bool ready = have >= needed || max_step_ >= step + config_.distributed.deadline_steps ||
-                       now - p.first_time >= config_.distributed.deadline_seconds;
-    if (ready) through = step;
-  }
+  const auto through = quorum_.ready_through(config_.distributed, info_.world_size, max_step_, now);
   if (!through) return;
-  while (!pending_.empty() && pending_.begin()->first <= *through) {
-    const Sample merged = merge(pending_.begin()->second);
-    pending_.erase(pending_.begin());
+  while (auto pending = quorum_.pop_through(*through)) {
+    const Sample merged = merge(*pending);
     out.push_back(decide(merged, merged.domains));
   }
 }
@@ -730,12 +699,10 @@ void Navigator::on_ack(const Ack& ack) {
 }
 
 void Navigator::on_rank_silent(std::int64_t rank, double now) {
-  RankStatus& status = ranks_[rank];
-  if (status.stale) return;
-  status.stale = true;
+  if (!quorum_.mark_silent(rank)) return;
   queued_events_.push_back("rank " + std::to_string(rank) + " silent (daemon time " + num(now, 12) +
                            "); its data is stale");
-  if (live_ranks() == 0) {
+  if (quorum_.live(info_.world_size) == 0) {
     if (auto t = machine_.mark_stale("no fresh snapshot from any rank")) {
       queued_events_.push_back(std::string(to_string(t->from)) + " -> " + std::string(to_string(t->to)) + ": " +
                                t->reason);
@@ -768,9 +735,7 @@ void Navigator::update_info(RunInfo info) {
   mixture_.set_domains(info_.domains, config_.basin_map,
                        {config_.reweight.rate, config_.reweight.relax, config_.limits.weight_floor,
                         config_.reweight.snap});
-  for (auto it = ranks_.begin(); it != ranks_.end();) {
-    it = it->first >= std::max<std::int64_t>(1, info_.world_size) ? ranks_.erase(it) : std::next(it);
-  }
+  quorum_.forget_ranks_from(info_.world_size);
   if (!last_burn_) applied_ = defaults();
 }
 

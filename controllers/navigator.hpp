@@ -10,6 +10,7 @@
 // same sequence of calls give bit-identical decisions, which is what journal
 // replay and crash recovery rely on. All state lives in this object.
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -27,6 +28,7 @@
 #include "controllers/navigator_config.hpp"
 #include "controllers/orbit_state_machine.hpp"
 #include "controllers/pid.hpp"
+#include "controllers/rank_quorum.hpp"
 #include "controllers/recovery_ladder.hpp"
 #include "controllers/scalar_signals.hpp"
 #include "controllers/spectral_metrics.hpp"
@@ -85,6 +87,9 @@ class Navigator {
   // phase that does not exist), or nullopt. Asked before force_burn, which clamps
   // what is merely out of bounds; replayed forced burns are not asked again.
   std::optional<std::string> operator_burn_problem(const Burn& requested) const;
+  // Recovery: seqs up to `seq` were already sent (by records replay could not
+  // decode); the next burn takes a later one. Changes nothing else.
+  void reserve_seq(std::int64_t seq) { seq_ = std::max(seq_, seq); }
 
   // Decision::metrics costs more than the decision itself; a caller that never reads
   // them (tune, a replay without a timeline) turns them off. Decisions do not change.
@@ -128,16 +133,7 @@ class Navigator {
     std::map<std::string, DomainStats> domains;
     std::vector<SpectrumSample> spectra;  // in name order, as in the snapshot
   };
-  struct PendingStep {
-    std::map<std::int64_t, Sample> ranks;
-    double first_time = 0.0;
-  };
-  struct RankStatus {
-    bool seen = false;
-    bool stale = false;
-    double last_time = 0.0;
-    std::int64_t last_step = -1;
-  };
+  using PendingStep = RankQuorum<Sample>::PendingStep;
   // What the adapter applies now (the last burn's values, or the defaults).
   using Applied = ActuatorSettings;
   // What decide()'s stages hand on (defined in navigator.cpp).
@@ -176,7 +172,6 @@ class Navigator {
   void resolve_actuators();
   bool declared(Actuator a) const { return (actuators_ >> static_cast<unsigned>(a)) & 1u; }
   Applied defaults() const;
-  std::int64_t live_ranks() const;
 
   NavigatorConfig config_;
   RunInfo info_;
@@ -192,8 +187,7 @@ class Navigator {
   Sample scratch_;  // a single rank's sample, reused: no allocation per snapshot
 
   // Step assembly (world_size > 1) and liveness.
-  std::map<std::int64_t, PendingStep> pending_;
-  std::map<std::int64_t, RankStatus> ranks_;
+  RankQuorum<Sample> quorum_;
   std::optional<std::int64_t> last_closed_step_;
   std::int64_t max_step_ = -1;   // newest step seen on the current branch
   std::int64_t tick_ = 0;        // closed steps, monotone across branches

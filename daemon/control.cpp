@@ -50,8 +50,9 @@ std::string Server::status_reply() {
   const double now = clock_.now();
   head(p, 4);
   str(p, "daemon");
-  p.pack_map(5);
+  p.pack_map(6);
   str(p, "version"); str(p, ORBIT_VERSION);
+  str(p, "journal_ok"); p.pack(journal_ok_);
   str(p, "mode"); str(p, config_.mode);
   str(p, "uptime_s"); p.pack_double(now - started_at_);
   str(p, "config"); str(p, config_.source);

@@ -21,6 +21,7 @@
 #include "config/config_error.hpp"
 #include "config/endpoints.hpp"
 #include "daemon/logging.hpp"
+#include "daemon/fd_limit.hpp"
 #include "daemon/server.hpp"
 
 namespace {
@@ -45,6 +46,12 @@ Options:
   --http HOST:PORT     serve GET /metrics (Prometheus) and GET /status (JSON) over
                        HTTP, e.g. 127.0.0.1:9464 (port 0 = any free port). Default:
                        [daemon] http, off unless set. Read-only; bind loopback.
+  --allow-exposed-control
+                       allow a control endpoint that is not an ipc socket in a private
+                       directory (tcp, abstract ipc): whoever reaches it can steer every
+                       run (same as [daemon] allow_exposed_control = true).
+  --allow-exposed-http allow --http on an address other than loopback (same as
+                       [daemon] allow_exposed_http = true); HTTP has no authentication.
   --journal-dir DIR    journal root, one directory per run (overrides journal.dir).
   --mode MODE          active (burns) or monitor (observe only) for every run.
   --log-level LEVEL    trace, debug, info, warn, error, critical or off.
@@ -58,13 +65,16 @@ Options:
 Signals: SIGINT/SIGTERM finish the message in hand, flush and exit 0;
 SIGHUP reloads --config (an invalid file is logged and the old config kept).
 
-Exit status: 0 clean stop, 1 runtime failure (e.g. an endpoint cannot be bound),
+Exit status: 0 clean stop, 1 runtime failure (e.g. an endpoint cannot be bound or
+is exposed without the flag that allows it, or the open-file limit is too low),
 2 usage or configuration error.
 )";
 
 struct Options {
   std::optional<std::string> config;
   std::optional<std::string> endpoint, telemetry, control, http, journal_dir, mode, log_level, log_format, ready_file;
+  bool allow_exposed_control = false;
+  bool allow_exposed_http = false;
 };
 
 // Command-line values win over the file, also after a reload.
@@ -77,6 +87,8 @@ void apply_overrides(orbit::DaemonConfig& c, const Options& o) {
     if (!c.http.empty()) orbit::parse_http_address(c.http);  // std::invalid_argument: a usage error
   }
   if (o.journal_dir) c.journal.dir = *o.journal_dir;
+  if (o.allow_exposed_control) c.allow_exposed_control = true;
+  if (o.allow_exposed_http) c.allow_exposed_http = true;
   if (o.mode) c.mode = *o.mode;
   if (o.log_level) c.log_level = *o.log_level;
   if (o.log_format) c.log_format = *o.log_format == "json" ? orbit::LogFormat::json : orbit::LogFormat::text;
@@ -143,6 +155,8 @@ int main(int argc, char** argv) {
     else if (arg == "--log-level") ok = value(opt.log_level);
     else if (arg == "--log-format") ok = value(opt.log_format);
     else if (arg == "--ready-file") ok = value(opt.ready_file);
+    else if (arg == "--allow-exposed-control") opt.allow_exposed_control = true;
+    else if (arg == "--allow-exposed-http") opt.allow_exposed_http = true;
     else return usage_error("unknown option '" + arg + "'");
     if (!ok) return usage_error("option " + arg + " needs a value");
   }
@@ -171,6 +185,14 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::invalid_argument& e) {
     return usage_error(e.what());
+  }
+
+  // Out of descriptors, libzmq aborts: take all the system allows and refuse a
+  // configuration that could still run out.
+  const std::uint64_t fd_limit = orbit::raise_fd_limit();
+  if (const std::string problem = orbit::fd_budget_problem(config, fd_limit); !problem.empty()) {
+    spdlog::critical("orbitd cannot start: {}", problem);
+    return 1;
   }
 
   boost::asio::io_context io(1);

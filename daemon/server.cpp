@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include <msgpack.hpp>
 #include <spdlog/spdlog.h>
 #include <zmq_addon.hpp>
 
@@ -12,6 +13,7 @@
 #include "journal/journal_replay.hpp"
 #include "daemon/logging.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/control.hpp"
 
 namespace orbit {
 namespace {
@@ -20,11 +22,16 @@ constexpr int kDrainBatch = 256;  // messages per wake before yielding to timers
 
 std::string_view as_view(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
 
-std::string bind_socket(zmq::socket_t& socket, const std::string& endpoint, const char* what) {
+std::string bind_socket(zmq::socket_t& socket, const std::string& endpoint, const char* what,
+                        std::vector<LockFile>& locks) {
   const auto dir = ipc_directory(endpoint);
   if (!dir.empty()) {
     try {
       ensure_private_dir(dir);
+      // An ipc bind silently takes the socket file over from a running daemon:
+      // the lock beside it refuses the second one instead.
+      locks.push_back(LockFile::acquire(endpoint.substr(6) + ".lock",
+                                        std::string("the ") + what + " endpoint " + endpoint));
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string("cannot bind the ") + what + " endpoint " + endpoint + ": " + e.what());
     }
@@ -67,8 +74,27 @@ Server::Server(boost::asio::io_context& io, DaemonConfig config, const Clock& cl
 Server::~Server() { shutdown(); }
 
 void Server::start() {
+  // "auto" telemetry and control sockets live beside an ipc adapter socket (SPEC
+  // section 9), so two daemons in two directories never share them.
+  const std::string adapters = resolve_endpoint(config_.endpoint, default_endpoints().adapters);
+  const auto beside = ipc_directory(adapters);
+  const auto defaults = beside.empty() ? default_endpoints() : default_endpoints(beside);
+  const std::string control = resolve_endpoint(config_.control, defaults.control);
+  // Whoever reaches the control socket can steer every run; HTTP has no authentication.
+  if (!config_.allow_exposed_control && !private_ipc_endpoint(control)) {
+    throw std::runtime_error("the control endpoint " + control +
+                             " is not an ipc socket in a private directory, so other users or hosts could set "
+                             "modes and force burns; use ipc:///DIR/control.sock, or allow it explicitly with "
+                             "--allow-exposed-control ([daemon] allow_exposed_control = true)");
+  }
+  if (!config_.http.empty() && !config_.allow_exposed_http && !loopback_host(parse_http_address(config_.http).first)) {
+    throw std::runtime_error("the HTTP address " + config_.http +
+                             " is not loopback and HTTP has no authentication (/status shows the config path and "
+                             "sessions); bind 127.0.0.1, or allow it explicitly with --allow-exposed-http "
+                             "([daemon] allow_exposed_http = true)");
+  }
+  // Refusals above come before the journal is opened: a refused start writes nothing.
   if (!config_.journal.dir.empty()) recover_journal();
-  const auto defaults = default_endpoints();
   for (zmq::socket_t* s : {&router_, &publisher_, &control_}) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::sndhwm, config_.send_hwm);
@@ -83,12 +109,20 @@ void Server::start() {
   router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config_.limits.max_message_bytes) * 2 + 4096);
   control_.set(zmq::sockopt::maxmsgsize, int64_t{1} << 20);
 
-  bound_.adapters = bind_socket(router_, resolve_endpoint(config_.endpoint, defaults.adapters), "adapter");
-  bound_.telemetry = bind_socket(publisher_, resolve_endpoint(config_.telemetry, defaults.telemetry), "telemetry");
-  bound_.control = bind_socket(control_, resolve_endpoint(config_.control, defaults.control), "control");
+  bound_.adapters = bind_socket(router_, adapters, "adapter", endpoint_locks_);
+  bound_.telemetry =
+      bind_socket(publisher_, resolve_endpoint(config_.telemetry, defaults.telemetry), "telemetry", endpoint_locks_);
+  bound_.control = bind_socket(control_, control, "control", endpoint_locks_);
   if (!config_.http.empty()) {
     http_ = std::make_unique<HttpEndpoint>(
-        io_, [this](std::string_view method, std::string_view target) { return handle_http(method, target); });
+        io_, [this](std::string_view method, std::string_view target) -> HttpEndpoint::Response {
+          try {
+            return handle_http(method, target);
+          } catch (const std::exception& e) {
+            spdlog::error("internal error serving HTTP {}: {}", target.substr(0, 256), e.what());
+            return {500, "text/plain; charset=utf-8", "internal error\n"};
+          }
+        });
     http_->listen(config_.http);
     bound_.http = http_->url();
   }
@@ -117,6 +151,7 @@ void Server::shutdown() {
   router_.close();
   publisher_.close();
   control_.close();
+  endpoint_locks_.clear();
   if (journal_) {
     try {
       journal_->flush();
@@ -254,7 +289,7 @@ void Server::handle_adapter_frames(std::vector<zmq::message_t>& frames) {
           else if constexpr (std::is_same_v<T, Hello>) on_hello(envelope, std::move(m), wire);
           else if constexpr (std::is_same_v<T, Ack>) on_ack(envelope, m, wire);
           else if constexpr (std::is_same_v<T, Heartbeat>) on_heartbeat(envelope, m);
-          else if constexpr (std::is_same_v<T, Bye>) on_bye(m);
+          else if constexpr (std::is_same_v<T, Bye>) on_bye(envelope, m);
           else
             send_error(envelope, ErrorCode::unknown_type,
                        "'" + std::string(decoded.type) + "' is sent by the daemon, not to it; adapters send hello, snapshot, ack, heartbeat and bye",
@@ -270,6 +305,7 @@ void Server::handle_adapter_frames(std::vector<zmq::message_t>& frames) {
 
 void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std::string_view wire) {
   ++stats_.hellos;
+  // Every check comes before any state changes: a refused hello changes nothing.
   if (std::find(hello.versions.begin(), hello.versions.end(), kProtocolVersion) == hello.versions.end()) {
     std::string offered;
     for (auto v : hello.versions) offered += (offered.empty() ? "" : ", ") + std::to_string(v);
@@ -277,16 +313,43 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
                "adapter offers protocol versions [" + offered + "]; this daemon speaks version 1", std::string("versions"));
     return;
   }
-  const double now = clock_.now();
-  RunInfo info{hello.run, hello.world_size, hello.domains, hello.actuators, hello.base_lr};
+  if (hello.world_size > config_.max_world_size) {
+    send_error(envelope, ErrorCode::too_large,
+               "world_size " + std::to_string(hello.world_size) + " is over this daemon's limit of " +
+                   std::to_string(config_.max_world_size) + " ranks (daemon.max_world_size)",
+               std::string("world_size"));
+    return;
+  }
   auto it = runs_.find(hello.run);
-  if (it == runs_.end()) {
-    if (static_cast<std::int64_t>(runs_.size()) >= config_.max_runs) {
-      ++stats_.runs_rejected;
-      send_error(envelope, ErrorCode::too_large,
-                 "this daemon already controls " + std::to_string(runs_.size()) + " runs (daemon.max_runs)", std::string("run"));
+  if (it == runs_.end() && static_cast<std::int64_t>(runs_.size()) >= config_.max_runs) {
+    ++stats_.runs_rejected;
+    send_error(envelope, ErrorCode::too_large,
+               "this daemon already controls " + std::to_string(runs_.size()) + " runs (daemon.max_runs)", std::string("run"));
+    return;
+  }
+  Session* existing = sessions_.find(hello.run, hello.rank);
+  if (!existing && static_cast<std::int64_t>(sessions_.size()) >= config_.max_sessions) {
+    send_error(envelope, ErrorCode::too_large,
+               "this daemon already has " + std::to_string(sessions_.size()) + " sessions (daemon.max_sessions)", std::string("rank"));
+    return;
+  }
+  if (existing && existing->envelope != envelope) {
+    // A session belongs to the connection that said hello. Another connection may
+    // take it over only once that one is gone (a restarted adapter), never while
+    // it is still connected (another peer acting for the run).
+    if (still_connected(*existing)) {
+      reject_foreign(envelope, hello.run, hello.rank, "hello");
       return;
     }
+    ++stats_.sessions_taken_over;
+    spdlog::info("run {} rank {}: hello from a new connection; the old one is gone, session taken over", hello.run,
+                 hello.rank);
+  }
+
+  const double now = clock_.now();
+  RunInfo info{hello.run, hello.world_size, hello.domains, hello.actuators, hello.base_lr};
+  if (it == runs_.end()) it = resume_retired_run(hello.run, now);
+  if (it == runs_.end()) {
     Run run;
     run.info = info;
     run.opened_at = now;
@@ -303,35 +366,75 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
     it->second.info = info;
     it->second.navigator->update_info(info);
   }
-  if (!sessions_.find(hello.run, hello.rank) &&
-      static_cast<std::int64_t>(sessions_.size()) >= config_.max_sessions) {
-    send_error(envelope, ErrorCode::too_large,
-               "this daemon already has " + std::to_string(sessions_.size()) + " sessions (daemon.max_sessions)", std::string("rank"));
-    return;
-  }
+  it->second.last_active = now;
   Session& session = sessions_.open(hello.run, hello.rank, envelope, now);
   ++stats_.sessions_opened;
   Welcome welcome{hello.run, hello.rank, session.id, kProtocolVersion,
-                  std::string(to_string(it->second.navigator->mode())), config_.snapshot_every};
+                  std::string(to_string(it->second.navigator->mode())), config_.snapshot_every,
+                  static_cast<std::int64_t>(config_.limits.max_message_bytes)};
   if (send(envelope, encode(welcome))) ++stats_.welcomes_sent;
   spdlog::debug("run {} rank {}: session {}", hello.run, hello.rank, session.id);
 }
 
-void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapshot& snapshot, std::string_view wire) {
-  ++stats_.snapshots;
-  Session* session = sessions_.find(snapshot.run, snapshot.rank);
-  auto run_it = runs_.find(snapshot.run);
-  if (!session || run_it == runs_.end()) {
+bool Server::still_connected(const Session& session) {
+  // ROUTER_MANDATORY: a routing id whose connection closed is unroutable at once.
+  // The probe is a heartbeat echo, which adapters already take at any time.
+  Heartbeat probe;
+  probe.run = session.run;
+  probe.rank = session.rank;
+  const std::string payload = encode(probe);
+  try {
+    for (const auto& frame : session.envelope) {
+      if (!router_.send(zmq::buffer(frame), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return true;
+    }
+    router_.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+    return true;  // routable (a full queue also means a live peer)
+  } catch (const zmq::error_t& e) {
+    return e.num() != EHOSTUNREACH;
+  }
+}
+
+Session* Server::session_of(const std::vector<std::string>& envelope, const std::string& run, std::int64_t rank,
+                            const char* what) {
+  Session* session = sessions_.find(run, rank);
+  if (!session) {
     send_error(envelope, ErrorCode::not_registered,
-               "run '" + snapshot.run + "' rank " + std::to_string(snapshot.rank) +
+               "run '" + run + "' rank " + std::to_string(rank) +
                    " has no session; send hello first (the daemon may have restarted)",
                std::string("run"));
-    return;
+    return nullptr;
   }
-  session->envelope = envelope;  // the adapter may have reconnected
+  if (session->envelope != envelope) {
+    reject_foreign(envelope, run, rank, what);
+    return nullptr;
+  }
+  return session;
+}
+
+void Server::reject_foreign(const std::vector<std::string>& envelope, const std::string& run, std::int64_t rank,
+                            const char* what) {
+  ++stats_.foreign_rejected;
+  if (stats_.foreign_rejected % 1000 == 1) {
+    spdlog::warn("run {} rank {}: {} from a connection that does not hold the session, refused ({} so far)", run, rank,
+                 what, stats_.foreign_rejected);
+  }
+  send_error(envelope, ErrorCode::not_registered,
+             "run '" + run + "' rank " + std::to_string(rank) +
+                 " has a session on another connection; a new connection takes it over with hello once the old "
+                 "one is closed or its session expired",
+             std::string("run"));
+}
+
+void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapshot& snapshot, std::string_view wire) {
+  ++stats_.snapshots;
+  Session* session = session_of(envelope, snapshot.run, snapshot.rank, "snapshot");
+  if (!session) return;
+  auto run_it = runs_.find(snapshot.run);
+  if (run_it == runs_.end()) return send_error(envelope, ErrorCode::internal, "session without a run");
   session->last_seen = clock_.now();
   ++session->snapshots;
   Run& run = run_it->second;
+  run.last_active = session->last_seen;
   run.last_step = std::max(run.last_step, snapshot.step);
 
   // Journaled before the Navigator sees it and before any reply: a record the
@@ -364,15 +467,12 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
 
 void Server::on_ack(const std::vector<std::string>& envelope, const Ack& ack, std::string_view wire) {
   ++stats_.acks;
-  Session* session = sessions_.find(ack.run, ack.rank);
+  Session* session = session_of(envelope, ack.run, ack.rank, "ack");
+  if (!session) return;
   auto run_it = runs_.find(ack.run);
-  if (!session || run_it == runs_.end()) {
-    send_error(envelope, ErrorCode::not_registered,
-               "run '" + ack.run + "' rank " + std::to_string(ack.rank) + " has no session; send hello first",
-               std::string("run"));
-    return;
-  }
+  if (run_it == runs_.end()) return send_error(envelope, ErrorCode::internal, "session without a run");
   session->last_seen = clock_.now();
+  run_it->second.last_active = session->last_seen;
   journal(ack.run, RecordType::ack, wire);
   run_it->second.navigator->on_ack(ack);
 }
@@ -380,22 +480,24 @@ void Server::on_ack(const std::vector<std::string>& envelope, const Ack& ack, st
 void Server::on_heartbeat(const std::vector<std::string>& envelope, const Heartbeat& heartbeat) {
   ++stats_.heartbeats;
   if (heartbeat.run && heartbeat.rank) {
-    Session* session = sessions_.find(*heartbeat.run, *heartbeat.rank);
-    if (!session) {
-      send_error(envelope, ErrorCode::not_registered,
-                 "run '" + *heartbeat.run + "' rank " + std::to_string(*heartbeat.rank) +
-                     " has no session; send hello first (the daemon may have restarted)",
-                 std::string("run"));
-      return;
-    }
+    Session* session = session_of(envelope, *heartbeat.run, *heartbeat.rank, "heartbeat");
+    if (!session) return;
     session->last_seen = clock_.now();
-    session->envelope = envelope;
+    if (auto it = runs_.find(*heartbeat.run); it != runs_.end()) it->second.last_active = session->last_seen;
   }
   send(envelope, encode(heartbeat));
 }
 
-void Server::on_bye(const Bye& bye) {
+void Server::on_bye(const std::vector<std::string>& envelope, const Bye& bye) {
   ++stats_.byes;
+  const Session* session = sessions_.find(bye.run, bye.rank);
+  if (!session) return;
+  if (session->envelope != envelope) {
+    // A bye gets no answer; a foreign one is only counted and logged.
+    ++stats_.foreign_rejected;
+    spdlog::warn("run {} rank {}: bye from a connection that does not hold the session, ignored", bye.run, bye.rank);
+    return;
+  }
   if (sessions_.close(bye.run, bye.rank)) {
     journal(bye.run, RecordType::bye, encode(bye));
     ++stats_.sessions_closed;
@@ -496,6 +598,7 @@ void Server::on_housekeeping() {
       it->second.navigator->on_rank_silent(gone.rank, now);
     }
   }
+  retire_idle_runs(now);
   if (journal_) {
     try {
       journal_->maybe_sync(clock_.steady_now());
@@ -516,13 +619,37 @@ void Server::journal(const std::string& run, RecordType type, std::string_view b
   if (!journal_) return;
   const auto ns = static_cast<std::int64_t>(std::llround(clock_.now() * 1e9));
   try {
+    if (auto gap = journal_gaps_.find(run); gap != journal_gaps_.end()) {
+      // The disk is back: the records lost are recorded first, so replay shows the gap.
+      const JournalGap& g = gap->second;
+      journal_->append(run, RecordType::gap, ns,
+                       std::to_string(g.records) + " records lost between daemon times " + std::to_string(g.first_ns) +
+                           " and " + std::to_string(g.last_ns) + " ns: " + g.reason);
+      ++stats_.journal_gaps;
+      spdlog::warn("journal of run {} writes again; a gap record marks the {} records lost", run, g.records);
+      journal_gaps_.erase(gap);
+    }
     journal_->append(run, type, ns, bytes);
     ++stats_.journal_records;
+    if (!journal_ok_) spdlog::warn("journal appends work again");
+    journal_ok_ = true;
     if (config_.journal.fsync == FsyncPolicy::interval) journal_->maybe_sync(clock_.steady_now());
   } catch (const std::exception& e) {
-    if (stats_.journal_errors++ % 1000 == 0) {
-      spdlog::error("journal append for run {} failed ({} failures so far): {}", run, stats_.journal_errors, e.what());
+    ++stats_.journal_errors;
+    ++stats_.journal_records_lost;
+    JournalGap& g = journal_gaps_[run];
+    if (g.records++ == 0) g.first_ns = ns;
+    g.last_ns = ns;
+    g.reason = e.what();
+    // Loud at the first failure, then a summary at most every 10 s while it lasts.
+    const double now = clock_.now();
+    if (journal_ok_ || now - journal_error_logged_at_ >= 10.0) {
+      spdlog::error("JOURNAL FAILING: {} records lost so far; replies continue but these records are not on disk; "
+                    "last error (run {}): {}",
+                    stats_.journal_records_lost, run, e.what());
+      journal_error_logged_at_ = now;
     }
+    journal_ok_ = false;
   }
 }
 
@@ -539,6 +666,7 @@ void Server::recover_journal() {
                   : config_.journal.fsync == FsyncPolicy::never ? JournalOptions::never
                                                                 : JournalOptions::interval;
   options.fsync_interval_ms = config_.journal.fsync_interval_ms;
+  options.max_open_files = config_.journal.max_open_files;
   try {
     journal_.emplace(Journal::open(options));
   } catch (const std::exception& e) {
@@ -546,39 +674,90 @@ void Server::recover_journal() {
   }
   const double now = clock_.now();
   for (const std::string& name : journal_->runs()) {
-    RunDriver::Options driver;
-    driver.config = config_.navigator;
-    driver.mode = mode_for_new_runs();
-    RecoveredRun recovered;
-    try {
-      recovered = recover_run(journal_->run_dir(name), std::move(driver));
-    } catch (const std::exception& e) {
-      spdlog::error("run {}: journal cannot be recovered, run skipped: {}", name, e.what());
+    std::optional<Run> run = recover_run_from_journal(name, now, false);
+    if (!run) continue;
+    if (now - run->last_active > config_.run_idle_timeout_s) {
+      // Retired before the restart: it comes back from its journal on its next hello.
+      journal_->close_run(name);
+      spdlog::info("run {}: idle for {:.0f} s, left retired until its next hello", name, now - run->last_active);
       continue;
     }
-    const auto& report = recovered.recording.report;
-    if (report.clean()) {
-      spdlog::info("run {}: recovered {}", name, report.summary());
-    } else {
-      spdlog::warn("run {}: recovered with damage: {}", name, report.summary());
-    }
-    if (!recovered.navigator) continue;
-    Run run;
-    run.navigator = std::move(recovered.navigator);
-    run.info = run.navigator->info();
-    run.opened_at = now;
-    run.last_step = recovered.last_step;
-    run.last.lr_scale = run.navigator->last_burn() ? run.navigator->last_burn()->lr_scale : 1.0;
-    // A restarted daemon runs its own config and mode from here on; the journal says so.
-    if (recovered.config_text.value_or("") != config_.text || recovered.mode != mode_for_new_runs()) {
-      journal(name, RecordType::config, config_.text);
-      journal(name, RecordType::mode, config_.mode);
-      run.navigator->reconfigure(config_.navigator);
-      run.navigator->set_mode(mode_for_new_runs());
-    }
-    spdlog::info("run {}: resumed at step {} after {} burns", name, run.last_step, run.navigator->last_seq());
-    runs_.emplace(name, std::move(run));
+    spdlog::info("run {}: resumed at step {} after {} burns", name, run->last_step, run->navigator->last_seq());
+    runs_.emplace(name, std::move(*run));
     ++stats_.runs_opened;
+  }
+}
+
+std::optional<Server::Run> Server::recover_run_from_journal(const std::string& name, double now, bool resuming) {
+  RunDriver::Options driver;
+  driver.config = config_.navigator;
+  driver.mode = mode_for_new_runs();
+  RecoveredRun recovered;
+  try {
+    recovered = recover_run(journal_->run_dir(name), std::move(driver));
+  } catch (const std::exception& e) {
+    spdlog::error("run {}: journal cannot be recovered, run skipped: {}", name, e.what());
+    return std::nullopt;
+  }
+  const auto& report = recovered.recording.report;
+  if (report.clean()) {
+    spdlog::info("run {}: recovered {}", name, report.summary());
+  } else {
+    spdlog::warn("run {}: recovered with damage: {}", name, report.summary());
+  }
+  if (!recovered.navigator) return std::nullopt;
+  Run run;
+  run.navigator = std::move(recovered.navigator);
+  run.info = run.navigator->info();
+  run.opened_at = now;
+  run.last_active = now;
+  if (!recovered.recording.entries.empty()) {
+    run.last_active = static_cast<double>(recovered.recording.entries.back().timestamp_ns) * 1e-9;
+  }
+  run.last_step = recovered.last_step;
+  run.last.lr_scale = run.navigator->last_burn() ? run.navigator->last_burn()->lr_scale : 1.0;
+  // A run that stays retired gets nothing journaled; one that comes back does.
+  if (!resuming && now - run.last_active > config_.run_idle_timeout_s) return run;
+  // A restarted daemon runs its own config and mode from here on; the journal says so.
+  if (recovered.config_text.value_or("") != config_.text || recovered.mode != mode_for_new_runs()) {
+    journal(name, RecordType::config, config_.text);
+    journal(name, RecordType::mode, config_.mode);
+    run.navigator->reconfigure(config_.navigator);
+    run.navigator->set_mode(mode_for_new_runs());
+  }
+  return run;
+}
+
+std::map<std::string, Server::Run>::iterator Server::resume_retired_run(const std::string& name, double now) {
+  if (!journal_ || !valid_journal_run(name)) return runs_.end();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(journal_->run_dir(name), ec)) return runs_.end();
+  std::optional<Run> run = recover_run_from_journal(name, now, true);
+  if (!run) return runs_.end();
+  run->last_active = now;
+  spdlog::info("run {}: back from retirement at step {} after {} burns", name, run->last_step,
+               run->navigator->last_seq());
+  ++stats_.runs_opened;
+  return runs_.emplace(name, std::move(*run)).first;
+}
+
+void Server::retire_idle_runs(double now) {
+  for (auto it = runs_.begin(); it != runs_.end();) {
+    if (now - it->second.last_active <= config_.run_idle_timeout_s || !sessions_.of_run(it->first).empty()) {
+      ++it;
+      continue;
+    }
+    spdlog::info("run {}: no session and idle for {:.0f} s, retired (its journal stays; a hello brings it back)",
+                 it->first, now - it->second.last_active);
+    if (journal_) {
+      try {
+        journal_->close_run(it->first);
+      } catch (const std::exception& e) {
+        spdlog::error("run {}: closing its journal failed: {}", it->first, e.what());
+      }
+    }
+    ++stats_.runs_retired;
+    it = runs_.erase(it);
   }
 }
 
@@ -597,7 +776,15 @@ bool Server::drain_control() {
     }
     if (!got || frames.size() < 2) continue;
     ++stats_.control_requests;
-    const std::string reply = handle_control(as_view(frames.back()));
+    std::string reply;
+    try {
+      reply = handle_control(as_view(frames.back()));
+    } catch (const std::exception& e) {
+      // A bug must cost one reply, never the daemon.
+      ++stats_.control_errors;
+      spdlog::error("internal error handling a control request: {}", e.what());
+      reply = encode_control_error(std::string("internal error: ") + e.what());
+    }
     try {
       for (std::size_t i = 0; i + 1 < frames.size(); ++i) {
         control_.send(frames[i], zmq::send_flags::sndmore | zmq::send_flags::dontwait);

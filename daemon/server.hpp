@@ -22,6 +22,7 @@
 #include "daemon/clock.hpp"
 #include "daemon/http_endpoint.hpp"
 #include "journal/journal.hpp"
+#include "journal/lock_file.hpp"
 #include "protocol/journal_record.hpp"
 #include "daemon/sessions.hpp"
 #include "daemon/stats.hpp"
@@ -52,6 +53,7 @@ class Server {
     std::map<std::string, double> held_metrics;
     std::string last_reason;
     double opened_at = 0.0;
+    double last_active = 0.0;  // daemon time of the run's last message; idle runs retire
   };
 
   // `clock` must outlive the Server; every time the Server reads comes from it.
@@ -92,6 +94,7 @@ class Server {
   const DaemonConfig& config() const { return config_; }
   const std::map<std::string, Run>& runs() const { return runs_; }
   const SessionTable& sessions() const { return sessions_; }
+  bool journal_ok() const { return journal_ok_; }
   double started_at() const { return started_at_; }
   double now() const { return clock_.now(); }
 
@@ -105,7 +108,22 @@ class Server {
   void on_snapshot(const std::vector<std::string>& envelope, const Snapshot& snapshot, std::string_view wire);
   void on_ack(const std::vector<std::string>& envelope, const Ack& ack, std::string_view wire);
   void on_heartbeat(const std::vector<std::string>& envelope, const Heartbeat& heartbeat);
-  void on_bye(const Bye& bye);
+  void on_bye(const std::vector<std::string>& envelope, const Bye& bye);
+  // The session of (run, rank) if `envelope` holds it; else answers not_registered
+  // (no session, or a session bound to another connection) and returns nullptr.
+  Session* session_of(const std::vector<std::string>& envelope, const std::string& run, std::int64_t rank,
+                      const char* what);
+  void reject_foreign(const std::vector<std::string>& envelope, const std::string& run, std::int64_t rank,
+                      const char* what);
+  // Whether the connection holding `session` is still open (probed with a heartbeat).
+  bool still_connected(const Session& session);
+  // A run retired for idleness comes back from its journal on its next hello;
+  // runs_.end() when there is no journal of it.
+  std::map<std::string, Run>::iterator resume_retired_run(const std::string& name, double now);
+  // Rebuilds one run from its journal; nullopt when it cannot be (logged). A run
+  // that will be live (`resuming`, or recently active) takes the running config and mode.
+  std::optional<Run> recover_run_from_journal(const std::string& name, double now, bool resuming);
+  void retire_idle_runs(double now);
   void send_error(const std::vector<std::string>& envelope, ErrorCode code, std::string message,
                   std::optional<std::string> ref = std::nullopt);
   bool send(const std::vector<std::string>& envelope, const std::string& payload);
@@ -131,6 +149,17 @@ class Server {
   zmq::socket_t publisher_;
   zmq::socket_t control_;
   std::optional<Journal> journal_;
+  std::vector<LockFile> endpoint_locks_;  // one per ipc socket file, held while bound
+  // Records a failing journal could not take, per run, until it writes a gap record.
+  struct JournalGap {
+    std::uint64_t records = 0;
+    std::int64_t first_ns = 0;
+    std::int64_t last_ns = 0;
+    std::string reason;
+  };
+  std::map<std::string, JournalGap> journal_gaps_;
+  bool journal_ok_ = true;  // the last append succeeded
+  double journal_error_logged_at_ = 0.0;
   std::unique_ptr<ZmqReadWatcher> router_watch_;
   std::unique_ptr<ZmqReadWatcher> control_watch_;
   std::unique_ptr<ZmqReadWatcher> publisher_watch_;

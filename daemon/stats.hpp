@@ -29,7 +29,12 @@ namespace orbit {
   F("orbitd_journal_records_total", "Records appended to the journal.")                                           \
   F("orbitd_journal_errors_total", "Journal appends that failed.")                                                \
   F("orbitd_http_requests_total", "HTTP requests served.")                                                        \
-  F("orbitd_http_rejected_total", "HTTP connections refused: malformed, too large, too slow, or too many at once.")
+  F("orbitd_http_rejected_total", "HTTP connections refused: malformed, too large, too slow, or too many at once.") \
+  F("orbitd_foreign_messages_rejected_total", "Messages for a session from a connection that does not hold it.")   \
+  F("orbitd_sessions_taken_over_total", "Hellos that moved a session off a closed or expired connection.")          \
+  F("orbitd_runs_retired_total", "Idle runs unloaded (their journal stays; a hello brings them back).")            \
+  F("orbitd_journal_records_lost_total", "Journal appends that failed (a full or failing disk).")                   \
+  F("orbitd_journal_gaps_total", "Gap records written once journal appends worked again.")
 
 // Every counter: X(field, family, label name, label value); "" for no label.
 #define ORBIT_DAEMON_STATS(X)                                                         \
@@ -67,7 +72,12 @@ namespace orbit {
   X(journal_records, "orbitd_journal_records_total", "", "")                          \
   X(journal_errors, "orbitd_journal_errors_total", "", "")                            \
   X(http_requests, "orbitd_http_requests_total", "", "")                              \
-  X(http_rejected, "orbitd_http_rejected_total", "", "")
+  X(http_rejected, "orbitd_http_rejected_total", "", "")                              \
+  X(foreign_rejected, "orbitd_foreign_messages_rejected_total", "", "")               \
+  X(sessions_taken_over, "orbitd_sessions_taken_over_total", "", "")                  \
+  X(runs_retired, "orbitd_runs_retired_total", "", "")                                \
+  X(journal_records_lost, "orbitd_journal_records_lost_total", "", "")                \
+  X(journal_gaps, "orbitd_journal_gaps_total", "", "")
 
 // How one counter is exported: its Prometheus family and the label that tells it
 // apart from the family's other counters (empty name: the family's only series).

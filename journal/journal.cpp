@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "journal/journal.hpp"
 
+#include "journal/background_sync.hpp"
+#include "journal/lock_file.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 
@@ -63,14 +68,20 @@ struct Journal::Impl {
     std::uint32_t segment = 0;
     std::uint64_t size = 0;
     bool dirty = false;
+    bool retry_segment = false;  // creating the next segment failed: the next append retries it
+    bool parked = false;         // closed to bound open files: reopen `file` as it is
+    std::uint64_t last_used = 0;
   };
 
+  std::optional<LockFile> lock;  // first member: released after every file is closed
   JournalOptions options;
   JournalStats stats;
   std::map<std::string, OpenRun, std::less<>> runs;
   std::string frame;  // reused framing buffer
+  std::uint64_t uses = 0;  // append counter: the LRU clock
   bool synced_once = false;
   std::chrono::steady_clock::time_point last_sync{};
+  std::unique_ptr<BackgroundSync> background;  // interval policy: syncs off the caller's thread
 
   ~Impl() {
     for (auto& [name, run] : runs) {
@@ -99,21 +110,38 @@ struct Journal::Impl {
     run.file = run.dir / segment_file_name(number);
     run.fd = ::open(run.file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     if (run.fd < 0) fail_errno("cannot create", run.file);
-    const std::string header = segment_header();
-    write_all(run.fd, header, run.file);
-    run.size = header.size();
-    ++stats.segments;
-    if (options.fsync != JournalOptions::never) {
-      sync(run);
-      sync_dir(run.dir);
-    } else {
-      run.dirty = true;
+    try {
+      const std::string header = segment_header();
+      write_all(run.fd, header, run.file);
+      run.size = header.size();
+      if (options.fsync != JournalOptions::never) {
+        sync(run);
+        sync_dir(run.dir);
+      } else {
+        run.dirty = true;
+      }
+    } catch (...) {
+      // A full disk: remove the file that holds no record and leave the run closed;
+      // the next append tries this same segment again instead of leaving one empty
+      // segment per failed append.
+      ::close(run.fd);
+      run.fd = -1;
+      ::unlink(run.file.c_str());
+      run.segment = number - 1;
+      run.dirty = false;
+      run.retry_segment = true;
+      throw;
     }
+    ++stats.segments;
   }
 
   OpenRun& open_run(std::string_view name) {
     if (auto it = runs.find(name); it != runs.end()) {
-      if (it->second.fd >= 0) return it->second;
+      if (it->second.parked) {
+        reopen(it->second);
+        park_least_recent(name);
+      }
+      if (it->second.fd >= 0 || it->second.retry_segment) return it->second;
       runs.erase(it);  // a failed rotation left it closed: start over from the files
     }
     if (!valid_journal_run(name))
@@ -147,17 +175,50 @@ struct Journal::Impl {
         run.size = static_cast<std::uint64_t>(st.st_size);
       }
     }
-    return runs.emplace(std::string(name), std::move(run)).first->second;
+    OpenRun& opened = runs.emplace(std::string(name), std::move(run)).first->second;
+    park_least_recent(name);
+    return opened;
+  }
+
+  // A parked run's file is as this writer left it: no torn tail to look for.
+  void reopen(OpenRun& run) {
+    run.fd = ::open(run.file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (run.fd < 0) fail_errno("cannot reopen", run.file);
+    run.parked = false;
+  }
+
+  // Past max_open_files, closes the least recently written file other than `keep`'s.
+  void park_least_recent(std::string_view keep) {
+    std::size_t open = 0;
+    OpenRun* oldest = nullptr;
+    for (auto& [name, r] : runs) {
+      if (r.fd < 0) continue;
+      ++open;
+      if (name != keep && (!oldest || r.last_used < oldest->last_used)) oldest = &r;
+    }
+    if (open <= options.max_open_files || !oldest) return;
+    ++stats.idle_closes;
+    oldest->parked = true;
+    try {
+      close(*oldest);
+    } catch (...) {
+      ::close(oldest->fd);  // its sync failed: the file is closed all the same
+      oldest->fd = -1;
+      oldest->dirty = false;
+      throw;
+    }
   }
 
   void append(std::string_view name, RecordType type, std::int64_t timestamp_ns, std::string_view bytes) {
     if (bytes.size() > kMaxRecordPayload)
       throw std::invalid_argument("journal record of " + std::to_string(bytes.size()) + " bytes exceeds the limit");
     OpenRun& run = open_run(name);
+    run.last_used = ++uses;
     frame.clear();
     append_record(frame, type, timestamp_ns, bytes);
-    if (run.size > kSegmentHeaderBytes && run.size + frame.size() > options.segment_bytes) {
+    if (run.retry_segment || (run.size > kSegmentHeaderBytes && run.size + frame.size() > options.segment_bytes)) {
       close(run);
+      run.retry_segment = false;
       create_segment(run, run.segment + 1);
     }
     try {
@@ -179,8 +240,33 @@ struct Journal::Impl {
   }
 
   void flush() {
+    if (background) background->drain();
     for (auto& [name, run] : runs)
       if (run.dirty) sync(run);
+    throw_background_error();
+  }
+
+  // Interval syncs: each dirty file's descriptor is duplicated and synced by the
+  // worker; the appender goes on at once.
+  void sync_in_background() {
+    if (!background) background = std::make_unique<BackgroundSync>();
+    for (auto& [name, run] : runs) {
+      if (!run.dirty || run.fd < 0) continue;
+      const int copy = ::dup(run.fd);
+      if (copy < 0) {
+        sync(run);  // out of descriptors: sync here rather than not at all
+        continue;
+      }
+      background->submit(copy, run.file.string());
+      run.dirty = false;
+      ++stats.syncs;
+    }
+    throw_background_error();
+  }
+
+  void throw_background_error() {
+    if (!background) return;
+    if (std::string error = background->take_error(); !error.empty()) throw JournalError(error);
   }
 };
 
@@ -204,6 +290,12 @@ Journal Journal::open(JournalOptions options) {
   }
   if (::access(options.root.c_str(), W_OK | X_OK) != 0) fail_errno("cannot write to journal root", options.root);
   auto impl = std::make_unique<Impl>();
+  // One writer per journal: a second would interleave records and reuse burn seqs.
+  try {
+    impl->lock.emplace(LockFile::acquire(options.root / kLockFileName, "the journal " + options.root.string()));
+  } catch (const std::runtime_error& e) {
+    throw JournalError(e.what());
+  }
   impl->options = std::move(options);
   return Journal(std::move(impl));
 }
@@ -219,9 +311,9 @@ void Journal::maybe_sync(std::chrono::steady_clock::time_point now) {
   if (impl_->synced_once &&
       now - impl_->last_sync < std::chrono::milliseconds(impl_->options.fsync_interval_ms))
     return;
-  impl_->flush();
   impl_->synced_once = true;
   impl_->last_sync = now;
+  impl_->sync_in_background();
 }
 
 void Journal::close_run(std::string_view run) {

@@ -10,6 +10,8 @@
 // The fsync policy decides what a crash of the machine may lose:
 //   always   - fdatasync before append() returns: nothing acknowledged is lost.
 //   interval - fdatasync at most every fsync_interval_ms (maybe_sync): the last interval.
+//              The syncs run on a worker thread (journal/background_sync.hpp), so
+//              maybe_sync never waits on the disk; a failed one is thrown by a later call.
 //   never    - the kernel writes back when it likes (typically within 30 s).
 // A torn or partly written tail is cut when the run is opened again (journal_reader.hpp).
 //
@@ -29,11 +31,16 @@
 
 namespace orbit {
 
+inline constexpr const char* kLockFileName = "writer.lock";
+
 struct JournalOptions {
   std::filesystem::path root;
   std::uint64_t segment_bytes = 64ull << 20;  // start a new segment once a record would cross this
   enum Fsync { always, interval, never } fsync = interval;
   std::uint32_t fsync_interval_ms = 200;
+  // Segment files open at once: past it the least recently written run's file is
+  // closed (synced unless `never`) and reopened, without rereading it, on its next append.
+  std::uint32_t max_open_files = 256;
 };
 
 struct JournalStats {
@@ -41,11 +48,14 @@ struct JournalStats {
   std::uint64_t bytes = 0;     // framed bytes appended by this process
   std::uint64_t syncs = 0;     // fdatasync calls on segment files
   std::uint64_t segments = 0;  // segment files created by this process
+  std::uint64_t idle_closes = 0;  // files closed to stay within max_open_files
 };
 
 class Journal {
  public:
-  // Creates the root (mode 0700) when missing. Throws JournalError.
+  // Creates the root (mode 0700) when missing and takes the single-writer lock
+  // (<root>/writer.lock, held until the Journal is destroyed). Throws JournalError,
+  // naming the holder's pid when another process writes this journal.
   static Journal open(JournalOptions options);
 
   Journal(Journal&&) noexcept;
@@ -61,7 +71,9 @@ class Journal {
 
   // fdatasync every file written since its last sync, whatever the policy.
   void flush();
-  // Under `interval`: sync when at least fsync_interval_ms passed since the last sync.
+  // Under `interval`: when at least fsync_interval_ms passed since the last sync, hands
+  // every file written since to the background syncer and returns at once; throws
+  // JournalError for a background sync that failed since the last call.
   // No-op under the other policies. Call it from a timer and after appends.
   void maybe_sync(std::chrono::steady_clock::time_point now);
 

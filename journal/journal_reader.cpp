@@ -4,7 +4,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <cstring>
+#include <limits>
+#include <optional>
 #include <system_error>
 
 #include <fcntl.h>
@@ -75,9 +78,33 @@ class MappedFile {
   std::size_t size_ = 0;
 };
 
-// Offset of the first valid record at or after `from`, or npos.
-std::size_t resync(std::string_view bytes, std::size_t from) {
+// Records read after a damaged place are this close in time to the last one before it.
+constexpr std::int64_t kResyncWindowNs = 10ll * 366 * 24 * 3600 * 1'000'000'000;
+
+std::uint64_t little_endian(const char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+// Offset of the first valid record at or after `from`, or npos. Checking a
+// candidate's CRC costs its length, so over random bytes trying every offset
+// costs about size^3; a CRC is computed only for a plausible header: a non-zero
+// type, a length that fits, and (once a record was read, `near_ns`) a timestamp
+// within ten years of that record's. An intact record always passes.
+std::size_t resync(std::string_view bytes, std::size_t from, std::optional<std::int64_t> near_ns) {
   for (std::size_t q = from; q + kRecordHeaderBytes <= bytes.size(); ++q) {
+    const char* p = bytes.data() + q;
+    const std::uint64_t length = little_endian(p, 4);
+    if (length > kMaxRecordPayload || length > bytes.size() - q - kRecordHeaderBytes || p[8] == 0) continue;
+    if (near_ns) {
+      constexpr auto kMin = std::numeric_limits<std::int64_t>::min();
+      constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
+      const std::int64_t lo = *near_ns > kMin + kResyncWindowNs ? *near_ns - kResyncWindowNs : kMin;
+      const std::int64_t hi = *near_ns < kMax - kResyncWindowNs ? *near_ns + kResyncWindowNs : kMax;
+      const auto ts = static_cast<std::int64_t>(little_endian(p + 9, 8));
+      if (ts < lo || ts > hi) continue;
+    }
     if (parse_record(bytes.substr(q)).status == ParseStatus::ok) return q;
   }
   return std::string_view::npos;
@@ -174,6 +201,7 @@ struct JournalReader::Impl {
   bool open = false;      // `file` holds segments[index]
   std::size_t pos = 0;
   bool stopped = false;
+  std::optional<std::int64_t> last_timestamp_ns;  // of the last record read (resync's window)
 
   std::size_t last_on_disk = 0;  // only the newest file on disk can have a torn tail
 
@@ -232,6 +260,7 @@ struct JournalReader::Impl {
         out.payload = r.record.payload;
         out.segment = segment_number(segments[index]).value_or(0);
         out.offset = pos;
+        last_timestamp_ns = out.timestamp_ns;
         pos += r.size;
         ++report.records;
         report.bytes += r.size;
@@ -249,7 +278,7 @@ struct JournalReader::Impl {
   void damaged(ParseStatus status) {
     const std::string_view bytes = file.bytes();
     const fs::path& path = segments[index];
-    const std::size_t next_valid = resync(bytes, pos + 1);
+    const std::size_t next_valid = resync(bytes, pos + 1, last_timestamp_ns);
     if (is_last() && next_valid == std::string_view::npos) {
       report.torn_tail = TornTail{path, pos, bytes.size() - pos, false, std::string(to_string(status))};
       file.unmap();

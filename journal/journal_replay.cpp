@@ -2,6 +2,10 @@
 #include "journal/journal_replay.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <optional>
+
+#include <msgpack.hpp>
 
 #include "config/config.hpp"
 #include "protocol/codec.hpp"
@@ -23,6 +27,25 @@ DecodeLimits journal_decode_limits() {
 namespace {
 
 RunInfo info_of(const Hello& h) { return RunInfo{h.run, h.world_size, h.domains, h.actuators, h.base_lr}; }
+
+// The `seq` of a burn record's payload read without the codec, for records the
+// codec refuses (an operator's out-of-range field): their seq was still spent.
+std::optional<std::int64_t> raw_burn_seq(std::string_view payload) {
+  try {
+    const msgpack::object_handle h = msgpack::unpack(payload.data(), payload.size());
+    const msgpack::object& root = h.get();
+    if (root.type != msgpack::type::MAP) return std::nullopt;
+    for (std::uint32_t i = 0; i < root.via.map.size; ++i) {
+      const auto& kv = root.via.map.ptr[i];
+      if (kv.key.type == msgpack::type::STR && std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == "seq" &&
+          kv.val.type == msgpack::type::POSITIVE_INTEGER && kv.val.via.u64 <= static_cast<std::uint64_t>(INT64_MAX)) {
+        return static_cast<std::int64_t>(kv.val.via.u64);
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
 
 template <class T>
 bool take(const DecodeResult& d, RecordedEntry& e) {
@@ -49,6 +72,11 @@ RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
       case RecordType::config:
       case RecordType::mode:
       case RecordType::evaluation: e.value = std::string(r->payload); break;
+      case RecordType::gap:
+        e.value = std::string(r->payload);
+        out.gaps.push_back("segment " + std::to_string(r->segment) + " offset " + std::to_string(r->offset) + ": " +
+                           std::string(r->payload));
+        break;
       case RecordType::rank_silent:
         if (auto s = decode_rank_silent(r->payload)) e.value = *s;
         else ok = false;
@@ -68,6 +96,11 @@ RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
         }
         if (!ok) why = d.ok() ? "payload is a '" + std::string(type_name(*d.message)) + "' message" : d.error.message;
       }
+    }
+    if (r->type == RecordType::burn) {
+      const std::optional<std::int64_t> seq =
+          ok ? std::optional<std::int64_t>(std::get<Burn>(e.value).seq) : raw_burn_seq(r->payload);
+      if (seq) out.max_burn_seq = std::max(out.max_burn_seq, *seq);
     }
     if (!ok) {
       out.undecodable.push_back("segment " + std::to_string(r->segment) + " offset " + std::to_string(r->offset) +
@@ -170,6 +203,9 @@ RecoveredRun recover_run(const fs::path& run_dir, RunDriver::Options options) {
   out.config_text = driver.config_text();
   out.last_step = driver.last_step();
   out.navigator = driver.release();
+  // Every burn record spent its seq, also one replay could not decode (and so
+  // could not reproduce): the next burn must not reuse it.
+  if (out.navigator) out.navigator->reserve_seq(out.recording.max_burn_seq);
   return out;
 }
 

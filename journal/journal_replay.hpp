@@ -15,6 +15,7 @@
 //   forced_burn  force_burn(requested)
 //   rank_silent  on_rank_silent(rank, time)
 //   burn, state, bye, evaluation: what was sent or observed; they change nothing here
+//   gap          records the writer lost (a failing disk); nothing to feed, reported
 //   (replay compares the recorded burns with the ones it computes).
 //
 // orbitd journals, per run: `config` (DaemonConfig::text) and `mode` when the run is
@@ -63,6 +64,8 @@ struct RecordedRun {
   std::vector<std::string> undecodable;  // "segment N offset X: reason", records left out
   std::size_t snapshots = 0;
   std::size_t burns = 0;
+  std::int64_t max_burn_seq = 0;  // over every burn record, the undecodable ones included
+  std::vector<std::string> gaps;  // gap records: "segment N offset X: K records lost ..."
 };
 
 // Reads and decodes a run's records (throws JournalError when the directory is unreadable).

@@ -119,13 +119,14 @@ void pack(Packer& p, const Hello& m) {
 }
 
 void pack(Packer& p, const Welcome& m) {
-  head(p, 6, "welcome");
+  head(p, 6 + present(m.max_message_bytes), "welcome");
   kv(p, "run", m.run);
   kv(p, "rank", m.rank);
   kv(p, "session", m.session);
   kv(p, "version", m.version);
   kv(p, "mode", m.mode);
   kv(p, "snapshot_every", m.snapshot_every);
+  if (m.max_message_bytes) kv(p, "max_message_bytes", *m.max_message_bytes);
 }
 
 void pack(Packer& p, const Snapshot& m) {
@@ -510,6 +511,7 @@ Welcome decode_welcome(const Fields& f) {
   if (!parse_mode(m.mode))
     fail(ErrorCode::invalid_field, "field 'mode' must be 'active' or 'monitor'", "mode");
   m.snapshot_every = f.at_least("snapshot_every", f.integer("snapshot_every"), 1);
+  if (auto b = f.opt_integer("max_message_bytes")) m.max_message_bytes = f.at_least("max_message_bytes", *b, 1024);
   return m;
 }
 
@@ -689,7 +691,8 @@ Message decode_body(const std::string& type, const Fields& f, const DecodeLimits
   if (type == "welcome") return decode_welcome(f);
   if (type == "error") return decode_error(f);
   if (type == "telemetry") return decode_telemetry(f, limits);
-  fail(ErrorCode::unknown_type, "unknown message type '" + type + "'; protocol v1 knows hello, welcome, snapshot, state, burn, ack, heartbeat, bye, error, telemetry", "type");
+  // The type is quoted at most 64 bytes long: an error never echoes a huge field.
+  fail(ErrorCode::unknown_type, "unknown message type '" + (type.size() > 64 ? type.substr(0, 64) + "..." : type) + "'; protocol v1 knows hello, welcome, snapshot, state, burn, ack, heartbeat, bye, error, telemetry", "type");
 }
 
 bool reference_all(msgpack::type::object_type, std::size_t, void*) { return true; }

@@ -15,7 +15,7 @@ namespace {
 
 constexpr std::string_view kTypeNames[] = {"",    "hello", "snapshot",    "burn", "ack",       "state",
                                            "config", "mode", "forced_burn", "bye", "evaluation",
-                                           "rank_silent"};
+                                           "rank_silent", "gap"};
 
 // Little-endian loads and stores; the journal is byte-order independent on disk.
 void put_u32(char* p, std::uint32_t v) {

@@ -37,6 +37,8 @@ enum class RecordType : std::uint8_t {
   evaluation = 10,  // imported evaluation row: MessagePack {"step": int, "time": float, "metrics": {name: float}}
   rank_silent = 11, // a rank's session timed out: MessagePack {"rank": int, "time": float}
                     // (the time passed to Navigator::on_rank_silent)
+  gap = 12,         // text: records of this run the writer could not append (a full or
+                    // failing disk), written once appends work again: "N records lost ..."
 };
 
 std::string_view to_string(RecordType type);

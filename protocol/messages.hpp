@@ -39,6 +39,7 @@ struct Welcome {
   std::int64_t version = kProtocolVersion;
   std::string mode;  // "active" | "monitor"
   std::int64_t snapshot_every = 1;
+  std::optional<std::int64_t> max_message_bytes;  // the daemon's limit; larger messages are refused
 };
 
 struct DomainStats {

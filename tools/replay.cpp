@@ -91,6 +91,7 @@ RunReplay run_driver(const RecordedRun& recording, RunDriver::Options options, c
   out.run = recording.run;
   out.journal = recording.report;
   out.undecodable = recording.undecodable;
+  out.gaps = recording.gaps;
   RunDriver driver(std::move(options));
   const int alarm_severity = static_cast<int>(settings.alarm_level);
   out.steps.reserve(recording.snapshots);

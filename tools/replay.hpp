@@ -85,6 +85,7 @@ struct RunReplay {
   Scoring scoring;
   RecoveryReport journal;
   std::vector<std::string> undecodable;
+  std::vector<std::string> gaps;  // journal gap records: records the daemon could not write
   std::size_t orphan_snapshots = 0;
   double seconds = 0.0;  // wall time of the lockstep loop
 };

@@ -139,7 +139,8 @@ int replay_command(std::span<const std::string> args) {
       return kExitData;
     }
     const RunReplay& r = results.back();
-    if (!r.journal.clean()) rc = std::max(rc, static_cast<int>(kExitData));
+    // A gap is records the daemon could not write: the journal is incomplete.
+    if (!r.journal.clean() || !r.gaps.empty()) rc = std::max(rc, static_cast<int>(kExitData));
     if (!r.overridden && (r.used_recorded_config || !r.recorded_burns.empty()) && !r.reproduced())
       rc = std::max(rc, static_cast<int>(kExitFinding));
     progress.advance();

@@ -31,6 +31,7 @@ std::string replay_text(const RunReplay& r, bool verbose) {
   s += "\n";
   if (!r.journal.clean()) s += "  journal: " + r.journal.summary() + "\n";
   for (const auto& u : r.undecodable) s += "  undecodable record: " + u + "\n";
+  for (const auto& gap : r.gaps) s += "  journal gap: " + gap + "\n";
   if (r.orphan_snapshots) s += "  " + std::to_string(r.orphan_snapshots) + " snapshots before any hello (not fed)\n";
 
   // The state timeline, compressed to runs of one state.

@@ -152,8 +152,23 @@ bool AdapterClient::wait_registered(std::chrono::milliseconds timeout) {
   return registered_;
 }
 
+std::size_t AdapterClient::max_message_bytes() const {
+  if (welcome_ && welcome_->max_message_bytes) return static_cast<std::size_t>(*welcome_->max_message_bytes);
+  return DecodeLimits{}.max_message_bytes;
+}
+
+bool AdapterClient::fits(const std::string& bytes) {
+  if (bytes.size() <= max_message_bytes()) return true;
+  ++counters_.oversized;
+  last_refusal_ = "message of " + std::to_string(bytes.size()) + " bytes not sent: over the daemon's limit of " +
+                  std::to_string(max_message_bytes()) + " bytes (orbitd [limits] max_message_bytes)";
+  return false;
+}
+
 bool AdapterClient::send_snapshot(const Snapshot& snapshot) {
-  if (!send_bytes(encode(snapshot))) {
+  const std::string bytes = encode(snapshot);
+  if (!fits(bytes)) return false;
+  if (!send_bytes(bytes)) {
     ++counters_.dropped;
     // No connection, or a full queue: the daemon is gone or far behind. Stop
     // building snapshots and say hello until it answers again.
@@ -173,7 +188,9 @@ bool AdapterClient::send_snapshot(const Snapshot& snapshot) {
 }
 
 bool AdapterClient::send_ack(const Ack& ack) {
-  if (!send_bytes(encode(ack))) {
+  const std::string bytes = encode(ack);
+  if (!fits(bytes)) return false;
+  if (!send_bytes(bytes)) {
     ++counters_.dropped;
     return false;
   }

@@ -52,6 +52,7 @@ struct AdapterClientCounters {
   std::uint64_t not_registered = 0;
   std::uint64_t undecodable = 0;  // replies that failed protocol validation
   std::uint64_t sessions_lost = 0;  // reply timeout or repeated failed sends
+  std::uint64_t oversized = 0;  // snapshots and acks refused locally: over the daemon's max_message_bytes
 };
 
 class AdapterClient {
@@ -69,7 +70,9 @@ class AdapterClient {
   // training under control. Returns registered().
   bool wait_registered(std::chrono::milliseconds timeout);
 
-  // Queues a snapshot or ack without waiting; false when it was dropped.
+  // Queues a snapshot or ack without waiting; false when it was dropped, or refused
+  // for being larger than the daemon's limit (welcome.max_message_bytes, else the
+  // protocol default): far over it ZeroMQ would drop the connection unannounced.
   bool send_snapshot(const Snapshot& snapshot);
   bool send_ack(const Ack& ack);
 
@@ -80,6 +83,10 @@ class AdapterClient {
   const std::optional<Welcome>& welcome() const { return welcome_; }
   const std::optional<State>& last_state() const { return last_state_; }
   const std::optional<Error>& last_error() const { return last_error_; }
+  // Why the latest oversized message was refused ("" when none was).
+  const std::string& last_refusal() const { return last_refusal_; }
+  // The largest message the daemon takes.
+  std::size_t max_message_bytes() const;
   const AdapterClientCounters& counters() const { return counters_; }
   const AdapterClientOptions& options() const { return options_; }
   // Snapshots sent in this session that have no reply yet.
@@ -92,6 +99,7 @@ class AdapterClient {
   using Clock = std::chrono::steady_clock;
 
   bool send_bytes(const std::string& bytes);
+  bool fits(const std::string& bytes);  // counts and explains a message over the limit
   void send_hello(Clock::time_point now);
   void handle(const char* data, std::size_t size, Clock::time_point now);
   void drop_session();
@@ -112,6 +120,7 @@ class AdapterClient {
   std::optional<Welcome> welcome_;
   std::optional<State> last_state_;
   std::optional<Error> last_error_;
+  std::string last_refusal_;
   std::vector<Burn> burns_;
   AdapterClientCounters counters_;
 };

@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
     std::ifstream(ready) >> echo_ep;
 
     orbit::test::OrbitdProcess orbitd({"--endpoint", ep_orbitd, "--telemetry", "tcp://127.0.0.1:*", "--control",
-                                       "tcp://127.0.0.1:*", "--log-level", "error"},
+                                       "tcp://127.0.0.1:*", "--allow-exposed-control", "--log-level", "error"},
                                       false);
     // Interleave to share the machine's noise fairly: echo, orbitd, echo, orbitd.
     std::vector<Result> echo_runs, orbitd_runs;

@@ -561,7 +561,7 @@ TEST_F(LiveOrbitd, DeadDaemonKeepsStepCheapAndARestartedOneTakesControlBack) {
 
   // A new orbitd on the same endpoint: the adapter says hello again by itself.
   test::OrbitdProcess again({"--config", config_.path(), "--endpoint", ep, "--control", "tcp://127.0.0.1:*",
-                             "--telemetry", "tcp://127.0.0.1:*"},
+                             "--allow-exposed-control", "--telemetry", "tcp://127.0.0.1:*"},
                             /*default_endpoints=*/false);
   bool back = false;
   for (const std::int64_t end = step + 2000; step < end && !back; ++step) {

@@ -41,7 +41,7 @@ TEST(Encoding, HelloKeyOrder) {
 }
 
 TEST(Encoding, WelcomeKeyOrder) {
-  EXPECT_EQ(encode(Welcome{"r", 1, "s1", 1, "active", 10}),
+  EXPECT_EQ(encode(Welcome{"r", 1, "s1", 1, "active", 10, std::nullopt}),
             M(head("welcome") + Pairs{{"run", S("r")}, {"rank", I(1)}, {"session", S("s1")}, {"version", I(1)},
                                       {"mode", S("active")}, {"snapshot_every", I(10)}}));
 }
@@ -136,7 +136,7 @@ TEST(Encoding, IntegersInTheirSmallestForm) {
   for (const auto& [v, bytes] : cases) {
     ASSERT_EQ(I(v), bytes) << "test helper, " << v;
     // welcome.version carries any int64, so it exercises negative forms too.
-    const std::string encoded = encode(Welcome{"r", 0, "s", v, "monitor", 1});
+    const std::string encoded = encode(Welcome{"r", 0, "s", v, "monitor", 1, std::nullopt});
     EXPECT_EQ(encoded, M(head("welcome") + Pairs{{"run", S("r")}, {"rank", I(0)}, {"session", S("s")},
                                                  {"version", bytes}, {"mode", S("monitor")},
                                                  {"snapshot_every", I(1)}}))

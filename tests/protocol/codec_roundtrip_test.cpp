@@ -23,7 +23,11 @@ class RandomMessages {
   Message next(std::size_t type) {
     switch (type) {
       case 0: return hello();
-      case 1: return Welcome{run(), count(), text(40), 1, pick({"active", "monitor"}), 1 + count() % 1000};
+      case 1: {
+        Welcome w{run(), count(), text(40), 1, pick({"active", "monitor"}), 1 + count() % 1000, std::nullopt};
+        if (count() % 2) w.max_message_bytes = 1024 + count();
+        return w;
+      }
       case 2: return snapshot();
       case 3: return State{run(), count(), count(), text(12), text(16), numbers(false)};
       case 4: return burn();

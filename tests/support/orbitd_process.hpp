@@ -36,7 +36,8 @@ class OrbitdProcess {
   };
 
   // `args` are passed after the test's own --ready-file; by default every
-  // endpoint is tcp://127.0.0.1:* so parallel tests never collide.
+  // endpoint is tcp://127.0.0.1:* so parallel tests never collide (the control
+  // endpoint on tcp with --allow-exposed-control).
   explicit OrbitdProcess(std::vector<std::string> args = {}, bool default_endpoints = true)
       : dir_(make_temp_dir("orbitd")) {
     const char* bin = std::getenv("ORBITD");
@@ -48,6 +49,7 @@ class OrbitdProcess {
         argv.push_back(flag);
         argv.push_back("tcp://127.0.0.1:*");
       }
+      argv.push_back("--allow-exposed-control");  // tcp control on loopback, for parallel tests
     }
     argv.insert(argv.end(), args.begin(), args.end());
     log_ = (dir_ / "orbitd.log").string();

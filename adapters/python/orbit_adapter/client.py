@@ -22,6 +22,7 @@ that re-registers after a daemon restart are sent from inside ``send_snapshot`` 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Any, Callable, Iterable, Mapping
 
@@ -30,6 +31,8 @@ import zmq
 from . import protocol
 
 __version__ = "0.1.0"
+
+_log = logging.getLogger("orbit_adapter")
 
 
 @dataclasses.dataclass
@@ -47,6 +50,7 @@ class ClientStats:
     heartbeats_sent: int = 0
     reconnect_hellos: int = 0  # hellos re-sent after `not_registered`
     decode_errors: int = 0     # received bytes that were not a valid message (ignored)
+    oversized: int = 0         # messages refused locally: over the daemon's max_message_bytes
 
 
 class OrbitClient:
@@ -105,6 +109,10 @@ class OrbitClient:
         self.snapshot_every: int = 1
         self.version: int | None = None
         self.registered = False
+        # The daemon's message limit (welcome.max_message_bytes); the protocol's
+        # default until a welcome says otherwise.
+        self.max_message_bytes: int = protocol.DecodeLimits().max_message_bytes
+        self.last_error: str | None = None  # why the latest refused send was refused
 
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.DEALER)
@@ -132,7 +140,8 @@ class OrbitClient:
                       spectra: Mapping[str, Any] | None = None, loop_rate: float | None = None,
                       scalars: Mapping[str, float] | None = None,
                       time: float | None = None) -> bool:
-        """Queue one snapshot without blocking; False when it was dropped.
+        """Queue one snapshot without blocking; False when it was dropped (queue full)
+        or refused (over the daemon's ``max_message_bytes``: see ``last_error``).
 
         spectra: name -> numpy array, list, or anything numpy.asarray takes (a CPU
         tensor included); sent as little-endian float32 `bin`. domains: name ->
@@ -161,6 +170,15 @@ class OrbitClient:
     def _send(self, data: bytes) -> bool:
         if self._closed:
             raise RuntimeError("OrbitClient is closed")
+        if len(data) > self.max_message_bytes:
+            # Far over the limit ZeroMQ drops the connection and nobody is told;
+            # refused here the trainer gets False, a counter and a reason.
+            self._stats.oversized += 1
+            self.last_error = (f"message of {len(data)} bytes not sent: over the daemon's limit of "
+                               f"{self.max_message_bytes} bytes (orbitd [limits] max_message_bytes)")
+            if self._stats.oversized == 1 or self._stats.oversized % 1000 == 0:
+                _log.warning("orbit: %s (%d refused so far)", self.last_error, self._stats.oversized)
+            return False
         try:
             self._socket.send(data, zmq.NOBLOCK)
         except zmq.Again:
@@ -229,6 +247,8 @@ class OrbitClient:
                 self.mode = message["mode"]
                 self.snapshot_every = message["snapshot_every"]
                 self.version = message["version"]
+                if message.get("max_message_bytes") is not None:
+                    self.max_message_bytes = message["max_message_bytes"]
                 self.registered = True
                 self._last_welcome = self._clock()
         elif kind == "error":

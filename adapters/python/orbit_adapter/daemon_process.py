@@ -123,6 +123,9 @@ class OrbitdProcess:
             cmd += ["--log-level", self.log_level]
         if self.mode:
             cmd += ["--mode", self.mode]
+        if endpoints["control"].startswith("tcp"):
+            # tcp control on loopback for the tcp fixtures; orbitd refuses it otherwise
+            cmd += ["--allow-exposed-control"]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                             cwd=self.workdir)

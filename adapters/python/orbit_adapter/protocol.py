@@ -51,7 +51,8 @@ FIELDS: dict[str, tuple[tuple[str, str, bool], ...]] = {
               ("versions", _INTS, _REQ), ("domains", _STRS, _OPT), ("actuators", _STRS, _OPT),
               ("base_lr", _FLOAT, _OPT)),
     "welcome": (("run", _STR, _REQ), ("rank", _INT, _REQ), ("session", _STR, _REQ),
-                ("version", _INT, _REQ), ("mode", _STR, _REQ), ("snapshot_every", _INT, _REQ)),
+                ("version", _INT, _REQ), ("mode", _STR, _REQ), ("snapshot_every", _INT, _REQ),
+                ("max_message_bytes", _INT, _OPT)),
     "snapshot": (("run", _STR, _REQ), ("rank", _INT, _REQ), ("step", _INT, _REQ),
                  ("time", _FLOAT, _REQ), ("loss", _FLOAT, _REQ), ("grad_norm", _FLOAT, _OPT),
                  ("lr", _FLOAT, _OPT), ("tokens", _INT, _OPT), ("domains", _DOMAINS, _OPT),
@@ -447,6 +448,8 @@ def _welcome(f: _Fields, limits: DecodeLimits) -> dict:
     if m["mode"] not in MODES:
         _fail("invalid_field", "field 'mode' must be 'active' or 'monitor'", "mode")
     m["snapshot_every"] = f.at_least("snapshot_every", f.integer("snapshot_every"), 1)
+    limit = f.opt_integer("max_message_bytes")
+    m["max_message_bytes"] = None if limit is None else f.at_least("max_message_bytes", limit, 1024)
     return m
 
 

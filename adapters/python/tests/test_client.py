@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import zmq
 
-from conftest import VECTORS, wait_for
+from conftest import TEST_CONFIG, VECTORS, wait_for
 from orbit_adapter import OrbitClient, protocol as P
 
 PHI = (1 + 5 ** 0.5) / 2
@@ -211,13 +211,16 @@ def test_empty_frame(raw):
     assert reply["code"] == "bad_message"
 
 
-def test_client_says_hello_again_after_not_registered(orbitd, raw):
+def test_client_says_hello_again_after_not_registered(daemon_factory):
+    # The session expires behind the client's back (0.3 s without a message). A bye
+    # from another connection cannot close it: sessions belong to their connection.
+    config = TEST_CONFIG.replace("session_timeout_s = 60.0", "session_timeout_s = 0.3")
+    assert config != TEST_CONFIG
+    orbitd = daemon_factory(config=config).start()
     with OrbitClient(orbitd.endpoint, "err-rehello") as client:
         client.send_snapshot(0, 1.0)
         poll_until(client, lambda r: of_type(r, "state"))
-        # Someone closes the session behind the client's back (as an expiry would).
-        raw.socket.send(P.encode({"type": "bye", "run": "err-rehello", "rank": 0}))
-        time.sleep(0.1)
+        time.sleep(1.0)
         client.send_snapshot(1, 1.0)
         # The welcome may arrive within the same poll() that answered the error.
         replies = poll_until(client, lambda r: of_type(r, "error") and of_type(r, "welcome"))
@@ -425,3 +428,24 @@ def test_restart(daemon_factory):
     assert stats.reconnect_hellos >= 1, summary
     assert stats.welcomes >= 2, summary
     timed.assert_never_blocked()
+
+
+def test_a_message_over_the_daemons_limit_is_refused_locally(daemon_factory):
+    """Issue 16 item 7: the daemon announces its limit in welcome; a larger message
+    is not sent (far over it ZeroMQ would drop the connection unannounced), the
+    call returns False with a reason and a counter, and the session keeps working."""
+    config = TEST_CONFIG.replace("[limits]\n", "[limits]\nmax_message_bytes = 65536\n")
+    daemon = daemon_factory(config=config).start()
+    with OrbitClient(daemon.endpoint, "too-big") as client:
+        welcome = of_type(poll_until(client, lambda r: of_type(r, "welcome")), "welcome")[0]
+        assert welcome["max_message_bytes"] == 65536
+        assert client.max_message_bytes == 65536
+        big = np.linspace(1.0, 2.0, 4000, dtype=np.float32)  # 16 kB per spectrum
+        spectra = {f"s{i}": big for i in range(8)}           # 128 kB in all
+        assert client.send_snapshot(1, 2.0, spectra=spectra) is False
+        assert client.stats.oversized == 1
+        assert "65536" in client.last_error and "max_message_bytes" in client.last_error
+        assert client.send_snapshot(2, 2.0, spectra={"s": [3.0, 2.0, 1.0]})
+        states = of_type(poll_until(client, lambda r: of_type(r, "state")), "state")
+        assert [s["step"] for s in states] == [2]  # nothing came back for the refused one
+        assert client.stats.errors == 0
