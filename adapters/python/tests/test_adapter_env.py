@@ -12,7 +12,7 @@ import warnings
 import pytest
 import torch
 
-import orbit_adapter.adapter as adapter_module
+import orbit_adapter.daemon_link as daemon_link_module
 from conftest import TEST_CONFIG, orbitd_binary
 from torch_fixtures import ScriptedDaemon, TinyLM
 from orbit_adapter import Orbit
@@ -96,7 +96,7 @@ def train(orbit, steps, pause=0.0):
 
 
 def test_one_warning_when_no_daemon_answers(monkeypatch):
-    monkeypatch.setattr(adapter_module, "NO_ANSWER_WARN_S", 0.2)
+    monkeypatch.setattr(daemon_link_module, "NO_ANSWER_WARN_S", 0.2)
     orbit = Orbit(endpoint=f"tcp://127.0.0.1:{free_port()}", run="nobody",
                   checkpoints=CheckpointConfig(every=0))
     with warnings.catch_warnings(record=True) as caught:

@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What one snapshot carries, measured on the trainer's side: the spectra of the armed
+probes, the gradient norm, the loop rate of generated text, the per-domain losses and
+sampler weights, the trainer's scalars.
+
+Measuring never changes training: a probe failure disarms the probes and is counted,
+and the loop-rate probe puts the RNGs and train/eval modes back as it found them.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .daemon_link import DaemonLink
+from .failures import FailOpen
+from .probes import ModelProbes, ProbeConfig, loop_rate
+
+
+def grad_norm_tensor(optimizer: torch.optim.Optimizer) -> Optional[torch.Tensor]:
+    """The total L2 norm of the optimizer's gradients, as a tensor on their device
+    (no host sync); None without gradients."""
+    grads = [p.grad.detach() for g in optimizer.param_groups
+             for p in g["params"] if p.grad is not None]
+    if not grads:
+        return None
+    foreach = getattr(torch, "_foreach_norm", None)  # one kernel launch per call, not per tensor
+    norms = foreach(grads) if foreach is not None and not any(g.is_sparse for g in grads) \
+        else [g.norm() for g in grads]
+    return torch.stack([n.float() for n in norms]).norm()
+
+
+class SnapshotAssembler:
+    def __init__(self, config: ProbeConfig, domains: Sequence[str],
+                 generate: Optional[Callable[[torch.nn.Module], Sequence[Sequence]]],
+                 failures: FailOpen) -> None:
+        self.config = config
+        self.domains = tuple(domains)
+        self.generate = generate
+        self._failures = failures
+        self.model: Optional[torch.nn.Module] = None
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.sampler: Any = None
+        self.probes: Optional[ModelProbes] = None
+        self.loop_bucket = 0  # the last loop_every period measured (kept by state_dict)
+
+    def attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, sampler: Any,
+               layers: Optional[Sequence[torch.nn.Module]]) -> None:
+        self.model, self.optimizer, self.sampler = model, optimizer, sampler
+        self.probes = ModelProbes(model, self.config, layers)
+
+    def is_spectral(self, step: int, snapshot_every: int) -> bool:
+        """Whether `step`'s snapshot carries spectra: the probe cadence rounded up to a
+        multiple of the daemon's snapshot cadence, so spectral steps are sent."""
+        spectra_every = max(1, self.config.spectra_every)
+        spectra_every = ((spectra_every + snapshot_every - 1) // snapshot_every) * snapshot_every
+        return step % spectra_every == 0
+
+    def send(self, link: DaemonLink, step: int, loss: float, grad_norm: Optional[float],
+             domain_losses: Optional[Mapping[str, float]], tokens: Optional[int],
+             scalars: Optional[Mapping[str, float]], lr: Optional[float]) -> None:
+        cfg = self.config
+        spectra: Dict[str, np.ndarray] = {}
+        extra: Dict[str, float] = {}
+        try:
+            if self.probes.armed:
+                sp, sc = self.probes.collect()
+                spectra = {k: v.numpy().astype(np.float32) for k, v in sp.items()}
+                extra.update(sc)
+            # Nobody registered us yet (no daemon, or one that restarted): skip the work.
+            if grad_norm is None and cfg.grad_norm and link.registered:
+                norm = grad_norm_tensor(self.optimizer)
+                grad_norm = None if norm is None else float(norm)
+            loop = None
+            if self.generate is not None and cfg.loop_every > 0 and step // cfg.loop_every > self.loop_bucket:
+                self.loop_bucket = step // cfg.loop_every
+                loop = self._loop_rate()
+        except Exception as e:  # a probe failure must not stop training
+            self.probes.disarm()
+            self._failures.fail("probe", e)
+            spectra, loop = {}, None
+        if scalars:
+            extra.update({k: float(v) for k, v in scalars.items()})
+        extra = {k: v for k, v in extra.items() if math.isfinite(v)}
+        link.send_snapshot(step, loss, grad_norm=grad_norm, lr=lr, tokens=tokens,
+                           domains=self._domains(domain_losses), spectra=spectra or None,
+                           loop_rate=loop, scalars=extra or None, time=time.time())
+
+    def _domains(self, domain_losses: Optional[Mapping[str, float]]) -> Optional[Dict[str, Dict[str, float]]]:
+        if not (self.domains or domain_losses):
+            return None
+        weights = self.sampler.effective_weights() if hasattr(self.sampler, "effective_weights") else {}
+        domains = {}
+        # Only declared domains (the daemon knows them from hello); none declared: all.
+        for d in self.domains or tuple(domain_losses or ()):
+            entry = {}
+            if domain_losses and d in domain_losses:
+                entry["loss"] = float(domain_losses[d])
+            if d in weights:
+                entry["weight"] = float(weights[d])
+            if entry:
+                domains[d] = entry
+        return domains or None
+
+    def _loop_rate(self) -> Optional[float]:
+        # The user's generate function may draw from the global RNGs or flip
+        # train/eval: put everything back so training is unchanged.
+        rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+        modes = [(m, m.training) for m in self.model.modules()]
+        try:
+            with torch.no_grad():
+                seqs = self.generate(self.model)
+        finally:
+            torch.set_rng_state(rng[0])
+            random.setstate(rng[1])
+            np.random.set_state(rng[2])
+            for m, t in modes:
+                m.training = t
+        return loop_rate(seqs, self.config.loop_n)
