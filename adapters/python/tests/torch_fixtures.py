@@ -87,7 +87,10 @@ class ScriptedDaemon:
         seq = burn["seq"]
         while time.monotonic() < deadline:
             orbit.poll()
-            if seq in orbit.pending_burns or any(b.seq == seq for b in orbit.applied):
+            # A restarted daemon numbers its burns from 1 again: match the step too, so a
+            # burn kept from the previous daemon with the same seq does not count.
+            if seq in orbit.pending_burns or any(b.seq == seq and b.apply_at_step == burn["apply_at_step"]
+                                                 for b in orbit.applied):
                 return
             time.sleep(0.001)
         raise TimeoutError(f"the burn answering step {step} never reached the adapter")
