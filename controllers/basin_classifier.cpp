@@ -55,8 +55,8 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::vector<
   return best;
 }
 
-double basin_pressure(Basin basin, const std::vector<BasinRule>& rules, const std::vector<std::vector<int>>& rule_metrics,
-                      const PerZoneMetric<double>& margins) {
+double basin_pressure(Basin basin, const std::vector<BasinRule>& rules,
+                      const std::vector<std::vector<int>>& rule_metrics, const PerZoneMetric<double>& margins) {
   double p = 0.0;
   for (std::size_t r = 0; r < rules.size(); ++r) {
     if (rules[r].basin != basin) continue;

@@ -39,7 +39,7 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::vector<
 // Pressure toward `basin`: 0 while the metrics of its rules are good, 1 on the
 // danger line (1 - margin, clamped to [0, 1]; the largest over its metrics). The
 // mixture reweighter and the loss weights push back in proportion to it.
-double basin_pressure(Basin basin, const std::vector<BasinRule>& rules, const std::vector<std::vector<int>>& rule_metrics,
-                      const PerZoneMetric<double>& margins);
+double basin_pressure(Basin basin, const std::vector<BasinRule>& rules,
+                      const std::vector<std::vector<int>>& rule_metrics, const PerZoneMetric<double>& margins);
 
 }  // namespace orbit

@@ -33,7 +33,6 @@ namespace orbit {
 
 class Server {
  public:
-
   struct Endpoints {
     std::string adapters;
     std::string telemetry;

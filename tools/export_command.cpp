@@ -16,9 +16,9 @@
 #include "tools/commands.hpp"
 #include "tools/exit_codes.hpp"
 #include "tools/journal_paths.hpp"
+#include "protocol/journal_record.hpp"
 #include "protocol/json_writer.hpp"
 #include "protocol/msgpack_json.hpp"
-#include "tools/trace_import.hpp"
 
 namespace orbit {
 

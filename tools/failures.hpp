@@ -67,8 +67,8 @@ struct LossPoint {
 };
 
 struct DetectOptions {
-  double ratio = 2.0;                    // loss above ratio x baseline is a failure
-  std::size_t baseline_window = 15;      // snapshots in the baseline's running median (1: raw loss)
+  double ratio = 2.0;                // loss above ratio x baseline is a failure
+  std::size_t baseline_window = 15;  // snapshots in the baseline's running median (1: raw loss)
 };
 std::vector<FailureEvent> detect_failures(std::span<const LossPoint> points, const DetectOptions& options = {});
 

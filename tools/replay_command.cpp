@@ -42,7 +42,8 @@ const ArgParser& parser() {
              true);
     a.option("labels", "FILE", "failure labels (TOML) for a single run, instead of labels.toml / detection");
     a.option("alarm-level", "STATE", "lowest state that counts as an alarm: drifting | warning (default) | critical");
-    a.option("failure-ratio", "R", "detected failure: loss above R x its baseline, the running minimum of its\n"
+    a.option("failure-ratio", "R",
+             "detected failure: loss above R x its baseline, the running minimum of its\n"
              "15-snapshot median (default 2)");
     a.option("lead-window", "N", "snapshots before a failure's peak in which an alarm counts (default 50)");
     a.option("mode", "MODE", "active | monitor: replay in this mode instead of the recorded one");

@@ -69,7 +69,8 @@ std::string line_of(const Telemetry& t, const HeldTelemetry* held, const ViewSty
   const double* phi = metric(t, {"phi_proximity", "phi_prox"});
   s += "  entropy " +
        (entropy ? aged(fixed(*entropy), held, found_name(t, {"entropy", "spectral_entropy"})) : std::string("-"));
-  s += "  \u03c6-prox " + (phi ? aged(fixed(*phi), held, found_name(t, {"phi_proximity", "phi_prox"})) : std::string("-"));
+  s += "  \u03c6-prox " +
+       (phi ? aged(fixed(*phi), held, found_name(t, {"phi_proximity", "phi_prox"})) : std::string("-"));
   const double* health = metric(t, {"health"});
   if (!health) health = phi;
   s += "  " + (health ? bar(*health, style.bar_width) : std::string(static_cast<std::size_t>(style.bar_width), '-'));

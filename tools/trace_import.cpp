@@ -8,10 +8,7 @@
 #include <cstdlib>
 #include <set>
 
-#include <msgpack.hpp>
-
 #include "protocol/codec.hpp"
-#include "protocol/msgpack_string.hpp"
 
 namespace orbit {
 
@@ -587,49 +584,6 @@ ImportResult import_trace(std::string_view text, const ImportOptions& options) {
       if (!result.fields.count(field))
         throw ImportError("--map " + field + "=" + column + ": no line has the key '" + column + "'");
   return result;
-}
-
-std::string encode_evaluation(const Evaluation& e) {
-  msgpack::sbuffer buf;
-  msgpack::packer<msgpack::sbuffer> p(buf);
-  auto str = [&](std::string_view s) { pack_string(p, s); };
-  p.pack_map(3);
-  str("step");
-  p.pack_int64(e.step);
-  str("time");
-  p.pack_double(e.time);
-  str("metrics");
-  p.pack_map(static_cast<uint32_t>(e.metrics.size()));
-  for (const auto& [k, v] : e.metrics) {
-    str(k);
-    p.pack_double(v);
-  }
-  return {buf.data(), buf.size()};
-}
-
-std::optional<Evaluation> decode_evaluation(std::string_view bytes) {
-  try {
-    msgpack::object_handle h = msgpack::unpack(bytes.data(), bytes.size());
-    const msgpack::object& o = h.get();
-    if (o.type != msgpack::type::MAP) return std::nullopt;
-    Evaluation e;
-    for (uint32_t i = 0; i < o.via.map.size; ++i) {
-      const auto& kv = o.via.map.ptr[i];
-      if (kv.key.type != msgpack::type::STR) continue;
-      const std::string_view k(kv.key.via.str.ptr, kv.key.via.str.size);
-      if (k == "step") e.step = kv.val.as<std::int64_t>();
-      else if (k == "time") e.time = kv.val.as<double>();
-      else if (k == "metrics" && kv.val.type == msgpack::type::MAP)
-        for (uint32_t j = 0; j < kv.val.via.map.size; ++j) {
-          const auto& m = kv.val.via.map.ptr[j];
-          if (m.key.type == msgpack::type::STR)
-            e.metrics.emplace(std::string(m.key.via.str.ptr, m.key.via.str.size), m.val.as<double>());
-        }
-    }
-    return e;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
 }
 
 }  // namespace orbit

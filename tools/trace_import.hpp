@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/journal_record.hpp"  // Evaluation
 #include "protocol/messages.hpp"
 
 namespace orbit {
@@ -41,12 +42,6 @@ struct ImportOptions {
   // lr, time, tokens, loop_rate, domain.<name> (that domain's loss), scalar.<name>.
   std::map<std::string, std::string> map;
   std::string run = "imported";  // run id; fragments get ".f1", ".f2", ...
-};
-
-struct Evaluation {
-  std::int64_t step = 0;
-  double time = 0.0;
-  std::map<std::string, double> metrics;
 };
 
 // What one imported record came from.
@@ -84,9 +79,5 @@ ImportResult import_trace(std::string_view text, const ImportOptions& options);
 
 // Run ids must be [A-Za-z0-9._-]{1,128}: other characters become '_'.
 std::string sanitize_run_id(std::string_view name);
-
-// MessagePack payload of an evaluation record: {"step": int, "time": float, "metrics": {name: float}}.
-std::string encode_evaluation(const Evaluation& e);
-std::optional<Evaluation> decode_evaluation(std::string_view bytes);
 
 }  // namespace orbit

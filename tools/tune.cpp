@@ -16,6 +16,7 @@
 
 #include "controllers/plant_model.hpp"
 #include "config/config_error.hpp"
+#include "config/toml_table.hpp"
 
 namespace orbit {
 
@@ -35,35 +36,42 @@ double TuneParam::unit_of(double value) const {
 }
 
 std::vector<TuneParam> load_space(const fs::path& file) {
-  toml::table t;
+  const std::string name = file.string();
+  // Read through the project's one TOML reader so a misspelt key is an error naming
+  // the file, the key and the reason, not a silently ignored line.
   try {
-    t = toml::parse_file(file.string());
-  } catch (const toml::parse_error& e) {
-    throw SpaceError(file.string() + ": " + std::string(e.description()));
+    const toml::table t = load_toml_file(name);
+    TomlTable top(&t, "", name);
+    const toml::array* arr = top.tables("param");
+    top.done();
+    if (!arr || arr->empty()) top.fail("param", "no [[param]] tables");
+    constexpr double kAny = std::numeric_limits<double>::max();
+    std::vector<TuneParam> out;
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+      TomlTable p((*arr)[i].as_table(), "param[" + std::to_string(i) + "]", name);
+      TuneParam q;
+      double lo = std::numeric_limits<double>::quiet_NaN(), hi = lo;
+      p.string("key", q.key);
+      p.number("min", lo, -kAny, kAny);
+      p.number("max", hi, -kAny, kAny);
+      p.boolean("log", q.log);
+      p.boolean("integer", q.integer);
+      p.done();
+      if (q.key.empty()) p.fail("key", "is required (a config key, as for `orbit replay --set`)");
+      if (std::isnan(lo)) p.fail("min", "is required (a number)");
+      if (std::isnan(hi)) p.fail("max", "is required (a number)");
+      if (!(lo < hi)) p.fail("max", "must be greater than min (" + q.key + ")");
+      if (q.log && lo <= 0) p.fail("min", "must be > 0 when log = true (" + q.key + ")");
+      for (const auto& other : out)
+        if (full_config_key(other.key) == full_config_key(q.key)) p.fail("key", "'" + q.key + "' is listed twice");
+      q.min = lo;
+      q.max = hi;
+      out.push_back(std::move(q));
+    }
+    return out;
+  } catch (const ConfigError& e) {
+    throw SpaceError(e.what());
   }
-  const auto* arr = t["param"].as_array();
-  if (!arr || arr->empty()) throw SpaceError(file.string() + ": no [[param]] tables");
-  std::vector<TuneParam> out;
-  for (std::size_t i = 0; i < arr->size(); ++i) {
-    const auto* p = (*arr)[i].as_table();
-    const std::string where = file.string() + ": param[" + std::to_string(i) + "]";
-    if (!p) throw SpaceError(where + " must be a table");
-    TuneParam q;
-    q.key = (*p)["key"].value_or(std::string());
-    const auto lo = (*p)["min"].value<double>();
-    const auto hi = (*p)["max"].value<double>();
-    q.log = (*p)["log"].value_or(false);
-    q.integer = (*p)["integer"].value_or(false);
-    if (q.key.empty()) throw SpaceError(where + ": 'key' is required");
-    if (!lo || !hi || !(*lo < *hi)) throw SpaceError(where + " (" + q.key + "): needs numbers min < max");
-    if (q.log && *lo <= 0) throw SpaceError(where + " (" + q.key + "): log = true needs min > 0");
-    q.min = *lo;
-    q.max = *hi;
-    for (const auto& other : out)
-      if (full_config_key(other.key) == full_config_key(q.key)) throw SpaceError(where + ": '" + q.key + "' twice");
-    out.push_back(std::move(q));
-  }
-  return out;
 }
 
 Overrides candidate_overrides(const std::vector<TuneParam>& params, const std::vector<double>& values) {

@@ -163,16 +163,6 @@ TEST(Import, DetectsEachFormat) {
   EXPECT_THROW(run("just some words\n"), ImportError);
 }
 
-TEST(Import, EvaluationPayloadRoundTrips) {
-  Evaluation e{42, 3.5, {{"val_loss", 2.75}, {"bleu", 0.3}}};
-  const auto back = decode_evaluation(encode_evaluation(e));
-  ASSERT_TRUE(back);
-  EXPECT_EQ(back->step, 42);
-  EXPECT_DOUBLE_EQ(back->time, 3.5);
-  EXPECT_EQ(back->metrics, e.metrics);
-  EXPECT_FALSE(decode_evaluation("\xc1"));
-}
-
 // ------------------------------------------------------------------ the real traces
 
 std::string read(const fs::path& p) {

@@ -182,6 +182,17 @@ TEST(JournalRecord, TypeNamesRoundTrip) {
   EXPECT_FALSE(record_type_from_string("nope"));
 }
 
+TEST(JournalRecord, EvaluationPayloadRoundTrips) {
+  Evaluation e{42, 3.5, {{"val_loss", 2.75}, {"bleu", 0.3}}};
+  const auto back = decode_evaluation(encode_evaluation(e));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->step, 42);
+  EXPECT_DOUBLE_EQ(back->time, 3.5);
+  EXPECT_EQ(back->metrics, e.metrics);
+  EXPECT_FALSE(decode_evaluation("\xc1"));     // not MessagePack
+  EXPECT_FALSE(decode_evaluation("\x93\x01\x02\x03"));  // an array, not a map
+}
+
 // ------------------------------------------------------------------ writer + reader
 
 TEST(Journal, RoundTripTwoRuns) {

@@ -264,6 +264,35 @@ TEST(TuneSpace, ValuesSnippetAndErrors) {
   EXPECT_EQ(candidate_overrides(one, {2.0}).at(0).second, "2.0");
 }
 
+// A misspelt key is an error naming the file, the key and the reason; it never
+// silently drops the setting (here `log`, which would search linearly instead).
+TEST(TuneSpace, UnknownKeysAreErrorsNamingFileAndKey) {
+  TempDir tmp;
+  const auto file = tmp.path() / "space.toml";
+  auto message = [&](const std::string& text) -> std::string {
+    std::ofstream(file) << text;
+    try {
+      load_space(file);
+    } catch (const SpaceError& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  const std::string ok = "[[param]]\nkey = \"filters.loss_alpha\"\nmin = 0.01\nmax = 0.3\n";
+  std::string m = message(ok + "lg = true\n");
+  EXPECT_NE(m.find(file.string()), std::string::npos) << m;
+  EXPECT_NE(m.find("key 'param[0].lg': unknown key"), std::string::npos) << m;
+  m = message(ok + "[[param]]\nkey = \"x\"\nmin = 1\nmaximum = 2\n");
+  EXPECT_NE(m.find("key 'param[1].maximum': unknown key"), std::string::npos) << m;
+  m = message("seed = 3\n" + ok);
+  EXPECT_NE(m.find("key 'seed': unknown key"), std::string::npos) << m;
+  m = message(ok + "log = \"yes\"\n");
+  EXPECT_NE(m.find("key 'param[0].log': must be true or false"), std::string::npos) << m;
+  m = message("[[param]]\nkey = \"x\"\nmax = 2\n");
+  EXPECT_NE(m.find("key 'param[0].min': is required"), std::string::npos) << m;
+  EXPECT_EQ(message(ok), "no error");
+}
+
 TEST(TelemetryView, LineAndTree) {
   Telemetry t;
   t.run = "run-a";
