@@ -92,7 +92,9 @@ std::uint64_t little_endian(const char* p, int bytes) {
 // a payload that opens with a MessagePack map header for the types that carry one, and
 // (once a record was read) a timestamp within ten years of that record's. Every intact
 // record passes: the writer frames only known types, the map types' payloads are encoded
-// messages (a root map, protocol/SPEC.md section 4) and time moves forward.
+// messages (a root map, protocol/SPEC.md section 4) and time moves forward. A record of
+// a type this reader does not know (a newer writer) is not a place to resynchronise on:
+// it is counted with the damaged bytes and reading goes on at the next known one.
 bool plausible_header(const char* p, std::size_t room, std::optional<std::int64_t> near_ns) {
   const std::uint64_t length = little_endian(p, 4);
   if (length > kMaxRecordPayload || length > room) return false;
