@@ -94,6 +94,13 @@ std::optional<RecordType> record_type_from_string(std::string_view name) {
 
 bool known_record_type(std::uint8_t value) { return value > 0 && value < std::size(kTypeNames); }
 
+bool map_payload(RecordType type) {
+  return known_record_type(static_cast<std::uint8_t>(type)) && type != RecordType::config &&
+         type != RecordType::mode && type != RecordType::gap;
+}
+
+bool msgpack_map_header(std::uint8_t byte) { return (byte & 0xf0) == 0x80 || byte == 0xde || byte == 0xdf; }
+
 std::string segment_header() {
   std::string h(kSegmentHeaderBytes, '\0');
   std::memcpy(h.data(), kSegmentMagic, sizeof kSegmentMagic);

@@ -45,6 +45,11 @@ enum class RecordType : std::uint8_t {
 std::string_view to_string(RecordType type);
 std::optional<RecordType> record_type_from_string(std::string_view name);
 bool known_record_type(std::uint8_t value);
+// Whether records of `type` carry one MessagePack map: every known type but config, mode
+// and gap (text). The reader's resync uses it to reject candidates before their CRC.
+bool map_payload(RecordType type);
+// Whether `byte` opens a MessagePack map: fixmap (0x80-0x8f), map16 (0xde) or map32 (0xdf).
+bool msgpack_map_header(std::uint8_t byte);
 
 inline constexpr char kSegmentMagic[8] = {'O', 'R', 'B', 'J', 'R', 'N', 'L', '1'};
 inline constexpr std::uint32_t kJournalFormatVersion = 1;

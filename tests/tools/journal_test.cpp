@@ -193,6 +193,31 @@ TEST(JournalRecord, EvaluationPayloadRoundTrips) {
   EXPECT_FALSE(decode_evaluation("\x93\x01\x02\x03"));  // an array, not a map
 }
 
+// The resync rejects candidates of a map type whose payload does not open with a map
+// header, so every message the daemon journals under those types must open with one.
+TEST(JournalRecord, MapPayloadTypesCarryMaps) {
+  Burn b;
+  b.run = "r";
+  b.lr_scale = 0.5;
+  Ack a;
+  a.run = "r";
+  Bye bye;
+  bye.run = "r";
+  for (const auto& [type, bytes] : std::vector<std::pair<RecordType, std::string>>{
+           {RecordType::snapshot, snapshot_bytes(3)}, {RecordType::burn, encode(b)},
+           {RecordType::ack, encode(a)}, {RecordType::bye, encode(bye)},
+           {RecordType::rank_silent, encode_rank_silent({2, 1.5})}}) {
+    EXPECT_TRUE(map_payload(type)) << to_string(type);
+    ASSERT_FALSE(bytes.empty());
+    EXPECT_TRUE(msgpack_map_header(static_cast<std::uint8_t>(bytes[0]))) << to_string(type);
+  }
+  for (const RecordType text : {RecordType::config, RecordType::mode, RecordType::gap})
+    EXPECT_FALSE(map_payload(text)) << to_string(text);
+  for (int b = 0; b < 256; ++b)
+    EXPECT_EQ(msgpack_map_header(static_cast<std::uint8_t>(b)), (b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf)
+        << b;
+}
+
 // ------------------------------------------------------------------ writer + reader
 
 TEST(Journal, RoundTripTwoRuns) {
@@ -434,6 +459,70 @@ TEST(Journal, FlippedByteInTheMiddleIsReported) {
     EXPECT_EQ(rest.size(), w.size() - 1);
 
     write_bytes(seg, original);
+  }
+}
+
+// Bytes that pass every check the resync makes before a CRC (known type, map header,
+// a length that fits, a timestamp near the last record's) but carry a wrong CRC.
+std::string decoy_header(std::uint32_t length, std::int64_t timestamp_ns) {
+  std::string d = frame_record(RecordType::snapshot, timestamp_ns, std::string(length, '\x85'));
+  d[4] = static_cast<char>(d[4] ^ 0x5a);  // the CRC
+  d.resize(kRecordHeaderBytes + 1);       // header and the map byte; what follows is not its payload
+  return d;
+}
+
+// Hundreds of KiB of seeded random bytes and decoys in the middle of a segment: with
+// skip_corrupt, every record before and after the region reads back, in order, and the
+// region is one corruption of exactly its size.
+TEST(Journal, ResyncRecoversEveryRecordAfterGarbageAndDecoys) {
+  TempDir tmp;
+  std::vector<Written> w;
+  {
+    Journal j = Journal::open(options_for(tmp.path(), JournalOptions::never, 64 << 20));
+    w = write_run(j, "r", 200);
+  }
+  const auto segments = list_segments(tmp.path() / "r");
+  ASSERT_EQ(segments.size(), 1u);
+  std::vector<std::uint64_t> offsets;
+  for_each_record(tmp.path() / "r", [&](const JournalRecord& r) { offsets.push_back(r.offset); }, {});
+  ASSERT_EQ(offsets.size(), w.size());
+  const std::size_t cut_record = w.size() / 2;
+  const std::size_t cut = offsets[cut_record];
+  const std::string original = file_bytes(segments[0]);
+  const std::int64_t near = w[cut_record - 1].timestamp_ns;
+
+  std::mt19937_64 rng(20261204);
+  std::string damage(384 << 10, '\0');
+  for (auto& c : damage) c = static_cast<char>(rng() & 0xff);
+  // Decoys: short ones inside the garbage, one claiming a length that runs over the first
+  // intact record, and one that ends right where that record starts.
+  for (std::size_t at = 1000; at + 64 < damage.size() - 4096; at += 9973) {
+    const std::string d = decoy_header(static_cast<std::uint32_t>(16 + at % 200), near + static_cast<std::int64_t>(at));
+    damage.replace(at, d.size(), d);
+  }
+  const std::size_t tail = original.size() - cut;
+  const std::string over = decoy_header(static_cast<std::uint32_t>(1000 + tail / 2), near);
+  damage.replace(damage.size() - 4096, over.size(), over);
+  const std::string ends_at_record = decoy_header(static_cast<std::uint32_t>(40 - kRecordHeaderBytes), near);
+  damage.replace(damage.size() - 40, ends_at_record.size(), ends_at_record);
+
+  for (const bool last_segment : {true, false}) {
+    SCOPED_TRACE(last_segment ? "in the last segment" : "in an older segment");
+    write_bytes(segments[0], original.substr(0, cut) + damage + original.substr(cut));
+    if (!last_segment) {  // a newer segment after the damaged one
+      w.push_back({RecordType::snapshot, w.back().timestamp_ns + 1, snapshot_bytes(999)});
+      write_bytes(tmp.path() / "r" / segment_file_name(*segment_number(segments[0]) + 1),
+                  segment_header() + frame_record(w.back().type, w.back().timestamp_ns, w.back().payload));
+    }
+    RecoveryReport report;
+    const auto got = read_all(tmp.path() / "r", {.skip_corrupt = true}, &report);
+    EXPECT_FALSE(report.torn_tail);
+    ASSERT_EQ(report.corruptions.size(), 1u);
+    EXPECT_EQ(report.corruptions[0].segment, segments[0]);
+    EXPECT_EQ(report.corruptions[0].offset, cut);
+    EXPECT_EQ(report.corruptions[0].skipped, damage.size());
+    ASSERT_EQ(got.size(), w.size());
+    expect_same(got, w, w.size());
   }
 }
 
