@@ -35,6 +35,7 @@
 
 #include "controllers/navigator.hpp"
 #include "journal/journal_reader.hpp"
+#include "journal/record_payloads.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/journal_record.hpp"
 #include "protocol/messages.hpp"

@@ -95,23 +95,5 @@ struct ParsedRecord {
 // Parses the record that starts at bytes[0]. Never reads past bytes.size().
 ParsedRecord parse_record(std::string_view bytes);
 
-// Payload of a rank_silent record.
-struct RankSilent {
-  std::int64_t rank = 0;
-  double time = 0.0;
-};
-std::string encode_rank_silent(const RankSilent& event);
-std::optional<RankSilent> decode_rank_silent(std::string_view payload);
-
-// Payload of an evaluation record (an imported evaluation row):
-// {"step": int, "time": float, "metrics": {name: float}}.
-struct Evaluation {
-  std::int64_t step = 0;
-  double time = 0.0;
-  std::map<std::string, double> metrics;
-};
-std::string encode_evaluation(const Evaluation& e);
-// nullopt when the payload is not a MessagePack map; unknown keys are ignored.
-std::optional<Evaluation> decode_evaluation(std::string_view payload);
 
 }  // namespace orbit

@@ -11,6 +11,7 @@
 #include <msgpack.hpp>
 
 #include "journal/journal_reader.hpp"
+#include "journal/record_payloads.hpp"
 #include "protocol/codec.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/commands.hpp"

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "journal/journal.hpp"
+#include "journal/record_payloads.hpp"
 #include "protocol/codec.hpp"
 
 namespace orbit {

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "protocol/journal_record.hpp"  // Evaluation
+#include "journal/record_payloads.hpp"  // Evaluation
 #include "protocol/messages.hpp"
 
 namespace orbit {

@@ -16,6 +16,7 @@
 
 #include "journal/journal.hpp"
 #include "journal/journal_reader.hpp"
+#include "journal/record_payloads.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/journal_record.hpp"
 #include "temp_dir.hpp"
