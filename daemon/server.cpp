@@ -461,7 +461,10 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
     decision.metrics = std::move(state.metrics);
   }
   publish(run, snapshot, decision);
-  for (const auto& [name, value] : decision.metrics) run.held_metrics[name] = value;
+  // Held only for /metrics: without an HTTP endpoint nobody reads them, so the
+  // per-snapshot path skips the copy.
+  if (http_)
+    for (const auto& [name, value] : decision.metrics) run.held_metrics[name] = value;
   run.last = std::move(decision);
 }
 
