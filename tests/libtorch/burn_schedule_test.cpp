@@ -86,6 +86,20 @@ TEST(BurnSchedule, BurnsDueTogetherApplyInSeqOrderAndTheNewestGoverns) {
   EXPECT_EQ(s.lr_scale(), 0.3);
 }
 
+TEST(BurnSchedule, APendingBurnOvertakenByANewerOneIsDropped) {
+  BurnSchedule s;
+  Burn late = make_burn(1, 5, 10, 0.5);  // due later
+  late.rollback_to_step = 0;
+  s.add(late);
+  s.add(make_burn(2, 2, 10, 0.8));  // newer, due first
+  auto first = s.advance(2);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].burn.seq, 2);
+  EXPECT_TRUE(s.advance(5).empty());  // seq 1 was overtaken: not applied, no rollback
+  EXPECT_FALSE(s.rollback_due(5));
+  EXPECT_EQ(s.lr_scale(), 0.8);
+}
+
 TEST(BurnSchedule, ZeroExpiryIsOneShot) {
   BurnSchedule s;
   Burn b = make_burn(1, 2, 0, 0.5);

@@ -12,11 +12,10 @@ Rules (protocol/SPEC.md, DESIGN.md "Wire protocol"):
 - due burns are applied in seq order and the newest defines the scale; scales never
   compound;
 - a burn whose seq is not above the newest applied one is ignored on arrival
-  (duplicate delivery, per-rank fan-out).
-
-One difference from the C++ schedule, kept as the adapter always behaved: a burn
-already pending when a newer one is applied is still applied when its own step
-comes (C++ drops it as overtaken).
+  (duplicate delivery, per-rank fan-out), and a pending one that a newer burn
+  overtook (the newer took effect first) is dropped when its own step comes: it is
+  never applied, never acknowledged, and its rollback does not happen, exactly as
+  in the C++ schedule.
 """
 from __future__ import annotations
 
@@ -95,7 +94,9 @@ class BurnSchedule:
             if (ready is not None and seq not in ready) or burn.apply_at_step > step:
                 continue
             del self._pending[seq]
-            self.last_seq = max(self.last_seq, seq)
+            if seq <= self.last_seq:  # overtaken by a newer burn already in force
+                continue
+            self.last_seq = seq
             ab = AppliedBurn.starting(burn, step)
             if apply is not None and not apply(burn, ab):
                 continue

@@ -77,6 +77,18 @@ def test_duplicates_and_overtaken_burns_are_ignored():
     assert s.lr_scale == 0.5
 
 
+def test_a_pending_burn_overtaken_by_a_newer_one_is_dropped():
+    # Mirrors BurnSchedule.APendingBurnOvertakenByANewerOneIsDropped
+    s = BurnSchedule()
+    assert s.add(make_burn(1, 5, 10, 0.5, rollback_to_step=0))  # due later
+    assert s.add(make_burn(2, 2, 10, 0.8))                      # newer, due first
+    assert [a.seq for a in s.advance(2)] == [2]
+    assert s.pending == [1]
+    assert s.advance(5) == []       # seq 1 was overtaken: not applied, no rollback
+    assert s.pending == []
+    assert s.lr_scale == 0.8
+
+
 def test_burns_due_together_apply_in_seq_order_and_the_newest_governs():
     # Mirrors BurnSchedule.BurnsDueTogetherApplyInSeqOrderAndTheNewestGoverns
     s = BurnSchedule()
