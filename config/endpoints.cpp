@@ -48,6 +48,13 @@ DefaultEndpoints default_endpoints(const std::filesystem::path& dir) {
           "ipc://" + (dir / "control.sock").string()};
 }
 
+DefaultEndpoints endpoints_beside(const std::string& adapters) {
+  const auto dir = ipc_directory(adapters);
+  DefaultEndpoints e = dir.empty() ? default_endpoints() : default_endpoints(dir);
+  e.adapters = adapters;
+  return e;
+}
+
 std::string resolve_endpoint(const std::string& configured, const std::string& fallback) {
   return configured.empty() || configured == "auto" ? fallback : configured;
 }

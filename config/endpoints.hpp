@@ -25,6 +25,11 @@ struct DefaultEndpoints {
 };
 DefaultEndpoints default_endpoints(const std::filesystem::path& dir = private_socket_dir());
 
+// The endpoints an orbitd bound to adapter endpoint `adapters` uses for "auto"
+// telemetry and control: beside an ipc socket (so two daemons in two directories
+// never share them), else the defaults. orbitd and the CLI both apply this rule.
+DefaultEndpoints endpoints_beside(const std::string& adapters);
+
 // "auto" (or empty) resolves to the default; anything else is kept.
 std::string resolve_endpoint(const std::string& configured, const std::string& fallback);
 

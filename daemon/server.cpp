@@ -77,8 +77,7 @@ void Server::start() {
   // "auto" telemetry and control sockets live beside an ipc adapter socket (SPEC
   // section 9), so two daemons in two directories never share them.
   const std::string adapters = resolve_endpoint(config_.endpoint, default_endpoints().adapters);
-  const auto beside = ipc_directory(adapters);
-  const auto defaults = beside.empty() ? default_endpoints() : default_endpoints(beside);
+  const auto defaults = endpoints_beside(adapters);
   const std::string control = resolve_endpoint(config_.control, defaults.control);
   // Whoever reaches the control socket can steer every run; HTTP has no authentication.
   if (!config_.allow_exposed_control && !private_ipc_endpoint(control)) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tools/daemon_client.hpp"
 
+#include <cstdlib>
+
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -11,6 +13,26 @@ namespace orbit {
 
 std::string default_control_endpoint() { return default_endpoints().control; }
 std::string default_telemetry_endpoint() { return default_endpoints().telemetry; }
+
+namespace {
+
+DefaultEndpoints located(const std::optional<std::string>& adapters) {
+  if (adapters && !adapters->empty()) return endpoints_beside(*adapters);
+  if (const char* env = std::getenv("ORBIT_ENDPOINT"); env && *env) return endpoints_beside(env);
+  return default_endpoints();
+}
+
+}  // namespace
+
+std::string locate_control_endpoint(const std::optional<std::string>& explicit_ep,
+                                    const std::optional<std::string>& adapters) {
+  return explicit_ep ? *explicit_ep : located(adapters).control;
+}
+
+std::string locate_telemetry_endpoint(const std::optional<std::string>& explicit_ep,
+                                      const std::optional<std::string>& adapters) {
+  return explicit_ep ? *explicit_ep : located(adapters).telemetry;
+}
 
 std::optional<std::string> control_request(const std::string& endpoint, const std::string& request,
                                            std::chrono::milliseconds timeout) {

@@ -14,6 +14,15 @@ namespace orbit {
 std::string default_control_endpoint();
 std::string default_telemetry_endpoint();
 
+// Where to find a daemon's control / telemetry socket: `explicit_ep` when given,
+// else the one beside `adapters` (--endpoint, else $ORBIT_ENDPOINT) as orbitd places
+// it, else the default. So `orbit status --endpoint ipc:///x/orbitd.sock` finds the
+// daemon started with `orbitd --endpoint ipc:///x/orbitd.sock`.
+std::string locate_control_endpoint(const std::optional<std::string>& explicit_ep,
+                                    const std::optional<std::string>& adapters);
+std::string locate_telemetry_endpoint(const std::optional<std::string>& explicit_ep,
+                                      const std::optional<std::string>& adapters);
+
 // Sends one MessagePack control request; the reply bytes, or nullopt on timeout.
 std::optional<std::string> control_request(const std::string& endpoint, const std::string& request,
                                            std::chrono::milliseconds timeout);

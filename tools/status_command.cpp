@@ -23,10 +23,14 @@ namespace mt = msgpack::type;
 
 const ArgParser& parser() {
   static const ArgParser p = [] {
-    ArgParser a("orbit status [--json] [--control EP] [--timeout S]",
+    ArgParser a("orbit status [--json] [--endpoint EP | --control EP] [--timeout S]",
                 "Asks a running orbitd for its runs, sessions and counters (control command \"status\").");
     a.flag("json", "print the daemon's reply as JSON");
-    a.option("control", "EP", "control endpoint (default: control.sock in orbitd's private directory)");
+    a.option("endpoint", "EP",
+             "the adapter endpoint orbitd was started with (default: $ORBIT_ENDPOINT); its control\n"
+             "socket is found beside it, as orbitd places it");
+    a.option("control", "EP",
+             "control endpoint (default: control.sock beside --endpoint, else in orbitd's private directory)");
     a.option("timeout", "S", "seconds to wait for the reply (default 2)");
     a.epilog(std::string("Exit 1 when no daemon answers within the timeout.\n") + kExitCodeHelp);
     return a;
@@ -111,7 +115,7 @@ int status_command(std::span<const std::string> args) {
     std::fputs(parser().help_text().c_str(), stdout);
     return kExitOk;
   }
-  const std::string endpoint = a.get("control", default_control_endpoint());
+  const std::string endpoint = locate_control_endpoint(a.maybe("control"), a.maybe("endpoint"));
   const double timeout_s = a.number("timeout", 2.0);
   if (!(timeout_s > 0)) throw UsageError("--timeout must be > 0");
   const auto reply = control_request(endpoint, encode_control(StatusCommand{}),

@@ -28,7 +28,7 @@ extern "C" void on_signal(int) { g_stop = true; }
 
 const ArgParser& parser() {
   static const ArgParser p = [] {
-    ArgParser a("orbit watch [--telemetry EP] [--run NAME ...] [--tree] [--once | --count N] [--timeout S]",
+    ArgParser a("orbit watch [--endpoint EP | --telemetry EP] [--run NAME ...] [--tree] [--once | --count N] [--timeout S]",
                 "Shows every run orbitd reports on its telemetry socket, one line each, redrawn in place\n"
                 "(plain ANSI: works over ssh):\n"
                 "  run-a  step 1840  entropy 2.31  \u03c6-prox 0.87  \u2588\u2588\u2588\u2588\u2588\u2588\u2588\u2591\u2591\u2591 DRIFTING\n"
@@ -36,7 +36,11 @@ const ArgParser& parser() {
                 "last value between the steps that carry it (spectra come on probe steps only); a value\n"
                 "from an earlier step shows its age in steps: \"entropy 2.31 (10 ago)\". When stdout is\n"
                 "not a terminal, each telemetry message is printed as one line instead.");
-    a.option("telemetry", "EP", "telemetry endpoint (default: telemetry.sock in orbitd's private directory)");
+    a.option("endpoint", "EP",
+             "the adapter endpoint orbitd was started with (default: $ORBIT_ENDPOINT); its telemetry\n"
+             "socket is found beside it, as orbitd places it");
+    a.option("telemetry", "EP",
+             "telemetry endpoint (default: telemetry.sock beside --endpoint, else in orbitd's private directory)");
     a.option("run", "NAME", "only this run", true);
     a.flag("tree", "a detail tree under each run: loss, basin, health metrics, lr scale, last reason");
     a.flag("once", "print the view once, after the first message (and 0.3 s for other runs), then exit");
@@ -57,7 +61,7 @@ int watch_command(std::span<const std::string> args) {
     std::fputs(parser().help_text().c_str(), stdout);
     return kExitOk;
   }
-  const std::string endpoint = a.get("telemetry", default_telemetry_endpoint());
+  const std::string endpoint = locate_telemetry_endpoint(a.maybe("telemetry"), a.maybe("endpoint"));
   const bool once = a.has("once");
   const long long count = a.integer("count", 0);
   if (count < 0) throw UsageError("--count must be >= 0");

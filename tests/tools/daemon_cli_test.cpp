@@ -83,6 +83,43 @@ TEST_F(DaemonCli, StatusShowsRunsSessionsAndCounters) {
   EXPECT_TRUE(contains(json.output, "\"snapshots\": 5")) << json.output;
 }
 
+TEST(DaemonCliEndpoints, StatusAndWatchFindTheSocketsBesideTheAdapterEndpoint) {
+  // orbitd started with --endpoint only puts its control and telemetry sockets beside
+  // it, not in the default private directory; `--endpoint` (or $ORBIT_ENDPOINT) finds them.
+  const auto dir = test::make_temp_dir("cli-beside");
+  const std::string adapters = "ipc://" + (dir / "orbitd.sock").string();
+  test::OrbitdProcess daemon({"--endpoint", adapters}, /*default_endpoints=*/false);
+  const std::string control = "ipc://" + (dir / "control.sock").string();
+  ASSERT_EQ(daemon.endpoints().control, control);
+  ASSERT_NE(control, default_control_endpoint());
+
+  auto r = run_orbit({"status", "--json", "--endpoint", adapters});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, control)) << r.output;
+
+  ::setenv("ORBIT_ENDPOINT", adapters.c_str(), 1);
+  auto from_env = run_orbit({"status", "--json"});
+  ::unsetenv("ORBIT_ENDPOINT");
+  EXPECT_EQ(from_env.code, 0) << from_env.output;
+
+  zmq::context_t ctx(1);
+  test::TestClient client(ctx, adapters);
+  client.send(test::make_hello("run-b"));
+  ASSERT_TRUE(client.recv());
+  auto watch = std::async(std::launch::async, [&] {
+    return run_orbit({"watch", "--endpoint", adapters, "--count", "1", "--timeout", "30"});
+  });
+  for (std::int64_t step = 0; watch.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready; ++step) {
+    client.send(snapshot("run-b", step));
+    ASSERT_TRUE(client.recv());
+  }
+  const auto w = watch.get();
+  EXPECT_EQ(w.code, 0) << w.output;
+  EXPECT_TRUE(w.output.starts_with("run-b  step ")) << w.output;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
 TEST_F(DaemonCli, StatusWithoutADaemonExitsOne) {
   daemon_->stop();
   auto r = run_orbit({"status", "--control", daemon_->endpoints().control, "--timeout", "0.3"});
