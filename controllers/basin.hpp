@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// The basins a run can head for (DESIGN.md "Basins and the orbit state machine").
+// The basins a run can head for (docs/controller.md, "Basins" and "States").
 
 #include <optional>
 #include <string_view>

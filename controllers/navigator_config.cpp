@@ -33,7 +33,7 @@ const PidGains& PidSchedule::gains(OrbitState state) const {
 }
 
 std::map<std::string, ZoneConfig> NavigatorConfig::default_zones() {
-  // Hidden-state bands calibrated on the efficacy suite's transformer (DESIGN.md's
+  // Hidden-state bands calibrated on the efficacy suite's transformer (the original design's
   // roadmap table had entropy 2.0/1.5 and dominant ratio 0.4/0.6, which healthy
   // pre-LN runs cross in their early transient), plus z-score bands for the scalars.
   return {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// Health metrics of one spectrum (eigenvalues or singular values), DESIGN.md "Metrics".
+// Health metrics of one spectrum (eigenvalues or singular values), protocol/SPEC.md 5.4.1.
 // Pure functions: no state, no allocation beyond the result.
 
 #include <cstddef>

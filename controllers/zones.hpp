@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// Good / warning / danger zones of one metric (DESIGN.md "Metrics"), the margin of
+// Good / warning / danger zones of one metric (docs/controller.md), the margin of
 // a value inside its band, and a tracker that only leaves a worse zone once the
 // value is back by a hysteresis margin (so a metric on a line does not chatter).
 

@@ -23,7 +23,7 @@ import struct
 import sys
 
 # The vectors live in protocol/vectors/; this script sits in scripts/ because it imports
-# the Python adapter, which is above protocol/ in the house (DESIGN.md).
+# the Python adapter, which is above protocol/ in the house (docs/architecture.md).
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HERE = ROOT / "protocol" / "vectors"
 sys.path.insert(0, str(ROOT / "adapters" / "python"))

@@ -4,7 +4,7 @@
 // step numbers, no torch and no sockets, so every rank that sees the same burns
 // makes the same decisions at the same steps.
 //
-// Rules (protocol/SPEC.md, DESIGN.md "Wire protocol"):
+// Rules (protocol/SPEC.md, sections 5.5 and 5.6):
 // - a burn governs the steps [apply_at_step, apply_at_step + expires_after_steps)
 //   (as in the Python adapter; 0 = a one-shot: its rollback happens, its lr scale
 //   governs no step); the window is counted from apply_at_step, not from arrival,

@@ -42,7 +42,7 @@ inline std::vector<float> spectrum_with_dominant(double d, int n = 64) {
   return v;
 }
 
-// The hidden-state bands of DESIGN.md's roadmap table (entropy good 2.0 / danger
+// The hidden-state bands of the original design's roadmap table (entropy good 2.0 / danger
 // 1.5, dominant ratio 0.4 / 0.6). The shipped defaults are calibrated on the
 // efficacy suite's transformer and sit lower; the scenarios that exercise the
 // controller's dynamics (drift forecasts, dips, the closed loop) were written

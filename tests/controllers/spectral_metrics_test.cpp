@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Spectral metrics against hand-computed values (DESIGN.md "Metrics").
+// Spectral metrics against hand-computed values (protocol/SPEC.md 5.4.1).
 #include <cmath>
 #include <limits>
 #include <vector>

@@ -4,7 +4,7 @@ numbers, no torch and no sockets, so every rank that sees the same burns makes t
 same decisions at the same steps. The Python twin of the LibTorch adapter's
 adapters/libtorch/burn_schedule.{hpp,cpp}.
 
-Rules (protocol/SPEC.md, DESIGN.md "Wire protocol"):
+Rules (protocol/SPEC.md, sections 5.5 and 5.6):
 - a burn governs the steps [apply_at_step, apply_at_step + expires_after_steps)
   (0 = a one-shot: its rollback happens, its lr scale governs no step); the window is
   counted from apply_at_step, not from arrival, so late ranks still agree on the end;

@@ -5,7 +5,7 @@
 
 over the spectra s handed in (eigenvalues or singular values, computed with
 gradients, e.g. by `covariance_spectrum` or `torch.linalg.svdvals`). H is the
-spectral entropy of DESIGN.md; phi_prox = max(0, 1 - |l1/l2 - phi| / phi). The
+spectral entropy of protocol/SPEC.md 5.4.1; phi_prox = max(0, 1 - |l1/l2 - phi| / phi). The
 weights come from the latest burn's `loss_weights` (`Orbit.loss_weights`), which
 are zero until the daemon sends some: until then the loss is plain cross-entropy.
 """

@@ -24,7 +24,7 @@ PHI = (1 + 5 ** 0.5) / 2
 
 
 def reference_metrics(values) -> dict:
-    """DESIGN.md "Metrics", computed independently with numpy in float64."""
+    """protocol/SPEC.md 5.4.1, computed independently with numpy in float64."""
     v = np.asarray(values, dtype=np.float32).astype(np.float64)
     v = np.abs(v[np.isfinite(v)])
     p = v / v.sum()
