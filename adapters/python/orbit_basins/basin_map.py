@@ -126,7 +126,10 @@ def _toml_string(s: str) -> str:
 def basin_map_toml(m: dict, settings: CurationSettings = CurationSettings()) -> str:
     """The map's per-domain scorecard in the TOML form orbitd reads (`[controller] basin_map`)."""
     card = domain_scorecard(m["prompts"], settings)
-    weights = curated_weights(card, None, settings) if card else {}
+    try:
+        weights = curated_weights(card, None, settings) if card else {}
+    except ValueError:  # every domain removed: the sampler has nothing left, the map still says so
+        weights = {d: 0.0 for d in card}
     lines = ["# SPDX-License-Identifier: Apache-2.0",
              f"# Basin map written by orbit-basins from model {m['model']['label']!r}",
              f"# ({m['model']['path']}), {m['summary']['prompts']} prompts of {m.get('corpus') or 'a corpus'}.",

@@ -9,7 +9,8 @@ Each line is a JSON object with
             curation step turns per-domain basin counts into mixture weights
 Other keys are kept in `extra` and ignored. The bundled corpus (BUNDLED_PROMPTS, 54
 prompts in 9 categories) is written for the example trainer's char-level models:
-printable ASCII, short enough for a 64-character context.
+printable ASCII, all but one within a 64-character context (the model sees
+the last `context` tokens of a longer prompt).
 """
 from __future__ import annotations
 
