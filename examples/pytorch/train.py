@@ -41,7 +41,6 @@ os.environ.setdefault("OMP_NUM_THREADS", _threads_flag(sys.argv))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
