@@ -41,7 +41,6 @@ os.environ.setdefault("OMP_NUM_THREADS", _threads_flag(sys.argv))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,24 +48,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "adapters", "python"))
 
 from orbit_adapter.sampler import DomainMixtureSampler  # noqa: E402
-from orbit_adapter.probes import report_attention  # noqa: E402
 
 DEFAULT_CORPUS = os.path.join(REPO, "examples", "corpus", "corpus.jsonl")
-
-# Fixed vocabulary: tab, newline and printable ASCII (the corpus holds nothing else).
-VOCAB = "\t\n" + "".join(chr(c) for c in range(32, 127))
-_LOOKUP = np.zeros(256, dtype=np.int64)
-for _i, _c in enumerate(VOCAB):
-    _LOOKUP[ord(_c)] = _i
-
-
-def encode_text(text: str) -> torch.Tensor:
-    return torch.from_numpy(_LOOKUP[np.frombuffer(text.encode("ascii", "replace"), dtype=np.uint8)])
-
-
-def decode_ids(ids) -> str:
-    return "".join(VOCAB[int(i)] for i in ids)
-
 
 # ---- data -----------------------------------------------------------------------
 class Corpus:
@@ -103,79 +86,9 @@ class Corpus:
 
 
 # ---- model ----------------------------------------------------------------------
-class CausalSelfAttention(nn.Module):
-    """Hand-written attention that hands its probabilities to Orbit's probe."""
-
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-
-    def forward(self, x, mask):
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.heads) + mask
-        att = att.softmax(dim=-1)
-        report_attention(self, att)  # no-op unless Orbit armed a probe for this step
-        y = (att @ v).transpose(1, 2).reshape(b, t, d)
-        return self.proj(y)
-
-
-class CustomBlock(nn.Module):
-    def __init__(self, d: int, heads: int, norm: str):
-        super().__init__()
-        self.pre = norm == "pre"
-        self.attn = CausalSelfAttention(d, heads)
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-
-    def forward(self, x, mask):
-        if self.pre:
-            x = x + self.attn(self.norm1(x), mask)
-            return x + self.ff(self.norm2(x))
-        x = self.norm1(x + self.attn(x, mask))
-        return self.norm2(x + self.ff(x))
-
-
-class CharTransformer(nn.Module):
-    def __init__(self, vocab: int, d: int = 128, layers: int = 2, heads: int = 4,
-                 context: int = 64, norm: str = "pre", attn: str = "torch"):
-        super().__init__()
-        self.context = context
-        self.tok = nn.Embedding(vocab, d)
-        self.pos = nn.Embedding(context, d)
-        if attn == "torch":
-            self.blocks = nn.ModuleList(
-                nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=(norm == "pre"))
-                for _ in range(layers))
-        else:
-            self.blocks = nn.ModuleList(CustomBlock(d, heads, norm) for _ in range(layers))
-        self.custom = attn != "torch"
-        self.ln_f = nn.LayerNorm(d) if norm == "pre" else nn.Identity()
-        self.head = nn.Linear(d, vocab, bias=False)
-        self.register_buffer("mask", torch.triu(torch.full((context, context), float("-inf")), 1),
-                             persistent=False)
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m):
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.MultiheadAttention):
-            nn.init.normal_(m.in_proj_weight, std=0.02)
-            nn.init.zeros_(m.in_proj_bias)
-
-    def forward(self, idx):
-        t = idx.shape[1]
-        x = self.tok(idx) + self.pos(torch.arange(t, device=idx.device))
-        mask = self.mask[:t, :t]
-        for block in self.blocks:
-            x = block(x, mask) if self.custom else block(x, src_mask=mask)
-        return self.head(self.ln_f(x))
+# The model lives in orbit_basins so saved checkpoints load without this script.
+from orbit_basins.char_lm import (VOCAB, CharTransformer, CausalSelfAttention,  # noqa: E402,F401
+                                  CustomBlock, decode_ids, encode_text, save_checkpoint)
 
 
 def make_generate(model: CharTransformer, prompt: str, new_tokens: int, seed: int):
@@ -271,7 +184,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spectra-every", type=int, default=10, help="spectral probe cadence under control")
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--save", default=None,
+                   help="write the final model here (orbit-char-lm/1 checkpoint, loadable by orbit-basins)")
+    p.add_argument("--save-every", type=int, default=0,
+                   help="also save every N steps, as PATH with the step before the suffix (x.pt -> x.step200.pt)")
+    p.add_argument("--domain-weights", default=None,
+                   help="base data mixture: JSON object {domain: weight} or a file holding one "
+                        "(e.g. from `orbit-basins curate`); default: proportional to domain size")
     return p
+
+
+def checkpoint_path(path: str, step: int) -> str:
+    root, ext = os.path.splitext(path)
+    return f"{root}.step{step}{ext or '.pt'}"
+
+
+def read_domain_weights(spec: str) -> dict:
+    text = open(spec).read() if os.path.exists(spec) else spec
+    weights = json.loads(text)
+    if isinstance(weights, dict) and "weights" in weights:  # a curation report
+        weights = weights["weights"]
+    if not isinstance(weights, dict):
+        raise SystemExit(f"--domain-weights: expected a JSON object of domain weights, got {text[:80]!r}")
+    return {str(k): float(v) for k, v in weights.items()}
 
 
 def run(args) -> dict:
@@ -296,7 +231,11 @@ def run(args) -> dict:
             opt, mode="min", factor=0.5, patience=50, threshold=1e-3, min_lr=args.lr * 1e-3)
         schedulers.append(plateau)
     zclip = ZClip() if args.guard == "zclip" else None
-    sampler = DomainMixtureSampler(corpus.sizes, args.batch, seed=args.seed)
+    weights = read_domain_weights(args.domain_weights) if args.domain_weights else None
+    sampler = DomainMixtureSampler(corpus.sizes, args.batch, seed=args.seed, weights=weights)
+    save_meta = {"lr": args.lr, "norm": args.norm, "seed": args.seed, "control": args.control,
+                 "steps": args.steps, "warmup": args.warmup,
+                 "domain_weights": json.dumps(sampler.base_weights, sort_keys=True)}
 
     orbit = None
     if args.control == "on":
@@ -357,10 +296,16 @@ def run(args) -> dict:
                 print(f"step {step:5d}  train {ewma:.3f}  val {v:.3f}  lr {lr_in_effect:.2e}", flush=True)
         elif not args.quiet and args.log_every and step % args.log_every == 0:
             print(f"step {step:5d}  train {ewma:.3f}  lr {lr_in_effect:.2e}", flush=True)
+        if args.save and args.save_every and step % args.save_every == 0 and step < args.steps:
+            save_checkpoint(model, checkpoint_path(args.save, step), step,
+                            dict(save_meta, train_loss=float(ewma)))
 
     final = evaluate(model, corpus, args.final_eval_windows, args.batch)
     val_curve.append([args.steps, final])
     wall = time.perf_counter() - t_start
+    if args.save:
+        save_checkpoint(model, args.save, args.steps,
+                        dict(save_meta, train_loss=float(ewma), val_loss=float(final)))
     result = {
         "args": vars(args),
         "final_val_loss": final,

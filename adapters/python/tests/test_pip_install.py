@@ -33,3 +33,11 @@ def test_pip_installs_the_package_offline_into_a_fresh_venv(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     path, version = r.stdout.split()
     assert path.startswith(str(venv)) and version == "0.1.0"
+    # the basin tools come along: the console script and the bundled prompt corpus
+    r = subprocess.run([str(venv / "bin" / "orbit-basins"), "--help"], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "orbit-basins map" in r.stdout, r.stderr[-2000:]
+    probe = "from orbit_basins.corpus import load_prompts; print(len(load_prompts()))"
+    r = subprocess.run([str(py), "-c", probe], env=env, cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and int(r.stdout) >= 50, r.stderr[-2000:]
