@@ -2,6 +2,7 @@
 """ClientThread: the adapter's client work on a background thread, nothing lost, the
 training thread never waiting; and Orbit sends the same snapshots with or without it."""
 import math
+import threading
 import time
 
 import numpy as np
@@ -24,6 +25,11 @@ def test_everything_queued_before_close_reaches_the_daemon_in_order_then_bye():
         ct = ClientThread(OrbitClient(d.endpoint, run="drain", queue_limit=5000))
         d.wait_hello()
         spectrum = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+        # The thread is held on the first snapshot until after close() began, so close
+        # finds the whole queue still waiting.
+        release = threading.Event()
+        threading.Timer(0.3, release.set).start()
+        ct.send_snapshot(0, 1.0, prepare=lambda: release.wait(20) and {}, time=0.0)
         for step in range(1, 401):
             ct.send_snapshot(step, 1.0, spectra={"hidden.0": spectrum}, time=0.0)
             if step % 100 == 0:
@@ -35,7 +41,7 @@ def test_everything_queued_before_close_reaches_the_daemon_in_order_then_bye():
         acks = [a["seq"] for a in d.acks]
     finally:
         d.close()
-    assert steps == list(range(1, 401))
+    assert steps == list(range(0, 401))
     assert acks == [1, 2, 3, 4]
     with pytest.raises(RuntimeError):
         ct.send_snapshot(401, 1.0)
@@ -68,7 +74,6 @@ def test_deferred_work_runs_on_the_thread_and_its_failure_costs_only_its_values(
         ran_on = []
 
         def prepare():
-            import threading
             ran_on.append(threading.current_thread().name)
             return {"spectra": {"hidden.0": torch.ones(3)}, "scalars": {"a": 1.0, "b": 2.0}}
 
