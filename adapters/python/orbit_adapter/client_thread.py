@@ -25,6 +25,7 @@ import collections
 import dataclasses
 import errno
 import os
+import select
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
@@ -48,7 +49,7 @@ _CLOSE_WAIT_S = 10.0
 def host_value(x: Any) -> Any:
     """A float for a tensor (any device); anything else as it is."""
     if isinstance(x, torch.Tensor):
-        return float(x.detach().float().cpu())
+        return float(x)  # a one-element tensor of any dtype; waits for a GPU one here
     return x
 
 
@@ -223,21 +224,24 @@ class ClientThread:
     # ---- the thread ---------------------------------------------------------------------
     def _run(self) -> None:
         poller = None
-        if zmq is not None and hasattr(zmq, "Poller"):
+        if zmq is not None and hasattr(zmq, "Poller") and self._socket is not None:
             poller = zmq.Poller()
-            if self._socket is not None:
-                poller.register(self._socket, zmq.POLLIN)
+            poller.register(self._socket, zmq.POLLIN)
             poller.register(self._wake_r, zmq.POLLIN)
+        readable = True
         with torch.no_grad():
             while True:
-                self._send_queued()
-                self._receive()
+                sent = self._send_queued()
+                # Read only when the socket says so (or to say hello/heartbeat when idle):
+                # an empty non-blocking read costs more than the wait.
+                if readable or poller is None:
+                    self._receive()
                 if self._stop and not self._outbox:
                     break
                 if poller is not None:
-                    poller.poll(int(_IDLE_WAKE_S * 1000))
+                    events = dict(poller.poll(int(_IDLE_WAKE_S * 1000)))
+                    readable = self._socket in events or not events and not sent
                 else:
-                    import select
                     select.select([self._wake_r], [], [], _IDLE_WAKE_S)
                 try:
                     while os.read(self._wake_r, 4096):
@@ -250,7 +254,8 @@ class ClientThread:
                 self._errors.append(("close", e))
         self._final_cpu = time.thread_time()
 
-    def _send_queued(self) -> None:
+    def _send_queued(self) -> bool:
+        sent = False
         while self._outbox:
             kind, args, fields = self._outbox.popleft()
             try:
@@ -258,6 +263,7 @@ class ClientThread:
                     self._send_snapshot(args, fields)
                 else:
                     self._client.send_ack(**fields)
+                sent = True
             except Exception as e:
                 self._errors.append((kind if kind == "ack" else "send", e))
             finally:
@@ -265,7 +271,7 @@ class ClientThread:
                     self._pending -= 1
                     if not self._pending:
                         self._idle.notify_all()
-            self._receive()  # replies to earlier snapshots go to the trainer promptly
+        return sent
 
     def _send_snapshot(self, args: tuple, fields: dict) -> None:
         prepare = fields.pop("_prepare", None)
