@@ -99,7 +99,8 @@ def one_repeat(binary, corpus, args):
         # changes hit both arms alike and the client thread's work (right after each
         # orbit step) overlaps the orbit arm's own next step, not the plain arm's.
         while step["orbit"] < total:
-            order = ("orbit", "plain") if window % 2 else ("plain", "orbit")
+            # The orbit arm first: its first step comes right after attach.
+            order = ("plain", "orbit") if window % 2 else ("orbit", "plain")
             for name in order:
                 (model, opt, sampler), o = arms[name]
                 for _ in range(min(args.window, total - step[name])):

@@ -309,12 +309,14 @@ class Orbit:
         return ClientThread(client) if self.client_thread else client
 
     # ---- the per-step call -----------------------------------------------------
-    def step(self, step: int, loss: Any, *, grad_norm: Optional[float] = None,
+    def step(self, step: int, loss: Any, *, grad_norm: Any = None,
              domain_losses: Optional[Mapping[str, float]] = None,
              tokens: Optional[int] = None,
              scalars: Optional[Mapping[str, float]] = None) -> Optional[int]:
         """Reports training step `step` (after optimizer.step) and applies due burns.
 
+        `grad_norm` may be a float or a one-element tensor on any device (with the client
+        thread it is read there, so the training thread does not wait for the device).
         Returns the restored checkpoint's step when this call rolled the model back,
         else None. The caller keeps counting steps forward: steps lost to a rollback
         count against the run's budget.

@@ -80,6 +80,8 @@ class SnapshotAssembler:
                     sp, sc = self.probes.collect()
                     spectra = {k: v.numpy().astype(np.float32) for k, v in sp.items()}
                     extra.update(sc)
+            if isinstance(grad_norm, torch.Tensor) and not deferred:
+                grad_norm = float(grad_norm)  # the client thread takes tensors as they are
             # Nobody registered us yet (no daemon, or one that restarted): skip the work.
             if grad_norm is None and cfg.grad_norm and link.registered:
                 norm = grad_norm_tensor(self.optimizer)  # queued on the device, no sync

@@ -180,3 +180,22 @@ def test_orbit_sends_the_same_snapshots_with_and_without_the_client_thread():
         for name, values in (a.get("spectra") or {}).items():
             assert np.array_equal(values, b["spectra"][name]), (step, name)
     assert math.isfinite(threaded[5]["grad_norm"]) and threaded[5]["grad_norm"] > 0
+
+
+@pytest.mark.parametrize("client_thread", [True, False])
+def test_a_grad_norm_tensor_from_the_trainer_is_sent_as_a_number(client_thread):
+    d = ScriptedDaemon()
+    try:
+        model = TinyLM()
+        orbit = Orbit(endpoint=d.endpoint, run="gn", client_thread=client_thread,
+                      checkpoints=CheckpointConfig(every=0))
+        orbit.attach(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        for step in (1, 2):
+            orbit.step(step, 1.0, grad_norm=torch.tensor(3.0 * step, dtype=torch.bfloat16))
+        orbit.close()
+        d.wait_for(lambda: len(d.byes) == 1)
+        norms = [s["grad_norm"] for s in d.snapshots]
+        errors = orbit.summary()["errors"]
+    finally:
+        d.close()
+    assert norms == [3.0, 6.0] and errors == {}
