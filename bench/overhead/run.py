@@ -2,14 +2,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """Adapter overhead: the example trainer with and without Orbit attached, in one process.
 
-Two identical models (same seed, same batches) train side by side; their steps are
-interleaved (alternating which goes first) so machine noise hits both arms alike.
+Two identical models (same seed, same batches) train side by side in windows of
+`--window` steps per arm (alternating which goes first), so machine noise hits both
+arms alike; `--repeats` such runs (each with a fresh orbitd and fresh models) give
+the result as the median of their ratios.
 Arm `orbit` has the adapter attached with its defaults (snapshots every step as the
 daemon asks, spectral probes every 10 steps, a checkpoint every 10 steps) talking
 to a real orbitd in monitor mode (so no burn changes its training). The step time
 covers forward, backward, optimizer step and, in the orbit arm, `orbit.step`.
 
-    /usr/bin/python3 bench/overhead/run.py [--steps 300] [--orbitd build/daemon/orbitd]
+    /usr/bin/python3 bench/overhead/run.py [--steps 300] [--repeats 3] [--orbitd build/daemon/orbitd]
+        [--trainer-grad-norm] [--no-client-thread]
 
 Prints a table and writes bench/results/overhead.json.
 """
@@ -45,17 +48,26 @@ def make_arm(corpus, args):
     return model, opt, sampler
 
 
-def one_step(model, opt, sampler, corpus, orbit, step):
+def one_step(model, opt, sampler, corpus, orbit, step, trainer_grad_norm=False):
     t0, c0 = time.perf_counter(), time.thread_time()
     x, y = corpus.batch(sampler.next_batch())
     loss = F.cross_entropy(model(x).reshape(-1, len(train.VOCAB)), y.reshape(-1))
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    grad_norm = None
+    if trainer_grad_norm:  # as examples/pytorch/train.py does, in both arms
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
     opt.step()
     value = loss.item()
     if orbit is not None:
-        orbit.step(step, value)
+        orbit.step(step, value, grad_norm=grad_norm)
     return time.perf_counter() - t0, time.thread_time() - c0
+
+
+def adapter_thread_cpu(orbit) -> float:
+    """CPU seconds used so far by the adapter's background client thread (0 without one)."""
+    thread = (orbit.summary().get("client_thread") or {}) if orbit is not None else {}
+    return float(thread.get("cpu_s") or 0.0)
 
 
 def summarize(xs):
@@ -64,71 +76,143 @@ def summarize(xs):
             "p90_ms": 1000 * xs[int(0.9 * (len(xs) - 1))]}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--warmup", type=int, default=20, help="steps per arm left out of the timing")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--norm", default="pre")
-    ap.add_argument("--orbitd", default=None)
-    ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
-    ap.add_argument("--json-out", default=os.path.join(REPO, "bench", "results", "overhead.json"))
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    binary = find_orbitd(args.orbitd)
-    if binary is None:
-        sys.exit("overhead: no orbitd binary (build it: cmake --build build --target orbitd)")
+KEYS = ("median_ms", "mean_ms", "p90_ms")
 
-    corpus = train.Corpus(train.DEFAULT_CORPUS, 64)
+
+def one_repeat(binary, corpus, args):
+    """One interleaved run of both arms against a fresh orbitd; per-arm step times."""
     plain = make_arm(corpus, args)
     probed = make_arm(corpus, args)
     times = {"plain": [], "orbit": []}
     cpu = {"plain": [], "orbit": []}
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
-        orbit = Orbit(endpoint=daemon.endpoint, run="overhead", domains=corpus.domains)
+        orbit = Orbit(endpoint=daemon.endpoint, run="overhead", domains=corpus.domains,
+                      client_thread=not args.no_client_thread)
         orbit.attach(probed[0], probed[1], sampler=probed[2])
+        arms = {"plain": (plain, None), "orbit": (probed, orbit)}
         t_start = time.perf_counter()
-        for step in range(1, args.steps + args.warmup + 1):
-            order = [("plain", plain, None), ("orbit", probed, orbit)]
-            if step % 2:
-                order.reverse()
-            for name, (model, opt, sampler), o in order:
-                dt, dc = one_step(model, opt, sampler, corpus, o, step)
-                if step > args.warmup:
-                    times[name].append(dt)
-                    cpu[name].append(dc)
+        thread_cpu0 = None
+        step = {"plain": 0, "orbit": 0}
+        total = args.steps + args.warmup
+        window = 0
+        # Windows of `window` steps per arm, alternating which arm goes first, so load
+        # changes hit both arms alike and the client thread's work (right after each
+        # orbit step) overlaps the orbit arm's own next step, not the plain arm's.
+        while step["orbit"] < total:
+            # The orbit arm first: its first step comes right after attach.
+            order = ("plain", "orbit") if window % 2 else ("orbit", "plain")
+            for name in order:
+                (model, opt, sampler), o = arms[name]
+                for _ in range(min(args.window, total - step[name])):
+                    step[name] += 1
+                    if name == "orbit" and step[name] == args.warmup + 1:
+                        thread_cpu0 = adapter_thread_cpu(orbit)
+                    dt, dc = one_step(model, opt, sampler, corpus, o, step[name], args.trainer_grad_norm)
+                    if step[name] > args.warmup:
+                        times[name].append(dt)
+                        cpu[name].append(dc)
+            window += 1
         wall = time.perf_counter() - t_start
+        thread_cpu = adapter_thread_cpu(orbit) - (thread_cpu0 or 0.0)
         summary = orbit.summary()
         orbit.close()
-    same = all(torch.equal(a, b) for a, b in zip(plain[0].state_dict().values(), probed[0].state_dict().values()))
+    same = all(torch.equal(a, b) for a, b in zip(plain[0].state_dict().values(),
+                                                 probed[0].state_dict().values()))
     res = {name: summarize(ts) for name, ts in times.items()}
     res_cpu = {name: summarize(ts) for name, ts in cpu.items()}
-    keys = ("median_ms", "mean_ms", "p90_ms")
-    overhead = {k: 100.0 * (res["orbit"][k] / res["plain"][k] - 1.0) for k in keys}
-    overhead_cpu = {k: 100.0 * (res_cpu["orbit"][k] / res_cpu["plain"][k] - 1.0) for k in keys}
-    out = {
-        "what": "step time of the example trainer with and without the Orbit adapter (interleaved, one process)",
-        "command": "/usr/bin/python3 bench/overhead/run.py " + " ".join(sys.argv[1:]),
-        "steps_timed": args.steps, "seed": args.seed, "norm": args.norm, "lr": args.lr,
+    overhead = {k: 100.0 * (res["orbit"][k] / res["plain"][k] - 1.0) for k in KEYS}
+    overhead_cpu = {k: 100.0 * (res_cpu["orbit"][k] / res_cpu["plain"][k] - 1.0) for k in KEYS}
+    thread_ms = 1000.0 * thread_cpu / args.steps
+    return {
         "arms": res, "overhead_percent": overhead,
-        # CPU time of the training thread: what the adapter itself costs, without the
-        # time the scheduler hands to other processes on a busy machine.
+        # CPU time of the training thread: what the adapter costs the trainer, without
+        # the time the scheduler hands to other processes on a busy machine.
         "arms_thread_cpu": res_cpu, "overhead_percent_thread_cpu": overhead_cpu,
+        # The client thread's own CPU per step: work moved off the training thread
+        # still runs on this machine; counted here so nothing hides.
+        "client_thread_cpu_ms_per_step": thread_ms,
+        "overhead_percent_all_adapter_cpu_mean": 100.0 * ((res_cpu["orbit"]["mean_ms"] + thread_ms)
+                                                          / res_cpu["plain"]["mean_ms"] - 1.0),
         "snapshots_sent": summary["client"]["snapshots"] if summary["client"] else None,
+        "snapshots_dropped": summary["client"]["dropped"] if summary["client"] else None,
+        "adapter_errors": summary["errors"],
         "models_identical_after_training": same,
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "loadavg_at_end": os.getloadavg()},
+        "loadavg_after": os.getloadavg(),
         "wall_s": wall,
     }
-    print(f"{'arm':<14}{'median ms':>11}{'mean ms':>10}{'p90 ms':>9}")
-    for label, table in (("wall", res), ("thread cpu", res_cpu)):
-        for name in ("plain", "orbit"):
-            r = table[name]
-            print(f"{name + ' ' + label:<14}{r['median_ms']:>11.2f}{r['mean_ms']:>10.2f}{r['p90_ms']:>9.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=300, help="timed steps per arm and repeat")
+    ap.add_argument("--warmup", type=int, default=20, help="steps per arm left out of the timing")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs; the result is their median")
+    ap.add_argument("--window", type=int, default=10, help="steps of one arm before switching")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--norm", default="pre")
+    ap.add_argument("--trainer-grad-norm", action="store_true",
+                    help="both arms compute the gradient norm and the orbit arm hands it over, "
+                         "as examples/pytorch/train.py does (default: the adapter computes it)")
+    ap.add_argument("--no-client-thread", action="store_true",
+                    help="Orbit(client_thread=False): every adapter step on the training thread")
+    ap.add_argument("--orbitd", default=None)
+    ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
+    ap.add_argument("--json-out", default=os.path.join(REPO, "bench", "results", "overhead.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
+    if binary is None:
+        sys.exit("overhead: no orbitd binary (build it: cmake --build build --target orbitd)")
+
+    corpus = train.Corpus(train.DEFAULT_CORPUS, 64)
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    repeats = []
+    for r in range(args.repeats):
+        rep = one_repeat(binary, corpus, args)
+        repeats.append(rep)
+        o, oc = rep["overhead_percent"], rep["overhead_percent_thread_cpu"]
+        print(f"repeat {r + 1}: median step plain {rep['arms']['plain']['median_ms']:.2f} ms, "
+              f"orbit {rep['arms']['orbit']['median_ms']:.2f} ms: overhead wall median "
+              f"{o['median_ms']:+.2f}%, thread cpu median {oc['median_ms']:+.2f}% "
+              f"(client thread {rep['client_thread_cpu_ms_per_step']:.3f} ms/step; "
+              f"load {rep['loadavg_after'][0]:.1f})", flush=True)
+
+    def med(path):
+        vals = [rep[path[0]][path[1]] for rep in repeats]
+        return statistics.median(vals)
+
+    overhead = {k: med(("overhead_percent", k)) for k in KEYS}
+    overhead_cpu = {k: med(("overhead_percent_thread_cpu", k)) for k in KEYS}
+    out = {
+        "what": "step time of the example trainer's model with and without the Orbit adapter "
+                "(interleaved windows in one process, median over repeats)",
+        "command": "/usr/bin/python3 bench/overhead/run.py " + " ".join(sys.argv[1:]),
+        "steps_timed_per_repeat": args.steps, "repeats": args.repeats, "window": args.window,
+        "seed": args.seed, "norm": args.norm, "lr": args.lr,
+        "grad_norm_by": "trainer" if args.trainer_grad_norm else "adapter",
+        "client_thread": not args.no_client_thread,
+        "overhead_percent": overhead,
+        "overhead_percent_thread_cpu": overhead_cpu,
+        "client_thread_cpu_ms_per_step": statistics.median(
+            rep["client_thread_cpu_ms_per_step"] for rep in repeats),
+        "overhead_percent_all_adapter_cpu_mean": statistics.median(
+            rep["overhead_percent_all_adapter_cpu_mean"] for rep in repeats),
+        "models_identical_after_training": all(rep["models_identical_after_training"] for rep in repeats),
+        "per_repeat": repeats,
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_before": load_before, "loadavg_at_end": os.getloadavg()},
+        "wall_s": time.perf_counter() - t0,
+    }
     for label, o in (("wall", overhead), ("thread cpu", overhead_cpu)):
-        print(f"overhead ({label}): median {o['median_ms']:+.2f}%  mean {o['mean_ms']:+.2f}%  p90 {o['p90_ms']:+.2f}%")
-    print(f"models identical after training: {same}; load average at the end {os.getloadavg()[0]:.1f}")
+        print(f"overhead ({label}), median of {args.repeats} repeats: median {o['median_ms']:+.2f}%  "
+              f"mean {o['mean_ms']:+.2f}%  p90 {o['p90_ms']:+.2f}%")
+    print(f"client thread {out['client_thread_cpu_ms_per_step']:.3f} ms cpu per step; all adapter cpu "
+          f"(training + client thread), mean: {out['overhead_percent_all_adapter_cpu_mean']:+.2f}%")
+    print(f"models identical after training: {out['models_identical_after_training']}; "
+          f"load average before {load_before[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
     os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
     with open(args.json_out, "w") as f:
         json.dump(out, f, indent=1)

@@ -39,6 +39,7 @@ import torch
 from .burn_appliers import BurnAppliers
 from .burn_schedule import AppliedBurn, BurnSchedule
 from .client import OrbitClient
+from .client_thread import ClientThread
 from .daemon_link import DaemonLink
 from .endpoints import default_endpoint
 from .failures import FailOpen
@@ -136,7 +137,12 @@ class Orbit:
                   every `sync_every` steps).
     use_loss_weights: declare the `loss_weights` actuator (the trainer uses
                   basin_aware_loss with `orbit.loss_weights`).
-    client:       an already built OrbitClient (tests, custom transports).
+    client:       an already built OrbitClient (tests, custom transports), used as given
+                  (wrap it in a ClientThread to move its work off the training thread).
+    client_thread: run the client on a background thread (ClientThread, the default):
+                  encoding, sending, receiving, decoding, the probe spectra and the
+                  device-to-host copies of snapshot values leave the training thread.
+                  False: all of it on the training thread.
     """
 
     def __init__(self, endpoint: Optional[str] = "auto", run: Optional[str] = None,
@@ -149,6 +155,7 @@ class Orbit:
                  use_loss_weights: bool = False,
                  client: Optional[OrbitClient] = None,
                  client_options: Optional[Mapping[str, Any]] = None,
+                 client_thread: bool = True,
                  on_reply: Optional[Callable[[Any], None]] = None):
         if distributed not in ("per_rank", "rank0"):
             raise ValueError("distributed must be 'per_rank' or 'rank0'")
@@ -175,6 +182,7 @@ class Orbit:
         self.use_loss_weights = use_loss_weights
         self.on_reply = on_reply
         self._client_options = dict(client_options or {})
+        self.client_thread = bool(client_thread)
 
         self._failures = FailOpen()
         self._link = DaemonLink(endpoint, self.run, self._failures, client)
@@ -294,18 +302,21 @@ class Orbit:
         base_lr = float(group.get("initial_lr", group["lr"]))
         world = self.world_size if self.distributed == "per_rank" else 1
         rank = self.rank if self.distributed == "per_rank" else 0
-        return OrbitClient(self.endpoint, self.run, rank=rank, world_size=world,
-                           domains=self.domains, actuators=tuple(self._actuators()),
-                           adapter=ADAPTER_NAME, adapter_version=ADAPTER_VERSION,
-                           base_lr=base_lr, **self._client_options)
+        client = OrbitClient(self.endpoint, self.run, rank=rank, world_size=world,
+                             domains=self.domains, actuators=tuple(self._actuators()),
+                             adapter=ADAPTER_NAME, adapter_version=ADAPTER_VERSION,
+                             base_lr=base_lr, **self._client_options)
+        return ClientThread(client) if self.client_thread else client
 
     # ---- the per-step call -----------------------------------------------------
-    def step(self, step: int, loss: Any, *, grad_norm: Optional[float] = None,
+    def step(self, step: int, loss: Any, *, grad_norm: Any = None,
              domain_losses: Optional[Mapping[str, float]] = None,
              tokens: Optional[int] = None,
              scalars: Optional[Mapping[str, float]] = None) -> Optional[int]:
         """Reports training step `step` (after optimizer.step) and applies due burns.
 
+        `grad_norm` may be a float or a one-element tensor on any device (with the client
+        thread it is read there, so the training thread does not wait for the device).
         Returns the restored checkpoint's step when this call rolled the model back,
         else None. The caller keeps counting steps forward: steps lost to a rollback
         count against the run's budget.
@@ -484,6 +495,8 @@ class Orbit:
             "last_state": {"state": self.state, "basin": self.basin, "metrics": dict(self.metrics)},
             "errors": dict(self._failures.errors),
             "client": stats,
+            "client_thread": ({"cpu_s": client.cpu_time(), **dataclasses.asdict(client.thread_stats)}
+                              if isinstance(client, ClientThread) else None),
         }
 
     # ---- persistence --------------------------------------------------------------

@@ -267,6 +267,12 @@ class OrbitClient:
     # ---------------------------------------------------------------- lifecycle
 
     @property
+    def socket(self) -> "zmq.Socket":
+        """The DEALER socket, for a poller on the one thread that uses this client
+        (ClientThread)."""
+        return self._socket
+
+    @property
     def stats(self) -> ClientStats:
         return dataclasses.replace(self._stats)
 

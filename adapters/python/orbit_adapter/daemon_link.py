@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .burn_schedule import AppliedBurn
 from .client import OrbitClient
+from .client_thread import ClientThread
 from .failures import FailOpen
 from .messages import Reply, Welcome, reply_from_dict
 
@@ -66,6 +67,12 @@ class DaemonLink:
         return max(1, int(every or 1))
 
     @property
+    def deferred(self) -> bool:
+        """True when a ClientThread sends: snapshot values may stay tensors and a
+        `prepare` callable may come along (both are finished on that thread)."""
+        return isinstance(self.client, ClientThread)
+
+    @property
     def registered(self) -> bool:
         return self.client is not None and self.client.registered
 
@@ -76,6 +83,9 @@ class DaemonLink:
         except Exception as e:
             self._failures.fail("poll", e)
             return []
+        if isinstance(self.client, ClientThread):
+            for where, err in self.client.take_errors():
+                self._failures.fail(where, err)
         if replies:
             self.last_reply_time = time.monotonic()
         return [(message, reply_from_dict(message)) for message in replies or ()]

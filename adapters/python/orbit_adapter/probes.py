@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["ProbeConfig", "ModelProbes", "report_attention", "spectral_entropy",
+__all__ = ["ProbeConfig", "ModelProbes", "ProbeCapture", "report_attention", "spectral_entropy",
            "loop_rate", "topk_singular_values"]
 
 # id(module) -> callback(probs). Filled only while a probe step is armed.
@@ -99,7 +99,8 @@ def topk_singular_values(w: torch.Tensor, k: int, exact_limit: int,
     if w.numel() <= exact_limit:
         return torch.linalg.svdvals(w)[:k]
     width = min(max(2 * k, k + 20), min(w.shape))
-    omega = torch.randn(w.shape[1], width, generator=generator, dtype=w.dtype)
+    # Drawn on the CPU (the generator's device) and moved: the same draw on any device.
+    omega = torch.randn(w.shape[1], width, generator=generator, dtype=w.dtype).to(w.device)
     q, _ = torch.linalg.qr(w @ omega)
     for _ in range(power_iterations):  # subspace iterations sharpen slowly decaying spectra
         q, _ = torch.linalg.qr(w.T @ q)
@@ -313,18 +314,32 @@ class ModelProbes:
 
     def collect(self) -> tuple[Dict[str, torch.Tensor], Dict[str, float]]:
         """Finishes the armed probe step: returns (spectra, scalars) and disarms."""
+        return self.finish(self.take())
+
+    def take(self) -> "ProbeCapture":
+        """Ends the armed probe step on the training thread: disarms and keeps what the
+        hooks captured, cheaply (weights are copied: the next update changes them).
+        `finish` turns it into spectra and scalars, on any thread, at any later time."""
         self.disarm()
-        cfg = self.config
-        spectra, scalars = self._spectra, self._scalars
-        self._spectra, self._scalars = {}, {}
         with torch.no_grad():
-            for i, h in sorted(self._hidden.items()):
+            weights = {n: w.detach().clone() for n, w in self.weights.items()}
+        capture = ProbeCapture(self._spectra, self._scalars, self._hidden, self._logits, weights)
+        self._spectra, self._scalars, self._hidden, self._logits = {}, {}, {}, None
+        return capture
+
+    def finish(self, capture: "ProbeCapture") -> tuple[Dict[str, torch.Tensor], Dict[str, float]]:
+        """(spectra, scalars) of a captured probe step. Touches nothing of the model."""
+        cfg = self.config
+        spectra, scalars = dict(capture.spectra), dict(capture.scalars)
+        with torch.no_grad():
+            for i, h in sorted(capture.hidden.items()):
                 spectra[f"hidden.{i}"] = covariance_eigenvalues(h, cfg.max_rows)
-            if self._logits is not None:
-                lg = self._logits.float().reshape(-1, self._logits.shape[-1])[:cfg.max_rows]
+            if capture.logits is not None:
+                logits = capture.logits
+                lg = logits.float().reshape(-1, logits.shape[-1])[:cfg.max_rows]
                 lp = lg.log_softmax(-1)
                 scalars["output_entropy"] = float(-(lp.exp() * lp).sum(-1).mean())
-            for name, w in self.weights.items():
+            for name, w in capture.weights.items():
                 spectra[f"weight.{name}"] = topk_singular_values(
                     w, cfg.weight_topk, cfg.weight_exact_limit, self._gen)
         ents = [v for k, v in scalars.items() if k.startswith("attn_entropy.")]
@@ -332,5 +347,14 @@ class ModelProbes:
             scalars["attn_entropy_min"] = min(ents)
         if "attn_logit_max" in scalars and not math.isfinite(scalars["attn_logit_max"]):
             del scalars["attn_logit_max"]
-        self._hidden, self._logits = {}, None
         return spectra, scalars
+
+
+@dataclass
+class ProbeCapture:
+    """What one armed forward pass left behind, before the spectra are computed."""
+    spectra: Dict[str, torch.Tensor]
+    scalars: Dict[str, float]
+    hidden: Dict[int, torch.Tensor]
+    logits: Optional[torch.Tensor]
+    weights: Dict[str, torch.Tensor]

@@ -18,7 +18,7 @@ import torch
 
 from .daemon_link import DaemonLink
 from .failures import FailOpen
-from .probes import ModelProbes, ProbeConfig, loop_rate
+from .probes import ModelProbes, ProbeCapture, ProbeConfig, loop_rate
 
 
 def grad_norm_tensor(optimizer: torch.optim.Optimizer) -> Optional[torch.Tensor]:
@@ -63,18 +63,29 @@ class SnapshotAssembler:
     def send(self, link: DaemonLink, step: int, loss: float, grad_norm: Optional[float],
              domain_losses: Optional[Mapping[str, float]], tokens: Optional[int],
              scalars: Optional[Mapping[str, float]], lr: Optional[float]) -> None:
+        """Sends `step`'s snapshot. With a client thread (link.deferred) the training
+        thread only captures: the probe spectra are computed, and the gradient norm and
+        every device value brought to the host, on that thread."""
         cfg = self.config
+        deferred = link.deferred
         spectra: Dict[str, np.ndarray] = {}
         extra: Dict[str, float] = {}
+        prepare = None
         try:
             if self.probes.armed:
-                sp, sc = self.probes.collect()
-                spectra = {k: v.numpy().astype(np.float32) for k, v in sp.items()}
-                extra.update(sc)
+                if deferred:
+                    capture, probes = self.probes.take(), self.probes
+                    prepare = lambda: self._finish_probes(probes, capture)  # noqa: E731
+                else:
+                    sp, sc = self.probes.collect()
+                    spectra = {k: v.numpy().astype(np.float32) for k, v in sp.items()}
+                    extra.update(sc)
+            if isinstance(grad_norm, torch.Tensor) and not deferred:
+                grad_norm = float(grad_norm)  # the client thread takes tensors as they are
             # Nobody registered us yet (no daemon, or one that restarted): skip the work.
             if grad_norm is None and cfg.grad_norm and link.registered:
-                norm = grad_norm_tensor(self.optimizer)
-                grad_norm = None if norm is None else float(norm)
+                norm = grad_norm_tensor(self.optimizer)  # queued on the device, no sync
+                grad_norm = norm if deferred or norm is None else float(norm)
             loop = None
             if self.generate is not None and cfg.loop_every > 0 and step // cfg.loop_every > self.loop_bucket:
                 self.loop_bucket = step // cfg.loop_every
@@ -82,13 +93,23 @@ class SnapshotAssembler:
         except Exception as e:  # a probe failure must not stop training
             self.probes.disarm()
             self._failures.fail("probe", e)
-            spectra, loop = {}, None
+            spectra, loop, prepare = {}, None, None
         if scalars:
             extra.update({k: float(v) for k, v in scalars.items()})
         extra = {k: v for k, v in extra.items() if math.isfinite(v)}
-        link.send_snapshot(step, loss, grad_norm=grad_norm, lr=lr, tokens=tokens,
-                           domains=self._domains(domain_losses), spectra=spectra or None,
-                           loop_rate=loop, scalars=extra or None, time=time.time())
+        fields = dict(grad_norm=grad_norm, lr=lr, tokens=tokens,
+                      domains=self._domains(domain_losses), spectra=spectra or None,
+                      loop_rate=loop, scalars=extra or None, time=time.time())
+        if prepare is not None:
+            fields["prepare"] = prepare
+        link.send_snapshot(step, loss, **fields)
+
+    @staticmethod
+    def _finish_probes(probes: ModelProbes, capture: ProbeCapture) -> Dict[str, Any]:
+        """On the client thread: the captured probe step's spectra and scalars."""
+        sp, sc = probes.finish(capture)
+        return {"spectra": {k: v.float().cpu().numpy() for k, v in sp.items()} or None,
+                "scalars": {k: v for k, v in sc.items() if math.isfinite(v)} or None}
 
     def _domains(self, domain_losses: Optional[Mapping[str, float]]) -> Optional[Dict[str, Dict[str, float]]]:
         if not (self.domains or domain_losses):

@@ -1,0 +1,309 @@
+# SPDX-License-Identifier: Apache-2.0
+"""ClientThread: an OrbitClient driven from a background thread, so that encoding,
+sending, receiving and decoding stay off the training thread.
+
+The training thread only queues work (`send_snapshot`, `send_ack`: a deque append and
+a one-byte wake-up) and takes the replies the thread has already decoded (`poll`).
+The thread owns the ZeroMQ socket from then on (a socket must not be shared between
+threads); it sends in queue order and waits on the socket and the wake-up pipe, so a
+reply is read as soon as it arrives.
+
+Values in a snapshot may be tensors, also on a GPU (the gradient norm, spectra,
+scalars): the thread brings them to the host, after a CUDA event recorded when the
+snapshot was queued, so the training thread never waits for the device. Nothing is
+lost on the way: `close` sends everything queued, then `bye`, before it returns (it
+waits for encoding work only, never for the daemon: sends do not block). `flush`
+waits until the queue is empty, for readers of `stats`.
+
+What the training thread sees of the daemon's welcome (`registered`,
+`snapshot_every`, `session`, `mode`, `max_message_bytes`) changes when `poll` hands
+the welcome over, as it does with a plain OrbitClient.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import errno
+import os
+import select
+import threading
+import time
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+try:
+    import zmq
+except ImportError:  # a client given by the caller (custom transport) needs no ZeroMQ
+    zmq = None
+
+__all__ = ["ClientThread", "host_value", "host_array"]
+
+_WELCOME_FIELDS = ("registered", "snapshot_every", "session", "mode", "version",
+                   "max_message_bytes")
+_IDLE_WAKE_S = 0.25  # the thread's housekeeping (heartbeats) granularity while idle
+_CLOSE_WAIT_S = 10.0
+
+
+def host_value(x: Any) -> Any:
+    """A float for a tensor (any device); anything else as it is."""
+    if isinstance(x, torch.Tensor):
+        return float(x)  # a one-element tensor of any dtype; waits for a GPU one here
+    return x
+
+
+def host_array(x: Any) -> Any:
+    """A float32 numpy array for a tensor (any device, any dtype); anything else as it is."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy()
+    return x
+
+
+def _needs_device_event(fields: Dict[str, Any]) -> bool:
+    def on_gpu(x):
+        return isinstance(x, torch.Tensor) and x.is_cuda
+    if on_gpu(fields.get("grad_norm")):
+        return True
+    for name in ("spectra", "scalars"):
+        m = fields.get(name)
+        if m and any(on_gpu(v) for v in m.values()):
+            return True
+    return False
+
+
+@dataclasses.dataclass
+class ThreadStats:
+    queued: int = 0          # messages handed to the thread
+    queue_max: int = 0       # the longest the queue has been
+    prepare_errors: int = 0  # snapshots whose deferred work (probe finish) raised
+
+
+class ClientThread:
+    """Runs `client` (an OrbitClient, or any object with its methods) on a thread.
+
+    client: created on the calling thread and handed over: nobody else may use it.
+    socket: the ZeroMQ socket to wait on (default: `client.socket` when it has one;
+      without one the thread polls the client after each send and when woken).
+    """
+
+    def __init__(self, client: Any, socket: Any = None) -> None:
+        self._client = client
+        self._socket = socket if socket is not None else getattr(client, "socket", None)
+        self._outbox: Deque[Tuple[str, tuple, dict]] = collections.deque()
+        self._inbox: Deque[Tuple[dict, Dict[str, Any]]] = collections.deque()
+        self._errors: Deque[Tuple[str, BaseException]] = collections.deque()
+        self._idle = threading.Condition()
+        self._pending = 0          # queued and not yet done (guarded by _idle)
+        self._stop = False
+        self._closed = False
+        self._thread_stats = ThreadStats()
+        self._final_cpu = 0.0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+        self._seen = {k: getattr(client, k, None) for k in _WELCOME_FIELDS}
+        self._thread = threading.Thread(target=self._run, name="orbit-client", daemon=True)
+        self._thread.start()
+
+    # ---- the training thread's side -------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        if name in _WELCOME_FIELDS:
+            return self.__dict__["_seen"][name]
+        raise AttributeError(name)
+
+    def send_snapshot(self, step: int, loss: float, *,
+                      prepare: Optional[Callable[[], Dict[str, Any]]] = None,
+                      **fields: Any) -> bool:
+        """Queues a snapshot. `prepare`, when given, runs on the thread first and returns
+        fields to add (deferred probe work); tensors in the fields are brought to the host
+        there. True: queued (whether it reached ZeroMQ shows in `stats`)."""
+        if _needs_device_event(fields) or prepare is not None and torch.cuda.is_available() \
+                and torch.cuda.is_initialized():
+            event = torch.cuda.Event()
+            event.record()  # on the training thread's current stream: no wait here
+            fields["_event"] = event
+        return self._queue("snapshot", (step, loss), dict(fields, _prepare=prepare))
+
+    def send_ack(self, **fields: Any) -> bool:
+        return self._queue("ack", (), fields)
+
+    def poll(self, *args: Any, **kwargs: Any) -> List[dict]:
+        """The replies the thread has received and decoded so far; never waits."""
+        out = []
+        while self._inbox:
+            message, seen = self._inbox.popleft()
+            self._seen = seen
+            out.append(message)
+        return out
+
+    def take_errors(self) -> List[Tuple[str, BaseException]]:
+        """Failures on the thread since the last call: (where, error)."""
+        out = []
+        while self._errors:
+            out.append(self._errors.popleft())
+        return out
+
+    def flush(self, timeout: float = _CLOSE_WAIT_S) -> bool:
+        """Waits until everything queued has been handed to ZeroMQ; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    @property
+    def stats(self):
+        self.flush(1.0)
+        return self._client.stats
+
+    @property
+    def thread_stats(self) -> ThreadStats:
+        return dataclasses.replace(self._thread_stats)
+
+    def cpu_time(self) -> float:
+        """CPU seconds the thread has used so far (what the work moved off the
+        training thread costs; it still runs on this machine)."""
+        ident = self._thread.ident
+        if self._thread.is_alive() and ident is not None:
+            try:
+                return time.clock_gettime(time.pthread_getcpuclockid(ident))
+            except (OSError, AttributeError):
+                pass
+        return self._final_cpu
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Sends what is queued, then bye; returns when the thread has done so."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop = True
+        self._wake()
+        self._thread.join(_CLOSE_WAIT_S)
+        if self._thread.is_alive():  # never expected: sends do not block
+            self._errors.append(("close", TimeoutError("orbit client thread did not finish")))
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "ClientThread":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _queue(self, kind: str, args: tuple, fields: dict) -> bool:
+        if self._closed:
+            raise RuntimeError("OrbitClient is closed")
+        with self._idle:
+            self._pending += 1
+        self._outbox.append((kind, args, fields))
+        st = self._thread_stats
+        st.queued += 1
+        if len(self._outbox) > st.queue_max:
+            st.queue_max = len(self._outbox)
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError as e:  # a full pipe already wakes the thread
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBADF):
+                raise
+
+    # ---- the thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        poller = None
+        if zmq is not None and hasattr(zmq, "Poller") and self._socket is not None:
+            poller = zmq.Poller()
+            poller.register(self._socket, zmq.POLLIN)
+            poller.register(self._wake_r, zmq.POLLIN)
+        readable = True
+        with torch.no_grad():
+            while True:
+                sent = self._send_queued()
+                # Read only when the socket says so (or to say hello/heartbeat when idle):
+                # an empty non-blocking read costs more than the wait.
+                if readable or poller is None:
+                    self._receive()
+                if self._stop and not self._outbox:
+                    break
+                if poller is not None:
+                    events = dict(poller.poll(int(_IDLE_WAKE_S * 1000)))
+                    readable = self._socket in events or not events and not sent
+                else:
+                    select.select([self._wake_r], [], [], _IDLE_WAKE_S)
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except (BlockingIOError, OSError):
+                    pass
+            try:
+                self._client.close()
+            except Exception as e:
+                self._errors.append(("close", e))
+        self._final_cpu = time.thread_time()
+
+    def _send_queued(self) -> bool:
+        sent = False
+        while self._outbox:
+            kind, args, fields = self._outbox.popleft()
+            try:
+                if kind == "snapshot":
+                    self._send_snapshot(args, fields)
+                else:
+                    self._client.send_ack(**fields)
+                sent = True
+            except Exception as e:
+                self._errors.append((kind if kind == "ack" else "send", e))
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    if not self._pending:
+                        self._idle.notify_all()
+        return sent
+
+    def _send_snapshot(self, args: tuple, fields: dict) -> None:
+        prepare = fields.pop("_prepare", None)
+        event = fields.pop("_event", None)
+        if event is not None:
+            event.synchronize()  # the training stream got past the values' kernels
+        if prepare is not None:
+            try:
+                extra = prepare()
+            except Exception as e:  # a probe failure loses the probe values, not the snapshot
+                self._thread_stats.prepare_errors += 1
+                self._errors.append(("probe", e))
+                extra = {}
+            for name, value in extra.items():
+                if isinstance(value, dict) and isinstance(fields.get(name), dict):
+                    fields[name] = {**value, **fields[name]}  # the trainer's own values win
+                elif fields.get(name) is None:
+                    fields[name] = value
+        fields["grad_norm"] = host_value(fields.get("grad_norm"))
+        if fields.get("spectra"):
+            fields["spectra"] = {k: host_array(v) for k, v in fields["spectra"].items()}
+        if fields.get("scalars"):
+            scalars = {k: host_value(v) for k, v in fields["scalars"].items()}
+            fields["scalars"] = {k: v for k, v in scalars.items() if np.isfinite(v)} or None
+        self._client.send_snapshot(*args, **fields)
+
+    def _receive(self) -> None:
+        try:
+            replies = self._client.poll()
+        except Exception as e:
+            self._errors.append(("poll", e))
+            return
+        for message in replies or ():
+            seen = {k: getattr(self._client, k, None) for k in _WELCOME_FIELDS}
+            self._inbox.append((message, seen))

@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Where the adapter's per-step time goes: manual timers around its per-step calls.
+
+Runs the orbit arm of bench/overhead/run.py alone (same model, sampler, daemon in
+monitor mode, default cadences) and wraps the adapter's functions with timers that
+add up the training thread's CPU time and the wall time spent inside each. Timers
+nest (a parent's time includes its children's). The plain step time (forward,
+backward, optimizer) is timed the same way for scale. Work done by the adapter's
+background sender thread is reported as that thread's own CPU time.
+
+    /usr/bin/python3 bench/overhead/profile.py [--steps 300] [--orbitd build/daemon/orbitd]
+"""
+import argparse
+import functools
+import os
+import statistics
+import sys
+import threading
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import run as overhead_run  # noqa: E402  (sets up the import paths)
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import train  # noqa: E402
+from orbitd_process import OrbitdProcess, find_orbitd  # noqa: E402
+from orbit_adapter import Orbit, adapter, client, probes, protocol, rollback, snapshots  # noqa: E402
+
+TOTALS = {}  # label -> [calls, thread cpu s, wall s]
+
+
+def timed(owner, name, label):
+    """Replaces owner.name with a timing wrapper; only the training thread is counted."""
+    inner = getattr(owner, name)
+    main = threading.main_thread()
+
+    @functools.wraps(inner)
+    def wrapper(*args, **kwargs):
+        if threading.current_thread() is not main:
+            return inner(*args, **kwargs)
+        c0, t0 = time.thread_time(), time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            entry = TOTALS.setdefault(label, [0, 0.0, 0.0])
+            entry[0] += 1
+            entry[1] += time.thread_time() - c0
+            entry[2] += time.perf_counter() - t0
+
+    setattr(owner, name, wrapper)
+
+
+def instrument():
+    timed(adapter.Orbit, "step", "orbit.step (all)")
+    timed(adapter.DaemonLink, "send_acks", "  send_acks")
+    timed(rollback.CheckpointRing, "save", "  checkpoint ring save")
+    timed(snapshots.SnapshotAssembler, "send", "  snapshot: assemble + send")
+    timed(probes.ModelProbes, "collect", "    probes: collect (hidden eigvalsh, output entropy)")
+    timed(snapshots, "grad_norm_tensor", "    grad norm tensor")
+    timed(snapshots.SnapshotAssembler, "_domains", "    domain weights")
+    timed(adapter.DaemonLink, "send_snapshot", "    link.send_snapshot")
+    timed(protocol, "encode", "      protocol.encode")
+    timed(client.OrbitClient, "_send", "      zmq send")
+    timed(adapter.Orbit, "_poll", "  poll replies")
+    timed(adapter.Orbit, "_advance_burns", "  advance burns")
+    timed(probes.ModelProbes, "arm", "  probes: arm")
+    timed(probes.ModelProbes, "disarm", "  probes: disarm")
+    # Inside the training forward pass of probe steps (not inside orbit.step).
+    timed(probes, "_mha_probabilities", "forward: MHA probability recompute")
+    timed(probes, "attention_stats", "forward: attention svdvals + entropy")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--norm", default="pre")
+    ap.add_argument("--orbitd", default=None)
+    ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
+    if binary is None:
+        sys.exit("profile: no orbitd binary (build it: cmake --build build --target orbitd)")
+    corpus = train.Corpus(train.DEFAULT_CORPUS, 64)
+    model, opt, sampler = overhead_run.make_arm(corpus, args)
+    instrument()
+    step_cpu, step_wall = [], []
+    with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
+        orbit = Orbit(endpoint=daemon.endpoint, run="profile", domains=corpus.domains)
+        orbit.attach(model, opt, sampler=sampler)
+        for step in range(1, args.steps + args.warmup + 1):
+            if step == args.warmup + 1:
+                TOTALS.clear()
+                worker_cpu0 = overhead_run.adapter_thread_cpu(orbit)
+            dt, dc = overhead_run.one_step(model, opt, sampler, corpus, orbit, step)
+            if step > args.warmup:
+                step_wall.append(dt)
+                step_cpu.append(dc)
+        worker_cpu = overhead_run.adapter_thread_cpu(orbit) - worker_cpu0
+        orbit.close()
+    n = args.steps
+    adapter_cpu = TOTALS.get("orbit.step (all)", [0, 0.0, 0.0])[1] + sum(
+        v[1] for k, v in TOTALS.items() if k.startswith("forward:"))
+    print(f"{n} steps; step median {1e3 * statistics.median(step_cpu):.2f} ms thread cpu, "
+          f"{1e3 * statistics.median(step_wall):.2f} ms wall (mean {1e3 * statistics.fmean(step_cpu):.2f} cpu)")
+    print(f"{'per step, averaged over all steps':<56}{'calls':>6}{'cpu ms':>9}{'wall ms':>9}{'% step':>8}")
+    base = statistics.fmean(step_cpu) - adapter_cpu / n
+    for label, (calls, cpu_s, wall_s) in TOTALS.items():
+        print(f"{label:<56}{calls:>6}{1e3 * cpu_s / n:>9.3f}{1e3 * wall_s / n:>9.3f}"
+              f"{100 * cpu_s / n / base:>7.2f}%")
+    print(f"{'background sender thread (its own cpu)':<56}{'':>6}{1e3 * worker_cpu / n:>9.3f}"
+          f"{'':>9}{100 * worker_cpu / n / base:>7.2f}%")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
