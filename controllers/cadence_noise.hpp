@@ -2,8 +2,8 @@
 #pragma once
 // The level and noise of one scalar series (ln loss, ln grad norm) at the run's own
 // snapshot cadence, learned online: the level is the median of the last few
-// accepted values, the noise the median absolute successive difference (MAD/√2 ·
-// 1.4826) over a longer window. Both are measured between consecutive snapshots,
+// accepted values, the noise the 90th percentile of the absolute successive
+// differences over a longer window (as a Gaussian σ). Both are measured between consecutive snapshots,
 // so a run logged every 500 steps is judged against its own 500-step wobble, not
 // against a per-step one. When the cadence changes by more than `cadence_change`
 // (AlgoPerf logs every step to 100, then every 100 or 500), the statistics start
@@ -20,7 +20,7 @@ namespace orbit {
 
 struct CadenceNoiseParams {
   std::size_t level_window = 5;    // accepted values whose median is the level
-  std::size_t noise_window = 40;   // successive differences whose MAD is the noise
+  std::size_t noise_window = 40;   // successive differences whose 90th percentile is the noise
   std::size_t warmup = 20;         // differences at this cadence before a z is given
   double clip = 4.0;               // noise units a value may move the window by
   double min_noise = 1e-3;         // floor of the noise (ln units: 0.1 %)
