@@ -28,6 +28,7 @@ import os
 import select
 import threading
 import time
+import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -103,7 +104,9 @@ class ClientThread:
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
         self._seen = {k: getattr(client, k, None) for k in _WELCOME_FIELDS}
-        self._thread = threading.Thread(target=self._run, name="orbit-client", daemon=True)
+        self._thread = threading.Thread(target=ClientThread._run, name="orbit-client", daemon=True,
+                                        args=(weakref.ref(self), client, self._socket, self._wake_r,
+                                              self._wake_w))
         self._thread.start()
 
     # ---- the training thread's side -------------------------------------------------
@@ -189,11 +192,9 @@ class ClientThread:
         self._thread.join(_CLOSE_WAIT_S)
         if self._thread.is_alive():  # never expected: sends do not block
             self._errors.append(("close", TimeoutError("orbit client thread did not finish")))
-        for fd in (self._wake_r, self._wake_w):
-            try:
+        if not self._thread.is_alive():  # else it is stuck and may still poll the pipe
+            for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
-            except OSError:
-                pass
 
     def __enter__(self) -> "ClientThread":
         return self
@@ -222,37 +223,53 @@ class ClientThread:
                 raise
 
     # ---- the thread ---------------------------------------------------------------------
-    def _run(self) -> None:
+    @staticmethod
+    def _run(ref: "weakref.ref[ClientThread]", client: Any, sock: Any, wake_r: int,
+             wake_w: int) -> None:
+        """The thread's loop. It holds its owner only weakly between wake-ups: an owner
+        dropped without close() ends the thread (bye sent, socket closed), as a dropped
+        OrbitClient closes its socket."""
         poller = None
-        if zmq is not None and hasattr(zmq, "Poller") and self._socket is not None:
+        if zmq is not None and hasattr(zmq, "Poller") and sock is not None:
             poller = zmq.Poller()
-            poller.register(self._socket, zmq.POLLIN)
-            poller.register(self._wake_r, zmq.POLLIN)
+            poller.register(sock, zmq.POLLIN)
+            poller.register(wake_r, zmq.POLLIN)
         readable = True
+        orphaned = False
         with torch.no_grad():
             while True:
-                sent = self._send_queued()
+                me = ref()
+                if me is None:
+                    orphaned = True
+                    break
+                sent = me._send_queued()
                 # Read only when the socket says so (or to say hello/heartbeat when idle):
                 # an empty non-blocking read costs more than the wait.
                 if readable or poller is None:
-                    self._receive()
-                if self._stop and not self._outbox:
+                    me._receive()
+                if me._stop and not me._outbox:
                     break
+                del me
                 if poller is not None:
                     events = dict(poller.poll(int(_IDLE_WAKE_S * 1000)))
-                    readable = self._socket in events or not events and not sent
+                    readable = sock in events or not events and not sent
                 else:
-                    select.select([self._wake_r], [], [], _IDLE_WAKE_S)
+                    select.select([wake_r], [], [], _IDLE_WAKE_S)
                 try:
-                    while os.read(self._wake_r, 4096):
+                    while os.read(wake_r, 4096):
                         pass
                 except (BlockingIOError, OSError):
                     pass
             try:
-                self._client.close()
+                client.close()
             except Exception as e:
-                self._errors.append(("close", e))
-        self._final_cpu = time.thread_time()
+                if not orphaned:
+                    me._errors.append(("close", e))
+        if orphaned:  # nobody else has the pipe any more
+            for fd in (wake_r, wake_w):
+                os.close(fd)
+            return
+        me._final_cpu = time.thread_time()
 
     def _send_queued(self) -> bool:
         sent = False

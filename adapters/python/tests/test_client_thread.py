@@ -199,3 +199,20 @@ def test_a_grad_norm_tensor_from_the_trainer_is_sent_as_a_number(client_thread):
     finally:
         d.close()
     assert norms == [3.0, 6.0] and errors == {}
+
+
+def test_a_client_thread_dropped_without_close_says_bye_and_ends():
+    import gc
+    d = ScriptedDaemon()
+    try:
+        ct = ClientThread(OrbitClient(d.endpoint, run="dropped"))
+        ct.send_snapshot(1, 1.0, time=0.0)
+        ct.flush(20.0)
+        thread = ct._thread
+        del ct
+        gc.collect()
+        thread.join(10.0)
+        assert not thread.is_alive()
+        d.wait_for(lambda: len(d.byes) == 1)
+    finally:
+        d.close()
