@@ -307,29 +307,17 @@ int main(int argc, char** argv) {
       }
   }
   if (listed == 0) m << "Nothing: every labelled failure is flagged by its peak and no alarm is false.\n";
-  m << "\nWhy (read off the traces): Megatron excerpts (bigscience_*) are 1-11 lines long, far shorter than the "
-       "z-scores' warm-up (`filters.warmup_steps`); they are caught by the loss-jump detector "
-       "(`filters.loss_jump_ratio`: the loss above 1.5x its floor, the running minimum of a 5-value median), "
-       "which needs no variance and counts from the second snapshot once past `filters.loss_jump_arm_step`. "
-       "A jump alarms at once only when the grad norm corroborates it (>= `filters.loss_jump_grad_ratio` x its "
-       "recent low); otherwise it must hold `filters.spike_confirm_steps` training steps. That is why "
-       "tr8b-104B f5 (17062: loss 2.67 -> 4.37 in one step, the logged grad norm the same 4.6e5 from 17061 "
-       "to 17065; it reaches 8.8e5 only at 17066) is flagged one step late, at 17063: a loss-only "
-       "one-step jump of 1.64x "
-       "cannot be told from the one-step outliers of the healthy modded-nanogpt 1.5B run (5.05 against ~2.7 "
-       "at 17992, 1.9x; 6.38 at 428), which recover on the next step; alarming on it at once would put false "
-       "alarms on that healthy run. (The loss is highest at 17065, 4.40; the label puts the peak at the jump.) "
-       "Failures that follow another within the state machine's dwell (`states.min_dwell_steps` closed "
-       "steps) are missed by the scoring rule, not by the detectors: sfadamw v2's 31000 spike comes 7 "
-       "snapshots after the 30300 one, and tr8-104B f4's divergence at 9026 is the next snapshot after the "
-       "8741-8743 spike, so the alarm raised for the first is still up and, by the rule above, does not count "
-       "for the second. Alarms outside the labelled windows fall on failing runs only, at spikes the labels "
-       "do not list (SOURCE.txt: \"more later\", \"later smaller ones\"): caspr s2 23600 and 25800 and caspr s3 "
-       "33800 (grad norm 4-20x, loss +24-35%), sfadamw study2 44700 (loss 3.18 -> 3.58, grad norm 0.32 -> 0.50, "
-       "against a loss that varies by about 0.1 between snapshots there), and deepspeech's grad-norm "
-       "bursts at 7000 (1869 against ~4; the label's onset), 8800 "
-       "(4.8e5) and 28300 (loss 5.30 -> 5.56 after the blow-up). With confirmation counted in snapshots "
-       "(before), 7 of the algoperf spikes at a 100-step cadence were flagged one snapshot (100 steps) late.\n";
+  m << "\nHow to read this. The AlgoPerf folders `algoperf_tuned_*` and `algoperf_heldout_*` were selected and "
+       "labelled by `bench/traces/label_algoperf.py` with one mechanical rule written before any detector ran on "
+       "them: from the 11th training row, a loss event starts at a loss >= 1.5x the median of the 10 finite losses "
+       "before it (or a non-finite one) and lasts while the loss stays >= 1.5x that reference; a run with none, "
+       "finite values throughout and no grad norm >= 10x the median of its 10 before is healthy. The rule knows "
+       "nothing of a run's noise: a noisy run's 1.5x outliers are labelled spikes (ImageNet ViT), and a spike "
+       "under 1.5x (WMT pytorch 35000, 37000: 1.35-1.4x, 20+ noise units out) is not a label, so alarms on it "
+       "count as false. Failures that come while an alarm raised for an earlier one is still up are missed by "
+       "the scoring rule, not by the detectors (the state machine steps down only after "
+       "`states.min_dwell_steps` calm snapshots, 5000 steps at a 500-step cadence). Megatron excerpts "
+       "(bigscience_*) are 1-11 lines long, shorter than any warm-up: the loss-jump detector covers them.\n";
 
   JsonWriter w(true);
   w.begin_object();

@@ -231,5 +231,40 @@ TEST_F(RealTraces, LossSpikesAtA100StepCadenceAreActedOnAtTheSpikeSnapshot) {
   }
 }
 
+// AlgoPerf runs logged every step to 100, then every 500 steps, whose training loss
+// is noisy between snapshots (ImageNet ViT swings 2.9 <-> 4.3; OGBG's 0.048 jumps to
+// 0.060). Judged against their own snapshot-to-snapshot noise, relearned at the new
+// cadence, they stay STABLE; with EWMA z-scores learned per step and a loss jump
+// measured against the floor alone they alarmed (ViT at 1000, 51000, 68500, 75000;
+// OGBG at 46000, 47500).
+TEST_F(RealTraces, NoisyHealthyRunsLoggedEvery500StepsStayStable) {
+  const std::pair<std::string, std::vector<Point>> runs[] = {
+      {"vit_pytorch_shampoo_s1_t2", read_algoperf(at("algoperf_tuned_imagenet_vit_pytorch/"
+                                                     "imagenet_vit_pytorch_shampoo_submission_study_1_trial_2_HEALTHY.csv"))},
+      {"vit_pytorch_shampoo_s4_t2", read_algoperf(at("algoperf_tuned_imagenet_vit_pytorch/"
+                                                     "imagenet_vit_pytorch_shampoo_submission_study_4_trial_2_HEALTHY.csv"))},
+      {"ogbg_pytorch_sfprodigy_t1", read_algoperf(at("algoperf_tuned_ogbg_pytorch/"
+                                                     "ogbg_pytorch_schedule_free_prodigy_study_0_trial_1_HEALTHY.csv"))},
+      {"ogbg_pytorch_sfprodigy_t2", read_algoperf(at("algoperf_tuned_ogbg_pytorch/"
+                                                     "ogbg_pytorch_schedule_free_prodigy_study_0_trial_2_HEALTHY.csv"))},
+  };
+  for (const auto& [name, points] : runs) {
+    SCOPED_TRACE(name);
+    ASSERT_GT(points.size(), 150u);
+    const Replay r = replay(points, name);
+    EXPECT_FALSE(r.first_alarm) << "first alarm at step " << r.first_alarm.value_or(-1) << ": " << r.first_reason;
+    EXPECT_EQ(r.burns, 0u);
+  }
+}
+
+// The spikes of the same workloads are still acted on at their own snapshot.
+TEST_F(RealTraces, SpikesAtA500StepCadenceAreActedOnAtTheSpikeSnapshot) {
+  // 31000: loss 6.74 against ~4.4 (labelled peak; no grad norm in this log).
+  const auto wmt = read_algoperf(at("algoperf_tuned_wmt_pytorch/wmt_pytorch_schedule_free_prodigy_study_0_trial_1_SPIKE.csv"));
+  const Replay r = replay(wmt, "wmt_pytorch_sfprodigy_SPIKE");
+  ASSERT_TRUE(r.first_burn);
+  EXPECT_EQ(*r.first_burn, 31000);
+}
+
 }  // namespace
 }  // namespace orbit

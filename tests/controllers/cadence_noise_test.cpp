@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+// The scalar spike detector's noise model (cadence_noise) and what it changes in
+// ScalarSignals: z-scores against the run's own snapshot-to-snapshot noise, a new
+// warm-up when the logging cadence changes, and a loss-jump alarm that clears once
+// the run settles.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "controllers/cadence_noise.hpp"
+#include "controllers/scalar_signals.hpp"
+
+namespace orbit {
+namespace {
+
+// A deterministic wobble of +-amp around `level` (period 4: 0, +, 0, -).
+double wobble(int i, double level, double amp) {
+  static constexpr double kShape[4] = {0.0, 1.0, 0.0, -1.0};
+  return level + amp * kShape[i % 4];
+}
+
+TEST(CadenceNoise, AZScoreIsMeasuredAgainstTheRunsOwnNoise) {
+  const CadenceNoiseParams p;
+  CadenceNoise quiet, noisy;
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(quiet.update(100 * i, wobble(i, 1.0, 0.01), p).has_value(), i > static_cast<int>(p.warmup));
+    noisy.update(100 * i, wobble(i, 1.0, 0.3), p);
+  }
+  // The same step of +0.4 is a spike in the quiet run, routine in the noisy one.
+  const auto zq = quiet.update(4000, 1.4, p), zn = noisy.update(4000, 1.4, p);
+  ASSERT_TRUE(zq && zn);
+  EXPECT_GT(*zq, 10.0);
+  EXPECT_LT(*zn, 4.0);
+}
+
+TEST(CadenceNoise, ACadenceChangeStartsTheWarmUpAgain) {
+  const CadenceNoiseParams p;
+  CadenceNoise n;
+  std::int64_t step = 0;
+  for (int i = 0; i < 30; ++i) n.update(step++, wobble(i, 1.0, 0.01), p);  // per step
+  ASSERT_TRUE(n.update(step, 1.0, p));
+  step += 500;  // from here every 500 steps (AlgoPerf after its first 100 steps)
+  EXPECT_FALSE(n.update(step, 1.3, p)) << "a 500-step move is not judged by per-step noise";
+  EXPECT_TRUE(n.restarted());
+  for (std::size_t i = 1; i < p.warmup; ++i) {
+    step += 500;
+    EXPECT_FALSE(n.update(step, wobble(static_cast<int>(i), 1.3, 0.05), p)) << "warming up at the new cadence";
+    EXPECT_FALSE(n.restarted());
+  }
+  step += 500;
+  EXPECT_TRUE(n.update(step, 1.3, p));
+}
+
+// A loss that jumps and then stays at its new level (AlgoPerf WMT after a spike):
+// the jump alarms, and the alarm clears once the new level is the run's own. With
+// the loss jump's running-minimum floor alone it alarmed for as long as the run lasted.
+TEST(ScalarSignals, ALossJumpAlarmClearsOnceTheRunSettlesAtItsNewLevel) {
+  const FilterConfig fc;
+  ScalarSignals s;
+  std::vector<Finding> findings;
+  std::int64_t step = 0;
+  for (int i = 0; i < 60; ++i, step += 100) s.update(step, wobble(i, 3.0, 0.03), 1.0, 100, fc, nullptr, findings);
+  findings.clear();
+  auto jump_alarm = [&](int i) {
+    findings.clear();
+    const auto r = s.update(step, wobble(i, 4.8, 0.05), 1.0, 100, fc, nullptr, findings);
+    step += 100;
+    return r.jump && r.jump->alarm;
+  };
+  EXPECT_TRUE(jump_alarm(0)) << "1.6x its floor, far outside the run's noise";
+  int alarmed = 1;
+  for (int i = 1; i < 200 && jump_alarm(i); ++i) ++alarmed;
+  // This run's noise is 0.4 %, the jump 110 noise units: the level climbs 4 noise
+  // units a snapshot while the noise estimate widens, so clearing takes ~80 snapshots.
+  EXPECT_LT(alarmed, 100) << "the alarm must clear once the new level is the run's own";
+  for (int i = 0; i < 20; ++i) EXPECT_FALSE(jump_alarm(i)) << "and stay clear";
+}
+
+}  // namespace
+}  // namespace orbit
