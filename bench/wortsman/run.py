@@ -226,10 +226,8 @@ def main(argv=None):
     t0 = time.time()
     try:
         endpoint = daemon.endpoint if daemon else None
-        # A fresh process per run (no state carries over), forked from a server that
-        # imported torch and the trainer once, instead of a new interpreter each time.
+        # A fresh process per run (no state carries over from one run to the next).
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["train_one"])
         pool_args = dict(max_workers=max(1, args.jobs), mp_context=ctx, max_tasks_per_child=1)
         with cf.ProcessPoolExecutor(**pool_args) as pool:
             futures = {pool.submit(launch, job, args, endpoint, path): job for job, path in todo}
