@@ -185,8 +185,8 @@ function makeTimeline(names) {
   el.textContent = '';
   const r = run(names[0]);
   const opts = {
-    width: width(el), height: 90,
-    scales: { x: { time: false }, y: { range: [-0.2, 1.2] } },
+    width: width(el), height: 150,
+    scales: { x: { time: false }, y: { range: [-1.1, 1.2] } },
     axes: [{ label: 'step' }, { label: 'health', size: 50 }],
     series: [{ label: 'step' }, { label: `health (${r.name})`, stroke: '#1d2330', width: 1, spanGaps: true, points: { show: false } }],
     legend: { show: true },

@@ -37,7 +37,7 @@ def test_live_page_shows_collapse_critical_band_and_burn_markers(orbitd, browser
     stream_collapse(trainer, healthy=60, collapsed=0)  # the page opens mid-run: these come from history
     browser.navigate(orbitd.http + "/?run=collapse")
     browser.wait_for("window.orbitDashboard && orbitDashboard.charts.length >= 5")
-    assert browser.eval("document.getElementById('connection').textContent") == "live"
+    browser.wait_for("document.getElementById('connection').textContent == 'live'")
 
     # The collapse arrives live, over the event stream.
     replies = []
