@@ -190,7 +190,7 @@ TEST(Orbitd, EveryKindOfBadInputGetsItsErrorCode) {
   client.send(big);
   EXPECT_EQ(expect_type<Error>(client.recv()).code, ErrorCode::too_large);
 
-  client.send(State{"r", 0, 1, "STABLE", "CREATIVE", {}});
+  client.send(State{"r", 0, 1, "STABLE", "CREATIVE", {}, std::nullopt});
   EXPECT_EQ(expect_type<Error>(client.recv()).code, ErrorCode::unknown_type);
 
   // Non-finite loss is a signal (the loudest: a burn in active mode), not an error.
