@@ -311,6 +311,7 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
     out.state = mode_ == Mode::monitor ? "MONITOR" : out.observed_state;
     out.basin = basin_;
     out.forecast_basin = forecast_basin_;
+    out.basin_age_steps = basin_age(snapshot.step);
     out.lr_scale = applied_.lr_scale;
     if (late) {
       events.push_back("snapshot of rank " + std::to_string(snapshot.rank) + " for step " +
@@ -403,6 +404,7 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   d.state = mode_ == Mode::monitor ? "MONITOR" : d.observed_state;
   d.basin = basin_;
   d.forecast_basin = forecast_basin_;
+  d.basin_age_steps = basin_age(in.step);
   d.lr_scale = applied_.lr_scale;
   return d;
 }
@@ -468,8 +470,14 @@ Navigator::StateStep Navigator::step_state(std::int64_t step, const ZoneReading&
   }
   out.basin = classify_basin(config_.basin_rules, rule_metrics_, zones.now);
   out.forecast_basin = classify_basin(config_.basin_rules, rule_metrics_, zones.forecast);
-  basin_.assign(to_string(out.basin.basin));
-  forecast_basin_.assign(to_string(out.forecast_basin.basin));
+  // UNKNOWN means no rule metric had a value this step (a step without spectra):
+  // the reported basin keeps the last evidence's, with its age. The actuators read
+  // this step's own call (out.basin) and are not moved by the held one.
+  if (out.basin.basin != Basin::unknown) {
+    basin_.assign(to_string(out.basin.basin));
+    basin_evidence_step_ = step;
+  }
+  if (out.forecast_basin.basin != Basin::unknown) forecast_basin_.assign(to_string(out.forecast_basin.basin));
   const OrbitState before = machine_.state();
   out.transition = machine_.update(out.worst.severity, out.worst.reason, config_.states);
   out.state = machine_.state();
@@ -634,6 +642,7 @@ std::optional<Burn> Navigator::compose_burn(std::int64_t step, const ActuatorPla
   b.seq = ++seq_;
   b.state = std::string(to_string(st.state));
   b.basin = basin_;
+  b.basin_age_steps = basin_age(step);
   b.for_step = step;
   b.apply_at_step = max_step_ + lead_;
   b.expires_after_steps = lim.expiry_steps;
@@ -750,6 +759,11 @@ std::optional<std::string> Navigator::operator_burn_problem(const Burn& requeste
   return std::nullopt;
 }
 
+std::optional<std::int64_t> Navigator::basin_age(std::int64_t step) const {
+  if (!basin_evidence_step_) return std::nullopt;
+  return std::max<std::int64_t>(0, step - *basin_evidence_step_);
+}
+
 std::optional<Burn> Navigator::force_burn(const Burn& requested) {
   const BurnLimits& lim = config_.limits;
   refresh_applied();
@@ -758,6 +772,7 @@ std::optional<Burn> Navigator::force_burn(const Burn& requested) {
   b.seq = ++seq_;
   b.state = std::string(to_string(machine_.state()));
   b.basin = basin_;
+  b.basin_age_steps = basin_age(std::max<std::int64_t>(0, max_step_));
   b.for_step = std::max<std::int64_t>(0, max_step_);
   b.apply_at_step = std::max(requested.apply_at_step, std::max<std::int64_t>(0, max_step_) + lead_);
   b.expires_after_steps =

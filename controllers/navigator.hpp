@@ -51,6 +51,10 @@ struct Decision {
   std::string state;           // "STABLE", ... upper case, as on the wire ("MONITOR" in monitor mode)
   std::string basin;           // current basin
   std::string forecast_basin;  // the basin the trends point at within the forecast horizon
+  // Steps since the spectral evidence that named `basin` (0: this step's). The basin
+  // holds between probe steps, so a step without spectra keeps the last evidence's
+  // basin instead of falling back to UNKNOWN; none while no evidence ever came.
+  std::optional<std::int64_t> basin_age_steps;
   std::map<std::string, double> metrics;  // finite values only; names in docs/controller.md
                                           // (empty when the Navigator is told not to report them)
   std::optional<Burn> burn;    // the burn this input produced (never from the controller in monitor mode)
@@ -108,6 +112,8 @@ class Navigator {
   std::int64_t closed_steps() const { return tick_; }
   std::int64_t rollbacks() const { return ladder_.rollbacks(); }
   const std::optional<Burn>& last_burn() const { return last_burn_; }
+  // Steps from the last spectral evidence of the basin to `step` (none without any).
+  std::optional<std::int64_t> basin_age(std::int64_t step) const;
 
  private:
   // A spectrum name seen in this run, with what the config says about it, resolved
@@ -203,6 +209,7 @@ class Navigator {
   OrbitStateMachine machine_;
   std::string basin_ = "UNKNOWN";
   std::string forecast_basin_ = "UNKNOWN";
+  std::optional<std::int64_t> basin_evidence_step_;  // the step whose metrics named basin_
   std::optional<std::int64_t> last_stable_step_;
   LogLrPid pid_;
   MixtureReweighter mixture_;

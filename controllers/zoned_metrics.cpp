@@ -26,6 +26,7 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
   std::optional<double>& health = out.health;
   std::optional<double>& health_ahead = out.health_ahead;
   const auto horizon = static_cast<double>(fc.forecast_horizon);
+  std::optional<double> soonest_danger;  // steps until the first trend reaches its danger line
   for (std::size_t mi = 0; mi < kZoneMetricCount; ++mi) {
     const char* metric = kZoneMetrics[mi];
     const std::optional<ZoneConfig>& zc = zone_config[mi];
@@ -55,6 +56,7 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
       eta = fit.steps_until(band.danger);
     }
     const bool forecast_danger = eta && *eta <= horizon;
+    if (eta && *eta >= 0.0 && zc->alarm) soonest_danger = soonest_danger ? std::min(*soonest_danger, *eta) : *eta;
     if (cfg.pid.lookahead_steps > 0 && zc->alarm && fit.valid &&
         fit.points >= static_cast<std::size_t>(fc.trend_window) && fit.significant(fc.trend_sigmas)) {
       const double ahead = band.margin(fit.value_at(fit.last_x + static_cast<double>(cfg.pid.lookahead_steps)));
@@ -102,6 +104,7 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
   for (const double margin : extra_margins) health = health ? std::min(*health, margin) : margin;
   if (nonfinite) health = -1.0;
   if (health) put_metric(m, "health", *health);
+  if (soonest_danger) put_metric(m, "steps_to_danger", *soonest_danger);
   if (health) {
     health_trend_.set_capacity(static_cast<std::size_t>(fc.health_window));
     health_trend_.push(step, *health);

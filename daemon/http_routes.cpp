@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // What orbitd serves over HTTP ([daemon] http / --http): read-only views for
-// scrapers and curl. GET /metrics is the Prometheus text format
+// scrapers, curl and the dashboard page. GET /metrics is the Prometheus text format
 // (daemon/prometheus_metrics.cpp); GET /status is the control endpoint's `status`
-// reply as JSON.
+// reply as JSON; the rest is the dashboard's (dashboard/dashboard_feed.hpp).
 #include <msgpack.hpp>
 
 #include "daemon/server.hpp"
@@ -23,8 +23,10 @@ HttpEndpoint::Response Server::handle_http(std::string_view method, std::string_
     to_json(h.get(), w);
     return {200, "application/json", w.take() + "\n"};
   }
-  if (path == "/") return {200, "text/plain; charset=utf-8", "orbitd: GET /metrics (Prometheus), GET /status (JSON)\n"};
-  return {404, "text/plain; charset=utf-8", "not found; orbitd serves /metrics and /status\n"};
+  // The dashboard: the page at /, its files and its /api/ routes (dashboard/dashboard_feed.hpp).
+  if (dashboard_)
+    if (auto r = dashboard_->handle(path)) return std::move(*r);
+  return {404, "text/plain; charset=utf-8", "not found; orbitd serves /metrics, /status, the dashboard at / and /api/\n"};
 }
 
 }  // namespace orbit

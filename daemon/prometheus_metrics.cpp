@@ -78,6 +78,8 @@ std::optional<HealthSeries> health_series(const std::string& name) {
   if (name == "loss_jump") return HealthSeries{"orbit_run_loss_jump_ratio", {}};
   if (name == "loop_rate") return HealthSeries{"orbit_run_loop_rate", {}};
   if (name == "health") return HealthSeries{"orbit_run_health", {}};
+  // A forecast from this step's trends: held between probes it would read as current.
+  if (name == "steps_to_danger") return std::nullopt;
   if (name == "signature_held_steps") return HealthSeries{"orbit_run_signature_held_steps", {}};
   if (name == "lr_scale") return std::nullopt;
   constexpr std::string_view domain = "domain.", loss = ".loss";
@@ -114,6 +116,14 @@ std::string Server::prometheus_metrics() {
   });
   gauge("orbitd_sessions_active", "Open (run, rank) sessions.").Add({}).Set(static_cast<double>(sessions_.size()));
   gauge("orbitd_runs_active", "Runs with a controller.").Add({}).Set(static_cast<double>(runs_.size()));
+  if (dashboard_) {
+    gauge("orbitd_dashboard_streams", "Dashboard event streams (browsers) attached.")
+        .Add({})
+        .Set(static_cast<double>(dashboard_->streams()));
+    counter("orbitd_dashboard_events_dropped_total", "Dashboard events dropped from full per-client queues (slow browsers).")
+        .Add({})
+        .Increment(static_cast<double>(dashboard_->counters().events_dropped));
+  }
 
   auto& step = gauge("orbit_run_step", "Last step the run reported.");
   auto& lr_scale = gauge("orbit_run_lr_scale", "lr scale in force from the run's last decision.");

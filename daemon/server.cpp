@@ -124,6 +124,13 @@ void Server::start() {
         });
     http_->listen(config_.http);
     bound_.http = http_->url();
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    DashboardFeed::Options options;
+    options.web_root = find_web_root(ec ? std::string() : exe.parent_path().string(), ORBIT_WEB_DEV_DIR);
+    dashboard_ = std::make_unique<DashboardFeed>(options);
+    dashboard_->set_zones(config_.navigator);
+    if (options.web_root.empty()) spdlog::warn("dashboard page files not found (npm ci in web/, or ORBIT_WEB_ROOT)");
   }
 
   started_at_ = clock_.now();
@@ -177,6 +184,7 @@ void Server::reload(DaemonConfig config) {
   config.control = config_.control;
   config.http = config_.http;
   config_ = std::move(config);
+  if (dashboard_) dashboard_->set_zones(config_.navigator);
   const Mode mode = mode_for_new_runs();
   for (auto& [name, run] : runs_) {
     // Same order as the journal records: config, then mode.
@@ -455,7 +463,8 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
   } else {
     // Lend the metrics to the reply instead of copying them; they come back for
     // telemetry and status.
-    State state{snapshot.run, snapshot.rank, snapshot.step, decision.state, decision.basin, std::move(decision.metrics)};
+    State state{snapshot.run,   snapshot.rank,  snapshot.step, decision.state, decision.basin,
+                std::move(decision.metrics), decision.basin_age_steps};
     if (send(envelope, encode(state))) ++stats_.states_sent;
     decision.metrics = std::move(state.metrics);
   }
@@ -464,6 +473,7 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
   // per-snapshot path skips the copy.
   if (http_)
     for (const auto& [name, value] : decision.metrics) run.held_metrics[name] = value;
+  if (dashboard_ && decision.step_closed) dashboard_->record(snapshot, decision);
   run.last = std::move(decision);
 }
 
@@ -571,6 +581,7 @@ void Server::publish(const Run& run, const Snapshot& snapshot, const Decision& d
   t.state = decision.state;
   t.basin = decision.basin;
   t.forecast_basin = decision.forecast_basin;
+  t.basin_age_steps = decision.basin_age_steps;
   t.lr_scale = decision.lr_scale;
   t.metrics = decision.metrics;
   if (decision.burn) t.burn_seq = decision.burn->seq;

@@ -20,7 +20,8 @@
 #include "controllers/navigator.hpp"
 #include "config/config.hpp"
 #include "daemon/clock.hpp"
-#include "daemon/http_endpoint.hpp"
+#include "dashboard/dashboard_feed.hpp"
+#include "dashboard/http_endpoint.hpp"
 #include "journal/journal.hpp"
 #include "journal/lock_file.hpp"
 #include "protocol/journal_record.hpp"
@@ -90,6 +91,7 @@ class Server {
 
   const Endpoints& endpoints() const { return bound_; }
   const DaemonStats& stats() const { return stats_; }
+  const DashboardFeed* dashboard() const { return dashboard_.get(); }
   const DaemonConfig& config() const { return config_; }
   const std::map<std::string, Run>& runs() const { return runs_; }
   const SessionTable& sessions() const { return sessions_; }
@@ -163,7 +165,8 @@ class Server {
   std::unique_ptr<ZmqReadWatcher> control_watch_;
   std::unique_ptr<ZmqReadWatcher> publisher_watch_;
   std::unique_ptr<HttpEndpoint> http_;
-  std::set<std::string> subscriptions_;  // topics (run-id prefixes) watchers asked for
+  std::unique_ptr<DashboardFeed> dashboard_;  // with http_: the page's history and live streams
+  std::set<std::string> subscriptions_;       // topics (run-id prefixes) watchers asked for
   boost::asio::steady_timer housekeeping_;
   Endpoints bound_;
   SessionTable sessions_;

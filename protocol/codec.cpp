@@ -168,7 +168,7 @@ void pack(Packer& p, const Snapshot& m) {
 }
 
 void pack(Packer& p, const State& m) {
-  head(p, 6, "state");
+  head(p, 6 + present(m.basin_age_steps), "state");
   kv(p, "run", m.run);
   kv(p, "rank", m.rank);
   kv(p, "step", m.step);
@@ -176,11 +176,12 @@ void pack(Packer& p, const State& m) {
   kv(p, "basin", m.basin);
   key(p, "metrics");
   float_map(p, m.metrics);
+  if (m.basin_age_steps) kv(p, "basin_age_steps", *m.basin_age_steps);
 }
 
 void pack(Packer& p, const Burn& m) {
   head(p, 9 + nonempty(m.domain_weights) + present(m.curriculum_phase) + nonempty(m.loss_weights) +
-              present(m.rollback_to_step) + present(m.skip_batches),
+              present(m.rollback_to_step) + present(m.skip_batches) + present(m.basin_age_steps),
        "burn");
   kv(p, "run", m.run);
   kv(p, "seq", m.seq);
@@ -196,6 +197,7 @@ void pack(Packer& p, const Burn& m) {
   if (!m.loss_weights.empty()) { key(p, "loss_weights"); float_map(p, m.loss_weights); }
   if (m.rollback_to_step) kv(p, "rollback_to_step", *m.rollback_to_step);
   if (m.skip_batches) kv(p, "skip_batches", *m.skip_batches);
+  if (m.basin_age_steps) kv(p, "basin_age_steps", *m.basin_age_steps);
 }
 
 void pack(Packer& p, const Ack& m) {
@@ -229,7 +231,7 @@ void pack(Packer& p, const Error& m) {
 }
 
 void pack(Packer& p, const Telemetry& m) {
-  head(p, 11 + present(m.burn_seq), "telemetry");
+  head(p, 11 + present(m.burn_seq) + present(m.basin_age_steps), "telemetry");
   kv(p, "run", m.run);
   kv(p, "rank", m.rank);
   kv(p, "step", m.step);
@@ -243,6 +245,7 @@ void pack(Packer& p, const Telemetry& m) {
   float_map(p, m.metrics);
   if (m.burn_seq) kv(p, "burn_seq", *m.burn_seq);
   kv(p, "reason", m.reason);
+  if (m.basin_age_steps) kv(p, "basin_age_steps", *m.basin_age_steps);
 }
 
 }  // namespace
@@ -601,6 +604,7 @@ State decode_state(const Fields& f, const DecodeLimits& limits) {
   // Five metrics per spectrum plus per-domain and scalar signals: a snapshot within
   // its own limits yields more than max_scalars of them, as telemetry does.
   m.metrics = number_map(f, "metrics", limits.max_scalars * 8, false);
+  if (auto a = f.opt_integer("basin_age_steps")) m.basin_age_steps = f.at_least("basin_age_steps", *a, 0);
   return m;
 }
 
@@ -621,6 +625,7 @@ Burn decode_burn(const Fields& f, const DecodeLimits& limits) {
   m.loss_weights = number_map(f, "loss_weights", limits.max_scalars, true);
   if (auto r = f.opt_integer("rollback_to_step")) m.rollback_to_step = f.at_least("rollback_to_step", *r, 0);
   if (auto s = f.opt_integer("skip_batches")) m.skip_batches = f.at_least("skip_batches", *s, 0);
+  if (auto a = f.opt_integer("basin_age_steps")) m.basin_age_steps = f.at_least("basin_age_steps", *a, 0);
   return m;
 }
 
@@ -677,6 +682,7 @@ Telemetry decode_telemetry(const Fields& f, const DecodeLimits& limits) {
   m.metrics = number_map(f, "metrics", limits.max_scalars * 8, false);
   m.burn_seq = f.opt_integer("burn_seq");
   m.reason = f.string("reason");
+  if (auto a = f.opt_integer("basin_age_steps")) m.basin_age_steps = f.at_least("basin_age_steps", *a, 0);
   return m;
 }
 

@@ -69,6 +69,7 @@ struct State {
   std::string state;
   std::string basin;
   std::map<std::string, double> metrics;
+  std::optional<std::int64_t> basin_age_steps;  // steps since the spectral evidence that named basin
 };
 
 struct Burn {
@@ -86,6 +87,7 @@ struct Burn {
   std::map<std::string, double> loss_weights;
   std::optional<std::int64_t> rollback_to_step;
   std::optional<std::int64_t> skip_batches;
+  std::optional<std::int64_t> basin_age_steps;  // steps since the spectral evidence that named basin
 };
 
 struct Ack {
@@ -142,6 +144,7 @@ struct Telemetry {
   std::map<std::string, double> metrics;
   std::optional<std::int64_t> burn_seq;  // set when this snapshot produced a burn
   std::string reason;          // the latest burn's or transition's reason ("" when none)
+  std::optional<std::int64_t> basin_age_steps;  // steps since the spectral evidence that named basin
 };
 
 using Message =

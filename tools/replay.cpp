@@ -133,6 +133,7 @@ RunReplay run_driver(const RecordedRun& recording, RunDriver::Options options, c
       p.state = observed;
       p.basin = d.basin;
       p.forecast_basin = d.forecast_basin;
+      p.basin_age_steps = d.basin_age_steps;
       p.lr_scale = d.lr_scale;
       p.metrics = d.metrics;
       if (d.burn) p.burn_seq = d.burn->seq;

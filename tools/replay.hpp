@@ -46,6 +46,7 @@ struct TimelinePoint {
   std::string state;     // observed state (also in monitor mode)
   std::string basin;
   std::string forecast_basin;
+  std::optional<std::int64_t> basin_age_steps;  // steps since the spectral evidence that named basin
   double lr_scale = 1.0;
   std::map<std::string, double> metrics;
   std::optional<std::int64_t> burn_seq;

@@ -14,6 +14,7 @@
 #include "tools/progress.hpp"
 #include "tools/replay.hpp"
 #include "tools/replay_report.hpp"
+#include "tools/replay_serve.hpp"
 
 namespace orbit {
 
@@ -23,13 +24,15 @@ namespace {
 
 const ArgParser& parser() {
   static const ArgParser p = [] {
-    ArgParser a("orbit replay PATH [--config FILE] [--set key=value ...] [--out FILE.html|.json|.csv ...]",
-                "Feeds every run of a journal (a run directory, or a journal root) through a controller\n"
-                "config in lockstep, as fast as possible: the recorded config (each config record in\n"
-                "turn), or --config instead, then every --set on top. Reports the state timeline, the\n"
-                "burns, the first alarm before each failure and its lead in steps, and false alarms.\n"
-                "With the recorded config it checks that the recorded burns come out bit for bit.\n"
-                "Failures: labels.toml in the run directory (or --labels), else detected from the loss.");
+    ArgParser a(
+        "orbit replay PATH [--config FILE] [--set key=value ...] [--out FILE.html|.json|.csv ...] "
+        "[--serve HOST:PORT]",
+        "Feeds every run of a journal (a run directory, or a journal root) through a controller\n"
+        "config in lockstep, as fast as possible: the recorded config (each config record in\n"
+        "turn), or --config instead, then every --set on top. Reports the state timeline, the\n"
+        "burns, the first alarm before each failure and its lead in steps, and false alarms.\n"
+        "With the recorded config it checks that the recorded burns come out bit for bit.\n"
+        "Failures: labels.toml in the run directory (or --labels), else detected from the loss.");
     a.positional("PATH", "journal root or run directory");
     a.option("config", "FILE", "orbitd config (TOML) to use instead of the recorded one");
     a.option("set", "KEY=VALUE",
@@ -40,6 +43,9 @@ const ArgParser& parser() {
              "write a report: .html (plots), .json (everything incl. timeline) or .csv (timeline;\n"
              "metric columns named metric.NAME)",
              true);
+    a.option("serve", "HOST:PORT",
+             "then serve the dashboard page (the one orbitd serves) over the replayed runs on this\n"
+             "loopback address (port 0: any free one) until Ctrl-C");
     a.option("labels", "FILE", "failure labels (TOML) for a single run, instead of labels.toml / detection");
     a.option("alarm-level", "STATE", "lowest state that counts as an alarm: drifting | warning (default) | critical");
     a.option("failure-ratio", "R",
@@ -127,18 +133,21 @@ int replay_command(std::span<const std::string> args) {
   ReadOptions ro;
   ro.skip_corrupt = a.has("skip-corrupt");
 
+  const std::optional<std::string> serve = a.maybe("serve");
   std::vector<RunReplay> results;
   results.reserve(runs.size());
+  std::vector<RecordedRun> recordings;  // kept for --serve (the latest spectrum of each run)
   int rc = kExitOk;
   ProgressBar progress("replay", runs.size(), progress_display(a));
   for (const auto& dir : runs) {
-    const RecordedRun recording = load_recorded_run(dir, ro);
+    RecordedRun recording = load_recorded_run(dir, ro);
     try {
       results.push_back(replay_run(recording, settings));
     } catch (const ConfigError& e) {
       std::fprintf(stderr, "orbit replay: %s: %s\n", recording.run.c_str(), e.what());
       return kExitData;
     }
+    if (serve) recordings.push_back(std::move(recording));
     const RunReplay& r = results.back();
     // A gap is records the daemon could not write: the journal is incomplete.
     if (!r.journal.clean() || !r.gaps.empty()) rc = std::max(rc, static_cast<int>(kExitData));
@@ -165,6 +174,15 @@ int replay_command(std::span<const std::string> args) {
       write_text(out, html_report("orbit replay: " + a.positionals().at(0), replay_summary_html(views), sections));
     }
     if (!a.has("quiet")) std::printf("wrote %s\n", out.c_str());
+  }
+  if (serve) {
+    std::vector<const RecordedRun*> recorded;
+    for (const auto& r : recordings) recorded.push_back(&r);
+    try {
+      serve_replays(*serve, "orbit replay " + a.positionals().at(0), views, recorded);
+    } catch (const std::runtime_error& e) {
+      throw UsageError(e.what());
+    }
   }
   // A damaged journal is reported above; its readable part was still replayed.
   return rc == kExitData ? kExitData : rc;

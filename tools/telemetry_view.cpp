@@ -94,6 +94,9 @@ std::string tree_of(const Telemetry& t, const HeldTelemetry* held) {
   const double* loss = metric(t, {"loss"});
   row(false, "loss", loss ? aged(general(*loss), held, "loss") : "-");
   std::string basin = t.basin.empty() ? "?" : t.basin;
+  // Held from the last probe step's spectra: say how old the evidence is.
+  if (t.basin_age_steps && *t.basin_age_steps > 0)
+    basin += " (evidence " + std::to_string(*t.basin_age_steps) + " steps old)";
   if (!t.forecast_basin.empty() && t.forecast_basin != t.basin) basin += " (heading for " + t.forecast_basin + ")";
   std::string shares;
   for (const auto& [k, v] : t.metrics)

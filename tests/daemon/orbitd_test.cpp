@@ -112,6 +112,40 @@ TEST(Orbitd, HelloWelcomeSnapshotState) {
   EXPECT_NEAR(state.metrics.at("entropy"), std::log(64.0), 1e-9);
 }
 
+// Spectra come on probe steps only. The steps between (and the burns decided on
+// them, after a recovery too) report the basin of the last spectral evidence with
+// its age, never UNKNOWN; a run that never sent a spectrum stays UNKNOWN, ageless.
+TEST(Orbitd, BasinHoldsFromTheLastSpectralEvidenceWithItsAge) {
+  OrbitdProcess orbitd({"--mode", "monitor"});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  client.send(make_hello("probed"));
+  expect_type<Welcome>(client.recv());
+  client.send(make_snapshot("probed", 10));  // a uniform hidden spectrum: evidence of a healthy orbit
+  const State probe = expect_type<State>(client.recv());
+  ASSERT_NE(probe.basin, "UNKNOWN");
+  ASSERT_TRUE(probe.basin_age_steps.has_value());
+  EXPECT_EQ(*probe.basin_age_steps, 0);
+  for (std::int64_t step = 11; step <= 13; ++step) {
+    Snapshot scalars_only = make_snapshot("probed", step);
+    scalars_only.spectra.clear();
+    client.send(scalars_only);
+    const State between = expect_type<State>(client.recv());
+    EXPECT_EQ(between.basin, probe.basin) << "step " << step;
+    ASSERT_TRUE(between.basin_age_steps.has_value()) << "step " << step;
+    EXPECT_EQ(*between.basin_age_steps, step - 10);
+  }
+
+  client.send(make_hello("scalars"));
+  expect_type<Welcome>(client.recv());
+  Snapshot scalars = make_snapshot("scalars", 1);
+  scalars.spectra.clear();
+  client.send(scalars);
+  const State never = expect_type<State>(client.recv());
+  EXPECT_EQ(never.basin, "UNKNOWN");
+  EXPECT_FALSE(never.basin_age_steps.has_value());
+}
+
 TEST(Orbitd, SnapshotWithoutHelloIsNotRegistered) {
   OrbitdProcess orbitd;
   zmq::context_t ctx;
@@ -156,7 +190,7 @@ TEST(Orbitd, EveryKindOfBadInputGetsItsErrorCode) {
   client.send(big);
   EXPECT_EQ(expect_type<Error>(client.recv()).code, ErrorCode::too_large);
 
-  client.send(State{"r", 0, 1, "STABLE", "CREATIVE", {}});
+  client.send(State{"r", 0, 1, "STABLE", "CREATIVE", {}, std::nullopt});
   EXPECT_EQ(expect_type<Error>(client.recv()).code, ErrorCode::unknown_type);
 
   // Non-finite loss is a signal (the loudest: a burn in active mode), not an error.

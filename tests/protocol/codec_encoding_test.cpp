@@ -83,11 +83,11 @@ TEST(Encoding, SnapshotAbsentOptionalsAreLeftOut) {
 }
 
 TEST(Encoding, StateBurnAckKeyOrder) {
-  EXPECT_EQ(encode(State{"r", 0, 5, "STABLE", "CREATIVE", {{"b", 2.0}, {"a", 1.0}}}),
+  EXPECT_EQ(encode(State{"r", 0, 5, "STABLE", "CREATIVE", {{"b", 2.0}, {"a", 1.0}}, std::nullopt}),
             M(head("state") + Pairs{{"run", S("r")}, {"rank", I(0)}, {"step", I(5)}, {"state", S("STABLE")},
                                     {"basin", S("CREATIVE")}, {"metrics", M({{"a", F64(1.0)}, {"b", F64(2.0)}})}}));
   // metrics is required: written even when empty.
-  EXPECT_EQ(encode(State{"r", 0, 5, "MONITOR", "UNKNOWN", {}}),
+  EXPECT_EQ(encode(State{"r", 0, 5, "MONITOR", "UNKNOWN", {}, std::nullopt}),
             M(head("state") + Pairs{{"run", S("r")}, {"rank", I(0)}, {"step", I(5)}, {"state", S("MONITOR")},
                                     {"basin", S("UNKNOWN")}, {"metrics", M({})}}));
   Burn b{"r", 3, "WARNING", "TOKEN_COLLAPSE", "why", 10, 12, 100, 0.5, {{"web", 0.5}}, 2, {{"collapse", 0.25}}, 8, 4};
@@ -113,7 +113,7 @@ TEST(Encoding, HeartbeatByeErrorTelemetryKeyOrder) {
             M(head("error") + Pairs{{"code", S("not_registered")}, {"message", S("say hello")}, {"ref", S("run")}}));
   EXPECT_EQ(encode(Error{ErrorCode::too_large, "big", std::nullopt}),
             M(head("error") + Pairs{{"code", S("too_large")}, {"message", S("big")}}));
-  Telemetry t{"r", 0, 9, 1.5, "monitor", "STABLE", "CREATIVE", "UNKNOWN", 1.0, {{"e", 2.0}}, 4, "because"};
+  Telemetry t{"r", 0, 9, 1.5, "monitor", "STABLE", "CREATIVE", "UNKNOWN", 1.0, {{"e", 2.0}}, 4, "because", std::nullopt};
   EXPECT_EQ(encode(t),
             M(head("telemetry") + Pairs{{"run", S("r")}, {"rank", I(0)}, {"step", I(9)}, {"time", F64(1.5)},
                                         {"mode", S("monitor")}, {"state", S("STABLE")}, {"basin", S("CREATIVE")},

@@ -59,13 +59,15 @@ FIELDS: dict[str, tuple[tuple[str, str, bool], ...]] = {
                  ("spectra", _SPECTRA, _OPT), ("loop_rate", _FLOAT, _OPT),
                  ("scalars", _FLOATS, _OPT)),
     "state": (("run", _STR, _REQ), ("rank", _INT, _REQ), ("step", _INT, _REQ),
-              ("state", _STR, _REQ), ("basin", _STR, _REQ), ("metrics", _FLOATS, _REQ)),
+              ("state", _STR, _REQ), ("basin", _STR, _REQ), ("metrics", _FLOATS, _REQ),
+              ("basin_age_steps", _INT, _OPT)),
     "burn": (("run", _STR, _REQ), ("seq", _INT, _REQ), ("state", _STR, _REQ),
              ("basin", _STR, _REQ), ("reason", _STR, _REQ), ("for_step", _INT, _REQ),
              ("apply_at_step", _INT, _REQ), ("expires_after_steps", _INT, _REQ),
              ("lr_scale", _FLOAT, _REQ), ("domain_weights", _FLOATS, _OPT),
              ("curriculum_phase", _INT, _OPT), ("loss_weights", _FLOATS, _OPT),
-             ("rollback_to_step", _INT, _OPT), ("skip_batches", _INT, _OPT)),
+             ("rollback_to_step", _INT, _OPT), ("skip_batches", _INT, _OPT),
+             ("basin_age_steps", _INT, _OPT)),
     "ack": (("run", _STR, _REQ), ("rank", _INT, _REQ), ("seq", _INT, _REQ),
             ("step", _INT, _REQ), ("late", _BOOL, _REQ), ("lr", _FLOAT, _OPT),
             ("restored_step", _INT, _OPT)),
@@ -76,7 +78,8 @@ FIELDS: dict[str, tuple[tuple[str, str, bool], ...]] = {
                   ("time", _FLOAT, _REQ), ("mode", _STR, _REQ), ("state", _STR, _REQ),
                   ("basin", _STR, _REQ), ("forecast_basin", _STR, _REQ),
                   ("lr_scale", _FLOAT, _REQ), ("metrics", _FLOATS, _REQ),
-                  ("burn_seq", _INT, _OPT), ("reason", _STR, _REQ)),
+                  ("burn_seq", _INT, _OPT), ("reason", _STR, _REQ),
+                  ("basin_age_steps", _INT, _OPT)),
 }
 assert tuple(FIELDS) == TYPES
 
@@ -542,6 +545,8 @@ def _state(f: _Fields, limits: DecodeLimits) -> dict:
     m["basin"] = f.string("basin")
     # Five metrics per spectrum plus domain and scalar signals: as for telemetry.
     m["metrics"] = _number_map(f, "metrics", limits.max_scalars * 8, False) or {}
+    a = f.opt_integer("basin_age_steps")
+    m["basin_age_steps"] = None if a is None else f.at_least("basin_age_steps", a, 0)
     return m
 
 
@@ -564,6 +569,8 @@ def _burn(f: _Fields, limits: DecodeLimits) -> dict:
     m["rollback_to_step"] = None if r is None else f.at_least("rollback_to_step", r, 0)
     s = f.opt_integer("skip_batches")
     m["skip_batches"] = None if s is None else f.at_least("skip_batches", s, 0)
+    a = f.opt_integer("basin_age_steps")
+    m["basin_age_steps"] = None if a is None else f.at_least("basin_age_steps", a, 0)
     return m
 
 

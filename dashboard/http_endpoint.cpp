@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "daemon/http_endpoint.hpp"
+#include "dashboard/http_endpoint.hpp"
 
 #include "config/endpoints.hpp"
 
@@ -22,13 +22,17 @@ class HttpEndpoint::Connection : public std::enable_shared_from_this<Connection>
         handler_(owner.handler_),
         counters_(owner.counters_),
         open_(owner.open_),
-        closed_(owner.closed_) {
+        closed_(owner.closed_),
+        max_stream_queue_(owner.limits_.max_stream_queue) {
     parser_.header_limit(static_cast<std::uint32_t>(owner.limits_.max_request_bytes));
     parser_.body_limit(0);  // GET only: a request with a body is refused
     timeout_ = std::chrono::milliseconds(owner.limits_.timeout_ms);
     ++*open_;
   }
-  ~Connection() { --*open_; }
+  ~Connection() {
+    --*open_;
+    if (stream_) stream_->close();
+  }
 
   void start() {
     auto self = shared_from_this();
@@ -39,15 +43,15 @@ class HttpEndpoint::Connection : public std::enable_shared_from_this<Connection>
       boost::system::error_code ignored;
       self->socket_.close(ignored);  // cancels the pending read or write
     });
-    http::async_read(socket_, buffer_, parser_, [self](const boost::system::error_code& ec, std::size_t) {
-      self->on_read(ec);
-    });
+    http::async_read(socket_, buffer_, parser_,
+                     [self](const boost::system::error_code& ec, std::size_t) { self->on_read(ec); });
   }
 
   void close() {
     boost::system::error_code ignored;
     socket_.close(ignored);
     deadline_.cancel();
+    if (stream_) stream_->close();
   }
 
  private:
@@ -66,7 +70,57 @@ class HttpEndpoint::Connection : public std::enable_shared_from_this<Connection>
     const auto& req = parser_.get();
     const std::string_view method(req.method_string().data(), req.method_string().size());
     const std::string_view target(req.target().data(), req.target().size());
-    reply(handler_(method, target));
+    HttpEndpoint::Response r = handler_(method, target);
+    if (r.stream) return start_stream(std::move(r), target);
+    reply(std::move(r));
+  }
+
+  // The reply stays open: headers and the first events, then whatever the loop
+  // pushes. The client sends nothing more, so a read that ends means it left.
+  void start_stream(HttpEndpoint::Response r, std::string_view target) {
+    ++counters_->streams;
+    deadline_.cancel();
+    stream_ = std::make_shared<EventStream>(max_stream_queue_);
+    const auto q = target.find('?');
+    if (q != std::string_view::npos) stream_->set_query(std::string(target.substr(q + 1)));
+    out_ =
+        "HTTP/1.1 200 OK\r\nServer: orbitd\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        "Connection: close\r\n\r\n" +
+        r.body;
+    std::weak_ptr<Connection> weak = shared_from_this();
+    stream_->set_wake([weak] {
+      if (auto self = weak.lock()) self->write_events();
+    });
+    writing_ = true;
+    auto self = shared_from_this();
+    boost::asio::async_write(socket_, boost::asio::buffer(out_),
+                             [self](const boost::system::error_code& ec, std::size_t) { self->on_events_written(ec); });
+    socket_.async_read_some(boost::asio::buffer(discard_), [self](const boost::system::error_code&, std::size_t) {
+      self->close();  // data or end of stream: either way this client is done
+    });
+    r.stream(stream_);
+  }
+
+  void write_events() {
+    if (writing_ || !stream_ || stream_->closed() || stream_->queue().empty()) return;
+    // Everything queued goes in one write (up to 1 MiB); the queue holds only
+    // what has not reached the socket yet.
+    out_.clear();
+    auto& queue = stream_->queue();
+    while (!queue.empty() && out_.size() < (1u << 20)) {
+      out_ += queue.front();
+      queue.pop_front();
+    }
+    writing_ = true;
+    auto self = shared_from_this();
+    boost::asio::async_write(socket_, boost::asio::buffer(out_),
+                             [self](const boost::system::error_code& ec, std::size_t) { self->on_events_written(ec); });
+  }
+
+  void on_events_written(const boost::system::error_code& ec) {
+    writing_ = false;
+    if (ec || *closed_) return close();
+    write_events();
   }
 
   void reply(HttpEndpoint::Response r) {
@@ -98,6 +152,11 @@ class HttpEndpoint::Connection : public std::enable_shared_from_this<Connection>
   std::shared_ptr<HttpEndpoint::Counters> counters_;
   std::shared_ptr<std::size_t> open_;
   std::shared_ptr<bool> closed_;
+  std::size_t max_stream_queue_;
+  std::shared_ptr<EventStream> stream_;  // set once the reply became an event stream
+  std::string out_;                      // the stream's write in flight
+  bool writing_ = false;
+  char discard_[256];
 };
 
 HttpEndpoint::HttpEndpoint(boost::asio::io_context& io, Handler handler, Limits limits)

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// A small read-only HTTP/1.1 server on orbitd's Asio loop, for scrapers and
-// curl: the Server routes GET /metrics and GET /status through it. One request
-// per connection (Connection: close), bounded in size, count and time, so a
-// slow or hostile client costs a socket and never the loop.
+// A small read-only HTTP/1.1 server on an Asio loop (orbitd's, or `orbit replay
+// --serve`'s): scrapers, curl and the dashboard page. One request per connection
+// (Connection: close), bounded in size, count and time, so a slow or hostile
+// client costs a socket and never the loop. A handler may turn its reply into a
+// Server-Sent Events stream: the connection stays open and writes what the loop
+// pushes into its bounded EventStream (dashboard/event_stream.hpp).
 
 #include <utility>  // before Asio: Boost 1.74 under C++20
 
@@ -16,14 +18,23 @@
 
 #include <boost/asio.hpp>
 
+#include "dashboard/event_stream.hpp"
+
 namespace orbit {
 
 class HttpEndpoint {
  public:
   struct Response {
+    Response() = default;
+    Response(unsigned s, std::string type, std::string b)
+        : status(s), content_type(std::move(type)), body(std::move(b)) {}
     unsigned status = 200;
     std::string content_type = "text/plain; charset=utf-8";
     std::string body;
+    // Set: the reply is an event stream (status 200, text/event-stream); `body`
+    // goes out first (already framed events), then this is called once with the
+    // stream the loop pushes into for as long as the client stays.
+    std::function<void(std::shared_ptr<EventStream>)> stream;
   };
   // Called on the loop with the method and the request target (path and query).
   using Handler = std::function<Response(std::string_view method, std::string_view target)>;
@@ -32,11 +43,13 @@ class HttpEndpoint {
     std::size_t max_request_bytes = 8192;  // request line + headers; no bodies are read
     std::size_t max_connections = 32;      // more are closed at once
     std::uint32_t timeout_ms = 5000;       // a request must arrive and its reply leave in this
+    std::size_t max_stream_queue = 1024;   // events waiting per stream client; more drop the oldest
   };
 
   struct Counters {
     std::uint64_t requests = 0;
     std::uint64_t rejected = 0;  // malformed, too large, too slow, or over max_connections
+    std::uint64_t streams = 0;   // event streams opened
   };
 
   HttpEndpoint(boost::asio::io_context& io, Handler handler) : HttpEndpoint(io, std::move(handler), Limits()) {}
