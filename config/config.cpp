@@ -3,6 +3,7 @@
 
 #include "protocol/journal_record.hpp"
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -35,11 +36,13 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
   c.source = source;
   c.text = std::string(toml_text);
 
-  static const std::set<std::string, std::less<>> tables = {"daemon", "limits", "logging", "journal", "controller"};
+  static const std::set<std::string, std::less<>> tables = {"daemon",  "limits",   "logging",
+                                                             "journal", "security", "controller"};
   for (const auto& [k, v] : root) {
     if (!tables.count(k.str())) {
       throw ConfigError(source, std::string(k.str()),
-                        "unknown section; known sections are [daemon], [limits], [logging], [journal], [controller]");
+                        "unknown section; known sections are [daemon], [limits], [logging], [journal], [security], "
+                        "[controller]");
     }
   }
 
@@ -92,6 +95,29 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
   j.integer("fsync_interval_ms", c.journal.fsync_interval_ms, 1, 3'600'000);
   j.integer("max_open_files", c.journal.max_open_files, 1, 1'000'000);
   j.done();
+
+  TomlTable s(subtable(root, "security", source), "security", source);
+  // Key files sit beside the config that names them: relative paths start there.
+  const std::filesystem::path base =
+      source.empty() || source.front() == '<' ? std::filesystem::path() : std::filesystem::path(source).parent_path();
+  auto path_key = [&](std::string_view key, std::string& out) {
+    s.string(key, out);
+    if (!out.empty() && std::filesystem::path(out).is_relative()) out = (base / out).lexically_normal().string();
+  };
+  path_key("curve_secret_key_file", c.security.curve_secret_key_file);
+  path_key("adapter_keys_file", c.security.adapter_keys_file);
+  path_key("control_keys_file", c.security.control_keys_file);
+  path_key("http_token_file", c.security.http_token_file);
+  s.done();
+  for (const char* key : {"adapter_keys_file", "control_keys_file"}) {
+    const std::string& v = std::string_view(key) == "adapter_keys_file" ? c.security.adapter_keys_file
+                                                                         : c.security.control_keys_file;
+    if (!v.empty() && !c.security.curve()) {
+      throw ConfigError(source, std::string("security.") + key,
+                        "an allow-list without security.curve_secret_key_file would never be consulted; name "
+                        "orbitd's key pair too (orbit keygen)");
+    }
+  }
 
   c.navigator = load_navigator_config(root, source);
   return c;

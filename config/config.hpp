@@ -24,6 +24,17 @@ struct JournalSettings {
   std::uint32_t max_open_files = 256;  // segment files open at once; the least recently used is closed
 };
 
+// [security]: who may talk to orbitd over TCP and HTTP. Paths are absolute, or
+// relative to the config file's directory (made absolute when the file is read).
+struct SecuritySettings {
+  std::string curve_secret_key_file;  // orbitd's key pair (orbit keygen); "" = no CURVE
+  std::string adapter_keys_file;      // public keys of adapters (and telemetry watchers)
+  std::string control_keys_file;      // public keys of operators: control (and telemetry)
+  std::string http_token_file;        // bearer token every HTTP request must carry; "" = none
+
+  bool curve() const { return !curve_secret_key_file.empty(); }
+};
+
 struct DaemonConfig {
   std::string source = "<defaults>";  // the file it came from
   std::string text;                   // the TOML text, journaled with each run
@@ -53,6 +64,9 @@ struct DaemonConfig {
 
   // [journal]
   JournalSettings journal;
+
+  // [security]
+  SecuritySettings security;
 
   // [controller] and its sub-tables (config/navigator_config_toml.cpp)
   NavigatorConfig navigator;

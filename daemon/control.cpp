@@ -44,7 +44,10 @@ void pack_metrics(Packer& p, const std::map<std::string, double>& m) {
 }  // namespace
 
 std::string Server::status_reply() {
-  if (http_) stats_.http_rejected = http_->counters().rejected;
+  if (http_) {
+    stats_.http_rejected = http_->counters().rejected;
+    stats_.http_unauthorized = http_->counters().unauthorized;
+  }
   msgpack::sbuffer buf;
   Packer p(buf);
   const double now = clock_.now();

@@ -92,7 +92,10 @@ std::optional<HealthSeries> health_series(const std::string& name) {
 }  // namespace
 
 std::string Server::prometheus_metrics() {
-  if (http_) stats_.http_rejected = http_->counters().rejected;
+  if (http_) {
+    stats_.http_rejected = http_->counters().rejected;
+    stats_.http_unauthorized = http_->counters().unauthorized;
+  }
   prometheus::Registry registry;
   auto gauge = [&](const std::string& name, const std::string& help) -> prometheus::Family<prometheus::Gauge>& {
     return prometheus::BuildGauge().Name(name).Help(help).Register(registry);

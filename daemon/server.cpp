@@ -4,11 +4,15 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+
+#include <sys/stat.h>
 
 #include <msgpack.hpp>
 #include <spdlog/spdlog.h>
 #include <zmq_addon.hpp>
 
+#include "protocol/curve_keys.hpp"
 #include "config/endpoints.hpp"
 #include "journal/journal_replay.hpp"
 #include "daemon/logging.hpp"
@@ -45,6 +49,24 @@ std::string bind_socket(zmq::socket_t& socket, const std::string& endpoint, cons
   return socket.get(zmq::sockopt::last_endpoint);
 }
 
+// The bearer token HTTP requests must carry: one line, private like a key.
+std::string read_http_token(const std::string& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) throw std::runtime_error("HTTP token file " + file + ": cannot open file");
+  if (st.st_mode & (S_IRWXG | S_IRWXO))
+    throw std::runtime_error("HTTP token file " + file + ": group or others may read it; chmod 600 it");
+  std::ifstream in(file);
+  std::string token;
+  std::getline(in, token);
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ' || token.back() == '\t')) token.pop_back();
+  if (token.size() < 16 || token.find_first_of(" \t") != std::string::npos)
+    throw std::runtime_error("HTTP token file " + file + ": the first line must be a token of 16 or more characters "
+                             "without spaces (e.g. `head -c 32 /dev/urandom | base64 > FILE`)");
+  return token;
+}
+
+bool tcp_endpoint(const std::string& endpoint) { return endpoint.rfind("tcp://", 0) == 0; }
+
 void count_error(DaemonStats& s, ErrorCode code) {
   ++s.errors_sent;
   switch (code) {
@@ -79,11 +101,15 @@ void Server::start() {
   const std::string adapters = resolve_endpoint(config_.endpoint, default_endpoints().adapters);
   const auto defaults = endpoints_beside(adapters);
   const std::string control = resolve_endpoint(config_.control, defaults.control);
-  // Whoever reaches the control socket can steer every run; HTTP has no authentication.
-  if (!config_.allow_exposed_control && !private_ipc_endpoint(control)) {
+  const std::string telemetry = resolve_endpoint(config_.telemetry, defaults.telemetry);
+  // Whoever reaches the control socket can steer every run; on tcp, CURVE with an
+  // allow-list of operator keys decides who that is.
+  const bool control_authenticated = config_.security.curve() && tcp_endpoint(control);
+  if (!config_.allow_exposed_control && !control_authenticated && !private_ipc_endpoint(control)) {
     throw std::runtime_error("the control endpoint " + control +
                              " is not an ipc socket in a private directory, so other users or hosts could set "
-                             "modes and force burns; use ipc:///DIR/control.sock, or allow it explicitly with "
+                             "modes and force burns; use ipc:///DIR/control.sock, tcp with CURVE ([security] "
+                             "curve_secret_key_file and control_keys_file), or allow it explicitly with "
                              "--allow-exposed-control ([daemon] allow_exposed_control = true)");
   }
   if (!config_.http.empty() && !config_.allow_exposed_http && !loopback_host(parse_http_address(config_.http).first)) {
@@ -92,7 +118,9 @@ void Server::start() {
                              "sessions); bind 127.0.0.1, or allow it explicitly with --allow-exposed-http "
                              "([daemon] allow_exposed_http = true)");
   }
-  // Refusals above come before the journal is opened: a refused start writes nothing.
+  // Before the journal and before any bind: a refused start writes nothing, and no
+  // CURVE socket ever listens without its ZAP handler.
+  if (config_.security.curve()) start_curve(adapters, telemetry, control);
   if (!config_.journal.dir.empty()) recover_journal();
   for (zmq::socket_t* s : {&router_, &publisher_, &control_}) {
     s->set(zmq::sockopt::linger, 0);
@@ -110,7 +138,7 @@ void Server::start() {
 
   bound_.adapters = bind_socket(router_, adapters, "adapter", endpoint_locks_);
   bound_.telemetry =
-      bind_socket(publisher_, resolve_endpoint(config_.telemetry, defaults.telemetry), "telemetry", endpoint_locks_);
+      bind_socket(publisher_, telemetry, "telemetry", endpoint_locks_);
   bound_.control = bind_socket(control_, control, "control", endpoint_locks_);
   if (!config_.http.empty()) {
     http_ = std::make_unique<HttpEndpoint>(
@@ -122,6 +150,7 @@ void Server::start() {
             return {500, "text/plain; charset=utf-8", "internal error\n"};
           }
         });
+    if (!config_.security.http_token_file.empty()) http_->require_bearer_token(read_http_token(config_.security.http_token_file));
     http_->listen(config_.http);
     bound_.http = http_->url();
     std::error_code ec;
@@ -131,6 +160,14 @@ void Server::start() {
     dashboard_ = std::make_unique<DashboardFeed>(options);
     dashboard_->set_zones(config_.navigator);
     if (options.web_root.empty()) spdlog::warn("dashboard page files not found (npm ci in web/, or ORBIT_WEB_ROOT)");
+  }
+
+  for (const auto& [what, endpoint] : {std::pair{"adapter", bound_.adapters}, std::pair{"telemetry", bound_.telemetry},
+                                       std::pair{"control", bound_.control}}) {
+    if (tcp_endpoint(endpoint) && !config_.security.curve())
+      spdlog::warn("the {} endpoint {} is tcp without CURVE: anyone who reaches it is served; name orbitd's key "
+                   "pair and allow-lists in [security] (orbit keygen)",
+                   what, endpoint);
   }
 
   started_at_ = clock_.now();
@@ -157,6 +194,7 @@ void Server::shutdown() {
   router_.close();
   publisher_.close();
   control_.close();
+  if (zap_) zap_->stop();
   endpoint_locks_.clear();
   if (journal_) {
     try {
@@ -173,7 +211,80 @@ void Server::shutdown() {
   spdlog::info("orbitd stopped: {}", counters.empty() ? "no traffic" : counters);
 }
 
+void Server::start_curve(const std::string& adapters, const std::string& telemetry, const std::string& control) {
+  const CurveKeyPair keys = read_secret_key_file(config_.security.curve_secret_key_file);
+  const auto lists = read_allow_lists(config_.security);
+  zap_ = std::make_unique<ZapHandler>(
+      io_, context_, [this](const std::string& domain, bool accepted, const std::string& key, const std::string& address) {
+        on_zap_decision(domain, accepted, key, address);
+      });
+  for (const auto& [domain, keys_of_domain] : lists) zap_->allow(domain, keys_of_domain);
+  zap_->start();
+  const std::pair<const char*, const std::string*> endpoints[] = {
+      {"adapters", &adapters}, {"telemetry", &telemetry}, {"control", &control}};
+  for (const auto& [domain, endpoint] : endpoints) {
+    if (!tcp_endpoint(*endpoint)) continue;  // ipc: the private directory decides who connects
+    if (!lists.count(domain)) {
+      throw std::runtime_error(std::string("the ") + domain + " endpoint " + *endpoint +
+                               " is tcp under CURVE but no allow-list names who may connect; set [security] " +
+                               (std::string(domain) == "control" ? "control_keys_file" : "adapter_keys_file"));
+    }
+    zmq::socket_t& socket = std::string(domain) == "adapters" ? router_ : std::string(domain) == "telemetry" ? publisher_ : control_;
+    make_curve_server(socket, keys.secret_key, domain);
+    curve_domains_.insert(domain);
+  }
+  spdlog::info("CURVE on {} tcp endpoint(s); server public key {}", curve_domains_.size(), keys.public_key);
+}
+
+std::map<std::string, std::vector<std::string>> Server::read_allow_lists(const SecuritySettings& security) const {
+  std::map<std::string, std::vector<std::string>> lists;
+  std::vector<std::string> adapter_keys, control_keys;
+  if (!security.adapter_keys_file.empty()) adapter_keys = read_allowed_keys_file(security.adapter_keys_file);
+  if (!security.control_keys_file.empty()) control_keys = read_allowed_keys_file(security.control_keys_file);
+  if (!adapter_keys.empty()) lists["adapters"] = adapter_keys;
+  if (!control_keys.empty()) lists["control"] = control_keys;
+  // Watchers are adapters' operators or operators: either list may read telemetry.
+  std::vector<std::string> watchers = adapter_keys;
+  watchers.insert(watchers.end(), control_keys.begin(), control_keys.end());
+  if (!watchers.empty()) lists["telemetry"] = watchers;
+  return lists;
+}
+
+void Server::on_zap_decision(const std::string& domain, bool accepted, const std::string& key,
+                             const std::string& address) {
+  std::uint64_t* counter = nullptr;
+  if (domain == "adapters") counter = accepted ? &stats_.auth_accepted_adapters : &stats_.auth_refused_adapters;
+  else if (domain == "telemetry") counter = accepted ? &stats_.auth_accepted_telemetry : &stats_.auth_refused_telemetry;
+  else if (domain == "control") counter = accepted ? &stats_.auth_accepted_control : &stats_.auth_refused_control;
+  if (counter) ++*counter;
+  if (accepted) {
+    spdlog::debug("CURVE: {} client {} from {} let in", domain, key, address);
+    return;
+  }
+  // A refused client reconnects every second or so: the first of each and a summary now and then.
+  const std::uint64_t refused = stats_.auth_refused_adapters + stats_.auth_refused_telemetry + stats_.auth_refused_control;
+  if (refused == 1 || refused % 1000 == 0) {
+    spdlog::warn("CURVE: refused a {} client from {} with key {} (not on the allow-list; {} refused so far)", domain,
+                 address, key.empty() ? "<none>" : key, refused);
+  }
+}
+
 void Server::reload(DaemonConfig config) {
+  // Allow-lists are re-read (a key is revoked by a reload); orbitd's own key pair stays.
+  if (zap_) {
+    const auto lists = read_allow_lists(config.security);  // throws: the running config is kept
+    for (const char* domain : {"adapters", "telemetry", "control"}) {
+      auto it = lists.find(domain);
+      if (curve_domains_.count(domain) && it == lists.end())
+        throw std::runtime_error(std::string("[security] leaves the ") + domain + " endpoint without an allow-list");
+      zap_->allow(domain, it == lists.end() ? std::vector<std::string>{} : it->second);
+    }
+  }
+  if (config.security.curve_secret_key_file != config_.security.curve_secret_key_file) {
+    spdlog::warn("config reload: orbitd's CURVE key pair cannot change while running; keeping {}",
+                 config_.security.curve_secret_key_file.empty() ? "none" : config_.security.curve_secret_key_file);
+    config.security.curve_secret_key_file = config_.security.curve_secret_key_file;
+  }
   if (config.endpoint != config_.endpoint || config.telemetry != config_.telemetry || config.control != config_.control ||
       config.http != config_.http) {
     spdlog::warn("config reload: endpoints cannot change while running; keeping {} / {} / {} / http '{}'",

@@ -27,6 +27,7 @@
 #include "protocol/journal_record.hpp"
 #include "daemon/sessions.hpp"
 #include "daemon/stats.hpp"
+#include "daemon/zap_handler.hpp"
 #include "daemon/zmq_watcher.hpp"
 #include "protocol/messages.hpp"
 
@@ -131,6 +132,12 @@ class Server {
   void deliver_burn(Run& run, const std::string& wire, std::optional<std::int64_t> already_sent_to_rank);
   void publish(const Run& run, const Snapshot& snapshot, const Decision& decision);
   void recover_journal();
+  // CURVE on every tcp endpoint when [security] names a key pair: reads the keys,
+  // starts the ZAP handler. Throws std::runtime_error naming the file or endpoint.
+  void start_curve(const std::string& adapters, const std::string& telemetry, const std::string& control);
+  // The allow-list of each ZAP domain, read from the files `security` names.
+  std::map<std::string, std::vector<std::string>> read_allow_lists(const SecuritySettings& security) const;
+  void on_zap_decision(const std::string& domain, bool accepted, const std::string& key, const std::string& address);
   // Appends one record for `run` (no-op without a journal). A failing disk costs
   // a counter and a log line, never the daemon or the trainer's reply.
   void journal(const std::string& run, RecordType type, std::string_view bytes);
@@ -166,6 +173,8 @@ class Server {
   std::unique_ptr<ZmqReadWatcher> publisher_watch_;
   std::unique_ptr<HttpEndpoint> http_;
   std::unique_ptr<DashboardFeed> dashboard_;  // with http_: the page's history and live streams
+  std::unique_ptr<ZapHandler> zap_;           // only with CURVE; closed after the sockets it serves
+  std::set<std::string> curve_domains_;       // the endpoints (adapters, telemetry, control) under CURVE
   std::set<std::string> subscriptions_;       // topics (run-id prefixes) watchers asked for
   boost::asio::steady_timer housekeeping_;
   Endpoints bound_;

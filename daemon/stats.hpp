@@ -34,7 +34,10 @@ namespace orbit {
   F("orbitd_sessions_taken_over_total", "Hellos that moved a session off a closed or expired connection.")          \
   F("orbitd_runs_retired_total", "Idle runs unloaded (their journal stays; a hello brings them back).")            \
   F("orbitd_journal_records_lost_total", "Journal appends that failed (a full or failing disk).")                   \
-  F("orbitd_journal_gaps_total", "Gap records written once journal appends worked again.")
+  F("orbitd_journal_gaps_total", "Gap records written once journal appends worked again.")                        \
+  F("orbitd_auth_refused_total", "CURVE clients refused by the ZAP handler (key not on the allow-list), by endpoint.") \
+  F("orbitd_auth_accepted_total", "CURVE clients let in by the ZAP handler, by endpoint.")                          \
+  F("orbitd_http_unauthorized_total", "HTTP requests refused for a missing or wrong bearer token.")
 
 // Every counter: X(field, family, label name, label value); "" for no label.
 #define ORBIT_DAEMON_STATS(X)                                                         \
@@ -77,7 +80,14 @@ namespace orbit {
   X(sessions_taken_over, "orbitd_sessions_taken_over_total", "", "")                  \
   X(runs_retired, "orbitd_runs_retired_total", "", "")                                \
   X(journal_records_lost, "orbitd_journal_records_lost_total", "", "")                \
-  X(journal_gaps, "orbitd_journal_gaps_total", "", "")
+  X(journal_gaps, "orbitd_journal_gaps_total", "", "")                                \
+  X(auth_refused_adapters, "orbitd_auth_refused_total", "endpoint", "adapters")       \
+  X(auth_refused_telemetry, "orbitd_auth_refused_total", "endpoint", "telemetry")     \
+  X(auth_refused_control, "orbitd_auth_refused_total", "endpoint", "control")         \
+  X(auth_accepted_adapters, "orbitd_auth_accepted_total", "endpoint", "adapters")     \
+  X(auth_accepted_telemetry, "orbitd_auth_accepted_total", "endpoint", "telemetry")   \
+  X(auth_accepted_control, "orbitd_auth_accepted_total", "endpoint", "control")       \
+  X(http_unauthorized, "orbitd_http_unauthorized_total", "", "")
 
 // How one counter is exported: its Prometheus family and the label that tells it
 // apart from the family's other counters (empty name: the family's only series).

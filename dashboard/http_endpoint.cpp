@@ -23,7 +23,8 @@ class HttpEndpoint::Connection : public std::enable_shared_from_this<Connection>
         counters_(owner.counters_),
         open_(owner.open_),
         closed_(owner.closed_),
-        max_stream_queue_(owner.limits_.max_stream_queue) {
+        max_stream_queue_(owner.limits_.max_stream_queue),
+        token_(owner.token_) {
     parser_.header_limit(static_cast<std::uint32_t>(owner.limits_.max_request_bytes));
     parser_.body_limit(0);  // GET only: a request with a body is refused
     timeout_ = std::chrono::milliseconds(owner.limits_.timeout_ms);
@@ -68,6 +69,11 @@ class HttpEndpoint::Connection : public std::enable_shared_from_this<Connection>
     }
     ++counters_->requests;
     const auto& req = parser_.get();
+    if (!token_->empty() && !bearer_matches(req[http::field::authorization])) {
+      ++counters_->unauthorized;
+      response_.set(http::field::www_authenticate, "Bearer realm=\"orbitd\"");
+      return reply({401, "text/plain; charset=utf-8", "unauthorized: send Authorization: Bearer TOKEN\n"});
+    }
     const std::string_view method(req.method_string().data(), req.method_string().size());
     const std::string_view target(req.target().data(), req.target().size());
     HttpEndpoint::Response r = handler_(method, target);
@@ -123,6 +129,16 @@ class HttpEndpoint::Connection : public std::enable_shared_from_this<Connection>
     write_events();
   }
 
+  // Compares every byte whatever the first difference, so timing does not tell how much matched.
+  bool bearer_matches(boost::beast::string_view header) const {
+    const std::string expected = "Bearer " + *token_;
+    if (header.size() != expected.size()) return false;
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i)
+      diff |= static_cast<unsigned char>(header[i] ^ expected[i]);
+    return diff == 0;
+  }
+
   void reply(HttpEndpoint::Response r) {
     response_.result(r.status);
     response_.version(11);
@@ -157,6 +173,7 @@ class HttpEndpoint::Connection : public std::enable_shared_from_this<Connection>
   std::string out_;                      // the stream's write in flight
   bool writing_ = false;
   char discard_[256];
+  std::shared_ptr<const std::string> token_;
 };
 
 HttpEndpoint::HttpEndpoint(boost::asio::io_context& io, Handler handler, Limits limits)

@@ -50,6 +50,7 @@ class HttpEndpoint {
     std::uint64_t requests = 0;
     std::uint64_t rejected = 0;  // malformed, too large, too slow, or over max_connections
     std::uint64_t streams = 0;   // event streams opened
+    std::uint64_t unauthorized = 0;  // a bearer token was required and missing or wrong (401)
   };
 
   HttpEndpoint(boost::asio::io_context& io, Handler handler) : HttpEndpoint(io, std::move(handler), Limits()) {}
@@ -61,6 +62,9 @@ class HttpEndpoint {
   // Binds "HOST:PORT" (port 0 = any free port; IPv6 as "[::1]:PORT") and starts
   // accepting. Throws std::runtime_error naming the address when that fails.
   void listen(const std::string& address);
+  // From now on every request must carry `Authorization: Bearer TOKEN`; others get
+  // 401 and are counted (unauthorized) without reaching the handler. "" = no token.
+  void require_bearer_token(std::string token) { *token_ = std::move(token); }
   // Stops accepting and closes every open connection. Idempotent.
   void close();
 
@@ -80,6 +84,7 @@ class HttpEndpoint {
   std::shared_ptr<Counters> counters_ = std::make_shared<Counters>();
   std::shared_ptr<std::size_t> open_ = std::make_shared<std::size_t>(0);
   std::shared_ptr<bool> closed_ = std::make_shared<bool>(false);
+  std::shared_ptr<std::string> token_ = std::make_shared<std::string>();
   std::vector<std::weak_ptr<Connection>> connections_;  // to close them with the endpoint
 };
 

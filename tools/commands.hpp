@@ -14,5 +14,6 @@ int replay_command(std::span<const std::string> args);
 int tune_command(std::span<const std::string> args);
 int watch_command(std::span<const std::string> args);
 int status_command(std::span<const std::string> args);
+int keygen_command(std::span<const std::string> args);
 
 }  // namespace orbit

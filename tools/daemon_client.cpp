@@ -6,6 +6,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "protocol/curve_keys.hpp"
 #include "config/endpoints.hpp"
 #include "protocol/messages.hpp"
 
@@ -39,6 +40,7 @@ std::optional<std::string> control_request(const std::string& endpoint, const st
   zmq::context_t context(1);
   zmq::socket_t socket(context, zmq::socket_type::dealer);
   socket.set(zmq::sockopt::linger, 0);
+  apply_curve_from_env(socket);
   socket.connect(endpoint);
   // An empty delimiter first: the same envelope a REQ socket sends.
   socket.send(zmq::const_buffer(nullptr, 0), zmq::send_flags::sndmore);
@@ -49,6 +51,14 @@ std::optional<std::string> control_request(const std::string& endpoint, const st
   if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait) || frames.empty())
     return std::nullopt;
   return frames.back().to_string();
+}
+
+void apply_curve_from_env(zmq::socket_t& socket) {
+  const auto keys = curve_client_keys("", "");
+  if (!keys) return;
+  socket.set(zmq::sockopt::curve_serverkey, keys->server_public_key);
+  socket.set(zmq::sockopt::curve_publickey, keys->own.public_key);
+  socket.set(zmq::sockopt::curve_secretkey, keys->own.secret_key);
 }
 
 }  // namespace orbit

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+#include <zmq.hpp>
+
 namespace orbit {
 
 // The endpoints orbitd uses when started without flags (config/endpoints.hpp).
@@ -27,5 +29,11 @@ std::string locate_telemetry_endpoint(const std::optional<std::string>& explicit
 std::optional<std::string> control_request(const std::string& endpoint, const std::string& request,
                                            std::chrono::milliseconds timeout);
 // Requests are made with protocol/control.hpp's encode_control.
+
+// For a tcp endpoint under CURVE: $ORBIT_CURVE_SERVER_KEY names orbitd's public key
+// file (NAME.pub) and $ORBIT_CURVE_KEY the caller's key pair (NAME.key, on orbitd's
+// control or adapter allow-list). With both set `socket` becomes a CURVE client;
+// with neither it stays plain; with one, std::runtime_error says which is missing.
+void apply_curve_from_env(zmq::socket_t& socket);
 
 }  // namespace orbit

@@ -31,6 +31,7 @@ constexpr Command kCommands[] = {
     {"export", orbit::export_command, "write a journal as JSON lines or CSV"},
     {"watch", orbit::watch_command, "live view of every run from orbitd's telemetry socket"},
     {"status", orbit::status_command, "one-shot view of orbitd: runs, sessions, counters"},
+    {"keygen", orbit::keygen_command, "write a CURVE key pair (NAME.key 0600, NAME.pub) for orbitd or a client"},
 };
 
 void usage(std::FILE* out) {

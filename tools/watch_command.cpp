@@ -78,6 +78,7 @@ int watch_command(std::span<const std::string> args) {
   sub.set(zmq::sockopt::linger, 0);
   if (a.all("run").empty()) sub.set(zmq::sockopt::subscribe, "");
   for (const auto& run : a.all("run")) sub.set(zmq::sockopt::subscribe, run);
+  apply_curve_from_env(sub);
   sub.connect(endpoint);
 
   g_stop = false;

@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 
 #include "protocol/codec.hpp"
+#include "protocol/curve_keys.hpp"
 
 namespace orbit {
 
@@ -27,6 +28,12 @@ AdapterClient::AdapterClient(AdapterClientOptions options)
   s.set(zmq::sockopt::immediate, 1);
   s.set(zmq::sockopt::reconnect_ivl, 100);
   s.set(zmq::sockopt::reconnect_ivl_max, 1000);
+  if (const auto keys = curve_client_keys(options_.curve_server_key, options_.curve_key_file)) {
+    s.set(zmq::sockopt::curve_serverkey, keys->server_public_key);
+    s.set(zmq::sockopt::curve_publickey, keys->own.public_key);
+    s.set(zmq::sockopt::curve_secretkey, keys->own.secret_key);
+    curve_ = true;
+  }
   s.connect(options_.endpoint);
 }
 

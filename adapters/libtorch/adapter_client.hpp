@@ -37,6 +37,14 @@ struct AdapterClientOptions {
   // With snapshots unanswered for this long the session counts as lost: the
   // client stops sending snapshots and says hello again until the daemon answers.
   std::chrono::milliseconds reply_timeout{3000};
+  // CURVE, for a tcp endpoint under orbitd's [security]: orbitd's public key (Z85,
+  // or its NAME.pub from `orbit keygen`) and this client's NAME.key, on orbitd's
+  // adapter allow-list. Empty ones take $ORBIT_CURVE_SERVER_KEY and $ORBIT_CURVE_KEY;
+  // with neither anywhere the connection is plain. The constructor throws
+  // std::runtime_error for half a pair or a bad key file. A client orbitd does not
+  // know gets no answer at all (it never registers).
+  std::string curve_server_key{};
+  std::string curve_key_file{};
 };
 
 struct AdapterClientCounters {
@@ -57,7 +65,7 @@ struct AdapterClientCounters {
 
 class AdapterClient {
  public:
-  explicit AdapterClient(AdapterClientOptions options);
+  explicit AdapterClient(AdapterClientOptions options);  // throws for bad CURVE keys (above)
   ~AdapterClient();  // says bye (best effort) and closes with linger 0
   AdapterClient(const AdapterClient&) = delete;
   AdapterClient& operator=(const AdapterClient&) = delete;
@@ -89,6 +97,8 @@ class AdapterClient {
   std::size_t max_message_bytes() const;
   const AdapterClientCounters& counters() const { return counters_; }
   const AdapterClientOptions& options() const { return options_; }
+  // Whether the connection is CURVE-authenticated.
+  bool curve() const { return curve_; }
   // Snapshots sent in this session that have no reply yet.
   std::size_t unanswered() const { return unanswered_.size(); }
 
@@ -123,6 +133,7 @@ class AdapterClient {
   std::string last_refusal_;
   std::vector<Burn> burns_;
   AdapterClientCounters counters_;
+  bool curve_ = false;
 };
 
 }  // namespace orbit

@@ -59,6 +59,8 @@ AdapterClient& LibTorchOrbit::client() {
     c.hello_retry = options_.hello_retry;
     c.heartbeat_every = options_.heartbeat_every;
     c.reply_timeout = options_.reply_timeout;
+    c.curve_server_key = options_.curve_server_key;
+    c.curve_key_file = options_.curve_key_file;
     client_ = std::make_unique<AdapterClient>(std::move(c));
   }
   return *client_;

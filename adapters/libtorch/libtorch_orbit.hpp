@@ -72,6 +72,11 @@ struct LibTorchOrbitOptions {
   std::chrono::milliseconds hello_retry{500};
   std::chrono::milliseconds heartbeat_every{1000};
   std::chrono::milliseconds reply_timeout{3000};
+  // CURVE for a tcp endpoint under orbitd's [security] (AdapterClientOptions):
+  // orbitd's public key (Z85 or NAME.pub) and this rank's NAME.key; empty ones take
+  // $ORBIT_CURVE_SERVER_KEY / $ORBIT_CURVE_KEY.
+  std::string curve_server_key{};
+  std::string curve_key_file{};
 };
 
 // One applied burn, as acknowledged to the daemon. The ack goes out in the step()

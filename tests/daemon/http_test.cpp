@@ -245,5 +245,42 @@ TEST(OrbitdHttp, BadAddressIsAUsageError) {
   EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2);
 }
 
+TEST(OrbitdHttp, BearerTokenIsRequiredWhenConfigured) {
+  const auto dir = test::make_temp_dir("token");
+  const std::string token = "s3cr3t-token-0123456789";
+  std::ofstream(dir / "http.token") << token << "\n";
+  std::filesystem::permissions(dir / "http.token", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::ofstream(dir / "orbitd.toml") << "[security]\nhttp_token_file = \"http.token\"\n";
+  OrbitdProcess orbitd({"--config", (dir / "orbitd.toml").string(), "--http", "127.0.0.1:0"});
+  const std::string url = orbitd.endpoints().http;
+  auto with = [&](const std::string& header) {
+    return request(url, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n" + header + "\r\n");
+  };
+  const auto none = with("");
+  EXPECT_EQ(none.status, 401) << none.head;
+  EXPECT_NE(none.head.find("WWW-Authenticate: Bearer"), std::string::npos) << none.head;
+  EXPECT_EQ(none.body.find("orbitd_"), std::string::npos) << "a refused request saw metrics";
+  EXPECT_EQ(with("Authorization: Bearer wrong-token-0123456789\r\n").status, 401);
+  EXPECT_EQ(with("Authorization: Bearer " + token + "x\r\n").status, 401);
+  const auto ok = with("Authorization: Bearer " + token + "\r\n");
+  ASSERT_EQ(ok.status, 200) << ok.head;
+  EXPECT_EQ(sample(ok.body, "orbitd_http_unauthorized_total"), "3") << ok.body;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(OrbitdHttp, ATokenFileOthersMayReadIsRefusedAtStart) {
+  const auto dir = test::make_temp_dir("token");
+  std::ofstream(dir / "http.token") << "s3cr3t-token-0123456789\n";
+  std::filesystem::permissions(dir / "http.token", std::filesystem::perms::others_read, std::filesystem::perm_options::add);
+  std::ofstream(dir / "orbitd.toml") << "[security]\nhttp_token_file = \"http.token\"\n";
+  try {
+    OrbitdProcess orbitd({"--config", (dir / "orbitd.toml").string(), "--http", "127.0.0.1:0"});
+    ADD_FAILURE() << "orbitd started with a token file others may read";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("chmod 600"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace orbit

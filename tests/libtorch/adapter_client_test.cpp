@@ -8,7 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <zmq.h>
+
 #include "adapters/libtorch/adapter_client.hpp"
+#include "protocol/curve_keys.hpp"
 #include "support/orbitd_process.hpp"
 
 namespace orbit {
@@ -48,6 +51,52 @@ TEST(AdapterClientLimits, AMessageOverTheDaemonsLimitIsRefusedLocally) {
   ASSERT_TRUE(client.last_state());
   EXPECT_EQ(client.last_state()->step, 2);
   EXPECT_EQ(client.counters().errors, 0u);
+  std::filesystem::remove_all(dir);
+}
+
+// CURVE (issue 11): a key pair on orbitd's adapter allow-list registers; one that is
+// not never hears from the daemon, and orbitd counts the refusal.
+TEST(AdapterClientCurve, AllowedKeyRegistersUnknownKeyIsRefused) {
+  const auto dir = test::make_temp_dir("curve");
+  auto pair = [] {
+    char pub[41] = {}, sec[41] = {};
+    if (zmq_curve_keypair(pub, sec) != 0) throw std::runtime_error("zmq_curve_keypair failed");
+    return CurveKeyPair{pub, sec};
+  };
+  const CurveKeyPair server = pair(), adapter = pair(), stranger = pair();
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    std::filesystem::permissions(dir / name, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  };
+  write("orbitd.key", format_secret_key_file(server));
+  write("orbitd.pub", format_public_key_file(server.public_key));
+  write("adapter.key", format_secret_key_file(adapter));
+  write("stranger.key", format_secret_key_file(stranger));
+  write("adapters.allow", adapter.public_key + "\n");
+  write("orbitd.toml",
+        "[daemon]\nmode = \"monitor\"\n[security]\ncurve_secret_key_file = \"orbitd.key\"\n"
+        "adapter_keys_file = \"adapters.allow\"\ncontrol_keys_file = \"adapters.allow\"\n");
+  test::OrbitdProcess orbitd({"--config", (dir / "orbitd.toml").string()});
+
+  AdapterClientOptions options;
+  options.endpoint = orbitd.endpoints().adapters;
+  options.run = "curve-cpp";
+  options.curve_server_key = (dir / "orbitd.pub").string();
+  options.curve_key_file = (dir / "adapter.key").string();
+  AdapterClient allowed(options);
+  EXPECT_TRUE(allowed.curve());
+  EXPECT_TRUE(allowed.wait_registered(5s)) << orbitd.log();
+
+  options.run = "curve-cpp-stranger";
+  options.curve_server_key = server.public_key;  // the Z85 key itself works too
+  options.curve_key_file = (dir / "stranger.key").string();
+  AdapterClient refused(options);
+  EXPECT_FALSE(refused.wait_registered(1500ms));
+  EXPECT_EQ(refused.counters().welcomes, 0u);
+
+  options.curve_key_file.clear();  // half a pair (and no $ORBIT_CURVE_KEY) is an error
+  ::unsetenv("ORBIT_CURVE_KEY");
+  EXPECT_THROW(AdapterClient{options}, std::runtime_error);
   std::filesystem::remove_all(dir);
 }
 

@@ -5,6 +5,7 @@
 // come back as msgpack objects, counters are read by name from `status`.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -20,9 +21,13 @@ using ControlField = std::variant<std::string, double, std::int64_t>;
 
 class ControlClient {
  public:
-  ControlClient(zmq::context_t& ctx, const std::string& endpoint) : socket_(ctx, zmq::socket_type::req) {
+  // `configure` runs before connect (socket options such as CURVE keys).
+  ControlClient(zmq::context_t& ctx, const std::string& endpoint,
+                const std::function<void(zmq::socket_t&)>& configure = {}, int timeout_ms = 5000)
+      : socket_(ctx, zmq::socket_type::req) {
     socket_.set(zmq::sockopt::linger, 0);
-    socket_.set(zmq::sockopt::rcvtimeo, 5000);
+    socket_.set(zmq::sockopt::rcvtimeo, timeout_ms);
+    if (configure) configure(socket_);
     socket_.connect(endpoint);
   }
 

@@ -4,6 +4,7 @@
 // waits, with a deadline, for decoded replies.
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -15,9 +16,12 @@ namespace orbit::test {
 
 class TestClient {
  public:
-  TestClient(zmq::context_t& ctx, const std::string& endpoint, zmq::socket_type type = zmq::socket_type::dealer)
+  // `configure` runs before connect (socket options such as CURVE keys).
+  TestClient(zmq::context_t& ctx, const std::string& endpoint, zmq::socket_type type = zmq::socket_type::dealer,
+             const std::function<void(zmq::socket_t&)>& configure = {})
       : socket_(ctx, type) {
     socket_.set(zmq::sockopt::linger, 0);
+    if (configure) configure(socket_);
     socket_.connect(endpoint);
   }
 

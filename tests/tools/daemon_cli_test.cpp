@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <sstream>
 #include <thread>
@@ -233,6 +235,42 @@ TEST(DaemonJournal, ForcedBurnsAndModeChangesReplayBitForBit) {
   auto e = run_orbit({"export", (journal / "ops").string()});
   EXPECT_TRUE(contains(e.output, "\"type\":\"forced_burn\"")) << e.output.substr(0, 2000);
   EXPECT_TRUE(contains(e.output, "\"type\":\"mode\",\"timestamp_ns\"")) << e.output.substr(0, 2000);
+}
+
+}  // namespace
+}  // namespace orbit
+
+namespace orbit {
+namespace {
+
+// `orbit keygen` writes a pair orbitd and `orbit status` use as they are (issue 11).
+TEST(OrbitKeygen, WritesPrivatePairsThatOrbitdAndStatusUse) {
+  detail::TempDir dir;
+  const std::string base = (dir.path() / "orbitd").string();
+  auto r = run_orbit({"keygen", base});
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto perms = std::filesystem::status(base + ".key").permissions();
+  EXPECT_EQ(perms & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  r = run_orbit({"keygen", base});
+  EXPECT_EQ(r.code, 3) << "an existing key is never overwritten silently";
+  EXPECT_TRUE(contains(r.output, "--force")) << r.output;
+  ASSERT_EQ(run_orbit({"keygen", (dir.path() / "alice").string()}).code, 0);
+  std::filesystem::copy_file(dir.path() / "alice.pub", dir.path() / "operators.allow");
+  std::ofstream(dir.path() / "orbitd.toml") << "[security]\ncurve_secret_key_file = \"orbitd.key\"\n"
+                                               "adapter_keys_file = \"operators.allow\"\n"
+                                               "control_keys_file = \"operators.allow\"\n";
+  test::OrbitdProcess orbitd({"--config", (dir.path() / "orbitd.toml").string()});
+  const std::string control = orbitd.endpoints().control;
+  auto plain = run_orbit({"status", "--control", control, "--timeout", "1"});
+  EXPECT_EQ(plain.code, 1) << "a client without keys is not answered: " << plain.output;
+  ::setenv("ORBIT_CURVE_SERVER_KEY", (base + ".pub").c_str(), 1);
+  ::setenv("ORBIT_CURVE_KEY", (dir.path() / "alice.key").c_str(), 1);
+  auto keyed = run_orbit({"status", "--json", "--control", control, "--timeout", "5"});
+  ::unsetenv("ORBIT_CURVE_SERVER_KEY");
+  ::unsetenv("ORBIT_CURVE_KEY");
+  EXPECT_EQ(keyed.code, 0) << keyed.output;
+  EXPECT_TRUE(contains(keyed.output, "auth_accepted_control")) << keyed.output;
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import zmq
 
-from . import protocol
+from . import curve_keys, protocol
 
 __version__ = "0.1.0"
 
@@ -67,6 +67,10 @@ class OrbitClient:
       snapshot with `not_registered`; one hello is enough).
     close_linger: seconds ZeroMQ keeps trying to deliver `bye` after ``close``
       (in its I/O thread; ``close`` itself does not wait).
+    curve_server_key, curve_key: for a tcp endpoint under CURVE, orbitd's public key
+      (Z85, or its NAME.pub) and this client's key pair (NAME.key, or a (public,
+      secret) pair) on orbitd's adapter allow-list; None takes $ORBIT_CURVE_SERVER_KEY
+      and $ORBIT_CURVE_KEY. A client orbitd does not know gets no answer at all.
     """
 
     def __init__(self, endpoint: str, run: str, rank: int = 0, world_size: int = 1,
@@ -76,7 +80,8 @@ class OrbitClient:
                  heartbeat_interval: float = 5.0, rehello_interval: float = 0.5,
                  close_linger: float = 0.2, context: zmq.Context | None = None,
                  limits: protocol.DecodeLimits = protocol.DecodeLimits(),
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 curve_server_key: str | None = None, curve_key: Any = None):
         if not protocol.valid_run_id(run):
             raise ValueError(f"run id {run!r} must be 1-128 characters of [A-Za-z0-9._-]")
         if not 0 <= rank < world_size:
@@ -87,6 +92,7 @@ class OrbitClient:
             raise ValueError(f"unknown actuators {unknown}; known: {', '.join(protocol.ACTUATORS)}")
         if queue_limit < 1:
             raise ValueError("queue_limit must be >= 1")
+        curve = curve_keys.client_keys(curve_server_key, curve_key)
         self.endpoint = endpoint
         self.run = run
         self.rank = int(rank)
@@ -124,6 +130,13 @@ class OrbitClient:
         self._socket.setsockopt(zmq.IMMEDIATE, 0)
         self._socket.setsockopt(zmq.RECONNECT_IVL, 100)
         self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        # True when the connection is CURVE-authenticated (keys given or in the environment).
+        self.curve = curve is not None
+        if curve is not None:
+            server_public, public, secret = curve
+            self._socket.curve_serverkey = server_public.encode("ascii")
+            self._socket.curve_publickey = public.encode("ascii")
+            self._socket.curve_secretkey = secret.encode("ascii")
         self._socket.connect(endpoint)
         self._closed = False
         self._last_send = float("-inf")

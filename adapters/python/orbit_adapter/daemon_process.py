@@ -23,7 +23,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 __all__ = ["OrbitdProcess", "OrbitdError", "find_orbitd"]
 
@@ -150,14 +150,21 @@ class OrbitdProcess:
         except OSError:
             return ""
 
-    def command(self, cmd: str, timeout_ms: int = 2000, **fields) -> dict:
-        """One control-endpoint request; returns the decoded reply map."""
+    def command(self, cmd: str, timeout_ms: int = 2000, curve_server_key: Optional[str] = None,
+                curve_key: Any = None, **fields) -> dict:
+        """One control-endpoint request; returns the decoded reply map. Under CURVE,
+        orbitd's public key and an operator key pair (curve_keys.client_keys)."""
         import msgpack
         import zmq
+        from .curve_keys import client_keys
         s = zmq.Context.instance().socket(zmq.REQ)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.RCVTIMEO, timeout_ms)
         s.setsockopt(zmq.SNDTIMEO, timeout_ms)
+        if curve_server_key is not None or curve_key is not None:
+            server_public, public, secret = client_keys(curve_server_key, curve_key)
+            s.curve_serverkey, s.curve_publickey, s.curve_secretkey = (
+                server_public.encode(), public.encode(), secret.encode())
         try:
             s.connect(self.control)
             s.send(msgpack.packb({"v": 1, "type": "control", "cmd": cmd, **fields}, use_bin_type=True))
