@@ -90,7 +90,7 @@ TEST(Encoding, StateBurnAckKeyOrder) {
   EXPECT_EQ(encode(State{"r", 0, 5, "MONITOR", "UNKNOWN", {}, std::nullopt}),
             M(head("state") + Pairs{{"run", S("r")}, {"rank", I(0)}, {"step", I(5)}, {"state", S("MONITOR")},
                                     {"basin", S("UNKNOWN")}, {"metrics", M({})}}));
-  Burn b{"r", 3, "WARNING", "TOKEN_COLLAPSE", "why", 10, 12, 100, 0.5, {{"web", 0.5}}, 2, {{"collapse", 0.25}}, 8, 4};
+  Burn b{"r", 3, "WARNING", "TOKEN_COLLAPSE", "why", 10, 12, 100, 0.5, {{"web", 0.5}}, 2, {{"collapse", 0.25}}, 8, 4, std::nullopt};
   EXPECT_EQ(encode(b),
             M(head("burn") + Pairs{{"run", S("r")}, {"seq", I(3)}, {"state", S("WARNING")},
                                    {"basin", S("TOKEN_COLLAPSE")}, {"reason", S("why")}, {"for_step", I(10)},

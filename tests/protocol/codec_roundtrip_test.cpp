@@ -29,7 +29,7 @@ class RandomMessages {
         return w;
       }
       case 2: return snapshot();
-      case 3: return State{run(), count(), count(), text(12), text(16), numbers(false)};
+      case 3: return State{run(), count(), count(), text(12), text(16), numbers(false), std::nullopt};
       case 4: return burn();
       case 5: return Ack{run(), count(), count(), count(), coin(), maybe(finite()), maybe(count())};
       case 6: return Heartbeat{coin() ? std::optional(run()) : std::nullopt, maybe(count())};
@@ -158,7 +158,7 @@ class RandomMessages {
 
   Telemetry telemetry() {
     return Telemetry{run(), count(), count(), finite(), pick({"active", "monitor"}), text(10), text(10), text(10),
-                     positive(), numbers(false), maybe(count()), text(100)};
+                     positive(), numbers(false), maybe(count()), text(100), std::nullopt};
   }
 
   std::mt19937_64 rng_;
