@@ -13,6 +13,17 @@ namespace orbit {
 namespace {
 constexpr auto kLossZ = static_cast<std::size_t>(zone_metric_index("loss_z"));
 constexpr auto kGradNormZ = static_cast<std::size_t>(zone_metric_index("grad_norm_z"));
+// Noise units ln(loss) must stand above its recent level for a loss jump to alarm.
+// Measured on the tuned part of bench/traces: real spikes stand 10-100 units out;
+// the noisy healthy runs' one-snapshot outliers to 1.5x stand 2-3 units out.
+constexpr double kLossJumpMinNoiseZ = 6.0;
+const CadenceNoiseParams kNoise{};
+
+// The smaller of the EWMA z and the cadence-noise z; none until both are learned.
+std::optional<double> combined_z(double ewma_z, std::optional<double> noise_z) {
+  if (!noise_z) return std::nullopt;
+  return std::min(ewma_z, *noise_z);
+}
 }  // namespace
 
 ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optional<double> grad_norm,
@@ -25,14 +36,21 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
   const RobustStatsParams grad_params{fc.grad_norm_alpha, fc.warmup_steps, fc.z_clip, fc.grad_norm_min_sd, 0.0};
   const CusumParams cusum{fc.cusum_k, fc.cusum_h, 2.0 * fc.z_clip};
   const std::int64_t confirm = fc.spike_confirm_steps;  // training steps
+  std::optional<double> loss_noise_z;
   if (loss_finite) {
     const auto st = loss_stats_.update(loss, loss_params);
+    if (loss > 0.0) loss_noise_z = loss_noise_.update(step, std::log(loss), kNoise);
+    // A new logging cadence: the EWMA statistics and drift sums learned at the old
+    // one would read its larger between-snapshot moves as drift; they start over too.
+    if (loss_noise_.restarted()) restart_statistics();
     put_metric(m, "loss", loss);
     put_metric(m, "loss_ewma", st.mean);
-    if (st.ready) {
-      out.loss_z = st.z;
-      put_metric(m, "loss_z", st.z);
-      const auto c = loss_cusum_.update(st.z, cusum);
+    if (loss_noise_z) put_metric(m, "loss_noise_z", *loss_noise_z);
+    const auto z = st.ready ? combined_z(st.z, loss_noise_z) : std::nullopt;
+    if (z) {
+      out.loss_z = *z;
+      put_metric(m, "loss_z", *z);
+      const auto c = loss_cusum_.update(*z, cusum);
       if (c.up) {
         findings.push_back({Severity::warning,
                             "loss drifting up (CUSUM " + num(c.upper) + " over " + std::to_string(c.up_run) + " steps)",
@@ -44,10 +62,17 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
   }
   if (grad_norm && grad_finite) {
     put_metric(m, "grad_norm", *grad_norm);
-    const auto st = grad_stats_.update(std::log(std::max(*grad_norm, 1e-30)), grad_params);
+    const double log_grad = std::log(std::max(*grad_norm, 1e-30));
+    const auto st = grad_stats_.update(log_grad, grad_params);
+    const auto noise_z = grad_noise_.update(step, log_grad, kNoise);
+    if (grad_noise_.restarted()) {
+      grad_stats_.reset();
+      grad_cusum_.reset();
+    }
     if (st.ready) {
-      out.grad_norm_z = st.z;
-      put_metric(m, "grad_norm_z", st.z);
+      const auto z = combined_z(st.z, noise_z);
+      out.grad_norm_z = z;
+      if (z) put_metric(m, "grad_norm_z", *z);
       // The drift detector reads the unfloored z: a creep far below the spike
       // floor is exactly what it is for (its per-sample clip bounds one spike).
       const double drift_z = st.residual / std::max(st.raw_sd, 1e-3);
@@ -69,6 +94,9 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
   if (loss_finite) {
     const LossJumpParams jp{fc.loss_jump_ratio, fc.loss_jump_grad_ratio, confirm, fc.loss_jump_arm_step};
     out.jump = loss_jump_.update(step, loss, grad_norm, jp);
+    // Within the run's own noise of its recent level: an outlier of a noisy run, or
+    // a level it has settled at, not a spike.
+    if (out.jump->alarm && loss_noise_z && *loss_noise_z < kLossJumpMinNoiseZ) out.jump->alarm = false;
     if (out.jump->ratio > 0.0) put_metric(m, "loss_jump", out.jump->ratio);
     if (out.jump->alarm) {
       const LossJumpStatus& jump = *out.jump;
@@ -97,7 +125,16 @@ std::vector<double> ScalarSignals::alarm_margins(const PerZoneMetric<ZoneConfig>
   return margins;
 }
 
+void ScalarSignals::restart_statistics() {
+  loss_stats_.reset();
+  grad_stats_.reset();
+  loss_cusum_.reset();
+  grad_cusum_.reset();
+}
+
 void ScalarSignals::reset() {
+  loss_noise_.reset();
+  grad_noise_.reset();
   loss_stats_.reset();
   grad_stats_.reset();
   loss_cusum_.reset();

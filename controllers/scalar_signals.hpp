@@ -3,6 +3,15 @@
 // The scalar signals of one run: the loss and ln(grad norm) through robust
 // statistics (z-scores), CUSUM drift detectors, spike confirmation counted in
 // training steps, and the loss-jump detector. The Navigator's "signals" stage.
+//
+// Each z-score is the smaller of two: the EWMA z (robust_stats) and the z against
+// the run's own snapshot-to-snapshot noise (cadence_noise: median level, MAD of
+// successive differences, re-learned when the logging cadence changes). A value
+// is a spike only when it stands out on both; a run whose loss wobbles 1.4x between
+// snapshots (noisy batch losses logged every 500 steps) does not alarm on a 1.5x
+// one. A loss jump alarms only while ln(loss) is also kLossJumpMinNoiseZ noise
+// units above the run's recent level (once that is learned), so the jump alarm
+// clears when the run settles, even at a level above its old floor.
 
 #include <cstdint>
 #include <map>
@@ -10,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "controllers/cadence_noise.hpp"
 #include "controllers/change_detector.hpp"
 #include "controllers/finding.hpp"
 #include "controllers/loss_jump_detector.hpp"
@@ -52,6 +62,10 @@ class ScalarSignals {
   void reset();  // a new branch: every statistic starts over
 
  private:
+  void restart_statistics();  // EWMA statistics and CUSUMs, at a cadence change
+
+  CadenceNoise loss_noise_;  // of ln(loss)
+  CadenceNoise grad_noise_;  // of ln(grad norm)
   RobustStats loss_stats_;
   RobustStats grad_stats_;
   Cusum loss_cusum_;

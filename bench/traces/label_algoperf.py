@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Selects AlgoPerf training logs from a clone of mlcommons/submissions_algorithms,
+labels their loss spikes with one mechanical rule, and writes the vendored copies
+under tests/traces/<folder>/ and their labels under bench/traces/labels/.
+
+The rule was written down (here) before any detector was run on these files:
+
+  Training rows are the rows of measurements.csv whose `loss` is filled (eval rows
+  are skipped), in step order. From the 11th training row on, the reference of a
+  row is the median of the 10 finite training losses before it.
+  - A loss event starts at a row whose loss is >= 1.5 x its reference, or is not
+    finite. Its reference is frozen at that onset; the event lasts while the loss
+    stays >= 1.5 x that reference (or not finite). peak = the row with the highest
+    loss in the event (the first non-finite one if any), end = the event's last row.
+    kind = "divergence" when the event holds a non-finite loss or runs to the last
+    row, else "spike".
+  - A run with at least one loss event is a SPIKE run. A run with none, every loss
+    and grad norm finite, and no grad norm >= 10 x the median of its 10 previous
+    ones is HEALTHY. Anything else (a grad-norm burst the loss does not show) is
+    left out: neither a spike the labels could name nor a clean healthy run.
+
+Selection: for each workload folder name listed in WORKLOADS, the files of the
+given commit in path order; the first SPIKE run and the first two HEALTHY runs whose
+measurements.csv is at most MAX_BYTES and whose last training row is at step
+MIN_LAST_STEP or later (aborted 100-step runs say nothing about health). The split is by workload: a workload is in
+the held-out part when listed in HELD_OUT (fixed here, before any scoring).
+
+  label_algoperf.py REPO_GIT_DIR COMMIT            # prints what it would take
+  label_algoperf.py REPO_GIT_DIR COMMIT --write    # vendors and labels
+"""
+import csv
+import io
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+WORKLOADS = [
+    "imagenet_vit_pytorch", "librispeech_conformer_jax", "ogbg_pytorch", "wmt_pytorch",
+    "fastmri_pytorch", "imagenet_resnet_jax", "criteo1tb_pytorch", "wmt_glu_tanh_jax",
+    "librispeech_deepspeech_pytorch", "imagenet_vit_jax", "ogbg_model_size_jax", "wmt_jax",
+]
+# A second held-out batch, added after the detector was tuned, none of it scored before.
+WORKLOADS += [
+    "librispeech_conformer_pytorch", "fastmri_jax", "ogbg_jax", "criteo1tb_jax", "imagenet_resnet_pytorch",
+    "wmt_glu_tanh_pytorch", "fastmri_tanh_pytorch", "ogbg_model_size_pytorch",
+    "imagenet_resnet_large_bn_init_pytorch", "librispeech_conformer_layernorm_pytorch",
+]
+# Never tuned on: whole workloads (architectures, data) the tuned part does not have.
+HELD_OUT = {"librispeech_conformer_pytorch", "fastmri_jax", "ogbg_jax", "criteo1tb_jax", "imagenet_resnet_pytorch",
+            "wmt_glu_tanh_pytorch", "fastmri_tanh_pytorch", "ogbg_model_size_pytorch",
+            "imagenet_resnet_large_bn_init_pytorch", "librispeech_conformer_layernorm_pytorch",
+            "librispeech_conformer_jax", "ogbg_model_size_jax", "wmt_glu_tanh_jax", "imagenet_resnet_jax",
+            "librispeech_deepspeech_pytorch", "fastmri_pytorch"}
+MAX_BYTES = 45000
+MIN_LAST_STEP = 5000
+WANT = {"spike": 1, "healthy": 2}
+RATIO = 1.5
+GN_RATIO = 10.0
+WINDOW = 10
+
+
+SOURCE_HEAD = """Repo:    github.com/mlcommons/submissions_algorithms  (MLCommons AlgoPerf submissions & logs; license: Apache-2.0, LICENSE.md)
+Workload: AlgoPerf "{workload}". Split: {part} ({part_note}).
+Selected and labelled by bench/traces/label_algoperf.py (selection and labelling rule in its docstring;
+labels in bench/traces/labels/<file stem>.toml). Format: AlgoPerf measurements.csv (training rows carry
+loss + grad_norm; eval rows have loss empty), copied verbatim.
+Files (commit path -> copy):
+"""
+LICENSE_NOTE = """The files in this folder are verbatim copies of measurements.csv logs from
+github.com/mlcommons/submissions_algorithms, licensed under the Apache License 2.0
+(that repository's LICENSE.md). Nothing was changed; only the file names differ.
+"""
+
+
+def num(s):
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def training_rows(text):
+    rows = {}
+    for r in csv.DictReader(io.StringIO(text)):
+        if not r.get("loss") or r.get("global_step") in (None, ""):
+            continue
+        loss = num(r["loss"])
+        if loss is None:
+            continue
+        gn = num(r["grad_norm"]) if r.get("grad_norm") else None
+        rows[int(float(r["global_step"]))] = (loss, gn)
+    return sorted((s, l, g) for s, (l, g) in rows.items())
+
+
+def label(rows):
+    """(events, verdict): events as dicts onset/peak/end/kind; verdict spike|healthy|excluded."""
+    events, finite, i = [], [], 0
+    while i < len(rows):
+        step, loss, _ = rows[i]
+        ref = statistics.median(finite[-WINDOW:]) if len(finite) >= WINDOW else None
+        if ref is not None and (not math.isfinite(loss) or loss >= RATIO * ref):
+            j, peak, peak_loss, nonfinite = i, step, loss, not math.isfinite(loss)
+            while j + 1 < len(rows) and (not math.isfinite(rows[j + 1][1]) or rows[j + 1][1] >= RATIO * ref):
+                j += 1
+                l = rows[j][1]
+                if not math.isfinite(l):
+                    if not nonfinite:
+                        peak, nonfinite = rows[j][0], True
+                elif not nonfinite and l > peak_loss:
+                    peak, peak_loss = rows[j][0], l
+            kind = "divergence" if nonfinite or j == len(rows) - 1 else "spike"
+            events.append({"onset": step, "peak": peak, "end": rows[j][0], "kind": kind})
+            for k in range(i, j + 1):
+                if math.isfinite(rows[k][1]):
+                    finite.append(rows[k][1])
+            i = j + 1
+            continue
+        if math.isfinite(loss):
+            finite.append(loss)
+        i += 1
+    if events:
+        return events, "spike"
+    gns = [g for _, _, g in rows if g is not None]
+    if any(not math.isfinite(l) for _, l, _ in rows) or any(not math.isfinite(g) for g in gns):
+        return events, "excluded"
+    for k in range(WINDOW, len(gns)):
+        if gns[k] >= GN_RATIO * statistics.median(gns[k - WINDOW:k]):
+            return events, "excluded"
+    return events, "healthy"
+
+
+def main():
+    git_dir, commit = sys.argv[1], sys.argv[2]
+    write = "--write" in sys.argv
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(os.path.dirname(here))
+    listing = subprocess.run(["git", "--git-dir", git_dir, "ls-tree", "-r", "-l", commit], check=True,
+                             capture_output=True, text=True).stdout.splitlines()
+    files = []
+    for line in listing:
+        meta, path = line.split("\t", 1)
+        size = meta.split()[3]
+        if path.endswith("/measurements.csv") and size != "-" and int(size) <= MAX_BYTES:
+            files.append(path)
+    files.sort()
+    for workload in WORKLOADS:
+        part = "heldout" if workload in HELD_OUT else "tuned"
+        if os.path.isdir(os.path.join(repo, "tests", "traces", f"algoperf_{part}_{workload}")):
+            print(f"{part:8} {workload}: already vendored, kept")
+            continue
+        taken = {}
+        for path in files:
+            if path.split("/")[-3] != workload:
+                continue
+            text = subprocess.run(["git", "--git-dir", git_dir, "show", f"{commit}:{path}"], check=True,
+                                  capture_output=True, text=True).stdout
+            rows = training_rows(text)
+            if len(rows) < 50 or rows[-1][0] < MIN_LAST_STEP:
+                continue
+            events, verdict = label(rows)
+            if verdict == "excluded" or len([t for t in taken.values() if t[4] == verdict]) >= WANT[verdict]:
+                continue
+            taken[path] = (path, text, events, rows, verdict)
+            if len(taken) == sum(WANT.values()):
+                break
+        part = "heldout" if workload in HELD_OUT else "tuned"
+        for path, text, events, rows, verdict in taken.values():
+            parts = path.split("/")
+            trial = parts[-2]
+            name = f"{workload}_{parts[-5]}_{parts[-4]}_{trial}_{verdict.upper()}".replace("-", "_")
+            print(f"{part:8} {verdict:8} {name} rows={len(rows)} steps={rows[0][0]}-{rows[-1][0]} "
+                  f"events={[(e['onset'], e['peak'], e['end'], e['kind']) for e in events]}")
+            if not write:
+                continue
+            folder = os.path.join(repo, "tests", "traces", f"algoperf_{part}_{workload}")
+            if not os.path.isdir(folder):
+                os.makedirs(folder)
+                with open(os.path.join(folder, "SOURCE.txt"), "w") as f:
+                    f.write(SOURCE_HEAD.format(workload=workload, part=part, part_note="never tuned on" if part == "heldout" else "thresholds may be tuned on it"))
+                with open(os.path.join(folder, "LICENSE.txt"), "w") as f:
+                    f.write(LICENSE_NOTE)
+            with open(os.path.join(folder, name + ".csv"), "w") as f:
+                f.write(text)
+            with open(os.path.join(folder, "SOURCE.txt"), "a") as f:
+                f.write(f"{commit} {path} -> {name}.csv ({verdict}; {len(rows)} training rows, steps "
+                        f"{rows[0][0]}-{rows[-1][0]})\n")
+            with open(os.path.join(repo, "bench", "traces", "labels", name + ".toml"), "w") as f:
+                f.write("# SPDX-License-Identifier: Apache-2.0\n")
+                f.write("# Labelled by bench/traces/label_algoperf.py (its mechanical rule), not by hand.\n")
+                f.write(f'source = "tests/traces/algoperf_{part}_{workload}/SOURCE.txt"\n')
+                if verdict == "healthy":
+                    f.write("healthy = true\n")
+                for e in events:
+                    f.write(f'[[failure]]\nonset = {e["onset"]}\npeak = {e["peak"]}\nend = {e["end"]}\n'
+                            f'kind = "{e["kind"]}"\n')
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The level and noise of one scalar series (ln loss, ln grad norm) at the run's own
+// snapshot cadence, learned online: the level is the median of the last few
+// accepted values, the noise the 90th percentile of the absolute successive
+// differences over a longer window (as a Gaussian σ). Both are measured between consecutive snapshots,
+// so a run logged every 500 steps is judged against its own 500-step wobble, not
+// against a per-step one. When the cadence changes by more than `cadence_change`
+// (AlgoPerf logs every step to 100, then every 100 or 500), the statistics start
+// over and warm up again at the new cadence. A value beyond `clip` noise units
+// enters the window clipped, so one spike cannot inflate the noise, while a level
+// the run settles at is absorbed within a few snapshots (the alarm clears).
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+
+namespace orbit {
+
+struct CadenceNoiseParams {
+  std::size_t level_window = 5;    // accepted values whose median is the level
+  std::size_t noise_window = 40;   // successive differences whose 90th percentile is the noise
+  std::size_t warmup = 20;         // differences at this cadence before a z is given
+  double clip = 4.0;               // noise units a value may move the window by
+  double min_noise = 1e-3;         // floor of the noise (ln units: 0.1 %)
+  double cadence_change = 4.0;     // a gap this many times shorter/longer restarts
+};
+
+class CadenceNoise {
+ public:
+  // A finite value at training step `step`. Returns its z against the level and
+  // noise before it, or nullopt while warming up (at the start, after a cadence change).
+  std::optional<double> update(std::int64_t step, double x, const CadenceNoiseParams& params);
+  void reset();
+  // The last update saw the cadence change and started learning the noise afresh.
+  bool restarted() const { return restarted_; }
+
+ private:
+  bool restarted_ = false;
+  std::deque<double> values_;  // accepted (clipped) values, newest last
+  std::deque<double> diffs_;   // |successive differences| of accepted values
+  std::optional<std::int64_t> last_step_;
+  std::int64_t gap_ = 0;       // the cadence the statistics were learned at
+};
+
+}  // namespace orbit
