@@ -43,6 +43,8 @@ void read_signals(Table& t, SignalConfig& s) {
   t.number("signature_effective_rank", s.signature_effective_rank, 0.0, 1e9);
   t.integer("signature_early_steps", s.signature_early_steps, 0, 1'000'000'000);
   t.integer("signature_confirm_steps", s.signature_confirm_steps, 0, 1'000'000);
+  t.number("attn_logit_floor", s.attn_logit.floor, 0.0, 1e12);
+  t.integer("attn_logit_window_steps", s.attn_logit.window_steps, 1, 1'000'000);
   t.done();
 }
 
@@ -276,6 +278,13 @@ NavigatorConfig load_navigator_config(const toml::table& root, const std::string
     t.integer("lookback_steps", r.lookback_steps, 0, 1'000'000'000);
     t.number("restart_scale", r.restart_scale, 0.0, 1.0, true);
     t.boolean("skip_batches", r.skip_batches);
+    t.done();
+  }
+  {
+    Table t(top.table("lr_ceiling"), "controller.lr_ceiling", file);
+    t.boolean("enabled", c.lr_ceiling.enabled);
+    t.number("share", c.lr_ceiling.share, 0.0, 1.0, true);
+    t.integer("relax_steps", c.lr_ceiling.relax_steps, 1, 1'000'000'000);
     t.done();
   }
   {

@@ -36,6 +36,7 @@ constexpr auto kLossZ = static_cast<std::size_t>(zone_metric_index("loss_z"));
 constexpr auto kGradNormZ = static_cast<std::size_t>(zone_metric_index("grad_norm_z"));
 constexpr auto kLoopRate = static_cast<std::size_t>(zone_metric_index("loop_rate"));
 constexpr auto kPhiProximity = static_cast<std::size_t>(zone_metric_index("phi_proximity"));
+constexpr auto kAttnLogitGrowth = static_cast<std::size_t>(zone_metric_index("attn_logit_growth"));
 
 // Severity order of states, for "did this transition go down?".
 int level(OrbitState s) {
@@ -125,7 +126,11 @@ void Navigator::reduce(const Snapshot& s, const std::vector<SpectralMetrics>* sp
   out.time = s.time;
   out.loss = s.loss;
   out.grad_norm = s.grad_norm;
+  out.lr = s.lr;
+  out.schedule_lr = s.schedule_lr;
   out.loop_rate = s.loop_rate;
+  out.attn_logit_max.reset();
+  if (auto it = s.scalars.find("attn_logit_max"); it != s.scalars.end()) out.attn_logit_max = it->second;
   out.domains.clear();
   out.spectra.clear();
   std::size_t cursor = 0;
@@ -162,6 +167,12 @@ Navigator::Sample Navigator::merge(const PendingStep& pending) const {
       if (!out.grad_norm || !std::isfinite(*s.grad_norm) || (std::isfinite(*out.grad_norm) && *s.grad_norm > *out.grad_norm)) {
         if (!(out.grad_norm && std::isnan(*out.grad_norm))) out.grad_norm = s.grad_norm;
       }
+    }
+    // Ranks run one schedule; the largest is the conservative reading.
+    if (s.lr && (!out.lr || *s.lr > *out.lr)) out.lr = s.lr;
+    if (s.schedule_lr && (!out.schedule_lr || *s.schedule_lr > *out.schedule_lr)) out.schedule_lr = s.schedule_lr;
+    if (s.attn_logit_max && (!out.attn_logit_max || *s.attn_logit_max > *out.attn_logit_max)) {
+      out.attn_logit_max = s.attn_logit_max;
     }
     if (s.loop_rate) {
       loop_sum += *s.loop_rate;
@@ -203,6 +214,13 @@ SpectralMetrics Navigator::add_spectral_metrics(const Sample& sample, std::map<s
   return agg;
 }
 
+double Navigator::scale_ceiling() const {
+  const BurnLimits& lim = config_.limits;
+  double ceiling = ladder_.ceiling(lim.lr_scale_max);
+  if (auto cap = lr_cap_.scale_limit(schedule_lr_)) ceiling = std::min(ceiling, *cap);
+  return std::clamp(ceiling, lim.lr_scale_min, lim.lr_scale_max);
+}
+
 void Navigator::refresh_applied() {
   // Past its expiry the adapter is back on the trainer's own schedule.
   if (last_burn_ && applied_until_ && max_step_ >= *applied_until_) {
@@ -210,7 +228,7 @@ void Navigator::refresh_applied() {
     applied_until_.reset();
     forced_until_.reset();
     // The controller starts again from what the adapter now applies.
-    const double ceiling = ladder_.ceiling(config_.limits.lr_scale_max);
+    const double ceiling = scale_ceiling();
     pid_.set_output(std::min(0.0, std::log(ceiling)),
                     {std::log(config_.limits.lr_scale_min), std::log(ceiling), std::log(config_.limits.max_lr_change),
                      config_.pid.integral_limit, std::log(config_.limits.max_lr_change)});
@@ -225,6 +243,7 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   active_findings_.clear();
   scalars_.reset();
   signature_.reset();
+  attn_growth_.reset();
   // What the adapter applies now keeps running from the new branch's start.
   if (applied_until_) applied_until_ = last_closed_step + config_.limits.expiry_steps;
   queued_events_.push_back(why);
@@ -351,6 +370,7 @@ void Navigator::close_ready_steps(double now, std::vector<Decision>& out) {
 struct Navigator::SignalReading {
   ScalarReading scalars;
   SignatureReading signature;
+  std::optional<double> attn_logit_growth;  // doublings per 100 steps, on probed steps
 };
 
 struct Navigator::StateStep {
@@ -387,6 +407,20 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   const SignalReading signals = read_signals(in, domains, elapsed, m, findings);
   const ZoneReading zones = read_zones(in, signals, m, findings, d.events);
   const StateStep state = step_state(in.step, zones, findings, d.events);
+  // An alarm (the state rising into WARNING or CRITICAL) puts the lr in effect off limits.
+  const bool alarm = state.transition && level(state.transition->to) >= level(OrbitState::warning) &&
+                     level(state.transition->to) > level(state.transition->from);
+  const std::optional<double> cap_before = lr_cap_.cap();
+  if (in.schedule_lr) schedule_lr_ = in.schedule_lr;
+  const std::optional<double> lr_in_effect =
+      in.lr ? in.lr : (in.schedule_lr ? std::optional<double>(*in.schedule_lr * applied_.lr_scale) : std::nullopt);
+  lr_cap_.update(alarm, lr_in_effect, state.state == OrbitState::stable, elapsed, config_.lr_ceiling);
+  if (lr_cap_.cap() && (!cap_before || *lr_cap_.cap() < *cap_before)) {
+    d.events.push_back("lr cap " + num(*lr_cap_.cap()) + " at step " + std::to_string(in.step) + ": " +
+                       num(config_.lr_ceiling.share) + " x the lr in effect at the alarm (" + num(*lr_in_effect) +
+                       "), kept through the schedule");
+  }
+  if (lr_cap_.cap()) put_metric(m, "lr_cap", *lr_cap_.cap());
 
   refresh_applied();
   // An operator's burn is left alone while the run is calm, until it expires.
@@ -417,6 +451,9 @@ Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::ma
   out.scalars = scalars_.update(in.step, in.loss, in.grad_norm, static_cast<std::int64_t>(elapsed), config_.filters,
                                 m, findings);
   if (in.loop_rate) put_metric(m, "loop_rate", *in.loop_rate);
+  if (in.attn_logit_max) put_metric(m, "attn_logit_max", *in.attn_logit_max);
+  out.attn_logit_growth = attn_growth_.update(in.step, in.attn_logit_max, config_.signals.attn_logit);
+  if (out.attn_logit_growth) put_metric(m, "attn_logit_growth", *out.attn_logit_growth);
   if (m) {
     for (const auto& [name, stats] : domains) {
       if (stats.loss) put_metric(m, "domain." + name + ".loss", *stats.loss);
@@ -443,6 +480,7 @@ ZoneReading Navigator::read_zones(const Sample& in, const SignalReading& signals
   PerZoneMetric<double> values;
   spectral_values(add_spectral_metrics(in, m), values);  // aggregated over signals.spectra
   if (in.loop_rate) values[kLoopRate] = *in.loop_rate;
+  if (signals.attn_logit_growth) values[kAttnLogitGrowth] = *signals.attn_logit_growth;
   if (auto z = scalars_.held_loss_z(confirm)) values[kLossZ] = *z;
   if (auto z = scalars_.held_grad_norm_z(confirm)) values[kGradNormZ] = *z;
   const ZoneReading zones =
@@ -531,7 +569,7 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
                                cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
   const LadderAction& ladder = plan.ladder;
   if (ladder.event) events.push_back(*ladder.event);
-  const double ceiling = ladder_.ceiling(lim.lr_scale_max);
+  const double ceiling = scale_ceiling();
   // Cuts as fast as a burn may move; raises never faster than the return rate.
   const double rate = elapsed * std::log(2.0) / static_cast<double>(cfg.pid.return_steps_per_doubling);
   plan.pid_limits = {std::log(lim.lr_scale_min), std::log(ceiling), std::log(lim.max_lr_change),

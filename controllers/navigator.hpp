@@ -20,10 +20,12 @@
 #include <vector>
 
 #include "controllers/actuator_settings.hpp"
+#include "controllers/attn_logit_growth.hpp"
 #include "controllers/collapse_signature.hpp"
 #include "controllers/curriculum.hpp"
 #include "controllers/finding.hpp"
 #include "controllers/loss_weight_scheduler.hpp"
+#include "controllers/lr_ceiling.hpp"
 #include "controllers/mixture_reweighter.hpp"
 #include "controllers/navigator_config.hpp"
 #include "controllers/orbit_state_machine.hpp"
@@ -108,6 +110,8 @@ class Navigator {
   OrbitState state() const { return machine_.state(); }
   const RunInfo& info() const { return info_; }
   double lr_ceiling() const { return ladder_.ceiling(config_.limits.lr_scale_max); }
+  // The absolute lr cap (lr units) an alarm set, while it holds (controllers/lr_ceiling.hpp).
+  const std::optional<double>& lr_cap() const { return lr_cap_.cap(); }
   std::int64_t apply_lead_steps() const { return lead_; }
   std::int64_t closed_steps() const { return tick_; }
   std::int64_t rollbacks() const { return ladder_.rollbacks(); }
@@ -133,7 +137,10 @@ class Navigator {
     double time = 0.0;
     double loss = 0.0;
     std::optional<double> grad_norm;
+    std::optional<double> lr;           // in effect
+    std::optional<double> schedule_lr;  // the trainer's schedule, before the scale
     std::optional<double> loop_rate;
+    std::optional<double> attn_logit_max;  // the snapshot's scalar of that name
     // Filled for samples that wait for other ranks; a single rank's sample is decided
     // at once and reads the snapshot's domains instead (no copy).
     std::map<std::string, DomainStats> domains;
@@ -175,6 +182,9 @@ class Navigator {
   // Per-spectrum and aggregated metrics into `metrics` (when not null); returns the aggregate.
   SpectralMetrics add_spectral_metrics(const Sample& sample, std::map<std::string, double>* metrics) const;
   void refresh_applied();
+  // The highest lr scale allowed now: the rollback ladder's ceiling, lowered by the
+  // absolute lr cap at the newest schedule lr.
+  double scale_ceiling() const;
   void resolve_actuators();
   bool declared(Actuator a) const { return (actuators_ >> static_cast<unsigned>(a)) & 1u; }
   Applied defaults() const;
@@ -202,6 +212,7 @@ class Navigator {
   // Signals.
   ScalarSignals scalars_;
   CollapseSignature signature_;
+  AttnLogitGrowth attn_growth_;
   ZonedMetrics zones_;
   std::set<std::string> active_findings_;  // alarm kinds seen at the last closed step
 
@@ -216,6 +227,8 @@ class Navigator {
   Curriculum curriculum_;
   LossWeightScheduler loss_weights_;
   RecoveryLadder ladder_;
+  LrCeiling lr_cap_;
+  std::optional<double> schedule_lr_;  // of the newest closed step
 
   // Burns.
   std::int64_t seq_ = 0;

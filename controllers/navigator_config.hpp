@@ -9,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "controllers/attn_logit_growth.hpp"
 #include "controllers/basin_classifier.hpp"
 #include "controllers/curriculum.hpp"
 #include "controllers/loss_weight_scheduler.hpp"
+#include "controllers/lr_ceiling.hpp"
 #include "controllers/mixture_reweighter.hpp"
 #include "controllers/orbit_state_machine.hpp"
 #include "controllers/pid.hpp"
@@ -43,6 +45,9 @@ struct SignalConfig {
   // single probe. Later a signature counts at its first probe (sudden collapse).
   std::int64_t signature_early_steps = 150;
   std::int64_t signature_confirm_steps = 20;
+  // Attention-logit growth (the attn_logit_growth zone metric, from the snapshot's
+  // attn_logit_max scalar): controllers/attn_logit_growth.hpp.
+  AttnLogitConfig attn_logit;
 };
 
 struct FilterConfig {
@@ -132,6 +137,7 @@ struct NavigatorConfig {
   CurriculumConfig curriculum;
   LossWeightParams loss_weights;
   RollbackPolicy rollback;
+  LrCeilingConfig lr_ceiling;
   DistributedConfig distributed;
   double stale_after_seconds = 60.0;  // snapshot time without news from a rank → stale
 

@@ -12,14 +12,15 @@
 namespace orbit {
 
 inline constexpr const char* kZoneMetrics[] = {"entropy", "effective_rank", "normalized_entropy", "dominant_ratio",
-                                               "phi_proximity", "loop_rate", "loss_z", "grad_norm_z"};
+                                               "phi_proximity", "loop_rate", "loss_z", "grad_norm_z",
+                                               "attn_logit_growth"};
 inline constexpr std::size_t kZoneMetricCount = std::size(kZoneMetrics);
 
 // Which way each metric is better, in kZoneMetrics order: a spread spectrum (entropy,
 // effective rank) and an eigen-gap near the golden ratio are healthy; one dominant
 // direction, loops and z-score excursions are not. A zone's good/danger lines must
 // agree (config validation rejects a band drawn the other way round).
-inline constexpr bool kZoneMetricHigherIsBetter[] = {true, true, true, false, true, false, false, false};
+inline constexpr bool kZoneMetricHigherIsBetter[] = {true, true, true, false, true, false, false, false, false};
 static_assert(std::size(kZoneMetricHigherIsBetter) == kZoneMetricCount);
 
 // Index into kZoneMetrics; -1 for a name that is not a zone metric.

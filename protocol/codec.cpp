@@ -130,7 +130,7 @@ void pack(Packer& p, const Welcome& m) {
 }
 
 void pack(Packer& p, const Snapshot& m) {
-  head(p, 5 + present(m.grad_norm) + present(m.lr) + present(m.tokens) + nonempty(m.domains) +
+  head(p, 5 + present(m.grad_norm) + present(m.lr) + present(m.schedule_lr) + present(m.tokens) + nonempty(m.domains) +
               nonempty(m.spectra) + present(m.loop_rate) + nonempty(m.scalars),
        "snapshot");
   kv(p, "run", m.run);
@@ -140,6 +140,7 @@ void pack(Packer& p, const Snapshot& m) {
   kv(p, "loss", m.loss);
   if (m.grad_norm) kv(p, "grad_norm", *m.grad_norm);
   if (m.lr) kv(p, "lr", *m.lr);
+  if (m.schedule_lr) kv(p, "schedule_lr", *m.schedule_lr);
   if (m.tokens) kv(p, "tokens", *m.tokens);
   if (!m.domains.empty()) {
     key(p, "domains");
@@ -553,6 +554,12 @@ Snapshot decode_snapshot(const Fields& f, const DecodeLimits& limits) {
   if (auto lr = f.opt_number("lr")) {
     if (!std::isfinite(*lr) || *lr < 0) fail(ErrorCode::invalid_field, "field 'lr' must be a finite number >= 0", "lr");
     m.lr = lr;
+  }
+  if (auto lr = f.opt_number("schedule_lr")) {
+    if (!std::isfinite(*lr) || *lr < 0) {
+      fail(ErrorCode::invalid_field, "field 'schedule_lr' must be a finite number >= 0", "schedule_lr");
+    }
+    m.schedule_lr = lr;
   }
   if (auto t = f.opt_integer("tokens")) m.tokens = f.at_least("tokens", *t, 0);
   if (const object* d = f.opt_container("domains", mt::MAP, "a map of domain name to stats")) {

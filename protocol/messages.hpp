@@ -55,6 +55,9 @@ struct Snapshot {
   double loss = 0.0;  // may be non-finite: that is a signal, not an error
   std::optional<double> grad_norm;
   std::optional<double> lr;
+  // The lr the trainer's own schedule sets for this step, before a burn's lr_scale
+  // (lr = schedule_lr x lr_scale): the controller's absolute lr ceiling reads it.
+  std::optional<double> schedule_lr;
   std::optional<std::int64_t> tokens;
   std::map<std::string, DomainStats> domains;
   std::map<std::string, std::vector<float>> spectra;

@@ -124,7 +124,7 @@ def lenient() -> dict[str, tuple[str, str, bytes]]:
         m(head("snapshot") + [
             (s("run"), s(full["run"])), (s("rank"), i(3)), (s("step"), i(1200)),
             (s("time"), f64(full["time"])), (s("loss"), f64(2.75)), (s("grad_norm"), f64(0.8125)),
-            (s("lr"), f64(0.0003)), (s("tokens"), i(19660800)),
+            (s("lr"), f64(0.0003)), (s("schedule_lr"), f64(0.0006)), (s("tokens"), i(19660800)),
             (s("domains"), m([(s(d), m([(s("loss"), f64(st["loss"])), (s("weight"), f64(st["weight"]))]))
                               for d, st in full["domains"].items()])),
             (s("spectra"), spectra_arrays), (s("loop_rate"), f64(0.0625)),
@@ -144,6 +144,7 @@ def lenient() -> dict[str, tuple[str, str, bytes]]:
            (s("type"), s("snapshot")), (s("step"), u64(1200)), (s("rank"), i64(3)),
            (i(42), s("a key that is not a string is ignored")),
            (s("run"), s(full["run"])), (s("grad_norm"), f32(0.8125)), (s("lr"), f64(0.0003)),
+           (s("schedule_lr"), f64(0.0006)),
            (s("tokens"), u64(19660800)), (s("loop_rate"), f32(0.0625)), (s("v"), u64(1))]))
     out["snapshot_nil_and_empty_optionals"] = (
         "snapshot_minimal", "optional fields present as nil, optional maps present but empty",
@@ -244,6 +245,8 @@ def invalid(golden: dict[str, bytes]) -> dict[str, tuple[str, str | None, str, b
     add("loop_rate_nan", "invalid_field", "loop_rate", "loop_rate NaN",
         snapshot(extra=[(s("loop_rate"), f64(float("nan")))]))
     add("lr_negative", "invalid_field", "lr", "lr -0.1", snapshot(extra=[(s("lr"), f64(-0.1))]))
+    add("schedule_lr_negative", "invalid_field", "schedule_lr", "schedule_lr -0.1",
+        snapshot(extra=[(s("schedule_lr"), f64(-0.1))]))
     add("spectrum_odd_bytes", "invalid_field", "spectra.attn", "a 6-byte spectrum",
         snapshot(extra=[(s("spectra"), m([(s("attn"), b(b"\x00" * 6))]))]))
     add("spectrum_wrong_type", "invalid_field", "spectra.attn", "a spectrum given as a string",

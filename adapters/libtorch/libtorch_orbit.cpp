@@ -300,7 +300,9 @@ void LibTorchOrbit::step(std::int64_t step, double loss) {
   try {
     reconcile_lr();
     send_acks(step, lr_in_effect);
-    if (enabled()) exchange(step, loss, lr_in_effect);
+    // The trainer's own lr for that step (reconcile_lr picked up any change it made).
+    const double schedule_lr = trainer_lr(0);
+    if (enabled()) exchange(step, loss, lr_in_effect, schedule_lr);
     next_step_ = step + 1;
     prepare_step(step + 1);
   } catch (const std::exception& e) {
@@ -311,7 +313,7 @@ void LibTorchOrbit::step(std::int64_t step, double loss) {
   clear_staged();
 }
 
-void LibTorchOrbit::exchange(std::int64_t step, double loss, double lr_in_effect) {
+void LibTorchOrbit::exchange(std::int64_t step, double loss, double lr_in_effect, double schedule_lr) {
   take_burns();
   AdapterClient& c = client();
   if (!c.registered()) return;
@@ -326,7 +328,10 @@ void LibTorchOrbit::exchange(std::int64_t step, double loss, double lr_in_effect
     s.loss = loss;
     s.grad_norm = grad_norm_;
     if (!s.grad_norm && options_.grad_norm && optimizer_) s.grad_norm = attached_grad_norm();
-    if (optimizer_) s.lr = lr_in_effect;
+    if (optimizer_) {
+      s.lr = lr_in_effect;
+      s.schedule_lr = schedule_lr;
+    }
     s.tokens = tokens_;
     s.domains = domains_;
     s.spectra = std::move(spectra_);

@@ -172,7 +172,7 @@ class LibTorchOrbit {
   void take_burns();
   void reconcile_lr();
   void write_lrs();
-  void exchange(std::int64_t step, double loss, double lr_in_effect);
+  void exchange(std::int64_t step, double loss, double lr_in_effect, double schedule_lr);
   void prepare_step(std::int64_t next_step);
   void send_acks(std::int64_t step, double lr_in_effect);
   void clear_staged();

@@ -84,7 +84,9 @@ def launch(job, args, endpoint):
         cmd += ["--control", "on", "--endpoint", endpoint, "--run", job["name"]]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     t0 = time.time()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    # Its own session: on a shared machine with autogrouped scheduling each trainer
+    # then gets its own CPU share instead of all trainers splitting one.
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, start_new_session=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{job['name']} failed:\n{proc.stderr[-3000:]}")
     with open(out) as f:

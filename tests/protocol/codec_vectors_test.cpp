@@ -110,6 +110,7 @@ TEST(GoldenVectors, SnapshotFullCarriesEveryOptional) {
   EXPECT_EQ(s.loss, 2.75);
   EXPECT_EQ(s.grad_norm, 0.8125);
   EXPECT_EQ(s.lr, 0.0003);
+  EXPECT_EQ(s.schedule_lr, 0.0006);
   EXPECT_EQ(s.tokens, 19660800);
   ASSERT_EQ(s.domains.size(), 3u);
   EXPECT_EQ(s.domains.at("web").loss, 3.0);

@@ -340,8 +340,9 @@ class Orbit:
         if talking:
             link.warn_if_unanswered(self.rank)
             if step % link.snapshot_every == 0:
+                schedule = self._scaler.last_schedule_lrs
                 self._snapshots.send(link, step, loss, grad_norm, domain_losses, tokens,
-                                     scalars, self.last_lr)
+                                     scalars, self.last_lr, schedule[0] if schedule else None)
             elif probes.armed:
                 probes.disarm()
             self._poll()

@@ -152,18 +152,21 @@ class OrbitClient:
                       domains: Mapping[str, Mapping[str, float]] | None = None,
                       spectra: Mapping[str, Any] | None = None, loop_rate: float | None = None,
                       scalars: Mapping[str, float] | None = None,
-                      time: float | None = None) -> bool:
+                      time: float | None = None, schedule_lr: float | None = None) -> bool:
         """Queue one snapshot without blocking; False when it was dropped (queue full)
         or refused (over the daemon's ``max_message_bytes``: see ``last_error``).
 
         spectra: name -> numpy array, list, or anything numpy.asarray takes (a CPU
         tensor included); sent as little-endian float32 `bin`. domains: name ->
         {"loss": ..., "weight": ...}. time: Unix seconds (now when None). Non-finite
-        loss or grad_norm is fine: it is the loudest signal a run can send.
+        loss or grad_norm is fine: it is the loudest signal a run can send. lr: the lr in
+        effect; schedule_lr: the trainer's own schedule's lr before a burn's scale (the
+        daemon's absolute lr ceiling reads it).
         """
         message = {"type": "snapshot", "run": self.run, "rank": self.rank, "step": step,
                    "time": _now() if time is None else time, "loss": loss,
-                   "grad_norm": grad_norm, "lr": lr, "tokens": tokens, "domains": domains,
+                   "grad_norm": grad_norm, "lr": lr, "schedule_lr": schedule_lr, "tokens": tokens,
+                   "domains": domains,
                    "spectra": spectra, "loop_rate": loop_rate, "scalars": scalars}
         sent = self._send(protocol.encode(message))
         if sent:

@@ -26,6 +26,7 @@ class LrScaler:
         self.optimizer = optimizer
         self.scale = 1.0
         self.last_lrs: Optional[List[float]] = None  # lrs the last update actually used
+        self.last_schedule_lrs: Optional[List[float]] = None  # the schedule's lrs of that update
         self._inner = optimizer.step
         scaler = self
 
@@ -46,6 +47,7 @@ class LrScaler:
             self.optimizer._step_count = getattr(self.optimizer, "_step_count", 0) + 1
         groups = self.optimizer.param_groups
         scale = self.scale
+        self.last_schedule_lrs = [float(g["lr"]) for g in groups]
         if scale == 1.0:
             self.last_lrs = [float(g["lr"]) for g in groups]
             return self._inner(*args, **kwargs)

@@ -55,8 +55,8 @@ FIELDS: dict[str, tuple[tuple[str, str, bool], ...]] = {
                 ("max_message_bytes", _INT, _OPT)),
     "snapshot": (("run", _STR, _REQ), ("rank", _INT, _REQ), ("step", _INT, _REQ),
                  ("time", _FLOAT, _REQ), ("loss", _FLOAT, _REQ), ("grad_norm", _FLOAT, _OPT),
-                 ("lr", _FLOAT, _OPT), ("tokens", _INT, _OPT), ("domains", _DOMAINS, _OPT),
-                 ("spectra", _SPECTRA, _OPT), ("loop_rate", _FLOAT, _OPT),
+                 ("lr", _FLOAT, _OPT), ("schedule_lr", _FLOAT, _OPT), ("tokens", _INT, _OPT),
+                 ("domains", _DOMAINS, _OPT), ("spectra", _SPECTRA, _OPT), ("loop_rate", _FLOAT, _OPT),
                  ("scalars", _FLOATS, _OPT)),
     "state": (("run", _STR, _REQ), ("rank", _INT, _REQ), ("step", _INT, _REQ),
               ("state", _STR, _REQ), ("basin", _STR, _REQ), ("metrics", _FLOATS, _REQ),
@@ -489,6 +489,10 @@ def _snapshot(f: _Fields, limits: DecodeLimits) -> dict:
     if lr is not None and not (math.isfinite(lr) and lr >= 0):
         _fail("invalid_field", "field 'lr' must be a finite number >= 0", "lr")
     m["lr"] = lr
+    schedule_lr = f.opt_number("schedule_lr")
+    if schedule_lr is not None and not (math.isfinite(schedule_lr) and schedule_lr >= 0):
+        _fail("invalid_field", "field 'schedule_lr' must be a finite number >= 0", "schedule_lr")
+    m["schedule_lr"] = schedule_lr
     tokens = f.opt_integer("tokens")
     m["tokens"] = None if tokens is None else f.at_least("tokens", tokens, 0)
     d = f.opt_container("domains", _Map, "a map of domain name to stats")

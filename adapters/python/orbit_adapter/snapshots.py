@@ -62,7 +62,8 @@ class SnapshotAssembler:
 
     def send(self, link: DaemonLink, step: int, loss: float, grad_norm: Optional[float],
              domain_losses: Optional[Mapping[str, float]], tokens: Optional[int],
-             scalars: Optional[Mapping[str, float]], lr: Optional[float]) -> None:
+             scalars: Optional[Mapping[str, float]], lr: Optional[float],
+             schedule_lr: Optional[float] = None) -> None:
         """Sends `step`'s snapshot. With a client thread (link.deferred) the training
         thread only captures: the probe spectra are computed, and the gradient norm and
         every device value brought to the host, on that thread."""
@@ -97,7 +98,7 @@ class SnapshotAssembler:
         if scalars:
             extra.update({k: float(v) for k, v in scalars.items()})
         extra = {k: v for k, v in extra.items() if math.isfinite(v)}
-        fields = dict(grad_norm=grad_norm, lr=lr, tokens=tokens,
+        fields = dict(grad_norm=grad_norm, lr=lr, schedule_lr=schedule_lr, tokens=tokens,
                       domains=self._domains(domain_losses), spectra=spectra or None,
                       loop_rate=loop, scalars=extra or None, time=time.time())
         if prepare is not None:

@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "controllers/lr_ceiling.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace orbit {
+
+void LrCeiling::update(bool alarm, std::optional<double> lr, bool stable, double elapsed,
+                       const LrCeilingConfig& config) {
+  if (!config.enabled) {
+    cap_.reset();
+    return;
+  }
+  if (cap_ && stable && config.relax_steps > 0) {
+    *cap_ *= std::exp2(elapsed / static_cast<double>(config.relax_steps));
+  }
+  if (alarm && lr && std::isfinite(*lr) && *lr > 0.0) {
+    const double cap = config.share * *lr;
+    cap_ = cap_ ? std::min(*cap_, cap) : cap;
+  }
+}
+
+std::optional<double> LrCeiling::scale_limit(std::optional<double> schedule_lr) const {
+  if (!cap_ || !schedule_lr || !std::isfinite(*schedule_lr) || *schedule_lr <= 0.0) return std::nullopt;
+  return *cap_ / *schedule_lr;
+}
+
+}  // namespace orbit

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+// Slow warmup collapses (issue 18): attention-logit growth sees them, and the
+// absolute lr ceiling keeps the lr of an alarm off limits while the schedule rises.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <optional>
+
+#include "controllers/attn_logit_growth.hpp"
+#include "controllers/lr_ceiling.hpp"
+#include "controllers/navigator.hpp"
+
+namespace orbit {
+namespace {
+
+TEST(AttnLogitGrowth, ReadsDoublingsPer100StepsAboveTheFloorOnly) {
+  const AttnLogitConfig cfg;  // floor 8, window 50
+  AttnLogitGrowth fast, slow, low;
+  std::optional<double> g_fast, g_slow, g_low;
+  for (int step = 10; step <= 100; step += 10) {
+    g_fast = fast.update(step, 8.0 * std::exp2((step - 10) / 10.0), cfg);  // doubles every 10 steps
+    g_slow = slow.update(step, 10.0 * std::exp2(step / 250.0), cfg);       // every 250 steps (healthy)
+    g_low = low.update(step, 0.1 * std::exp2(step / 10.0) > 7.0 ? 7.0 : 0.1 * std::exp2(step / 10.0), cfg);
+  }
+  ASSERT_TRUE(g_fast && g_slow && g_low);
+  EXPECT_NEAR(*g_fast, 10.0, 1e-9);
+  EXPECT_NEAR(*g_slow, 0.4, 1e-9);
+  EXPECT_EQ(*g_low, 0.0);  // fast, but below the saturation floor
+  EXPECT_FALSE(fast.update(101, std::nullopt, cfg));  // no probe this step: no reading
+}
+
+TEST(AttnLogitGrowth, ASparseProbeCadenceStillGetsASlope) {
+  const AttnLogitConfig cfg;  // a 50-step window, probes every 100 steps
+  AttnLogitGrowth g;
+  std::optional<double> r;
+  for (int step = 100; step <= 400; step += 100) r = g.update(step, 10.0 * std::exp2(step / 50.0), cfg);
+  ASSERT_TRUE(r);
+  EXPECT_NEAR(*r, 2.0, 1e-9);
+}
+
+TEST(LrCeiling, CapsTheEffectiveLrAtShareOfTheAlarmLrAndRelaxesWhileStable) {
+  LrCeilingConfig cfg;
+  cfg.share = 0.5;
+  cfg.relax_steps = 100;
+  LrCeiling c;
+  c.update(false, 4e-3, true, 1, cfg);
+  EXPECT_FALSE(c.cap());
+  c.update(true, 4e-3, false, 1, cfg);
+  ASSERT_TRUE(c.cap());
+  EXPECT_DOUBLE_EQ(*c.cap(), 2e-3);
+  EXPECT_DOUBLE_EQ(*c.scale_limit(1e-2), 0.2);  // the schedule went on to 1e-2
+  EXPECT_FALSE(c.scale_limit(std::nullopt));    // no schedule lr: no limit
+  c.update(false, 1e-3, true, 100, cfg);        // 100 stable steps: doubled
+  EXPECT_DOUBLE_EQ(*c.cap(), 4e-3);
+  cfg.enabled = false;
+  c.update(true, 1e-3, false, 1, cfg);
+  EXPECT_FALSE(c.cap());
+}
+
+// A warmup run whose attention logits blow up at steps 30-60: the Navigator alarms,
+// and afterwards every burn keeps schedule_lr x lr_scale at or below the cap while
+// the schedule keeps rising.
+TEST(NavigatorWarmup, AttnLogitGrowthAlarmsAndTheCapHoldsThroughTheWarmup) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"warmup", 1, {}, {"lr"}, 3e-2}, Mode::active);
+  double scale = 1.0;
+  std::optional<double> cap;
+  std::optional<std::int64_t> first_burn;
+  double worst_ratio = 0.0;  // max effective lr / cap after the alarm
+  for (std::int64_t step = 1; step <= 300; ++step) {
+    Snapshot s;
+    s.run = "warmup";
+    s.step = step;
+    s.time = 1000.0 + static_cast<double>(step);
+    s.loss = 3.0 - 0.001 * static_cast<double>(step);
+    s.grad_norm = 1.0;
+    s.schedule_lr = 3e-2 * static_cast<double>(step) / 300.0;
+    s.lr = *s.schedule_lr * scale;
+    if (step % 10 == 0) s.scalars["attn_logit_max"] = step < 30 ? 2.0 : 8.0 * std::exp2((step - 30) / 8.0);
+    const Decision d = nav.on_snapshot(s);
+    if (d.burn) {
+      scale = d.burn->lr_scale;  // applied at once: the lead is not what this tests
+      if (!first_burn) first_burn = step;
+    }
+    cap = nav.lr_cap();
+    if (cap) worst_ratio = std::max(worst_ratio, *s.schedule_lr * scale / *cap);
+  }
+  ASSERT_TRUE(first_burn);
+  EXPECT_LE(*first_burn, 50);
+  ASSERT_TRUE(cap);
+  EXPECT_LE(worst_ratio, 1.0 + 1e-9 + cfg.limits.lr_deadband);
+}
+
+TEST(NavigatorWarmup, SlowHealthyLogitGrowthNeverBurns) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"healthy", 1, {}, {"lr"}, 1e-3}, Mode::active);
+  for (std::int64_t step = 1; step <= 800; ++step) {
+    Snapshot s;
+    s.run = "healthy";
+    s.step = step;
+    s.time = 1000.0 + static_cast<double>(step);
+    s.loss = 4.0 * std::exp(-static_cast<double>(step) / 200.0) + 2.0;
+    s.grad_norm = 1.0;
+    s.schedule_lr = 1e-3;
+    s.lr = 1e-3;
+    if (step % 10 == 0) s.scalars["attn_logit_max"] = 2.0 * std::exp2(static_cast<double>(step) / 250.0);
+    const Decision d = nav.on_snapshot(s);
+    ASSERT_FALSE(d.burn) << "step " << step << ": " << d.burn->reason;
+  }
+}
+
+}  // namespace
+}  // namespace orbit
