@@ -42,7 +42,7 @@ def find_orbitd(explicit: Optional[PathLike] = None) -> Optional[str]:
     candidates += [repo / d / "daemon" / "orbitd" for d in ("build", "build-torch", "build-py")]
     for cand in candidates:
         if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return str(cand)
+            return os.path.abspath(cand)  # Popen runs it from its own workdir
     return None
 
 
