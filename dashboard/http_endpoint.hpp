@@ -48,8 +48,8 @@ class HttpEndpoint {
 
   struct Counters {
     std::uint64_t requests = 0;
-    std::uint64_t rejected = 0;  // malformed, too large, too slow, or over max_connections
-    std::uint64_t streams = 0;   // event streams opened
+    std::uint64_t rejected = 0;      // malformed, too large, too slow, or over max_connections
+    std::uint64_t streams = 0;       // event streams opened
     std::uint64_t unauthorized = 0;  // a bearer token was required and missing or wrong (401)
   };
 
