@@ -33,6 +33,18 @@ def _threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
+def _write_outputs(outputs) -> None:
+    """Writes each (path, text producer) pair whose path was given on the command line."""
+    for path, text in outputs:
+        if path:
+            with open(path, "w") as f:
+                f.write(text())
+
+
+def _dump_json(obj):
+    return lambda: json.dumps(obj, indent=1)
+
+
 def cmd_map(args) -> int:
     from .basin_config import load_basin_settings
     from .basin_map import basin_map_toml, map_model, write_map_json
@@ -62,15 +74,9 @@ def cmd_compare(args) -> int:
     maps = [read_map_json(p) for p in args.maps]
     report = compare_maps(maps, baseline=args.baseline)
     print(comparison_table(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(comparison_markdown(report))
-    if args.html:
-        with open(args.html, "w") as f:
-            f.write(comparison_html(report, maps))
+    _write_outputs([(args.json, _dump_json(report)),
+                    (args.markdown, lambda: comparison_markdown(report)),
+                    (args.html, lambda: comparison_html(report, maps))])
     return 0
 
 
@@ -85,12 +91,8 @@ def cmd_train_detector(args) -> int:
     if args.eval_json or args.eval_markdown:
         ev = evaluate_detector(maps, args.prompts)
         print(evaluation_markdown(ev))
-        if args.eval_json:
-            with open(args.eval_json, "w") as f:
-                json.dump(ev, f, indent=1)
-        if args.eval_markdown:
-            with open(args.eval_markdown, "w") as f:
-                f.write(evaluation_markdown(ev))
+        _write_outputs([(args.eval_json, _dump_json(ev)),
+                        (args.eval_markdown, lambda: evaluation_markdown(ev))])
     return 0
 
 
@@ -121,12 +123,7 @@ def cmd_curate(args) -> int:
     for d, c in card.items():
         print(f"{d:10s} {c['verdict']:8s} weight {weights[d]:.3f}  "
               + "  ".join(f"{b} {n}" for b, n in c["counts"].items()))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=1)
-    if args.toml:
-        with open(args.toml, "w") as f:
-            f.write(basin_map_toml(m))
+    _write_outputs([(args.out, _dump_json(out)), (args.toml, lambda: basin_map_toml(m))])
     return 0
 
 

@@ -17,7 +17,7 @@ from conftest import REPO
 from orbit_adapter.daemon_process import find_orbitd
 from orbit_adapter.sampler import DomainMixtureSampler
 from orbit_basins.basin_config import BasinSettings, load_basin_settings
-from orbit_basins.basin_map import basin_map_toml, map_model, read_map_json
+from orbit_basins.basin_map import basin_map_toml, map_model, read_map_json, write_map_json
 from orbit_basins.char_lm import VOCAB, load_checkpoint, save_checkpoint
 from orbit_basins.classify import classify_decoding, classify_prompt
 from orbit_basins.compare import compare_maps, comparison_table
@@ -255,6 +255,21 @@ def test_compare_pairs_prompts_and_tests_changes(maps):
     with pytest.raises(ValueError, match="different prompt corpora"):
         other = dict(maps["looping"], prompts=maps["looping"]["prompts"][:2])
         compare_maps([maps["random"], other])
+
+
+def test_cli_compare_writes_each_report_it_is_asked_for(maps, tmp_path):
+    paths = []
+    for label in ("random", "collapsed"):
+        paths.append(str(tmp_path / f"{label}.json"))
+        write_map_json(maps[label], paths[-1])
+    env = dict(os.environ, PYTHONPATH=PKG)
+    out = {k: tmp_path / f"r.{k}" for k in ("json", "md", "html")}
+    r = subprocess.run([PY, "-m", "orbit_basins", "compare", *paths, "--json", str(out["json"]),
+                        "--markdown", str(out["md"])], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out["json"].read_text())["baseline"] == "random"
+    assert "collapsed" in out["md"].read_text()
+    assert not out["html"].exists()   # not asked for, not written
 
 
 # ---- detector -------------------------------------------------------------------------
