@@ -36,13 +36,13 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
   c.source = source;
   c.text = std::string(toml_text);
 
-  static const std::set<std::string, std::less<>> tables = {"daemon",  "limits",   "logging",
-                                                             "journal", "security", "controller"};
+  static const std::set<std::string, std::less<>> tables = {"daemon",   "limits",    "logging",   "journal",
+                                                             "security", "dashboard", "controller"};
   for (const auto& [k, v] : root) {
     if (!tables.count(k.str())) {
       throw ConfigError(source, std::string(k.str()),
                         "unknown section; known sections are [daemon], [limits], [logging], [journal], [security], "
-                        "[controller]");
+                        "[dashboard], [controller]");
     }
   }
 
@@ -118,6 +118,11 @@ DaemonConfig parse_daemon_config(std::string_view toml_text, const std::string& 
                         "orbitd's key pair too (orbit keygen)");
     }
   }
+
+  TomlTable b(subtable(root, "dashboard", source), "dashboard", source);
+  b.integer("history_steps", c.dashboard.history_steps, 1, 1'000'000);
+  b.integer("max_runs", c.dashboard.max_runs, 1, 4096);
+  b.done();
 
   c.navigator = load_navigator_config(root, source);
   return c;

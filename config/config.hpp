@@ -35,6 +35,12 @@ struct SecuritySettings {
   bool curve() const { return !curve_secret_key_file.empty(); }
 };
 
+// [dashboard]: what the page served with http keeps in memory (DashboardFeed).
+struct DashboardSettings {
+  std::int64_t history_steps = 20000;  // decided steps kept per run; older ones leave the history
+  std::int64_t max_runs = 16;          // runs kept; the least recently updated leaves first
+};
+
 struct DaemonConfig {
   std::string source = "<defaults>";  // the file it came from
   std::string text;                   // the TOML text, journaled with each run
@@ -67,6 +73,9 @@ struct DaemonConfig {
 
   // [security]
   SecuritySettings security;
+
+  // [dashboard]
+  DashboardSettings dashboard;
 
   // [controller] and its sub-tables (config/navigator_config_toml.cpp)
   NavigatorConfig navigator;

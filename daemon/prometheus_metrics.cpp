@@ -78,7 +78,8 @@ std::optional<HealthSeries> health_series(const std::string& name) {
   if (name == "loss_jump") return HealthSeries{"orbit_run_loss_jump_ratio", {}};
   if (name == "loop_rate") return HealthSeries{"orbit_run_loop_rate", {}};
   if (name == "health") return HealthSeries{"orbit_run_health", {}};
-  // A forecast from this step's trends: held between probes it would read as current.
+  // A forecast from this step's trends, exported from the last decision only
+  // (orbit_run_steps_to_danger): held between probes it would read as current.
   if (name == "steps_to_danger") return std::nullopt;
   if (name == "signature_held_steps") return HealthSeries{"orbit_run_signature_held_steps", {}};
   if (name == "lr_scale") return std::nullopt;
@@ -151,6 +152,14 @@ std::string Server::prometheus_metrics() {
         series->labels.emplace("run", name);
         health.at(series->family)->Add(series->labels).Set(value);
       }
+  // The forecast is the last decided step's only, never held: a step whose trends
+  // point at no danger line leaves the run without a sample.
+  auto& forecast = gauge("orbit_run_steps_to_danger",
+                         "Forecast from the run's last decided step: steps until the first alarm metric's trend "
+                         "reaches its danger line (no sample when none is heading there).");
+  for (const auto& [name, run] : runs_)
+    if (auto it = run.last.metrics.find("steps_to_danger"); it != run.last.metrics.end())
+      forecast.Add({{"run", name}}).Set(it->second);
   return prometheus::TextSerializer().Serialize(registry.Collect());
 }
 

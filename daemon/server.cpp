@@ -157,6 +157,8 @@ void Server::start() {
     const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
     DashboardFeed::Options options;
     options.web_root = find_web_root(ec ? std::string() : exe.parent_path().string(), ORBIT_WEB_DEV_DIR);
+    options.points_per_run = static_cast<std::size_t>(config_.dashboard.history_steps);
+    options.max_runs = static_cast<std::size_t>(config_.dashboard.max_runs);
     dashboard_ = std::make_unique<DashboardFeed>(options);
     dashboard_->set_zones(config_.navigator);
     if (options.web_root.empty()) spdlog::warn("dashboard page files not found (npm ci in web/, or ORBIT_WEB_ROOT)");
@@ -295,7 +297,11 @@ void Server::reload(DaemonConfig config) {
   config.control = config_.control;
   config.http = config_.http;
   config_ = std::move(config);
-  if (dashboard_) dashboard_->set_zones(config_.navigator);
+  if (dashboard_) {
+    dashboard_->set_zones(config_.navigator);
+    dashboard_->set_limits(static_cast<std::size_t>(config_.dashboard.history_steps),
+                           static_cast<std::size_t>(config_.dashboard.max_runs));
+  }
   const Mode mode = mode_for_new_runs();
   for (auto& [name, run] : runs_) {
     // Same order as the journal records: config, then mode.

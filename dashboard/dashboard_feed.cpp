@@ -103,11 +103,7 @@ void DashboardFeed::set_zones(const NavigatorConfig& config) {
 void DashboardFeed::record(const Snapshot& snapshot, const Decision& decision) {
   auto it = runs_.find(snapshot.run);
   if (it == runs_.end()) {
-    if (runs_.size() >= options_.max_runs) {
-      auto oldest = std::min_element(runs_.begin(), runs_.end(),
-                                     [](const auto& a, const auto& b) { return a.second.updated < b.second.updated; });
-      runs_.erase(oldest);
-    }
+    evict_runs(options_.max_runs > 0 ? options_.max_runs - 1 : 0);
     it = runs_.emplace(snapshot.run, RunFeed{}).first;
   }
   RunFeed& run = it->second;
@@ -118,12 +114,29 @@ void DashboardFeed::record(const Snapshot& snapshot, const Decision& decision) {
   if (decision.burn) ++run.burns;
   run.summary = summary_json(snapshot, decision);
   if (!streams_.empty()) push(snapshot.run, sse_event("point", point));
-  if (options_.points_per_run > 0 && run.points.size() >= options_.points_per_run) run.points.pop_front();
+  while (options_.points_per_run > 0 && run.points.size() >= options_.points_per_run) run.points.pop_front();
   run.points.push_back(std::move(point));
   if (!snapshot.spectra.empty()) {
     run.spectrum = spectrum_json(snapshot);
     if (!streams_.empty()) push(snapshot.run, sse_event("spectrum", run.spectrum));
   }
+}
+
+void DashboardFeed::evict_runs(std::size_t keep) {
+  while (runs_.size() > keep) {
+    auto oldest = std::min_element(runs_.begin(), runs_.end(),
+                                   [](const auto& a, const auto& b) { return a.second.updated < b.second.updated; });
+    runs_.erase(oldest);
+  }
+}
+
+void DashboardFeed::set_limits(std::size_t points_per_run, std::size_t max_runs) {
+  options_.points_per_run = points_per_run;
+  options_.max_runs = max_runs;
+  evict_runs(max_runs);
+  if (points_per_run == 0) return;
+  for (auto& [name, run] : runs_)
+    while (run.points.size() > points_per_run) run.points.pop_front();
 }
 
 void DashboardFeed::set_spectrum(const Snapshot& snapshot) {

@@ -30,8 +30,8 @@ namespace orbit {
 class DashboardFeed {
  public:
   struct Options {
-    std::size_t points_per_run = 20000;    // older points leave the history (0: keep all)
-    std::size_t max_runs = 16;             // the least recently updated run leaves first
+    std::size_t points_per_run = 20000;    // older points leave the history (0: keep all); [dashboard] history_steps
+    std::size_t max_runs = 16;             // the least recently updated run leaves first; [dashboard] max_runs
     std::string web_root;                  // the page's files; "" or missing: / says how to get them
     std::string source = "orbitd (live)";  // what the page's header says it shows
   };
@@ -51,6 +51,8 @@ class DashboardFeed {
   void record(const Snapshot& snapshot, const Decision& decision);
   // The latest spectrum of `snapshot.run` (a replay sets it from the recording).
   void set_spectrum(const Snapshot& snapshot);
+  // New history limits (a config reload): histories and runs past them are trimmed now.
+  void set_limits(std::size_t points_per_run, std::size_t max_runs);
   // The run's mode/liveness as the runs list shows it.
   void set_live(const std::string& run, bool live);
 
@@ -71,6 +73,7 @@ class DashboardFeed {
   };
 
   void push(const std::string& run, const std::string& event);
+  void evict_runs(std::size_t keep);
   std::string runs_json() const;
   std::optional<HttpEndpoint::Response> static_file(std::string_view path) const;
 

@@ -36,6 +36,22 @@ TEST(DaemonConfig, DefaultsEqualTheShippedDefaultFile) {
   EXPECT_EQ(builtin.journal.segment_bytes, file.journal.segment_bytes);
   EXPECT_EQ(builtin.journal.fsync, file.journal.fsync);
   EXPECT_EQ(builtin.journal.fsync_interval_ms, file.journal.fsync_interval_ms);
+  EXPECT_EQ(builtin.dashboard.history_steps, file.dashboard.history_steps);
+  EXPECT_EQ(builtin.dashboard.max_runs, file.dashboard.max_runs);
+}
+
+TEST(DaemonConfig, DashboardHistoryLimits) {
+  const DaemonConfig c = parse_daemon_config("[dashboard]\nhistory_steps = 500\nmax_runs = 3\n", "t.toml");
+  EXPECT_EQ(c.dashboard.history_steps, 500);
+  EXPECT_EQ(c.dashboard.max_runs, 3);
+  auto e = parse_error("[dashboard]\nhistory_steps = 0\n");
+  EXPECT_EQ(e.key(), "dashboard.history_steps");
+  EXPECT_NE(e.reason().find("got 0"), std::string::npos) << e.reason();
+  e = parse_error("[dashboard]\nmax_runs = 5000\n");
+  EXPECT_EQ(e.key(), "dashboard.max_runs");
+  e = parse_error("[dashboard]\nhistory = 10\n");
+  EXPECT_EQ(e.key(), "dashboard.history");
+  EXPECT_NE(e.reason().find("unknown key"), std::string::npos);
 }
 
 TEST(DaemonConfig, ReadsValues) {

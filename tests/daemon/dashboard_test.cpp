@@ -4,19 +4,16 @@
 // the live event stream, including a client that stops reading: its queue drops
 // its oldest events while every snapshot keeps getting its reply.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <regex>
 #include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "support/http_client.hpp"
 #include "support/orbitd_process.hpp"
 #include "support/test_client.hpp"
 
@@ -28,59 +25,11 @@ using test::make_snapshot;
 using test::OrbitdProcess;
 using test::TestClient;
 
-// A raw TCP client to "http://127.0.0.1:PORT". `receive_buffer` > 0 shrinks the
-// kernel's buffer first, so a client that stops reading backs up quickly.
-class Tcp {
- public:
-  explicit Tcp(const std::string& url, int receive_buffer = 0) {
-    std::smatch m;
-    if (!std::regex_match(url, m, std::regex(R"(http://([0-9.]+):(\d+))"))) throw std::runtime_error("bad url " + url);
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
-    timeval tv{10, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(m[2])));
-    ::inet_pton(AF_INET, m[1].str().c_str(), &addr.sin_addr);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect failed");
-  }
-  ~Tcp() { ::close(fd_); }
-  void send(const std::string& bytes) { ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL); }
-  // Up to 64 KiB, or "" when the peer closed or nothing came within `ms`.
-  std::string read_some(int ms) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, ms) <= 0) return {};
-    char buf[65536];
-    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-  }
-  std::string read_all() {
-    std::string out;
-    for (std::string s; !(s = read_some(10000)).empty();) out += s;
-    return out;
-  }
+using test::HttpReply;
+using test::Tcp;
+using Reply = HttpReply;
 
- private:
-  int fd_ = -1;
-};
-
-struct Reply {
-  int status = 0;
-  std::string head, body;
-};
-
-Reply get(const std::string& url, const std::string& path) {
-  Tcp c(url);
-  c.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
-  const std::string raw = c.read_all();
-  Reply r;
-  const auto split = raw.find("\r\n\r\n");
-  r.head = raw.substr(0, split);
-  if (split != std::string::npos) r.body = raw.substr(split + 4);
-  if (raw.rfind("HTTP/1.1 ", 0) == 0) r.status = std::stoi(raw.substr(9, 3));
-  return r;
-}
+Reply get(const std::string& url, const std::string& path) { return test::http_get(url, path); }
 
 std::optional<double> sample(const std::string& body, const std::string& series) {
   std::istringstream in(body);
@@ -139,6 +88,34 @@ TEST(Dashboard, RunsListHistoryAndPage) {
   EXPECT_EQ(get(url, "/../CMakeLists.txt").status, 404) << "only the page's own files are served";
 }
 
+TEST(Dashboard, HistoryLimitsComeFromTheConfig) {
+  const auto dir = std::filesystem::temp_directory_path() / ("orbit-dash-limits-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "orbitd.toml";
+  std::ofstream(file) << "[dashboard]\nhistory_steps = 7\nmax_runs = 2\n";
+  OrbitdProcess orbitd({"--config", file.string(), "--http", "127.0.0.1:0", "--mode", "monitor"});
+  const std::string url = orbitd.endpoints().http;
+  zmq::context_t ctx;
+  for (const std::string run : {"first", "second", "third"}) {
+    TestClient client(ctx, orbitd.endpoints().adapters);
+    open_run(client, run);
+    for (int step = 0; step < 12; ++step) {
+      client.send(make_snapshot(run, step));
+      ASSERT_TRUE(client.recv()) << "no reply to " << run << " snapshot " << step;
+    }
+  }
+  const Reply runs = get(url, "/api/runs");
+  EXPECT_EQ(runs.body.find("\"run\":\"first\""), std::string::npos) << "max_runs = 2 keeps the 2 latest: " << runs.body;
+  EXPECT_NE(runs.body.find("\"run\":\"second\",\"points\":7"), std::string::npos) << runs.body;
+  EXPECT_NE(runs.body.find("\"run\":\"third\",\"points\":7"), std::string::npos) << runs.body;
+  const Reply history = get(url, "/api/runs/third/history");
+  EXPECT_EQ(count(history.body, "\"time\":"), 7u) << history.body;
+  EXPECT_EQ(history.body.find("\"step\":4,\"time\""), std::string::npos) << "steps 0-4 left the history";
+  EXPECT_NE(history.body.find("\"step\":5,\"time\""), std::string::npos);
+  EXPECT_EQ(get(url, "/api/runs/first/history").status, 404);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Dashboard, SlowEventClientDropsItsOldestEventsAndNeverStallsSnapshots) {
   OrbitdProcess orbitd({"--http", "127.0.0.1:0", "--mode", "monitor"});
   const std::string url = orbitd.endpoints().http;
@@ -146,12 +123,12 @@ TEST(Dashboard, SlowEventClientDropsItsOldestEventsAndNeverStallsSnapshots) {
 
   // Reads its headers, then never again.
   Tcp slow(url, 4096);
-  slow.send(subscribe);
+  ASSERT_TRUE(slow.send(subscribe));
   ASSERT_NE(slow.read_some(5000).find("text/event-stream"), std::string::npos);
 
   // Reads everything as it comes.
   Tcp fast(url);
-  fast.send(subscribe);
+  ASSERT_TRUE(fast.send(subscribe));
   std::atomic<bool> done{false};
   std::string received;
   std::thread reader([&] {

@@ -94,19 +94,24 @@ def test_scalar_only_run_and_side_by_side_comparison(orbitd, browser):
 
 
 @pytest.mark.skipif(not os.environ.get("ORBIT_TOOL"), reason="the orbit tool is not built")
-# Known defect, open (issue 9): the page is served over the journal, but the replayed
-# collapse's state bands end at WARNING (STABLE:200-263,DRIFTING:263-265,WARNING:265-319)
-# where the live run reached CRITICAL. strict: this fails once it is fixed, so the mark goes.
-@pytest.mark.xfail(strict=True, reason="orbit replay --serve: replayed states stop at WARNING, live reached CRITICAL")
 def test_replay_serves_the_same_page_over_a_finished_journal(browser, tmp_path):
+    # The live test's scenario (healthy steps, then an abrupt collapse at step 260:
+    # the loss steps up and the spectrum's noise changes), which reaches CRITICAL. A
+    # continuous 60 + 60 stream only reaches WARNING, live and replayed alike.
     journal = tmp_path / "journal"
     live = Orbitd("--mode", "active", "--journal-dir", str(journal))
     try:
         trainer = Trainer(live.endpoint, "finished")
-        stream_collapse(trainer, healthy=60, collapsed=60)
+        stream_collapse(trainer, healthy=60, collapsed=0)
+        stream_collapse(trainer, healthy=0, collapsed=80, first_step=260)
         trainer.close()
+        browser.navigate(live.http + "/?run=finished")
+        browser.wait_for("window.orbitDashboard && orbitDashboard.charts.length >= 5")
+        live_bands = browser.wait_for("document.getElementById('timeline').dataset.bands")
+        live_burns = browser.eval("Array.from(document.querySelectorAll('#timeline .burn-marker')).map(m => m.dataset.reason)")
     finally:
         live.close()  # the run is over; only its journal is left
+    assert "CRITICAL" in live_bands, live_bands
 
     server = subprocess.Popen([os.environ["ORBIT_TOOL"], "replay", str(journal), "--quiet", "--no-progress",
                                "--serve", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -117,9 +122,11 @@ def test_replay_serves_the_same_page_over_a_finished_journal(browser, tmp_path):
         browser.navigate(url + "/?run=finished")
         browser.wait_for("window.orbitDashboard && orbitDashboard.charts.length >= 5")
         bands = browser.wait_for("document.getElementById('timeline').dataset.bands")
+        assert bands == live_bands, (bands, live_bands)  # the replayed states are the journaled run's
         assert "CRITICAL" in bands, bands
-        assert browser.eval("document.querySelectorAll('#timeline .burn-marker').length") > 0
-        assert browser.eval("orbitDashboard.runs.get('finished').steps.length") == 120
+        burns = browser.eval("Array.from(document.querySelectorAll('#timeline .burn-marker')).map(m => m.dataset.reason)")
+        assert burns and burns == live_burns, (burns, live_burns)
+        assert browser.eval("orbitDashboard.runs.get('finished').steps.length") == 140
         assert browser.eval("document.querySelectorAll('#spectrum .uplot').length") == 1
         assert "orbit replay" in browser.eval("document.getElementById('source').textContent")
         assert browser.console == []

@@ -41,11 +41,23 @@ def test_prometheus_scrapes_orbitd_and_the_grafana_queries_evaluate():
     prom = None
     try:
         trainer = Trainer(orbitd.endpoint, "scraped")
-        stream_collapse(trainer, healthy=40, collapsed=40)
+        stream_collapse(trainer, healthy=40, collapsed=4)  # the collapse begins: a trend heads for danger
+        body = urllib.request.urlopen(orbitd.http + "/metrics", timeout=5).read()
+        forecast = re.search(rb'^orbit_run_steps_to_danger\{run="scraped"\} (\S+)$', body, re.M)
+        assert forecast, body.decode()
+        last = json.load(urllib.request.urlopen(orbitd.http + "/api/runs/scraped/history", timeout=5))["points"][-1]
+        assert float(forecast.group(1)) == pytest.approx(last["metrics"]["steps_to_danger"]), last
+        served = set(re.findall(rb"^# TYPE (\w+) ", body, re.M))  # a family without samples is not listed later
+        check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=20)
+        assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+        stream_collapse(trainer, healthy=0, collapsed=36, first_step=244)
         body = urllib.request.urlopen(orbitd.http + "/metrics", timeout=5).read()
         check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=20)
         assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
-        served = set(re.findall(rb"^# TYPE (\w+) ", body, re.M))
+        served |= set(re.findall(rb"^# TYPE (\w+) ", body, re.M))
+        # Deep in the collapse no trend is heading for a danger line any more: the
+        # forecast is the last step's only, never held from an earlier one.
+        assert b"orbit_run_steps_to_danger{" not in body
 
         # The shipped config, pointed at this orbitd and scraping every second.
         shipped = open(os.path.join(SOURCE, "deploy", "prometheus.yml")).read()
