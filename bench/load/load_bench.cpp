@@ -135,7 +135,10 @@ class ClientThread {
     epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epoll_ < 0) throw std::runtime_error("epoll_create1 failed");
     for (std::size_t i = 0; i < ranks.size(); ++i) {
-      Rank r{zmq::socket_t(ctx, zmq::socket_type::dealer), ranks[i].first, ranks[i].second};
+      Rank r;
+      r.socket = zmq::socket_t(ctx, zmq::socket_type::dealer);
+      r.run = ranks[i].first;
+      r.rank = ranks[i].second;
       r.socket.set(zmq::sockopt::linger, 0);
       r.socket.connect(endpoint);
       epoll_event ev{};
