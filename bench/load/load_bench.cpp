@@ -108,6 +108,8 @@ std::string snapshot_bytes(const std::string& run, std::int64_t rank, std::int64
 struct Tally {
   std::uint64_t welcomed = 0, hello_errors = 0;
   std::uint64_t sent = 0, refused = 0;  // refused: the client's own queue was full (never sent)
+  // burn_answers_inferred: snapshots a later state skipped over (answers come in order, so
+  // each was answered by a burn, or its answer is missing).
   std::uint64_t states = 0, errors = 0, burns = 0, burn_answers_inferred = 0, unmatched = 0, other = 0;
   std::uint64_t outstanding_end = 0;
   std::map<std::string, std::uint64_t> error_codes;
@@ -605,11 +607,14 @@ int main(int argc, char** argv) {
     const std::uint64_t burns_decided = stat_of(st, "burns_decided");
     const std::uint64_t replies_dropped = stat_of(st, "replies_dropped");
     const std::uint64_t daemon_snapshots = stat_of(st, "snapshots");
-    // A burn answers the snapshot it was decided on; those at a rank's tail stay outstanding here.
-    const std::int64_t tail_burn_answers =
-        static_cast<std::int64_t>(burns_decided) - static_cast<std::int64_t>(t.burn_answers_inferred);
-    const std::int64_t unexplained = static_cast<std::int64_t>(t.outstanding_end) - std::max<std::int64_t>(0, tail_burn_answers) -
-                                     static_cast<std::int64_t>(replies_dropped) + static_cast<std::int64_t>(t.unmatched);
+    // Every snapshot not answered by a state or an error (skipped over by a later
+    // state, or left at the end) must be one a burn answered (the daemon's
+    // burns_decided: each answers exactly one snapshot) or a reply the daemon says it
+    // dropped; any other is unexplained (and so is a state for no outstanding step).
+    const std::int64_t unexplained =
+        static_cast<std::int64_t>(t.burn_answers_inferred + t.outstanding_end) -
+        static_cast<std::int64_t>(burns_decided) - static_cast<std::int64_t>(replies_dropped) +
+        static_cast<std::int64_t>(t.unmatched);
     const double cpu_s = cpu_end.cpu_s - cpu_start.cpu_s;
     const double window_s = rss_series.empty() ? 0.0 : rss_series.back().first - rss_series.front().first;
     const double daemon_cores = window_s > 0 ? cpu_s / window_s : 0.0;
@@ -637,7 +642,7 @@ int main(int argc, char** argv) {
       std::printf("ratios orbitd / raw echo at the same load: p50 %.2f, p99 %.2f\n", r.p50_us / phases[0].p50_us,
                   r.p99_us / phases[0].p99_us);
     }
-    std::printf("\naccounting: sent %llu = state %llu + error %llu + burn-answered %llu (inferred) + left %llu; "
+    std::printf("\naccounting: sent %llu = state %llu + error %llu + skipped %llu + left %llu (skipped + left = burns_decided + replies_dropped when nothing is lost); "
                 "burns received %llu, daemon burns_decided %llu, replies_dropped %llu, unmatched %llu, daemon "
                 "snapshots %llu\n",
                 static_cast<unsigned long long>(t.sent), static_cast<unsigned long long>(t.states),
@@ -673,7 +678,7 @@ int main(int argc, char** argv) {
            << "\", \"load_after\": \"" << p.load_after << "\"}" << (i + 1 < phases.size() ? "," : "") << "\n";
     }
     json << "  ],\n  \"accounting\": {\"sent\": " << t.sent << ", \"answered_state\": " << t.states
-         << ", \"answered_error\": " << t.errors << ", \"answered_burn_inferred\": " << t.burn_answers_inferred
+         << ", \"answered_error\": " << t.errors << ", \"skipped_by_later_state\": " << t.burn_answers_inferred
          << ", \"left_unanswered\": " << t.outstanding_end << ", \"burns_received\": " << t.burns
          << ", \"daemon_burns_decided\": " << burns_decided << ", \"daemon_replies_dropped\": " << replies_dropped
          << ", \"daemon_snapshots\": " << daemon_snapshots << ", \"unmatched\": " << t.unmatched
@@ -698,7 +703,7 @@ int main(int argc, char** argv) {
     if (o.check) {
       std::vector<std::string> failures;
       if (t.welcomed != static_cast<std::uint64_t>(ranks)) failures.push_back("not every rank was welcomed");
-      if (unexplained != 0) failures.push_back("unexplained drops");
+      if (unexplained != 0) failures.push_back("unexplained drops (" + std::to_string(unexplained) + ")");
       if (t.errors != 0 || t.hello_errors != 0) failures.push_back("error replies");
       if (t.sent == 0) failures.push_back("nothing was sent");
       if (daemon_snapshots < t.sent) failures.push_back("the daemon counted fewer snapshots than were sent");
