@@ -131,8 +131,8 @@ struct Rank {
 
 class ClientThread {
  public:
-  ClientThread(zmq::context_t& ctx, const std::string& endpoint, std::vector<std::pair<std::string, std::int64_t>> ranks,
-               int world_size, double rate_hz, bool echo)
+  ClientThread(zmq::context_t& ctx, const std::string& endpoint,
+               std::vector<std::pair<std::string, std::int64_t>> ranks, int world_size, double rate_hz, bool echo)
       : echo_(echo), world_size_(world_size), period_s_(1.0 / rate_hz) {
     epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epoll_ < 0) throw std::runtime_error("epoll_create1 failed");
@@ -184,7 +184,8 @@ class ClientThread {
     for (std::size_t i = 0; i < ranks_.size(); ++i) {
       if (!ranks_[i].welcomed) continue;
       // Ranks of one run step together (a synchronous trainer); runs are spread over the period.
-      const double run_phase = phase_spread_s * static_cast<double>(std::hash<std::string>{}(ranks_[i].run) % 1000) / 1000.0;
+      const double run_phase = phase_spread_s * static_cast<double>(std::hash<std::string>{}(ranks_[i].run) % 1000) /
+                               1000.0;
       ranks_[i].next_due = run_phase + 0.0005 * static_cast<double>(ranks_[i].rank);
       due.push({ranks_[i].next_due, i});
     }
@@ -478,7 +479,9 @@ PhaseResult run_phase(const std::string& server, const std::string& endpoint, co
   }
   result.p50_us = percentile(result.total.rtt_us, 0.50);
   result.p99_us = percentile(result.total.rtt_us, 0.99);
-  result.max_us = result.total.rtt_us.empty() ? 0.0 : *std::max_element(result.total.rtt_us.begin(), result.total.rtt_us.end());
+  result.max_us = result.total.rtt_us.empty()
+                      ? 0.0
+                      : *std::max_element(result.total.rtt_us.begin(), result.total.rtt_us.end());
   return result;
 }
 
@@ -569,9 +572,11 @@ int main(int argc, char** argv) {
     ::waitpid(echo, nullptr, 0);
   }
 
-  std::vector<std::string> args{"--endpoint", endpoint_for("orbitd"), "--telemetry",
-                                "ipc://" + (dir / "telemetry.sock").string(), "--control",
-                                "ipc://" + (dir / "control.sock").string(), "--mode", o.mode, "--log-level", "warn"};
+  std::vector<std::string> args{"--endpoint",  endpoint_for("orbitd"),
+                                "--telemetry", "ipc://" + (dir / "telemetry.sock").string(),
+                                "--control",   "ipc://" + (dir / "control.sock").string(),
+                                "--mode",      o.mode,
+                                "--log-level", "warn"};
   if (o.journal) {
     args.push_back("--journal-dir");
     args.push_back((dir / "journal").string());
@@ -611,10 +616,10 @@ int main(int argc, char** argv) {
     // state, or left at the end) must be one a burn answered (the daemon's
     // burns_decided: each answers exactly one snapshot) or a reply the daemon says it
     // dropped; any other is unexplained (and so is a state for no outstanding step).
-    const std::int64_t unexplained =
-        static_cast<std::int64_t>(t.burn_answers_inferred + t.outstanding_end) -
-        static_cast<std::int64_t>(burns_decided) - static_cast<std::int64_t>(replies_dropped) +
-        static_cast<std::int64_t>(t.unmatched);
+    const std::int64_t unexplained = static_cast<std::int64_t>(t.burn_answers_inferred + t.outstanding_end) -
+                                     static_cast<std::int64_t>(burns_decided) -
+                                     static_cast<std::int64_t>(replies_dropped) +
+                                     static_cast<std::int64_t>(t.unmatched);
     const double cpu_s = cpu_end.cpu_s - cpu_start.cpu_s;
     const double window_s = rss_series.empty() ? 0.0 : rss_series.back().first - rss_series.front().first;
     const double daemon_cores = window_s > 0 ? cpu_s / window_s : 0.0;
@@ -636,27 +641,31 @@ int main(int argc, char** argv) {
       const double p50 = percentile(w, 0.5), p99 = percentile(w, 0.99);
       windows.emplace_back(p50, p99);
     }
-    for (std::size_t w = 0; w < windows.size(); ++w) std::printf("%s%.0f/%.0f", w ? " " : "", windows[w].first, windows[w].second);
+    for (std::size_t w = 0; w < windows.size(); ++w)
+      std::printf("%s%.0f/%.0f", w ? " " : "", windows[w].first, windows[w].second);
     std::printf(" (p50/p99 us)\n");
     if (phases.size() == 2) {
       std::printf("ratios orbitd / raw echo at the same load: p50 %.2f, p99 %.2f\n", r.p50_us / phases[0].p50_us,
                   r.p99_us / phases[0].p99_us);
     }
-    std::printf("\naccounting: sent %llu = state %llu + error %llu + skipped %llu + left %llu (skipped + left = burns_decided + replies_dropped when nothing is lost); "
-                "burns received %llu, daemon burns_decided %llu, replies_dropped %llu, unmatched %llu, daemon "
-                "snapshots %llu\n",
-                static_cast<unsigned long long>(t.sent), static_cast<unsigned long long>(t.states),
-                static_cast<unsigned long long>(t.errors), static_cast<unsigned long long>(t.burn_answers_inferred),
-                static_cast<unsigned long long>(t.outstanding_end), static_cast<unsigned long long>(t.burns),
-                static_cast<unsigned long long>(burns_decided), static_cast<unsigned long long>(replies_dropped),
-                static_cast<unsigned long long>(t.unmatched), static_cast<unsigned long long>(daemon_snapshots));
+    std::printf(
+        "\naccounting: sent %llu = state %llu + error %llu + skipped %llu + left %llu (skipped + left = burns_decided "
+        "+ replies_dropped when nothing is lost); "
+        "burns received %llu, daemon burns_decided %llu, replies_dropped %llu, unmatched %llu, daemon "
+        "snapshots %llu\n",
+        static_cast<unsigned long long>(t.sent), static_cast<unsigned long long>(t.states),
+        static_cast<unsigned long long>(t.errors), static_cast<unsigned long long>(t.burn_answers_inferred),
+        static_cast<unsigned long long>(t.outstanding_end), static_cast<unsigned long long>(t.burns),
+        static_cast<unsigned long long>(burns_decided), static_cast<unsigned long long>(replies_dropped),
+        static_cast<unsigned long long>(t.unmatched), static_cast<unsigned long long>(daemon_snapshots));
     std::printf("unexplained drops: %lld\n", static_cast<long long>(unexplained));
     if (!t.first_error.empty()) std::printf("first error reply: %s\n", t.first_error.c_str());
-    std::printf("orbitd: sessions %llu, runs %llu, RSS peak (VmHWM) %.1f MB, RSS during streaming %.1f..%.1f MB "
-                "(goal <= 30 MB), CPU %.1f s = %.2f cores over %.0f s\n",
-                static_cast<unsigned long long>(stat_of(st, "sessions_active")),
-                static_cast<unsigned long long>(stat_of(st, "runs_active")), after.hwm_mb, rss_min, rss_max, cpu_s,
-                daemon_cores, window_s);
+    std::printf(
+        "orbitd: sessions %llu, runs %llu, RSS peak (VmHWM) %.1f MB, RSS during streaming %.1f..%.1f MB "
+        "(goal <= 30 MB), CPU %.1f s = %.2f cores over %.0f s\n",
+        static_cast<unsigned long long>(stat_of(st, "sessions_active")),
+        static_cast<unsigned long long>(stat_of(st, "runs_active")), after.hwm_mb, rss_min, rss_max, cpu_s,
+        daemon_cores, window_s);
     std::printf("load average: before %s, after %s\n", r.load_before.c_str(), r.load_after.c_str());
 
     std::filesystem::create_directories(std::filesystem::path(o.out).parent_path().empty()
@@ -666,16 +675,17 @@ int main(int argc, char** argv) {
     json << "{\n  \"benchmark\": \"load\",\n  \"runs\": " << o.runs << ",\n  \"ranks_per_run\": " << o.ranks_per_run
          << ",\n  \"ranks\": " << ranks << ",\n  \"rate_hz_per_rank\": " << o.rate_hz
          << ",\n  \"duration_s\": " << o.duration_s << ",\n  \"transport\": \"" << o.transport << "\",\n  \"mode\": \""
-         << o.mode << "\",\n  \"journal\": " << (o.journal ? "true" : "false") << ",\n  \"client_threads\": " << o.threads
-         << ",\n  \"phases\": [\n";
+         << o.mode << "\",\n  \"journal\": " << (o.journal ? "true" : "false")
+         << ",\n  \"client_threads\": " << o.threads << ",\n  \"phases\": [\n";
     for (std::size_t i = 0; i < phases.size(); ++i) {
       const auto& p = phases[i];
-      json << "    {\"server\": \"" << p.server << "\", \"seconds\": " << p.seconds << ", \"ranks_welcomed\": "
-           << p.total.welcomed << ", \"sent\": " << p.total.sent << ", \"refused_by_client_queue\": " << p.total.refused
-           << ", \"answered_state\": " << p.total.states << ", \"errors\": " << p.total.errors
-           << ", \"p50_us\": " << p.p50_us << ", \"p99_us\": " << p.p99_us << ", \"max_us\": " << p.max_us
-           << ", \"client_cpu_s\": " << p.client_cpu_s << ", \"load_before\": \"" << p.load_before
-           << "\", \"load_after\": \"" << p.load_after << "\"}" << (i + 1 < phases.size() ? "," : "") << "\n";
+      json << "    {\"server\": \"" << p.server << "\", \"seconds\": " << p.seconds
+           << ", \"ranks_welcomed\": " << p.total.welcomed << ", \"sent\": " << p.total.sent
+           << ", \"refused_by_client_queue\": " << p.total.refused << ", \"answered_state\": " << p.total.states
+           << ", \"errors\": " << p.total.errors << ", \"p50_us\": " << p.p50_us << ", \"p99_us\": " << p.p99_us
+           << ", \"max_us\": " << p.max_us << ", \"client_cpu_s\": " << p.client_cpu_s << ", \"load_before\": \""
+           << p.load_before << "\", \"load_after\": \"" << p.load_after << "\"}" << (i + 1 < phases.size() ? "," : "")
+           << "\n";
     }
     json << "  ],\n  \"accounting\": {\"sent\": " << t.sent << ", \"answered_state\": " << t.states
          << ", \"answered_error\": " << t.errors << ", \"skipped_by_later_state\": " << t.burn_answers_inferred
@@ -685,7 +695,8 @@ int main(int argc, char** argv) {
          << ", \"unexplained_drops\": " << unexplained << "},\n";
     json << "  \"error_codes\": {";
     bool first = true;
-    for (const auto& [code, k] : t.error_codes) json << (first ? "" : ", ") << "\"" << code << "\": " << k, first = false;
+    for (const auto& [code, k] : t.error_codes)
+      json << (first ? "" : ", ") << "\"" << code << "\": " << k, first = false;
     json << "},\n  \"orbitd\": {\"sessions_active\": " << stat_of(st, "sessions_active")
          << ", \"runs_active\": " << stat_of(st, "runs_active") << ", \"rss_peak_mb\": " << after.hwm_mb
          << ", \"rss_min_mb\": " << rss_min << ", \"rss_max_mb\": " << rss_max << ", \"rss_goal_mb\": 30"
@@ -695,8 +706,8 @@ int main(int argc, char** argv) {
       json << (w ? ", " : "") << "[" << windows[w].first << ", " << windows[w].second << "]";
     json << "],\n  \"ratios\": {";
     if (phases.size() == 2)
-      json << "\"p50_vs_raw_echo\": " << r.p50_us / phases[0].p50_us << ", \"p99_vs_raw_echo\": "
-           << r.p99_us / phases[0].p99_us;
+      json << "\"p50_vs_raw_echo\": " << r.p50_us / phases[0].p50_us
+           << ", \"p99_vs_raw_echo\": " << r.p99_us / phases[0].p99_us;
     json << "}\n}\n";
     std::printf("wrote %s\n", o.out.c_str());
 

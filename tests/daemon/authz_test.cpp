@@ -63,9 +63,9 @@ TEST(Authz, AnotherUserIsRefusedOnTheIpcControlSocket) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user";
   const auto dir = test::make_temp_dir("authz");
   const std::string control_ep = "ipc://@orbit-authz-" + std::to_string(::getpid());
-  OrbitdProcess orbitd({"--endpoint", "ipc://" + (dir / "orbitd.sock").string(), "--control", control_ep,
-                        "--allow-exposed-control"},
-                       /*default_endpoints=*/false);
+  OrbitdProcess orbitd(
+      {"--endpoint", "ipc://" + (dir / "orbitd.sock").string(), "--control", control_ep, "--allow-exposed-control"},
+      /*default_endpoints=*/false);
   EXPECT_EQ(status_reply_as(65534, control_ep), 0) << "a user other than orbitd's got a control reply";
   zmq::context_t ctx;
   ControlClient control(ctx, orbitd.endpoints().control);
