@@ -2,11 +2,14 @@
 #include "daemon/server.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <msgpack.hpp>
 #include <spdlog/spdlog.h>
@@ -121,6 +124,14 @@ void Server::start() {
   // Before the journal and before any bind: a refused start writes nothing, and no
   // CURVE socket ever listens without its ZAP handler.
   if (config_.security.curve()) start_curve(adapters, telemetry, control);
+  // An ipc control socket serves its owner only: beside the private directory (an
+  // abstract socket has none), ZAP checks each peer's user id (SO_PEERCRED):
+  // orbitd's own or root's.
+  const bool control_ipc = control.rfind("ipc://", 0) == 0;
+  if (control_ipc) {
+    zap_handler().allow_uids("control", {::geteuid(), 0});
+    control_.set(zmq::sockopt::zap_domain, "control");
+  }
   if (!config_.journal.dir.empty()) recover_journal();
   for (zmq::socket_t* s : {&router_, &publisher_, &control_}) {
     s->set(zmq::sockopt::linger, 0);
@@ -140,6 +151,11 @@ void Server::start() {
   bound_.telemetry =
       bind_socket(publisher_, telemetry, "telemetry", endpoint_locks_);
   bound_.control = bind_socket(control_, control, "control", endpoint_locks_);
+  if (control_ipc && control.size() > 6 && control[6] != '@' &&
+      ::chmod(control.substr(6).c_str(), S_IRUSR | S_IWUSR) != 0) {
+    throw std::runtime_error("cannot make the control socket " + control.substr(6) +
+                             " private (chmod 600): " + std::strerror(errno));
+  }
   if (!config_.http.empty()) {
     http_ = std::make_unique<HttpEndpoint>(
         io_, [this](std::string_view method, std::string_view target) -> HttpEndpoint::Response {
@@ -216,12 +232,7 @@ void Server::shutdown() {
 void Server::start_curve(const std::string& adapters, const std::string& telemetry, const std::string& control) {
   const CurveKeyPair keys = read_secret_key_file(config_.security.curve_secret_key_file);
   const auto lists = read_allow_lists(config_.security);
-  zap_ = std::make_unique<ZapHandler>(
-      io_, context_, [this](const std::string& domain, bool accepted, const std::string& key, const std::string& address) {
-        on_zap_decision(domain, accepted, key, address);
-      });
-  for (const auto& [domain, keys_of_domain] : lists) zap_->allow(domain, keys_of_domain);
-  zap_->start();
+  for (const auto& [domain, keys_of_domain] : lists) zap_handler().allow(domain, keys_of_domain);
   const std::pair<const char*, const std::string*> endpoints[] = {
       {"adapters", &adapters}, {"telemetry", &telemetry}, {"control", &control}};
   for (const auto& [domain, endpoint] : endpoints) {
@@ -236,6 +247,18 @@ void Server::start_curve(const std::string& adapters, const std::string& telemet
     curve_domains_.insert(domain);
   }
   spdlog::info("CURVE on {} tcp endpoint(s); server public key {}", curve_domains_.size(), keys.public_key);
+}
+
+ZapHandler& Server::zap_handler() {
+  if (!zap_) {
+    zap_ = std::make_unique<ZapHandler>(
+        io_, context_,
+        [this](const std::string& domain, bool accepted, const std::string& key, const std::string& address) {
+          on_zap_decision(domain, accepted, key, address);
+        });
+    zap_->start();
+  }
+  return *zap_;
 }
 
 std::map<std::string, std::vector<std::string>> Server::read_allow_lists(const SecuritySettings& security) const {
@@ -260,14 +283,14 @@ void Server::on_zap_decision(const std::string& domain, bool accepted, const std
   else if (domain == "control") counter = accepted ? &stats_.auth_accepted_control : &stats_.auth_refused_control;
   if (counter) ++*counter;
   if (accepted) {
-    spdlog::debug("CURVE: {} client {} from {} let in", domain, key, address);
+    spdlog::debug("auth: {} client {} from {} let in", domain, key, address);
     return;
   }
   // A refused client reconnects every second or so: the first of each and a summary now and then.
   const std::uint64_t refused = stats_.auth_refused_adapters + stats_.auth_refused_telemetry + stats_.auth_refused_control;
   if (refused == 1 || refused % 1000 == 0) {
-    spdlog::warn("CURVE: refused a {} client from {} with key {} (not on the allow-list; {} refused so far)", domain,
-                 address, key.empty() ? "<none>" : key, refused);
+    spdlog::warn("auth: refused a {} client from {} with credentials {} (not on the allow-list; {} refused so far)",
+                 domain, address, key.empty() ? "<none>" : key, refused);
   }
 }
 
@@ -397,6 +420,14 @@ void Server::handle_adapter_frames(std::vector<zmq::message_t>& frames) {
   envelope.reserve(frames.size() - 1);
   for (std::size_t i = 0; i + 1 < frames.size(); ++i) envelope.emplace_back(as_view(frames[i]));
   const std::string_view wire = as_view(frames.back());
+  // Under CURVE, the adapter's public key (the ZAP handler's user id): a run belongs to the key that opened it.
+  std::string client_key;
+  if (curve_domains_.count("adapters")) {
+    try {
+      client_key = frames.back().gets("User-Id");
+    } catch (const zmq::error_t&) {
+    }
+  }
 
   DecodeResult decoded = decode(wire, config_.limits);
   if (!decoded.ok()) {
@@ -410,7 +441,7 @@ void Server::handle_adapter_frames(std::vector<zmq::message_t>& frames) {
         [&](auto& m) {
           using T = std::decay_t<decltype(m)>;
           if constexpr (std::is_same_v<T, Snapshot>) on_snapshot(envelope, m, wire);
-          else if constexpr (std::is_same_v<T, Hello>) on_hello(envelope, std::move(m), wire);
+          else if constexpr (std::is_same_v<T, Hello>) on_hello(envelope, std::move(m), wire, client_key);
           else if constexpr (std::is_same_v<T, Ack>) on_ack(envelope, m, wire);
           else if constexpr (std::is_same_v<T, Heartbeat>) on_heartbeat(envelope, m);
           else if constexpr (std::is_same_v<T, Bye>) on_bye(envelope, m);
@@ -427,7 +458,8 @@ void Server::handle_adapter_frames(std::vector<zmq::message_t>& frames) {
   }
 }
 
-void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std::string_view wire) {
+void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std::string_view wire,
+                      const std::string& client_key) {
   ++stats_.hellos;
   // Every check comes before any state changes: a refused hello changes nothing.
   if (std::find(hello.versions.begin(), hello.versions.end(), kProtocolVersion) == hello.versions.end()) {
@@ -445,6 +477,22 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
     return;
   }
   auto it = runs_.find(hello.run);
+  if (it != runs_.end() && !client_key.empty() && !it->second.client_key.empty() &&
+      it->second.client_key != client_key) {
+    // Another job's adapter (another key) must not join the run: its snapshots
+    // would steer the controller, and its burns reach every rank.
+    ++stats_.foreign_key_rejected;
+    if (stats_.foreign_key_rejected % 1000 == 1) {
+      spdlog::warn("run {} rank {}: hello from client key {}, but the run belongs to another key; refused ({} so far)",
+                   hello.run, hello.rank, client_key, stats_.foreign_key_rejected);
+    }
+    send_error(envelope, ErrorCode::invalid_field,
+               "run '" + hello.run +
+                   "' belongs to another client key (every rank of a run must use the CURVE key that opened it); "
+                   "use that key or another run id",
+               std::string("run"));
+    return;
+  }
   if (it == runs_.end() && static_cast<std::int64_t>(runs_.size()) >= config_.max_runs) {
     ++stats_.runs_rejected;
     send_error(envelope, ErrorCode::too_large,
@@ -453,6 +501,7 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
   }
   Session* existing = sessions_.find(hello.run, hello.rank);
   if (!existing && static_cast<std::int64_t>(sessions_.size()) >= config_.max_sessions) {
+    ++stats_.sessions_rejected;
     send_error(envelope, ErrorCode::too_large,
                "this daemon already has " + std::to_string(sessions_.size()) + " sessions (daemon.max_sessions)", std::string("rank"));
     return;
@@ -491,6 +540,7 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
     it->second.navigator->update_info(info);
   }
   it->second.last_active = now;
+  if (it->second.client_key.empty()) it->second.client_key = client_key;
   Session& session = sessions_.open(hello.run, hello.rank, envelope, now);
   ++stats_.sessions_opened;
   Welcome welcome{hello.run, hello.rank, session.id, kProtocolVersion,

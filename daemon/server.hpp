@@ -55,6 +55,9 @@ class Server {
     std::string last_reason;
     double opened_at = 0.0;
     double last_active = 0.0;  // daemon time of the run's last message; idle runs retire
+    // The CURVE public key of the adapter that opened the run (or first said hello
+    // after a restart): hellos of other keys are refused. "" without CURVE.
+    std::string client_key;
   };
 
   // `clock` must outlive the Server; every time the Server reads comes from it.
@@ -106,7 +109,8 @@ class Server {
   bool drain_subscriptions();
   bool has_watchers(const std::string& run) const;
   void handle_adapter_frames(std::vector<zmq::message_t>& frames);
-  void on_hello(const std::vector<std::string>& envelope, Hello hello, std::string_view wire);
+  void on_hello(const std::vector<std::string>& envelope, Hello hello, std::string_view wire,
+                const std::string& client_key);
   void on_snapshot(const std::vector<std::string>& envelope, const Snapshot& snapshot, std::string_view wire);
   void on_ack(const std::vector<std::string>& envelope, const Ack& ack, std::string_view wire);
   void on_heartbeat(const std::vector<std::string>& envelope, const Heartbeat& heartbeat);
@@ -135,6 +139,8 @@ class Server {
   // CURVE on every tcp endpoint when [security] names a key pair: reads the keys,
   // starts the ZAP handler. Throws std::runtime_error naming the file or endpoint.
   void start_curve(const std::string& adapters, const std::string& telemetry, const std::string& control);
+  // The ZAP handler, created and started (bound) at its first use, before any socket it serves binds.
+  ZapHandler& zap_handler();
   // The allow-list of each ZAP domain, read from the files `security` names.
   std::map<std::string, std::vector<std::string>> read_allow_lists(const SecuritySettings& security) const;
   void on_zap_decision(const std::string& domain, bool accepted, const std::string& key, const std::string& address);
@@ -173,7 +179,7 @@ class Server {
   std::unique_ptr<ZmqReadWatcher> publisher_watch_;
   std::unique_ptr<HttpEndpoint> http_;
   std::unique_ptr<DashboardFeed> dashboard_;  // with http_: the page's history and live streams
-  std::unique_ptr<ZapHandler> zap_;           // only with CURVE; closed after the sockets it serves
+  std::unique_ptr<ZapHandler> zap_;           // with CURVE or an ipc control socket; closed after the sockets it serves
   std::set<std::string> curve_domains_;       // the endpoints (adapters, telemetry, control) under CURVE
   std::set<std::string> subscriptions_;       // topics (run-id prefixes) watchers asked for
   boost::asio::steady_timer housekeeping_;

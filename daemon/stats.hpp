@@ -22,6 +22,7 @@ namespace orbit {
   F("orbitd_sessions_ended_total", "(run, rank) sessions ended, by reason: closed (bye) or expired (silence).")    \
   F("orbitd_runs_opened_total", "Runs given a controller (new, or recovered from the journal).")                  \
   F("orbitd_runs_rejected_total", "Hellos refused a new run (a daemon limit such as max_runs).")                 \
+  F("orbitd_sessions_rejected_total", "Hellos refused a new session (daemon.max_sessions).")                      \
   F("orbitd_control_requests_total", "Requests on the control endpoint.")                                         \
   F("orbitd_control_errors_total", "Control requests answered with an error.")                                    \
   F("orbitd_config_reloads_total", "Config reloads attempted (SIGHUP or control `reload`).")                       \
@@ -31,12 +32,13 @@ namespace orbit {
   F("orbitd_http_requests_total", "HTTP requests served.")                                                        \
   F("orbitd_http_rejected_total", "HTTP connections refused: malformed, too large, too slow, or too many at once.") \
   F("orbitd_foreign_messages_rejected_total", "Messages for a session from a connection that does not hold it.")   \
+  F("orbitd_foreign_key_rejected_total", "Hellos refused because their run belongs to another CURVE client key.")   \
   F("orbitd_sessions_taken_over_total", "Hellos that moved a session off a closed or expired connection.")          \
   F("orbitd_runs_retired_total", "Idle runs unloaded (their journal stays; a hello brings them back).")            \
   F("orbitd_journal_records_lost_total", "Journal appends that failed (a full or failing disk).")                   \
   F("orbitd_journal_gaps_total", "Gap records written once journal appends worked again.")                        \
-  F("orbitd_auth_refused_total", "CURVE clients refused by the ZAP handler (key not on the allow-list), by endpoint.") \
-  F("orbitd_auth_accepted_total", "CURVE clients let in by the ZAP handler, by endpoint.")                          \
+  F("orbitd_auth_refused_total", "Clients refused by the ZAP handler (a CURVE key not on the allow-list, or another user on an ipc control socket), by endpoint.") \
+  F("orbitd_auth_accepted_total", "Clients let in by the ZAP handler (CURVE, or the owner on an ipc control socket), by endpoint.") \
   F("orbitd_http_unauthorized_total", "HTTP requests refused for a missing or wrong bearer token.")
 
 // Every counter: X(field, family, label name, label value); "" for no label.
@@ -68,6 +70,7 @@ namespace orbit {
   X(sessions_closed, "orbitd_sessions_ended_total", "reason", "closed")               \
   X(runs_opened, "orbitd_runs_opened_total", "", "")                                  \
   X(runs_rejected, "orbitd_runs_rejected_total", "", "")                              \
+  X(sessions_rejected, "orbitd_sessions_rejected_total", "", "")                      \
   X(control_requests, "orbitd_control_requests_total", "", "")                        \
   X(control_errors, "orbitd_control_errors_total", "", "")                            \
   X(config_reloads, "orbitd_config_reloads_total", "", "")                            \
@@ -77,6 +80,7 @@ namespace orbit {
   X(http_requests, "orbitd_http_requests_total", "", "")                              \
   X(http_rejected, "orbitd_http_rejected_total", "", "")                              \
   X(foreign_rejected, "orbitd_foreign_messages_rejected_total", "", "")               \
+  X(foreign_key_rejected, "orbitd_foreign_key_rejected_total", "", "")                \
   X(sessions_taken_over, "orbitd_sessions_taken_over_total", "", "")                  \
   X(runs_retired, "orbitd_runs_retired_total", "", "")                                \
   X(journal_records_lost, "orbitd_journal_records_lost_total", "", "")                \

@@ -2,6 +2,7 @@
 #include "daemon/zap_handler.hpp"
 
 #include <array>
+#include <charconv>
 
 #include <zmq_addon.hpp>
 
@@ -21,6 +22,24 @@ ZapHandler::~ZapHandler() { stop(); }
 
 void ZapHandler::allow(const std::string& domain, std::vector<std::string> keys) {
   allowed_[domain] = std::set<std::string>(keys.begin(), keys.end());
+}
+
+void ZapHandler::allow_uids(const std::string& domain, std::set<uid_t> uids) { allowed_uids_[domain] = std::move(uids); }
+
+std::optional<uid_t> ipc_peer_uid(const std::string& address) {
+  // The last three ':' fields are uid, gid and pid.
+  const auto pid_colon = address.rfind(':');
+  if (pid_colon == std::string::npos || pid_colon == 0) return std::nullopt;
+  const auto gid_colon = address.rfind(':', pid_colon - 1);
+  if (gid_colon == std::string::npos || gid_colon == 0) return std::nullopt;
+  const auto uid_colon = address.rfind(':', gid_colon - 1);
+  if (uid_colon == std::string::npos) return std::nullopt;
+  unsigned long uid = 0;
+  const char* first = address.data() + uid_colon + 1;
+  const char* last = address.data() + gid_colon;
+  const auto [end, err] = std::from_chars(first, last, uid);
+  if (err != std::errc() || end != last || first == last) return std::nullopt;
+  return static_cast<uid_t>(uid);
 }
 
 void ZapHandler::start() {
@@ -49,10 +68,24 @@ void ZapHandler::answer(std::vector<zmq::message_t>& request) {
   // Request: version, request id, domain, address, routing id, mechanism, credentials...
   std::string status = "400", reason = "malformed ZAP request", user;
   std::string request_id = request.size() > 1 ? text(request[1]) : std::string();
-  if (request.size() >= 7 && text(request[0]) == "1.0") {
+  if (request.size() >= 6 && text(request[0]) == "1.0") {
     const std::string domain = text(request[2]);
     const std::string address = text(request[3]);
-    if (text(request[5]) != "CURVE" || request[6].size() != 32) {
+    const std::string mechanism = text(request[5]);
+    if (mechanism == "NULL" && allowed_uids_.count(domain)) {
+      // A plain ipc socket: the peer's user id decides.
+      const auto uid = ipc_peer_uid(address);
+      const bool ok = uid && allowed_uids_[domain].count(*uid) > 0;
+      if (ok) {
+        status = "200";
+        reason = "OK";
+        user = "uid:" + std::to_string(*uid);
+      } else {
+        reason = uid ? "user " + std::to_string(*uid) + " may not use the " + domain + " endpoint"
+                     : "cannot read the peer's user id";
+      }
+      if (on_decision_) on_decision_(domain, ok, uid ? "uid:" + std::to_string(*uid) : "", address);
+    } else if (mechanism != "CURVE" || request.size() < 7 || request[6].size() != 32) {
       reason = "CURVE required";
       if (on_decision_) on_decision_(domain, false, "", address);
     } else {

@@ -157,6 +157,51 @@ TEST(Curve, TcpControlUnderCurveNeedsNoExposedFlag) {
   EXPECT_EQ(counter(control, "auth_refused_control"), 0u);
 }
 
+// Authorization: a run belongs to the adapter key that opened it. Another allowed
+// key (another job) can neither join it as a new rank nor act for its sessions.
+TEST(Curve, ARunBelongsToTheKeyThatOpenedIt) {
+  KeyRing keys;
+  const CurveKeyPair other_job = new_keys();
+  write(keys.dir / "adapters.allow", keys.adapter.public_key + "\n" + other_job.public_key + "\n", 0644);
+  OrbitdProcess orbitd({"--config", keys.full_config(), "--mode", "monitor"});
+  zmq::context_t ctx;
+  const std::string ep = orbitd.endpoints().adapters;
+  ControlClient control(ctx, orbitd.endpoints().control, keys.as(keys.op));
+
+  TestClient owner(ctx, ep, zmq::socket_type::dealer, keys.as(keys.adapter));
+  owner.send(make_hello("job-a", 0, 2));
+  auto reply = owner.recv(5s);
+  ASSERT_TRUE(reply && std::holds_alternative<Welcome>(*reply)) << orbitd.log();
+
+  TestClient intruder(ctx, ep, zmq::socket_type::dealer, keys.as(other_job));
+  intruder.send(make_hello("job-a", 1, 2));  // a free rank of the run
+  reply = intruder.recv(5s);
+  ASSERT_TRUE(reply && std::holds_alternative<Error>(*reply));
+  const Error error = std::get<Error>(*reply);
+  EXPECT_EQ(error.code, ErrorCode::invalid_field);
+  EXPECT_EQ(error.ref, "run");
+  EXPECT_NE(error.message.find("another client key"), std::string::npos) << error.message;
+  intruder.send(test::make_snapshot("job-a", 5, 1));  // so it has no session to poison the run with
+  reply = intruder.recv(5s);
+  ASSERT_TRUE(reply && std::holds_alternative<Error>(*reply));
+  EXPECT_EQ(std::get<Error>(*reply).code, ErrorCode::not_registered);
+  EXPECT_EQ(counter(control, "foreign_key_rejected"), 1u);
+  EXPECT_EQ(counter(control, "sessions_active"), 1u);
+
+  // The same key on another connection joins (the run's second rank), and the
+  // other key opens runs of its own.
+  TestClient second_rank(ctx, ep, zmq::socket_type::dealer, keys.as(keys.adapter));
+  second_rank.send(make_hello("job-a", 1, 2));
+  reply = second_rank.recv(5s);
+  ASSERT_TRUE(reply && std::holds_alternative<Welcome>(*reply));
+  intruder.send(make_hello("job-b"));
+  reply = intruder.recv(5s);
+  ASSERT_TRUE(reply && std::holds_alternative<Welcome>(*reply));
+  EXPECT_EQ(counter(control, "foreign_key_rejected"), 1u);
+  EXPECT_EQ(counter(control, "sessions_active"), 3u);
+  EXPECT_EQ(counter(control, "runs_active"), 2u);
+}
+
 TEST(Curve, KeyFilesAreCheckedWithTheirLine) {
   KeyRing keys;
   write(keys.dir / "bad.allow", "# fine\n" + keys.adapter.public_key + "\nnot-a-key\n", 0644);

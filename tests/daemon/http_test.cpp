@@ -106,6 +106,48 @@ TEST(OrbitdHttp, MetricsExposeCountersAndRunsByName) {
   EXPECT_EQ(sample(r.body, "orbit_run_loss{" + run + ",statistic=\"last\"}"), "2.5");
 }
 
+// Caps: a hello over daemon.max_runs or daemon.max_sessions gets too_large naming
+// the key, and the refusals are counted by name in status and /metrics.
+TEST(OrbitdHttp, CapRefusalsAreClearAndCounted) {
+  const auto dir = test::make_temp_dir("caps");
+  const auto cfg = dir / "orbitd.toml";
+  std::ofstream(cfg) << "[daemon]\nmax_runs = 2\nmax_sessions = 3\n";
+  OrbitdProcess orbitd({"--config", cfg.string(), "--http", "127.0.0.1:0", "--mode", "monitor"});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  auto hello = [&](const std::string& run, std::int64_t rank) {
+    client.send(make_hello(run, rank, 4));
+    auto reply = client.recv();
+    if (!reply) throw std::runtime_error("no reply to hello");
+    return *reply;
+  };
+  ASSERT_TRUE(std::holds_alternative<Welcome>(hello("a", 0)));
+  ASSERT_TRUE(std::holds_alternative<Welcome>(hello("a", 1)));
+  ASSERT_TRUE(std::holds_alternative<Welcome>(hello("b", 0)));
+  auto over_runs = hello("c", 0);
+  ASSERT_TRUE(std::holds_alternative<Error>(over_runs));
+  EXPECT_EQ(std::get<Error>(over_runs).code, ErrorCode::too_large);
+  EXPECT_EQ(std::get<Error>(over_runs).ref, "run");
+  EXPECT_NE(std::get<Error>(over_runs).message.find("daemon.max_runs"), std::string::npos);
+  auto over_sessions = hello("a", 2);
+  ASSERT_TRUE(std::holds_alternative<Error>(over_sessions));
+  EXPECT_EQ(std::get<Error>(over_sessions).code, ErrorCode::too_large);
+  EXPECT_EQ(std::get<Error>(over_sessions).ref, "rank");
+  EXPECT_NE(std::get<Error>(over_sessions).message.find("daemon.max_sessions"), std::string::npos);
+  ASSERT_TRUE(std::holds_alternative<Welcome>(hello("a", 1)));  // a known session says hello again: no new place
+
+  test::ControlClient control(ctx, orbitd.endpoints().control);
+  EXPECT_EQ(test::status_counter(control, "runs_rejected"), 1u);
+  EXPECT_EQ(test::status_counter(control, "sessions_rejected"), 1u);
+  const auto r = get(orbitd.endpoints().http, "/metrics");
+  EXPECT_EQ(sample(r.body, "orbitd_runs_rejected_total"), "1") << r.body;
+  EXPECT_EQ(sample(r.body, "orbitd_sessions_rejected_total"), "1") << r.body;
+  EXPECT_EQ(sample(r.body, "orbitd_sessions_active"), "3");
+  EXPECT_EQ(sample(r.body, "orbitd_runs_active"), "2");
+  EXPECT_EQ(sample(r.body, R"(orbitd_errors_total{code="too_large"})"), "2");
+  std::filesystem::remove_all(dir);
+}
+
 TEST(OrbitdHttp, SpectralMetricsAreHeldBetweenProbeSteps) {
   OrbitdProcess orbitd({"--http", "127.0.0.1:0", "--mode", "monitor"});
   zmq::context_t ctx;

@@ -110,5 +110,48 @@ TEST(ServerClock, SilentSessionsExpireByTheInjectedClock) {
   std::filesystem::remove_all(dir);
 }
 
+// Caps and expiry together: at daemon.max_sessions a new rank is refused; once the
+// injected clock passes session_timeout_s the silent session expires and its place
+// is free again. No step sleeps for the timeout.
+TEST(ServerClock, AnExpiredSessionFreesItsPlaceUnderTheCap) {
+  const auto dir = test::make_temp_dir("fakeclock");
+  DaemonConfig config;
+  config.endpoint = "ipc://" + (dir / "adapters.sock").string();
+  config.telemetry = "ipc://" + (dir / "telemetry.sock").string();
+  config.control = "ipc://" + (dir / "control.sock").string();
+  config.session_timeout_s = 30.0;
+  config.max_sessions = 1;
+  FakeClock clock;
+  ServerOnALoop loop(config, clock);
+  zmq::context_t ctx;
+  test::TestClient quiet(ctx, loop.server().endpoints().adapters);
+  test::TestClient late(ctx, loop.server().endpoints().adapters);
+  test::ControlClient control(ctx, loop.server().endpoints().control);
+
+  quiet.send(test::make_hello("cap", 0, 2));
+  auto reply = quiet.recv();
+  ASSERT_TRUE(reply && std::holds_alternative<Welcome>(*reply));
+  late.send(test::make_hello("cap", 1, 2));
+  reply = late.recv();
+  ASSERT_TRUE(reply && std::holds_alternative<Error>(*reply));
+  EXPECT_EQ(std::get<Error>(*reply).code, ErrorCode::too_large);
+  EXPECT_EQ(test::status_counter(control, "sessions_rejected"), 1u);
+
+  clock.advance(31.0);
+  loop.housekeep();
+  EXPECT_EQ(test::status_counter(control, "sessions_expired"), 1u);
+  late.send(test::make_hello("cap", 1, 2));
+  reply = late.recv();
+  ASSERT_TRUE(reply && std::holds_alternative<Welcome>(*reply));
+  EXPECT_EQ(test::status_counter(control, "sessions_active"), 1u);
+  EXPECT_EQ(test::status_counter(control, "sessions_rejected"), 1u);
+  // The expired rank gets not_registered and must say hello again (and is now over the cap).
+  quiet.send(test::make_snapshot("cap", 1, 0));
+  reply = quiet.recv();
+  ASSERT_TRUE(reply && std::holds_alternative<Error>(*reply));
+  EXPECT_EQ(std::get<Error>(*reply).code, ErrorCode::not_registered);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace orbit
