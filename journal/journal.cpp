@@ -41,12 +41,13 @@ void write_all(int fd, std::string_view bytes, const fs::path& path) {
   }
 }
 
-void sync_dir(const fs::path& dir) {
+void sync_dir(const fs::path& dir, JournalStats& stats) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) fail_errno("cannot open directory", dir);
   const int rc = ::fsync(fd);
   ::close(fd);
   if (rc != 0) fail_errno("cannot sync directory", dir);
+  ++stats.dir_syncs;
 }
 
 // mkdir with owner-only access; false when it already existed.
@@ -116,7 +117,7 @@ struct Journal::Impl {
       run.size = header.size();
       if (options.fsync != JournalOptions::never) {
         sync(run);
-        sync_dir(run.dir);
+        sync_dir(run.dir, stats);
       } else {
         run.dirty = true;
       }
@@ -148,7 +149,7 @@ struct Journal::Impl {
       throw std::invalid_argument("run id '" + std::string(name) + "' cannot name a journal directory");
     OpenRun run;
     run.dir = options.root / std::string(name);
-    if (make_private_dir(run.dir) && options.fsync != JournalOptions::never) sync_dir(options.root);
+    if (make_private_dir(run.dir) && options.fsync != JournalOptions::never) sync_dir(options.root, stats);
 
     // Cut a torn tail left by a crash before appending after it.
     JournalReader check(run.dir, {.repair = true, .skip_corrupt = false, .last_segment_only = true});

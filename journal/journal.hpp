@@ -49,6 +49,10 @@ struct JournalStats {
   std::uint64_t syncs = 0;     // fdatasync calls on segment files
   std::uint64_t segments = 0;  // segment files created by this process
   std::uint64_t idle_closes = 0;  // files closed to stay within max_open_files
+  // fsync calls on directories: the root after a new run directory, the run directory
+  // after a new segment file (unless the policy is `never`), so that a synced record
+  // never sits in a file whose directory entry a machine crash could lose.
+  std::uint64_t dir_syncs = 0;
 };
 
 class Journal {

@@ -20,6 +20,7 @@
 #include "journal/journal.hpp"
 #include "journal/journal_replay.hpp"
 #include "support/control_client.hpp"
+#include "support/http_client.hpp"
 #include "support/orbitd_process.hpp"
 #include "support/test_client.hpp"
 
@@ -377,8 +378,10 @@ bool status_journal_ok(Control& control) {
   return ok->as<bool>();
 }
 
-// Item 4: a full disk is surfaced (status, counters, a gap record replay reports),
-// costs no reply, and a rotation that fails leaves no storm of empty segments.
+// Item 4: a full disk (ENOSPC on a real tmpfs) is surfaced (log, status, the counters in
+// status and in /metrics, a gap record replay reports), costs no reply and no controller
+// state (the run's step and the session's snapshot count go on through the failure),
+// and a rotation that fails leaves no storm of empty segments.
 TEST(OrbitdFaults, AFullDiskIsSurfacedAndLeavesAGapRecord) {
   SmallDisk disk("2m");
   if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
@@ -387,7 +390,7 @@ TEST(OrbitdFaults, AFullDiskIsSurfacedAndLeavesAGapRecord) {
   // One-page segments: appends inside a segment's page still succeed on a full
   // tmpfs, so the failures come from the rotations (a new segment needs a page).
   OrbitdProcess orbitd({"--config", write_config(cfg, "[journal]\nsegment_bytes = 4096\nfsync = \"never\"\n"),
-                        "--journal-dir", journal.string(), "--mode", "monitor"});
+                        "--journal-dir", journal.string(), "--mode", "monitor", "--http", "127.0.0.1:0"});
   zmq::context_t ctx;
   TestClient client(ctx, orbitd.endpoints().adapters);
   Control control(ctx, orbitd.endpoints().control);
@@ -411,6 +414,24 @@ TEST(OrbitdFaults, AFullDiskIsSurfacedAndLeavesAGapRecord) {
   // Rotations were due many times; none left an empty segment behind.
   EXPECT_LE(segment_files(journal / "full"), before + 1);
   EXPECT_NE(orbitd.log().find("JOURNAL FAILING"), std::string::npos);
+  // The same failure in /metrics, for whoever scrapes it.
+  const test::HttpReply metrics = test::http_get(orbitd.endpoints().http, "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(test::prometheus_sample(metrics.body, "orbitd_journal_records_lost_total"), std::to_string(lost)) << metrics.body;
+  const auto errors = test::prometheus_sample(metrics.body, "orbitd_journal_errors_total");
+  ASSERT_TRUE(errors) << metrics.body;
+  EXPECT_GE(std::stoull(*errors), lost);
+  // No controller state lost: the run saw every snapshot, journaled or not.
+  {
+    auto status = control.call({{"cmd", std::string("status")}});
+    const auto* runs = test::map_get(status.get(), "runs");
+    ASSERT_TRUE(runs && runs->type == msgpack::type::ARRAY && runs->via.array.size == 1);
+    EXPECT_EQ(test::map_get(runs->via.array.ptr[0], "step")->as<std::int64_t>(), step - 1);
+    const auto* sessions = test::map_get(status.get(), "sessions");
+    ASSERT_TRUE(sessions && sessions->type == msgpack::type::ARRAY && sessions->via.array.size == 1);
+    EXPECT_EQ(test::map_get(sessions->via.array.ptr[0], "snapshots")->as<std::uint64_t>(),
+              static_cast<std::uint64_t>(step));
+  }
 
   disk.free_space();
   client.send(make_snapshot("full", step++));

@@ -34,13 +34,8 @@ using test::Tcp;
 
 HttpReply get(const std::string& url, const std::string& path) { return test::http_get(url, path); }
 HttpReply request(const std::string& url, const std::string& raw) { return http_request(url, raw); }
-
-// The value of one sample line `name{labels} value` in a Prometheus text body.
 std::optional<std::string> sample(const std::string& body, const std::string& series) {
-  std::istringstream in(body);
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(series + " ", 0) == 0) return line.substr(series.size() + 1);
-  return std::nullopt;
+  return test::prometheus_sample(body, series);
 }
 
 void stream(TestClient& client, const std::string& run, int snapshots) {
@@ -172,7 +167,8 @@ TEST(OrbitdHttp, SpectralMetricsAreHeldBetweenProbeSteps) {
 }
 
 TEST(OrbitdHttp, MetricsPassPromtoolCheck) {
-  if (std::system("command -v promtool >/dev/null 2>&1") != 0) GTEST_SKIP() << "promtool not installed (Debian: prometheus)";
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "promtool not installed (Debian: prometheus)";
   OrbitdProcess orbitd({"--http", "127.0.0.1:0"});
   zmq::context_t ctx;
   TestClient client(ctx, orbitd.endpoints().adapters);
@@ -214,8 +210,8 @@ TEST(OrbitdHttp, BadRequestsGetTheirStatusAndHarmNothingElse) {
   client.send(make_hello("busy"));
   ASSERT_TRUE(client.recv());
 
-  Tcp silent(url);           // connects and never sends a byte
-  Tcp half(url);             // sends half a request and stalls
+  Tcp silent(url);  // connects and never sends a byte
+  Tcp half(url);    // sends half a request and stalls
   ASSERT_TRUE(half.send("GET /metr"));
   EXPECT_EQ(get(url, "/nope").status, 404);
   EXPECT_EQ(request(url, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").status, 405);
@@ -246,7 +242,8 @@ TEST(OrbitdHttp, BearerTokenIsRequiredWhenConfigured) {
   const auto dir = test::make_temp_dir("token");
   const std::string token = "s3cr3t-token-0123456789";
   std::ofstream(dir / "http.token") << token << "\n";
-  std::filesystem::permissions(dir / "http.token", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::permissions(dir / "http.token",
+                               std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   std::ofstream(dir / "orbitd.toml") << "[security]\nhttp_token_file = \"http.token\"\n";
   OrbitdProcess orbitd({"--config", (dir / "orbitd.toml").string(), "--http", "127.0.0.1:0"});
   const std::string url = orbitd.endpoints().http;
@@ -268,7 +265,8 @@ TEST(OrbitdHttp, BearerTokenIsRequiredWhenConfigured) {
 TEST(OrbitdHttp, ATokenFileOthersMayReadIsRefusedAtStart) {
   const auto dir = test::make_temp_dir("token");
   std::ofstream(dir / "http.token") << "s3cr3t-token-0123456789\n";
-  std::filesystem::permissions(dir / "http.token", std::filesystem::perms::others_read, std::filesystem::perm_options::add);
+  std::filesystem::permissions(dir / "http.token", std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
   std::ofstream(dir / "orbitd.toml") << "[security]\nhttp_token_file = \"http.token\"\n";
   try {
     OrbitdProcess orbitd({"--config", (dir / "orbitd.toml").string(), "--http", "127.0.0.1:0"});

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <optional>
+#include <sstream>
 #include <regex>
 #include <stdexcept>
 #include <string>
@@ -88,6 +90,14 @@ inline HttpReply http_request(const std::string& url, const std::string& raw_req
 
 inline HttpReply http_get(const std::string& url, const std::string& path) {
   return http_request(url, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+}
+
+// The value of one sample line `name{labels} value` in a Prometheus text body.
+inline std::optional<std::string> prometheus_sample(const std::string& body, const std::string& series) {
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(series + " ", 0) == 0) return line.substr(series.size() + 1);
+  return std::nullopt;
 }
 
 }  // namespace orbit::test

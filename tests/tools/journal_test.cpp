@@ -288,6 +288,28 @@ TEST(Journal, RotatesBySize) {
   expect_same(got, w, w.size());
 }
 
+// A new segment's directory entry is made durable: the run directory is fsynced after
+// each segment file is created (and the root after each run directory), unless the
+// policy is `never`.
+TEST(Journal, NewSegmentsAndRunsSyncTheirDirectory) {
+  TempDir tmp;
+  {
+    Journal j = Journal::open(options_for(tmp.path() / "a", JournalOptions::interval, 8192));
+    j.append("r", RecordType::hello, 0, "x");
+    EXPECT_EQ(j.stats().segments, 1u);
+    EXPECT_EQ(j.stats().dir_syncs, 2u) << "the root (new run directory) and the run directory (new segment)";
+    write_run(j, "r", 300);
+    ASSERT_GT(j.stats().segments, 5u);
+    EXPECT_EQ(j.stats().dir_syncs, 1 + j.stats().segments) << "one run directory sync per segment created";
+    j.append("s", RecordType::hello, 0, "x");
+    EXPECT_EQ(j.stats().dir_syncs, 3 + j.stats().segments - 1);
+  }
+  Journal never = Journal::open(options_for(tmp.path() / "b", JournalOptions::never, 8192));
+  write_run(never, "r", 300);
+  EXPECT_GT(never.stats().segments, 5u);
+  EXPECT_EQ(never.stats().dir_syncs, 0u);
+}
+
 TEST(Journal, RejectsRunIdsThatEscapeTheRoot) {
   TempDir tmp;
   Journal j = Journal::open(options_for(tmp.path()));
