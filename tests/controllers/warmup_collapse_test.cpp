@@ -25,7 +25,7 @@ TEST(AttnLogitGrowth, ReadsDoublingsPer100StepsAboveTheFloorOnly) {
   ASSERT_TRUE(g_fast && g_slow && g_low);
   EXPECT_NEAR(*g_fast, 10.0, 1e-9);
   EXPECT_NEAR(*g_slow, 0.4, 1e-9);
-  EXPECT_EQ(*g_low, 0.0);  // fast, but below the saturation floor
+  EXPECT_EQ(*g_low, 0.0);                             // fast, but below the saturation floor
   EXPECT_FALSE(fast.update(101, std::nullopt, cfg));  // no probe this step: no reading
 }
 
@@ -88,6 +88,43 @@ TEST(NavigatorWarmup, AttnLogitGrowthAlarmsAndTheCapHoldsThroughTheWarmup) {
   ASSERT_TRUE(first_burn);
   EXPECT_LE(*first_burn, 50);
   ASSERT_TRUE(cap);
+  EXPECT_LE(worst_ratio, 1.0 + 1e-9 + cfg.limits.lr_deadband);
+}
+
+// After the alarm the run is back on orbit while the warmup keeps raising the
+// schedule, so the cap's scale limit falls a little every step. Following it is
+// rationed by the lr deadband: one burn per (1 + lr_deadband) of schedule rise,
+// not one per step (before the fix every step landed "exactly on the ceiling").
+TEST(NavigatorWarmup, FollowingTheCapThroughTheWarmupTakesFewBurns) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"warmup", 1, {}, {"lr"}, 3e-2}, Mode::active);
+  double scale = 1.0;
+  int late_burns = 0;
+  double worst_ratio = 0.0;
+  for (std::int64_t step = 1; step <= 300; ++step) {
+    Snapshot s;
+    s.run = "warmup";
+    s.step = step;
+    s.time = 1000.0 + static_cast<double>(step);
+    s.loss = 3.0 - 0.001 * static_cast<double>(step);
+    s.grad_norm = 1.0;
+    s.schedule_lr = 3e-2 * static_cast<double>(step) / 300.0;
+    s.lr = *s.schedule_lr * scale;
+    // Grows 4x over steps 30-60, then holds: an episode that is over.
+    if (step % 10 == 0)
+      s.scalars["attn_logit_max"] = step < 30 ? 2.0 : 8.0 * std::exp2((std::min<std::int64_t>(step, 60) - 30) / 8.0);
+    const Decision d = nav.on_snapshot(s);
+    if (d.burn) {
+      scale = d.burn->lr_scale;
+      if (step > 150) ++late_burns;
+    }
+    if (nav.lr_cap()) worst_ratio = std::max(worst_ratio, *s.schedule_lr * scale / *nav.lr_cap());
+  }
+  ASSERT_TRUE(nav.lr_cap());
+  EXPECT_EQ(nav.state(), OrbitState::stable);
+  // Steps 150-300 double the schedule: ln 2 / ln 1.05 = 14 deadband moves.
+  EXPECT_GT(late_burns, 0) << late_burns;
+  EXPECT_LE(late_burns, 18) << late_burns;
   EXPECT_LE(worst_ratio, 1.0 + 1e-9 + cfg.limits.lr_deadband);
 }
 
