@@ -20,7 +20,7 @@ namespace orbit {
 
 struct AttnLogitConfig {
   double floor = 8.0;               // attn_logit_max below this: growth reads 0
-  std::int64_t window_steps = 50;   // training steps of the slope's window
+  std::int64_t window_steps = 100;  // training steps of the slope's window
 };
 
 class AttnLogitGrowth {

@@ -19,8 +19,9 @@ struct BurnChanges {
   bool any_moved() const { return lr || domain_weights || curriculum_phase || loss_weights; }
 };
 
-// `lr_ceiling`: the largest lr scale the controller may ask for now (a rollback
-// lowers it below limits.lr_scale_max).
+// `lr_ceiling`: a wanted lr scale equal to it is always sent (the Navigator passes
+// limits.lr_scale_max: the moving ceilings below it, a relaxing rollback ceiling
+// or the absolute lr cap's scale limit, are followed through the deadband).
 BurnChanges burn_changes(const ActuatorSettings& wanted, const ActuatorSettings& applied,
                          const ActuatorSettings& defaults, const BurnLimits& limits, double lr_ceiling);
 

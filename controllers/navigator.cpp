@@ -668,7 +668,11 @@ std::optional<Burn> Navigator::compose_burn(std::int64_t step, const ActuatorPla
   const BurnLimits& lim = cfg.limits;
   const std::optional<double>& health = zones.health;
   ActuatorSettings want = plan.wanted;
-  const BurnChanges moved = burn_changes(want, applied_, defaults(), lim, std::exp(plan.pid_limits.output_max));
+  // The lr lands exactly only on lr_scale_max, the one ceiling that stays put: the
+  // rollback ceiling relaxes every STABLE step and the absolute lr cap's scale
+  // limit moves with the trainer's schedule (and relaxes too), so landing exactly
+  // on either would be a burn per step. Following them is rationed by the deadband.
+  const BurnChanges moved = burn_changes(want, applied_, defaults(), lim, lim.lr_scale_max);
   const bool refresh = moved.off_default && applied_until_ && max_step_ + 2 * lead_ + 1 >= *applied_until_;
   const bool rollback = plan.ladder.rollback_to_step.has_value();
   if (!(moved.any_moved() || refresh || rollback)) return std::nullopt;

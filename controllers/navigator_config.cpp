@@ -43,7 +43,7 @@ std::map<std::string, ZoneConfig> NavigatorConfig::default_zones() {
       {"loop_rate", {{0.25, 0.50}, true}},
       {"loss_z", {{3.0, 6.0}, true}},
       {"grad_norm_z", {{3.0, 6.0}, true}},
-      {"attn_logit_growth", {{5.0, 10.0}, true}},
+      {"attn_logit_growth", {{2.0, 4.0}, true}},
   };
 }
 

@@ -14,7 +14,7 @@ namespace orbit {
 namespace {
 
 TEST(AttnLogitGrowth, ReadsDoublingsPer100StepsAboveTheFloorOnly) {
-  const AttnLogitConfig cfg;  // floor 8, window 50
+  const AttnLogitConfig cfg;  // floor 8, window 100
   AttnLogitGrowth fast, slow, low;
   std::optional<double> g_fast, g_slow, g_low;
   for (int step = 10; step <= 100; step += 10) {
@@ -25,12 +25,13 @@ TEST(AttnLogitGrowth, ReadsDoublingsPer100StepsAboveTheFloorOnly) {
   ASSERT_TRUE(g_fast && g_slow && g_low);
   EXPECT_NEAR(*g_fast, 10.0, 1e-9);
   EXPECT_NEAR(*g_slow, 0.4, 1e-9);
-  EXPECT_EQ(*g_low, 0.0);  // fast, but below the saturation floor
+  EXPECT_EQ(*g_low, 0.0);                             // fast, but below the saturation floor
   EXPECT_FALSE(fast.update(101, std::nullopt, cfg));  // no probe this step: no reading
 }
 
 TEST(AttnLogitGrowth, ASparseProbeCadenceStillGetsASlope) {
-  const AttnLogitConfig cfg;  // a 50-step window, probes every 100 steps
+  AttnLogitConfig cfg;  // a 50-step window, probes every 100 steps
+  cfg.window_steps = 50;
   AttnLogitGrowth g;
   std::optional<double> r;
   for (int step = 100; step <= 400; step += 100) r = g.update(step, 10.0 * std::exp2(step / 50.0), cfg);
@@ -91,6 +92,44 @@ TEST(NavigatorWarmup, AttnLogitGrowthAlarmsAndTheCapHoldsThroughTheWarmup) {
   EXPECT_LE(worst_ratio, 1.0 + 1e-9 + cfg.limits.lr_deadband);
 }
 
+// After the alarm the run is back on orbit while the warmup keeps raising the
+// schedule, so the cap's scale limit falls a little every step. Following it is
+// rationed by the lr deadband: one burn per (1 + lr_deadband) of schedule rise,
+// not one per step (before the fix every step landed "exactly on the ceiling").
+TEST(NavigatorWarmup, FollowingTheCapThroughTheWarmupTakesFewBurns) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"warmup", 1, {}, {"lr"}, 3e-2}, Mode::active);
+  double scale = 1.0;
+  int late_burns = 0;
+  double worst_ratio = 0.0;
+  for (std::int64_t step = 1; step <= 300; ++step) {
+    Snapshot s;
+    s.run = "warmup";
+    s.step = step;
+    s.time = 1000.0 + static_cast<double>(step);
+    s.loss = 3.0 - 0.001 * static_cast<double>(step);
+    s.grad_norm = 1.0;
+    s.schedule_lr = 3e-2 * static_cast<double>(step) / 300.0;
+    s.lr = *s.schedule_lr * scale;
+    // Grows 4x over steps 30-60, then holds: an episode that is over.
+    if (step % 10 == 0)
+      s.scalars["attn_logit_max"] = step < 30 ? 2.0 : 8.0 * std::exp2((std::min<std::int64_t>(step, 60) - 30) / 8.0);
+    const Decision d = nav.on_snapshot(s);
+    if (d.burn) {
+      scale = d.burn->lr_scale;
+      if (step > 150) ++late_burns;
+    }
+    if (nav.lr_cap()) worst_ratio = std::max(worst_ratio, *s.schedule_lr * scale / *nav.lr_cap());
+  }
+  ASSERT_TRUE(nav.lr_cap());
+  EXPECT_EQ(nav.state(), OrbitState::stable);
+  // Steps 150-300 double the schedule: ln 2 / ln 1.05 = 14 deadband moves, plus
+  // the PID's own moves and refreshes; a burn per step would be 150.
+  EXPECT_GT(late_burns, 0) << late_burns;
+  EXPECT_LE(late_burns, 25) << late_burns;
+  EXPECT_LE(worst_ratio, 1.0 + 1e-9 + cfg.limits.lr_deadband);
+}
+
 TEST(NavigatorWarmup, SlowHealthyLogitGrowthNeverBurns) {
   NavigatorConfig cfg;
   Navigator nav(cfg, RunInfo{"healthy", 1, {}, {"lr"}, 1e-3}, Mode::active);
@@ -104,6 +143,54 @@ TEST(NavigatorWarmup, SlowHealthyLogitGrowthNeverBurns) {
     s.schedule_lr = 1e-3;
     s.lr = 1e-3;
     if (step % 10 == 0) s.scalars["attn_logit_max"] = 2.0 * std::exp2(static_cast<double>(step) / 250.0);
+    const Decision d = nav.on_snapshot(s);
+    ASSERT_FALSE(d.burn) << "step " << step << ": " << d.burn->reason;
+  }
+}
+
+// A slower warmup collapse than the calibration runs' (which read 15-21 at step 40):
+// past the floor the largest logit doubles every ~17 steps (6 doublings per 100),
+// with probe-to-probe wiggle. Past the zone's danger line of 4 (the old lines,
+// 5/10, read it as a warning only, which did not burn): it alarms.
+TEST(NavigatorWarmup, SustainedModerateLogitGrowthAlarms) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"slow", 1, {}, {"lr"}, 3e-2}, Mode::active);
+  std::optional<std::int64_t> first_burn;
+  for (std::int64_t step = 1; step <= 400 && !first_burn; ++step) {
+    Snapshot s;
+    s.run = "slow";
+    s.step = step;
+    s.time = 1000.0 + static_cast<double>(step);
+    s.loss = 3.0 - 0.001 * static_cast<double>(step);
+    s.grad_norm = 1.0;
+    s.schedule_lr = 3e-2 * static_cast<double>(std::min<std::int64_t>(step, 300)) / 300.0;
+    s.lr = *s.schedule_lr;
+    const double wiggle = (step / 10) % 2 == 0 ? 1.1 : 0.9;
+    if (step % 10 == 0)
+      s.scalars["attn_logit_max"] = wiggle * 4.0 * std::exp2(6.0 * static_cast<double>(step - 70) / 100.0);
+    if (nav.on_snapshot(s).burn) first_burn = step;
+  }
+  ASSERT_TRUE(first_burn);
+  EXPECT_LE(*first_burn, 200);
+}
+
+// Healthy logits (calibration H runs: ~1 doubling per 100 steps at most over 100
+// steps once above the floor) with +-20% probe noise, which a 50-step window reads
+// as up to ~3 doublings per 100 steps: never a burn.
+TEST(NavigatorWarmup, HealthyLogitGrowthWithProbeNoiseNeverBurns) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"healthy", 1, {}, {"lr"}, 1e-3}, Mode::active);
+  for (std::int64_t step = 1; step <= 800; ++step) {
+    Snapshot s;
+    s.run = "healthy";
+    s.step = step;
+    s.time = 1000.0 + static_cast<double>(step);
+    s.loss = 4.0 * std::exp(-static_cast<double>(step) / 200.0) + 2.0;
+    s.grad_norm = 1.0;
+    s.schedule_lr = 1e-3;
+    s.lr = 1e-3;
+    const double noise = (step / 10) % 3 == 0 ? 0.8 : (step / 10) % 3 == 1 ? 1.0 : 1.2;
+    if (step % 10 == 0) s.scalars["attn_logit_max"] = noise * 2.0 * std::exp2(static_cast<double>(step) / 100.0);
     const Decision d = nav.on_snapshot(s);
     ASSERT_FALSE(d.burn) << "step " << step << ": " << d.burn->reason;
   }
