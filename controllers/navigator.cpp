@@ -517,7 +517,7 @@ Navigator::StateStep Navigator::step_state(std::int64_t step, const ZoneReading&
   }
   if (out.forecast_basin.basin != Basin::unknown) forecast_basin_.assign(to_string(out.forecast_basin.basin));
   const OrbitState before = machine_.state();
-  out.transition = machine_.update(out.worst.severity, out.worst.reason, config_.states);
+  out.transition = machine_.update(step, out.worst.severity, out.worst.reason, config_.states);
   out.state = machine_.state();
   const auto& transition = out.transition;
   if (transition) {

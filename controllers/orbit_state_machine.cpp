@@ -38,10 +38,14 @@ std::optional<Transition> OrbitStateMachine::move(OrbitState to, std::string rea
   return t;
 }
 
-std::optional<Transition> OrbitStateMachine::update(Severity severity, const std::string& reason,
+std::optional<Transition> OrbitStateMachine::update(std::int64_t step, Severity severity, const std::string& reason,
                                                     const StateMachineParams& params) {
   if (state_ == OrbitState::stale) return std::nullopt;  // mark_fresh() first
   ++steps_in_state_;
+  // The training steps this snapshot stands for: at least one (the first, or a step
+  // that went back or repeated).
+  const std::int64_t covered = last_step_ && step > *last_step_ ? step - *last_step_ : 1;
+  last_step_ = step;
   drift_run_ = severity >= Severity::drift ? drift_run_ + 1 : 0;
   warn_run_ = severity >= Severity::warning ? warn_run_ + 1 : 0;
   const bool warn_confirmed = warn_run_ >= params.confirm_steps;
@@ -65,15 +69,15 @@ std::optional<Transition> OrbitStateMachine::update(Severity severity, const std
       return std::nullopt;
     case OrbitState::drifting:
       if (warn_confirmed) return move(OrbitState::warning, reason);
-      calm_run_ = severity == Severity::none ? calm_run_ + 1 : 0;
+      calm_run_ = severity == Severity::none ? calm_run_ + covered : 0;
       if (calm_run_ >= params.min_dwell_steps) return move(OrbitState::recovering, calm_reason("no forecast of danger"));
       return std::nullopt;
     case OrbitState::warning:
-      calm_run_ = severity < Severity::warning ? calm_run_ + 1 : 0;
+      calm_run_ = severity < Severity::warning ? calm_run_ + covered : 0;
       if (calm_run_ >= params.min_dwell_steps) return move(OrbitState::recovering, calm_reason("no metric in warning"));
       return std::nullopt;
     case OrbitState::critical:
-      calm_run_ = calm_run_ + 1;  // severity < critical here
+      calm_run_ += covered;  // severity < critical here
       if (calm_run_ >= params.min_dwell_steps) {
         if (severity == Severity::warning) return move(OrbitState::warning, reason);
         return move(OrbitState::recovering, calm_reason("no metric in danger"));
@@ -81,7 +85,7 @@ std::optional<Transition> OrbitStateMachine::update(Severity severity, const std
       return std::nullopt;
     case OrbitState::recovering:
       if (warn_confirmed) return move(OrbitState::warning, reason);
-      calm_run_ = severity == Severity::none ? calm_run_ + 1 : 0;
+      calm_run_ = severity == Severity::none ? calm_run_ + covered : 0;
       if (calm_run_ >= params.recovery_steps) return move(OrbitState::stable, calm_reason("all metrics good"));
       return std::nullopt;
     case OrbitState::stale:

@@ -316,7 +316,7 @@ int main(int argc, char** argv) {
        "under 1.5x (WMT pytorch 35000, 37000: 1.35-1.4x, 20+ noise units out) is not a label, so alarms on it "
        "count as false. Failures that come while an alarm raised for an earlier one is still up are missed by "
        "the scoring rule, not by the detectors (the state machine steps down only after "
-       "`states.min_dwell_steps` calm snapshots, 5000 steps at a 500-step cadence). Megatron excerpts "
+       "`states.min_dwell_steps` calm training steps and is STABLE after `states.recovery_steps` more). Megatron excerpts "
        "(bigscience_*) are 1-11 lines long, shorter than any warm-up: the loss-jump detector covers them.\n";
 
   JsonWriter w(true);

@@ -13,12 +13,17 @@ split is the same on every machine with the same stdlib.
 from __future__ import annotations
 
 import os
+import sys
 import sysconfig
 import zlib
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "adapters", "python"))
+from orbit_basins.windows import WindowCorpus  # noqa: E402
 
 VOCAB = "\t\n" + "".join(chr(c) for c in range(32, 127))
 _LOOKUP = np.full(256, VOCAB.index("?"), dtype=np.int64)
@@ -43,7 +48,7 @@ def encode(data: bytes) -> torch.Tensor:
     return torch.from_numpy(_LOOKUP[np.frombuffer(data, dtype=np.uint8)])
 
 
-class StdlibCorpus:
+class StdlibCorpus(WindowCorpus):
     """Token streams per training domain and one validation stream.
 
     max_bytes_per_domain caps how much source each domain reads (files in sorted
@@ -85,17 +90,4 @@ class StdlibCorpus:
         self.val = encode(b"".join(val))
         self.bytes = {"train": sizes, "val": val_size}
         # A sample is a window start; a window holds context + 1 tokens.
-        self.sizes = {d: len(t) - context - 1 for d, t in self.train.items()}
-
-    def batch(self, picks: List[Tuple[str, int]]):
-        x = torch.stack([self.train[d][i:i + self.context] for d, i in picks])
-        y = torch.stack([self.train[d][i + 1:i + 1 + self.context] for d, i in picks])
-        return x, y
-
-    def val_batches(self, windows: int, batch: int):
-        starts = np.linspace(0, len(self.val) - self.context - 2, windows).astype(np.int64)
-        for k in range(0, windows, batch):
-            s = starts[k:k + batch]
-            x = torch.stack([self.val[i:i + self.context] for i in s])
-            y = torch.stack([self.val[i + 1:i + 1 + self.context] for i in s])
-            yield x, y
+        self.sizes = self.window_sizes()

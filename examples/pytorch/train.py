@@ -48,11 +48,12 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "adapters", "python"))
 
 from orbit_adapter.sampler import DomainMixtureSampler  # noqa: E402
+from orbit_basins.windows import WindowCorpus  # noqa: E402
 
 DEFAULT_CORPUS = os.path.join(REPO, "examples", "corpus", "corpus.jsonl")
 
 # ---- data -----------------------------------------------------------------------
-class Corpus:
+class Corpus(WindowCorpus):
     """Per-domain token streams of the train split and one stream of the val split."""
 
     def __init__(self, path: str, context: int):
@@ -69,20 +70,7 @@ class Corpus:
         self.train = {d: encode_text("".join(train[d])) for d in self.domains}
         self.val = encode_text("".join(val))
         # A sample is a window start; each window holds context + 1 tokens.
-        self.sizes = {d: len(t) - context - 1 for d, t in self.train.items()}
-
-    def batch(self, picks):
-        x = torch.stack([self.train[d][i:i + self.context] for d, i in picks])
-        y = torch.stack([self.train[d][i + 1:i + 1 + self.context] for d, i in picks])
-        return x, y
-
-    def val_batches(self, windows: int, batch: int):
-        starts = np.linspace(0, len(self.val) - self.context - 2, windows).astype(np.int64)
-        for k in range(0, windows, batch):
-            s = starts[k:k + batch]
-            x = torch.stack([self.val[i:i + self.context] for i in s])
-            y = torch.stack([self.val[i + 1:i + 1 + self.context] for i in s])
-            yield x, y
+        self.sizes = self.window_sizes()
 
 
 # ---- model ----------------------------------------------------------------------

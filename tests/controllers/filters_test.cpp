@@ -206,26 +206,27 @@ TEST(BasinClassifier, IndexedZonesAgreeWithNamedZones) {
 
 TEST(OrbitStateMachine, ConfirmationDwellAndRecovery) {
   OrbitStateMachine m;
+  std::int64_t s = 0;  // one snapshot per training step
   const StateMachineParams p{2, 3, 4};
-  EXPECT_FALSE(m.update(Severity::drift, "forecast", p));  // needs 2 in a row
-  auto t = m.update(Severity::drift, "forecast", p);
+  EXPECT_FALSE(m.update(++s, Severity::drift, "forecast", p));  // needs 2 in a row
+  auto t = m.update(++s, Severity::drift, "forecast", p);
   ASSERT_TRUE(t);
   EXPECT_EQ(t->to, OrbitState::drifting);
   EXPECT_EQ(t->reason, "forecast");
-  EXPECT_FALSE(m.update(Severity::warning, "warn", p));
-  EXPECT_EQ(m.update(Severity::warning, "warn", p)->to, OrbitState::warning);
+  EXPECT_FALSE(m.update(++s, Severity::warning, "warn", p));
+  EXPECT_EQ(m.update(++s, Severity::warning, "warn", p)->to, OrbitState::warning);
   // CRITICAL at once.
-  t = m.update(Severity::critical, "nan", p);
+  t = m.update(++s, Severity::critical, "nan", p);
   EXPECT_EQ(t->from, OrbitState::warning);
   EXPECT_EQ(t->to, OrbitState::critical);
   // Down only after min_dwell calm steps.
-  EXPECT_FALSE(m.update(Severity::none, "", p));
-  EXPECT_FALSE(m.update(Severity::none, "", p));
-  t = m.update(Severity::none, "", p);
+  EXPECT_FALSE(m.update(++s, Severity::none, "", p));
+  EXPECT_FALSE(m.update(++s, Severity::none, "", p));
+  t = m.update(++s, Severity::none, "", p);
   ASSERT_TRUE(t);
   EXPECT_EQ(t->to, OrbitState::recovering);
-  for (int i = 0; i < 3; ++i) EXPECT_FALSE(m.update(Severity::none, "", p));
-  t = m.update(Severity::none, "", p);
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(m.update(++s, Severity::none, "", p));
+  t = m.update(++s, Severity::none, "", p);
   ASSERT_TRUE(t);
   EXPECT_EQ(t->to, OrbitState::stable);
   EXPECT_FALSE(m.alarmed());
@@ -233,14 +234,15 @@ TEST(OrbitStateMachine, ConfirmationDwellAndRecovery) {
 
 TEST(OrbitStateMachine, NoChatterOnAnAlternatingSignal) {
   OrbitStateMachine m;
+  std::int64_t s = 0;  // one snapshot per training step
   const StateMachineParams p{2, 10, 20};
   int transitions = 0;
   for (int i = 0; i < 200; ++i) {
-    if (m.update(i % 2 ? Severity::warning : Severity::none, "edge", p)) ++transitions;
+    if (m.update(++s, i % 2 ? Severity::warning : Severity::none, "edge", p)) ++transitions;
   }
   EXPECT_EQ(transitions, 0);  // never two warnings in a row
   for (int i = 0; i < 200; ++i) {
-    if (m.update(i % 3 ? Severity::warning : Severity::none, "edge", p)) ++transitions;
+    if (m.update(++s, i % 3 ? Severity::warning : Severity::none, "edge", p)) ++transitions;
   }
   EXPECT_EQ(transitions, 1);  // into WARNING, then held: never 10 calm steps
   EXPECT_EQ(m.state(), OrbitState::warning);
@@ -248,26 +250,54 @@ TEST(OrbitStateMachine, NoChatterOnAnAlternatingSignal) {
 
 TEST(OrbitStateMachine, RecoveringBackToWarningAndCriticalToWarning) {
   OrbitStateMachine m;
+  std::int64_t s = 0;  // one snapshot per training step
   const StateMachineParams p{1, 2, 5};
-  m.update(Severity::critical, "x", p);
-  m.update(Severity::warning, "w", p);
-  auto t = m.update(Severity::warning, "w", p);
+  m.update(++s, Severity::critical, "x", p);
+  m.update(++s, Severity::warning, "w", p);
+  auto t = m.update(++s, Severity::warning, "w", p);
   ASSERT_TRUE(t);
   EXPECT_EQ(t->to, OrbitState::warning);  // CRITICAL steps down to WARNING when warnings remain
-  m.update(Severity::none, "", p);
-  EXPECT_EQ(m.update(Severity::none, "", p)->to, OrbitState::recovering);
-  EXPECT_EQ(m.update(Severity::warning, "again", p)->to, OrbitState::warning);
+  m.update(++s, Severity::none, "", p);
+  EXPECT_EQ(m.update(++s, Severity::none, "", p)->to, OrbitState::recovering);
+  EXPECT_EQ(m.update(++s, Severity::warning, "again", p)->to, OrbitState::warning);
 }
 
 TEST(OrbitStateMachine, StaleRestoresTheInterruptedState) {
   OrbitStateMachine m;
+  std::int64_t s = 0;  // one snapshot per training step
   const StateMachineParams p{1, 2, 5};
-  m.update(Severity::warning, "w", p);
+  m.update(++s, Severity::warning, "w", p);
   EXPECT_EQ(m.mark_stale("silent")->to, OrbitState::stale);
-  EXPECT_FALSE(m.update(Severity::critical, "ignored while stale", p));
+  EXPECT_FALSE(m.update(++s, Severity::critical, "ignored while stale", p));
   EXPECT_EQ(m.mark_fresh("back")->to, OrbitState::warning);
   EXPECT_EQ(to_string(OrbitState::recovering), "RECOVERING");
   EXPECT_EQ(orbit_state_from_string("MONITOR"), OrbitState::monitor);
+}
+
+// The dwell and the recovery period count training steps: a run logged every 500
+// steps clears a CRITICAL after one calm snapshot (500 >= min_dwell 10) and is
+// STABLE after the next (500 >= recovery 20), not after 10 + 20 snapshots (15,000 steps).
+TEST(OrbitStateMachine, DwellAndRecoveryCountTrainingStepsAtASparseCadence) {
+  OrbitStateMachine m;
+  const StateMachineParams p{2, 10, 20};
+  EXPECT_EQ(m.update(1000, Severity::critical, "spike", p)->to, OrbitState::critical);
+  auto t = m.update(1500, Severity::none, "", p);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->to, OrbitState::recovering);
+  EXPECT_EQ(t->reason, "calm for 500 steps (no metric in danger)");
+  t = m.update(2000, Severity::none, "", p);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->to, OrbitState::stable);
+  // The same at a 5-step cadence: 2 calm snapshots (10 steps) to RECOVERING, 4 (20) to STABLE.
+  EXPECT_EQ(m.update(3000, Severity::critical, "spike", p)->to, OrbitState::critical);
+  EXPECT_FALSE(m.update(3005, Severity::none, "", p));
+  EXPECT_EQ(m.update(3010, Severity::none, "", p)->to, OrbitState::recovering);
+  for (std::int64_t s = 3015; s < 3030; s += 5) EXPECT_FALSE(m.update(s, Severity::none, "", p));
+  EXPECT_EQ(m.update(3030, Severity::none, "", p)->to, OrbitState::stable);
+  // A step that goes back (a rollback's new branch) counts one step, not a negative gap.
+  EXPECT_EQ(m.update(3100, Severity::critical, "spike", p)->to, OrbitState::critical);
+  for (int i = 0; i < 9; ++i) EXPECT_FALSE(m.update(2000 + i, Severity::none, "", p));
+  EXPECT_EQ(m.update(2009, Severity::none, "", p)->to, OrbitState::recovering);
 }
 
 }  // namespace
