@@ -51,8 +51,7 @@ DecodeResult decode(std::string_view bytes, const DecodeLimits& limits = {});
 // allocates nothing. True with `into` set when `bytes` is a valid snapshot; false
 // otherwise, with `other` holding what decode() returns (another message or the
 // error) and `into` unspecified.
-bool decode_snapshot_into(std::string_view bytes, Snapshot& into, DecodeResult& other,
-                          const DecodeLimits& limits = {});
+bool decode_snapshot_into(std::string_view bytes, Snapshot& into, DecodeResult& other, const DecodeLimits& limits = {});
 
 // The general decoder (MessagePack object tree, then typed fields): the reference
 // the snapshot fast path is tested against, and the path for every other message.

@@ -43,7 +43,8 @@ orbit::Snapshot make_snapshot(std::int64_t step, int scalars) {
   auto& spectrum = s.spectra["hidden.0"];
   spectrum.resize(64);
   for (std::size_t k = 0; k < spectrum.size(); ++k)
-    spectrum[k] = static_cast<float>(std::pow(static_cast<double>(k + 1), -(1.0 + 0.001 * static_cast<double>(step % 50))));
+    spectrum[k] = static_cast<float>(
+        std::pow(static_cast<double>(k + 1), -(1.0 + 0.001 * static_cast<double>(step % 50))));
   for (int i = 0; i < scalars; ++i) s.scalars["extra." + std::to_string(i)] = i;
   return s;
 }

@@ -75,9 +75,11 @@ std::vector<std::string> rich_snapshots() {
   }
   // The same content with one spectrum as an array of numbers (a lenient form).
   std::string bytes = out[0];
-  const std::string bin = std::string("\xc4\x08", 2) + std::string(reinterpret_cast<const char*>(std::vector<float>{1.0f, 0.25f}.data()), 8);
+  const std::string bin = std::string("\xc4\x08", 2) +
+                          std::string(reinterpret_cast<const char*>(std::vector<float>{1.0f, 0.25f}.data()), 8);
   const auto at = bytes.find(bin);
-  if (at != std::string::npos) bytes.replace(at, bin.size(), std::string("\x92\xca\x3f\x80\x00\x00\xcb\x3f\xd0\x00\x00\x00\x00\x00\x00", 15));
+  if (at != std::string::npos)
+    bytes.replace(at, bin.size(), std::string("\x92\xca\x3f\x80\x00\x00\xcb\x3f\xd0\x00\x00\x00\x00\x00\x00", 15));
   out.push_back(bytes);
   return out;
 }
