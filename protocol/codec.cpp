@@ -787,7 +787,7 @@ ControlCommand decode_control_body(const Fields& f, const DecodeLimits& limits) 
 
 }  // namespace
 
-DecodeResult decode(std::string_view bytes, const DecodeLimits& limits) {
+DecodeResult decode_reference(std::string_view bytes, const DecodeLimits& limits) {
   DecodeResult result;
   try {
     const msgpack::object_handle handle = unpack_map(bytes, limits);
@@ -814,6 +814,421 @@ DecodeResult decode(std::string_view bytes, const DecodeLimits& limits) {
     result.error.message = std::string("internal decoder failure: ") + e.what();
   }
   return result;
+}
+
+// ---------------------------------------------------------------- snapshot fast path
+//
+// The snapshot is the message every adapter sends every step. This path reads it
+// straight from the MessagePack bytes into a Snapshot, reusing that struct's
+// strings, vectors and map nodes when the keys repeat (they do, step after step):
+// no object tree, no allocation once warm. It takes only what it can prove valid
+// and gives it exactly the value decode_reference() gives; anything else (another
+// type, an error, a key it does not know, a non-canonical shape it does not read)
+// makes it return false, and the caller asks decode_reference(), so every result
+// and every error text stays the reference decoder's.
+
+namespace {
+
+class Cursor {
+ public:
+  explicit Cursor(std::string_view bytes)
+      : p_(reinterpret_cast<const unsigned char*>(bytes.data())), end_(p_ + bytes.size()) {}
+
+  bool done() const { return p_ == end_; }
+
+  bool nil() {
+    if (p_ < end_ && *p_ == 0xc0) {
+      ++p_;
+      return true;
+    }
+    return false;
+  }
+  bool map_header(std::uint32_t& n) {
+    if (p_ >= end_) return false;
+    const unsigned char t = *p_;
+    if ((t & 0xf0) == 0x80) {
+      ++p_;
+      n = t & 0x0f;
+      return true;
+    }
+    if (t == 0xde) return big(2, n);
+    if (t == 0xdf) return big(4, n);
+    return false;
+  }
+  bool array_header(std::uint32_t& n) {
+    if (p_ >= end_) return false;
+    const unsigned char t = *p_;
+    if ((t & 0xf0) == 0x90) {
+      ++p_;
+      n = t & 0x0f;
+      return true;
+    }
+    if (t == 0xdc) return big(2, n);
+    if (t == 0xdd) return big(4, n);
+    return false;
+  }
+  bool str(std::string_view& s) {
+    if (p_ >= end_) return false;
+    const unsigned char t = *p_;
+    std::uint32_t n = 0;
+    if ((t & 0xe0) == 0xa0) {
+      ++p_;
+      n = t & 0x1f;
+    } else if (t == 0xd9) {
+      if (!big(1, n)) return false;
+    } else if (t == 0xda) {
+      if (!big(2, n)) return false;
+    } else if (t == 0xdb) {
+      if (!big(4, n)) return false;
+    } else {
+      return false;
+    }
+    return body(n, s);
+  }
+  bool bin(std::string_view& s) {
+    if (p_ >= end_) return false;
+    std::uint32_t n = 0;
+    switch (*p_) {
+      case 0xc4: if (!big(1, n)) return false; break;
+      case 0xc5: if (!big(2, n)) return false; break;
+      case 0xc6: if (!big(4, n)) return false; break;
+      default: return false;
+    }
+    return body(n, s);
+  }
+  bool is_bin() const { return p_ < end_ && (*p_ == 0xc4 || *p_ == 0xc5 || *p_ == 0xc6); }
+
+  // msgpack-c's view of an integer: non-negative values (whatever their encoding) are
+  // POSITIVE_INTEGER in a uint64, negative ones NEGATIVE_INTEGER in an int64.
+  enum class Kind { none, positive, negative, floating };
+  struct Number {
+    Kind kind = Kind::none;
+    std::uint64_t u = 0;
+    std::int64_t i = 0;
+    double f = 0.0;
+    double as_double() const {
+      return kind == Kind::floating ? f : kind == Kind::positive ? static_cast<double>(u) : static_cast<double>(i);
+    }
+  };
+  bool number(Number& out) {
+    if (p_ >= end_) return false;
+    const unsigned char t = *p_;
+    if (t <= 0x7f) {
+      ++p_;
+      out.kind = Kind::positive;
+      out.u = t;
+      return true;
+    }
+    if (t >= 0xe0) {
+      ++p_;
+      signed_value(static_cast<std::int8_t>(t), out);
+      return true;
+    }
+    std::uint64_t v = 0;
+    switch (t) {
+      case 0xca:
+        if (!raw(4, v)) return false;
+        out.kind = Kind::floating;
+        out.f = static_cast<double>(std::bit_cast<float>(static_cast<std::uint32_t>(v)));
+        return true;
+      case 0xcb:
+        if (!raw(8, v)) return false;
+        out.kind = Kind::floating;
+        out.f = std::bit_cast<double>(v);
+        return true;
+      case 0xcc: if (!raw(1, v)) return false; out.kind = Kind::positive; out.u = v; return true;
+      case 0xcd: if (!raw(2, v)) return false; out.kind = Kind::positive; out.u = v; return true;
+      case 0xce: if (!raw(4, v)) return false; out.kind = Kind::positive; out.u = v; return true;
+      case 0xcf: if (!raw(8, v)) return false; out.kind = Kind::positive; out.u = v; return true;
+      case 0xd0: if (!raw(1, v)) return false; signed_value(static_cast<std::int8_t>(v), out); return true;
+      case 0xd1: if (!raw(2, v)) return false; signed_value(static_cast<std::int16_t>(v), out); return true;
+      case 0xd2: if (!raw(4, v)) return false; signed_value(static_cast<std::int32_t>(v), out); return true;
+      case 0xd3: if (!raw(8, v)) return false; signed_value(static_cast<std::int64_t>(v), out); return true;
+      default: return false;
+    }
+  }
+  // An integer in the signed 64-bit range (what Fields::integer accepts).
+  bool integer(std::int64_t& out) {
+    Number n;
+    if (!number(n)) return false;
+    if (n.kind == Kind::positive) {
+      if (n.u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return false;
+      out = static_cast<std::int64_t>(n.u);
+      return true;
+    }
+    if (n.kind == Kind::negative) {
+      out = n.i;
+      return true;
+    }
+    return false;
+  }
+  bool real(double& out) {
+    Number n;
+    if (!number(n)) return false;
+    out = n.as_double();
+    return true;
+  }
+
+ private:
+  static void signed_value(std::int64_t v, Number& out) {
+    if (v >= 0) {
+      out.kind = Kind::positive;
+      out.u = static_cast<std::uint64_t>(v);
+    } else {
+      out.kind = Kind::negative;
+      out.i = v;
+    }
+  }
+  // Big-endian unsigned of `width` bytes after the type byte.
+  bool raw(int width, std::uint64_t& v) {
+    if (end_ - p_ < 1 + width) return false;
+    ++p_;
+    v = 0;
+    for (int k = 0; k < width; ++k) v = (v << 8) | p_[k];
+    p_ += width;
+    return true;
+  }
+  bool big(int width, std::uint32_t& n) {
+    std::uint64_t v = 0;
+    if (!raw(width, v)) return false;
+    n = static_cast<std::uint32_t>(v);
+    return true;
+  }
+  bool body(std::uint32_t n, std::string_view& s) {
+    if (static_cast<std::size_t>(end_ - p_) < n) return false;
+    s = {reinterpret_cast<const char*>(p_), n};
+    p_ += n;
+    return true;
+  }
+
+  const unsigned char* p_;
+  const unsigned char* end_;
+};
+
+bool name_ok(std::string_view n) { return !n.empty() && n.size() <= 128; }
+
+// Fills `out` (a std::map) from `count` entries read by `entry(key, value&)`,
+// overwriting the nodes already there while the keys arrive in the map's own order
+// (the canonical encoding sorts them) and inserting otherwise. False on a repeated
+// key or when `entry` refuses.
+template <class Map, class Entry>
+bool fill_map(Cursor& c, std::uint32_t count, Map& out, Entry&& entry) {
+  auto it = out.begin();
+  bool in_place = true;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    std::string_view key;
+    if (!c.str(key) || !name_ok(key)) return false;
+    if (in_place && it != out.end() && it->first == key) {
+      if (!entry(it->second)) return false;
+      ++it;
+      continue;
+    }
+    if (in_place) {
+      out.erase(it, out.end());
+      in_place = false;
+    }
+    const std::size_t before = out.size();
+    const auto slot = out.try_emplace(out.end(), std::string(key));
+    if (out.size() == before || !entry(slot->second)) return false;  // a repeated key: the reference names it
+  }
+  if (in_place) out.erase(it, out.end());
+  return true;
+}
+
+
+enum SnapshotKey : unsigned {
+  k_v = 1u << 0, k_type = 1u << 1, k_run = 1u << 2, k_rank = 1u << 3, k_step = 1u << 4, k_time = 1u << 5,
+  k_loss = 1u << 6, k_grad_norm = 1u << 7, k_lr = 1u << 8, k_schedule_lr = 1u << 9, k_tokens = 1u << 10,
+  k_domains = 1u << 11, k_spectra = 1u << 12, k_loop_rate = 1u << 13, k_scalars = 1u << 14,
+};
+
+// An optional number: nil leaves it empty, as Fields::opt_number does.
+bool opt_real(Cursor& c, std::optional<double>& out) {
+  if (c.nil()) {
+    out.reset();
+    return true;
+  }
+  double v = 0.0;
+  if (!c.real(v)) return false;
+  out = v;
+  return true;
+}
+
+bool spectrum_values(Cursor& c, const DecodeLimits& limits, std::size_t max_array, std::vector<float>& out) {
+  if (c.is_bin()) {
+    std::string_view b;
+    if (!c.bin(b) || b.size() % sizeof(float) != 0) return false;
+    const std::size_t n = b.size() / sizeof(float);
+    if (n > limits.max_spectrum_length) return false;
+    out.resize(n);
+    if (n > 0) std::memcpy(out.data(), b.data(), b.size());
+    return true;
+  }
+  std::uint32_t n = 0;
+  if (!c.array_header(n) || n > max_array || n > limits.max_spectrum_length) return false;
+  out.resize(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    double v = 0.0;
+    if (!c.real(v)) return false;
+    out[i] = static_cast<float>(v);
+  }
+  return true;
+}
+
+bool domain_stats(Cursor& c, std::size_t max_map, DomainStats& out) {
+  std::uint32_t n = 0;
+  if (!c.map_header(n) || n > max_map) return false;
+  unsigned seen = 0;
+  out.loss.reset();
+  out.weight.reset();
+  for (std::uint32_t i = 0; i < n; ++i) {
+    std::string_view key;
+    if (!c.str(key)) return false;
+    if (key == "loss") {
+      if ((seen & 1u) != 0 || !opt_real(c, out.loss)) return false;
+      seen |= 1u;
+    } else if (key == "weight") {
+      if ((seen & 2u) != 0 || !opt_real(c, out.weight)) return false;
+      if (out.weight && (!std::isfinite(*out.weight) || *out.weight < 0)) return false;
+      seen |= 2u;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The whole snapshot or false; `m` is unspecified after false.
+bool fast_snapshot(std::string_view bytes, const DecodeLimits& limits, Snapshot& m) {
+  if (bytes.empty() || bytes.size() > limits.max_message_bytes) return false;
+  // The container bounds unpack_map() gives msgpack-c.
+  const std::size_t max_array = std::max<std::size_t>(limits.max_spectrum_length, 1024);
+  const std::size_t max_map = std::max({limits.max_domains, limits.max_scalars, limits.max_spectra,
+                                        limits.max_scalars * 8, std::size_t{64}});
+  Cursor c(bytes);
+  std::uint32_t fields = 0;
+  if (!c.map_header(fields) || fields > max_map) return false;
+  unsigned seen = 0;
+  for (std::uint32_t i = 0; i < fields; ++i) {
+    std::string_view key;
+    if (!c.str(key)) return false;
+    unsigned bit = 0;
+    if (key == "v") {
+      std::int64_t v = 0;
+      if (!c.integer(v) || v != kProtocolVersion) return false;
+      bit = k_v;
+    } else if (key == "type") {
+      std::string_view t;
+      if (!c.str(t) || t != "snapshot") return false;
+      bit = k_type;
+    } else if (key == "run") {
+      std::string_view r;
+      if (!c.str(r) || !valid_run_id(r)) return false;
+      m.run.assign(r);
+      bit = k_run;
+    } else if (key == "rank") {
+      if (!c.integer(m.rank) || m.rank < 0) return false;
+      bit = k_rank;
+    } else if (key == "step") {
+      if (!c.integer(m.step) || m.step < 0) return false;
+      bit = k_step;
+    } else if (key == "time") {
+      if (!c.real(m.time) || !std::isfinite(m.time)) return false;
+      bit = k_time;
+    } else if (key == "loss") {
+      if (!c.real(m.loss)) return false;
+      bit = k_loss;
+    } else if (key == "grad_norm") {
+      if (!opt_real(c, m.grad_norm)) return false;
+      bit = k_grad_norm;
+    } else if (key == "lr" || key == "schedule_lr") {
+      std::optional<double>& lr = key == "lr" ? m.lr : m.schedule_lr;
+      if (!opt_real(c, lr) || (lr && !(std::isfinite(*lr) && *lr >= 0))) return false;
+      bit = key == "lr" ? k_lr : k_schedule_lr;
+    } else if (key == "tokens") {
+      if (c.nil()) {
+        m.tokens.reset();
+      } else {
+        std::int64_t t = 0;
+        if (!c.integer(t) || t < 0) return false;
+        m.tokens = t;
+      }
+      bit = k_tokens;
+    } else if (key == "loop_rate") {
+      if (!opt_real(c, m.loop_rate) || (m.loop_rate && !(*m.loop_rate >= 0.0 && *m.loop_rate <= 1.0))) return false;
+      bit = k_loop_rate;
+    } else if (key == "domains") {
+      bit = k_domains;
+      if (c.nil()) {
+        m.domains.clear();
+      } else {
+        std::uint32_t n = 0;
+        if (!c.map_header(n) || n > max_map || n > limits.max_domains) return false;
+        if (!fill_map(c, n, m.domains, [&](DomainStats& s) { return domain_stats(c, max_map, s); })) return false;
+      }
+    } else if (key == "spectra") {
+      bit = k_spectra;
+      if (c.nil()) {
+        m.spectra.clear();
+      } else {
+        std::uint32_t n = 0;
+        if (!c.map_header(n) || n > max_map || n > limits.max_spectra) return false;
+        if (!fill_map(c, n, m.spectra,
+                      [&](std::vector<float>& v) { return spectrum_values(c, limits, max_array, v); }))
+          return false;
+      }
+    } else if (key == "scalars") {
+      bit = k_scalars;
+      if (c.nil()) {
+        m.scalars.clear();
+      } else {
+        std::uint32_t n = 0;
+        if (!c.map_header(n) || n > max_map || n > limits.max_scalars) return false;
+        if (!fill_map(c, n, m.scalars, [&](double& v) { return c.real(v); })) return false;
+      }
+    } else {
+      return false;  // a key the fast path does not read (the reference ignores it)
+    }
+    if ((seen & bit) != 0) return false;  // repeated key
+    seen |= bit;
+  }
+  if (!c.done()) return false;  // trailing bytes
+  constexpr unsigned required = k_v | k_type | k_run | k_rank | k_step | k_time | k_loss;
+  if ((seen & required) != required) return false;
+  // Absent optionals are empty, as in a freshly decoded Snapshot.
+  if (!(seen & k_grad_norm)) m.grad_norm.reset();
+  if (!(seen & k_lr)) m.lr.reset();
+  if (!(seen & k_schedule_lr)) m.schedule_lr.reset();
+  if (!(seen & k_tokens)) m.tokens.reset();
+  if (!(seen & k_loop_rate)) m.loop_rate.reset();
+  if (!(seen & k_domains)) m.domains.clear();
+  if (!(seen & k_spectra)) m.spectra.clear();
+  if (!(seen & k_scalars)) m.scalars.clear();
+  return true;
+}
+
+}  // namespace
+
+DecodeResult decode(std::string_view bytes, const DecodeLimits& limits) {
+  DecodeResult result;
+  Snapshot s;
+  if (fast_snapshot(bytes, limits, s)) {
+    result.type = "snapshot";
+    result.message.emplace(std::move(s));
+    return result;
+  }
+  return decode_reference(bytes, limits);
+}
+
+bool decode_snapshot_into(std::string_view bytes, Snapshot& into, DecodeResult& other, const DecodeLimits& limits) {
+  if (fast_snapshot(bytes, limits, into)) return true;
+  other = decode_reference(bytes, limits);
+  if (other.ok() && std::holds_alternative<Snapshot>(*other.message)) {
+    into = std::move(std::get<Snapshot>(*other.message));
+    other = DecodeResult{};
+    return true;
+  }
+  return false;
 }
 
 DecodeResult decode(std::span<const std::byte> bytes, const DecodeLimits& limits) {

@@ -39,9 +39,23 @@ struct DecodeResult {
 std::string encode(const Message& message);
 
 // Never throws on bad input: every failure comes back as an Error with a code and
-// a sentence a person can act on.
+// a sentence a person can act on. Snapshots take a fast path that reads the bytes
+// straight into the struct; whatever it does not take itself (another type, an
+// error, a key or shape it does not read) goes to decode_reference(), so results
+// and error texts are the reference decoder's (tests/protocol/codec_fast_path_test).
 DecodeResult decode(std::span<const std::byte> bytes, const DecodeLimits& limits = {});
 DecodeResult decode(std::string_view bytes, const DecodeLimits& limits = {});
+
+// The same decoding into a Snapshot the caller keeps from message to message: its
+// strings, spectra and map nodes are reused when the keys repeat, so a warm decode
+// allocates nothing. True with `into` set when `bytes` is a valid snapshot; false
+// otherwise, with `other` holding what decode() returns (another message or the
+// error) and `into` unspecified.
+bool decode_snapshot_into(std::string_view bytes, Snapshot& into, DecodeResult& other, const DecodeLimits& limits = {});
+
+// The general decoder (MessagePack object tree, then typed fields): the reference
+// the snapshot fast path is tested against, and the path for every other message.
+DecodeResult decode_reference(std::string_view bytes, const DecodeLimits& limits = {});
 
 // True when `run` is 1-128 characters of [A-Za-z0-9._-].
 bool valid_run_id(std::string_view run);

@@ -7,11 +7,15 @@
 //
 // Stages: raw read (read(2), 1 MiB chunks), framed read (record framing + CRC),
 // read + decode (MessagePack -> structs), controller (Navigator::on_snapshot on the
-// decoded run, default config), and end to end (read + decode + controller).
+// decoded run, default config), and end to end (read + decode + controller). The
+// decode stages run twice, side by side: with decode() (the snapshot fast path)
+// and with decode_reference() (the object-tree decoder it replaced), each loading
+// the same records into a RecordedRun; the replays of both must agree.
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -47,6 +51,40 @@ std::uint64_t raw_read(const std::vector<fs::path>& files) {
   return sum;
 }
 
+// load_recorded_run() for the records this run holds (hello, snapshots), with the
+// given decoder: the same loop for the fast path and the reference decoder.
+template <class Decoder>
+orbit::RecordedRun load_with(const fs::path& run, Decoder&& decoder) {
+  orbit::RecordedRun out;
+  out.dir = run;
+  out.run = run.filename().string();
+  const orbit::DecodeLimits limits = orbit::journal_decode_limits();
+  orbit::JournalReader reader(run);
+  while (auto r = reader.next()) {
+    if (r->type != orbit::RecordType::hello && r->type != orbit::RecordType::snapshot) continue;
+    orbit::DecodeResult d = decoder(r->payload, limits);
+    if (!d.ok()) {
+      std::fprintf(stderr, "bench_replay: a record does not decode: %s\n", d.error.message.c_str());
+      std::exit(1);
+    }
+    orbit::RecordedEntry e;
+    e.type = r->type;
+    e.timestamp_ns = r->timestamp_ns;
+    if (r->type == orbit::RecordType::hello) {
+      e.value = std::get<orbit::Hello>(std::move(*d.message));
+    } else {
+      e.value = std::get<orbit::Snapshot>(std::move(*d.message));
+      ++out.snapshots;
+    }
+    out.entries.push_back(std::move(e));
+  }
+  out.report = reader.report();
+  return out;
+}
+
+orbit::DecodeResult fast(std::string_view b, const orbit::DecodeLimits& l) { return orbit::decode(b, l); }
+orbit::DecodeResult reference(std::string_view b, const orbit::DecodeLimits& l) { return orbit::decode_reference(b, l); }
+
 struct Stage {
   const char* name;
   double best = 1e300;
@@ -81,7 +119,9 @@ int main(int argc, char** argv) {
   settings.keep_timeline = false;
 
   Stage raw{"raw sequential read(2)"}, framed{"framed read (CRC)"}, decoded{"read + decode"},
-      controller{"controller only"}, e2e{"end to end (read+decode+controller)"};
+      controller{"controller only"}, e2e{"end to end (read+decode+controller)"},
+      dec_fast{"read + decode, fast path"}, dec_ref{"read + decode, reference decoder"},
+      e2e_fast{"end to end, fast path"}, e2e_ref{"end to end, reference decoder"};
   volatile std::uint64_t sink = raw_read(files);  // warm the page cache
   std::size_t checked = 0;
   for (int r = 0; r < repeat; ++r) {
@@ -110,6 +150,28 @@ int main(int argc, char** argv) {
     const auto full = orbit::replay_fixed(again, config, orbit::Mode::active, {}, settings);
     e2e.best = std::min(e2e.best, seconds_since(t0));
     sink = sink + full.steps.size();
+
+    // Side by side: the same loop with each decoder, alternating which goes first.
+    for (int k = 0; k < 2; ++k) {
+      const bool fast_first = (r + k) % 2 == 0;
+      auto t1 = Clock::now();
+      const orbit::RecordedRun loaded = fast_first ? load_with(run, fast) : load_with(run, reference);
+      (fast_first ? dec_fast : dec_ref).best = std::min((fast_first ? dec_fast : dec_ref).best, seconds_since(t1));
+      sink = sink + loaded.entries.size();
+    }
+    for (int k = 0; k < 2; ++k) {
+      const bool fast_first = (r + k) % 2 == 0;
+      auto t1 = Clock::now();
+      const orbit::RecordedRun loaded = fast_first ? load_with(run, fast) : load_with(run, reference);
+      const auto rep = orbit::replay_fixed(loaded, config, orbit::Mode::active, {}, settings);
+      (fast_first ? e2e_fast : e2e_ref).best = std::min((fast_first ? e2e_fast : e2e_ref).best, seconds_since(t1));
+      if (rep.steps.size() != replay.steps.size()) {
+        std::fprintf(stderr, "bench_replay: the %s decoder's replay has %zu steps, not %zu\n",
+                     fast_first ? "fast" : "reference", rep.steps.size(), replay.steps.size());
+        return 1;
+      }
+      sink = sink + rep.steps.size();
+    }
   }
   fs::remove_all(root);
 
@@ -122,13 +184,17 @@ int main(int argc, char** argv) {
   w.field("benchmark", "replay").field("snapshots", static_cast<std::uint64_t>(n)).field("bytes", bytes);
   w.field("spectrum_values", 64).field("repeat", repeat);
   w.key("stages").begin_array();
-  for (const Stage* s : {&raw, &framed, &decoded, &controller, &e2e}) {
+  for (const Stage* s : {&raw, &framed, &decoded, &controller, &e2e, &dec_fast, &dec_ref, &e2e_fast, &e2e_ref}) {
     const double rate = static_cast<double>(n) / s->best;
     std::printf("%-38s %12.4f %14.0f %10.0f\n", s->name, s->best, rate, static_cast<double>(bytes) / s->best / 1e6);
     w.begin_object().field("stage", s->name).field("seconds", s->best).field("snapshots_per_s", rate);
     w.field("mb_per_s", static_cast<double>(bytes) / s->best / 1e6).end_object();
   }
   w.end_array();
+  std::printf("\nfast path vs reference decoder, same run: read + decode %.2fx, end to end %.2fx\n",
+              dec_ref.best / dec_fast.best, e2e_ref.best / e2e_fast.best);
+  w.field("decode_speedup_vs_reference", dec_ref.best / dec_fast.best);
+  w.field("end_to_end_speedup_vs_reference", e2e_ref.best / e2e_fast.best);
   w.field("target_snapshots_per_s", 1000000.0);
   w.field("end_to_end_meets_target", static_cast<double>(n) / e2e.best >= 1e6);
   w.end_object();

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: Apache-2.0
+// Google Benchmark suite for the per-snapshot hot paths: snapshot decode (fast path
+// and the reference object-tree decoder side by side), spectral metrics, trend fits,
+// Navigator::on_snapshot, journal append and read. Not a test: run it by hand,
+//
+//   build/bench/micro/bench_micro [--benchmark_filter=Decode] [--benchmark_repetitions=5]
+//
+// (ctest only runs it once with a tiny --benchmark_min_time to check that it runs).
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <benchmark/benchmark.h>
+
+#include "config/config.hpp"
+#include "controllers/navigator.hpp"
+#include "controllers/spectral_metrics.hpp"
+#include "controllers/trend.hpp"
+#include "journal/journal.hpp"
+#include "journal/journal_reader.hpp"
+#include "protocol/codec.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// A snapshot as the replay bench writes them: one 64-value power-law spectrum, loss,
+// grad norm, lr; `scalars` extra named scalars (the latency bench pads to ~1 KiB with 60).
+orbit::Snapshot make_snapshot(std::int64_t step, int scalars) {
+  orbit::Snapshot s;
+  s.run = "bench";
+  s.step = step;
+  s.time = 1.7e9 + static_cast<double>(step);
+  s.loss = 2.5 + 0.01 * std::sin(static_cast<double>(step));
+  s.grad_norm = 0.4;
+  s.lr = 3e-4;
+  auto& spectrum = s.spectra["hidden.0"];
+  spectrum.resize(64);
+  for (std::size_t k = 0; k < spectrum.size(); ++k)
+    spectrum[k] = static_cast<float>(
+        std::pow(static_cast<double>(k + 1), -(1.0 + 0.001 * static_cast<double>(step % 50))));
+  for (int i = 0; i < scalars; ++i) s.scalars["extra." + std::to_string(i)] = i;
+  return s;
+}
+
+void BM_DecodeReference(benchmark::State& state) {
+  const std::string bytes = orbit::encode(make_snapshot(7, static_cast<int>(state.range(0))));
+  for (auto _ : state) benchmark::DoNotOptimize(orbit::decode_reference(bytes));
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
+}
+BENCHMARK(BM_DecodeReference)->Arg(0)->Arg(60);
+
+void BM_Decode(benchmark::State& state) {
+  const std::string bytes = orbit::encode(make_snapshot(7, static_cast<int>(state.range(0))));
+  for (auto _ : state) benchmark::DoNotOptimize(orbit::decode(bytes));
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
+}
+BENCHMARK(BM_Decode)->Arg(0)->Arg(60);
+
+void BM_DecodeSnapshotInto(benchmark::State& state) {
+  const std::string bytes = orbit::encode(make_snapshot(7, static_cast<int>(state.range(0))));
+  orbit::Snapshot into;
+  orbit::DecodeResult other;
+  for (auto _ : state) {
+    const bool ok = orbit::decode_snapshot_into(bytes, into, other);
+    benchmark::DoNotOptimize(ok);
+    benchmark::DoNotOptimize(into.step);
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
+}
+BENCHMARK(BM_DecodeSnapshotInto)->Arg(0)->Arg(60);
+
+void BM_SpectralMetrics(benchmark::State& state) {
+  const auto s = make_snapshot(7, 0);
+  const auto& spectrum = s.spectra.at("hidden.0");
+  for (auto _ : state) benchmark::DoNotOptimize(orbit::spectral_metrics(spectrum));
+}
+BENCHMARK(BM_SpectralMetrics);
+
+void BM_TrendPushFit(benchmark::State& state) {
+  orbit::TrendWindow w(static_cast<std::size_t>(state.range(0)));
+  std::mt19937_64 rng(1);
+  std::normal_distribution<double> noise;
+  double x = 0;
+  for (auto _ : state) {
+    w.push(x, 0.001 * x + noise(rng));
+    x += 1;
+    benchmark::DoNotOptimize(w.fit());
+  }
+}
+BENCHMARK(BM_TrendPushFit)->Arg(20)->Arg(200);
+
+void BM_NavigatorOnSnapshot(benchmark::State& state) {
+  const orbit::NavigatorConfig config = orbit::parse_daemon_config("", "<defaults>").navigator;
+  orbit::RunInfo info;
+  info.run = "bench";
+  info.actuators = {"lr"};
+  info.base_lr = 3e-4;
+  orbit::Navigator nav(config, info, orbit::Mode::active);
+  std::vector<orbit::Snapshot> snaps;
+  for (int i = 0; i < 1024; ++i) snaps.push_back(make_snapshot(i, static_cast<int>(state.range(0))));
+  std::int64_t step = 0;
+  for (auto _ : state) {
+    orbit::Snapshot& s = snaps[static_cast<std::size_t>(step % 1024)];
+    s.step = step++;
+    benchmark::DoNotOptimize(nav.on_snapshot(s));
+  }
+}
+BENCHMARK(BM_NavigatorOnSnapshot)->Arg(0)->Arg(60);
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/orbit-bench-micro-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+void BM_JournalAppend(benchmark::State& state) {
+  TempDir dir;
+  orbit::JournalOptions o;
+  o.root = dir.path;
+  o.fsync = orbit::JournalOptions::never;
+  orbit::Journal j = orbit::Journal::open(o);
+  const std::string bytes = orbit::encode(make_snapshot(7, 0));
+  std::int64_t ns = 0;
+  for (auto _ : state) j.append("bench", orbit::RecordType::snapshot, ns++, bytes);
+  j.flush();
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
+}
+BENCHMARK(BM_JournalAppend);
+
+void BM_JournalRead(benchmark::State& state) {
+  TempDir dir;
+  {
+    orbit::JournalOptions o;
+    o.root = dir.path;
+    o.fsync = orbit::JournalOptions::never;
+    orbit::Journal j = orbit::Journal::open(o);
+    const std::string bytes = orbit::encode(make_snapshot(7, 0));
+    for (int i = 0; i < 10000; ++i) j.append("bench", orbit::RecordType::snapshot, i, bytes);
+    j.flush();
+  }
+  std::int64_t records = 0;
+  for (auto _ : state) {
+    orbit::JournalReader reader(dir.path / "bench");
+    while (auto r = reader.next()) {
+      benchmark::DoNotOptimize(r->payload.data());
+      ++records;
+    }
+  }
+  state.SetItemsProcessed(records);
+}
+BENCHMARK(BM_JournalRead);
+
+}  // namespace
+
+BENCHMARK_MAIN();
