@@ -70,7 +70,8 @@ std::optional<Transition> OrbitStateMachine::update(std::int64_t step, Severity 
     case OrbitState::drifting:
       if (warn_confirmed) return move(OrbitState::warning, reason);
       calm_run_ = severity == Severity::none ? calm_run_ + covered : 0;
-      if (calm_run_ >= params.min_dwell_steps) return move(OrbitState::recovering, calm_reason("no forecast of danger"));
+      if (calm_run_ >= params.min_dwell_steps)
+        return move(OrbitState::recovering, calm_reason("no forecast of danger"));
       return std::nullopt;
     case OrbitState::warning:
       calm_run_ = severity < Severity::warning ? calm_run_ + covered : 0;
@@ -89,8 +90,7 @@ std::optional<Transition> OrbitStateMachine::update(std::int64_t step, Severity 
       if (calm_run_ >= params.recovery_steps) return move(OrbitState::stable, calm_reason("all metrics good"));
       return std::nullopt;
     case OrbitState::stale:
-    case OrbitState::monitor:
-      return std::nullopt;
+    case OrbitState::monitor: return std::nullopt;
   }
   return std::nullopt;
 }
