@@ -89,7 +89,11 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
   }
   // Each snapshot stands for the steps since the last one: confirmation counts steps.
   loss_z_recent_.push(out.loss_z, covered, confirm);
-  grad_z_recent_.push(out.grad_norm_z, covered, confirm);
+  // A grad norm is one step's value, not an average over the steps a snapshot
+  // covers: a burst the loss does not show (its z under z_clip) stands for its own
+  // step only, so it must hold spike_confirm_steps snapshots at any cadence.
+  const bool loss_shows_it = out.loss_z && *out.loss_z >= fc.z_clip;
+  grad_z_recent_.push(out.grad_norm_z, loss_shows_it ? covered : 1, confirm);
   // A loss jump over its floor: armed from a mid-training run's second snapshot.
   if (loss_finite) {
     const LossJumpParams jp{fc.loss_jump_ratio, fc.loss_jump_grad_ratio, confirm, fc.loss_jump_arm_step};

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
+#include <vector>
 
 #include "controllers/cadence_noise.hpp"
 #include "controllers/scalar_signals.hpp"
@@ -74,6 +76,38 @@ TEST(ScalarSignals, ALossJumpAlarmClearsOnceTheRunSettlesAtItsNewLevel) {
   // units a snapshot while the noise estimate widens, so clearing takes ~80 snapshots.
   EXPECT_LT(alarmed, 100) << "the alarm must clear once the new level is the run's own";
   for (int i = 0; i < 20; ++i) EXPECT_FALSE(jump_alarm(i)) << "and stay clear";
+}
+
+// A run logged every 100 steps (AlgoPerf OGBG) whose grad norm reads 7x for one
+// snapshot while its loss does not move: one step's gradient, not a failure. The
+// grad norm z counts once it holds spike_confirm_steps snapshots, or at once when
+// the loss stands out with it.
+TEST(ScalarSignals, AGradNormBurstTheLossDoesNotShowMustHoldSnapshotsNotSteps) {
+  const FilterConfig fc;  // spike_confirm_steps 2: one 100-step snapshot spans it
+  auto run = [&](int burst_snapshots, double loss_in_burst) {
+    ScalarSignals s;
+    std::vector<Finding> findings;
+    std::int64_t step = 0;
+    for (int i = 0; i < 60; ++i, step += 100) {
+      s.update(step, wobble(i, 0.045, 0.003), wobble(i + 1, 0.033, 0.002), 100, fc, nullptr, findings);
+    }
+    std::optional<double> held;
+    for (int i = 0; i < burst_snapshots; ++i, step += 100) {
+      const auto r = s.update(step, loss_in_burst, 0.033 * 7.0, 100, fc, nullptr, findings);
+      EXPECT_TRUE(r.grad_norm_z && *r.grad_norm_z > 6.0) << "a 7x burst is in the grad norm's danger zone";
+      held = s.held_grad_norm_z(fc.spike_confirm_steps);
+    }
+    return held;
+  };
+  const auto one = run(1, 0.045);  // held over the burst and the calm snapshot before it
+  ASSERT_TRUE(one);
+  EXPECT_LT(*one, 3.0) << "one snapshot, the loss flat: not held";
+  const auto two = run(2, 0.045);
+  ASSERT_TRUE(two) << "two snapshots: held";
+  EXPECT_GT(*two, 6.0);
+  const auto with_loss = run(1, 0.3);
+  ASSERT_TRUE(with_loss) << "the loss 7x too: held at once";
+  EXPECT_GT(*with_loss, 6.0);
 }
 
 }  // namespace
