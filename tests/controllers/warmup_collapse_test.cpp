@@ -3,8 +3,10 @@
 // absolute lr ceiling keeps the lr of an alarm off limits while the schedule rises.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
+#include <string>
 
 #include "controllers/attn_logit_growth.hpp"
 #include "controllers/lr_ceiling.hpp"
@@ -12,6 +14,39 @@
 
 namespace orbit {
 namespace {
+
+// One snapshot of the scenarios below: a step a second, grad norm 1, the lr the
+// schedule sets times the lr scale in effect.
+Snapshot warmup_snapshot(const std::string& run, std::int64_t step, double loss, double schedule_lr,
+                         double scale = 1.0) {
+  Snapshot s;
+  s.run = run;
+  s.step = step;
+  s.time = 1000.0 + static_cast<double>(step);
+  s.loss = loss;
+  s.grad_norm = 1.0;
+  s.schedule_lr = schedule_lr;
+  s.lr = schedule_lr * scale;
+  return s;
+}
+
+// The collapsing runs: a slowly falling loss under a 300-step linear warmup to 3e-2.
+double falling_loss(std::int64_t step) { return 3.0 - 0.001 * static_cast<double>(step); }
+double warmup_lr(std::int64_t step) { return 3e-2 * static_cast<double>(std::min<std::int64_t>(step, 300)) / 300.0; }
+
+// A healthy run at a constant lr 1e-3 (its loss falls from 6 towards 2) whose largest
+// attention logit, probed every 10 steps, is `attn_logit_max(step)`: no step burns.
+template <typename AttnLogit>
+void expect_no_burn_on_healthy_run(AttnLogit attn_logit_max) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"healthy", 1, {}, {"lr"}, 1e-3}, Mode::active);
+  for (std::int64_t step = 1; step <= 800; ++step) {
+    Snapshot s = warmup_snapshot("healthy", step, 4.0 * std::exp(-static_cast<double>(step) / 200.0) + 2.0, 1e-3);
+    if (step % 10 == 0) s.scalars["attn_logit_max"] = attn_logit_max(step);
+    const Decision d = nav.on_snapshot(s);
+    ASSERT_FALSE(d.burn) << "step " << step << ": " << d.burn->reason;
+  }
+}
 
 TEST(AttnLogitGrowth, ReadsDoublingsPer100StepsAboveTheFloorOnly) {
   const AttnLogitConfig cfg;  // floor 8, window 100
@@ -69,14 +104,7 @@ TEST(NavigatorWarmup, AttnLogitGrowthAlarmsAndTheCapHoldsThroughTheWarmup) {
   std::optional<std::int64_t> first_burn;
   double worst_ratio = 0.0;  // max effective lr / cap after the alarm
   for (std::int64_t step = 1; step <= 300; ++step) {
-    Snapshot s;
-    s.run = "warmup";
-    s.step = step;
-    s.time = 1000.0 + static_cast<double>(step);
-    s.loss = 3.0 - 0.001 * static_cast<double>(step);
-    s.grad_norm = 1.0;
-    s.schedule_lr = 3e-2 * static_cast<double>(step) / 300.0;
-    s.lr = *s.schedule_lr * scale;
+    Snapshot s = warmup_snapshot("warmup", step, falling_loss(step), warmup_lr(step), scale);
     if (step % 10 == 0) s.scalars["attn_logit_max"] = step < 30 ? 2.0 : 8.0 * std::exp2((step - 30) / 8.0);
     const Decision d = nav.on_snapshot(s);
     if (d.burn) {
@@ -103,14 +131,7 @@ TEST(NavigatorWarmup, FollowingTheCapThroughTheWarmupTakesFewBurns) {
   int late_burns = 0;
   double worst_ratio = 0.0;
   for (std::int64_t step = 1; step <= 300; ++step) {
-    Snapshot s;
-    s.run = "warmup";
-    s.step = step;
-    s.time = 1000.0 + static_cast<double>(step);
-    s.loss = 3.0 - 0.001 * static_cast<double>(step);
-    s.grad_norm = 1.0;
-    s.schedule_lr = 3e-2 * static_cast<double>(step) / 300.0;
-    s.lr = *s.schedule_lr * scale;
+    Snapshot s = warmup_snapshot("warmup", step, falling_loss(step), warmup_lr(step), scale);
     // Grows 4x over steps 30-60, then holds: an episode that is over.
     if (step % 10 == 0)
       s.scalars["attn_logit_max"] = step < 30 ? 2.0 : 8.0 * std::exp2((std::min<std::int64_t>(step, 60) - 30) / 8.0);
@@ -131,21 +152,8 @@ TEST(NavigatorWarmup, FollowingTheCapThroughTheWarmupTakesFewBurns) {
 }
 
 TEST(NavigatorWarmup, SlowHealthyLogitGrowthNeverBurns) {
-  NavigatorConfig cfg;
-  Navigator nav(cfg, RunInfo{"healthy", 1, {}, {"lr"}, 1e-3}, Mode::active);
-  for (std::int64_t step = 1; step <= 800; ++step) {
-    Snapshot s;
-    s.run = "healthy";
-    s.step = step;
-    s.time = 1000.0 + static_cast<double>(step);
-    s.loss = 4.0 * std::exp(-static_cast<double>(step) / 200.0) + 2.0;
-    s.grad_norm = 1.0;
-    s.schedule_lr = 1e-3;
-    s.lr = 1e-3;
-    if (step % 10 == 0) s.scalars["attn_logit_max"] = 2.0 * std::exp2(static_cast<double>(step) / 250.0);
-    const Decision d = nav.on_snapshot(s);
-    ASSERT_FALSE(d.burn) << "step " << step << ": " << d.burn->reason;
-  }
+  expect_no_burn_on_healthy_run(
+      [](std::int64_t step) { return 2.0 * std::exp2(static_cast<double>(step) / 250.0); });
 }
 
 // A slower warmup collapse than the calibration runs' (which read 15-21 at step 40):
@@ -157,14 +165,7 @@ TEST(NavigatorWarmup, SustainedModerateLogitGrowthAlarms) {
   Navigator nav(cfg, RunInfo{"slow", 1, {}, {"lr"}, 3e-2}, Mode::active);
   std::optional<std::int64_t> first_burn;
   for (std::int64_t step = 1; step <= 400 && !first_burn; ++step) {
-    Snapshot s;
-    s.run = "slow";
-    s.step = step;
-    s.time = 1000.0 + static_cast<double>(step);
-    s.loss = 3.0 - 0.001 * static_cast<double>(step);
-    s.grad_norm = 1.0;
-    s.schedule_lr = 3e-2 * static_cast<double>(std::min<std::int64_t>(step, 300)) / 300.0;
-    s.lr = *s.schedule_lr;
+    Snapshot s = warmup_snapshot("slow", step, falling_loss(step), warmup_lr(step));
     const double wiggle = (step / 10) % 2 == 0 ? 1.1 : 0.9;
     if (step % 10 == 0)
       s.scalars["attn_logit_max"] = wiggle * 4.0 * std::exp2(6.0 * static_cast<double>(step - 70) / 100.0);
@@ -178,22 +179,10 @@ TEST(NavigatorWarmup, SustainedModerateLogitGrowthAlarms) {
 // steps once above the floor) with +-20% probe noise, which a 50-step window reads
 // as up to ~3 doublings per 100 steps: never a burn.
 TEST(NavigatorWarmup, HealthyLogitGrowthWithProbeNoiseNeverBurns) {
-  NavigatorConfig cfg;
-  Navigator nav(cfg, RunInfo{"healthy", 1, {}, {"lr"}, 1e-3}, Mode::active);
-  for (std::int64_t step = 1; step <= 800; ++step) {
-    Snapshot s;
-    s.run = "healthy";
-    s.step = step;
-    s.time = 1000.0 + static_cast<double>(step);
-    s.loss = 4.0 * std::exp(-static_cast<double>(step) / 200.0) + 2.0;
-    s.grad_norm = 1.0;
-    s.schedule_lr = 1e-3;
-    s.lr = 1e-3;
+  expect_no_burn_on_healthy_run([](std::int64_t step) {
     const double noise = (step / 10) % 3 == 0 ? 0.8 : (step / 10) % 3 == 1 ? 1.0 : 1.2;
-    if (step % 10 == 0) s.scalars["attn_logit_max"] = noise * 2.0 * std::exp2(static_cast<double>(step) / 100.0);
-    const Decision d = nav.on_snapshot(s);
-    ASSERT_FALSE(d.burn) << "step " << step << ": " << d.burn->reason;
-  }
+    return noise * 2.0 * std::exp2(static_cast<double>(step) / 100.0);
+  });
 }
 
 }  // namespace
