@@ -67,6 +67,18 @@ void read_filters(Table& t, FilterConfig& f) {
   t.number("loss_jump_ratio", f.loss_jump_ratio, 0.0, 1e6);
   t.number("loss_jump_grad_ratio", f.loss_jump_grad_ratio, 1.0, 1e12, true);
   t.integer("loss_jump_arm_step", f.loss_jump_arm_step, 0, 1'000'000'000'000);
+  t.number("loss_jump_min_noise_z", f.loss_jump_min_noise_z, 0.0, 1e6);
+  {
+    Table c(t.table("cadence_noise"), t.key("cadence_noise"), t.file());
+    CadenceNoiseParams& p = f.cadence_noise;
+    c.integer("level_window", p.level_window, 1, 1000);
+    c.integer("noise_window", p.noise_window, 1, 100'000);
+    c.integer("warmup", p.warmup, 1, 100'000);
+    c.number("clip", p.clip, 0.0, 1e6, true);
+    c.number("min_noise", p.min_noise, 0.0, 1e6, true);
+    c.number("cadence_change", p.cadence_change, 1.0, 1e9, true);
+    c.done();
+  }
   t.done();
 }
 

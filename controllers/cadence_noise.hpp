@@ -18,6 +18,8 @@
 
 namespace orbit {
 
+// Configured as [controller.filters.cadence_noise] (configs/default.toml documents
+// each key; NavigatorConfig::validate checks them).
 struct CadenceNoiseParams {
   std::size_t level_window = 5;    // accepted values whose median is the level
   std::size_t noise_window = 40;   // successive differences whose 90th percentile is the noise

@@ -94,6 +94,18 @@ std::vector<std::string> NavigatorConfig::validate() const {
   need(finite(filters.loss_jump_grad_ratio) && filters.loss_jump_grad_ratio > 1.0, f + "loss_jump_grad_ratio",
        "must be > 1");
   need(filters.loss_jump_arm_step >= 0, f + "loss_jump_arm_step", "must be >= 0");
+  need(finite(filters.loss_jump_min_noise_z) && filters.loss_jump_min_noise_z >= 0.0, f + "loss_jump_min_noise_z",
+       "must be >= 0");
+  const CadenceNoiseParams& cn = filters.cadence_noise;
+  const std::string cn_key = f + "cadence_noise.";
+  need(cn.level_window >= 1 && cn.level_window <= 1000, cn_key + "level_window", "must be in [1, 1000]");
+  need(cn.noise_window >= 1 && cn.noise_window <= 100000, cn_key + "noise_window", "must be in [1, 100000]");
+  need(cn.warmup >= 1 && cn.warmup <= cn.noise_window, cn_key + "warmup",
+       "must be in [1, noise_window] (the window holds at most noise_window differences; got warmup = " +
+           std::to_string(cn.warmup) + ", noise_window = " + std::to_string(cn.noise_window) + ")");
+  need(finite(cn.clip) && cn.clip > 0.0, cn_key + "clip", "must be > 0");
+  need(finite(cn.min_noise) && cn.min_noise > 0.0, cn_key + "min_noise", "must be > 0");
+  need(finite(cn.cadence_change) && cn.cadence_change > 1.0, cn_key + "cadence_change", "must be > 1");
 
   const std::set<std::string> metrics(std::begin(kZoneMetrics), std::end(kZoneMetrics));
   for (const auto& [name, zone] : zones) {

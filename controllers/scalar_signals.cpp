@@ -13,11 +13,6 @@ namespace orbit {
 namespace {
 constexpr auto kLossZ = static_cast<std::size_t>(zone_metric_index("loss_z"));
 constexpr auto kGradNormZ = static_cast<std::size_t>(zone_metric_index("grad_norm_z"));
-// Noise units ln(loss) must stand above its recent level for a loss jump to alarm.
-// Measured on the tuned part of bench/traces: real spikes stand 10-100 units out;
-// the noisy healthy runs' one-snapshot outliers to 1.5x stand 2-3 units out.
-constexpr double kLossJumpMinNoiseZ = 6.0;
-const CadenceNoiseParams kNoise{};
 
 // The smaller of the EWMA z and the cadence-noise z; none until both are learned.
 std::optional<double> combined_z(double ewma_z, std::optional<double> noise_z) {
@@ -39,7 +34,7 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
   std::optional<double> loss_noise_z;
   if (loss_finite) {
     const auto st = loss_stats_.update(loss, loss_params);
-    if (loss > 0.0) loss_noise_z = loss_noise_.update(step, std::log(loss), kNoise);
+    if (loss > 0.0) loss_noise_z = loss_noise_.update(step, std::log(loss), fc.cadence_noise);
     // A new logging cadence: the EWMA statistics and drift sums learned at the old
     // one would read its larger between-snapshot moves as drift; they start over too.
     if (loss_noise_.restarted()) restart_statistics();
@@ -64,7 +59,7 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
     put_metric(m, "grad_norm", *grad_norm);
     const double log_grad = std::log(std::max(*grad_norm, 1e-30));
     const auto st = grad_stats_.update(log_grad, grad_params);
-    const auto noise_z = grad_noise_.update(step, log_grad, kNoise);
+    const auto noise_z = grad_noise_.update(step, log_grad, fc.cadence_noise);
     if (grad_noise_.restarted()) {
       grad_stats_.reset();
       grad_cusum_.reset();
@@ -100,7 +95,7 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
     out.jump = loss_jump_.update(step, loss, grad_norm, jp);
     // Within the run's own noise of its recent level: an outlier of a noisy run, or
     // a level it has settled at, not a spike.
-    if (out.jump->alarm && loss_noise_z && *loss_noise_z < kLossJumpMinNoiseZ) out.jump->alarm = false;
+    if (out.jump->alarm && loss_noise_z && *loss_noise_z < fc.loss_jump_min_noise_z) out.jump->alarm = false;
     if (out.jump->ratio > 0.0) put_metric(m, "loss_jump", out.jump->ratio);
     if (out.jump->alarm) {
       const LossJumpStatus& jump = *out.jump;

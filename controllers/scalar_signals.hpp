@@ -5,12 +5,12 @@
 // training steps, and the loss-jump detector. The Navigator's "signals" stage.
 //
 // Each z-score is the smaller of two: the EWMA z (robust_stats) and the z against
-// the run's own snapshot-to-snapshot noise (cadence_noise: median level, MAD of
-// successive differences, re-learned when the logging cadence changes). A value
+// the run's own snapshot-to-snapshot noise (cadence_noise: median level, 90th percentile
+// of the successive differences, re-learned when the logging cadence changes). A value
 // is a spike only when it stands out on both; a run whose loss wobbles 1.4x between
 // snapshots (noisy batch losses logged every 500 steps) does not alarm on a 1.5x
-// one. A loss jump alarms only while ln(loss) is also kLossJumpMinNoiseZ noise
-// units above the run's recent level (once that is learned), so the jump alarm
+// one. A loss jump alarms only while ln(loss) is also loss_jump_min_noise_z noise
+// units (filters config) above the run's recent level (once that is learned), so the jump alarm
 // clears when the run settles, even at a level above its old floor.
 
 #include <cstdint>

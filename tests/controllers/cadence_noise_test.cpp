@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "controllers/cadence_noise.hpp"
@@ -108,6 +110,25 @@ TEST(ScalarSignals, AGradNormBurstTheLossDoesNotShowMustHoldSnapshotsNotSteps) {
   const auto with_loss = run(1, 0.3);
   ASSERT_TRUE(with_loss) << "the loss 7x too: held at once";
   EXPECT_GT(*with_loss, 6.0);
+}
+
+// [controller.filters.cadence_noise] reaches the detector: with warmup = 5 the loss
+// has a noise z from its 7th snapshot on, with the default 20 not yet.
+TEST(ScalarSignals, TheCadenceNoiseComesFromTheFilterConfig) {
+  FilterConfig quick;
+  quick.cadence_noise.warmup = 5;
+  const FilterConfig standard;
+  ScalarSignals a, b;
+  std::vector<Finding> findings;
+  std::map<std::string, double> ma, mb;
+  for (int i = 0; i < 8; ++i) {
+    ma.clear();
+    mb.clear();
+    a.update(i * 100, wobble(i, 3.0, 0.03), 1.0, 100, quick, &ma, findings);
+    b.update(i * 100, wobble(i, 3.0, 0.03), 1.0, 100, standard, &mb, findings);
+  }
+  EXPECT_TRUE(ma.count("loss_noise_z"));
+  EXPECT_FALSE(mb.count("loss_noise_z"));
 }
 
 }  // namespace

@@ -56,6 +56,13 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   EXPECT_EQ(f.loss_jump_ratio, g.loss_jump_ratio);
   EXPECT_EQ(f.loss_jump_grad_ratio, g.loss_jump_grad_ratio);
   EXPECT_EQ(f.loss_jump_arm_step, g.loss_jump_arm_step);
+  EXPECT_EQ(f.loss_jump_min_noise_z, g.loss_jump_min_noise_z);
+  EXPECT_EQ(f.cadence_noise.level_window, g.cadence_noise.level_window);
+  EXPECT_EQ(f.cadence_noise.noise_window, g.cadence_noise.noise_window);
+  EXPECT_EQ(f.cadence_noise.warmup, g.cadence_noise.warmup);
+  EXPECT_EQ(f.cadence_noise.clip, g.cadence_noise.clip);
+  EXPECT_EQ(f.cadence_noise.min_noise, g.cadence_noise.min_noise);
+  EXPECT_EQ(f.cadence_noise.cadence_change, g.cadence_noise.cadence_change);
   ASSERT_EQ(a.zones.size(), b.zones.size());
   for (const auto& [name, z] : a.zones) {
     ASSERT_TRUE(b.zones.count(name)) << name;
@@ -176,6 +183,20 @@ TEST(NavigatorConfigToml, ErrorsNameFileKeyAndReason) {
       {"[controller.filters]\nloss_jump_ratio = 0.8", "controller.filters.loss_jump_ratio", "0 (off) or > 1"},
       {"[controller.filters]\nloss_jump_grad_ratio = 1", "controller.filters.loss_jump_grad_ratio", "must be in (1,"},
       {"[controller.filters]\nloss_jump_arm_step = -1", "controller.filters.loss_jump_arm_step", "must be in [0,"},
+      {"[controller.filters]\nloss_jump_min_noise_z = -1.0", "controller.filters.loss_jump_min_noise_z",
+       "must be in [0,"},
+      {"[controller.filters.cadence_noise]\nwarmup = 0", "controller.filters.cadence_noise.warmup", "must be in [1,"},
+      {"[controller.filters.cadence_noise]\nwarmup = 50", "controller.filters.cadence_noise.warmup",
+       "must be in [1, noise_window] (the window holds at most noise_window differences; got warmup = 50, "
+       "noise_window = 40)"},
+      {"[controller.filters.cadence_noise]\nnoise_window = 10", "controller.filters.cadence_noise.warmup",
+       "must be in [1, noise_window]"},
+      {"[controller.filters.cadence_noise]\nmin_noise = 0", "controller.filters.cadence_noise.min_noise",
+       "must be in (0,"},
+      {"[controller.filters.cadence_noise]\ncadence_change = 1.0", "controller.filters.cadence_noise.cadence_change",
+       "must be in (1,"},
+      {"[controller.filters.cadence_noise]\nclip = \"4\"", "controller.filters.cadence_noise.clip", "must be a number"},
+      {"[controller.filters.cadence_noise]\nwindow = 5", "controller.filters.cadence_noise.window", "unknown key"},
       {"[controller.zones.perplexity]\ngood = 1\ndanger = 2", "controller.zones.perplexity", "unknown metric"},
       {"[controller.zones.entropy]\ngood = 1.5\ndanger = 1.5", "controller.zones.entropy.danger", "must differ"},
       {"[controller.zones.entropy]\ngood = true", "controller.zones.entropy.good", "must be a number"},
