@@ -57,7 +57,7 @@ std::vector<Point> read_algoperf(const fs::path& path) {
     Point p;
     p.step = static_cast<std::int64_t>(number(cells[c_step]));
     p.loss = number(cells[c_loss]);
-    if (!cells[c_gn].empty()) p.grad_norm = number(cells[c_gn]);
+    if (c_gn < cells.size() && !cells[c_gn].empty()) p.grad_norm = number(cells[c_gn]);  // some logs have none
     out.push_back(p);
   }
   return out;
