@@ -239,6 +239,7 @@ NavigatorConfig load_navigator_config(const toml::table& root, const std::string
     t.integer("max_apply_lead_steps", l.max_apply_lead_steps, 0, 1'000'000);
     t.number("lr_deadband", l.lr_deadband, 0.0, 1.0);
     t.number("weight_deadband", l.weight_deadband, 0.0, 1.0);
+    t.number("loss_weight_deadband", l.loss_weight_deadband, 0.0, 1.0);
     t.done();
     if (l.lr_scale_max < l.lr_scale_min) t.fail("lr_scale_max", "must be >= lr_scale_min");
     if (l.max_apply_lead_steps < l.apply_lead_steps) t.fail("max_apply_lead_steps", "must be >= apply_lead_steps");

@@ -21,7 +21,18 @@ BurnChanges burn_changes(const ActuatorSettings& want, const ActuatorSettings& a
                      (weight_change > lim.weight_deadband || want.domain_weights == base.domain_weights ||
                       want.domain_weights.size() != applied.domain_weights.size());
   c.curriculum_phase = want.curriculum_phase.value_or(0) != applied.curriculum_phase.value_or(0);
-  c.loss_weights = want.loss_weights != applied.loss_weights;
+  double loss_weight_change = 0.0;
+  bool same_keys = want.loss_weights.size() == applied.loss_weights.size();
+  for (const auto& [name, w] : want.loss_weights) {
+    auto it = applied.loss_weights.find(name);
+    if (it == applied.loss_weights.end()) {
+      same_keys = false;
+      continue;
+    }
+    loss_weight_change = std::max(loss_weight_change, std::abs(w - it->second));
+  }
+  c.loss_weights = want.loss_weights != applied.loss_weights &&
+                   (loss_weight_change > lim.loss_weight_deadband || want.loss_weights == base.loss_weights || !same_keys);
   c.off_default = applied.lr_scale != 1.0 || applied.domain_weights != base.domain_weights ||
                   applied.curriculum_phase.value_or(0) != 0 || applied.loss_weights != base.loss_weights;
   return c;

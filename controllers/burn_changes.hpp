@@ -14,7 +14,7 @@ struct BurnChanges {
   bool lr = false;            // the lr scale moved past limits.lr_deadband, or reached the ceiling or 1.0
   bool domain_weights = false;  // a weight moved past limits.weight_deadband, back to base, or the set changed
   bool curriculum_phase = false;
-  bool loss_weights = false;
+  bool loss_weights = false;   // a weight moved past limits.loss_weight_deadband, back to base, or the set changed
   bool off_default = false;   // what is applied now is not the defaults (a burn is holding)
   bool any_moved() const { return lr || domain_weights || curriculum_phase || loss_weights; }
 };

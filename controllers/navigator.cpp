@@ -679,6 +679,7 @@ std::optional<Burn> Navigator::compose_burn(std::int64_t step, const ActuatorPla
 
   if (!moved.lr) want.lr_scale = applied_.lr_scale;
   if (!moved.domain_weights) want.domain_weights = applied_.domain_weights;
+  if (!moved.loss_weights) want.loss_weights = applied_.loss_weights;
   Burn b;
   b.run = info_.run;
   b.seq = ++seq_;

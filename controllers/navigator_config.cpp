@@ -167,6 +167,7 @@ std::vector<std::string> NavigatorConfig::validate() const {
        "must exceed 2 * max_apply_lead_steps + 1, or burns expire before they are refreshed");
   need(in(limits.lr_deadband, 0.0, 1.0), l + "lr_deadband", "must be in [0, 1]");
   need(in(limits.weight_deadband, 0.0, 1.0), l + "weight_deadband", "must be in [0, 1]");
+  need(in(limits.loss_weight_deadband, 0.0, 1.0), l + "loss_weight_deadband", "must be in [0, 1]");
 
   const std::string w = "controller.reweight.";
   need(in(reweight.rate, 0.0, 1.0), w + "rate", "must be in [0, 1] (log-weight per step)");

@@ -109,6 +109,9 @@ struct BurnLimits {
   std::int64_t max_apply_lead_steps = 16;  // late ACKs raise the lead up to this
   double lr_deadband = 0.05;          // relative lr change worth a burn
   double weight_deadband = 0.005;     // absolute weight change worth a burn
+  // Absolute loss-weight change worth a burn: more than one quantum of
+  // loss_weights.quantum (0.005), so a pressure wobbling on a rounding edge sends nothing.
+  double loss_weight_deadband = 0.0075;
 };
 
 struct ReweightConfig {

@@ -13,6 +13,7 @@ namespace {
 constexpr auto kLossZ = static_cast<std::size_t>(zone_metric_index("loss_z"));
 constexpr auto kGradNormZ = static_cast<std::size_t>(zone_metric_index("grad_norm_z"));
 constexpr auto kLoopRate = static_cast<std::size_t>(zone_metric_index("loop_rate"));
+constexpr auto kAttnLogitGrowth = static_cast<std::size_t>(zone_metric_index("attn_logit_growth"));
 }  // namespace
 
 ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& values,
@@ -71,7 +72,10 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
     // (see the signature): there a spectral metric alarms or weighs on health only
     // once it has stayed in danger for signature_confirm_steps on consecutive
     // probes; its warnings and forecasts wait for the end of the early phase.
-    const bool spectral = !is_z && mi != kLoopRate;
+    // attn_logit_growth is not held: its floor (signals.attn_logit_floor) already
+    // keeps the init transient out (healthy runs stay below it for 150+ steps), and a
+    // warmup collapse held 20 steps is caught at a higher lr.
+    const bool spectral = !is_z && mi != kLoopRate && mi != kAttnLogitGrowth;
     const bool in_danger = zr == Zone::danger || zs == Zone::danger;
     if (spectral) {
       if (track.danger_since && at < *track.danger_since) track.danger_since.reset();

@@ -98,6 +98,7 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   EXPECT_EQ(l.max_apply_lead_steps, m.max_apply_lead_steps);
   EXPECT_EQ(l.lr_deadband, m.lr_deadband);
   EXPECT_EQ(l.weight_deadband, m.weight_deadband);
+  EXPECT_EQ(l.loss_weight_deadband, m.loss_weight_deadband);
   EXPECT_EQ(a.reweight.rate, b.reweight.rate);
   EXPECT_EQ(a.reweight.relax, b.reweight.relax);
   EXPECT_EQ(a.reweight.snap, b.reweight.snap);

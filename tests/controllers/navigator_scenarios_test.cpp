@@ -510,6 +510,45 @@ TEST(Scenario, RollbackLowersTheCeilingWhichRelaxesBackWhenStable) {
   EXPECT_TRUE(branch);
 }
 
+// After a rollback the ladder's ceiling relaxes a little on every STABLE step
+// (default: doubling per 2000 steps, slower than the PID's return of a doubling
+// per 50), so the returning lr scale reaches the ceiling and then follows it.
+// Following it is rationed by the lr deadband: a burn per 5 % of ceiling rise,
+// not one per step (which "landing exactly on the moving ceiling" used to send).
+TEST(Scenario, FollowingARelaxingRollbackCeilingTakesFewBurns) {
+  NavigatorConfig cfg;  // ceiling_relax_steps 2000
+  Navigator nav(cfg, run_info("rbc", {"lr", "rollback"}), Mode::active);
+  std::mt19937_64 rng(12);
+  std::int64_t step = 0;
+  bool collapsed = false;
+  int rollbacks = 0, tail_burns = 0;
+  for (int i = 0; i < 900; ++i, ++step) {
+    Snapshot s = collapse_run(step, collapsed ? 1 << 30 : 150, rng);
+    Decision d = nav.on_snapshot(s);
+    if (d.burn && d.burn->rollback_to_step) {
+      ++rollbacks;
+      collapsed = true;
+      Ack ack;
+      ack.run = "rbc";
+      ack.seq = d.burn->seq;
+      ack.step = step + 1;
+      ack.restored_step = *d.burn->rollback_to_step;
+      nav.on_ack(ack);
+      step = *d.burn->rollback_to_step;
+    } else if (d.burn && i >= 500) {
+      ++tail_burns;
+    }
+  }
+  ASSERT_EQ(rollbacks, 1);
+  // The tail is STABLE and the ceiling still below 1: the scale sits on it.
+  EXPECT_EQ(nav.state(), OrbitState::stable);
+  EXPECT_LT(nav.lr_ceiling(), 0.5);
+  // 400 steps raise the ceiling by 2^(400/2000) = 15 %: about 3 deadband moves,
+  // plus renewals before expiry (every ~195 steps); one per step would be ~400.
+  EXPECT_LE(tail_burns, 8) << tail_burns;
+  EXPECT_GE(tail_burns, 1) << tail_burns;
+}
+
 // Closed loop: hidden-state entropy follows a first-order plant in ln(lr scale)
 // (time constant 20 steps; lr x0.37 lifts the equilibrium by 1 nat). From step
 // 200 to 700 a disturbance pulls the equilibrium at full lr down to 1.0 nat

@@ -278,5 +278,30 @@ TEST(BurnChanges, DeadbandsHoldSmallMovesButReturnsLandExactly) {
   EXPECT_TRUE(burn_changes(want, applied, base, lim, 1.0).loss_weights);
 }
 
+// Loss weights are rounded to a quantum of 0.005; a pressure wobbling on a
+// rounding edge moves them by one quantum every step. That is inside
+// limits.loss_weight_deadband (0.0075) and sends nothing; two quanta, the return
+// to zero and a changed set of weights are sent.
+TEST(BurnChanges, LossWeightsHaveADeadbandButTheReturnToZeroLands) {
+  const BurnLimits lim;
+  ActuatorSettings base;
+  base.loss_weights = {{"collapse", 0.0}, {"phi", 0.0}};
+  ActuatorSettings applied = base;
+  applied.loss_weights = {{"collapse", 0.05}, {"phi", 0.0}};
+  ActuatorSettings want = applied;
+  want.loss_weights = {{"collapse", 0.055}, {"phi", 0.0}};  // one quantum up
+  EXPECT_FALSE(burn_changes(want, applied, base, lim, 1.0).loss_weights);
+  EXPECT_FALSE(burn_changes(want, applied, base, lim, 1.0).any_moved());
+  want.loss_weights = {{"collapse", 0.05}, {"phi", 0.005}};  // one quantum on another weight
+  EXPECT_FALSE(burn_changes(want, applied, base, lim, 1.0).loss_weights);
+  want.loss_weights = {{"collapse", 0.06}, {"phi", 0.0}};  // two quanta
+  EXPECT_TRUE(burn_changes(want, applied, base, lim, 1.0).loss_weights);
+  applied.loss_weights = {{"collapse", 0.005}, {"phi", 0.0}};
+  want.loss_weights = base.loss_weights;  // one quantum, but home
+  EXPECT_TRUE(burn_changes(want, applied, base, lim, 1.0).loss_weights);
+  want.loss_weights = {{"collapse", 0.005}};  // the set changed
+  EXPECT_TRUE(burn_changes(want, applied, base, lim, 1.0).loss_weights);
+}
+
 }  // namespace
 }  // namespace orbit

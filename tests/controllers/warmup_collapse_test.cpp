@@ -115,7 +115,11 @@ TEST(NavigatorWarmup, AttnLogitGrowthAlarmsAndTheCapHoldsThroughTheWarmup) {
     if (cap) worst_ratio = std::max(worst_ratio, *s.schedule_lr * scale / *cap);
   }
   ASSERT_TRUE(first_burn);
-  EXPECT_LE(*first_burn, 50);
+  // The first probe past the floor (step 30) alarms: the early-training hold of the
+  // hidden-state metrics (20 steps) does not apply to attn_logit_growth, whose floor
+  // keeps the init transient out; held, the alarm (and the cap) came at step 50,
+  // at a higher lr.
+  EXPECT_EQ(*first_burn, 30);
   ASSERT_TRUE(cap);
   EXPECT_LE(worst_ratio, 1.0 + 1e-9 + cfg.limits.lr_deadband);
 }
@@ -177,7 +181,8 @@ TEST(NavigatorWarmup, SustainedModerateLogitGrowthAlarms) {
 
 // Healthy logits (calibration H runs: ~1 doubling per 100 steps at most over 100
 // steps once above the floor) with +-20% probe noise, which a 50-step window reads
-// as up to ~3 doublings per 100 steps: never a burn.
+// as up to ~3 doublings per 100 steps: never a burn. (Known weak: it also passes
+// with a 50-step window, so it does not yet guard the window length.)
 TEST(NavigatorWarmup, HealthyLogitGrowthWithProbeNoiseNeverBurns) {
   expect_no_burn_on_healthy_run([](std::int64_t step) {
     const double noise = (step / 10) % 3 == 0 ? 0.8 : (step / 10) % 3 == 1 ? 1.0 : 1.2;
