@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <vector>
 
 namespace orbit {
 
@@ -42,6 +43,9 @@ class CadenceNoise {
   bool restarted_ = false;
   std::deque<double> values_;  // accepted (clipped) values, newest last
   std::deque<double> diffs_;   // |successive differences| of accepted values
+  // diffs_ kept sorted as well: its quantile is an index, not a selection per
+  // update (the k-th smallest value is the same whichever way it is found).
+  std::vector<double> sorted_diffs_;
   std::optional<std::int64_t> last_step_;
   std::int64_t gap_ = 0;       // the cadence the statistics were learned at
 };

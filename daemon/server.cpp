@@ -429,7 +429,19 @@ void Server::handle_adapter_frames(std::vector<zmq::message_t>& frames) {
     }
   }
 
-  DecodeResult decoded = decode(wire, config_.limits);
+  // Snapshots, nearly every message, decode into the server's scratch Snapshot: its
+  // strings, spectra and map nodes are reused, so a warm decode allocates nothing.
+  DecodeResult decoded;
+  if (decode_snapshot_into(wire, scratch_snapshot_, decoded, config_.limits)) {
+    try {
+      on_snapshot(envelope, scratch_snapshot_, wire);
+    } catch (const std::exception& e) {
+      // A bug must cost one reply, never the daemon.
+      spdlog::error("internal error handling snapshot: {}", e.what());
+      send_error(envelope, ErrorCode::internal, std::string("internal error: ") + e.what());
+    }
+    return;
+  }
   if (!decoded.ok()) {
     spdlog::debug("rejected {} message: {} ({})", decoded.type.empty() ? "undecodable" : decoded.type,
                   decoded.error.message, to_string(decoded.error.code));

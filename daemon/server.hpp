@@ -187,6 +187,7 @@ class Server {
   SessionTable sessions_;
   std::map<std::string, Run> runs_;
   DaemonStats stats_;
+  Snapshot scratch_snapshot_;  // every snapshot decodes into this (decode_snapshot_into)
   std::function<DaemonConfig()> loader_;
   double started_at_ = 0.0;
   bool running_ = false;

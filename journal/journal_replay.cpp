@@ -81,12 +81,21 @@ RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
         if (auto s = decode_rank_silent(r->payload)) e.value = *s;
         else ok = false;
         break;
+      case RecordType::snapshot: {
+        // Straight into the entry: no DecodeResult, no Message variant to move out of.
+        DecodeResult d;
+        ok = decode_snapshot_into(r->payload, e.value.emplace<Snapshot>(), d, limits);
+        if (!ok) {
+          e.value.emplace<std::monostate>();
+          why = d.ok() ? "payload is a '" + std::string(type_name(*d.message)) + "' message" : d.error.message;
+        }
+        break;
+      }
       default: {
         if (!known_record_type(static_cast<std::uint8_t>(r->type))) break;  // newer writer: keep, ignore
         const DecodeResult d = decode(r->payload, limits);
         switch (r->type) {
           case RecordType::hello: ok = take<Hello>(d, e); break;
-          case RecordType::snapshot: ok = take<Snapshot>(d, e); break;
           case RecordType::burn:
           case RecordType::forced_burn: ok = take<Burn>(d, e); break;
           case RecordType::ack: ok = take<Ack>(d, e); break;

@@ -6,12 +6,16 @@
 //
 // Both servers are separate processes, as orbitd is in production. Reports p50,
 // p99 and pipelined throughput per transport and the ratios to the raw floor.
+// With ORBITD_BASELINE set to another orbitd binary (an older build), that one is
+// measured too, interleaved in the same run, and the ratios of ORBITD to it are
+// reported beside the ratios to the raw floor.
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -152,8 +156,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "set ORBITD to the orbitd binary (e.g. build/daemon/orbitd)\n");
     return 2;
   }
+  const char* baseline = std::getenv("ORBITD_BASELINE");
   const auto dir = orbit::test::make_temp_dir("bench");
   std::vector<Result> results;
+  std::vector<Result> baseline_results;  // per transport, when ORBITD_BASELINE is set
   for (const std::string transport : {"ipc", "tcp"}) {
     const std::string ep_orbitd = transport == "ipc" ? "ipc://" + (dir / "orbitd.sock").string() : "tcp://127.0.0.1:*";
     const std::string ep_echo = transport == "ipc" ? "ipc://" + (dir / "echo.sock").string() : "tcp://127.0.0.1:*";
@@ -172,12 +178,27 @@ int main(int argc, char** argv) {
     orbit::test::OrbitdProcess orbitd({"--endpoint", ep_orbitd, "--telemetry", "tcp://127.0.0.1:*", "--control",
                                        "tcp://127.0.0.1:*", "--allow-exposed-control", "--log-level", "error"},
                                       false);
-    // Interleave to share the machine's noise fairly: echo, orbitd, echo, orbitd.
-    std::vector<Result> echo_runs, orbitd_runs;
+    std::unique_ptr<orbit::test::OrbitdProcess> base;
+    if (baseline) {
+      const std::string current = std::getenv("ORBITD");
+      ::setenv("ORBITD", baseline, 1);
+      const std::string ep_base = transport == "ipc" ? "ipc://" + (dir / "base.sock").string() : "tcp://127.0.0.1:*";
+      base = std::make_unique<orbit::test::OrbitdProcess>(
+          std::vector<std::string>{"--endpoint", ep_base, "--telemetry", "tcp://127.0.0.1:*", "--control",
+                                   "tcp://127.0.0.1:*", "--allow-exposed-control", "--log-level", "error"},
+          false);
+      ::setenv("ORBITD", current.c_str(), 1);
+    }
+    // Interleave to share the machine's noise fairly: echo, orbitd, (baseline,) echo, orbitd, ...
+    std::vector<Result> echo_runs, orbitd_runs, base_runs;
     for (int rep = 0; rep < 2; ++rep) {
       echo_runs.push_back(measure("raw-echo", transport, echo_ep, false, round_trips / 2, pipelined / 2, window));
       orbitd_runs.push_back(measure("orbitd", transport, orbitd.endpoints().adapters, true, round_trips / 2,
                                     pipelined / 2, window));
+      if (base) {
+        base_runs.push_back(measure("orbitd-baseline", transport, base->endpoints().adapters, true, round_trips / 2,
+                                    pipelined / 2, window));
+      }
     }
     auto merge = [](const std::vector<Result>& v) {
       Result r = v[0];
@@ -189,6 +210,7 @@ int main(int argc, char** argv) {
     };
     results.push_back(merge(echo_runs));
     results.push_back(merge(orbitd_runs));
+    if (base) baseline_results.push_back(merge(base_runs));
     ::kill(echo, SIGKILL);
     ::waitpid(echo, nullptr, 0);
   }
@@ -197,6 +219,10 @@ int main(int argc, char** argv) {
   std::printf("\n%-9s %-5s %9s %9s %9s %13s %7s\n", "server", "trans", "p50 us", "p99 us", "mean us", "pipelined/s", "bytes");
   for (const auto& r : results) {
     std::printf("%-9s %-5s %9.1f %9.1f %9.1f %13.0f %7zu\n", r.server.c_str(), r.transport.c_str(), r.p50_us, r.p99_us,
+                r.mean_us, r.throughput, r.request_bytes);
+  }
+  for (const auto& r : baseline_results) {
+    std::printf("%-9s %-5s %9.1f %9.1f %9.1f %13.0f %7zu\n", "baseline", r.transport.c_str(), r.p50_us, r.p99_us,
                 r.mean_us, r.throughput, r.request_bytes);
   }
   std::printf("\n%-5s %22s %28s\n", "trans", "p50 ratio (target<=1.2)", "throughput ratio (target>=0.5)");
@@ -209,13 +235,36 @@ int main(int argc, char** argv) {
          << ", \"p99_us\": " << r.p99_us << ", \"mean_us\": " << r.mean_us << ", \"throughput_per_s\": " << r.throughput
          << ", \"request_bytes\": " << r.request_bytes << "}" << (i + 1 < results.size() ? "," : "") << "\n";
   }
-  json << "  ],\n  \"ratios\": {";
+  json << "  ],\n";
+  if (!baseline_results.empty()) {
+    json << "  \"baseline_orbitd\": \"" << baseline << "\",\n  \"baseline_results\": [\n";
+    for (std::size_t i = 0; i < baseline_results.size(); ++i) {
+      const auto& r = baseline_results[i];
+      json << "    {\"server\": \"orbitd-baseline\", \"transport\": \"" << r.transport << "\", \"p50_us\": " << r.p50_us
+           << ", \"p99_us\": " << r.p99_us << ", \"mean_us\": " << r.mean_us
+           << ", \"throughput_per_s\": " << r.throughput << "}" << (i + 1 < baseline_results.size() ? "," : "") << "\n";
+    }
+    json << "  ],\n";
+  }
+  json << "  \"ratios\": {";
   for (std::size_t i = 0; i + 1 < results.size(); i += 2) {
     const double p50 = results[i + 1].p50_us / results[i].p50_us;
     const double thr = results[i + 1].throughput / results[i].throughput;
     std::printf("%-5s %22.2f %28.2f\n", results[i].transport.c_str(), p50, thr);
     json << (i ? ", " : "") << "\"" << results[i].transport << "\": {\"p50_ratio\": " << p50
-         << ", \"throughput_ratio\": " << thr << "}";
+         << ", \"throughput_ratio\": " << thr;
+    if (i / 2 < baseline_results.size()) {
+      const Result& b = baseline_results[i / 2];
+      const double p50_vs = results[i + 1].p50_us / b.p50_us;
+      const double thr_vs = results[i + 1].throughput / b.throughput;
+      std::printf("%-5s vs baseline orbitd: p50 %.2fx, throughput %.2fx (baseline vs raw: p50 %.2f, throughput %.2f)\n",
+                  results[i].transport.c_str(), p50_vs, thr_vs, b.p50_us / results[i].p50_us,
+                  b.throughput / results[i].throughput);
+      json << ", \"p50_vs_baseline\": " << p50_vs << ", \"throughput_vs_baseline\": " << thr_vs
+           << ", \"baseline_p50_ratio\": " << b.p50_us / results[i].p50_us
+           << ", \"baseline_throughput_ratio\": " << b.throughput / results[i].throughput;
+    }
+    json << "}";
   }
   json << "}\n}\n";
   std::printf("\nwrote %s\n", out.c_str());

@@ -103,6 +103,7 @@ void BM_NavigatorOnSnapshot(benchmark::State& state) {
   info.actuators = {"lr"};
   info.base_lr = 3e-4;
   orbit::Navigator nav(config, info, orbit::Mode::active);
+  nav.set_report_metrics(state.range(1) != 0);  // off: as replay without a timeline and tune run it
   std::vector<orbit::Snapshot> snaps;
   for (int i = 0; i < 1024; ++i) snaps.push_back(make_snapshot(i, static_cast<int>(state.range(0))));
   std::int64_t step = 0;
@@ -112,7 +113,7 @@ void BM_NavigatorOnSnapshot(benchmark::State& state) {
     benchmark::DoNotOptimize(nav.on_snapshot(s));
   }
 }
-BENCHMARK(BM_NavigatorOnSnapshot)->Arg(0)->Arg(60);
+BENCHMARK(BM_NavigatorOnSnapshot)->ArgNames({"scalars", "metrics"})->Args({0, 1})->Args({60, 1})->Args({0, 0});
 
 struct TempDir {
   fs::path path;

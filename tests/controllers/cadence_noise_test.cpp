@@ -5,10 +5,14 @@
 // the run settles.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
 #include <string>
+#include <cstring>
+#include <deque>
+#include <random>
 #include <vector>
 
 #include "controllers/cadence_noise.hpp"
@@ -129,6 +133,99 @@ TEST(ScalarSignals, TheCadenceNoiseComesFromTheFilterConfig) {
   }
   EXPECT_TRUE(ma.count("loss_noise_z"));
   EXPECT_FALSE(mb.count("loss_noise_z"));
+}
+
+// The noise model as it was before the sorted window (nth_element on a copy per
+// update): the reference the incremental version must match bit for bit.
+class ReferenceCadenceNoise {
+ public:
+  std::optional<double> update(std::int64_t step, double x, const CadenceNoiseParams& p) {
+    restarted = false;
+    if (!std::isfinite(x)) return std::nullopt;
+    if (last_step) {
+      const std::int64_t gap = std::max<std::int64_t>(step - *last_step, 1);
+      const double change =
+          gap_ > 0 ? static_cast<double>(std::max(gap, gap_)) / static_cast<double>(std::min(gap, gap_)) : 1.0;
+      if (change > p.cadence_change) {
+        diffs.clear();
+        restarted = true;
+      }
+      if (diffs.empty()) gap_ = gap;
+    }
+    last_step = step;
+    std::optional<double> z;
+    double accepted = x;
+    if (!values.empty()) {
+      const double level = median_of(std::vector<double>(
+          values.end() - static_cast<std::ptrdiff_t>(std::min(values.size(), p.level_window)), values.end()));
+      if (diffs.size() >= p.warmup) {
+        const double noise =
+            std::max(quantile_of({diffs.begin(), diffs.end()}, 0.9) / (1.6449 * std::sqrt(2.0)), p.min_noise);
+        z = (x - level) / noise;
+        accepted = level + std::clamp(x - level, -p.clip * noise, p.clip * noise);
+      }
+      diffs.push_back(std::abs(accepted - values.back()));
+      while (diffs.size() > p.noise_window) diffs.pop_front();
+    }
+    values.push_back(accepted);
+    while (values.size() > p.level_window) values.pop_front();
+    return z;
+  }
+  bool restarted = false;
+
+ private:
+  static double quantile_of(std::vector<double> v, double q) {
+    const auto k = v.begin() + static_cast<std::ptrdiff_t>(q * static_cast<double>(v.size() - 1));
+    std::nth_element(v.begin(), k, v.end());
+    return *k;
+  }
+  static double median_of(std::vector<double> v) {
+    const auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
+    std::nth_element(v.begin(), mid, v.end());
+    if (v.size() % 2 == 1) return *mid;
+    return 0.5 * (*mid + *std::max_element(v.begin(), mid));
+  }
+  std::deque<double> values, diffs;
+  std::optional<std::int64_t> last_step;
+  std::int64_t gap_ = 0;
+};
+
+bool same_bits(const std::optional<double>& a, const std::optional<double>& b) {
+  if (a.has_value() != b.has_value()) return false;
+  return !a || std::memcmp(&*a, &*b, sizeof(double)) == 0;
+}
+
+TEST(CadenceNoise, MatchesTheSelectionPerUpdateBitForBit) {
+  // Random series with repeated values (ties in the sorted window), spikes, non-finite
+  // values, cadence changes and windows that change mid-run (also past 64 values).
+  std::mt19937_64 rng(12);
+  std::size_t compared = 0;
+  for (int series = 0; series < 60; ++series) {
+    CadenceNoiseParams p;
+    p.level_window = std::uniform_int_distribution<std::size_t>(1, 80)(rng);
+    p.noise_window = std::uniform_int_distribution<std::size_t>(1, 60)(rng);
+    p.warmup = std::uniform_int_distribution<std::size_t>(1, 25)(rng);
+    CadenceNoise fast;
+    ReferenceCadenceNoise ref;
+    std::int64_t step = 0;
+    std::int64_t gap = 1;
+    for (int i = 0; i < 800; ++i) {
+      if (i % 200 == 199) gap = std::uniform_int_distribution<std::int64_t>(1, 500)(rng);
+      if (i % 300 == 150) p.noise_window = std::uniform_int_distribution<std::size_t>(1, 60)(rng);
+      if (i % 300 == 250) p.level_window = std::uniform_int_distribution<std::size_t>(1, 80)(rng);
+      step += gap;
+      const int kind = std::uniform_int_distribution<int>(0, 99)(rng);
+      double x = std::round(std::normal_distribution<double>(2.0, 0.05)(rng) * 400.0) / 400.0;  // ties
+      if (kind == 0) x = std::nan("");
+      if (kind == 1) x += 3.0;  // a spike
+      const auto a = fast.update(step, x, p);
+      const auto b = ref.update(step, x, p);
+      ASSERT_TRUE(same_bits(a, b)) << "series " << series << " update " << i;
+      ASSERT_EQ(fast.restarted(), ref.restarted) << "series " << series << " update " << i;
+      compared += a.has_value();
+    }
+  }
+  EXPECT_GT(compared, 10000u);
 }
 
 }  // namespace
