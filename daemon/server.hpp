@@ -189,6 +189,8 @@ class Server {
   DaemonStats stats_;
   std::function<DaemonConfig()> loader_;
   double started_at_ = 0.0;
+  static constexpr double kTrimIntervalS = 5.0;  // malloc_trim at most this often (housekeeping)
+  double last_trim_ = 0.0;
   bool running_ = false;
 };
 

@@ -60,8 +60,7 @@ std::string read_file(const std::filesystem::path& p) {
 
 }  // namespace
 
-DashboardFeed::DashboardFeed(Options options)
-    : options_(std::move(options)), names_(std::make_shared<PointNames>()) {}
+DashboardFeed::DashboardFeed(Options options) : options_(std::move(options)), names_(std::make_shared<PointNames>()) {}
 
 void DashboardFeed::set_zones(const NavigatorConfig& config) {
   JsonWriter w;

@@ -67,9 +67,9 @@ class DashboardFeed {
  private:
   struct RunFeed {
     explicit RunFeed(std::shared_ptr<PointNames> names) : points(std::move(names)) {}
-    PointHistory points;             // oldest first
-    std::string spectrum;            // the latest spectrum as JSON ("" until one came)
-    std::string summary;             // JSON fields for the runs list, from the last point
+    PointHistory points;   // oldest first
+    std::string spectrum;  // the latest spectrum as JSON ("" until one came)
+    std::string summary;   // JSON fields for the runs list, from the last point
     std::uint64_t burns = 0;
     std::uint64_t updated = 0;  // recording order, for eviction
     bool live = true;

@@ -102,8 +102,8 @@ void PointHistory::pop_front() {
 void PointHistory::append_record_json(const Record& r, std::size_t first_value, std::string& out) const {
   JsonWriter w;
   write_head(w, run_, r.step, r.time, names_->string(r.state), names_->string(r.basin),
-             names_->string(r.forecast_basin), r.has_basin_age ? std::optional<std::int64_t>(r.basin_age) : std::nullopt,
-             r.lr_scale);
+             names_->string(r.forecast_basin),
+             r.has_basin_age ? std::optional<std::int64_t>(r.basin_age) : std::nullopt, r.lr_scale);
   const auto& names = names_->list(r.metrics);
   for (std::size_t i = 0; i < names.size(); ++i) w.field(names[i], values_[first_value + i]);
   w.end_object();

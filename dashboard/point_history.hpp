@@ -77,7 +77,7 @@ class PointHistory {
   std::shared_ptr<PointNames> names_;
   std::string run_;
   std::deque<Record> records_;
-  std::deque<double> values_;          // every record's metric values, in order
+  std::deque<double> values_;         // every record's metric values, in order
   std::deque<std::string> verbatim_;  // the JSON of the records with metrics == kNone, in order
 };
 

@@ -4,7 +4,7 @@
 //
 //   bench_load [--runs N] [--ranks-per-run N] [--duration S] [--rate HZ] [--threads N]
 //              [--transport ipc|tcp] [--mode active|monitor] [--no-journal] [--http]
-//              [--baseline-s S] [--out FILE.json] [--check]
+//              [--baseline-s S] [--stall AT:SECONDS] [--out FILE.json] [--check]
 //
 // Every snapshot sent is matched with its answer (state, error, or a burn the
 // daemon decided on it); what stays unanswered must be explained by the daemon's
@@ -66,6 +66,7 @@ struct Options {
   bool journal = true;
   bool http = false;  // orbitd serves the dashboard (its history is kept in memory)
   double baseline_s = 20.0;
+  double stall_at_s = 0.0, stall_s = 0.0;  // SIGSTOP orbitd for stall_s at stall_at_s (a backlog on demand)
   std::string out = "bench/results/load.json";
   bool check = false;
 };
@@ -397,7 +398,8 @@ void summarize_server(PhaseResult& r, const std::vector<std::pair<double, double
   for (std::size_t i = rss.size() / 2; i < rss.size(); ++i) second_half.push_back(rss[i].second);
   r.rss_steady_mb = percentile(second_half, 0.5);
   for (const auto& [t, mb] : rss)
-    if (t >= 10.0 * static_cast<double>(r.rss_every_10s_mb.size())) r.rss_every_10s_mb.push_back(std::round(mb * 10) / 10);
+    if (t >= 10.0 * static_cast<double>(r.rss_every_10s_mb.size()))
+      r.rss_every_10s_mb.push_back(std::round(mb * 10) / 10);
 }
 
 // Runs every client thread against `endpoint` (served by process `server_pid`,
@@ -453,7 +455,19 @@ PhaseResult run_phase(const std::string& server, pid_t server_pid, const std::st
   go = true;
   std::vector<std::pair<double, double>> rss;  // (seconds, VmRSS MB)
   ProcSample first{}, last{};
+  const bool stall = !echo && o.stall_s > 0;
+  bool stopped = false, resumed = false;
   while (seconds_since(start) < duration_s || streamed < static_cast<int>(clients.size())) {
+    if (stall && !stopped && seconds_since(start) >= o.stall_at_s) {
+      ::kill(server_pid, SIGSTOP);
+      stopped = true;
+      std::printf("bench_load: orbitd stopped (SIGSTOP) at %.1f s for %.1f s\n", seconds_since(start), o.stall_s);
+      std::fflush(stdout);
+    }
+    if (stopped && !resumed && seconds_since(start) >= o.stall_at_s + o.stall_s) {
+      ::kill(server_pid, SIGCONT);
+      resumed = true;
+    }
     if (seconds_since(start) < duration_s) {
       last = read_proc(server_pid);
       if (rss.empty()) first = last;
@@ -461,6 +475,7 @@ PhaseResult run_phase(const std::string& server, pid_t server_pid, const std::st
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+  if (stopped && !resumed) ::kill(server_pid, SIGCONT);
   summarize_server(result, rss, first, last, read_proc(server_pid));
   if (before_bye) before_bye();
   bye = true;
@@ -507,7 +522,9 @@ int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--runs N] [--ranks-per-run N] [--duration S] [--rate HZ] [--threads N]\n"
                "          [--transport ipc|tcp] [--mode active|monitor] [--no-journal] [--http] [--baseline-s S]\n"
-               "          [--out FILE.json] [--check]\n"
+               "          [--stall AT:SECONDS] [--out FILE.json] [--check]\n"
+               "  --stall AT:SECONDS stops orbitd (SIGSTOP) AT seconds into streaming for SECONDS: a backlog on\n"
+               "  demand, to see what it costs in RSS and whether RSS falls again.\n"
                "  ORBITD must name the orbitd binary (e.g. build/daemon/orbitd).\n",
                argv0);
   return 2;
@@ -535,7 +552,13 @@ int main(int argc, char** argv) {
       else if (a == "--no-journal") o.journal = false;
       else if (a == "--http") o.http = true;
       else if (a == "--baseline-s") o.baseline_s = std::stod(value());
-      else if (a == "--out") o.out = value();
+      else if (a == "--stall") {
+        const std::string v = value();  // AT:SECONDS
+        const auto colon = v.find(':');
+        if (colon == std::string::npos) throw std::invalid_argument("--stall needs AT:SECONDS");
+        o.stall_at_s = std::stod(v.substr(0, colon));
+        o.stall_s = std::stod(v.substr(colon + 1));
+      } else if (a == "--out") o.out = value();
       else if (a == "--check") o.check = true;
       else if (a == "--help" || a == "-h") return usage(argv[0]) == 2 ? 0 : 0;
       else throw std::invalid_argument("unknown argument " + a);
@@ -563,10 +586,11 @@ int main(int argc, char** argv) {
   auto endpoint_for = [&](const std::string& name) {
     return o.transport == "ipc" ? "ipc://" + (dir / (name + ".sock")).string() : std::string("tcp://127.0.0.1:*");
   };
-  std::printf("bench_load: %d runs x %d ranks = %d ranks, %.0f snapshots/s per rank, %.0f s, %s, mode %s, journal %s, "
-              "dashboard %s\n",
-              o.runs, o.ranks_per_run, ranks, o.rate_hz, o.duration_s, o.transport.c_str(), o.mode.c_str(),
-              o.journal ? "on" : "off", o.http ? "on (--http)" : "off");
+  std::printf(
+      "bench_load: %d runs x %d ranks = %d ranks, %.0f snapshots/s per rank, %.0f s, %s, mode %s, journal %s, "
+      "dashboard %s\n",
+      o.runs, o.ranks_per_run, ranks, o.rate_hz, o.duration_s, o.transport.c_str(), o.mode.c_str(),
+      o.journal ? "on" : "off", o.http ? "on (--http)" : "off");
   std::fflush(stdout);
 
   std::vector<PhaseResult> phases;
@@ -594,8 +618,9 @@ int main(int argc, char** argv) {
     zmq::context_t ctx(1);
     orbit::test::ControlClient control(ctx, orbitd.endpoints().control);
     msgpack::object_handle status;  // read once every reply is in, before the ranks say bye
-    PhaseResult r = run_phase("orbitd", orbitd.pid(), orbitd.endpoints().adapters, o, o.duration_s, false,
-                              [&] { status = control.call({{"cmd", std::string("status")}}); });
+    PhaseResult r = run_phase("orbitd", orbitd.pid(), orbitd.endpoints().adapters, o, o.duration_s, false, [&] {
+      status = control.call({{"cmd", std::string("status")}});
+    });
     const msgpack::object& st = status.get();
     if (!orbitd.alive()) {
       std::fprintf(stderr, "bench_load: orbitd died:\n%s\n", orbitd.log().c_str());
@@ -614,8 +639,8 @@ int main(int argc, char** argv) {
                                      static_cast<std::int64_t>(replies_dropped) +
                                      static_cast<std::int64_t>(t.unmatched);
     phases.push_back(r);
-    std::printf("\n%-9s %6s %9s %7s %6s %9s %9s %9s %8s %8s %8s %8s\n", "server", "ranks", "sent", "refused",
-                "errors", "p50 us", "p99 us", "max us", "client s", "server s", "RSS MB", "peak MB");
+    std::printf("\n%-9s %6s %9s %7s %6s %9s %9s %9s %8s %8s %8s %8s\n", "server", "ranks", "sent", "refused", "errors",
+                "p50 us", "p99 us", "max us", "client s", "server s", "RSS MB", "peak MB");
     for (const auto& p : phases) {
       std::printf("%-9s %6llu %9llu %7llu %6llu %9.0f %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f\n", p.server.c_str(),
                   static_cast<unsigned long long>(p.total.welcomed), static_cast<unsigned long long>(p.total.sent),
@@ -664,7 +689,8 @@ int main(int argc, char** argv) {
          << ",\n  \"ranks\": " << ranks << ",\n  \"rate_hz_per_rank\": " << o.rate_hz
          << ",\n  \"duration_s\": " << o.duration_s << ",\n  \"transport\": \"" << o.transport << "\",\n  \"mode\": \""
          << o.mode << "\",\n  \"journal\": " << (o.journal ? "true" : "false")
-         << ",\n  \"http_dashboard\": " << (o.http ? "true" : "false") << ",\n  \"client_threads\": " << o.threads << ",\n  \"phases\": [\n";
+         << ",\n  \"http_dashboard\": " << (o.http ? "true" : "false") << ",\n  \"stall_at_s\": " << o.stall_at_s
+         << ",\n  \"stall_s\": " << o.stall_s << ",\n  \"client_threads\": " << o.threads << ",\n  \"phases\": [\n";
     for (std::size_t i = 0; i < phases.size(); ++i) {
       const auto& p = phases[i];
       json << "    {\"server\": \"" << p.server << "\", \"seconds\": " << p.seconds
@@ -673,9 +699,8 @@ int main(int argc, char** argv) {
            << ", \"errors\": " << p.total.errors << ", \"p50_us\": " << p.p50_us << ", \"p99_us\": " << p.p99_us
            << ", \"max_us\": " << p.max_us << ", \"client_cpu_s\": " << p.client_cpu_s
            << ", \"server_cpu_s\": " << p.server_cpu_s << ", \"server_rss_steady_mb\": " << p.rss_steady_mb
-           << ", \"server_rss_peak_mb\": " << p.rss_peak_mb << ", \"load_before\": \""
-           << p.load_before << "\", \"load_after\": \"" << p.load_after << "\"}" << (i + 1 < phases.size() ? "," : "")
-           << "\n";
+           << ", \"server_rss_peak_mb\": " << p.rss_peak_mb << ", \"load_before\": \"" << p.load_before
+           << "\", \"load_after\": \"" << p.load_after << "\"}" << (i + 1 < phases.size() ? "," : "") << "\n";
     }
     json << "  ],\n  \"accounting\": {\"sent\": " << t.sent << ", \"answered_state\": " << t.states
          << ", \"answered_error\": " << t.errors << ", \"skipped_by_later_state\": " << t.skipped_by_later_state

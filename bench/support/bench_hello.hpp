@@ -11,8 +11,8 @@
 
 namespace orbit::bench {
 
-inline Hello lr_hello(const std::string& run, const std::string& adapter, std::optional<double> base_lr, std::int64_t rank = 0,
-                      std::int64_t world_size = 1) {
+inline Hello lr_hello(const std::string& run, const std::string& adapter, std::optional<double> base_lr,
+                      std::int64_t rank = 0, std::int64_t world_size = 1) {
   Hello h;
   h.run = run;
   h.rank = rank;
