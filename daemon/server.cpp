@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -791,6 +792,12 @@ void Server::on_housekeeping() {
     }
   }
   retire_idle_runs(now);
+  // A backlog (orbitd short of CPU while ZeroMQ kept reading) leaves the freed
+  // messages in malloc's arenas; hand the free pages back so RSS falls again.
+  if (now - last_trim_ >= kTrimIntervalS) {
+    last_trim_ = now;
+    ::malloc_trim(0);
+  }
   if (journal_) {
     try {
       journal_->maybe_sync(clock_.steady_now());

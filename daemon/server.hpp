@@ -190,6 +190,8 @@ class Server {
   Snapshot scratch_snapshot_;  // every snapshot decodes into this (decode_snapshot_into)
   std::function<DaemonConfig()> loader_;
   double started_at_ = 0.0;
+  static constexpr double kTrimIntervalS = 5.0;  // malloc_trim at most this often (housekeeping)
+  double last_trim_ = 0.0;
   bool running_ = false;
 };
 

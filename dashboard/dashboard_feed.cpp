@@ -16,32 +16,6 @@ constexpr std::size_t kSpectrumValues = 1024;  // the bar chart's largest spectr
 
 const char* const kText = "text/plain; charset=utf-8";
 
-std::string point_json(const Snapshot& s, const Decision& d) {
-  JsonWriter w;
-  w.begin_object();
-  w.field("run", s.run).field("step", s.step).field("time", s.time);
-  w.field("state", d.state).field("basin", d.basin).field("forecast_basin", d.forecast_basin);
-  if (d.basin_age_steps) w.field("basin_age_steps", *d.basin_age_steps);
-  w.field("lr_scale", d.lr_scale);
-  w.key("metrics").begin_object();
-  for (const auto& [name, v] : d.metrics) w.field(name, v);
-  w.end_object();
-  if (d.burn) {
-    w.key("burn").begin_object();
-    w.field("seq", d.burn->seq).field("lr_scale", d.burn->lr_scale).field("reason", d.burn->reason);
-    w.field("apply_at_step", d.burn->apply_at_step);
-    if (d.burn->rollback_to_step) w.field("rollback_to_step", *d.burn->rollback_to_step);
-    w.end_object();
-  }
-  if (!d.events.empty()) {
-    w.key("events").begin_array();
-    for (const auto& e : d.events) w.value(e);
-    w.end_array();
-  }
-  w.end_object();
-  return w.take();
-}
-
 // The hidden-state spectrum if there is one (what the aggregate reads by default), else the first.
 std::string spectrum_json(const Snapshot& s) {
   if (s.spectra.empty()) return {};
@@ -86,7 +60,7 @@ std::string read_file(const std::filesystem::path& p) {
 
 }  // namespace
 
-DashboardFeed::DashboardFeed(Options options) : options_(std::move(options)) {}
+DashboardFeed::DashboardFeed(Options options) : options_(std::move(options)), names_(std::make_shared<PointNames>()) {}
 
 void DashboardFeed::set_zones(const NavigatorConfig& config) {
   JsonWriter w;
@@ -104,18 +78,17 @@ void DashboardFeed::record(const Snapshot& snapshot, const Decision& decision) {
   auto it = runs_.find(snapshot.run);
   if (it == runs_.end()) {
     evict_runs(options_.max_runs > 0 ? options_.max_runs - 1 : 0);
-    it = runs_.emplace(snapshot.run, RunFeed{}).first;
+    it = runs_.try_emplace(snapshot.run, names_).first;
   }
   RunFeed& run = it->second;
   run.updated = ++clock_;
   run.live = true;
   ++counters_.points;
-  std::string point = point_json(snapshot, decision);
   if (decision.burn) ++run.burns;
   run.summary = summary_json(snapshot, decision);
-  if (!streams_.empty()) push(snapshot.run, sse_event("point", point));
+  if (!streams_.empty()) push(snapshot.run, sse_event("point", point_json(snapshot, decision)));
   while (options_.points_per_run > 0 && run.points.size() >= options_.points_per_run) run.points.pop_front();
-  run.points.push_back(std::move(point));
+  run.points.push(snapshot, decision);
   if (!snapshot.spectra.empty()) {
     run.spectrum = spectrum_json(snapshot);
     if (!streams_.empty()) push(snapshot.run, sse_event("spectrum", run.spectrum));
@@ -206,15 +179,8 @@ std::optional<HttpEndpoint::Response> DashboardFeed::handle(std::string_view pat
     std::string out = "{\"run\":";
     append_json_string(out, name);
     out += ",\"spectrum\":" + (run.spectrum.empty() ? std::string("null") : run.spectrum) + ",\"points\":[";
-    std::size_t bytes = out.size();
-    for (const auto& p : run.points) bytes += p.size() + 1;
-    out.reserve(bytes + 4);
-    bool first = true;
-    for (const auto& p : run.points) {
-      if (!first) out += ',';
-      first = false;
-      out += p;
-    }
+    out.reserve(out.size() + run.points.size() * 700);
+    run.points.append_json(out);
     out += "]}\n";
     return HttpEndpoint::Response{200, "application/json", std::move(out)};
   }

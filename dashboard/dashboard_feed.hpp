@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What the dashboard page reads, kept on the loop that decides: per run a bounded
-// history of decided steps (JSON, encoded once), the latest spectrum, and the
+// history of decided steps (compact records, JSON written on request: see
+// dashboard/point_history.hpp), the latest spectrum, and the
 // Server-Sent Events streams watching it. orbitd feeds it live; `orbit replay
 // --serve` feeds it a finished journal. It answers the page's routes:
 //   GET /                      the page (web/index.html), GET /app.js, /app.css, /uPlot.*
@@ -23,6 +24,7 @@
 #include "controllers/navigator_config.hpp"
 #include "dashboard/event_stream.hpp"
 #include "dashboard/http_endpoint.hpp"
+#include "dashboard/point_history.hpp"
 #include "protocol/messages.hpp"
 
 namespace orbit {
@@ -64,9 +66,10 @@ class DashboardFeed {
 
  private:
   struct RunFeed {
-    std::deque<std::string> points;  // JSON objects, oldest first
-    std::string spectrum;            // the latest spectrum as JSON ("" until one came)
-    std::string summary;             // JSON fields for the runs list, from the last point
+    explicit RunFeed(std::shared_ptr<PointNames> names) : points(std::move(names)) {}
+    PointHistory points;   // oldest first
+    std::string spectrum;  // the latest spectrum as JSON ("" until one came)
+    std::string summary;   // JSON fields for the runs list, from the last point
     std::uint64_t burns = 0;
     std::uint64_t updated = 0;  // recording order, for eviction
     bool live = true;
@@ -80,6 +83,7 @@ class DashboardFeed {
   Options options_;
   Counters counters_;
   std::string zones_json_ = "{}";
+  std::shared_ptr<PointNames> names_;  // state, basin and metric names the runs' histories share
   std::map<std::string, RunFeed> runs_;
   std::uint64_t clock_ = 0;
   std::vector<std::shared_ptr<EventStream>> streams_;

@@ -281,16 +281,26 @@ Journal Journal::open(JournalOptions options) {
   if (options.segment_bytes < kSegmentHeaderBytes + kRecordHeaderBytes)
     throw JournalError("journal segment_bytes " + std::to_string(options.segment_bytes) + " is too small");
   std::error_code ec;
+  auto impl = std::make_unique<Impl>();
   if (!fs::exists(options.root, ec)) {
+    // The directories this open creates, the root first: each one's entry in its
+    // parent is synced (a crash right after must not lose the root a run then lives in).
+    std::vector<fs::path> created;
+    for (fs::path p = options.root; !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+      created.push_back(p);
+      if (p == p.parent_path()) break;
+    }
     const fs::path parent = options.root.parent_path();
     if (!parent.empty()) fs::create_directories(parent, ec);
     if (ec) throw JournalError("cannot create " + parent.string() + ": " + ec.message());
     make_private_dir(options.root);
+    if (options.fsync != JournalOptions::never) {
+      for (const fs::path& dir : created) sync_dir(dir.has_parent_path() ? dir.parent_path() : fs::path("."), impl->stats);
+    }
   } else if (!fs::is_directory(options.root, ec)) {
     throw JournalError("journal root " + options.root.string() + " is not a directory");
   }
   if (::access(options.root.c_str(), W_OK | X_OK) != 0) fail_errno("cannot write to journal root", options.root);
-  auto impl = std::make_unique<Impl>();
   // One writer per journal: a second would interleave records and reuse burn seqs.
   try {
     impl->lock.emplace(LockFile::acquire(options.root / kLockFileName, "the journal " + options.root.string()));

@@ -24,31 +24,14 @@
 #include <unistd.h>
 #include <zmq.hpp>
 
+#include "bench/support/bench_hello.hpp"
+#include "bench/support/raw_echo.hpp"
 #include "protocol/codec.hpp"
 #include "support/orbitd_process.hpp"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// The raw floor: receive [identity, payload], send it straight back.
-int run_echo(const std::string& endpoint, const std::string& ready) {
-  zmq::context_t ctx(1);
-  zmq::socket_t s(ctx, zmq::socket_type::router);
-  s.set(zmq::sockopt::linger, 0);
-  s.set(zmq::sockopt::sndhwm, 100000);
-  s.set(zmq::sockopt::rcvhwm, 100000);
-  s.bind(endpoint);
-  std::ofstream(ready + ".tmp") << s.get(zmq::sockopt::last_endpoint);
-  std::filesystem::rename(ready + ".tmp", ready);
-  for (;;) {
-    zmq::message_t id, body;
-    if (!s.recv(id)) continue;
-    if (!s.recv(body)) continue;
-    s.send(id, zmq::send_flags::sndmore);
-    s.send(body, zmq::send_flags::none);
-  }
-}
 
 struct Result {
   std::string server, transport;
@@ -82,13 +65,7 @@ Result measure(const std::string& server, const std::string& transport, const st
   s.connect(endpoint);
   zmq::message_t reply;
   if (orbitd) {
-    orbit::Hello h;
-    h.run = "bench";
-    h.adapter = "bench";
-    h.adapter_version = "0";
-    h.versions = {1};
-    h.actuators = {"lr"};
-    s.send(zmq::buffer(orbit::encode(h)));
+    s.send(zmq::buffer(orbit::encode(orbit::bench::lr_hello("bench", "bench", std::nullopt))));
     (void)s.recv(reply);
   }
   Result r{server, transport};
@@ -113,9 +90,8 @@ Result measure(const std::string& server, const std::string& transport, const st
     (void)s.recv(reply);
     rtt.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
   }
-  std::sort(rtt.begin(), rtt.end());
-  r.p50_us = rtt[rtt.size() / 2];
-  r.p99_us = rtt[rtt.size() * 99 / 100];
+  r.p50_us = orbit::bench::percentile(rtt, 0.50);
+  r.p99_us = orbit::bench::percentile(rtt, 0.99);
   double sum = 0;
   for (double v : rtt) sum += v;
   r.mean_us = sum / static_cast<double>(rtt.size());
@@ -138,7 +114,7 @@ Result measure(const std::string& server, const std::string& transport, const st
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 4 && std::string(argv[1]) == "--echo") return run_echo(argv[2], argv[3]);
+  if (argc == 4 && std::string(argv[1]) == "--echo") orbit::bench::run_raw_echo(argv[2], argv[3], 100000);
   int round_trips = 20000, pipelined = 100000, window = 64;
   std::string out = "bench/results/e2e_latency.json";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -165,15 +141,8 @@ int main(int argc, char** argv) {
     const std::string ep_echo = transport == "ipc" ? "ipc://" + (dir / "echo.sock").string() : "tcp://127.0.0.1:*";
 
     // Raw echo in its own process (re-exec of this binary).
-    const std::string ready = (dir / ("echo-" + transport)).string();
-    pid_t echo = ::fork();
-    if (echo == 0) {
-      ::execl("/proc/self/exe", "bench_e2e_latency", "--echo", ep_echo.c_str(), ready.c_str(), nullptr);
-      std::_Exit(127);
-    }
-    while (!std::filesystem::exists(ready)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    std::string echo_ep;
-    std::ifstream(ready) >> echo_ep;
+    orbit::bench::RawEchoProcess echo("bench_e2e_latency", ep_echo, (dir / ("echo-" + transport)).string());
+    const std::string& echo_ep = echo.endpoint();
 
     orbit::test::OrbitdProcess orbitd({"--endpoint", ep_orbitd, "--telemetry", "tcp://127.0.0.1:*", "--control",
                                        "tcp://127.0.0.1:*", "--allow-exposed-control", "--log-level", "error"},
@@ -211,8 +180,6 @@ int main(int argc, char** argv) {
     results.push_back(merge(echo_runs));
     results.push_back(merge(orbitd_runs));
     if (base) baseline_results.push_back(merge(base_runs));
-    ::kill(echo, SIGKILL);
-    ::waitpid(echo, nullptr, 0);
   }
   std::filesystem::remove_all(dir);
 

@@ -3,17 +3,19 @@
 // snapshots to one real orbitd over loopback ipc (or tcp) for a set duration.
 //
 //   bench_load [--runs N] [--ranks-per-run N] [--duration S] [--rate HZ] [--threads N]
-//              [--transport ipc|tcp] [--mode active|monitor] [--no-journal]
-//              [--baseline-s S] [--out FILE.json] [--check]
+//              [--transport ipc|tcp] [--mode active|monitor] [--no-journal] [--http]
+//              [--baseline-s S] [--stall AT:SECONDS] [--out FILE.json] [--check]
 //
 // Every snapshot sent is matched with its answer (state, error, or a burn the
 // daemon decided on it); what stays unanswered must be explained by the daemon's
 // own counters (replies_dropped) or it is an unexplained drop. Reports the round
-// trip (p50, p99), orbitd's peak RSS (VmHWM from /proc) and its CPU, and first runs
+// trip (p50, p99), orbitd's peak RSS (VmHWM from /proc), its steady RSS (median of
+// the second half) and its CPU, and first runs
 // the same clients for --baseline-s against a raw ZeroMQ ROUTER echo (the floor of
 // round trip at this load) so the ratios come from the same run. With --check it
 // exits 1 on any unexplained drop, error reply or rank not welcomed (the bounded
-// CI version, bench_load_bounded in ctest).
+// CI version, bench_load_bounded in ctest). --http has orbitd serve the dashboard,
+// whose history of every run is then kept in memory too.
 
 #include <algorithm>
 #include <atomic>
@@ -39,6 +41,8 @@
 #include <unistd.h>
 #include <zmq.hpp>
 
+#include "bench/support/bench_hello.hpp"
+#include "bench/support/raw_echo.hpp"
 #include "protocol/codec.hpp"
 #include "support/control_client.hpp"
 #include "support/orbitd_process.hpp"
@@ -60,27 +64,12 @@ struct Options {
   std::string transport = "ipc";
   std::string mode = "active";
   bool journal = true;
+  bool http = false;  // orbitd serves the dashboard (its history is kept in memory)
   double baseline_s = 20.0;
+  double stall_at_s = 0.0, stall_s = 0.0;  // SIGSTOP orbitd for stall_s at stall_at_s (a backlog on demand)
   std::string out = "bench/results/load.json";
   bool check = false;
 };
-
-// The raw floor: a ROUTER that sends every message straight back.
-int run_echo(const std::string& endpoint, const std::string& ready) {
-  zmq::context_t ctx(1);
-  zmq::socket_t s(ctx, zmq::socket_type::router);
-  s.set(zmq::sockopt::linger, 0);
-  s.bind(endpoint);
-  std::ofstream(ready + ".tmp") << s.get(zmq::sockopt::last_endpoint);
-  std::filesystem::rename(ready + ".tmp", ready);
-  for (;;) {
-    zmq::message_t id, body;
-    if (!s.recv(id)) continue;
-    if (!s.recv(body)) continue;
-    s.send(id, zmq::send_flags::sndmore);
-    s.send(body, zmq::send_flags::none);
-  }
-}
 
 // A healthy synthetic run: loss decays slowly with a little deterministic noise,
 // a spectrum every 10th step (a probe step).
@@ -108,9 +97,9 @@ std::string snapshot_bytes(const std::string& run, std::int64_t rank, std::int64
 struct Tally {
   std::uint64_t welcomed = 0, hello_errors = 0;
   std::uint64_t sent = 0, refused = 0;  // refused: the client's own queue was full (never sent)
-  // burn_answers_inferred: snapshots a later state skipped over (answers come in order, so
+  // skipped_by_later_state: snapshots a later state skipped over (answers come in order, so
   // each was answered by a burn, or its answer is missing).
-  std::uint64_t states = 0, errors = 0, burns = 0, burn_answers_inferred = 0, unmatched = 0, other = 0;
+  std::uint64_t states = 0, errors = 0, burns = 0, skipped_by_later_state = 0, unmatched = 0, other = 0;
   std::uint64_t outstanding_end = 0;
   std::map<std::string, std::uint64_t> error_codes;
   std::string first_error;
@@ -161,15 +150,7 @@ class ClientThread {
         ++tally_.welcomed;
         continue;
       }
-      orbit::Hello h;
-      h.run = r.run;
-      h.rank = r.rank;
-      h.world_size = world_size_;
-      h.adapter = "bench_load";
-      h.adapter_version = "1";
-      h.versions = {1};
-      h.actuators = {"lr"};
-      h.base_lr = 1e-3;
+      const orbit::Hello h = orbit::bench::lr_hello(r.run, "bench_load", 1e-3, r.rank, world_size_);
       r.socket.send(zmq::buffer(orbit::encode(h)), zmq::send_flags::none);
     }
     const auto t0 = SteadyClock::now();
@@ -279,7 +260,7 @@ class ClientThread {
     // Answers come in order: entries before `step` were answered by burns.
     while (!r.outstanding.empty() && r.outstanding.front().first < step) {
       r.outstanding.pop_front();
-      ++tally_.burn_answers_inferred;
+      ++tally_.skipped_by_later_state;
     }
     if (r.outstanding.empty() || r.outstanding.front().first != step) {
       ++tally_.unmatched;
@@ -386,12 +367,7 @@ double client_cpu_s() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
 }
 
-double percentile(std::vector<float>& v, double p) {
-  if (v.empty()) return 0.0;
-  const auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
+using orbit::bench::percentile;
 
 struct PhaseResult {
   std::string server;
@@ -400,12 +376,37 @@ struct PhaseResult {
   double p50_us = 0, p99_us = 0, max_us = 0;
   double client_cpu_s = 0.0;
   std::string load_before, load_after;
+  // The server process while streaming (/proc, every 0.5 s).
+  double server_cpu_s = 0.0, server_cores = 0.0;
+  double rss_peak_mb = 0.0;  // VmHWM at the end of the phase
+  double rss_min_mb = 0.0, rss_max_mb = 0.0;
+  double rss_steady_mb = 0.0;  // the median of the second half of the samples
+  std::vector<double> rss_every_10s_mb;
 };
 
-// Runs every client thread against `endpoint` for `duration_s`. `between` is
-// called (on this thread) once streaming started, until it returns false.
-PhaseResult run_phase(const std::string& server, const std::string& endpoint, const Options& o, double duration_s,
-                      bool echo, const std::function<void()>& sample) {
+// Summarizes the (seconds, VmRSS MB) samples and CPU readings of a phase's server.
+void summarize_server(PhaseResult& r, const std::vector<std::pair<double, double>>& rss, const ProcSample& first,
+                      const ProcSample& last, const ProcSample& end) {
+  r.rss_peak_mb = end.hwm_mb;
+  if (rss.empty()) return;
+  r.server_cpu_s = last.cpu_s - first.cpu_s;
+  const double window_s = rss.back().first - rss.front().first;
+  r.server_cores = window_s > 0 ? r.server_cpu_s / window_s : 0.0;
+  r.rss_min_mb = 1e9;
+  for (const auto& [_, mb] : rss) r.rss_min_mb = std::min(r.rss_min_mb, mb), r.rss_max_mb = std::max(r.rss_max_mb, mb);
+  std::vector<double> second_half;
+  for (std::size_t i = rss.size() / 2; i < rss.size(); ++i) second_half.push_back(rss[i].second);
+  r.rss_steady_mb = percentile(second_half, 0.5);
+  for (const auto& [t, mb] : rss)
+    if (t >= 10.0 * static_cast<double>(r.rss_every_10s_mb.size()))
+      r.rss_every_10s_mb.push_back(std::round(mb * 10) / 10);
+}
+
+// Runs every client thread against `endpoint` (served by process `server_pid`,
+// sampled every 0.5 s while streaming) for `duration_s`. `before_bye` is called once
+// every reply is drained, while every session is still open.
+PhaseResult run_phase(const std::string& server, pid_t server_pid, const std::string& endpoint, const Options& o,
+                      double duration_s, bool echo, const std::function<void()>& before_bye) {
   PhaseResult result;
   result.server = server;
   result.load_before = loadavg();
@@ -427,6 +428,8 @@ PhaseResult run_phase(const std::string& server, const std::string& endpoint, co
   SteadyClock::time_point start;
   std::mutex start_mutex;
   std::atomic<bool> go{false};
+  std::atomic<int> streamed{0};  // threads done streaming and draining
+  std::atomic<bool> bye{false};  // then the ranks say bye (after `before_bye`)
   std::vector<std::thread> threads;
   for (auto& c : clients) {
     threads.emplace_back([&, client = c.get()] {
@@ -439,6 +442,8 @@ PhaseResult run_phase(const std::string& server, const std::string& endpoint, co
         t = start;
       }
       client->stream(t, duration_s, 15.0, 1.0 / o.rate_hz);
+      ++streamed;
+      while (!bye) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       client->say_bye();
     });
   }
@@ -448,10 +453,32 @@ PhaseResult run_phase(const std::string& server, const std::string& endpoint, co
     start = SteadyClock::now();
   }
   go = true;
-  while (seconds_since(start) < duration_s) {
-    if (sample) sample();
+  std::vector<std::pair<double, double>> rss;  // (seconds, VmRSS MB)
+  ProcSample first{}, last{};
+  const bool stall = !echo && o.stall_s > 0;
+  bool stopped = false, resumed = false;
+  while (seconds_since(start) < duration_s || streamed < static_cast<int>(clients.size())) {
+    if (stall && !stopped && seconds_since(start) >= o.stall_at_s) {
+      ::kill(server_pid, SIGSTOP);
+      stopped = true;
+      std::printf("bench_load: orbitd stopped (SIGSTOP) at %.1f s for %.1f s\n", seconds_since(start), o.stall_s);
+      std::fflush(stdout);
+    }
+    if (stopped && !resumed && seconds_since(start) >= o.stall_at_s + o.stall_s) {
+      ::kill(server_pid, SIGCONT);
+      resumed = true;
+    }
+    if (seconds_since(start) < duration_s) {
+      last = read_proc(server_pid);
+      if (rss.empty()) first = last;
+      rss.emplace_back(seconds_since(start), last.rss_mb);
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+  if (stopped && !resumed) ::kill(server_pid, SIGCONT);
+  summarize_server(result, rss, first, last, read_proc(server_pid));
+  if (before_bye) before_bye();
+  bye = true;
   for (auto& t : threads) t.join();
   result.seconds = duration_s;
   result.client_cpu_s = client_cpu_s() - cpu0;
@@ -466,7 +493,7 @@ PhaseResult run_phase(const std::string& server, const std::string& endpoint, co
     s.states += t.states;
     s.errors += t.errors;
     s.burns += t.burns;
-    s.burn_answers_inferred += t.burn_answers_inferred;
+    s.skipped_by_later_state += t.skipped_by_later_state;
     s.unmatched += t.unmatched;
     s.other += t.other;
     s.outstanding_end += t.outstanding_end;
@@ -494,8 +521,10 @@ std::uint64_t stat_of(const msgpack::object& status, const std::string& name) {
 int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--runs N] [--ranks-per-run N] [--duration S] [--rate HZ] [--threads N]\n"
-               "          [--transport ipc|tcp] [--mode active|monitor] [--no-journal] [--baseline-s S]\n"
-               "          [--out FILE.json] [--check]\n"
+               "          [--transport ipc|tcp] [--mode active|monitor] [--no-journal] [--http] [--baseline-s S]\n"
+               "          [--stall AT:SECONDS] [--out FILE.json] [--check]\n"
+               "  --stall AT:SECONDS stops orbitd (SIGSTOP) AT seconds into streaming for SECONDS: a backlog on\n"
+               "  demand, to see what it costs in RSS and whether RSS falls again.\n"
                "  ORBITD must name the orbitd binary (e.g. build/daemon/orbitd).\n",
                argv0);
   return 2;
@@ -504,7 +533,7 @@ int usage(const char* argv0) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 4 && std::string(argv[1]) == "--echo") return run_echo(argv[2], argv[3]);
+  if (argc == 4 && std::string(argv[1]) == "--echo") orbit::bench::run_raw_echo(argv[2], argv[3], 0);
   Options o;
   try {
     for (int i = 1; i < argc; ++i) {
@@ -521,8 +550,15 @@ int main(int argc, char** argv) {
       else if (a == "--transport") o.transport = value();
       else if (a == "--mode") o.mode = value();
       else if (a == "--no-journal") o.journal = false;
+      else if (a == "--http") o.http = true;
       else if (a == "--baseline-s") o.baseline_s = std::stod(value());
-      else if (a == "--out") o.out = value();
+      else if (a == "--stall") {
+        const std::string v = value();  // AT:SECONDS
+        const auto colon = v.find(':');
+        if (colon == std::string::npos) throw std::invalid_argument("--stall needs AT:SECONDS");
+        o.stall_at_s = std::stod(v.substr(0, colon));
+        o.stall_s = std::stod(v.substr(colon + 1));
+      } else if (a == "--out") o.out = value();
       else if (a == "--check") o.check = true;
       else if (a == "--help" || a == "-h") return usage(argv[0]) == 2 ? 0 : 0;
       else throw std::invalid_argument("unknown argument " + a);
@@ -550,26 +586,17 @@ int main(int argc, char** argv) {
   auto endpoint_for = [&](const std::string& name) {
     return o.transport == "ipc" ? "ipc://" + (dir / (name + ".sock")).string() : std::string("tcp://127.0.0.1:*");
   };
-  std::printf("bench_load: %d runs x %d ranks = %d ranks, %.0f snapshots/s per rank, %.0f s, %s, mode %s, journal %s\n",
-              o.runs, o.ranks_per_run, ranks, o.rate_hz, o.duration_s, o.transport.c_str(), o.mode.c_str(),
-              o.journal ? "on" : "off");
+  std::printf(
+      "bench_load: %d runs x %d ranks = %d ranks, %.0f snapshots/s per rank, %.0f s, %s, mode %s, journal %s, "
+      "dashboard %s\n",
+      o.runs, o.ranks_per_run, ranks, o.rate_hz, o.duration_s, o.transport.c_str(), o.mode.c_str(),
+      o.journal ? "on" : "off", o.http ? "on (--http)" : "off");
   std::fflush(stdout);
 
   std::vector<PhaseResult> phases;
   if (o.baseline_s > 0) {
-    const std::string ready = (dir / "echo-ready").string();
-    const std::string ep = endpoint_for("echo");
-    const pid_t echo = ::fork();
-    if (echo == 0) {
-      ::execl("/proc/self/exe", "bench_load", "--echo", ep.c_str(), ready.c_str(), nullptr);
-      std::_Exit(127);
-    }
-    while (!std::filesystem::exists(ready)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    std::string echo_ep;
-    std::ifstream(ready) >> echo_ep;
-    phases.push_back(run_phase("raw-echo", echo_ep, o, o.baseline_s, true, {}));
-    ::kill(echo, SIGKILL);
-    ::waitpid(echo, nullptr, 0);
+    orbit::bench::RawEchoProcess echo("bench_load", endpoint_for("echo"), (dir / "echo-ready").string());
+    phases.push_back(run_phase("raw-echo", echo.pid(), echo.endpoint(), o, o.baseline_s, true, {}));
   }
 
   std::vector<std::string> args{"--endpoint",  endpoint_for("orbitd"),
@@ -577,6 +604,10 @@ int main(int argc, char** argv) {
                                 "--control",   "ipc://" + (dir / "control.sock").string(),
                                 "--mode",      o.mode,
                                 "--log-level", "warn"};
+  if (o.http) {
+    args.push_back("--http");
+    args.push_back("127.0.0.1:0");
+  }
   if (o.journal) {
     args.push_back("--journal-dir");
     args.push_back((dir / "journal").string());
@@ -584,25 +615,12 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   {
     orbit::test::OrbitdProcess orbitd(args, /*default_endpoints=*/false);
-    const pid_t pid = orbitd.pid();
-    std::vector<std::pair<double, double>> rss_series;  // (seconds, MB)
-    const auto t_sample0 = SteadyClock::now();
-    ProcSample cpu_start{}, cpu_end{};
-    bool have_start = false;
-    auto sample = [&] {
-      const ProcSample s = read_proc(pid);
-      if (!have_start) {
-        cpu_start = s;
-        have_start = true;
-      }
-      cpu_end = s;
-      rss_series.emplace_back(seconds_since(t_sample0), s.rss_mb);
-    };
-    PhaseResult r = run_phase("orbitd", orbitd.endpoints().adapters, o, o.duration_s, false, sample);
-    const ProcSample after = read_proc(pid);
     zmq::context_t ctx(1);
     orbit::test::ControlClient control(ctx, orbitd.endpoints().control);
-    auto status = control.call({{"cmd", std::string("status")}});
+    msgpack::object_handle status;  // read once every reply is in, before the ranks say bye
+    PhaseResult r = run_phase("orbitd", orbitd.pid(), orbitd.endpoints().adapters, o, o.duration_s, false, [&] {
+      status = control.call({{"cmd", std::string("status")}});
+    });
     const msgpack::object& st = status.get();
     if (!orbitd.alive()) {
       std::fprintf(stderr, "bench_load: orbitd died:\n%s\n", orbitd.log().c_str());
@@ -616,25 +634,20 @@ int main(int argc, char** argv) {
     // state, or left at the end) must be one a burn answered (the daemon's
     // burns_decided: each answers exactly one snapshot) or a reply the daemon says it
     // dropped; any other is unexplained (and so is a state for no outstanding step).
-    const std::int64_t unexplained = static_cast<std::int64_t>(t.burn_answers_inferred + t.outstanding_end) -
+    const std::int64_t unexplained = static_cast<std::int64_t>(t.skipped_by_later_state + t.outstanding_end) -
                                      static_cast<std::int64_t>(burns_decided) -
                                      static_cast<std::int64_t>(replies_dropped) +
                                      static_cast<std::int64_t>(t.unmatched);
-    const double cpu_s = cpu_end.cpu_s - cpu_start.cpu_s;
-    const double window_s = rss_series.empty() ? 0.0 : rss_series.back().first - rss_series.front().first;
-    const double daemon_cores = window_s > 0 ? cpu_s / window_s : 0.0;
-    double rss_min = 1e9, rss_max = 0.0;
-    for (const auto& [_, mb] : rss_series) rss_min = std::min(rss_min, mb), rss_max = std::max(rss_max, mb);
-
     phases.push_back(r);
-    std::printf("\n%-9s %8s %9s %8s %8s %9s %9s %9s %8s\n", "server", "ranks", "sent", "refused", "errors", "p50 us",
-                "p99 us", "max us", "client s");
+    std::printf("\n%-9s %6s %9s %7s %6s %9s %9s %9s %8s %8s %8s %8s\n", "server", "ranks", "sent", "refused", "errors",
+                "p50 us", "p99 us", "max us", "client s", "server s", "RSS MB", "peak MB");
     for (const auto& p : phases) {
-      std::printf("%-9s %8llu %9llu %8llu %8llu %9.0f %9.0f %9.0f %8.1f\n", p.server.c_str(),
+      std::printf("%-9s %6llu %9llu %7llu %6llu %9.0f %9.0f %9.0f %8.1f %8.1f %8.1f %8.1f\n", p.server.c_str(),
                   static_cast<unsigned long long>(p.total.welcomed), static_cast<unsigned long long>(p.total.sent),
                   static_cast<unsigned long long>(p.total.refused), static_cast<unsigned long long>(p.total.errors),
-                  p.p50_us, p.p99_us, p.max_us, p.client_cpu_s);
+                  p.p50_us, p.p99_us, p.max_us, p.client_cpu_s, p.server_cpu_s, p.rss_steady_mb, p.rss_peak_mb);
     }
+    std::printf("(RSS MB: the server's steady VmRSS, the median of the second half of the phase; peak: VmHWM)\n");
     std::printf("\nround trip per 10 s window (orbitd): ");
     std::vector<std::pair<double, double>> windows;
     for (auto& w : r.total.window_rtt_us) {
@@ -654,7 +667,7 @@ int main(int argc, char** argv) {
         "burns received %llu, daemon burns_decided %llu, replies_dropped %llu, unmatched %llu, daemon "
         "snapshots %llu\n",
         static_cast<unsigned long long>(t.sent), static_cast<unsigned long long>(t.states),
-        static_cast<unsigned long long>(t.errors), static_cast<unsigned long long>(t.burn_answers_inferred),
+        static_cast<unsigned long long>(t.errors), static_cast<unsigned long long>(t.skipped_by_later_state),
         static_cast<unsigned long long>(t.outstanding_end), static_cast<unsigned long long>(t.burns),
         static_cast<unsigned long long>(burns_decided), static_cast<unsigned long long>(replies_dropped),
         static_cast<unsigned long long>(t.unmatched), static_cast<unsigned long long>(daemon_snapshots));
@@ -662,10 +675,10 @@ int main(int argc, char** argv) {
     if (!t.first_error.empty()) std::printf("first error reply: %s\n", t.first_error.c_str());
     std::printf(
         "orbitd: sessions %llu, runs %llu, RSS peak (VmHWM) %.1f MB, RSS during streaming %.1f..%.1f MB "
-        "(goal <= 30 MB), CPU %.1f s = %.2f cores over %.0f s\n",
+        "(steady %.1f MB, the median of the second half; goal <= 30 MB), CPU %.1f s = %.2f cores over %.0f s\n",
         static_cast<unsigned long long>(stat_of(st, "sessions_active")),
-        static_cast<unsigned long long>(stat_of(st, "runs_active")), after.hwm_mb, rss_min, rss_max, cpu_s,
-        daemon_cores, window_s);
+        static_cast<unsigned long long>(stat_of(st, "runs_active")), r.rss_peak_mb, r.rss_min_mb, r.rss_max_mb,
+        r.rss_steady_mb, r.server_cpu_s, r.server_cores, r.seconds);
     std::printf("load average: before %s, after %s\n", r.load_before.c_str(), r.load_after.c_str());
 
     std::filesystem::create_directories(std::filesystem::path(o.out).parent_path().empty()
@@ -676,19 +689,21 @@ int main(int argc, char** argv) {
          << ",\n  \"ranks\": " << ranks << ",\n  \"rate_hz_per_rank\": " << o.rate_hz
          << ",\n  \"duration_s\": " << o.duration_s << ",\n  \"transport\": \"" << o.transport << "\",\n  \"mode\": \""
          << o.mode << "\",\n  \"journal\": " << (o.journal ? "true" : "false")
-         << ",\n  \"client_threads\": " << o.threads << ",\n  \"phases\": [\n";
+         << ",\n  \"http_dashboard\": " << (o.http ? "true" : "false") << ",\n  \"stall_at_s\": " << o.stall_at_s
+         << ",\n  \"stall_s\": " << o.stall_s << ",\n  \"client_threads\": " << o.threads << ",\n  \"phases\": [\n";
     for (std::size_t i = 0; i < phases.size(); ++i) {
       const auto& p = phases[i];
       json << "    {\"server\": \"" << p.server << "\", \"seconds\": " << p.seconds
            << ", \"ranks_welcomed\": " << p.total.welcomed << ", \"sent\": " << p.total.sent
            << ", \"refused_by_client_queue\": " << p.total.refused << ", \"answered_state\": " << p.total.states
            << ", \"errors\": " << p.total.errors << ", \"p50_us\": " << p.p50_us << ", \"p99_us\": " << p.p99_us
-           << ", \"max_us\": " << p.max_us << ", \"client_cpu_s\": " << p.client_cpu_s << ", \"load_before\": \""
-           << p.load_before << "\", \"load_after\": \"" << p.load_after << "\"}" << (i + 1 < phases.size() ? "," : "")
-           << "\n";
+           << ", \"max_us\": " << p.max_us << ", \"client_cpu_s\": " << p.client_cpu_s
+           << ", \"server_cpu_s\": " << p.server_cpu_s << ", \"server_rss_steady_mb\": " << p.rss_steady_mb
+           << ", \"server_rss_peak_mb\": " << p.rss_peak_mb << ", \"load_before\": \"" << p.load_before
+           << "\", \"load_after\": \"" << p.load_after << "\"}" << (i + 1 < phases.size() ? "," : "") << "\n";
     }
     json << "  ],\n  \"accounting\": {\"sent\": " << t.sent << ", \"answered_state\": " << t.states
-         << ", \"answered_error\": " << t.errors << ", \"skipped_by_later_state\": " << t.burn_answers_inferred
+         << ", \"answered_error\": " << t.errors << ", \"skipped_by_later_state\": " << t.skipped_by_later_state
          << ", \"left_unanswered\": " << t.outstanding_end << ", \"burns_received\": " << t.burns
          << ", \"daemon_burns_decided\": " << burns_decided << ", \"daemon_replies_dropped\": " << replies_dropped
          << ", \"daemon_snapshots\": " << daemon_snapshots << ", \"unmatched\": " << t.unmatched
@@ -698,10 +713,13 @@ int main(int argc, char** argv) {
     for (const auto& [code, k] : t.error_codes)
       json << (first ? "" : ", ") << "\"" << code << "\": " << k, first = false;
     json << "},\n  \"orbitd\": {\"sessions_active\": " << stat_of(st, "sessions_active")
-         << ", \"runs_active\": " << stat_of(st, "runs_active") << ", \"rss_peak_mb\": " << after.hwm_mb
-         << ", \"rss_min_mb\": " << rss_min << ", \"rss_max_mb\": " << rss_max << ", \"rss_goal_mb\": 30"
-         << ", \"cpu_s\": " << cpu_s << ", \"cpu_cores\": " << daemon_cores << "},\n";
-    json << "  \"windows_p50_p99_us\": [";
+         << ", \"runs_active\": " << stat_of(st, "runs_active") << ", \"rss_peak_mb\": " << r.rss_peak_mb
+         << ", \"rss_min_mb\": " << r.rss_min_mb << ", \"rss_max_mb\": " << r.rss_max_mb
+         << ", \"rss_steady_mb\": " << r.rss_steady_mb << ", \"rss_goal_mb\": 30"
+         << ", \"cpu_s\": " << r.server_cpu_s << ", \"cpu_cores\": " << r.server_cores << "},\n";
+    json << "  \"rss_mb_every_10s\": [";
+    for (std::size_t i = 0; i < r.rss_every_10s_mb.size(); ++i) json << (i ? ", " : "") << r.rss_every_10s_mb[i];
+    json << "],\n  \"windows_p50_p99_us\": [";
     for (std::size_t w = 0; w < windows.size(); ++w)
       json << (w ? ", " : "") << "[" << windows[w].first << ", " << windows[w].second << "]";
     json << "],\n  \"ratios\": {";

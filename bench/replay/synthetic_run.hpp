@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/support/bench_hello.hpp"
 #include "journal/journal.hpp"
 #include "protocol/codec.hpp"
 
@@ -25,14 +26,7 @@ inline void write_synthetic_run(const std::filesystem::path& root, const std::st
   o.root = root;
   o.fsync = JournalOptions::never;
   Journal j = Journal::open(o);
-  Hello h;
-  h.run = run;
-  h.adapter = "synthetic";
-  h.adapter_version = "0";
-  h.versions = {1};
-  h.actuators = {"lr"};
-  h.base_lr = 3e-4;
-  j.append(run, RecordType::hello, 0, encode(h));
+  j.append(run, RecordType::hello, 0, encode(bench::lr_hello(run, "synthetic", 3e-4)));
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> noise(0.0, 1.0);
   double exponent = 1.0;

@@ -295,14 +295,23 @@ TEST(Journal, NewSegmentsAndRunsSyncTheirDirectory) {
   TempDir tmp;
   {
     Journal j = Journal::open(options_for(tmp.path() / "a", JournalOptions::interval, 8192));
+    EXPECT_EQ(j.stats().dir_syncs, 1u) << "the new root's parent";
     j.append("r", RecordType::hello, 0, "x");
     EXPECT_EQ(j.stats().segments, 1u);
-    EXPECT_EQ(j.stats().dir_syncs, 2u) << "the root (new run directory) and the run directory (new segment)";
+    EXPECT_EQ(j.stats().dir_syncs, 3u) << "then the root (new run directory) and the run directory (new segment)";
     write_run(j, "r", 300);
     ASSERT_GT(j.stats().segments, 5u);
-    EXPECT_EQ(j.stats().dir_syncs, 1 + j.stats().segments) << "one run directory sync per segment created";
+    EXPECT_EQ(j.stats().dir_syncs, 2 + j.stats().segments) << "one run directory sync per segment created";
     j.append("s", RecordType::hello, 0, "x");
-    EXPECT_EQ(j.stats().dir_syncs, 3 + j.stats().segments - 1);
+    EXPECT_EQ(j.stats().dir_syncs, 4 + j.stats().segments - 1);
+  }
+  {
+    Journal again = Journal::open(options_for(tmp.path() / "a", JournalOptions::interval, 8192));
+    EXPECT_EQ(again.stats().dir_syncs, 0u) << "an existing root is not created, so nothing to sync";
+  }
+  {
+    Journal nested = Journal::open(options_for(tmp.path() / "n1" / "n2" / "root", JournalOptions::always, 8192));
+    EXPECT_EQ(nested.stats().dir_syncs, 3u) << "each created directory's parent: n1/n2, n1 and the temp dir";
   }
   Journal never = Journal::open(options_for(tmp.path() / "b", JournalOptions::never, 8192));
   write_run(never, "r", 300);
