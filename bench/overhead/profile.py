@@ -107,7 +107,7 @@ def main():
             if step == args.warmup + 1:
                 TOTALS.clear()
                 worker_cpu0 = overhead_run.adapter_thread_cpu(orbit)
-            dt, dc, _ = overhead_run.one_step(model, opt, sampler, corpus, orbit, step)
+            dt, dc, _, _ = overhead_run.one_step(model, opt, sampler, corpus, orbit, step)
             if step > args.warmup:
                 step_wall.append(dt)
                 step_cpu.append(dc)

@@ -67,9 +67,12 @@ def one_step(model, opt, sampler, corpus, orbit, step, trainer_grad_norm=False):
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
     opt.step()
     value = loss.item()
+    inside = 0.0
     if orbit is not None:
+        s0 = time.thread_time()
         orbit.step(step, value, grad_norm=grad_norm)
-    return time.perf_counter() - t0, time.thread_time() - c0, time.process_time() - p0
+        inside = time.thread_time() - s0
+    return (time.perf_counter() - t0, time.thread_time() - c0, time.process_time() - p0, inside)
 
 
 def process_cpu_s(pid: int) -> float:
@@ -105,6 +108,7 @@ def one_repeat(binary, corpus, args):
     times = {"plain": [], "orbit": []}
     cpu = {"plain": [], "orbit": []}
     pcpu = {"plain": [], "orbit": []}
+    inside = []  # training-thread CPU inside orbit.step, per orbit step
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
         orbit = Orbit(endpoint=daemon.endpoint, run="overhead", domains=corpus.domains,
                       client_thread=CLIENT_MODES[args.client_thread])
@@ -128,12 +132,14 @@ def one_repeat(binary, corpus, args):
                     if name == "orbit" and step[name] == args.warmup + 1:
                         thread_cpu0 = adapter_thread_cpu(orbit)
                         daemon_cpu0 = process_cpu_s(daemon.process.pid)
-                    dt, dc, dp = one_step(model, opt, sampler, corpus, o, step[name],
-                                          args.trainer_grad_norm)
+                    dt, dc, dp, di = one_step(model, opt, sampler, corpus, o, step[name],
+                                              args.trainer_grad_norm)
                     if step[name] > args.warmup:
                         times[name].append(dt)
                         cpu[name].append(dc)
                         pcpu[name].append(dp)
+                        if name == "orbit":
+                            inside.append(di)
             window += 1
         wall = time.perf_counter() - t_start
         thread_cpu = adapter_thread_cpu(orbit) - (thread_cpu0 or 0.0)
@@ -160,6 +166,12 @@ def one_repeat(binary, corpus, args):
         # at a window's edge) and ZeroMQ's I/O thread. Nothing of the adapter hides here.
         "arms_process_cpu": res_pcpu, "overhead_percent_process_cpu": overhead_pcpu,
         "client_thread_used": uses_thread,
+        # Measured directly rather than as a difference of two noisy step times: the
+        # training thread's CPU inside orbit.step (not the probes' capture inside the
+        # forward of every 10th step, which the mean step figures hold).
+        "orbit_step_cpu_ms": summarize(inside),
+        "orbit_step_cpu_percent_of_plain_step": {
+            k: 100.0 * summarize(inside)[k] / res_cpu["plain"][k] for k in ("median_ms", "mean_ms")},
         "orbitd_cpu_ms_per_step": 1000.0 * daemon_cpu / args.steps,
         # The client thread's own CPU per step: work moved off the training thread
         # still runs on this machine; counted here so nothing hides.
@@ -215,7 +227,9 @@ def main():
               f"{o['median_ms']:+.2f}%, thread cpu median {oc['median_ms']:+.2f}% mean "
               f"{oc['mean_ms']:+.2f}%, process cpu median {op['median_ms']:+.2f}% mean "
               f"{op['mean_ms']:+.2f}% (client thread {rep['client_thread_cpu_ms_per_step']:.3f} ms/step; "
-              f"orbitd {rep['orbitd_cpu_ms_per_step']:.3f} ms/step; load {rep['loadavg_after'][0]:.1f})",
+              f"orbitd {rep['orbitd_cpu_ms_per_step']:.3f} ms/step; inside orbit.step "
+              f"{rep['orbit_step_cpu_ms']['median_ms']:.3f} ms median, {rep['orbit_step_cpu_ms']['mean_ms']:.3f} "
+              f"mean; load {rep['loadavg_after'][0]:.1f})",
               flush=True)
 
     def med(path):
@@ -242,6 +256,9 @@ def main():
         "overhead_percent_process_cpu": overhead_pcpu,
         "step_ms_median_of_repeats": arms,
         "orbitd_cpu_ms_per_step": statistics.median(rep["orbitd_cpu_ms_per_step"] for rep in repeats),
+        "orbit_step_cpu_percent_of_plain_step": {
+            k: statistics.median(rep["orbit_step_cpu_percent_of_plain_step"][k] for rep in repeats)
+            for k in ("median_ms", "mean_ms")},
         "client_thread_cpu_ms_per_step": statistics.median(
             rep["client_thread_cpu_ms_per_step"] for rep in repeats),
         "overhead_percent_all_adapter_cpu_mean": statistics.median(
@@ -261,6 +278,9 @@ def main():
     for label, o in (("wall", overhead), ("thread cpu", overhead_cpu), ("process cpu", overhead_pcpu)):
         print(f"overhead ({label}), median of {args.repeats} repeats: median {o['median_ms']:+.2f}%  "
               f"mean {o['mean_ms']:+.2f}%  p90 {o['p90_ms']:+.2f}%")
+    oi = out["orbit_step_cpu_percent_of_plain_step"]
+    print(f"training-thread cpu inside orbit.step / plain step cpu: median {oi['median_ms']:.2f}%, "
+          f"mean {oi['mean_ms']:.2f}%")
     print(f"client thread {out['client_thread_cpu_ms_per_step']:.3f} ms cpu per step; all adapter cpu "
           f"(training + client thread), mean: {out['overhead_percent_all_adapter_cpu_mean']:+.2f}%")
     print(f"models identical after training: {out['models_identical_after_training']}; "
