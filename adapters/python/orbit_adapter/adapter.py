@@ -328,8 +328,9 @@ class Orbit:
              scalars: Optional[Mapping[str, float]] = None) -> Optional[int]:
         """Reports training step `step` (after optimizer.step) and applies due burns.
 
-        `grad_norm` may be a float or a one-element tensor on any device (with the client
-        thread it is read there, so the training thread does not wait for the device).
+        `grad_norm` and the values of `scalars` may be floats or one-element tensors on any
+        device (with the client thread they are read there, so the training thread does
+        not wait for the device).
         Returns the restored checkpoint's step when this call rolled the model back,
         else None. The caller keeps counting steps forward: steps lost to a rollback
         count against the run's budget.

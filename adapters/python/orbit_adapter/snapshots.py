@@ -97,9 +97,12 @@ class SnapshotAssembler:
             self.probes.disarm()
             self._failures.fail("probe", e)
             spectra, loop, prepare = {}, None, None
-        if scalars:
-            extra.update({k: float(v) for k, v in scalars.items()})
-        extra = {k: v for k, v in extra.items() if math.isfinite(v)}
+        if scalars and deferred:  # tensors too: the client thread reads them and drops non-finite
+            extra.update({k: v if isinstance(v, torch.Tensor) else float(v) for k, v in scalars.items()})
+        else:
+            if scalars:
+                extra.update({k: float(v) for k, v in scalars.items()})
+            extra = {k: v for k, v in extra.items() if math.isfinite(v)}
         fields = dict(grad_norm=grad_norm, lr=lr, schedule_lr=schedule_lr, tokens=tokens,
                       domains=self._domains(domain_losses), spectra=spectra or None,
                       loop_rate=loop, scalars=extra or None, time=time.time())

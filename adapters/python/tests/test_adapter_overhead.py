@@ -87,15 +87,21 @@ def test_a_busy_client_thread_is_not_woken_for_every_message(monkeypatch):
 
 
 class _NoHostReads:
-    """Fails any read of a tensor's value on the host (what syncs a CUDA device)."""
+    """Fails any read of a tensor's value on the host (what syncs a CUDA device) by the
+    thread that entered; other threads (the client thread) read as usual."""
 
     def __enter__(self):
         self.saved = {name: getattr(torch.Tensor, name) for name in ("item", "__float__", "tolist")}
+        me = threading.get_ident()
 
-        def refuse(*args, **kwargs):
-            raise AssertionError("a tensor was read on the host inside the training forward")
-        for name in self.saved:
-            setattr(torch.Tensor, name, refuse)
+        def guard(name, original):
+            def read(*args, **kwargs):
+                if threading.get_ident() == me:
+                    raise AssertionError(f"Tensor.{name} read a value on the training thread")
+                return original(*args, **kwargs)
+            return read
+        for name, original in self.saved.items():
+            setattr(torch.Tensor, name, guard(name, original))
         return self
 
     def __exit__(self, *exc):
@@ -193,3 +199,29 @@ def test_the_client_thread_reads_cuda_values_on_its_own_stream():
         d.close()
     assert snap["grad_norm"] == 5.0 and snap["spectra"]["hidden.0"].tolist() == [0.0, 1.0, 2.0, 3.0]
     assert list(streams) == [torch.cuda.current_device()]
+
+
+def test_trainer_scalars_given_as_tensors_are_read_on_the_client_thread():
+    """With a client thread, a scalar tensor the trainer hands over is not read on the
+    training thread (on a GPU that read would wait for the device); it arrives as a
+    number, and a non-finite one is left out as before."""
+    d = ScriptedDaemon()
+    try:
+        model = TinyLM()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        orbit = Orbit(endpoint=d.endpoint, run="scalars", client_thread=True,
+                      checkpoints=CheckpointConfig(every=0), probes=ProbeConfig(spectra_every=1000))
+        orbit.attach(model, opt)
+        d.wait_hello()
+        x, y = tiny_batch(1)
+        nn.functional.cross_entropy(model(x).reshape(-1, 11), y.reshape(-1)).backward()
+        opt.step()
+        with _NoHostReads():
+            orbit.step(1, 1.0, grad_norm=0.5,
+                       scalars={"z": torch.tensor(3.25), "bad": torch.tensor(float("nan")), "f": 2.0})
+        orbit.close()
+        d.wait_for(lambda: len(d.byes) == 1)
+        snap = [s for s in d.snapshots if s["step"] == 1][0]
+    finally:
+        d.close()
+    assert snap["scalars"] == {"z": 3.25, "f": 2.0}
