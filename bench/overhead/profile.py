@@ -9,7 +9,7 @@ nest (a parent's time includes its children's). The plain step time (forward,
 backward, optimizer) is timed the same way for scale. Work done by the adapter's
 background sender thread is reported as that thread's own CPU time.
 
-    /usr/bin/python3 bench/overhead/profile.py [--steps 300] [--orbitd build/daemon/orbitd]
+    /usr/bin/python3 bench/overhead/profile.py [--steps 300] [--orbitd build/daemon/orbitd] [--client-thread auto|on|off]
 """
 import argparse
 import functools
@@ -74,8 +74,9 @@ def instrument():
     timed(probes.ModelProbes, "arm", "  probes: arm")
     timed(probes.ModelProbes, "disarm", "  probes: disarm")
     # Inside the training forward pass of probe steps (not inside orbit.step).
-    timed(probes, "_mha_probabilities", "forward: MHA probability recompute")
-    timed(probes, "attention_stats", "forward: attention svdvals + entropy")
+    timed(probes, "_mha_probabilities_on_device", "forward: MHA probability recompute")
+    timed(probes, "attention_capture", "forward: attention sample + entropy")
+    timed(probes, "attention_spectrum", "    probes: attention svdvals (deferred)")
 
 
 def main():
@@ -87,6 +88,8 @@ def main():
     ap.add_argument("--norm", default="pre")
     ap.add_argument("--orbitd", default=None)
     ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
+    ap.add_argument("--client-thread", choices=sorted(overhead_run.CLIENT_MODES), default="auto",
+                    help="Orbit(client_thread=...): auto (the default; no thread for a CPU model), on, off")
     args = ap.parse_args()
     torch.set_num_threads(1)
     binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
@@ -97,13 +100,14 @@ def main():
     instrument()
     step_cpu, step_wall = [], []
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
-        orbit = Orbit(endpoint=daemon.endpoint, run="profile", domains=corpus.domains)
+        orbit = Orbit(endpoint=daemon.endpoint, run="profile", domains=corpus.domains,
+                      client_thread=overhead_run.CLIENT_MODES[args.client_thread])
         orbit.attach(model, opt, sampler=sampler)
         for step in range(1, args.steps + args.warmup + 1):
             if step == args.warmup + 1:
                 TOTALS.clear()
                 worker_cpu0 = overhead_run.adapter_thread_cpu(orbit)
-            dt, dc = overhead_run.one_step(model, opt, sampler, corpus, orbit, step)
+            dt, dc, _, _ = overhead_run.one_step(model, opt, sampler, corpus, orbit, step)
             if step > args.warmup:
                 step_wall.append(dt)
                 step_cpu.append(dc)

@@ -14,6 +14,14 @@ covers forward, backward, optimizer step and, in the orbit arm, `orbit.step`.
     /usr/bin/python3 bench/overhead/run.py [--steps 300] [--repeats 3] [--orbitd build/daemon/orbitd]
         [--trainer-grad-norm] [--no-client-thread]
 
+Measured per step and arm, in the same run: wall time, the training thread's CPU
+time, and the whole process's CPU time (training thread, the adapter's client thread
+when there is one, ZeroMQ's I/O thread); per run: the client thread's CPU and
+orbitd's CPU (a separate process, reported beside, not in the ratio). On a loaded
+machine the wall figure is noise; the CPU figures are the result then.
+`--client-thread` picks the adapter's client mode: auto (the default: no thread for
+a CPU model), on, off.
+
 Prints a table and writes bench/results/overhead.json.
 """
 import argparse
@@ -49,7 +57,7 @@ def make_arm(corpus, args):
 
 
 def one_step(model, opt, sampler, corpus, orbit, step, trainer_grad_norm=False):
-    t0, c0 = time.perf_counter(), time.thread_time()
+    t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
     x, y = corpus.batch(sampler.next_batch())
     loss = F.cross_entropy(model(x).reshape(-1, len(train.VOCAB)), y.reshape(-1))
     opt.zero_grad(set_to_none=True)
@@ -59,9 +67,22 @@ def one_step(model, opt, sampler, corpus, orbit, step, trainer_grad_norm=False):
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
     opt.step()
     value = loss.item()
+    inside = 0.0
     if orbit is not None:
+        s0 = time.thread_time()
         orbit.step(step, value, grad_norm=grad_norm)
-    return time.perf_counter() - t0, time.thread_time() - c0
+        inside = time.thread_time() - s0
+    return (time.perf_counter() - t0, time.thread_time() - c0, time.process_time() - p0, inside)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def adapter_thread_cpu(orbit) -> float:
@@ -77,6 +98,7 @@ def summarize(xs):
 
 
 KEYS = ("median_ms", "mean_ms", "p90_ms")
+CLIENT_MODES = {"auto": "auto", "on": True, "off": False}
 
 
 def one_repeat(binary, corpus, args):
@@ -85,9 +107,11 @@ def one_repeat(binary, corpus, args):
     probed = make_arm(corpus, args)
     times = {"plain": [], "orbit": []}
     cpu = {"plain": [], "orbit": []}
+    pcpu = {"plain": [], "orbit": []}
+    inside = []  # training-thread CPU inside orbit.step, per orbit step
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
         orbit = Orbit(endpoint=daemon.endpoint, run="overhead", domains=corpus.domains,
-                      client_thread=not args.no_client_thread)
+                      client_thread=CLIENT_MODES[args.client_thread])
         orbit.attach(probed[0], probed[1], sampler=probed[2])
         arms = {"plain": (plain, None), "orbit": (probed, orbit)}
         t_start = time.perf_counter()
@@ -107,14 +131,21 @@ def one_repeat(binary, corpus, args):
                     step[name] += 1
                     if name == "orbit" and step[name] == args.warmup + 1:
                         thread_cpu0 = adapter_thread_cpu(orbit)
-                    dt, dc = one_step(model, opt, sampler, corpus, o, step[name], args.trainer_grad_norm)
+                        daemon_cpu0 = process_cpu_s(daemon.process.pid)
+                    dt, dc, dp, di = one_step(model, opt, sampler, corpus, o, step[name],
+                                              args.trainer_grad_norm)
                     if step[name] > args.warmup:
                         times[name].append(dt)
                         cpu[name].append(dc)
+                        pcpu[name].append(dp)
+                        if name == "orbit":
+                            inside.append(di)
             window += 1
         wall = time.perf_counter() - t_start
         thread_cpu = adapter_thread_cpu(orbit) - (thread_cpu0 or 0.0)
+        daemon_cpu = process_cpu_s(daemon.process.pid) - daemon_cpu0
         summary = orbit.summary()
+        uses_thread = orbit.uses_client_thread()
         orbit.close()
     same = all(torch.equal(a, b) for a, b in zip(plain[0].state_dict().values(),
                                                  probed[0].state_dict().values()))
@@ -122,12 +153,26 @@ def one_repeat(binary, corpus, args):
     res_cpu = {name: summarize(ts) for name, ts in cpu.items()}
     overhead = {k: 100.0 * (res["orbit"][k] / res["plain"][k] - 1.0) for k in KEYS}
     overhead_cpu = {k: 100.0 * (res_cpu["orbit"][k] / res_cpu["plain"][k] - 1.0) for k in KEYS}
+    res_pcpu = {name: summarize(ts) for name, ts in pcpu.items()}
+    overhead_pcpu = {k: 100.0 * (res_pcpu["orbit"][k] / res_pcpu["plain"][k] - 1.0) for k in KEYS}
     thread_ms = 1000.0 * thread_cpu / args.steps
     return {
         "arms": res, "overhead_percent": overhead,
         # CPU time of the training thread: what the adapter costs the trainer, without
         # the time the scheduler hands to other processes on a busy machine.
         "arms_thread_cpu": res_cpu, "overhead_percent_thread_cpu": overhead_cpu,
+        # CPU time of the whole process per step: the training thread, the client thread
+        # (its work for a step mostly runs during the next one, of the same arm except
+        # at a window's edge) and ZeroMQ's I/O thread. Nothing of the adapter hides here.
+        "arms_process_cpu": res_pcpu, "overhead_percent_process_cpu": overhead_pcpu,
+        "client_thread_used": uses_thread,
+        # Measured directly rather than as a difference of two noisy step times: the
+        # training thread's CPU inside orbit.step (not the probes' capture inside the
+        # forward of every 10th step, which the mean step figures hold).
+        "orbit_step_cpu_ms": summarize(inside),
+        "orbit_step_cpu_percent_of_plain_step": {
+            k: 100.0 * summarize(inside)[k] / res_cpu["plain"][k] for k in ("median_ms", "mean_ms")},
+        "orbitd_cpu_ms_per_step": 1000.0 * daemon_cpu / args.steps,
         # The client thread's own CPU per step: work moved off the training thread
         # still runs on this machine; counted here so nothing hides.
         "client_thread_cpu_ms_per_step": thread_ms,
@@ -154,8 +199,11 @@ def main():
     ap.add_argument("--trainer-grad-norm", action="store_true",
                     help="both arms compute the gradient norm and the orbit arm hands it over, "
                          "as examples/pytorch/train.py does (default: the adapter computes it)")
-    ap.add_argument("--no-client-thread", action="store_true",
-                    help="Orbit(client_thread=False): every adapter step on the training thread")
+    ap.add_argument("--client-thread", choices=sorted(CLIENT_MODES), default="auto",
+                    help="Orbit(client_thread=...): auto (the default; no thread for a CPU "
+                         "model), on (ClientThread), off (every adapter step on the training thread)")
+    ap.add_argument("--no-client-thread", dest="client_thread", action="store_const", const="off",
+                    help="the same as --client-thread off")
     ap.add_argument("--orbitd", default=None)
     ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
     ap.add_argument("--json-out", default=os.path.join(REPO, "bench", "results", "overhead.json"))
@@ -173,11 +221,16 @@ def main():
         rep = one_repeat(binary, corpus, args)
         repeats.append(rep)
         o, oc = rep["overhead_percent"], rep["overhead_percent_thread_cpu"]
+        op = rep["overhead_percent_process_cpu"]
         print(f"repeat {r + 1}: median step plain {rep['arms']['plain']['median_ms']:.2f} ms, "
               f"orbit {rep['arms']['orbit']['median_ms']:.2f} ms: overhead wall median "
-              f"{o['median_ms']:+.2f}%, thread cpu median {oc['median_ms']:+.2f}% "
-              f"(client thread {rep['client_thread_cpu_ms_per_step']:.3f} ms/step; "
-              f"load {rep['loadavg_after'][0]:.1f})", flush=True)
+              f"{o['median_ms']:+.2f}%, thread cpu median {oc['median_ms']:+.2f}% mean "
+              f"{oc['mean_ms']:+.2f}%, process cpu median {op['median_ms']:+.2f}% mean "
+              f"{op['mean_ms']:+.2f}% (client thread {rep['client_thread_cpu_ms_per_step']:.3f} ms/step; "
+              f"orbitd {rep['orbitd_cpu_ms_per_step']:.3f} ms/step; inside orbit.step "
+              f"{rep['orbit_step_cpu_ms']['median_ms']:.3f} ms median, {rep['orbit_step_cpu_ms']['mean_ms']:.3f} "
+              f"mean; load {rep['loadavg_after'][0]:.1f})",
+              flush=True)
 
     def med(path):
         vals = [rep[path[0]][path[1]] for rep in repeats]
@@ -185,6 +238,10 @@ def main():
 
     overhead = {k: med(("overhead_percent", k)) for k in KEYS}
     overhead_cpu = {k: med(("overhead_percent_thread_cpu", k)) for k in KEYS}
+    overhead_pcpu = {k: med(("overhead_percent_process_cpu", k)) for k in KEYS}
+    arms = {metric: {arm: {k: statistics.median(rep[metric][arm][k] for rep in repeats) for k in KEYS}
+                     for arm in ("plain", "orbit")}
+            for metric in ("arms", "arms_thread_cpu", "arms_process_cpu")}
     out = {
         "what": "step time of the example trainer's model with and without the Orbit adapter "
                 "(interleaved windows in one process, median over repeats)",
@@ -192,9 +249,16 @@ def main():
         "steps_timed_per_repeat": args.steps, "repeats": args.repeats, "window": args.window,
         "seed": args.seed, "norm": args.norm, "lr": args.lr,
         "grad_norm_by": "trainer" if args.trainer_grad_norm else "adapter",
-        "client_thread": not args.no_client_thread,
+        "client_thread": args.client_thread,
+        "client_thread_used": repeats[0]["client_thread_used"],
         "overhead_percent": overhead,
         "overhead_percent_thread_cpu": overhead_cpu,
+        "overhead_percent_process_cpu": overhead_pcpu,
+        "step_ms_median_of_repeats": arms,
+        "orbitd_cpu_ms_per_step": statistics.median(rep["orbitd_cpu_ms_per_step"] for rep in repeats),
+        "orbit_step_cpu_percent_of_plain_step": {
+            k: statistics.median(rep["orbit_step_cpu_percent_of_plain_step"][k] for rep in repeats)
+            for k in ("median_ms", "mean_ms")},
         "client_thread_cpu_ms_per_step": statistics.median(
             rep["client_thread_cpu_ms_per_step"] for rep in repeats),
         "overhead_percent_all_adapter_cpu_mean": statistics.median(
@@ -206,9 +270,17 @@ def main():
                     "loadavg_before": load_before, "loadavg_at_end": os.getloadavg()},
         "wall_s": time.perf_counter() - t0,
     }
-    for label, o in (("wall", overhead), ("thread cpu", overhead_cpu)):
+    print(f"{'per step, ms (median of repeats)':<34}{'plain':>10}{'orbit':>10}{'median':>9}{'mean':>9}")
+    for label, metric, o in (("wall", "arms", overhead), ("training thread cpu", "arms_thread_cpu", overhead_cpu),
+                             ("process cpu", "arms_process_cpu", overhead_pcpu)):
+        print(f"{label + ' (median step)':<34}{arms[metric]['plain']['median_ms']:>10.2f}"
+              f"{arms[metric]['orbit']['median_ms']:>10.2f}{o['median_ms']:>+8.2f}%{o['mean_ms']:>+8.2f}%")
+    for label, o in (("wall", overhead), ("thread cpu", overhead_cpu), ("process cpu", overhead_pcpu)):
         print(f"overhead ({label}), median of {args.repeats} repeats: median {o['median_ms']:+.2f}%  "
               f"mean {o['mean_ms']:+.2f}%  p90 {o['p90_ms']:+.2f}%")
+    oi = out["orbit_step_cpu_percent_of_plain_step"]
+    print(f"training-thread cpu inside orbit.step / plain step cpu: median {oi['median_ms']:.2f}%, "
+          f"mean {oi['mean_ms']:.2f}%")
     print(f"client thread {out['client_thread_cpu_ms_per_step']:.3f} ms cpu per step; all adapter cpu "
           f"(training + client thread), mean: {out['overhead_percent_all_adapter_cpu_mean']:+.2f}%")
     print(f"models identical after training: {out['models_identical_after_training']}; "

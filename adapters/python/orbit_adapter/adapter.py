@@ -32,7 +32,7 @@ import os
 import socket
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -139,10 +139,13 @@ class Orbit:
                   basin_aware_loss with `orbit.loss_weights`).
     client:       an already built OrbitClient (tests, custom transports), used as given
                   (wrap it in a ClientThread to move its work off the training thread).
-    client_thread: run the client on a background thread (ClientThread, the default):
-                  encoding, sending, receiving, decoding, the probe spectra and the
-                  device-to-host copies of snapshot values leave the training thread.
-                  False: all of it on the training thread.
+    client_thread: run the client on a background thread (ClientThread): encoding,
+                  sending, receiving, decoding, the probe spectra and the device-to-host
+                  copies of snapshot values leave the training thread. False: all of it
+                  on the training thread. "auto" (the default): the thread for a model
+                  with CUDA parameters (it keeps `.item()` syncs off the training
+                  thread), none for a CPU model, where waking a thread twice a step
+                  costs more CPU than the work it takes over (bench/overhead).
     """
 
     def __init__(self, endpoint: Optional[str] = "auto", run: Optional[str] = None,
@@ -155,7 +158,7 @@ class Orbit:
                  use_loss_weights: bool = False,
                  client: Optional[OrbitClient] = None,
                  client_options: Optional[Mapping[str, Any]] = None,
-                 client_thread: bool = True,
+                 client_thread: Union[bool, str] = "auto",
                  on_reply: Optional[Callable[[Any], None]] = None):
         if distributed not in ("per_rank", "rank0"):
             raise ValueError("distributed must be 'per_rank' or 'rank0'")
@@ -182,7 +185,9 @@ class Orbit:
         self.use_loss_weights = use_loss_weights
         self.on_reply = on_reply
         self._client_options = dict(client_options or {})
-        self.client_thread = bool(client_thread)
+        if client_thread != "auto" and not isinstance(client_thread, bool):
+            raise ValueError(f"client_thread must be True, False or 'auto', got {client_thread!r}")
+        self.client_thread = client_thread
 
         self._failures = FailOpen()
         self._link = DaemonLink(endpoint, self.run, self._failures, client)
@@ -306,7 +311,15 @@ class Orbit:
                              domains=self.domains, actuators=tuple(self._actuators()),
                              adapter=ADAPTER_NAME, adapter_version=ADAPTER_VERSION,
                              base_lr=base_lr, **self._client_options)
-        return ClientThread(client) if self.client_thread else client
+        return ClientThread(client) if self.uses_client_thread() else client
+
+    def uses_client_thread(self) -> bool:
+        """Whether the client runs on a ClientThread: `client_thread` when given, else
+        ("auto") whether the attached model has a parameter on a CUDA device."""
+        if self.client_thread != "auto":
+            return bool(self.client_thread)
+        model = self.model
+        return model is not None and any(p.is_cuda for p in model.parameters())
 
     # ---- the per-step call -----------------------------------------------------
     def step(self, step: int, loss: Any, *, grad_norm: Any = None,
@@ -315,8 +328,9 @@ class Orbit:
              scalars: Optional[Mapping[str, float]] = None) -> Optional[int]:
         """Reports training step `step` (after optimizer.step) and applies due burns.
 
-        `grad_norm` may be a float or a one-element tensor on any device (with the client
-        thread it is read there, so the training thread does not wait for the device).
+        `grad_norm` and the values of `scalars` may be floats or one-element tensors on any
+        device (with the client thread they are read there, so the training thread does
+        not wait for the device).
         Returns the restored checkpoint's step when this call rolled the model back,
         else None. The caller keeps counting steps forward: steps lost to a rollback
         count against the run's budget.
@@ -543,6 +557,8 @@ class Orbit:
         if self._snapshots.probes is not None:
             self._snapshots.probes.disarm()
         self._link.close()
+        if self._ring is not None:
+            self._ring.close()
         if self._scaler is not None:
             self._scaler.detach()
 

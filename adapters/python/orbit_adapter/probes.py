@@ -24,6 +24,7 @@ module's own projection weights. A custom attention module is registered with
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
@@ -110,7 +111,15 @@ def topk_singular_values(w: torch.Tensor, k: int, exact_limit: int,
 
 def _mha_probabilities(mha: nn.MultiheadAttention, args, kwargs, samples: Optional[int] = None):
     """Recomputes the attention probabilities of one MultiheadAttention call,
-    for the first `samples` batch items (all when None): (B, H, Tq, Tk)."""
+    for the first `samples` batch items (all when None): ((B, H, Tq, Tk), max logit)."""
+    probs, logits_max = _mha_probabilities_on_device(mha, args, kwargs, samples)
+    return probs, logits_max.item()
+
+
+def _mha_probabilities_on_device(mha: nn.MultiheadAttention, args, kwargs,
+                                 samples: Optional[int] = None):
+    """As `_mha_probabilities`, with the max logit left a 0-d tensor on the device:
+    nothing here waits for the device (the probe runs inside the training forward)."""
     names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
     call = dict(zip(names, args))
     call.update(kwargs)
@@ -151,21 +160,33 @@ def _mha_probabilities(mha: nn.MultiheadAttention, args, kwargs, samples: Option
         if kpm.dtype == torch.bool:
             kpm = torch.zeros_like(kpm, dtype=logits.dtype).masked_fill(kpm, float("-inf"))
         logits = logits + kpm.reshape(b, 1, 1, tk).expand(b, h, 1, tk).reshape(b * h, 1, tk)
-    logits_max = logits.masked_fill(torch.isinf(logits), float("-inf")).amax().item()
+    logits_max = logits.masked_fill(torch.isinf(logits), float("-inf")).amax().float()
     probs = logits.softmax(dim=-1).reshape(b, h, tq, tk)
     return probs, logits_max
 
 
 def attention_stats(probs: torch.Tensor, samples: int):
     """(mean singular values over sampled maps, mean row entropy) of (..., Tq, Tk) maps."""
+    p, entropy = attention_capture(probs, samples)
+    return attention_spectrum(p), float(entropy)
+
+
+def attention_capture(probs: torch.Tensor, samples: int):
+    """(the sampled maps in float32, their mean row entropy as a 0-d tensor): what the
+    training forward keeps of a probe step's attention. Queued on the device, no sync:
+    `attention_spectrum` (svdvals, which syncs a CUDA device) runs later, elsewhere."""
     p = probs.detach().float()
     if p.dim() == 3:
         p = p.unsqueeze(0)
     p = p.reshape(-1, p.shape[-3], p.shape[-2], p.shape[-1])[:samples]
     p = torch.nan_to_num(p, nan=0.0)
     row_entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1)
-    sv = torch.linalg.svdvals(p.reshape(-1, p.shape[-2], p.shape[-1])).mean(0)
-    return sv, float(row_entropy.mean())
+    return p, row_entropy.mean()
+
+
+def attention_spectrum(p: torch.Tensor) -> torch.Tensor:
+    """Mean singular values over the maps of (..., Tq, Tk) float32 attention maps."""
+    return torch.linalg.svdvals(p.reshape(-1, p.shape[-2], p.shape[-1])).mean(0)
 
 
 def covariance_eigenvalues(x: torch.Tensor, max_rows: int) -> torch.Tensor:
@@ -217,7 +238,10 @@ class ModelProbes:
         self._handles: list = []
         self._patched: list = []
         self._spectra: Dict[str, torch.Tensor] = {}
-        self._scalars: Dict[str, float] = {}
+        # Scalars stay 0-d tensors on the model's device until `finish` (no sync in the
+        # forward); the sampled attention maps wait there for their svdvals.
+        self._scalars: Dict[str, torch.Tensor] = {}
+        self._attention: Dict[int, torch.Tensor] = {}
         self._hidden: Dict[int, torch.Tensor] = {}
         self._logits: Optional[torch.Tensor] = None
         self._armed = False
@@ -238,6 +262,7 @@ class ModelProbes:
             return
         self._armed = True
         self._spectra, self._scalars, self._hidden, self._logits = {}, {}, {}, None
+        self._attention = {}
         cfg = self.config
         if cfg.attention:
             for i, m in enumerate(self.attention):
@@ -271,8 +296,8 @@ class ModelProbes:
         def sink(probs):
             if module.training:
                 with torch.no_grad():
-                    sv, ent = attention_stats(probs, self.config.attention_samples)
-                self._spectra[f"attn.{i}"] = sv
+                    maps, ent = attention_capture(probs, self.config.attention_samples)
+                self._attention[i] = maps
                 self._scalars[f"attn_entropy.{i}"] = ent
         return sink
 
@@ -282,13 +307,15 @@ class ModelProbes:
         def forward(*args, **kwargs):
             if mha.training:
                 with torch.no_grad():
-                    probs, logit_max = _mha_probabilities(mha, args, kwargs,
-                                                          self.config.attention_samples)
-                    sv, ent = attention_stats(probs, self.config.attention_samples)
-                self._spectra[f"attn.{i}"] = sv
+                    probs, logit_max = _mha_probabilities_on_device(
+                        mha, args, kwargs, self.config.attention_samples)
+                    maps, ent = attention_capture(probs, self.config.attention_samples)
+                    previous = self._scalars.get("attn_logit_max")
+                    if previous is not None:
+                        logit_max = torch.maximum(previous, logit_max.to(previous.device))
+                self._attention[i] = maps
                 self._scalars[f"attn_entropy.{i}"] = ent
-                self._scalars["attn_logit_max"] = max(self._scalars.get("attn_logit_max", -math.inf),
-                                                      logit_max)
+                self._scalars["attn_logit_max"] = logit_max
             return original(*args, **kwargs)
 
         self._patched.append((mha, mha.__dict__.get("forward")))
@@ -323,15 +350,22 @@ class ModelProbes:
         self.disarm()
         with torch.no_grad():
             weights = {n: w.detach().clone() for n, w in self.weights.items()}
-        capture = ProbeCapture(self._spectra, self._scalars, self._hidden, self._logits, weights)
+        capture = ProbeCapture(self._spectra, self._scalars, self._hidden, self._logits, weights,
+                               self._attention)
         self._spectra, self._scalars, self._hidden, self._logits = {}, {}, {}, None
+        self._attention = {}
         return capture
 
     def finish(self, capture: "ProbeCapture") -> tuple[Dict[str, torch.Tensor], Dict[str, float]]:
         """(spectra, scalars) of a captured probe step. Touches nothing of the model."""
         cfg = self.config
-        spectra, scalars = dict(capture.spectra), dict(capture.scalars)
+        spectra = dict(capture.spectra)
+        # Device values come to the host here (a CUDA sync on the calling thread: the
+        # client thread's, where there is one).
+        scalars = {k: float(v) for k, v in capture.scalars.items()}
         with torch.no_grad():
+            for i, maps in sorted(capture.attention.items()):
+                spectra[f"attn.{i}"] = attention_spectrum(maps)
             for i, h in sorted(capture.hidden.items()):
                 spectra[f"hidden.{i}"] = covariance_eigenvalues(h, cfg.max_rows)
             if capture.logits is not None:
@@ -358,3 +392,4 @@ class ProbeCapture:
     hidden: Dict[int, torch.Tensor]
     logits: Optional[torch.Tensor]
     weights: Dict[str, torch.Tensor]
+    attention: Dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)  # sampled maps

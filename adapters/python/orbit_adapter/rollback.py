@@ -14,8 +14,13 @@ a ValueError (the budget is too small for this model and optimizer).
 
 Copies stay off the critical path where they can: an evicted checkpoint's buffers
 receive the new copy (no fresh allocation, already paged in), and CUDA tensors are
-copied into pinned host memory with non_blocking copies on the current stream (later
-kernels that change the parameters are ordered after them; a restore waits for them).
+copied into pinned host memory with non_blocking copies. The parameters and the
+optimizer state are copied on a side CUDA stream, which starts where the training
+stream is and overlaps the next forward and backward; the next `optimizer.step` (which
+changes them in place) waits for the copies on the device, through an optimizer
+step pre-hook (torch >= 2.0; an older torch makes the training stream wait for them
+right away). Model buffers (e.g. BatchNorm statistics, which a forward changes) are
+copied on the training stream itself. A restore waits for the copies on the host.
 A rollback restores the newest checkpoint at or before the requested step and drops
 every newer one: they belong to the trajectory being abandoned.
 """
@@ -24,7 +29,7 @@ from __future__ import annotations
 import random
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -51,28 +56,46 @@ def _cpu_copy(obj: Any) -> Any:
     return obj
 
 
-def _copy_into(dst: Any, src: Any) -> Any:
+def _copy_into(dst: Any, src: Any, stream_for: Optional[Callable[[torch.Tensor], Any]] = None) -> Any:
     """A CPU copy of `src` that reuses `dst`'s tensors where shapes match: an evicted
     checkpoint's memory is already paged in, fresh allocations are not. CUDA sources
-    go into pinned memory with non_blocking copies."""
+    go into pinned memory with non_blocking copies, on the stream `stream_for(tensor)`
+    names (None: the current stream)."""
     if isinstance(src, torch.Tensor):
         src = src.detach()
         cuda = src.is_cuda
         if (isinstance(dst, torch.Tensor) and dst.shape == src.shape and dst.dtype == src.dtype
                 and dst.device.type == "cpu" and (not cuda or dst.is_pinned())):
-            return dst.copy_(src, non_blocking=cuda)
-        if cuda:
+            out = dst
+        elif cuda:
             out = torch.empty(src.shape, dtype=src.dtype, device="cpu", pin_memory=True)
+        else:
+            return src.to("cpu", copy=True)
+        if not cuda:
+            return out.copy_(src)
+        stream = stream_for(src) if stream_for is not None else None
+        if stream is None:
             return out.copy_(src, non_blocking=True)
-        return src.to("cpu", copy=True)
+        with torch.cuda.stream(stream):
+            return out.copy_(src, non_blocking=True)
     if isinstance(src, dict):
         d = dst if isinstance(dst, dict) else {}
-        return {k: _copy_into(d.get(k), v) for k, v in src.items()}
+        return {k: _copy_into(d.get(k), v, stream_for) for k, v in src.items()}
     if isinstance(src, (list, tuple)):
         d = dst if isinstance(dst, (list, tuple)) and len(dst) == len(src) else [None] * len(src)
-        out = [_copy_into(a, b) for a, b in zip(d, src)]
+        out = [_copy_into(a, b, stream_for) for a, b in zip(d, src)]
         return out if isinstance(src, list) else tuple(out)
     return src
+
+
+def _has_cuda_tensor(obj: Any) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return obj.is_cuda
+    if isinstance(obj, dict):
+        return any(_has_cuda_tensor(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_has_cuda_tensor(v) for v in obj)
+    return False
 
 
 def _nbytes(obj: Any) -> int:
@@ -113,6 +136,9 @@ class CheckpointRing:
         self.pinned: Optional[int] = None     # step of the pre-alarm checkpoint
         self.not_taken: List[int] = []        # steps whose checkpoint did not fit
         self._pending_copy = None             # CUDA event of the latest non_blocking copy
+        self._copy_stream = None              # side CUDA stream of the copies (made on first use)
+        self._step_waits = None               # CUDA event the next optimizer.step waits for
+        self._step_hook = None                # registered with the first side-stream copy
         need = self._need()
         if need > self.config.budget_bytes:
             raise ValueError(
@@ -171,17 +197,70 @@ class CheckpointRing:
         recycled = None
         while self.ring and self.nbytes + need > self.config.budget_bytes:
             recycled = self.ring.pop(self._victim(step))  # its buffers take the new copy
-        model = _copy_into(recycled.model if recycled else None, model_sd)
-        opt = _copy_into(recycled.optimizer if recycled else None, opt_sd)
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            self._pending_copy = torch.cuda.Event()
-            self._pending_copy.record()
+        side = self._side_stream(model_sd, opt_sd)
+        if side is None:
+            model = _copy_into(recycled.model if recycled else None, model_sd)
+            opt = _copy_into(recycled.optimizer if recycled else None, opt_sd)
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                self._pending_copy = torch.cuda.Event()
+                self._pending_copy.record()
+        else:
+            # Buffers (changed by the next forward) on the training stream, the rest beside it.
+            buffers = {b.data_ptr() for b in self.model.buffers() if b.is_cuda}
+            main = torch.cuda.current_stream()
+            side.wait_stream(main)  # the copies read the values as of now
+
+            def stream_for(t: torch.Tensor):
+                return None if t.data_ptr() in buffers else side
+            model = _copy_into(recycled.model if recycled else None, model_sd, stream_for)
+            opt = _copy_into(recycled.optimizer if recycled else None, opt_sd, stream_for)
+            done = torch.cuda.Event()
+            done.record(side)
+            main_done = torch.cuda.Event()
+            main_done.record(main)
+            self._pending_copy = (done, main_done)
+            if self._step_hook is not None:
+                self._step_waits = done
+            else:  # no pre-hook: the training stream waits now (on the device, not here)
+                main.wait_event(done)
         ck = Checkpoint(step=step, model=model, optimizer=opt,
                         schedulers=[_scheduler_state(s) for s in self.schedulers],
                         sampler=self.sampler.state_dict() if self.sampler is not None else None,
                         rng=rng, nbytes=need)
         self.ring.append(ck)
         return ck
+
+    def _side_stream(self, *states: Any) -> Optional[Any]:
+        """The side stream for copying these states (on their CUDA device), or None
+        when nothing in them lives on a CUDA device."""
+        if not any(_has_cuda_tensor(st) for st in states):
+            return None
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream()
+            if hasattr(self.optimizer, "register_step_pre_hook"):  # torch >= 2.0
+                self._step_hook = self.optimizer.register_step_pre_hook(self._before_optimizer_step)
+        return self._copy_stream
+
+    def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
+        """Optimizer step pre-hook: the update waits (on the device) for the copies of
+        the values it is about to change."""
+        done, self._step_waits = self._step_waits, None
+        if done is not None:
+            torch.cuda.current_stream().wait_event(done)
+
+    def _wait_for_copies(self) -> None:
+        pending, self._pending_copy = self._pending_copy, None
+        for event in (pending if isinstance(pending, tuple) else (pending,)):
+            if event is not None:
+                event.synchronize()
+
+    def close(self) -> None:
+        """Removes the optimizer hook; the checkpoints stay readable."""
+        self._wait_for_copies()
+        if self._step_hook is not None:
+            self._step_hook.remove()
+            self._step_hook = None
+        self._step_waits = None
 
     def _victim(self, now: int) -> int:
         """Index of the checkpoint to drop: never the oldest nor the pinned one (save
@@ -204,9 +283,8 @@ class CheckpointRing:
         ck = self.find(step)
         if ck is None:
             return None
-        if self._pending_copy is not None:
-            self._pending_copy.synchronize()  # the non_blocking copies have landed
-            self._pending_copy = None
+        self._wait_for_copies()  # the non_blocking copies have landed
+        self._step_waits = None
         self.model.load_state_dict(ck.model)
         self.optimizer.load_state_dict(ck.optimizer)  # deep-copies, the checkpoint stays intact
         for s, st in zip(self.schedulers, ck.schedulers):

@@ -31,7 +31,9 @@ def grad_norm_tensor(optimizer: torch.optim.Optimizer) -> Optional[torch.Tensor]
     foreach = getattr(torch, "_foreach_norm", None)  # one kernel launch per call, not per tensor
     norms = foreach(grads) if foreach is not None and not any(g.is_sparse for g in grads) \
         else [g.norm() for g in grads]
-    return torch.stack([n.float() for n in norms]).norm()
+    if any(n.dtype != torch.float32 for n in norms):  # fp32 norms need no cast kernel each
+        norms = [n.float() for n in norms]
+    return torch.stack(norms).norm()
 
 
 class SnapshotAssembler:
@@ -79,7 +81,7 @@ class SnapshotAssembler:
                     prepare = lambda: self._finish_probes(probes, capture)  # noqa: E731
                 else:
                     sp, sc = self.probes.collect()
-                    spectra = {k: v.numpy().astype(np.float32) for k, v in sp.items()}
+                    spectra = {k: v.float().cpu().numpy() for k, v in sp.items()}
                     extra.update(sc)
             if isinstance(grad_norm, torch.Tensor) and not deferred:
                 grad_norm = float(grad_norm)  # the client thread takes tensors as they are
@@ -95,9 +97,12 @@ class SnapshotAssembler:
             self.probes.disarm()
             self._failures.fail("probe", e)
             spectra, loop, prepare = {}, None, None
-        if scalars:
-            extra.update({k: float(v) for k, v in scalars.items()})
-        extra = {k: v for k, v in extra.items() if math.isfinite(v)}
+        if scalars and deferred:  # tensors too: the client thread reads them and drops non-finite
+            extra.update({k: v if isinstance(v, torch.Tensor) else float(v) for k, v in scalars.items()})
+        else:
+            if scalars:
+                extra.update({k: float(v) for k, v in scalars.items()})
+            extra = {k: v for k, v in extra.items() if math.isfinite(v)}
         fields = dict(grad_norm=grad_norm, lr=lr, schedule_lr=schedule_lr, tokens=tokens,
                       domains=self._domains(domain_losses), spectra=spectra or None,
                       loop_rate=loop, scalars=extra or None, time=time.time())
