@@ -27,15 +27,29 @@ def test_lr_sensitivity_caps_at_initial_loss_and_subtracts_the_best():
     assert lr_sensitivity([2.0, None], [4.0, 4.0]) == pytest.approx(1.0)
 
 
-@pytest.mark.skipif(find_orbitd() is None, reason="orbitd is not built")
-def test_quick_benchmark_against_a_real_orbitd(tmp_path):
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    if find_orbitd() is None:
+        pytest.skip("orbitd is not built")
+    tmp_path = tmp_path_factory.mktemp("wortsman")
     out = tmp_path / "wortsman.json"
     env = dict(os.environ, ORBITD=find_orbitd())
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "--quick",
                            "--out", str(out), "--runs-dir", str(tmp_path / "runs")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    res = json.loads(out.read_text())
+    return proc, json.loads(out.read_text())
+
+
+# Known regression: since attn_logit_growth is no longer held for the first 20 steps,
+# orbitd cuts this qk-normed run's lr at step 11 and raises it again in steps while the
+# alarm stays CRITICAL; the 30-step run ends above its initial loss (7.24 vs 5.10 at
+# commit e2702ea). Strict: when it is fixed this test fails and the mark must go.
+KNOWN_LOSS = ("orbitd+qknorm", 0.3)
+
+
+def test_quick_benchmark_against_a_real_orbitd(quick_run):
+    proc, res = quick_run
     arms = ("none", "qknorm", "zloss", "orbitd", "orbitd+qknorm")
     assert set(res["sensitivity"]) == {f"serial/{a}" for a in arms}
     for v in res["sensitivity"].values():
@@ -44,13 +58,8 @@ def test_quick_benchmark_against_a_real_orbitd(tmp_path):
     assert len(runs) == 10
     for (arm, lr), r in runs.items():
         assert r["final_val_loss"] is not None and math.isfinite(r["final_val_loss"])
-        if (arm, lr) == ("orbitd+qknorm", 0.3):
-            # Known loss, kept visible rather than hidden: since attn_logit_growth is no
-            # longer held for the first 20 steps, orbitd cuts this qk-normed run's lr at
-            # step 11 and the 30-step quick run ends above its initial loss (7.24 vs 5.10
-            # at commit e2702ea). The capped sensitivity above still counts it.
-            continue
-        assert r["final_val_loss"] < r["initial_val_loss"], (arm, lr)
+        if (arm, lr) != KNOWN_LOSS:  # that one is the strict xfail below
+            assert r["final_val_loss"] < r["initial_val_loss"], (arm, lr)
         if arm.startswith("orbitd"):  # every step reached orbitd and it answered
             assert r["orbit"]["client"]["snapshots"] == res["steps"]
             assert r["orbit"]["client"]["states"] > 0
@@ -58,3 +67,11 @@ def test_quick_benchmark_against_a_real_orbitd(tmp_path):
     # grow without qk-layernorm and stay small with it.
     assert runs[("none", 0.3)]["final_attn_logit_max"] > 10 * runs[("qknorm", 0.3)]["final_attn_logit_max"]
     assert "\nserial: orbitd " in proc.stdout and res["git_head"] and res["command"]
+
+
+@pytest.mark.xfail(strict=True, reason="orbitd+qknorm at lr 0.3 ends above its initial loss "
+                   "since attn_logit_growth is not held early (see KNOWN_LOSS)")
+def test_orbitd_with_qknorm_at_lr_0_3_improves_on_its_initial_loss(quick_run):
+    _, res = quick_run
+    r = next(r for r in res["runs"] if (r["arm"], r["lr"]) == KNOWN_LOSS)
+    assert r["final_val_loss"] < r["initial_val_loss"]
