@@ -2,9 +2,10 @@
 #include "controllers/cadence_noise.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <vector>
+
+#include "controllers/window_median.hpp"
 
 namespace orbit {
 namespace {
@@ -13,26 +14,6 @@ namespace {
 // that index.
 double quantile_of_sorted(const std::vector<double>& sorted, double q) {
   return sorted[static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1))];
-}
-
-// The median of the last n values (n <= kMaxLevel), on a stack copy.
-constexpr std::size_t kMaxLevel = 64;
-double median_of_last(const std::deque<double>& values, std::size_t n) {
-  std::array<double, kMaxLevel> v;
-  std::copy(values.end() - static_cast<std::ptrdiff_t>(n), values.end(), v.begin());
-  const auto first = v.begin(), last = v.begin() + static_cast<std::ptrdiff_t>(n);
-  const auto mid = first + static_cast<std::ptrdiff_t>(n / 2);
-  std::nth_element(first, mid, last);
-  if (n % 2 == 1) return *mid;
-  return 0.5 * (*mid + *std::max_element(first, mid));
-}
-
-// The same median for any n, on a heap copy (a level window over kMaxLevel).
-double median_of(std::vector<double> v) {
-  const auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
-  std::nth_element(v.begin(), mid, v.end());
-  if (v.size() % 2 == 1) return *mid;
-  return 0.5 * (*mid + *std::max_element(v.begin(), mid));
 }
 
 }  // namespace
@@ -55,9 +36,7 @@ std::optional<double> CadenceNoise::update(std::int64_t step, double x, const Ca
   double accepted = x;
   if (!values_.empty()) {
     const std::size_t n = std::min(values_.size(), p.level_window);
-    const double level =
-        n <= kMaxLevel ? median_of_last(values_, n)
-                       : median_of(std::vector<double>(values_.end() - static_cast<std::ptrdiff_t>(n), values_.end()));
+    const double level = median_of_last(values_, n);
     if (diffs_.size() >= p.warmup) {
       // The 90th percentile of |successive differences|, as a Gaussian σ (q90 of
       // |N(0, 2σ²)| is 1.6449·√2·σ). Not the median: noisy runs have heavy-tailed or

@@ -2,9 +2,10 @@
 #include "controllers/loss_jump_detector.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <limits>
+
+#include "controllers/window_median.hpp"
 
 namespace orbit {
 namespace {
@@ -12,14 +13,7 @@ namespace {
 constexpr std::size_t kMaxLevelWindow = 31;  // the median works on a stack copy: no allocation per snapshot
 
 double median(const std::deque<double>& values) {
-  std::array<double, kMaxLevelWindow> v{};
-  const std::size_t n = std::min(values.size(), kMaxLevelWindow);
-  std::copy(values.end() - static_cast<std::ptrdiff_t>(n), values.end(), v.begin());
-  const auto first = v.begin(), last = v.begin() + static_cast<std::ptrdiff_t>(n);
-  const auto mid = first + static_cast<std::ptrdiff_t>(n / 2);
-  std::nth_element(first, mid, last);
-  if (n % 2 == 1) return *mid;
-  return 0.5 * (*mid + *std::max_element(first, mid));
+  return median_of_last(values, std::min(values.size(), kMaxLevelWindow));
 }
 
 }  // namespace
