@@ -468,34 +468,43 @@ TEST(Scenario, RollbackOnlyForAdaptersThatDeclareIt) {
   }
 }
 
-TEST(Scenario, RollbackLowersTheCeilingWhichRelaxesBackWhenStable) {
-  NavigatorConfig cfg;
-  cfg.rollback.ceiling_relax_steps = 40;
-  Navigator nav(cfg, run_info("rb", {"lr", "rollback"}), Mode::active);
+// 900 snapshots of collapse_run (seed 12) through `nav`, with the test acting as the
+// adapter: the run collapses at step 150 the first time only (the rollback with its lr
+// cap "rescues" it, as measured in issue 3), and on a rollback burn it acks the restore
+// and continues from the restored step. `seen(i, snapshot, decision)` sees each
+// snapshot; returns the number of rollbacks.
+template <class Seen>
+int run_collapse_restoring_on_rollback(Navigator& nav, const std::string& run, Seen&& seen) {
   std::mt19937_64 rng(12);
-  std::vector<test::Step> steps;
-  // The adapter: restores on a rollback burn and continues from the restored step.
   std::int64_t step = 0;
   bool collapsed = false;
   int rollbacks = 0;
   for (int i = 0; i < 900; ++i, ++step) {
-    // The run collapses at step 150 the first time only; the rollback (with the lr
-    // cap) "rescues" it, as measured in issue 3.
     Snapshot s = collapse_run(step, collapsed ? 1 << 30 : 150, rng);
     Decision d = nav.on_snapshot(s);
     if (d.burn && d.burn->rollback_to_step) {
       ++rollbacks;
       collapsed = true;
       Ack ack;
-      ack.run = "rb";
+      ack.run = run;
       ack.seq = d.burn->seq;
       ack.step = step + 1;
       ack.restored_step = *d.burn->rollback_to_step;
       nav.on_ack(ack);
       step = *d.burn->rollback_to_step;  // the loop's ++step continues from restored + 1
     }
-    steps.push_back({s.step, std::move(d)});
+    seen(i, s, d);
   }
+  return rollbacks;
+}
+
+TEST(Scenario, RollbackLowersTheCeilingWhichRelaxesBackWhenStable) {
+  NavigatorConfig cfg;
+  cfg.rollback.ceiling_relax_steps = 40;
+  Navigator nav(cfg, run_info("rb", {"lr", "rollback"}), Mode::active);
+  std::vector<test::Step> steps;
+  const int rollbacks = run_collapse_restoring_on_rollback(
+      nav, "rb", [&](int, const Snapshot& s, Decision& d) { steps.push_back({s.step, std::move(d)}); });
   EXPECT_EQ(rollbacks, 1);
   const auto burns = burns_of(steps);
   ASSERT_FALSE(burns.empty());
@@ -518,27 +527,10 @@ TEST(Scenario, RollbackLowersTheCeilingWhichRelaxesBackWhenStable) {
 TEST(Scenario, FollowingARelaxingRollbackCeilingTakesFewBurns) {
   NavigatorConfig cfg;  // ceiling_relax_steps 2000
   Navigator nav(cfg, run_info("rbc", {"lr", "rollback"}), Mode::active);
-  std::mt19937_64 rng(12);
-  std::int64_t step = 0;
-  bool collapsed = false;
-  int rollbacks = 0, tail_burns = 0;
-  for (int i = 0; i < 900; ++i, ++step) {
-    Snapshot s = collapse_run(step, collapsed ? 1 << 30 : 150, rng);
-    Decision d = nav.on_snapshot(s);
-    if (d.burn && d.burn->rollback_to_step) {
-      ++rollbacks;
-      collapsed = true;
-      Ack ack;
-      ack.run = "rbc";
-      ack.seq = d.burn->seq;
-      ack.step = step + 1;
-      ack.restored_step = *d.burn->rollback_to_step;
-      nav.on_ack(ack);
-      step = *d.burn->rollback_to_step;
-    } else if (d.burn && i >= 500) {
-      ++tail_burns;
-    }
-  }
+  int tail_burns = 0;
+  const int rollbacks = run_collapse_restoring_on_rollback(nav, "rbc", [&](int i, const Snapshot&, Decision& d) {
+    if (d.burn && !d.burn->rollback_to_step && i >= 500) ++tail_burns;
+  });
   ASSERT_EQ(rollbacks, 1);
   // The tail is STABLE and the ceiling still below 1: the scale sits on it.
   EXPECT_EQ(nav.state(), OrbitState::stable);
