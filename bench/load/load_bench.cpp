@@ -4,7 +4,7 @@
 //
 //   bench_load [--runs N] [--ranks-per-run N] [--duration S] [--rate HZ] [--threads N]
 //              [--transport ipc|tcp] [--mode active|monitor] [--no-journal] [--http]
-//              [--baseline-s S] [--stall AT:SECONDS] [--out FILE.json] [--check]
+//              [--baseline-s S] [--drain-s S] [--stall AT:SECONDS] [--out FILE.json] [--check]
 //
 // Every snapshot sent is matched with its answer (state, error, or a burn the
 // daemon decided on it); what stays unanswered must be explained by the daemon's
@@ -66,6 +66,9 @@ struct Options {
   bool journal = true;
   bool http = false;  // orbitd serves the dashboard (its history is kept in memory)
   double baseline_s = 20.0;
+  // After streaming, replies are awaited while they keep coming (a 2 s silence
+  // ends the wait) for at most this long: a starved daemon answers late, not never.
+  double drain_s = 120.0;
   double stall_at_s = 0.0, stall_s = 0.0;  // SIGSTOP orbitd for stall_s at stall_at_s (a backlog on demand)
   std::string out = "bench/results/load.json";
   bool check = false;
@@ -441,7 +444,7 @@ PhaseResult run_phase(const std::string& server, pid_t server_pid, const std::st
         std::lock_guard<std::mutex> lock(start_mutex);
         t = start;
       }
-      client->stream(t, duration_s, 15.0, 1.0 / o.rate_hz);
+      client->stream(t, duration_s, o.drain_s, 1.0 / o.rate_hz);
       ++streamed;
       while (!bye) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       client->say_bye();
@@ -522,7 +525,8 @@ int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--runs N] [--ranks-per-run N] [--duration S] [--rate HZ] [--threads N]\n"
                "          [--transport ipc|tcp] [--mode active|monitor] [--no-journal] [--http] [--baseline-s S]\n"
-               "          [--stall AT:SECONDS] [--out FILE.json] [--check]\n"
+               "          [--drain-s S] [--stall AT:SECONDS] [--out FILE.json] [--check]\n"
+               "  --drain-s S waits up to S seconds (default 120) after streaming for replies still coming.\n"
                "  --stall AT:SECONDS stops orbitd (SIGSTOP) AT seconds into streaming for SECONDS: a backlog on\n"
                "  demand, to see what it costs in RSS and whether RSS falls again.\n"
                "  ORBITD must name the orbitd binary (e.g. build/daemon/orbitd).\n",
@@ -552,6 +556,7 @@ int main(int argc, char** argv) {
       else if (a == "--no-journal") o.journal = false;
       else if (a == "--http") o.http = true;
       else if (a == "--baseline-s") o.baseline_s = std::stod(value());
+      else if (a == "--drain-s") o.drain_s = std::stod(value());
       else if (a == "--stall") {
         const std::string v = value();  // AT:SECONDS
         const auto colon = v.find(':');
@@ -564,7 +569,7 @@ int main(int argc, char** argv) {
       else throw std::invalid_argument("unknown argument " + a);
     }
     if (o.runs < 1 || o.ranks_per_run < 1 || o.threads < 1 || !(o.duration_s > 0) || !(o.rate_hz > 0) ||
-        o.baseline_s < 0 || (o.transport != "ipc" && o.transport != "tcp") ||
+        o.baseline_s < 0 || o.drain_s < 0 || (o.transport != "ipc" && o.transport != "tcp") ||
         (o.mode != "active" && o.mode != "monitor"))
       throw std::invalid_argument("a value is out of range");
   } catch (const std::exception& e) {
@@ -699,8 +704,10 @@ int main(int argc, char** argv) {
            << ", \"errors\": " << p.total.errors << ", \"p50_us\": " << p.p50_us << ", \"p99_us\": " << p.p99_us
            << ", \"max_us\": " << p.max_us << ", \"client_cpu_s\": " << p.client_cpu_s
            << ", \"server_cpu_s\": " << p.server_cpu_s << ", \"server_rss_steady_mb\": " << p.rss_steady_mb
-           << ", \"server_rss_peak_mb\": " << p.rss_peak_mb << ", \"load_before\": \"" << p.load_before
-           << "\", \"load_after\": \"" << p.load_after << "\"}" << (i + 1 < phases.size() ? "," : "") << "\n";
+           << ", \"server_rss_peak_mb\": " << p.rss_peak_mb << ", \"server_rss_mb_every_10s\": [";
+      for (std::size_t k = 0; k < p.rss_every_10s_mb.size(); ++k) json << (k ? ", " : "") << p.rss_every_10s_mb[k];
+      json << "], \"load_before\": \"" << p.load_before << "\", \"load_after\": \"" << p.load_after << "\"}"
+           << (i + 1 < phases.size() ? "," : "") << "\n";
     }
     json << "  ],\n  \"accounting\": {\"sent\": " << t.sent << ", \"answered_state\": " << t.states
          << ", \"answered_error\": " << t.errors << ", \"skipped_by_later_state\": " << t.skipped_by_later_state
@@ -725,7 +732,8 @@ int main(int argc, char** argv) {
     json << "],\n  \"ratios\": {";
     if (phases.size() == 2)
       json << "\"p50_vs_raw_echo\": " << r.p50_us / phases[0].p50_us
-           << ", \"p99_vs_raw_echo\": " << r.p99_us / phases[0].p99_us;
+           << ", \"p99_vs_raw_echo\": " << r.p99_us / phases[0].p99_us
+           << ", \"rss_steady_vs_raw_echo\": " << r.rss_steady_mb / phases[0].rss_steady_mb;
     json << "}\n}\n";
     std::printf("wrote %s\n", o.out.c_str());
 
