@@ -28,6 +28,12 @@ struct TrendFit {
   double value_at(double x) const { return value + slope * (x - last_x); }
 };
 
+// The window keeps running sums, so push() and fit() are O(1) whatever the
+// capacity (six fits run per snapshot). The sums are taken about an anchor point
+// inside the window and rebuilt from the ring every `capacity` pushes, so rounding
+// from adding and removing points never accumulates past one window's worth.
+// The fit agrees with fit_direct() (the two-pass fit over the ring) to rounding,
+// not bit for bit.
 class TrendWindow {
  public:
   explicit TrendWindow(std::size_t capacity = 20);
@@ -37,15 +43,27 @@ class TrendWindow {
   // Keeps the newest points that still fit.
   void set_capacity(std::size_t capacity);
 
-  TrendFit fit() const;
+  TrendFit fit() const;         // O(1), from the running sums
+  TrendFit fit_direct() const;  // O(n), two passes over the ring: the reference
   std::size_t size() const { return size_; }
   std::size_t capacity() const { return xs_.size(); }
 
  private:
+  struct Sums {
+    double u = 0.0, v = 0.0, uu = 0.0, uv = 0.0, vv = 0.0;  // u = x - anchor_x, v = y - anchor_y
+  };
+  void rebuild_sums();  // new anchor, sums recomputed from the ring
+  void add(double x, double y, double sign);
+  double newest_x() const { return xs_[(head_ + xs_.size() - 1) % xs_.size()]; }
+
   std::vector<double> xs_;
   std::vector<double> ys_;
   std::size_t head_ = 0;  // next slot to write
   std::size_t size_ = 0;
+  Sums sums_;
+  double anchor_x_ = 0.0, anchor_y_ = 0.0;
+  double max_x_ = 0.0;             // the largest x in the window
+  std::size_t since_rebuild_ = 0;  // pushes since the sums were rebuilt
 };
 
 }  // namespace orbit

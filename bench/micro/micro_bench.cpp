@@ -96,6 +96,20 @@ void BM_TrendPushFit(benchmark::State& state) {
 }
 BENCHMARK(BM_TrendPushFit)->Arg(20)->Arg(200);
 
+// The same pushes fitted by the two-pass reference fit the running sums replaced.
+void BM_TrendPushFitDirect(benchmark::State& state) {
+  orbit::TrendWindow w(static_cast<std::size_t>(state.range(0)));
+  std::mt19937_64 rng(1);
+  std::normal_distribution<double> noise;
+  double x = 0;
+  for (auto _ : state) {
+    w.push(x, 0.001 * x + noise(rng));
+    x += 1;
+    benchmark::DoNotOptimize(w.fit_direct());
+  }
+}
+BENCHMARK(BM_TrendPushFitDirect)->Arg(20)->Arg(200);
+
 void BM_NavigatorOnSnapshot(benchmark::State& state) {
   const orbit::NavigatorConfig config = orbit::parse_daemon_config("", "<defaults>").navigator;
   orbit::RunInfo info;

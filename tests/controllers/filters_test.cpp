@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Every filter on its own: EWMA, robust statistics, trend + forecast, CUSUM,
 // zones with hysteresis, the basin classifier and the orbit state machine.
+#include <algorithm>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <random>
 
@@ -101,6 +103,56 @@ TEST(Trend, CapacityChangeKeepsNewestPoints) {
   EXPECT_EQ(w.size(), 4u);
   EXPECT_NEAR(w.fit().slope, 2.0, 1e-12);
   EXPECT_FALSE(TrendWindow(4).fit().valid);
+}
+
+// The O(1) fit from running sums against the two-pass fit over the same ring:
+// equal to rounding on long noisy, drifting, offset, flat and non-finite
+// sequences, through capacity changes and restarts.
+TEST(Trend, RunningSumsFitMatchesTheDirectFit) {
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  std::uniform_int_distribution<int> coin(0, 999);
+  TrendWindow w(30);
+  double x = 1000.0;
+  double level = 2.5;
+  std::size_t compared = 0;
+  std::deque<double> live;  // the window's values, for the scale of rounding
+  for (int i = 0; i < 20000; ++i) {
+    const int c = coin(rng);
+    if (c == 0) w.set_capacity(w.capacity() == 30 ? 200 : 30);
+    if (c == 1) w.reset();  // (and `live` below)
+    if (c == 2) level += 1e4;  // a jump: its points leave the sums with a large residue if unrebuilt
+    const int phase = (i / 500) % 4;
+    x += phase == 2 ? static_cast<double>(coin(rng) % 7) - 3.0 : 1.0;  // steps may go backwards
+    double y = level + 0.001 * x;
+    if (phase == 1) y += 0.05 * noise(rng);
+    if (phase == 2) y = level;                                             // flat
+    if (phase == 3 && i % 97 == 0) y = std::numeric_limits<double>::quiet_NaN();
+    if (phase == 3) y += 1e6;                                              // a large offset
+    w.push(x, y);
+    if (c == 1) live.clear();
+    live.push_back(y);
+    while (live.size() > w.size()) live.pop_front();
+    const auto [lo, hi] = std::minmax_element(live.begin(), live.end());
+    const TrendFit a = w.fit();
+    const TrendFit b = w.fit_direct();
+    ASSERT_EQ(a.valid, b.valid) << "push " << i;
+    ASSERT_EQ(a.points, b.points) << "push " << i;
+    if (!b.valid) continue;
+    ++compared;
+    // Both fits round at ~1e-16 of the values' spread and size; allow 1e-11.
+    const double scale = std::abs(b.value) + (*hi - *lo);
+    ASSERT_EQ(a.last_x, b.last_x) << "push " << i;
+    ASSERT_NEAR(a.slope, b.slope, 1e-9 * std::abs(b.slope) + 1e-11 * scale) << "push " << i;
+    ASSERT_NEAR(a.value, b.value, 1e-11 * scale) << "push " << i;
+    // On a noiseless line the standard error is rounding in both fits: ~sqrt(eps) of the slope.
+    const double se_tolerance = 1e-6 * b.slope_se + 1e-7 * std::abs(b.slope) + 1e-11 * scale;
+    ASSERT_NEAR(a.slope_se, b.slope_se, se_tolerance) << "push " << i;
+    if (std::abs(std::abs(b.slope) - 3.0 * b.slope_se) > 3.0 * se_tolerance) {
+      ASSERT_EQ(a.significant(3.0), b.significant(3.0)) << "push " << i;
+    }
+  }
+  EXPECT_GT(compared, 15000u);
 }
 
 TEST(Cusum, SustainedShiftAlarmsSingleSpikeDoesNot) {
