@@ -16,8 +16,12 @@ void LrCeiling::update(bool alarm, std::optional<double> lr, bool stable, double
     *cap_ *= std::exp2(elapsed / static_cast<double>(config.relax_steps));
   }
   if (alarm && lr && std::isfinite(*lr) && *lr > 0.0) {
+    // One alarm lowers an existing cap by at most `share`: an alarm raised while the
+    // lr is already far below the cap (a rolled-back run restarting at a fraction of
+    // its ceiling) says nothing against that low lr, and share x it pinned the run
+    // at lr_scale_min to the end (setting C of the efficacy suite).
     const double cap = config.share * *lr;
-    cap_ = cap_ ? std::min(*cap_, cap) : cap;
+    cap_ = cap_ ? std::min(*cap_, std::max(cap, config.share * *cap_)) : cap;
   }
 }
 

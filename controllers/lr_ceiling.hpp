@@ -6,6 +6,7 @@
 // undone by the schedule within a few dozen steps; this keeps the EFFECTIVE lr
 // (schedule lr x scale) at or below share x the alarm's lr instead, and lets that
 // cap double back every relax_steps STABLE steps (evidence that the run holds).
+// A later alarm lowers the cap again, by at most share x the cap per alarm.
 // Needs the snapshot's schedule_lr (and lr); without them it stays off.
 
 #include <cstdint>

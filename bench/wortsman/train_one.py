@@ -202,6 +202,9 @@ def run(args) -> dict:
                                               "states_visited", "errors")}
         result["orbit"]["lr_scales"] = sorted({b["lr_scale"] for b in s["burns"]
                                                if b["lr_scale"] is not None})
+        # The distinct values above are sorted, not in time order: the order is here.
+        result["orbit"]["lr_scale_by_step"] = [[b["applied_step"], b["lr_scale"]] for b in s["burns"]
+                                               if b["lr_scale"] is not None]
         result["orbit"]["reasons"] = sorted({str(b["reason"]) for b in s["burns"]})
         client = s["client"] or {}
         result["orbit"]["client"] = {k: client.get(k) for k in ("snapshots", "states", "burns",

@@ -93,6 +93,24 @@ TEST(LrCeiling, CapsTheEffectiveLrAtShareOfTheAlarmLrAndRelaxesWhileStable) {
   EXPECT_FALSE(c.cap());
 }
 
+// Setting C's failure (calibration seed 1): after a rollback the run restarts at a
+// small share of its ceiling, a second alarm comes at that low lr, and share x it
+// pinned the run at lr_scale_min to the end. One alarm lowers the cap by at most
+// `share`; an alarm at or above the cap still sets share x its lr.
+TEST(LrCeiling, ALaterAlarmLowersTheCapByAtMostShare) {
+  LrCeilingConfig cfg;  // share 0.5
+  LrCeiling c;
+  c.update(true, 1e-2, false, 1, cfg);
+  ASSERT_TRUE(c.cap());
+  EXPECT_DOUBLE_EQ(*c.cap(), 5e-3);
+  c.update(true, 2e-4, false, 1, cfg);  // the restarted run's lr: 0.04 x the cap
+  EXPECT_DOUBLE_EQ(*c.cap(), 2.5e-3);   // was 1e-4 (share x 2e-4)
+  c.update(true, 2e-3, false, 1, cfg);  // an alarm near the cap: share x its lr
+  EXPECT_DOUBLE_EQ(*c.cap(), 1.25e-3);  // max(1e-3, share x 2.5e-3)
+  c.update(true, 1e-3, false, 1, cfg);  // at the cap's own lr: share x it
+  EXPECT_DOUBLE_EQ(*c.cap(), 6.25e-4);
+}
+
 // A warmup run whose attention logits blow up at steps 30-60: the Navigator alarms,
 // and afterwards every burn keeps schedule_lr x lr_scale at or below the cap while
 // the schedule keeps rising.

@@ -42,9 +42,11 @@ def quick_run(tmp_path_factory):
 
 
 # Known regression: since attn_logit_growth is no longer held for the first 20 steps,
-# orbitd cuts this qk-normed run's lr at step 11 and raises it again in steps while the
-# alarm stays CRITICAL; the 30-step run ends above its initial loss (7.24 vs 5.10 at
-# commit e2702ea). Strict: when it is fixed this test fails and the mark must go.
+# orbitd cuts this qk-normed run's lr at step 11 and halves it each step down to 0.05
+# by step 15 (it never raises it: the record's `lr_scales` is a sorted set; the order
+# is `lr_scale_by_step`). The cut freezes a run already damaged at lr 0.3, and the
+# 30-step run ends above its initial loss (7.24 vs 5.10 at commit e2702ea), where
+# qknorm alone recovers. Strict: when it is fixed this test fails and the mark must go.
 KNOWN_LOSS = ("orbitd+qknorm", 0.3)
 
 
