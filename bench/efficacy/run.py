@@ -128,7 +128,7 @@ def summarize(records, settings):
     return rows
 
 
-def goals(rows, sweep_best):
+def goals(rows, records, sweep_best):
     by = {(r["setting"], r["arm"]): r for r in rows}
     out = {}
     for s in ("A", "B", "C"):
@@ -145,10 +145,16 @@ def goals(rows, sweep_best):
             "beats_plateau": (o["median_val"] < by[(s, "plateau")]["median_val"]) if (s, "plateau") in by else None,
             "beats_zclip": (o["median_val"] < by[(s, "zclip")]["median_val"]) if (s, "zclip") in by else None,
         }
-    o, n = by.get(("H", "orbitd")), by.get(("H", "none"))
-    if o and n:
-        out["H"] = {"within_0.03_of_uncontrolled": o["median_val"] <= n["median_val"] + 0.03,
-                    "zero_interventions": o["median_interventions"] == 0}
+    # H's goal holds run by run (every healthy run untouched), not for the median:
+    # each orbitd run is compared with the uncontrolled run of its own seed.
+    ctrl = {r["seed"]: r for r in records if r["setting"] == "H" and r["arm"] == "orbitd"}
+    free = {r["seed"]: r for r in records if r["setting"] == "H" and r["arm"] == "none"}
+    seeds = sorted(set(ctrl) & set(free))
+    if seeds:
+        touched = [k for k in seeds if ctrl[k]["interventions"] != 0]
+        off = [k for k in seeds if abs(ctrl[k]["final_val_loss"] - free[k]["final_val_loss"]) > 0.03]
+        out["H"] = {"within_0.03_of_uncontrolled": not off, "zero_interventions": not touched,
+                    "seeds_touched": touched, "seeds_off_by_more_than_0.03": off}
     return out
 
 
@@ -258,7 +264,7 @@ def main():
                    if binary else None),
         "git_head": git_head(),
         "missing_runs": missing,
-        "best_fixed_lr": sweep_best, "summary": rows, "goals": goals(rows, sweep_best),
+        "best_fixed_lr": sweep_best, "summary": rows, "goals": goals(rows, records, sweep_best),
         "runs": records,
     }
     print()
