@@ -83,7 +83,10 @@ void BM_SpectralMetrics(benchmark::State& state) {
 }
 BENCHMARK(BM_SpectralMetrics);
 
-void BM_TrendPushFit(benchmark::State& state) {
+// One push and one fit per iteration: the running-sums fit, or (Direct) the
+// two-pass reference fit it replaced, on the same pushes.
+template <bool Direct>
+void push_and_fit(benchmark::State& state) {
   orbit::TrendWindow w(static_cast<std::size_t>(state.range(0)));
   std::mt19937_64 rng(1);
   std::normal_distribution<double> noise;
@@ -91,23 +94,14 @@ void BM_TrendPushFit(benchmark::State& state) {
   for (auto _ : state) {
     w.push(x, 0.001 * x + noise(rng));
     x += 1;
-    benchmark::DoNotOptimize(w.fit());
+    benchmark::DoNotOptimize(Direct ? w.fit_direct() : w.fit());
   }
 }
+
+void BM_TrendPushFit(benchmark::State& state) { push_and_fit<false>(state); }
 BENCHMARK(BM_TrendPushFit)->Arg(20)->Arg(200);
 
-// The same pushes fitted by the two-pass reference fit the running sums replaced.
-void BM_TrendPushFitDirect(benchmark::State& state) {
-  orbit::TrendWindow w(static_cast<std::size_t>(state.range(0)));
-  std::mt19937_64 rng(1);
-  std::normal_distribution<double> noise;
-  double x = 0;
-  for (auto _ : state) {
-    w.push(x, 0.001 * x + noise(rng));
-    x += 1;
-    benchmark::DoNotOptimize(w.fit_direct());
-  }
-}
+void BM_TrendPushFitDirect(benchmark::State& state) { push_and_fit<true>(state); }
 BENCHMARK(BM_TrendPushFitDirect)->Arg(20)->Arg(200);
 
 void BM_NavigatorOnSnapshot(benchmark::State& state) {
