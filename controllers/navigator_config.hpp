@@ -59,6 +59,7 @@ struct FilterConfig {
   double z_clip = 3.0;               // outliers enter the statistics as z_clip·sd
   std::int64_t spike_confirm_steps = 2;  // a z-score or loss-jump alarm must hold this many training steps
   double loss_min_sd_rel = 0.005;    // sd floor for the loss, share of its mean
+  double loss_spike_min_sd_rel = 0.01;  // the same for loss_z when one snapshot confirms (not the CUSUM)
   double grad_norm_min_sd = 0.3;     // sd floor for ln(grad norm): 3 sd = a 2.5x jump
   std::int64_t trend_window = 30;    // points in the least-squares trend
   double trend_sigmas = 3.0;         // a slope must exceed this many standard errors

@@ -43,8 +43,13 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
     if (loss_noise_z) put_metric(m, "loss_noise_z", *loss_noise_z);
     const auto z = st.ready ? combined_z(st.z, loss_noise_z) : std::nullopt;
     if (z) {
-      out.loss_z = *z;
-      put_metric(m, "loss_z", *z);
+      // A snapshot that alone spans the confirmation (a sparse log) confirms a spike
+      // from one sampled step, without the persistence a per-step run must show:
+      // there the spike must be material as well as unusual, read against at least
+      // loss_spike_min_sd_rel of the mean. The drift CUSUM reads the finer z.
+      const double material_sd = covered >= confirm ? fc.loss_spike_min_sd_rel * std::abs(loss - st.residual) : 0.0;
+      out.loss_z = material_sd > 0.0 ? std::min(*z, st.residual / material_sd) : *z;
+      put_metric(m, "loss_z", *out.loss_z);
       const auto c = loss_cusum_.update(*z, cusum);
       if (c.up) {
         findings.push_back({Severity::warning,

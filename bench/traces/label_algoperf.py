@@ -28,6 +28,14 @@ the held-out part when listed in HELD_OUT (fixed here, before any scoring).
 
   label_algoperf.py REPO_GIT_DIR COMMIT            # prints what it would take
   label_algoperf.py REPO_GIT_DIR COMMIT --write    # vendors and labels
+  label_algoperf.py REPO_GIT_DIR COMMIT --fresh [--write]
+
+--fresh takes the same rule to the AlgoPerf v0.6 leaderboard's logs
+(previous_leaderboards/algoperf_v06/: other submissions, baseline, shampoo and
+schedule_free_adamw_v2, on the 16 base workloads), which no earlier selection reached.
+They go to tests/traces/algoperf_fresh_v06_<workload>/, named v06_<...>, and are listed
+in bench/traces/fresh.txt: a third part, vendored after the detector was frozen for issue
+18's trace goal and scored only then (bench_traces --fresh).
 """
 import csv
 import io
@@ -56,6 +64,13 @@ THIRD_BATCH = [
     "criteo1tb_layernorm_jax", "fastmri_model_size_jax", "imagenet_resnet_silu_jax", "wmt_post_ln_jax",
 ]
 WORKLOADS += THIRD_BATCH
+FRESH_PREFIX = "previous_leaderboards/algoperf_v06/"
+FRESH_WORKLOADS = [
+    "criteo1tb_jax", "criteo1tb_pytorch", "fastmri_jax", "fastmri_pytorch", "imagenet_resnet_jax",
+    "imagenet_resnet_pytorch", "imagenet_vit_jax", "imagenet_vit_pytorch", "librispeech_conformer_jax",
+    "librispeech_conformer_pytorch", "librispeech_deepspeech_jax", "librispeech_deepspeech_pytorch", "ogbg_jax",
+    "ogbg_pytorch", "wmt_jax", "wmt_pytorch",
+]
 # Never tuned on: whole workloads (architectures, data) the tuned part does not have.
 HELD_OUT = {"librispeech_conformer_pytorch", "fastmri_jax", "ogbg_jax", "criteo1tb_jax", "imagenet_resnet_pytorch",
             "wmt_glu_tanh_pytorch", "fastmri_tanh_pytorch", "ogbg_model_size_pytorch",
@@ -143,6 +158,7 @@ def label(rows):
 def main():
     git_dir, commit = sys.argv[1], sys.argv[2]
     write = "--write" in sys.argv
+    fresh = "--fresh" in sys.argv
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(os.path.dirname(here))
     listing = subprocess.run(["git", "--git-dir", git_dir, "ls-tree", "-r", "-l", commit], check=True,
@@ -152,10 +168,11 @@ def main():
         meta, path = line.split("\t", 1)
         size = meta.split()[3]
         if path.endswith("/measurements.csv") and size != "-" and int(size) <= MAX_BYTES:
-            files.append(path)
+            if path.startswith(FRESH_PREFIX) == fresh:
+                files.append(path)
     files.sort()
-    for workload in WORKLOADS:
-        part = "heldout" if workload in HELD_OUT else "tuned"
+    for workload in FRESH_WORKLOADS if fresh else WORKLOADS:
+        part = "fresh_v06" if fresh else "heldout" if workload in HELD_OUT else "tuned"
         if os.path.isdir(os.path.join(repo, "tests", "traces", f"algoperf_{part}_{workload}")):
             print(f"{part:8} {workload}: already vendored, kept")
             continue
@@ -174,11 +191,12 @@ def main():
             taken[path] = (path, text, events, rows, verdict)
             if len(taken) == sum(WANT.values()):
                 break
-        part = "heldout" if workload in HELD_OUT else "tuned"
         for path, text, events, rows, verdict in taken.values():
             parts = path.split("/")
             trial = parts[-2]
             name = f"{workload}_{parts[-5]}_{parts[-4]}_{trial}_{verdict.upper()}".replace("-", "_")
+            if fresh:
+                name = "v06_" + name
             print(f"{part:8} {verdict:8} {name} rows={len(rows)} steps={rows[0][0]}-{rows[-1][0]} "
                   f"events={[(e['onset'], e['peak'], e['end'], e['kind']) for e in events]}")
             if not write:
@@ -187,7 +205,12 @@ def main():
             if not os.path.isdir(folder):
                 os.makedirs(folder)
                 with open(os.path.join(folder, "SOURCE.txt"), "w") as f:
-                    f.write(SOURCE_HEAD.format(workload=workload, part=part, part_note="never tuned on" if part == "heldout" else "thresholds may be tuned on it"))
+                    note = {"heldout": "never tuned on", "tuned": "thresholds may be tuned on it",
+                            "fresh_v06": "AlgoPerf v0.6 logs, vendored after the detector was frozen; never tuned on"}
+                    f.write(SOURCE_HEAD.format(workload=workload, part=part, part_note=note[part]))
+                with open(os.path.join(repo, "bench", "traces", "fresh.txt" if fresh else "heldout.txt"), "a") as f:
+                    if part != "tuned":
+                        f.write(f"algoperf_{part}_{workload}\n")
                 with open(os.path.join(folder, "LICENSE.txt"), "w") as f:
                     f.write(LICENSE_NOTE)
             with open(os.path.join(folder, name + ".csv"), "w") as f:

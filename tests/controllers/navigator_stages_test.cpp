@@ -79,6 +79,34 @@ TEST(ScalarSignals, ASpikeHoldsOnlyOnceItCoversTheConfirmationSteps) {
   EXPECT_FALSE(after.loss_z) << "statistics warm up again after a reset";
 }
 
+TEST(ScalarSignals, ASpikeMustBeMaterialAsWellAsUnusual) {
+  // A very smooth run logged every 100 steps (the held-out AlgoPerf librispeech
+  // conformer's 0.3% noise): a 4% one-snapshot blip stands far out in noise units,
+  // but under the 1% spike floor it stays below the danger line; a 10% rise does not.
+  auto held_z_after_rise = [](double rise, double spike_floor) {
+    FilterConfig fc;
+    fc.loss_spike_min_sd_rel = spike_floor;
+    ScalarSignals s;
+    std::vector<Finding> findings;
+    std::int64_t step = 0;
+    for (int i = 0; i < 60; ++i, step += 100) s.update(step, 5.45 * (1.0 + 0.001 * (i % 3)), 1.0, 100, fc, nullptr, findings);
+    s.update(step, 5.45 * (1.0 + rise), 1.0, 100, fc, nullptr, findings);
+    return s.held_loss_z(fc.spike_confirm_steps).value_or(0.0);
+  };
+  EXPECT_LT(held_z_after_rise(0.04, 0.01), 6.0);
+  EXPECT_GT(held_z_after_rise(0.04, 0.005), 6.0) << "the spike floor, not the noise, keeps the blip out";
+  EXPECT_GT(held_z_after_rise(0.10, 0.01), 6.0);
+
+  // Per step, persistence is the evidence: a 5% rise held 2 steps keeps the finer floor.
+  FilterConfig fc;
+  ScalarSignals per_step;
+  std::vector<Finding> findings;
+  for (int i = 0; i < 60; ++i) per_step.update(i, 5.45 * (1.0 + 0.001 * (i % 3)), 1.0, 1, fc, nullptr, findings);
+  per_step.update(60, 5.45 * 1.05, 1.0, 1, fc, nullptr, findings);
+  per_step.update(61, 5.45 * 1.05, 1.0, 1, fc, nullptr, findings);
+  EXPECT_GT(per_step.held_loss_z(fc.spike_confirm_steps).value_or(0.0), 6.0);
+}
+
 TEST(ScalarSignals, ACusumAlarmLowersHealthThroughItsMargin) {
   FilterConfig fc;
   ScalarSignals signals;
