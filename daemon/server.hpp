@@ -104,9 +104,10 @@ class Server {
   double now() const { return clock_.now(); }
 
  private:
-  // One wake of the adapter socket is one batch: up to kDrainBatch messages are
-  // handled, their journal records staged and their replies queued; then the records
-  // are committed (one write per run file) and only then are the replies sent.
+  // With a journal, the messages of one wake of the adapter socket are handled in
+  // batches: their journal records are staged and their replies queued until 32
+  // replies wait (kReplyBatch) or the wake ends; then the records are committed (one
+  // write per run file) and only then are the replies sent.
   bool drain_adapters();
   bool drain_adapter_messages();
   void end_batch();
