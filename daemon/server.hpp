@@ -104,7 +104,13 @@ class Server {
   double now() const { return clock_.now(); }
 
  private:
+  // With a journal, the messages of one wake of the adapter socket are handled in
+  // batches: their journal records are staged and their replies queued until 32
+  // replies wait (kReplyBatch) or the wake ends; then the records are committed (one
+  // write per run file) and only then are the replies sent.
   bool drain_adapters();
+  bool drain_adapter_messages();
+  void end_batch();
   bool drain_control();
   bool drain_subscriptions();
   bool has_watchers(const std::string& run) const;
@@ -132,7 +138,11 @@ class Server {
   void retire_idle_runs(double now);
   void send_error(const std::vector<std::string>& envelope, ErrorCode code, std::string message,
                   std::optional<std::string> ref = std::nullopt);
-  bool send(const std::vector<std::string>& envelope, const std::string& payload);
+  // Sends now, or during a batch queues the reply until the batch's journal records
+  // are committed; `sent` (a counter) counts it once it went out.
+  void send(const std::vector<std::string>& envelope, const std::string& payload,
+            std::uint64_t DaemonStats::*sent = nullptr);
+  bool send_now(const std::vector<std::string>& envelope, const std::string& payload);
   void deliver_burn(Run& run, const std::string& wire, std::optional<std::int64_t> already_sent_to_rank);
   void publish(const Run& run, const Snapshot& snapshot, const Decision& decision);
   void recover_journal();
@@ -146,7 +156,15 @@ class Server {
   void on_zap_decision(const std::string& domain, bool accepted, const std::string& key, const std::string& address);
   // Appends one record for `run` (no-op without a journal). A failing disk costs
   // a counter and a log line, never the daemon or the trainer's reply.
+  // During a batch the record is staged and written by commit_journal(); outside a
+  // batch it is committed at once. A run whose journal is failing (a gap pending) is
+  // appended record by record, its gap record first, as before batching.
   void journal(const std::string& run, RecordType type, std::string_view bytes);
+  void journal_one(const std::string& run, RecordType type, std::int64_t ns, std::string_view bytes);
+  void commit_journal();
+  void maybe_sync_journal();  // under `interval`: hands due syncs to the journal's worker
+  // One record the journal could not take: counted, added to the run's gap, logged.
+  void journal_lost(const std::string& run, std::int64_t ns, const std::string& reason);
   void journal_config(const std::string& run, const Run& r);
   Mode mode_for_new_runs() const;
   std::string handle_control(std::string_view request);
@@ -187,6 +205,15 @@ class Server {
   SessionTable sessions_;
   std::map<std::string, Run> runs_;
   DaemonStats stats_;
+  // Replies held during a batch (drain_adapters); entries keep their buffers.
+  struct QueuedReply {
+    std::vector<std::string> envelope;
+    std::string payload;
+    std::uint64_t DaemonStats::*sent = nullptr;
+  };
+  std::vector<QueuedReply> queued_;
+  std::size_t queued_count_ = 0;
+  bool batching_ = false;
   Snapshot scratch_snapshot_;  // every snapshot decodes into this (decode_snapshot_into)
   std::function<DaemonConfig()> loader_;
   double started_at_ = 0.0;

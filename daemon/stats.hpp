@@ -36,6 +36,7 @@ namespace orbit {
   F("orbitd_sessions_taken_over_total", "Hellos that moved a session off a closed or expired connection.")          \
   F("orbitd_runs_retired_total", "Idle runs unloaded (their journal stays; a hello brings them back).")            \
   F("orbitd_journal_records_lost_total", "Journal appends that failed (a full or failing disk).")                   \
+  F("orbitd_journal_writes_total", "write(2) calls that appended journal records: one per run file per batch of adapter messages.") \
   F("orbitd_journal_gaps_total", "Gap records written once journal appends worked again.")                        \
   F("orbitd_auth_refused_total", "Clients refused by the ZAP handler (a CURVE key not on the allow-list, or another user on an ipc control socket), by endpoint.") \
   F("orbitd_auth_accepted_total", "Clients let in by the ZAP handler (CURVE, or the owner on an ipc control socket), by endpoint.") \
@@ -85,6 +86,7 @@ namespace orbit {
   X(runs_retired, "orbitd_runs_retired_total", "", "")                                \
   X(journal_records_lost, "orbitd_journal_records_lost_total", "", "")                \
   X(journal_gaps, "orbitd_journal_gaps_total", "", "")                                \
+  X(journal_writes, "orbitd_journal_writes_total", "", "")                            \
   X(auth_refused_adapters, "orbitd_auth_refused_total", "endpoint", "adapters")       \
   X(auth_refused_telemetry, "orbitd_auth_refused_total", "endpoint", "telemetry")     \
   X(auth_refused_control, "orbitd_auth_refused_total", "endpoint", "control")         \

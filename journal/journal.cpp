@@ -78,7 +78,6 @@ struct Journal::Impl {
   JournalOptions options;
   JournalStats stats;
   std::map<std::string, OpenRun, std::less<>> runs;
-  std::string frame;  // reused framing buffer
   std::uint64_t uses = 0;  // append counter: the LRU clock
   bool synced_once = false;
   std::chrono::steady_clock::time_point last_sync{};
@@ -210,33 +209,96 @@ struct Journal::Impl {
     }
   }
 
-  void append(std::string_view name, RecordType type, std::int64_t timestamp_ns, std::string_view bytes) {
+  // Records staged for one run since the last commit, framed back to back.
+  struct Pending {
+    std::string run;
+    std::string bytes;
+    struct Staged {
+      std::size_t end;  // offset in `bytes` just past the record
+      RecordType type;
+      std::int64_t timestamp_ns;
+    };
+    std::vector<Staged> records;
+  };
+  std::vector<Pending> pending;  // [0, pending_runs) in use; the rest keep their buffers
+  std::size_t pending_runs = 0;
+  std::size_t pending_records = 0;
+
+  void stage(std::string_view name, RecordType type, std::int64_t timestamp_ns, std::string_view bytes) {
     if (bytes.size() > kMaxRecordPayload)
       throw std::invalid_argument("journal record of " + std::to_string(bytes.size()) + " bytes exceeds the limit");
-    OpenRun& run = open_run(name);
-    run.last_used = ++uses;
-    frame.clear();
-    append_record(frame, type, timestamp_ns, bytes);
-    if (run.retry_segment || (run.size > kSegmentHeaderBytes && run.size + frame.size() > options.segment_bytes)) {
-      close(run);
-      run.retry_segment = false;
-      create_segment(run, run.segment + 1);
+    if (!valid_journal_run(name))
+      throw std::invalid_argument("run id '" + std::string(name) + "' cannot name a journal directory");
+    Pending* p = nullptr;
+    for (std::size_t i = 0; i < pending_runs && !p; ++i)
+      if (pending[i].run == name) p = &pending[i];
+    if (!p) {
+      if (pending_runs == pending.size()) pending.emplace_back();
+      p = &pending[pending_runs++];
+      p->run.assign(name);
+      p->bytes.clear();
+      p->records.clear();
     }
+    append_record(p->bytes, type, timestamp_ns, bytes);
+    p->records.push_back({p->bytes.size(), type, timestamp_ns});
+    ++pending_records;
+  }
+
+  std::vector<CommitFailure> commit() {
+    std::vector<CommitFailure> failures;
+    for (std::size_t i = 0; i < pending_runs; ++i) commit_run(pending[i], failures);
+    pending_runs = 0;
+    pending_records = 0;
+    return failures;
+  }
+
+  // Writes one run's staged records: one write(2) per segment file, rotating exactly
+  // where one append() per record would. Under `always` a record counts as kept once
+  // its file is synced (at the rotation away from it, or at the end).
+  void commit_run(const Pending& p, std::vector<CommitFailure>& failures) {
+    const std::size_t n = p.records.size();
+    std::size_t written = 0;  // records in the kernel
+    std::size_t kept = 0;     // records the policy counts as appended
+    std::size_t offset = 0;   // bytes of p.bytes written
     try {
-      write_all(run.fd, frame, run.file);
-    } catch (...) {
-      // A partial record would read as corruption in front of every later one.
-      if (::ftruncate(run.fd, static_cast<off_t>(run.size)) != 0) {
+      OpenRun& run = open_run(p.run);
+      run.last_used = ++uses;
+      while (written < n) {
+        const std::size_t first_size = p.records[written].end - offset;
+        if (run.retry_segment || (run.size > kSegmentHeaderBytes && run.size + first_size > options.segment_bytes)) {
+          close(run);
+          kept = written;
+          run.retry_segment = false;
+          create_segment(run, run.segment + 1);
+        }
+        std::size_t last = written + 1;
+        while (last < n && run.size + (p.records[last].end - offset) <= options.segment_bytes) ++last;
+        const std::string_view chunk(p.bytes.data() + offset, p.records[last - 1].end - offset);
+        try {
+          write_all(run.fd, chunk, run.file);
+        } catch (...) {
+          // A partial record would read as corruption in front of every later one.
+          if (::ftruncate(run.fd, static_cast<off_t>(run.size)) != 0) {
+          }
+          throw;
+        }
+        ++stats.writes;
+        run.size += chunk.size();
+        stats.records += last - written;
+        stats.bytes += chunk.size();
+        run.dirty = true;
+        written = last;
+        offset += chunk.size();
+        if (options.fsync != JournalOptions::always) kept = written;
       }
-      throw;
-    }
-    run.size += frame.size();
-    ++stats.records;
-    stats.bytes += frame.size();
-    if (options.fsync == JournalOptions::always) {
-      sync(run);
-    } else {
-      run.dirty = true;
+      if (options.fsync == JournalOptions::always) {
+        sync(run);
+        kept = written;
+      }
+    } catch (const std::exception& e) {
+      CommitFailure failure{p.run, {}, e.what()};
+      for (std::size_t i = kept; i < n; ++i) failure.lost.push_back({p.records[i].type, p.records[i].timestamp_ns});
+      failures.push_back(std::move(failure));
     }
   }
 
@@ -312,8 +374,18 @@ Journal Journal::open(JournalOptions options) {
 }
 
 void Journal::append(std::string_view run, RecordType type, std::int64_t timestamp_ns, std::string_view bytes) {
-  impl_->append(run, type, timestamp_ns, bytes);
+  impl_->stage(run, type, timestamp_ns, bytes);
+  const auto failures = impl_->commit();
+  if (!failures.empty()) throw JournalError(failures.front().error);
 }
+
+void Journal::stage(std::string_view run, RecordType type, std::int64_t timestamp_ns, std::string_view bytes) {
+  impl_->stage(run, type, timestamp_ns, bytes);
+}
+
+std::vector<Journal::CommitFailure> Journal::commit() { return impl_->commit(); }
+
+std::size_t Journal::staged() const { return impl_->pending_records; }
 
 void Journal::flush() { impl_->flush(); }
 

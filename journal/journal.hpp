@@ -7,8 +7,12 @@
 //
 // Each append is one write(2) of the whole framed record, so a crash of the process
 // (kill -9) never loses a record append() returned for: the bytes are in the kernel.
+// A batch of records (stage() then commit()) takes one write(2) per run file: the
+// records staged for a run, framed back to back (two writes when the batch crosses
+// into a new segment); commit() returns once they are in the kernel.
 // The fsync policy decides what a crash of the machine may lose:
-//   always   - fdatasync before append() returns: nothing acknowledged is lost.
+//   always   - fdatasync before append() / commit() returns (one per file per
+//              batch): nothing acknowledged is lost.
 //   interval - fdatasync at most every fsync_interval_ms (maybe_sync): the last interval.
 //              The syncs run on a worker thread (journal/background_sync.hpp), so
 //              maybe_sync never waits on the disk; a failed one is thrown by a later call.
@@ -46,6 +50,7 @@ struct JournalOptions {
 struct JournalStats {
   std::uint64_t records = 0;   // appended by this process
   std::uint64_t bytes = 0;     // framed bytes appended by this process
+  std::uint64_t writes = 0;    // write(2) calls that appended records (one per run file per commit)
   std::uint64_t syncs = 0;     // fdatasync calls on segment files
   std::uint64_t segments = 0;  // segment files created by this process
   std::uint64_t idle_closes = 0;  // files closed to stay within max_open_files
@@ -70,8 +75,31 @@ class Journal {
   // opens its newest segment after cutting any torn tail. Returns once the bytes are
   // written (and synced under `always`). Throws JournalError; std::invalid_argument
   // for a run id that is not a valid directory name.
+  // Also commits every record staged before it (all runs).
   void append(std::string_view run, RecordType type, std::int64_t timestamp_ns,
               std::string_view bytes);
+
+  // Batched appends. stage() frames one record into `run`'s pending buffer (no I/O;
+  // throws std::invalid_argument for a record append() would refuse, staging nothing).
+  // commit() writes each run's staged records in staging order with one write(2) per
+  // segment file, with the same segment rollover as one append() per record, and under
+  // `always` one fdatasync per file; then every staged record is either in the kernel
+  // or listed in the returned failures (never throws JournalError). A run whose write
+  // fails keeps the records before the failing write; the rest are lost, as a failed
+  // append() loses its record. Records still staged when the Journal is destroyed
+  // are dropped.
+  struct LostRecord {
+    RecordType type;
+    std::int64_t timestamp_ns;
+  };
+  struct CommitFailure {
+    std::string run;
+    std::vector<LostRecord> lost;  // in staging order
+    std::string error;
+  };
+  void stage(std::string_view run, RecordType type, std::int64_t timestamp_ns, std::string_view bytes);
+  std::vector<CommitFailure> commit();
+  std::size_t staged() const;  // records staged since the last commit
 
   // fdatasync every file written since its last sync, whatever the policy.
   void flush();

@@ -2,8 +2,10 @@
 // End-to-end round trip through a real orbitd (snapshot -> state), side by side
 // with a raw ZeroMQ ROUTER echo on the same transport, in the same run.
 //
-//   bench_e2e_latency [--round-trips N] [--pipelined N] [--window W] [--out FILE.json]
+//   bench_e2e_latency [--round-trips N] [--pipelined N] [--window W] [--journal] [--out FILE.json]
 //
+// --journal: every orbitd journals (its own directory, the default fsync policy
+// `interval`), as in production; without it no orbitd has a journal.
 // Both servers are separate processes, as orbitd is in production. Reports p50,
 // p99 and pipelined throughput per transport and the ratios to the raw floor.
 // With ORBITD_BASELINE set to another orbitd binary (an older build), that one is
@@ -117,14 +119,18 @@ int main(int argc, char** argv) {
   if (argc == 4 && std::string(argv[1]) == "--echo") orbit::bench::run_raw_echo(argv[2], argv[3], 100000);
   int round_trips = 20000, pipelined = 100000, window = 64;
   std::string out = "bench/results/e2e_latency.json";
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool journal = false;
+  for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--round-trips") round_trips = std::stoi(argv[i + 1]);
-    else if (a == "--pipelined") pipelined = std::stoi(argv[i + 1]);
-    else if (a == "--window") window = std::stoi(argv[i + 1]);
-    else if (a == "--out") out = argv[i + 1];
+    const bool has_value = i + 1 < argc;
+    if (a == "--journal") journal = true;
+    else if (a == "--round-trips" && has_value) round_trips = std::stoi(argv[++i]);
+    else if (a == "--pipelined" && has_value) pipelined = std::stoi(argv[++i]);
+    else if (a == "--window" && has_value) window = std::stoi(argv[++i]);
+    else if (a == "--out" && has_value) out = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--round-trips N] [--pipelined N] [--window W] [--out FILE]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--round-trips N] [--pipelined N] [--window W] [--journal] [--out FILE]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -144,18 +150,22 @@ int main(int argc, char** argv) {
     orbit::bench::RawEchoProcess echo("bench_e2e_latency", ep_echo, (dir / ("echo-" + transport)).string());
     const std::string& echo_ep = echo.endpoint();
 
-    orbit::test::OrbitdProcess orbitd({"--endpoint", ep_orbitd, "--telemetry", "tcp://127.0.0.1:*", "--control",
-                                       "tcp://127.0.0.1:*", "--allow-exposed-control", "--log-level", "error"},
-                                      false);
+    auto orbitd_args = [&](const std::string& endpoint, const std::string& name) {
+      std::vector<std::string> args{"--endpoint", endpoint, "--telemetry", "tcp://127.0.0.1:*", "--control",
+                                    "tcp://127.0.0.1:*", "--allow-exposed-control", "--log-level", "error"};
+      if (journal) {
+        args.push_back("--journal-dir");
+        args.push_back((dir / ("journal-" + name + "-" + transport)).string());
+      }
+      return args;
+    };
+    orbit::test::OrbitdProcess orbitd(orbitd_args(ep_orbitd, "orbitd"), false);
     std::unique_ptr<orbit::test::OrbitdProcess> base;
     if (baseline) {
       const std::string current = std::getenv("ORBITD");
       ::setenv("ORBITD", baseline, 1);
       const std::string ep_base = transport == "ipc" ? "ipc://" + (dir / "base.sock").string() : "tcp://127.0.0.1:*";
-      base = std::make_unique<orbit::test::OrbitdProcess>(
-          std::vector<std::string>{"--endpoint", ep_base, "--telemetry", "tcp://127.0.0.1:*", "--control",
-                                   "tcp://127.0.0.1:*", "--allow-exposed-control", "--log-level", "error"},
-          false);
+      base = std::make_unique<orbit::test::OrbitdProcess>(orbitd_args(ep_base, "base"), false);
       ::setenv("ORBITD", current.c_str(), 1);
     }
     // Interleave to share the machine's noise fairly: echo, orbitd, (baseline,) echo, orbitd, ...
@@ -195,7 +205,8 @@ int main(int argc, char** argv) {
   std::printf("\n%-5s %22s %28s\n", "trans", "p50 ratio (target<=1.2)", "throughput ratio (target>=0.5)");
   std::ofstream json(out);
   json << "{\n  \"benchmark\": \"e2e_latency\",\n  \"round_trips\": " << round_trips << ",\n  \"pipelined\": " << pipelined
-       << ",\n  \"window\": " << window << ",\n  \"results\": [\n";
+       << ",\n  \"window\": " << window << ",\n  \"journal\": " << (journal ? "true" : "false")
+       << ",\n  \"results\": [\n";
   for (std::size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
     json << "    {\"server\": \"" << r.server << "\", \"transport\": \"" << r.transport << "\", \"p50_us\": " << r.p50_us

@@ -17,6 +17,7 @@
 
 #include "controllers/cadence_noise.hpp"
 #include "controllers/scalar_signals.hpp"
+#include "controllers/window_median.hpp"
 
 namespace orbit {
 namespace {
@@ -226,6 +227,31 @@ TEST(CadenceNoise, MatchesTheSelectionPerUpdateBitForBit) {
     }
   }
   EXPECT_GT(compared, 10000u);
+}
+
+// median_of_last sorts small windows by insertion instead of nth_element: the median
+// must be nth_element's to the bit for every window length, with ties, infinities,
+// signed zeros and NaN among the values.
+TEST(WindowMedian, SmallWindowsGiveNthElementsMedianBitForBit) {
+  std::mt19937_64 rng(12);
+  const double specials[] = {0.0, -0.0, INFINITY, -INFINITY, NAN, 1.0, 1.0, -2.5};
+  for (int trial = 0; trial < 20000; ++trial) {
+    std::deque<double> values;
+    const std::size_t size = 1 + rng() % 40;
+    for (std::size_t i = 0; i < size; ++i) {
+      const auto pick = rng() % 20;
+      values.push_back(pick < 3 ? specials[rng() % std::size(specials)]
+                                : std::ldexp(static_cast<double>(rng() % 2000) - 1000.0, -static_cast<int>(rng() % 8)));
+    }
+    const std::size_t n = 1 + rng() % size;
+    std::vector<double> copy(values.end() - static_cast<std::ptrdiff_t>(n), values.end());
+    const double want = detail::median_in_place(copy.begin(), copy.end());
+    const double got = median_of_last(values, n);
+    std::uint64_t want_bits = 0, got_bits = 0;
+    std::memcpy(&want_bits, &want, 8);
+    std::memcpy(&got_bits, &got, 8);
+    ASSERT_EQ(got_bits, want_bits) << "trial " << trial << " n " << n << ": " << got << " vs " << want;
+  }
 }
 
 }  // namespace

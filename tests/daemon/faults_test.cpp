@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <fcntl.h>
@@ -404,9 +405,10 @@ TEST(OrbitdFaults, AFullDiskIsSurfacedAndLeavesAGapRecord) {
   EXPECT_TRUE(status_journal_ok(control));
   disk.fill();
   const std::size_t before = segment_files(journal / "full");
-  for (const std::int64_t end = step + 300; step < end; ++step) {
-    client.send(make_snapshot("full", step));
-    expect_type<State>(client.recv());  // every snapshot still answered
+  // Pipelined bursts of 10: whole batches fail (one commit) as well as single records.
+  for (const std::int64_t end = step + 300; step < end; step += 10) {
+    for (int k = 0; k < 10; ++k) client.send(make_snapshot("full", step + k));
+    for (int k = 0; k < 10; ++k) expect_type<State>(client.recv());  // every snapshot still answered
   }
   EXPECT_FALSE(status_journal_ok(control));
   const auto lost = counter(control, "journal_records_lost");
@@ -627,6 +629,79 @@ TEST(OrbitdFaults, BackgroundSyncReportsFailuresLater) {
   const std::string error = syncer.take_error();
   EXPECT_NE(error.find("cannot sync the pipe"), std::string::npos) << error;
   EXPECT_EQ(syncer.take_error(), "");  // reported once
+  std::filesystem::remove_all(dir);
+}
+
+// ---------------------------------------------------------------- batched journal writes
+
+// Snapshots sent while orbitd is stopped (SIGSTOP) reach it as one backlog, so its
+// drains are large batches whatever the machine's load.
+void send_backlog(OrbitdProcess& orbitd, TestClient& client, const std::string& run, std::int64_t first, int n) {
+  ASSERT_EQ(::kill(orbitd.pid(), SIGSTOP), 0);
+  for (int i = 0; i < n; ++i) client.send(make_snapshot(run, first + i));
+  std::this_thread::sleep_for(50ms);  // the bytes reach orbitd's socket buffers
+  ASSERT_EQ(::kill(orbitd.pid(), SIGCONT), 0);
+}
+
+std::vector<std::int64_t> journaled_steps(const std::filesystem::path& run_dir) {
+  std::vector<std::int64_t> steps;
+  for (const auto& e : load_recorded_run(run_dir).entries)
+    if (e.type == RecordType::snapshot) steps.push_back(std::get<Snapshot>(e.value).step);
+  return steps;
+}
+
+// A batch of pipelined snapshots costs one journal write(2) per run, not one per record.
+TEST(OrbitdJournalBatch, PipelinedSnapshotsTakeFewerWritesThanRecords) {
+  const auto journal = test::make_temp_dir("journal");
+  OrbitdProcess orbitd({"--journal-dir", journal.string(), "--mode", "monitor"});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  Control control(ctx, orbitd.endpoints().control);
+  client.send(make_hello("batched"));
+  expect_type<Welcome>(client.recv());
+  const auto records_before = counter(control, "journal_records");
+  const auto writes_before = counter(control, "journal_writes");
+  EXPECT_EQ(writes_before, 1u) << "a hello's three records (config, mode, hello) in one write";
+  constexpr int kSnapshots = 600;
+  send_backlog(orbitd, client, "batched", 0, kSnapshots);
+  for (int i = 0; i < kSnapshots; ++i) EXPECT_EQ(expect_type<State>(client.recv()).step, i);
+  const auto records = counter(control, "journal_records") - records_before;
+  const auto writes = counter(control, "journal_writes") - writes_before;
+  EXPECT_EQ(records, static_cast<std::uint64_t>(kSnapshots));
+  EXPECT_LT(writes, records);
+  EXPECT_LE(writes * 8, records) << writes << " writes for " << records << " records";
+  orbitd.stop();
+  std::vector<std::int64_t> want(kSnapshots);
+  for (int i = 0; i < kSnapshots; ++i) want[static_cast<std::size_t>(i)] = i;
+  EXPECT_EQ(journaled_steps(journal / "batched"), want);
+  std::filesystem::remove_all(journal);
+}
+
+// No reply precedes its record: orbitd is killed (-9) the moment the first answer of
+// a large batch arrives, before it could have written a record sent after it; every
+// answered snapshot is in the journal all the same.
+TEST(OrbitdJournalBatch, Kill9RightAfterTheFirstReplyOfABatchLosesNoAnsweredRecord) {
+  const auto dir = test::make_temp_dir("kill-batch");
+  const auto journal = dir / "journal";
+  std::vector<std::int64_t> answered;
+  for (int round = 0; round < 6; ++round) {
+    OrbitdProcess orbitd({"--journal-dir", journal.string(), "--mode", "monitor"});
+    zmq::context_t ctx;
+    TestClient client(ctx, orbitd.endpoints().adapters);
+    client.send(make_hello("killed"));
+    expect_type<Welcome>(client.recv());
+    const std::int64_t first = round * 1000;
+    send_backlog(orbitd, client, "killed", first, 250);
+    const State state = expect_type<State>(client.recv());
+    orbitd.stop(SIGKILL);
+    answered.push_back(state.step);
+    // Whatever else arrived before the kill was answered too.
+    while (auto more = client.recv(0ms))
+      if (auto* s = std::get_if<State>(&*more)) answered.push_back(s->step);
+  }
+  const auto steps = journaled_steps(journal / "killed");
+  const std::set<std::int64_t> journaled(steps.begin(), steps.end());
+  for (const auto step : answered) EXPECT_TRUE(journaled.count(step)) << "answered step " << step << " not journaled";
   std::filesystem::remove_all(dir);
 }
 

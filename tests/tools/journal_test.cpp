@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -122,14 +124,16 @@ TEST(JournalRecord, FrameParsesBack) {
   EXPECT_EQ(r.size, framed.size());
 }
 
-// The record CRC is computed eight bytes at a time; it must stay Boost.CRC's
-// crc_32_type to the bit, for every length and alignment (the tail loop included).
+// The record CRC is computed by carry-less multiplication (x86-64 with PCLMULQDQ, from
+// 64 bytes) and eight bytes at a time; it must stay Boost.CRC's crc_32_type to the bit,
+// for every length and alignment (every length up to 200: each 16- and 64-byte fold
+// count and tail).
 TEST(JournalRecord, CrcIsBoostCrc32ForEveryLengthAndAlignment) {
   std::mt19937_64 rng(5);
   std::string buffer(1100, '\0');
   for (auto& c : buffer) c = static_cast<char>(rng());
   for (std::size_t offset = 0; offset < 8; ++offset) {
-    for (std::size_t length = 0; length <= 1024; length += (length < 40 ? 1 : 37)) {
+    for (std::size_t length = 0; length <= 1024; length += (length < 200 ? 1 : 37)) {
       const std::string_view payload(buffer.data() + offset, length);
       const auto type = static_cast<std::uint8_t>(1 + length % 11);
       const auto timestamp = static_cast<std::int64_t>(rng());
@@ -572,6 +576,114 @@ TEST(Journal, MissingSegmentIsCorruption) {
   ASSERT_EQ(report.corruptions.size(), 1u);
   EXPECT_FALSE(report.torn_tail);
   EXPECT_EQ(fs::file_size(segments.back()) > kSegmentHeaderBytes, true) << "nothing cut after a gap";
+}
+
+// ------------------------------------------------------------------ batched appends
+
+// The records of one batch: two runs interleaved, payloads of varied length.
+std::vector<std::pair<std::string, Written>> batch_records(int n, std::int64_t first) {
+  std::vector<std::pair<std::string, Written>> out;
+  for (int i = 0; i < n; ++i) {
+    const std::int64_t step = first + i;
+    out.push_back({i % 3 == 2 ? "run-b" : "run-a",
+                   {RecordType::snapshot, 1'000'000'000 + step, snapshot_bytes(step, 16 + (step * 37) % 90)}});
+  }
+  return out;
+}
+
+std::map<std::string, std::string> journal_files(const fs::path& root) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(root))
+    if (e.path().extension() == ".orbj") files[fs::relative(e.path(), root).string()] = file_bytes(e.path());
+  return files;
+}
+
+// stage() + commit() leaves the same files, byte for byte, as one append() per record,
+// rotations included, in one write(2) per run file per batch.
+TEST(JournalBatch, CommitWritesEachRunFileOnceAndMatchesAppendsByteForByte) {
+  for (const std::uint64_t segment_bytes : {std::uint64_t{1} << 20, std::uint64_t{2048}, std::uint64_t{700}}) {
+    SCOPED_TRACE("segment_bytes " + std::to_string(segment_bytes));
+    TempDir tmp;
+    Journal batched = Journal::open(options_for(tmp.path() / "batched", JournalOptions::never, segment_bytes));
+    Journal single = Journal::open(options_for(tmp.path() / "single", JournalOptions::never, segment_bytes));
+    std::uint64_t records = 0;
+    for (int batch = 0; batch < 6; ++batch) {
+      const auto records_of_batch = batch_records(1 + batch * 7, records);
+      const auto writes_before = batched.stats().writes;
+      const auto segments_before = batched.stats().segments;
+      for (const auto& [run, w] : records_of_batch) {
+        batched.stage(run, w.type, w.timestamp_ns, w.payload);
+        single.append(run, w.type, w.timestamp_ns, w.payload);
+      }
+      EXPECT_EQ(batched.staged(), records_of_batch.size());
+      EXPECT_TRUE(batched.commit().empty());
+      EXPECT_EQ(batched.staged(), 0u);
+      records += records_of_batch.size();
+      // One write per run touched; a batch that rotates mid-run writes each file once.
+      std::set<std::string> runs_touched;
+      for (const auto& rec : records_of_batch) runs_touched.insert(rec.first);
+      const auto writes = batched.stats().writes - writes_before;
+      const auto segments = batched.stats().segments - segments_before;
+      EXPECT_GE(writes, runs_touched.size());
+      EXPECT_LE(writes, runs_touched.size() + segments);
+      if (segments == 0) {
+        EXPECT_EQ(writes, runs_touched.size());
+      }
+    }
+    EXPECT_EQ(batched.stats().records, records);
+    EXPECT_EQ(single.stats().writes, records);
+    if (segment_bytes < 4096) {
+      EXPECT_GT(batched.stats().segments, 4u);  // rotations inside batches were exercised
+      EXPECT_LE(batched.stats().writes, records);
+    } else {
+      EXPECT_LT(batched.stats().writes, records / 3);
+    }
+    EXPECT_EQ(journal_files(tmp.path() / "batched"), journal_files(tmp.path() / "single"));
+  }
+}
+
+TEST(JournalBatch, AlwaysSyncsEachFileOncePerBatch) {
+  TempDir tmp;
+  Journal j = Journal::open(options_for(tmp.path(), JournalOptions::always));
+  j.append("r", RecordType::hello, 1, "h");
+  j.append("q", RecordType::hello, 1, "h");
+  const auto syncs = j.stats().syncs;
+  for (int i = 0; i < 20; ++i) j.stage(i % 2 ? "r" : "q", RecordType::snapshot, 2 + i, snapshot_bytes(i));
+  EXPECT_TRUE(j.commit().empty());
+  EXPECT_EQ(j.stats().syncs, syncs + 2);
+  EXPECT_TRUE(j.commit().empty());  // nothing staged: nothing written or synced
+  EXPECT_EQ(j.stats().syncs, syncs + 2);
+}
+
+TEST(JournalBatch, StageRefusesWhatAppendRefusesAndStagesNothing) {
+  TempDir tmp;
+  Journal j = Journal::open(options_for(tmp.path()));
+  EXPECT_THROW(j.stage("..", RecordType::hello, 0, "x"), std::invalid_argument);
+  EXPECT_THROW(j.stage("r", RecordType::snapshot, 0, std::string(kMaxRecordPayload + 1, 'x')), std::invalid_argument);
+  EXPECT_EQ(j.staged(), 0u);
+  EXPECT_TRUE(j.commit().empty());
+  EXPECT_EQ(j.stats().writes, 0u);
+}
+
+// A run whose file cannot be written loses its staged records (each one listed, in
+// order, with its timestamp); the other runs of the batch are written.
+TEST(JournalBatch, AFailingRunListsEveryLostRecordAndTheOthersAreWritten) {
+  TempDir tmp;
+  Journal j = Journal::open(options_for(tmp.path()));
+  // A file where the run's directory should be (root may write anywhere, so not permissions).
+  write_bytes(tmp.path() / "bad", "not a directory");
+  for (int i = 0; i < 6; ++i) j.stage(i % 2 ? "bad" : "good", RecordType::snapshot, 10 + i, snapshot_bytes(i));
+  const auto failures = j.commit();
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0].run, "bad");
+  ASSERT_EQ(failures[0].lost.size(), 3u);
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_EQ(failures[0].lost[k].type, RecordType::snapshot);
+    EXPECT_EQ(failures[0].lost[k].timestamp_ns, 11 + 2 * k);
+  }
+  EXPECT_FALSE(failures[0].error.empty());
+  EXPECT_EQ(read_all(tmp.path() / "good", {}).size(), 3u);
+  EXPECT_EQ(j.staged(), 0u);
 }
 
 // ------------------------------------------------------------------ fsync policies
