@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """What Orbit sends: cadences, spectra names, scalars, domains, loop rate; and training unchanged."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -100,3 +102,29 @@ def test_domain_losses_groups_batch_items_by_label():
     from orbit_adapter.adapter import domain_losses
     per_token = torch.tensor([[1.0, 3.0], [2.0, 2.0], [5.0, 7.0], [0.0, 4.0]])
     assert domain_losses(per_token, ["a", "b", "a", "c"]) == pytest.approx({"a": 4.0, "b": 2.0, "c": 2.0})
+
+
+@pytest.mark.parametrize("case", ["float32", "non_contiguous", "huge", "nan", "mixed_dtype"])
+def test_the_adapter_grad_norm_is_the_total_norm_torch_reports(case):
+    """grad_norm_tensor (its CPU float32 path included) gives what clip_grad_norm_ gives."""
+    from orbit_adapter.snapshots import grad_norm_tensor
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(n, m)) for n, m in ((64, 32), (7, 5), (300, 1))]
+    for p in params:
+        p.grad = torch.randn_like(p) * 3.0
+    if case == "non_contiguous":
+        params[0].grad = torch.randn(32, 64).t()
+    elif case == "huge":  # a float32 sum of squares would overflow
+        params[1].grad[0, 0] = 1e30
+    elif case == "nan":
+        params[2].grad[5, 0] = float("nan")
+    elif case == "mixed_dtype":
+        params[1].data = params[1].data.double()
+        params[1].grad = params[1].grad.double()
+    opt = torch.optim.SGD(params, lr=0.1)
+    got = float(grad_norm_tensor(opt))
+    want = float(torch.nn.utils.clip_grad_norm_(params, float("inf")))
+    if case == "nan":
+        assert math.isnan(got) and math.isnan(want)
+    else:
+        assert math.isclose(got, want, rel_tol=1e-5), (got, want)
