@@ -110,7 +110,8 @@ class SnapshotAssembler:
                 grad_norm = float(grad_norm)  # the client thread takes tensors as they are
             # Nobody registered us yet (no daemon, or one that restarted): skip the work.
             if grad_norm is None and cfg.grad_norm and link.registered:
-                grad_norm = None if deferred else cpu_grad_norm(self.optimizer)
+                # CPU gradients are read here in either mode (nothing waits for a device).
+                grad_norm = cpu_grad_norm(self.optimizer)
                 if grad_norm is None:
                     norm = grad_norm_tensor(self.optimizer)  # queued on the device, no sync
                     grad_norm = norm if deferred or norm is None else float(norm)
