@@ -35,7 +35,8 @@ __version__ = "0.1.0"
 _log = logging.getLogger("orbit_adapter")
 
 # The per-step calls use plain ints (pyzmq's enum members cost more to combine).
-_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
+_EVENTS, _POLLIN, _NOBLOCK, _RCVMORE = (int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK),
+                                         int(zmq.RCVMORE))
 
 
 @dataclasses.dataclass
@@ -245,7 +246,9 @@ class OrbitClient:
             if not sock.getsockopt(_EVENTS) & _POLLIN:
                 break
             try:
-                frames = sock.recv_multipart(_NOBLOCK, copy=True)
+                frames = [sock.recv(_NOBLOCK)]
+                while sock.getsockopt(_RCVMORE):  # recv_multipart, without its enum flags
+                    frames.append(sock.recv(_NOBLOCK))
             except zmq.Again:
                 break
             try:

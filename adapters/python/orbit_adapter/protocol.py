@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import threading
 from typing import Any, Mapping
 
 import msgpack
@@ -205,11 +206,22 @@ def canonical(message: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _packer_options = dict(use_bin_type=True, use_single_float=False, autoreset=True)
+_local = threading.local()
+
+
+def _pack(value: Any) -> bytes:
+    """msgpack.packb with this thread's Packer: packb builds a Packer, and its 1 MiB
+    buffer, on every call (a Packer resets itself after an error)."""
+    try:
+        packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(**_packer_options)
+    return packer.pack(value)
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
     """Canonical MessagePack bytes of a message dict (SPEC.md, "Canonical encoding")."""
-    return msgpack.packb(canonical(message), **_packer_options)
+    return _pack(canonical(message))
 
 
 _SNAPSHOT_FLOATS = ("grad_norm", "lr", "schedule_lr")
@@ -252,7 +264,7 @@ def encode_snapshot(message: Mapping[str, Any]) -> bytes:
         value = _enc_value("scalars", _FLOATS, scalars)
         if value:
             out["scalars"] = value
-    return msgpack.packb(out, **_packer_options)
+    return _pack(out)
 
 
 def _plain_domains(domains: Any) -> dict | None:

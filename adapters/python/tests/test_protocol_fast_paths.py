@@ -189,3 +189,29 @@ def test_an_ordinary_snapshot_takes_the_fast_path(monkeypatch):
     expected = P.encode(message)
     monkeypatch.setattr(P, "canonical", lambda m: pytest.fail("took encode's general path"))
     assert P.encode_snapshot(message) == expected
+
+
+def test_the_per_thread_packer_gives_packb_bytes_after_errors_and_across_threads():
+    import threading
+    message = snapshot()
+    expected = msgpack.packb(P.canonical(message), use_bin_type=True)
+    with pytest.raises(TypeError):  # fails half-way through the map
+        P.encode_snapshot(snapshot(scalars={"a": 1.0, "b": "x"}, spectra={"s": [1.0]}))
+    with pytest.raises(TypeError):
+        P._pack({"a": 1, "b": object()})
+    assert P.encode_snapshot(message) == expected and P.encode(message) == expected
+    results, errors = [], []
+
+    def work(i):
+        try:
+            for step in range(300):
+                m = snapshot(step=step, run=f"r{i}")
+                results.append(P.encode(m) == msgpack.packb(P.canonical(m), use_bin_type=True))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 1200 and all(results)
