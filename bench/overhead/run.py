@@ -91,6 +91,25 @@ def adapter_thread_cpu(orbit) -> float:
     return float(thread.get("cpu_s") or 0.0)
 
 
+def git_commit() -> str:
+    """The checkout's commit, "+dirty" when tracked files differ from it."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "diff", "--quiet", "HEAD", "--"]).returncode != 0
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def scheduling() -> str:
+    """This process's scheduling policy (a run under `chrt -r` says SCHED_RR)."""
+    policy = os.sched_getscheduler(0)
+    names = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}
+    return f"{names.get(policy, policy)} priority {os.sched_getparam(0).sched_priority}"
+
+
 def summarize(xs):
     xs = sorted(xs)
     return {"median_ms": 1000 * statistics.median(xs), "mean_ms": 1000 * statistics.fmean(xs),
@@ -246,6 +265,8 @@ def main():
         "what": "step time of the example trainer's model with and without the Orbit adapter "
                 "(interleaved windows in one process, median over repeats)",
         "command": "/usr/bin/python3 bench/overhead/run.py " + " ".join(sys.argv[1:]),
+        "commit": git_commit(),
+        "scheduling": scheduling(),
         "steps_timed_per_repeat": args.steps, "repeats": args.repeats, "window": args.window,
         "seed": args.seed, "norm": args.norm, "lr": args.lr,
         "grad_norm_by": "trainer" if args.trainer_grad_norm else "adapter",

@@ -12,6 +12,10 @@ arrays that are empty) are left out. ``decode`` returns a dict holding ``v``,
 ``type`` and the fields the message carries (unknown keys are dropped), with
 spectra as read-only ``numpy.float32`` arrays; it raises ``ProtocolError`` with
 the code the daemon would answer.
+
+Per-step fast paths, same results: ``decode`` reads a well-formed `state` reply (one
+per snapshot) without the general validator's per-field calls and hands anything
+else to it; ``encode_snapshot`` packs a snapshot of plain values the same way.
 """
 
 from __future__ import annotations

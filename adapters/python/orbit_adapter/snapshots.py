@@ -23,10 +23,11 @@ from .probes import ModelProbes, ProbeCapture, ProbeConfig, loop_rate
 
 def cpu_grad_norm(optimizer: torch.optim.Optimizer) -> Optional[float]:
     """The total L2 norm of the optimizer's gradients when every one is a dense float32
-    CPU tensor, else None (and None without gradients). On the CPU a read waits for nothing, and one BLAS dot per
-    gradient with no other per-tensor call costs a quarter less than _foreach_norm +
-    stack + norm (bench/overhead). A float32 sum of squares that overflows (a norm past
-    ~1e19) gives None too, so the general path decides."""
+    CPU tensor; None otherwise and without gradients. On the CPU a read waits for
+    nothing, and one BLAS dot per gradient with no other per-tensor call costs about a
+    fifth less than _foreach_norm + stack + norm (bench/overhead). A float32 sum of
+    squares that overflows (a norm past ~1e19) gives None too, so the general path
+    decides."""
     total, seen = 0.0, False
     with torch.no_grad():
         for group in optimizer.param_groups:
