@@ -12,7 +12,7 @@ to a real orbitd in monitor mode (so no burn changes its training). The step tim
 covers forward, backward, optimizer step and, in the orbit arm, `orbit.step`.
 
     /usr/bin/python3 bench/overhead/run.py [--steps 300] [--repeats 3] [--orbitd build/daemon/orbitd]
-        [--trainer-grad-norm] [--no-client-thread]
+        [--trainer-grad-norm] [--no-client-thread] [--aa]
 
 Measured per step and arm, in the same run: wall time, the training thread's CPU
 time, and the whole process's CPU time (training thread, the adapter's client thread
@@ -20,7 +20,8 @@ when there is one, ZeroMQ's I/O thread); per run: the client thread's CPU and
 orbitd's CPU (a separate process, reported beside, not in the ratio). On a loaded
 machine the wall figure is noise; the CPU figures are the result then.
 `--client-thread` picks the adapter's client mode: auto (the default: no thread for
-a CPU model), on, off.
+a CPU model), on, off. `--aa` leaves the adapter out of the orbit arm too: what it
+reports is how far two plain model instances differ, the method's own floor.
 
 Prints a table and writes bench/results/overhead.json.
 """
@@ -129,9 +130,11 @@ def one_repeat(binary, corpus, args):
     pcpu = {"plain": [], "orbit": []}
     inside = []  # training-thread CPU inside orbit.step, per orbit step
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
-        orbit = Orbit(endpoint=daemon.endpoint, run="overhead", domains=corpus.domains,
-                      client_thread=CLIENT_MODES[args.client_thread])
-        orbit.attach(probed[0], probed[1], sampler=probed[2])
+        orbit = None
+        if not args.aa:
+            orbit = Orbit(endpoint=daemon.endpoint, run="overhead", domains=corpus.domains,
+                          client_thread=CLIENT_MODES[args.client_thread])
+            orbit.attach(probed[0], probed[1], sampler=probed[2])
         arms = {"plain": (plain, None), "orbit": (probed, orbit)}
         t_start = time.perf_counter()
         thread_cpu0 = None
@@ -163,9 +166,12 @@ def one_repeat(binary, corpus, args):
         wall = time.perf_counter() - t_start
         thread_cpu = adapter_thread_cpu(orbit) - (thread_cpu0 or 0.0)
         daemon_cpu = process_cpu_s(daemon.process.pid) - daemon_cpu0
-        summary = orbit.summary()
-        uses_thread = orbit.uses_client_thread()
-        orbit.close()
+        summary = orbit.summary() if orbit is not None else {"client": None, "errors": {}}
+        uses_thread = orbit.uses_client_thread() if orbit is not None else False
+        if orbit is not None:
+            orbit.close()
+        else:
+            inside = [0.0]  # A/A: nothing runs inside orbit.step
     same = all(torch.equal(a, b) for a, b in zip(plain[0].state_dict().values(),
                                                  probed[0].state_dict().values()))
     res = {name: summarize(ts) for name, ts in times.items()}
@@ -223,6 +229,10 @@ def main():
                          "model), on (ClientThread), off (every adapter step on the training thread)")
     ap.add_argument("--no-client-thread", dest="client_thread", action="store_const", const="off",
                     help="the same as --client-thread off")
+    ap.add_argument("--aa", action="store_true",
+                    help="A/A check of the method: the orbit arm trains without the adapter, so "
+                         "what the run reports is the difference between two plain model "
+                         "instances (the measurement's own floor)")
     ap.add_argument("--orbitd", default=None)
     ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
     ap.add_argument("--json-out", default=os.path.join(REPO, "bench", "results", "overhead.json"))
@@ -270,6 +280,7 @@ def main():
         "steps_timed_per_repeat": args.steps, "repeats": args.repeats, "window": args.window,
         "seed": args.seed, "norm": args.norm, "lr": args.lr,
         "grad_norm_by": "trainer" if args.trainer_grad_norm else "adapter",
+        "aa_no_adapter_in_either_arm": args.aa,
         "client_thread": args.client_thread,
         "client_thread_used": repeats[0]["client_thread_used"],
         "overhead_percent": overhead,
