@@ -10,6 +10,7 @@ backward, optimizer) is timed the same way for scale. Work done by the adapter's
 background sender thread is reported as that thread's own CPU time.
 
     /usr/bin/python3 bench/overhead/profile.py [--steps 300] [--orbitd build/daemon/orbitd] [--client-thread auto|on|off]
+        [--trainer-grad-norm]
 """
 import argparse
 import functools
@@ -64,12 +65,15 @@ def instrument():
     timed(rollback.CheckpointRing, "save", "  checkpoint ring save")
     timed(snapshots.SnapshotAssembler, "send", "  snapshot: assemble + send")
     timed(probes.ModelProbes, "collect", "    probes: collect (hidden eigvalsh, output entropy)")
-    timed(snapshots, "grad_norm_tensor", "    grad norm tensor")
+    timed(snapshots, "cpu_grad_norm", "    grad norm (CPU float32: BLAS dots)")
+    timed(snapshots, "grad_norm_tensor", "    grad norm tensor (other devices, dtypes)")
     timed(snapshots.SnapshotAssembler, "_domains", "    domain weights")
     timed(adapter.DaemonLink, "send_snapshot", "    link.send_snapshot")
-    timed(protocol, "encode", "      protocol.encode")
+    timed(protocol, "encode_snapshot", "      protocol.encode_snapshot")
+    timed(protocol, "encode", "        protocol.encode (general path)")
     timed(client.OrbitClient, "_send", "      zmq send")
     timed(adapter.Orbit, "_poll", "  poll replies")
+    timed(protocol, "decode", "      protocol.decode")
     timed(adapter.Orbit, "_advance_burns", "  advance burns")
     timed(probes.ModelProbes, "arm", "  probes: arm")
     timed(probes.ModelProbes, "disarm", "  probes: disarm")
@@ -90,6 +94,9 @@ def main():
     ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
     ap.add_argument("--client-thread", choices=sorted(overhead_run.CLIENT_MODES), default="auto",
                     help="Orbit(client_thread=...): auto (the default; no thread for a CPU model), on, off")
+    ap.add_argument("--trainer-grad-norm", action="store_true",
+                    help="the trainer computes the gradient norm (clip_grad_norm_) and hands it "
+                         "to orbit.step, as examples/pytorch/train.py does")
     args = ap.parse_args()
     torch.set_num_threads(1)
     binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
@@ -107,7 +114,8 @@ def main():
             if step == args.warmup + 1:
                 TOTALS.clear()
                 worker_cpu0 = overhead_run.adapter_thread_cpu(orbit)
-            dt, dc, _, _ = overhead_run.one_step(model, opt, sampler, corpus, orbit, step)
+            dt, dc, _, _ = overhead_run.one_step(model, opt, sampler, corpus, orbit, step,
+                                                 args.trainer_grad_norm)
             if step > args.warmup:
                 step_wall.append(dt)
                 step_cpu.append(dc)

@@ -12,7 +12,7 @@ to a real orbitd in monitor mode (so no burn changes its training). The step tim
 covers forward, backward, optimizer step and, in the orbit arm, `orbit.step`.
 
     /usr/bin/python3 bench/overhead/run.py [--steps 300] [--repeats 3] [--orbitd build/daemon/orbitd]
-        [--trainer-grad-norm] [--no-client-thread]
+        [--trainer-grad-norm] [--no-client-thread] [--aa] [--swap]
 
 Measured per step and arm, in the same run: wall time, the training thread's CPU
 time, and the whole process's CPU time (training thread, the adapter's client thread
@@ -20,7 +20,9 @@ when there is one, ZeroMQ's I/O thread); per run: the client thread's CPU and
 orbitd's CPU (a separate process, reported beside, not in the ratio). On a loaded
 machine the wall figure is noise; the CPU figures are the result then.
 `--client-thread` picks the adapter's client mode: auto (the default: no thread for
-a CPU model), on, off.
+a CPU model), on, off. `--aa` leaves the adapter out of the orbit arm too: what it
+reports is how far two plain model instances differ, the method's own floor. `--swap`
+runs each repeat in two halves with the adapter on one instance, then on the other.
 
 Prints a table and writes bench/results/overhead.json.
 """
@@ -91,6 +93,25 @@ def adapter_thread_cpu(orbit) -> float:
     return float(thread.get("cpu_s") or 0.0)
 
 
+def git_commit() -> str:
+    """The checkout's commit, "+dirty" when tracked files differ from it."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "diff", "--quiet", "HEAD", "--"]).returncode != 0
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def scheduling() -> str:
+    """This process's scheduling policy (a run under `chrt -r` says SCHED_RR)."""
+    policy = os.sched_getscheduler(0)
+    names = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}
+    return f"{names.get(policy, policy)} priority {os.sched_getparam(0).sched_priority}"
+
+
 def summarize(xs):
     xs = sorted(xs)
     return {"median_ms": 1000 * statistics.median(xs), "mean_ms": 1000 * statistics.fmean(xs),
@@ -110,43 +131,67 @@ def one_repeat(binary, corpus, args):
     pcpu = {"plain": [], "orbit": []}
     inside = []  # training-thread CPU inside orbit.step, per orbit step
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
-        orbit = Orbit(endpoint=daemon.endpoint, run="overhead", domains=corpus.domains,
-                      client_thread=CLIENT_MODES[args.client_thread])
-        orbit.attach(probed[0], probed[1], sampler=probed[2])
-        arms = {"plain": (plain, None), "orbit": (probed, orbit)}
         t_start = time.perf_counter()
-        thread_cpu0 = None
-        step = {"plain": 0, "orbit": 0}
-        total = args.steps + args.warmup
-        window = 0
-        # Windows of `window` steps per arm, alternating which arm goes first, so load
-        # changes hit both arms alike and the client thread's work (right after each
-        # orbit step) overlaps the orbit arm's own next step, not the plain arm's.
-        while step["orbit"] < total:
-            # The orbit arm first: its first step comes right after attach.
-            order = ("plain", "orbit") if window % 2 else ("orbit", "plain")
-            for name in order:
-                (model, opt, sampler), o = arms[name]
-                for _ in range(min(args.window, total - step[name])):
-                    step[name] += 1
-                    if name == "orbit" and step[name] == args.warmup + 1:
-                        thread_cpu0 = adapter_thread_cpu(orbit)
-                        daemon_cpu0 = process_cpu_s(daemon.process.pid)
-                    dt, dc, dp, di = one_step(model, opt, sampler, corpus, o, step[name],
-                                              args.trainer_grad_norm)
-                    if step[name] > args.warmup:
-                        times[name].append(dt)
-                        cpu[name].append(dc)
-                        pcpu[name].append(dp)
-                        if name == "orbit":
-                            inside.append(di)
-            window += 1
+        thread_cpu, daemon_cpu0 = 0.0, None
+        done = {id(plain): 0, id(probed): 0}  # steps trained per model instance
+        # --swap: the second half puts the adapter on the other instance, so a speed
+        # difference between the two instances cancels out of the ratio.
+        halves = [(plain, probed), (probed, plain)] if args.swap else [(plain, probed)]
+        per_half = -(-args.steps // len(halves))
+        summary, uses_thread = {"client": None, "errors": {}}, False
+        for half, (bare, probed_now) in enumerate(halves):
+            orbit = None
+            if not args.aa:
+                orbit = Orbit(endpoint=daemon.endpoint, run=f"overhead-{half}",
+                              domains=corpus.domains, client_thread=CLIENT_MODES[args.client_thread])
+                orbit.attach(probed_now[0], probed_now[1], sampler=probed_now[2],
+                             start_step=done[id(probed_now)])
+            arms = {"plain": (bare, None), "orbit": (probed_now, orbit)}
+            thread_cpu0 = None
+            step = {"plain": 0, "orbit": 0}
+            total = min(per_half, args.steps - half * per_half) + args.warmup
+            window = 0
+            # Windows of `window` steps per arm, alternating which arm goes first, so load
+            # changes hit both arms alike and the client thread's work (right after each
+            # orbit step) overlaps the orbit arm's own next step, not the plain arm's.
+            while step["orbit"] < total:
+                # The orbit arm first: its first step comes right after attach.
+                order = ("plain", "orbit") if window % 2 else ("orbit", "plain")
+                for name in order:
+                    arm, o = arms[name]
+                    model, opt, sampler = arm
+                    for _ in range(min(args.window, total - step[name])):
+                        step[name] += 1
+                        done[id(arm)] += 1
+                        if name == "orbit" and step[name] == args.warmup + 1:
+                            thread_cpu0 = adapter_thread_cpu(orbit)
+                            if daemon_cpu0 is None:
+                                daemon_cpu0 = process_cpu_s(daemon.process.pid)
+                        dt, dc, dp, di = one_step(model, opt, sampler, corpus, o, done[id(arm)],
+                                                  args.trainer_grad_norm)
+                        if step[name] > args.warmup:
+                            times[name].append(dt)
+                            cpu[name].append(dc)
+                            pcpu[name].append(dp)
+                            if name == "orbit":
+                                inside.append(di)
+                window += 1
+            thread_cpu += adapter_thread_cpu(orbit) - (thread_cpu0 or 0.0)
+            if orbit is not None:
+                part = orbit.summary()
+                if summary["client"] is None:
+                    summary = part
+                elif part["client"]:
+                    for k in ("snapshots", "dropped"):
+                        summary["client"][k] += part["client"][k]
+                    for k, v in part["errors"].items():
+                        summary["errors"][k] = summary["errors"].get(k, 0) + v
+                uses_thread = orbit.uses_client_thread()
+                orbit.close()
         wall = time.perf_counter() - t_start
-        thread_cpu = adapter_thread_cpu(orbit) - (thread_cpu0 or 0.0)
         daemon_cpu = process_cpu_s(daemon.process.pid) - daemon_cpu0
-        summary = orbit.summary()
-        uses_thread = orbit.uses_client_thread()
-        orbit.close()
+        if args.aa:
+            inside = [0.0]  # A/A: nothing runs inside orbit.step
     same = all(torch.equal(a, b) for a, b in zip(plain[0].state_dict().values(),
                                                  probed[0].state_dict().values()))
     res = {name: summarize(ts) for name, ts in times.items()}
@@ -204,6 +249,13 @@ def main():
                          "model), on (ClientThread), off (every adapter step on the training thread)")
     ap.add_argument("--no-client-thread", dest="client_thread", action="store_const", const="off",
                     help="the same as --client-thread off")
+    ap.add_argument("--aa", action="store_true",
+                    help="A/A check of the method: the orbit arm trains without the adapter, so "
+                         "what the run reports is the difference between two plain model "
+                         "instances (the measurement's own floor)")
+    ap.add_argument("--swap", action="store_true",
+                    help="each repeat in two halves, the adapter on one model instance and then "
+                         "on the other, so the instances' own speed difference cancels")
     ap.add_argument("--orbitd", default=None)
     ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
     ap.add_argument("--json-out", default=os.path.join(REPO, "bench", "results", "overhead.json"))
@@ -246,9 +298,13 @@ def main():
         "what": "step time of the example trainer's model with and without the Orbit adapter "
                 "(interleaved windows in one process, median over repeats)",
         "command": "/usr/bin/python3 bench/overhead/run.py " + " ".join(sys.argv[1:]),
+        "commit": git_commit(),
+        "scheduling": scheduling(),
         "steps_timed_per_repeat": args.steps, "repeats": args.repeats, "window": args.window,
         "seed": args.seed, "norm": args.norm, "lr": args.lr,
         "grad_norm_by": "trainer" if args.trainer_grad_norm else "adapter",
+        "aa_no_adapter_in_either_arm": args.aa,
+        "swap_halves": args.swap,
         "client_thread": args.client_thread,
         "client_thread_used": repeats[0]["client_thread_used"],
         "overhead_percent": overhead,

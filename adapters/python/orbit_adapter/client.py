@@ -34,6 +34,10 @@ __version__ = "0.1.0"
 
 _log = logging.getLogger("orbit_adapter")
 
+# The per-step calls use plain ints (pyzmq's enum members cost more to combine).
+_EVENTS, _POLLIN, _NOBLOCK, _RCVMORE = (int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK),
+                                         int(zmq.RCVMORE))
+
 
 @dataclasses.dataclass
 class ClientStats:
@@ -168,7 +172,7 @@ class OrbitClient:
                    "grad_norm": grad_norm, "lr": lr, "schedule_lr": schedule_lr, "tokens": tokens,
                    "domains": domains,
                    "spectra": spectra, "loop_rate": loop_rate, "scalars": scalars}
-        sent = self._send(protocol.encode(message))
+        sent = self._send(protocol.encode_snapshot(message))
         if sent:
             self._stats.snapshots += 1
         self._housekeeping()
@@ -196,7 +200,7 @@ class OrbitClient:
                 _log.warning("orbit: %s (%d refused so far)", self.last_error, self._stats.oversized)
             return False
         try:
-            self._socket.send(data, zmq.NOBLOCK)
+            self._socket.send(data, _NOBLOCK)
         except zmq.Again:
             self._stats.dropped += 1
             return False
@@ -231,16 +235,20 @@ class OrbitClient:
         if self._closed:
             return []
         replies = []
+        sock = self._socket
         deadline = time.perf_counter() + budget
         for n in range(max_messages):
             if n and time.perf_counter() >= deadline:
                 break
             # Asked first: an empty non-blocking read raises, and the exception costs
-            # more than the question (this runs after every snapshot).
-            if not self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            # more than the question (this runs after every snapshot). Plain ints: an
+            # enum flag's `&` builds a new flag object each time.
+            if not sock.getsockopt(_EVENTS) & _POLLIN:
                 break
             try:
-                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=True)
+                frames = [sock.recv(_NOBLOCK)]
+                while sock.getsockopt(_RCVMORE):  # recv_multipart, without its enum flags
+                    frames.append(sock.recv(_NOBLOCK))
             except zmq.Again:
                 break
             try:

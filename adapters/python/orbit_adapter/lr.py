@@ -49,7 +49,7 @@ class LrScaler:
         scale = self.scale
         self.last_schedule_lrs = [float(g["lr"]) for g in groups]
         if scale == 1.0:
-            self.last_lrs = [float(g["lr"]) for g in groups]
+            self.last_lrs = self.last_schedule_lrs  # the same values; both are only read
             return self._inner(*args, **kwargs)
         base = [g["lr"] for g in groups]
         for g, b in zip(groups, base):

@@ -98,5 +98,8 @@ def reply_from_dict(message: Mapping[str, Any]) -> Optional[Reply]:
         return None
     if cls is Burn:
         return Burn.from_dict(message)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = _FIELD_NAMES[cls]
     return cls(**{k: v for k, v in message.items() if k in known})
+
+
+_FIELD_NAMES = {cls: frozenset(f.name for f in dataclasses.fields(cls)) for cls in _TYPES.values()}

@@ -12,6 +12,10 @@ arrays that are empty) are left out. ``decode`` returns a dict holding ``v``,
 ``type`` and the fields the message carries (unknown keys are dropped), with
 spectra as read-only ``numpy.float32`` arrays; it raises ``ProtocolError`` with
 the code the daemon would answer.
+
+Per-step fast paths, same results: ``decode`` reads a well-formed `state` reply (one
+per snapshot) without the general validator's per-field calls and hands anything
+else to it; ``encode_snapshot`` packs a snapshot of plain values the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import threading
 from typing import Any, Mapping
 
 import msgpack
@@ -205,11 +210,86 @@ def canonical(message: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _packer_options = dict(use_bin_type=True, use_single_float=False, autoreset=True)
+_local = threading.local()
+
+
+def _pack(value: Any) -> bytes:
+    """msgpack.packb with this thread's Packer: packb builds a Packer, and its 1 MiB
+    buffer, on every call (a Packer resets itself after an error)."""
+    try:
+        packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(**_packer_options)
+    return packer.pack(value)
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
     """Canonical MessagePack bytes of a message dict (SPEC.md, "Canonical encoding")."""
-    return msgpack.packb(canonical(message), **_packer_options)
+    return _pack(canonical(message))
+
+
+_SNAPSHOT_FLOATS = ("grad_norm", "lr", "schedule_lr")
+
+
+def encode_snapshot(message: Mapping[str, Any]) -> bytes:
+    """``encode`` of a snapshot: the same bytes and the same errors, with less work for
+    the common case (a snapshot goes out every step). Fields of the plain types
+    (str, int, float, None) are taken as they are; any other value, and a message with
+    spectra, goes through ``encode``."""
+    g = message.get
+    run, rank, step, t, loss = g("run"), g("rank"), g("step"), g("time"), g("loss")
+    tokens, loop = g("tokens"), g("loop_rate")
+    if not (type(run) is str and type(rank) is int and type(step) is int and type(t) is float
+            and type(loss) is float and (tokens is None or type(tokens) is int)
+            and (loop is None or type(loop) is float) and g("spectra") is None
+            and g("type") == "snapshot"):
+        return encode(message)
+    out: dict[str, Any] = {"v": VERSION, "type": "snapshot", "run": run, "rank": rank,
+                           "step": step, "time": t, "loss": loss}
+    for name in _SNAPSHOT_FLOATS:
+        x = g(name)
+        if x is not None:
+            if type(x) is not float:
+                return encode(message)
+            out[name] = x
+    if tokens is not None:
+        out["tokens"] = tokens
+    domains = g("domains")
+    if domains is not None:
+        value = _plain_domains(domains)
+        if value is None:
+            value = _enc_value("domains", _DOMAINS, domains)
+        if value:
+            out["domains"] = value
+    if loop is not None:
+        out["loop_rate"] = loop
+    scalars = g("scalars")
+    if scalars is not None:
+        value = _enc_value("scalars", _FLOATS, scalars)
+        if value:
+            out["scalars"] = value
+    return _pack(out)
+
+
+def _plain_domains(domains: Any) -> dict | None:
+    """The wire form of `domains` when it is a dict of ASCII names to dicts of floats
+    (code point order is then byte order); None for anything else."""
+    if type(domains) is not dict:
+        return None
+    out = {}
+    for name in sorted(domains) if all(type(k) is str and k.isascii() for k in domains) else ():
+        stats = domains[name]
+        if type(stats) is not dict:
+            return None
+        inner = {}
+        for field in ("loss", "weight"):
+            x = stats.get(field)
+            if x is not None:
+                if type(x) is not float:
+                    return None
+                inner[field] = x
+        out[name] = inner
+    return out if len(out) == len(domains) else None
 
 
 # ------------------------------------------------------------------ decoding
@@ -657,11 +737,74 @@ def _to_plain(m: dict) -> dict:
     return {k: v for k, v in m.items() if v is not None}
 
 
+class _NotPlain(Exception):
+    """A message the fast path leaves to the full decoder."""
+
+
+def _unique_pairs(pairs):
+    d = dict(pairs)
+    if len(d) != len(pairs):  # a repeated key: the full decoder names it
+        raise _NotPlain
+    return d
+
+
+_STATE_KEYS = frozenset(("v", "type", "run", "rank", "step", "state", "basin", "metrics",
+                         "basin_age_steps"))
+_I64_MAX = 2**63 - 1
+
+
+def _decode_plain_state(data: bytes, limits: DecodeLimits) -> dict | None:
+    """The fast path of ``decode`` for the reply a rank gets after every snapshot: a
+    well-formed `state`. Returns exactly what the full decoder returns, or None (any
+    other message, or anything the full decoder might reject or read differently),
+    and then the full decoder decides."""
+    try:
+        m = msgpack.unpackb(data, raw=False, object_pairs_hook=_unique_pairs, use_list=True,
+                            max_str_len=len(data), max_bin_len=0, max_ext_len=0,
+                            max_array_len=0, max_map_len=limits.max_scalars * 8)
+    except Exception:
+        return None
+    if type(m) is not dict or m.get("type") != "state" or not m.keys() <= _STATE_KEYS:
+        return None
+    v, run, rank, step = m.get("v"), m.get("run"), m.get("rank"), m.get("step")
+    state, basin, metrics = m.get("state"), m.get("basin"), m.get("metrics")
+    if not (type(v) is int and v == VERSION and type(run) is str and valid_run_id(run)
+            and type(rank) is int and 0 <= rank <= _I64_MAX
+            and type(step) is int and 0 <= step <= _I64_MAX
+            and type(state) is str and type(basin) is str and type(metrics) is dict):
+        return None
+    ints = False
+    for k, x in metrics.items():
+        # A key of str (msgpack's default strict_map_key: str or bytes; bytes go the long way),
+        # 1-128 UTF-8 bytes (an ASCII string has as many bytes as characters).
+        if type(k) is not str:
+            return None
+        if not 0 < (len(k) if k.isascii() else len(k.encode("utf-8"))) <= 128:
+            return None
+        if type(x) is not float:
+            if type(x) is not int:
+                return None
+            ints = True
+    if ints:  # numbers read as floats, as the full decoder does
+        metrics = {k: float(x) for k, x in metrics.items()}
+    age = m.get("basin_age_steps")
+    if age is not None and not (type(age) is int and 0 <= age <= _I64_MAX):
+        return None
+    res = {"v": v, "type": "state", "run": run, "rank": rank, "step": step, "state": state,
+           "basin": basin, "metrics": metrics}
+    if age is not None:
+        res["basin_age_steps"] = age
+    return res
+
+
 def decode(data: bytes | bytearray | memoryview, limits: DecodeLimits = DecodeLimits()) -> dict:
     """Decode and validate one message; raises ProtocolError (code, message, ref)."""
     data = bytes(data)
     if len(data) > limits.max_message_bytes:
         _fail("too_large", f"message is {len(data)} bytes; the limit is {limits.max_message_bytes}")
+    fast = _decode_plain_state(data, limits) if data else None
+    if fast is not None:
+        return fast
     if not data:
         _fail("bad_message", "empty message; expected one MessagePack map")
     root = _unpack(data, limits)

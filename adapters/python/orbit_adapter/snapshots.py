@@ -21,6 +21,30 @@ from .failures import FailOpen
 from .probes import ModelProbes, ProbeCapture, ProbeConfig, loop_rate
 
 
+def cpu_grad_norm(optimizer: torch.optim.Optimizer) -> Optional[float]:
+    """The total L2 norm of the optimizer's gradients when every one is a dense float32
+    CPU tensor; None otherwise and without gradients. On the CPU a read waits for
+    nothing, and one BLAS dot per gradient with no other per-tensor call costs about a
+    fifth less than _foreach_norm + stack + norm (bench/overhead). A float32 sum of
+    squares that overflows (a norm past ~1e19) gives None too, so the general path
+    decides."""
+    total, seen = 0.0, False
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                g = p.grad
+                if g is not None:
+                    if g.dtype is not _F32 or not g.is_cpu or g.is_sparse:
+                        return None
+                    flat = g.reshape(-1)
+                    total += float(torch.dot(flat, flat))
+                    seen = True
+    return math.sqrt(total) if seen and math.isfinite(total) else None
+
+
+_F32 = torch.float32
+
+
 def grad_norm_tensor(optimizer: torch.optim.Optimizer) -> Optional[torch.Tensor]:
     """The total L2 norm of the optimizer's gradients, as a tensor on their device
     (no host sync); None without gradients."""
@@ -87,8 +111,11 @@ class SnapshotAssembler:
                 grad_norm = float(grad_norm)  # the client thread takes tensors as they are
             # Nobody registered us yet (no daemon, or one that restarted): skip the work.
             if grad_norm is None and cfg.grad_norm and link.registered:
-                norm = grad_norm_tensor(self.optimizer)  # queued on the device, no sync
-                grad_norm = norm if deferred or norm is None else float(norm)
+                # CPU gradients are read here in either mode (nothing waits for a device).
+                grad_norm = cpu_grad_norm(self.optimizer)
+                if grad_norm is None:
+                    norm = grad_norm_tensor(self.optimizer)  # queued on the device, no sync
+                    grad_norm = norm if deferred or norm is None else float(norm)
             loop = None
             if self.generate is not None and cfg.loop_every > 0 and step // cfg.loop_every > self.loop_bucket:
                 self.loop_bucket = step // cfg.loop_every

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """What Orbit sends: cadences, spectra names, scalars, domains, loop rate; and training unchanged."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -100,3 +102,44 @@ def test_domain_losses_groups_batch_items_by_label():
     from orbit_adapter.adapter import domain_losses
     per_token = torch.tensor([[1.0, 3.0], [2.0, 2.0], [5.0, 7.0], [0.0, 4.0]])
     assert domain_losses(per_token, ["a", "b", "a", "c"]) == pytest.approx({"a": 4.0, "b": 2.0, "c": 2.0})
+
+
+@pytest.mark.parametrize("case", ["float32", "non_contiguous", "huge", "nan", "mixed_dtype", "sparse",
+                                  "some_none"])
+def test_the_adapter_grad_norm_is_the_total_norm_torch_reports(case):
+    """grad_norm_tensor and its CPU float32 shortcut cpu_grad_norm (None where it does
+    not apply) give what clip_grad_norm_ gives."""
+    from orbit_adapter.snapshots import cpu_grad_norm, grad_norm_tensor
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(n, m)) for n, m in ((64, 32), (7, 5), (300, 1))]
+    for p in params:
+        p.grad = torch.randn_like(p) * 3.0
+    if case == "non_contiguous":
+        params[0].grad = torch.randn(32, 64).t()
+    elif case == "huge":  # a float32 sum of squares overflows
+        params[1].grad[0, 0] = 1e30
+    elif case == "nan":
+        params[2].grad[5, 0] = float("nan")
+    elif case == "mixed_dtype":
+        params[1].data = params[1].data.double()
+        params[1].grad = params[1].grad.double()
+    elif case == "sparse":
+        params[2].grad = params[2].grad.to_sparse()
+    elif case == "some_none":
+        params[1].grad = None
+    opt = torch.optim.SGD(params, lr=0.1)
+    want = float(torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], float("inf")))
+    fast = cpu_grad_norm(opt)
+    assert (fast is None) is (case in ("huge", "nan", "mixed_dtype", "sparse"))
+    for got in (float(grad_norm_tensor(opt)), fast):
+        if got is None:
+            continue
+        if case == "nan":
+            assert math.isnan(got) and math.isnan(want)
+        elif case == "huge":  # torch says inf, the stacked norm of an inf says nan
+            assert math.isinf(want) and not math.isfinite(got)
+        else:
+            assert math.isclose(got, want, rel_tol=1e-5), (got, want)
+    for p in params:
+        p.grad = None
+    assert cpu_grad_norm(opt) is None and grad_norm_tensor(opt) is None
