@@ -466,9 +466,6 @@ Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::ma
                                        config_.signals.signature_confirm_steps};
   early_.update(in.step, scalars_.loss_level(), attn_danger, early);
   out.early_corroborated = early_.corroborated(early);
-  if (in.step < config_.signals.signature_early_steps && early_.loss_fall()) {
-    put_metric(m, "early_loss_fall", *early_.loss_fall());
-  }
   if (m) {
     for (const auto& [name, stats] : domains) {
       if (stats.loss) put_metric(m, "domain." + name + ".loss", *stats.loss);
