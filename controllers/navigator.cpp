@@ -245,6 +245,7 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   signature_.reset();
   attn_growth_.reset();
   early_.reset();
+  restart_pending_ = restart_lr_.has_value();
   // What the adapter applies now keeps running from the new branch's start.
   if (applied_until_) applied_until_ = last_closed_step + config_.limits.expiry_steps;
   queued_events_.push_back(why);
@@ -607,6 +608,23 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
   // at the return rate: the warmup whose absence let it collapse.
   if (ladder.rollback_to_step) {
     pid_.set_output(std::min(pid_.output(), pl.output_max + std::log(cfg.rollback.restart_scale)), pl);
+    // That restart is meant against the lr that collapsed the run. Under a rising
+    // schedule (a warmup) the restored step's own schedule lr is lower than the
+    // alarm's, and the same scale on it would cut twice (setting C: rolled back from
+    // step 40 to 9, 0.05 x a schedule at 9/40 of the alarm's ran the run ~100 steps
+    // below the healthy fixed lr). Keep it in absolute units for the new branch.
+    if (schedule_lr_) restart_lr_ = std::exp(pid_.output()) * *schedule_lr_;
+  } else if (restart_pending_) {
+    restart_pending_ = false;
+    if (restart_lr_ && schedule_lr_) {
+      const double scale = std::clamp(*restart_lr_ / *schedule_lr_, lim.lr_scale_min, ceiling);
+      if (scale > 1.001 * std::exp(pid_.output())) {  // a constant schedule: unchanged, no event
+        pid_.set_output(std::log(scale), pl);
+        events.push_back("restart lr " + num(*restart_lr_) + " kept through the restored schedule: lr x" +
+                         num(scale) + " at step " + std::to_string(step));
+      }
+    }
+    restart_lr_.reset();
   }
 }
 

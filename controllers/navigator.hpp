@@ -231,6 +231,11 @@ class Navigator {
   RecoveryLadder ladder_;
   LrCeiling lr_cap_;
   std::optional<double> schedule_lr_;  // of the newest closed step
+  // A rollback's restart lr in absolute units (restart_scale x the ceiling x the
+  // schedule lr at the alarm), applied as a scale against the restored step's own
+  // schedule lr at the new branch's first decision (restart_pending_).
+  std::optional<double> restart_lr_;
+  bool restart_pending_ = false;
 
   // Burns.
   std::int64_t seq_ = 0;
