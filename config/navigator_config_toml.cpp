@@ -43,6 +43,7 @@ void read_signals(Table& t, SignalConfig& s) {
   t.number("signature_effective_rank", s.signature_effective_rank, 0.0, 1e9);
   t.integer("signature_early_steps", s.signature_early_steps, 0, 1'000'000'000);
   t.integer("signature_confirm_steps", s.signature_confirm_steps, 0, 1'000'000);
+  t.number("signature_early_loss_fall", s.signature_early_loss_fall, 0.0, 1.0);
   t.number("attn_logit_floor", s.attn_logit.floor, 0.0, 1e12);
   t.integer("attn_logit_window_steps", s.attn_logit.window_steps, 1, 1'000'000);
   t.done();

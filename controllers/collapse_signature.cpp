@@ -19,7 +19,7 @@ std::optional<std::string> CollapseSignature::sighting(const std::string& name, 
 
 SignatureReading CollapseSignature::update(std::int64_t step, bool checked, std::optional<std::string> seen,
                                            const SignalConfig& sc, std::map<std::string, double>* m,
-                                           std::vector<Finding>& findings) {
+                                           std::vector<Finding>& findings, bool corroborated) {
   SignatureReading out;
   // A step counter that went back (a rollback) starts the count again.
   if (since_ && step < *since_) since_.reset();
@@ -30,9 +30,9 @@ SignatureReading CollapseSignature::update(std::int64_t step, bool checked, std:
   if (!seen) return out;
   out.text = std::move(*seen);
   const std::int64_t held = step - *since_;
-  if (step < sc.signature_early_steps && held < sc.signature_confirm_steps) {
+  if (step < sc.signature_early_steps && (held < sc.signature_confirm_steps || !corroborated)) {
     put_metric(m, "signature_held_steps", static_cast<double>(held));
-    return out;  // seen, not yet confirmed: no finding, no burn
+    return out;  // seen, not yet confirmed (or a healthy transient's): no finding, no burn
   }
   if (held > 0) out.text += " (held " + std::to_string(held) + " steps)";
   findings.push_back({Severity::critical, "collapse signature: " + out.text, "signature"});

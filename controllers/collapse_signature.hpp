@@ -4,7 +4,9 @@
 // signature_spectra) the dominant ratio above signature_dominant_ratio or the
 // effective rank below signature_effective_rank. Early in training (steps below
 // signature_early_steps) it counts only once it has held signature_confirm_steps
-// steps on consecutive probes; later it counts at its first sighting.
+// steps on consecutive probes and the run corroborates it (controllers/
+// early_corroboration.hpp: its loss stalls or its attention logits blow up); later
+// it counts at its first sighting.
 
 #include <cstdint>
 #include <map>
@@ -32,10 +34,11 @@ class CollapseSignature {
   // One closed step. `checked`: the step carried a valid signature spectrum;
   // `seen`: the first sighting among them (nullopt: none). Adds the critical
   // finding once confirmed; while an early sighting waits, writes
-  // signature_held_steps to `metrics` (when not null).
+  // signature_held_steps to `metrics` (when not null). `corroborated`: the run
+  // corroborates an early sighting at this step (EarlyCorroboration).
   SignatureReading update(std::int64_t step, bool checked, std::optional<std::string> seen,
                           const SignalConfig& signals, std::map<std::string, double>* metrics,
-                          std::vector<Finding>& findings);
+                          std::vector<Finding>& findings, bool corroborated = true);
 
   // First step of the current run of sightings (nullopt: none running).
   const std::optional<std::int64_t>& since() const { return since_; }

@@ -244,6 +244,8 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   scalars_.reset();
   signature_.reset();
   attn_growth_.reset();
+  early_.reset();
+  restart_pending_ = restart_lr_.has_value();
   // What the adapter applies now keeps running from the new branch's start.
   if (applied_until_) applied_until_ = last_closed_step + config_.limits.expiry_steps;
   queued_events_.push_back(why);
@@ -371,6 +373,7 @@ struct Navigator::SignalReading {
   ScalarReading scalars;
   SignatureReading signature;
   std::optional<double> attn_logit_growth;  // doublings per 100 steps, on probed steps
+  bool early_corroborated = true;            // the run corroborates an early hidden-state alarm
 };
 
 struct Navigator::StateStep {
@@ -454,6 +457,16 @@ Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::ma
   if (in.attn_logit_max) put_metric(m, "attn_logit_max", *in.attn_logit_max);
   out.attn_logit_growth = attn_growth_.update(in.step, in.attn_logit_max, config_.signals.attn_logit);
   if (out.attn_logit_growth) put_metric(m, "attn_logit_growth", *out.attn_logit_growth);
+  // Early in training a hidden-state alarm must be corroborated by the run: its loss
+  // stalls, or its attention logits blow up (a healthy transient's loss keeps falling).
+  std::optional<bool> attn_danger;
+  if (const auto& zc = zone_config_[kAttnLogitGrowth]; zc && zc->alarm && out.attn_logit_growth) {
+    attn_danger = zc->band.classify(*out.attn_logit_growth) == Zone::danger;
+  }
+  const EarlyCorroborationConfig early{config_.signals.signature_early_loss_fall,
+                                       config_.signals.signature_confirm_steps};
+  early_.update(in.step, scalars_.loss_level(), attn_danger, early);
+  out.early_corroborated = early_.corroborated(early);
   if (m) {
     for (const auto& [name, stats] : domains) {
       if (stats.loss) put_metric(m, "domain." + name + ".loss", *stats.loss);
@@ -468,7 +481,8 @@ Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::ma
     seen = CollapseSignature::sighting(spectrum_slots_[slot].name, sm, config_.signals);
     if (seen) break;
   }
-  out.signature = signature_.update(in.step, checked, std::move(seen), config_.signals, m, findings);
+  out.signature =
+      signature_.update(in.step, checked, std::move(seen), config_.signals, m, findings, out.early_corroborated);
   return out;
 }
 
@@ -486,7 +500,7 @@ ZoneReading Navigator::read_zones(const Sample& in, const SignalReading& signals
   const ZoneReading zones =
       zones_.update(in.step, values, zone_config_, config_,
                     scalars_.alarm_margins(zone_config_, config_.filters, signals.scalars.jump),
-                    signals.scalars.nonfinite, m, findings);
+                    signals.scalars.nonfinite, m, findings, signals.early_corroborated);
   // An isolated z-spike is reported, not acted on (healthy runs have them).
   for (const auto& [mi, z] : {std::pair{kLossZ, signals.scalars.loss_z}, std::pair{kGradNormZ, signals.scalars.grad_norm_z}}) {
     const std::optional<ZoneConfig>& zc = zone_config_[mi];
@@ -594,6 +608,23 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
   // at the return rate: the warmup whose absence let it collapse.
   if (ladder.rollback_to_step) {
     pid_.set_output(std::min(pid_.output(), pl.output_max + std::log(cfg.rollback.restart_scale)), pl);
+    // That restart is meant against the lr that collapsed the run. Under a rising
+    // schedule (a warmup) the restored step's own schedule lr is lower than the
+    // alarm's, and the same scale on it would cut twice (setting C: rolled back from
+    // step 40 to 9, 0.05 x a schedule at 9/40 of the alarm's ran the run ~100 steps
+    // below the healthy fixed lr). Keep it in absolute units for the new branch.
+    if (schedule_lr_) restart_lr_ = std::exp(pid_.output()) * *schedule_lr_;
+  } else if (restart_pending_) {
+    restart_pending_ = false;
+    if (restart_lr_ && schedule_lr_) {
+      const double scale = std::clamp(*restart_lr_ / *schedule_lr_, lim.lr_scale_min, ceiling);
+      if (scale > 1.001 * std::exp(pid_.output())) {  // a constant schedule: unchanged, no event
+        pid_.set_output(std::log(scale), pl);
+        events.push_back("restart lr " + num(*restart_lr_) + " kept through the restored schedule: lr x" +
+                         num(scale) + " at step " + std::to_string(step));
+      }
+    }
+    restart_lr_.reset();
   }
 }
 

@@ -23,6 +23,7 @@
 #include "controllers/attn_logit_growth.hpp"
 #include "controllers/collapse_signature.hpp"
 #include "controllers/curriculum.hpp"
+#include "controllers/early_corroboration.hpp"
 #include "controllers/finding.hpp"
 #include "controllers/loss_weight_scheduler.hpp"
 #include "controllers/lr_ceiling.hpp"
@@ -213,6 +214,7 @@ class Navigator {
   ScalarSignals scalars_;
   CollapseSignature signature_;
   AttnLogitGrowth attn_growth_;
+  EarlyCorroboration early_;  // does the run corroborate an early hidden-state alarm?
   ZonedMetrics zones_;
   std::set<std::string> active_findings_;  // alarm kinds seen at the last closed step
 
@@ -229,6 +231,11 @@ class Navigator {
   RecoveryLadder ladder_;
   LrCeiling lr_cap_;
   std::optional<double> schedule_lr_;  // of the newest closed step
+  // A rollback's restart lr in absolute units (restart_scale x the ceiling x the
+  // schedule lr at the alarm), applied as a scale against the restored step's own
+  // schedule lr at the new branch's first decision (restart_pending_).
+  std::optional<double> restart_lr_;
+  bool restart_pending_ = false;
 
   // Burns.
   std::int64_t seq_ = 0;

@@ -46,6 +46,10 @@ struct SignalConfig {
   // single probe. Later a signature counts at its first probe (sudden collapse).
   std::int64_t signature_early_steps = 150;
   std::int64_t signature_confirm_steps = 20;
+  // ... and the run must corroborate it (controllers/early_corroboration.hpp): its
+  // smoothed loss fell less than this share over the last signature_confirm_steps
+  // steps, or attn_logit_growth is in danger. 0 = off (duration alone).
+  double signature_early_loss_fall = 0.03;
   // Attention-logit growth (the attn_logit_growth zone metric, from the snapshot's
   // attn_logit_max scalar): controllers/attn_logit_growth.hpp.
   AttnLogitConfig attn_logit;

@@ -48,6 +48,10 @@ class ScalarSignals {
                        std::vector<Finding>& findings);
 
   // The z-scores that held over spike_confirm_steps training steps (nullopt: none held).
+  // The loss's running (EWMA, outlier-clipped) level; nullopt before its first finite value.
+  std::optional<double> loss_level() const {
+    return loss_stats_.count() > 0 ? std::optional<double>(loss_stats_.mean()) : std::nullopt;
+  }
   std::optional<double> held_loss_z(std::int64_t confirm_steps) const { return loss_z_recent_.held(confirm_steps); }
   std::optional<double> held_grad_norm_z(std::int64_t confirm_steps) const {
     return grad_z_recent_.held(confirm_steps);

@@ -19,7 +19,8 @@ constexpr auto kAttnLogitGrowth = static_cast<std::size_t>(zone_metric_index("at
 ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& values,
                                  const PerZoneMetric<ZoneConfig>& zone_config, const NavigatorConfig& cfg,
                                  const std::vector<double>& extra_margins, bool nonfinite,
-                                 std::map<std::string, double>* m, std::vector<Finding>& findings) {
+                                 std::map<std::string, double>* m, std::vector<Finding>& findings,
+                                 bool early_corroborated) {
   const FilterConfig& fc = cfg.filters;
   const auto step = static_cast<double>(at);
   const std::int64_t confirm = fc.spike_confirm_steps;
@@ -71,7 +72,9 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
     // Early in training healthy runs pass through a short hidden-state transient
     // (see the signature): there a spectral metric alarms or weighs on health only
     // once it has stayed in danger for signature_confirm_steps on consecutive
-    // probes; its warnings and forecasts wait for the end of the early phase.
+    // probes and the run corroborates it (its loss stalls or its attention logits
+    // blow up: a healthy transient's loss keeps falling); its warnings and forecasts
+    // wait for the end of the early phase.
     // attn_logit_growth is not held: its floor (signals.attn_logit_floor) already
     // keeps the init transient out (healthy runs stay below it for 150+ steps), and a
     // warmup collapse held 20 steps is caught at a higher lr.
@@ -83,7 +86,8 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
       else if (!track.danger_since) track.danger_since = at;
     }
     const bool early_hold = spectral && at < cfg.signals.signature_early_steps &&
-                            (!in_danger || at - *track.danger_since < cfg.signals.signature_confirm_steps);
+                            (!in_danger || at - *track.danger_since < cfg.signals.signature_confirm_steps ||
+                             !early_corroborated);
     if (!zc->alarm || early_hold) continue;
     health = health ? std::min(*health, margin) : margin;
     if (zr == Zone::danger || zs == Zone::danger) {

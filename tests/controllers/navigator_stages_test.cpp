@@ -9,6 +9,7 @@
 #include "controllers/basin_classifier.hpp"
 #include "controllers/burn_changes.hpp"
 #include "controllers/collapse_signature.hpp"
+#include "controllers/early_corroboration.hpp"
 #include "controllers/scalar_signals.hpp"
 #include "controllers/zoned_metrics.hpp"
 
@@ -169,6 +170,48 @@ TEST(CollapseSignature, EarlySightingsMustHoldLaterOnesCountAtOnce) {
   EXPECT_EQ(findings.at(0).reason, "collapse signature: hidden.0 y");
   sig.update(100, false, std::nullopt, sc, nullptr, findings);
   EXPECT_FALSE(sig.since()) << "the step went back";
+}
+
+TEST(EarlyCorroboration, AFallingLossContradictsAnEarlyAlarmAStalledOneOrAttnGrowthCorroborates) {
+  const EarlyCorroborationConfig cfg;  // 3 % over 20 steps
+  EarlyCorroboration falling, flat, attn;
+  for (int step = 0; step <= 40; ++step) {
+    const double level = 3.4 - 0.01 * step;  // 3.2 -> 3.0 over steps 20-40: 6.25 %
+    falling.update(step, level, std::nullopt, cfg);
+    flat.update(step, 3.4 - 0.001 * step, std::nullopt, cfg);  // 0.7 %
+    attn.update(step, level, step % 10 == 0 ? std::optional<bool>(step >= 30) : std::nullopt, cfg);
+    if (step < 20) {
+      EXPECT_FALSE(falling.loss_fall()) << step;
+      EXPECT_TRUE(falling.corroborated(cfg)) << "no reference yet: " << step;
+    }
+  }
+  ASSERT_TRUE(falling.loss_fall());
+  EXPECT_NEAR(*falling.loss_fall(), 1.0 - 3.0 / 3.2, 1e-12);
+  EXPECT_FALSE(falling.corroborated(cfg));
+  EXPECT_TRUE(flat.corroborated(cfg));
+  EXPECT_TRUE(attn.corroborated(cfg)) << "attention-logit growth in danger at its last reading";
+  EarlyCorroborationConfig off = cfg;
+  off.loss_fall = 0.0;
+  EXPECT_TRUE(falling.corroborated(off));
+  falling.update(5, 3.3, std::nullopt, cfg);  // the step went back: start over
+  EXPECT_FALSE(falling.loss_fall());
+  EXPECT_TRUE(falling.corroborated(cfg));
+}
+
+TEST(CollapseSignature, AnEarlySightingTheRunDoesNotCorroborateWaits) {
+  const SignalConfig sc;
+  CollapseSignature sig;
+  std::vector<Finding> findings;
+  sig.update(20, true, "hidden.0 x", sc, nullptr, findings, false);
+  auto r = sig.update(40, true, "hidden.0 x", sc, nullptr, findings, false);
+  EXPECT_FALSE(r.confirmed);
+  EXPECT_TRUE(findings.empty());
+  r = sig.update(50, true, "hidden.0 x", sc, nullptr, findings, true);  // the loss stalled
+  EXPECT_TRUE(r.confirmed);
+  EXPECT_EQ(findings.at(0).reason, "collapse signature: hidden.0 x (held 30 steps)");
+  findings.clear();
+  r = sig.update(200, true, "hidden.0 x", sc, nullptr, findings, false);
+  EXPECT_TRUE(r.confirmed) << "past the early phase the run is not asked";
 }
 
 // ---- zones and health

@@ -11,6 +11,7 @@
 #include "controllers/attn_logit_growth.hpp"
 #include "controllers/lr_ceiling.hpp"
 #include "controllers/navigator.hpp"
+#include "scenario.hpp"
 
 namespace orbit {
 namespace {
@@ -206,6 +207,53 @@ TEST(NavigatorWarmup, HealthyLogitGrowthWithProbeNoiseNeverBurns) {
     const double noise = (step / 10) % 3 == 0 ? 0.8 : (step / 10) % 3 == 1 ? 1.0 : 1.2;
     return noise * 2.0 * std::exp2(static_cast<double>(step) / 100.0);
   });
+}
+
+// Setting C (pre-LN, warmup to 3e-2 over 300 steps): a signature confirmed at step 40
+// (lr 4e-3) rolls the run back to step 9. The restart share of the ceiling is meant
+// against the lr that collapsed the run; applied as a scale to the restored step's
+// own schedule lr (9/40 of the alarm's) it cut twice and ran the restored run ~100
+// steps below the healthy fixed lr. The restored branch restarts at the same
+// ABSOLUTE lr (restart_scale x ceiling x 4e-3 = 2e-4), within the ceiling.
+TEST(NavigatorWarmup, ARollbackRestartsAtTheAbsoluteLrOfItsAlarmNotAShareOfTheRestoredSchedule) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"restart", 1, {}, {"lr", "rollback"}, 3e-2}, Mode::active);
+  double scale = 1.0;
+  std::optional<std::int64_t> restored;
+  std::optional<double> restart_scale;
+  std::optional<double> after_restore;  // the scale in effect 6 steps into the restored branch
+  std::int64_t step = 1;
+  for (int i = 0; i < 120; ++i, ++step) {
+    Snapshot s = warmup_snapshot("restart", step, 3.0, warmup_lr(step), scale);  // the loss stalls
+    if (step % 10 == 0) {
+      s.spectra["hidden.0"] = !restored && step >= 20 ? test::spectrum_with_dominant(0.95)
+                                                      : test::spectrum_with_entropy(2.9);
+    }
+    const Decision d = nav.on_snapshot(s);
+    if (restored && step == *restored + 6) after_restore = scale;
+    if (!d.burn) continue;
+    scale = d.burn->lr_scale;
+    if (d.burn->rollback_to_step) {
+      ASSERT_FALSE(restored) << "one rollback";
+      EXPECT_EQ(step, 40);
+      restart_scale = scale;  // restart_scale 0.2 x ceiling 0.25 against the alarm's schedule lr
+      restored = *d.burn->rollback_to_step;
+      Ack ack;
+      ack.run = "restart";
+      ack.seq = d.burn->seq;
+      ack.step = step + 1;
+      ack.restored_step = *restored;
+      nav.on_ack(ack);
+      step = *restored;
+    }
+  }
+  ASSERT_TRUE(restored && restart_scale && after_restore);
+  EXPECT_EQ(*restored, 9);
+  EXPECT_NEAR(*restart_scale, 0.05, 1e-9);
+  // At the restored branch's first step the burns bring the scale to 2e-4 / 1e-3 (step
+  // 10's schedule lr) = 0.2, at most x2 per burn, never above the ceiling 0.25 (was 0.05).
+  EXPECT_GT(*after_restore, 0.15) << "the restored run restarts at the alarm's absolute restart lr";
+  EXPECT_LE(*after_restore, 0.25 + 1e-9);
 }
 
 }  // namespace
