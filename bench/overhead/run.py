@@ -12,7 +12,7 @@ to a real orbitd in monitor mode (so no burn changes its training). The step tim
 covers forward, backward, optimizer step and, in the orbit arm, `orbit.step`.
 
     /usr/bin/python3 bench/overhead/run.py [--steps 300] [--repeats 3] [--orbitd build/daemon/orbitd]
-        [--trainer-grad-norm] [--no-client-thread] [--aa] [--swap]
+        [--trainer-grad-norm] [--no-client-thread] [--aa] [--swap] [--with-aa]
 
 Measured per step and arm, in the same run: wall time, the training thread's CPU
 time, and the whole process's CPU time (training thread, the adapter's client thread
@@ -23,6 +23,10 @@ machine the wall figure is noise; the CPU figures are the result then.
 a CPU model), on, off. `--aa` leaves the adapter out of the orbit arm too: what it
 reports is how far two plain model instances differ, the method's own floor. `--swap`
 runs each repeat in two halves with the adapter on one instance, then on the other.
+`--with-aa` measures the floor in the same session: `--repeats` runs with the adapter
+and as many A/A runs (no adapter in either arm), in the order AB, AA, AA, AB, ... so
+that load changes hit both alike; the result gives both medians, their difference and
+95% bootstrap intervals over the repeats.
 
 Prints a table and writes bench/results/overhead.json.
 """
@@ -256,10 +260,15 @@ def main():
     ap.add_argument("--swap", action="store_true",
                     help="each repeat in two halves, the adapter on one model instance and then "
                          "on the other, so the instances' own speed difference cancels")
+    ap.add_argument("--with-aa", action="store_true",
+                    help="as many A/A runs as --repeats, interleaved with the adapter's (AB AA AA AB ...): "
+                         "the method's floor measured in the same session")
     ap.add_argument("--orbitd", default=None)
     ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
     ap.add_argument("--json-out", default=os.path.join(REPO, "bench", "results", "overhead.json"))
     args = ap.parse_args()
+    if args.aa and args.with_aa:
+        ap.error("--aa and --with-aa exclude each other (--with-aa runs A/A repeats itself)")
     torch.set_num_threads(1)
     binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
     if binary is None:
@@ -268,9 +277,19 @@ def main():
     corpus = train.Corpus(train.DEFAULT_CORPUS, 64)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    repeats = []
-    for r in range(args.repeats):
-        rep = one_repeat(binary, corpus, args)
+    repeats, aa_repeats = [], []
+    kinds = [args.aa] * args.repeats
+    if args.with_aa:  # AB AA AA AB AB AA AA AB ...: the adapter's runs and the A/A runs interleaved
+        kinds = [(r % 4) in (1, 2) for r in range(2 * args.repeats)]
+    for r, aa in enumerate(kinds):
+        rep = one_repeat(binary, corpus, argparse.Namespace(**{**vars(args), "aa": aa}))
+        if args.with_aa and aa:
+            aa_repeats.append(rep)
+            oc = rep["overhead_percent_thread_cpu"]
+            print(f"repeat {r + 1} (A/A): thread cpu median {oc['median_ms']:+.2f}% mean {oc['mean_ms']:+.2f}%, "
+                  f"wall median {rep['overhead_percent']['median_ms']:+.2f}% "
+                  f"(load {rep['loadavg_after'][0]:.1f})", flush=True)
+            continue
         repeats.append(rep)
         o, oc = rep["overhead_percent"], rep["overhead_percent_thread_cpu"]
         op = rep["overhead_percent_process_cpu"]
@@ -320,12 +339,17 @@ def main():
         "overhead_percent_all_adapter_cpu_mean": statistics.median(
             rep["overhead_percent_all_adapter_cpu_mean"] for rep in repeats),
         "models_identical_after_training": all(rep["models_identical_after_training"] for rep in repeats),
+        "median_step_overhead_ci95_percent": {
+            "thread_cpu": bootstrap_median_ci([rep["overhead_percent_thread_cpu"]["median_ms"] for rep in repeats]),
+            "wall": bootstrap_median_ci([rep["overhead_percent"]["median_ms"] for rep in repeats])},
         "per_repeat": repeats,
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_before": load_before, "loadavg_at_end": os.getloadavg()},
         "wall_s": time.perf_counter() - t0,
     }
+    if aa_repeats:
+        out["aa_same_session"] = aa_summary(repeats, aa_repeats)
     print(f"{'per step, ms (median of repeats)':<34}{'plain':>10}{'orbit':>10}{'median':>9}{'mean':>9}")
     for label, metric, o in (("wall", "arms", overhead), ("training thread cpu", "arms_thread_cpu", overhead_cpu),
                              ("process cpu", "arms_process_cpu", overhead_pcpu)):
@@ -341,10 +365,51 @@ def main():
           f"(training + client thread), mean: {out['overhead_percent_all_adapter_cpu_mean']:+.2f}%")
     print(f"models identical after training: {out['models_identical_after_training']}; "
           f"load average before {load_before[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
+    ci = out["median_step_overhead_ci95_percent"]["thread_cpu"]
+    print(f"median step, thread cpu: 95% bootstrap interval of the median over repeats "
+          f"{ci[0]:+.2f}% .. {ci[1]:+.2f}%")
+    if aa_repeats:
+        a = out["aa_same_session"]
+        print(f"A/A in the same session ({len(aa_repeats)} repeats): thread cpu median step "
+              f"{a['overhead_percent_thread_cpu_median']:+.2f}% (95% {a['ci95_thread_cpu'][0]:+.2f}% .. "
+              f"{a['ci95_thread_cpu'][1]:+.2f}%), wall {a['overhead_percent_wall_median']:+.2f}%; adapter minus "
+              f"A/A {a['adapter_minus_aa_thread_cpu']:+.2f} points (95% {a['ci95_adapter_minus_aa'][0]:+.2f} .. "
+              f"{a['ci95_adapter_minus_aa'][1]:+.2f})")
     os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
     with open(args.json_out, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {os.path.relpath(args.json_out, REPO)}")
+
+
+def bootstrap_median_ci(values, n=4000, seed=0):
+    """95% percentile-bootstrap interval of the median of `values` (resampling repeats)."""
+    import random
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(n))
+    return [meds[int(0.025 * n)], meds[int(0.975 * n) - 1]]
+
+
+def aa_summary(repeats, aa_repeats, n=4000, seed=1):
+    """The A/A runs of `--with-aa` beside the adapter's: medians over repeats of the
+    median-step overhead, and the adapter's minus the A/A's with a bootstrap interval."""
+    import random
+    ab = [rep["overhead_percent_thread_cpu"]["median_ms"] for rep in repeats]
+    aa = [rep["overhead_percent_thread_cpu"]["median_ms"] for rep in aa_repeats]
+    rng = random.Random(seed)
+    diffs = sorted(statistics.median(rng.choices(ab, k=len(ab))) - statistics.median(rng.choices(aa, k=len(aa)))
+                   for _ in range(n))
+    return {
+        "repeats": len(aa_repeats),
+        "overhead_percent_thread_cpu_median": statistics.median(aa),
+        "overhead_percent_wall_median": statistics.median(
+            rep["overhead_percent"]["median_ms"] for rep in aa_repeats),
+        "ci95_thread_cpu": bootstrap_median_ci(aa),
+        "per_repeat_thread_cpu_median_step": aa,
+        "per_repeat_wall_median_step": [rep["overhead_percent"]["median_ms"] for rep in aa_repeats],
+        "loadavg_after": [rep["loadavg_after"] for rep in aa_repeats],
+        "adapter_minus_aa_thread_cpu": statistics.median(ab) - statistics.median(aa),
+        "ci95_adapter_minus_aa": [diffs[int(0.025 * n)], diffs[int(0.975 * n) - 1]],
+    }
 
 
 if __name__ == "__main__":
