@@ -134,6 +134,7 @@ def one_repeat(binary, corpus, args):
     cpu = {"plain": [], "orbit": []}
     pcpu = {"plain": [], "orbit": []}
     inside = []  # training-thread CPU inside orbit.step, per orbit step
+    probe_step = []  # per timed orbit step: whether its probes were armed (a probe step)
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
         t_start = time.perf_counter()
         thread_cpu, daemon_cpu0 = 0.0, None
@@ -171,6 +172,7 @@ def one_repeat(binary, corpus, args):
                             thread_cpu0 = adapter_thread_cpu(orbit)
                             if daemon_cpu0 is None:
                                 daemon_cpu0 = process_cpu_s(daemon.process.pid)
+                        armed = o is not None and o._snapshots.probes.armed
                         dt, dc, dp, di = one_step(model, opt, sampler, corpus, o, done[id(arm)],
                                                   args.trainer_grad_norm)
                         if step[name] > args.warmup:
@@ -179,6 +181,7 @@ def one_repeat(binary, corpus, args):
                             pcpu[name].append(dp)
                             if name == "orbit":
                                 inside.append(di)
+                                probe_step.append(armed)
                 window += 1
             thread_cpu += adapter_thread_cpu(orbit) - (thread_cpu0 or 0.0)
             if orbit is not None:
@@ -205,6 +208,13 @@ def one_repeat(binary, corpus, args):
     res_pcpu = {name: summarize(ts) for name, ts in pcpu.items()}
     overhead_pcpu = {k: 100.0 * (res_pcpu["orbit"][k] / res_pcpu["plain"][k] - 1.0) for k in KEYS}
     thread_ms = 1000.0 * thread_cpu / args.steps
+    # The median step splits in two: what an ordinary (non-probe) step costs, and how far
+    # the probe steps (1 in spectra_every, all in the slow tail) push the median up the
+    # ordinary steps' distribution even where those cost nothing.
+    ordinary = [c for c, p in zip(cpu["orbit"], probe_step) if not p] if not args.aa else cpu["orbit"]
+    plain_sorted = sorted(cpu["plain"])
+    share = 0.5 * len(cpu["orbit"]) / max(1, len(ordinary))  # the quantile of the ordinary steps at the median
+    shift_q = plain_sorted[min(len(plain_sorted) - 1, int(share * len(plain_sorted)))]
     return {
         "arms": res, "overhead_percent": overhead,
         # CPU time of the training thread: what the adapter costs the trainer, without
@@ -222,6 +232,14 @@ def one_repeat(binary, corpus, args):
         "orbit_step_cpu_percent_of_plain_step": {
             k: 100.0 * summarize(inside)[k] / res_cpu["plain"][k] for k in ("median_ms", "mean_ms")},
         "orbitd_cpu_ms_per_step": 1000.0 * daemon_cpu / args.steps,
+        "ordinary_steps": len(ordinary),
+        # Ordinary steps of the orbit arm (no probes armed) against all plain steps, medians.
+        "overhead_percent_thread_cpu_ordinary_steps_median": 100.0 * (
+            statistics.median(ordinary) / res_cpu["plain"]["median_ms"] * 1000.0 - 1.0),
+        # Where a median lands when 1 step in spectra_every sits in the tail: the plain arm's
+        # quantile at that share, against its median (an estimate with zero-cost ordinary steps).
+        "median_shift_percent_from_probe_steps_alone": 100.0 * (
+            shift_q / res_cpu["plain"]["median_ms"] * 1000.0 - 1.0),
         # The client thread's own CPU per step: work moved off the training thread
         # still runs on this machine; counted here so nothing hides.
         "client_thread_cpu_ms_per_step": thread_ms,
@@ -300,7 +318,8 @@ def main():
               f"{op['mean_ms']:+.2f}% (client thread {rep['client_thread_cpu_ms_per_step']:.3f} ms/step; "
               f"orbitd {rep['orbitd_cpu_ms_per_step']:.3f} ms/step; inside orbit.step "
               f"{rep['orbit_step_cpu_ms']['median_ms']:.3f} ms median, {rep['orbit_step_cpu_ms']['mean_ms']:.3f} "
-              f"mean; load {rep['loadavg_after'][0]:.1f})",
+              f"mean; ordinary steps {rep['overhead_percent_thread_cpu_ordinary_steps_median']:+.2f}%; "
+              f"load {rep['loadavg_after'][0]:.1f})",
               flush=True)
 
     def med(path):
@@ -339,6 +358,10 @@ def main():
         "overhead_percent_all_adapter_cpu_mean": statistics.median(
             rep["overhead_percent_all_adapter_cpu_mean"] for rep in repeats),
         "models_identical_after_training": all(rep["models_identical_after_training"] for rep in repeats),
+        "overhead_percent_thread_cpu_ordinary_steps_median": statistics.median(
+            rep["overhead_percent_thread_cpu_ordinary_steps_median"] for rep in repeats),
+        "median_shift_percent_from_probe_steps_alone": statistics.median(
+            rep["median_shift_percent_from_probe_steps_alone"] for rep in repeats),
         "median_step_overhead_ci95_percent": {
             "thread_cpu": bootstrap_median_ci([rep["overhead_percent_thread_cpu"]["median_ms"] for rep in repeats]),
             "wall": bootstrap_median_ci([rep["overhead_percent"]["median_ms"] for rep in repeats])},
@@ -365,6 +388,10 @@ def main():
           f"(training + client thread), mean: {out['overhead_percent_all_adapter_cpu_mean']:+.2f}%")
     print(f"models identical after training: {out['models_identical_after_training']}; "
           f"load average before {load_before[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
+    print(f"ordinary (non-probe) steps of the orbit arm vs the plain arm, thread cpu medians: "
+          f"{out['overhead_percent_thread_cpu_ordinary_steps_median']:+.2f}%; the probe steps alone "
+          f"(1 in 10, in the tail) move a median by {out['median_shift_percent_from_probe_steps_alone']:+.2f}% "
+          f"(the plain arm's own quantile)")
     ci = out["median_step_overhead_ci95_percent"]["thread_cpu"]
     print(f"median step, thread cpu: 95% bootstrap interval of the median over repeats "
           f"{ci[0]:+.2f}% .. {ci[1]:+.2f}%")
