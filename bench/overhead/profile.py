@@ -82,7 +82,7 @@ def instrument():
     timed(snapshots, "cpu_grad_norm", "    grad norm (CPU float32: BLAS dots)")
     timed(snapshots, "grad_norm_tensor", "    grad norm tensor (other devices, dtypes)")
     timed(snapshots.SnapshotAssembler, "_domains", "    domain weights")
-    timed(adapter.DaemonLink, "send_snapshot", "    link.send_snapshot")
+    timed(client.OrbitClient, "send_snapshot", "    client.send_snapshot")
     timed(protocol, "encode_snapshot", "      protocol.encode_snapshot")
     timed(protocol, "encode", "        protocol.encode (general path)")
     timed(client.OrbitClient, "_send", "      zmq send")
