@@ -9,8 +9,15 @@ nest (a parent's time includes its children's). The plain step time (forward,
 backward, optimizer) is timed the same way for scale. Work done by the adapter's
 background sender thread is reported as that thread's own CPU time.
 
+Steps are split by kind, since the median step is made of the common kind: probe
+steps (every `spectra_every`, with the checkpoint of the same cadence), the other
+snapshot steps, and steps without a snapshot (none at the daemon's default
+`snapshot_every = 1`; `--snapshot-every N` runs orbitd with that cadence). Each kind
+gets the median of its `orbit.step` training-thread CPU and the mean per call of
+every timer.
+
     /usr/bin/python3 bench/overhead/profile.py [--steps 300] [--orbitd build/daemon/orbitd] [--client-thread auto|on|off]
-        [--trainer-grad-norm]
+        [--trainer-grad-norm] [--snapshot-every N]
 """
 import argparse
 import functools
@@ -36,6 +43,8 @@ from orbitd_process import OrbitdProcess, find_orbitd  # noqa: E402
 from orbit_adapter import Orbit, adapter, client, probes, protocol, rollback, snapshots  # noqa: E402
 
 TOTALS = {}  # label -> [calls, thread cpu s, wall s]
+KIND = {"now": None}  # the kind of the step being timed (None: warmup, not counted)
+BY_KIND = {}  # kind -> label -> [calls, thread cpu s]
 
 
 def timed(owner, name, label):
@@ -51,10 +60,15 @@ def timed(owner, name, label):
         try:
             return inner(*args, **kwargs)
         finally:
+            cpu = time.thread_time() - c0
             entry = TOTALS.setdefault(label, [0, 0.0, 0.0])
             entry[0] += 1
-            entry[1] += time.thread_time() - c0
+            entry[1] += cpu
             entry[2] += time.perf_counter() - t0
+            if KIND["now"] is not None:
+                kind = BY_KIND.setdefault(KIND["now"], {}).setdefault(label, [0, 0.0])
+                kind[0] += 1
+                kind[1] += cpu
 
     setattr(owner, name, wrapper)
 
@@ -68,7 +82,7 @@ def instrument():
     timed(snapshots, "cpu_grad_norm", "    grad norm (CPU float32: BLAS dots)")
     timed(snapshots, "grad_norm_tensor", "    grad norm tensor (other devices, dtypes)")
     timed(snapshots.SnapshotAssembler, "_domains", "    domain weights")
-    timed(adapter.DaemonLink, "send_snapshot", "    link.send_snapshot")
+    timed(client.OrbitClient, "send_snapshot", "    client.send_snapshot")
     timed(protocol, "encode_snapshot", "      protocol.encode_snapshot")
     timed(protocol, "encode", "        protocol.encode (general path)")
     timed(client.OrbitClient, "_send", "      zmq send")
@@ -97,8 +111,13 @@ def main():
     ap.add_argument("--trainer-grad-norm", action="store_true",
                     help="the trainer computes the gradient norm (clip_grad_norm_) and hands it "
                          "to orbit.step, as examples/pytorch/train.py does")
+    ap.add_argument("--snapshot-every", type=int, default=None,
+                    help="run orbitd with [daemon] snapshot_every = N (default: the config's)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    config = args.config
+    if args.snapshot_every is not None:
+        config = with_snapshot_every(args.config, args.snapshot_every)
     binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
     if binary is None:
         sys.exit("profile: no orbitd binary (build it: cmake --build build --target orbitd)")
@@ -106,7 +125,8 @@ def main():
     model, opt, sampler = overhead_run.make_arm(corpus, args)
     instrument()
     step_cpu, step_wall = [], []
-    with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
+    inside = {}  # kind -> training-thread CPU inside orbit.step, per step
+    with OrbitdProcess(binary, config, mode="monitor") as daemon:
         orbit = Orbit(endpoint=daemon.endpoint, run="profile", domains=corpus.domains,
                       client_thread=overhead_run.CLIENT_MODES[args.client_thread])
         orbit.attach(model, opt, sampler=sampler)
@@ -114,11 +134,15 @@ def main():
             if step == args.warmup + 1:
                 TOTALS.clear()
                 worker_cpu0 = overhead_run.adapter_thread_cpu(orbit)
-            dt, dc, _, _ = overhead_run.one_step(model, opt, sampler, corpus, orbit, step,
-                                                 args.trainer_grad_norm)
+            kind = step_kind(orbit, step) if step > args.warmup else None
+            KIND["now"] = kind
+            dt, dc, _, di = overhead_run.one_step(model, opt, sampler, corpus, orbit, step,
+                                                  args.trainer_grad_norm)
+            KIND["now"] = None
             if step > args.warmup:
                 step_wall.append(dt)
                 step_cpu.append(dc)
+                inside.setdefault(kind, []).append(di)
         worker_cpu = overhead_run.adapter_thread_cpu(orbit) - worker_cpu0
         orbit.close()
     n = args.steps
@@ -133,7 +157,43 @@ def main():
               f"{100 * cpu_s / n / base:>7.2f}%")
     print(f"{'background sender thread (its own cpu)':<56}{'':>6}{1e3 * worker_cpu / n:>9.3f}"
           f"{'':>9}{100 * worker_cpu / n / base:>7.2f}%")
+    for kind in KINDS:
+        if kind not in inside:
+            continue
+        ts = inside[kind]
+        print(f"{kind}: {len(ts)} steps; orbit.step median {1e3 * statistics.median(ts):.3f} ms, "
+              f"mean {1e3 * statistics.fmean(ts):.3f} ms training-thread cpu "
+              f"({100 * statistics.median(ts) / base:.2f}% of the plain step)")
+        for label, (calls, cpu_s) in BY_KIND.get(kind, {}).items():
+            print(f"    {label:<56}{calls:>6}{1e3 * cpu_s / len(ts):>9.3f} ms per step")
     print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+KINDS = ("probe steps (spectra + checkpoint)", "other snapshot steps", "steps without a snapshot")
+
+
+def step_kind(orbit, step):
+    """Which kind `step` is, decided before it runs: a probe step has its probes armed
+    (its forward captures), a snapshot step is on the daemon's cadence."""
+    if orbit._snapshots.probes.armed:
+        return KINDS[0]
+    every = orbit._link.snapshot_every
+    return KINDS[1] if step % every == 0 else KINDS[2]
+
+
+def with_snapshot_every(config, every):
+    """A copy of `config` with [daemon] snapshot_every = `every` (a temporary file)."""
+    import re
+    import tempfile
+    with open(config) as f:
+        text = f.read()
+    text, n = re.subn(r"(?m)^snapshot_every\s*=.*$", f"snapshot_every = {int(every)}", text)
+    if n != 1:
+        sys.exit(f"profile: no single snapshot_every line in {config}")
+    out = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False, prefix="orbit-profile-")
+    with out:
+        out.write(text)
+    return out.name
 
 
 if __name__ == "__main__":

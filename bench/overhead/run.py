@@ -12,7 +12,7 @@ to a real orbitd in monitor mode (so no burn changes its training). The step tim
 covers forward, backward, optimizer step and, in the orbit arm, `orbit.step`.
 
     /usr/bin/python3 bench/overhead/run.py [--steps 300] [--repeats 3] [--orbitd build/daemon/orbitd]
-        [--trainer-grad-norm] [--no-client-thread] [--aa] [--swap]
+        [--trainer-grad-norm] [--no-client-thread] [--aa] [--swap] [--with-aa]
 
 Measured per step and arm, in the same run: wall time, the training thread's CPU
 time, and the whole process's CPU time (training thread, the adapter's client thread
@@ -23,6 +23,10 @@ machine the wall figure is noise; the CPU figures are the result then.
 a CPU model), on, off. `--aa` leaves the adapter out of the orbit arm too: what it
 reports is how far two plain model instances differ, the method's own floor. `--swap`
 runs each repeat in two halves with the adapter on one instance, then on the other.
+`--with-aa` measures the floor in the same session: `--repeats` runs with the adapter
+and as many A/A runs (no adapter in either arm), in the order AB, AA, AA, AB, ... so
+that load changes hit both alike; the result gives both medians, their difference and
+95% bootstrap intervals over the repeats.
 
 Prints a table and writes bench/results/overhead.json.
 """
@@ -130,6 +134,7 @@ def one_repeat(binary, corpus, args):
     cpu = {"plain": [], "orbit": []}
     pcpu = {"plain": [], "orbit": []}
     inside = []  # training-thread CPU inside orbit.step, per orbit step
+    probe_step = []  # per timed orbit step: whether its probes were armed (a probe step)
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
         t_start = time.perf_counter()
         thread_cpu, daemon_cpu0 = 0.0, None
@@ -167,6 +172,7 @@ def one_repeat(binary, corpus, args):
                             thread_cpu0 = adapter_thread_cpu(orbit)
                             if daemon_cpu0 is None:
                                 daemon_cpu0 = process_cpu_s(daemon.process.pid)
+                        armed = o is not None and o._snapshots.probes.armed
                         dt, dc, dp, di = one_step(model, opt, sampler, corpus, o, done[id(arm)],
                                                   args.trainer_grad_norm)
                         if step[name] > args.warmup:
@@ -175,6 +181,7 @@ def one_repeat(binary, corpus, args):
                             pcpu[name].append(dp)
                             if name == "orbit":
                                 inside.append(di)
+                                probe_step.append(armed)
                 window += 1
             thread_cpu += adapter_thread_cpu(orbit) - (thread_cpu0 or 0.0)
             if orbit is not None:
@@ -201,6 +208,13 @@ def one_repeat(binary, corpus, args):
     res_pcpu = {name: summarize(ts) for name, ts in pcpu.items()}
     overhead_pcpu = {k: 100.0 * (res_pcpu["orbit"][k] / res_pcpu["plain"][k] - 1.0) for k in KEYS}
     thread_ms = 1000.0 * thread_cpu / args.steps
+    # The median step splits in two: what an ordinary (non-probe) step costs, and how far
+    # the probe steps (1 in spectra_every, all in the slow tail) push the median up the
+    # ordinary steps' distribution even where those cost nothing.
+    ordinary = [c for c, p in zip(cpu["orbit"], probe_step) if not p] if not args.aa else cpu["orbit"]
+    plain_sorted = sorted(cpu["plain"])
+    share = 0.5 * len(cpu["orbit"]) / max(1, len(ordinary))  # the quantile of the ordinary steps at the median
+    shift_q = plain_sorted[min(len(plain_sorted) - 1, int(share * len(plain_sorted)))]
     return {
         "arms": res, "overhead_percent": overhead,
         # CPU time of the training thread: what the adapter costs the trainer, without
@@ -218,6 +232,14 @@ def one_repeat(binary, corpus, args):
         "orbit_step_cpu_percent_of_plain_step": {
             k: 100.0 * summarize(inside)[k] / res_cpu["plain"][k] for k in ("median_ms", "mean_ms")},
         "orbitd_cpu_ms_per_step": 1000.0 * daemon_cpu / args.steps,
+        "ordinary_steps": len(ordinary),
+        # Ordinary steps of the orbit arm (no probes armed) against all plain steps, medians.
+        "overhead_percent_thread_cpu_ordinary_steps_median": 100.0 * (
+            statistics.median(ordinary) / res_cpu["plain"]["median_ms"] * 1000.0 - 1.0),
+        # Where a median lands when 1 step in spectra_every sits in the tail: the plain arm's
+        # quantile at that share, against its median (an estimate with zero-cost ordinary steps).
+        "median_shift_percent_from_probe_steps_alone": 100.0 * (
+            shift_q / res_cpu["plain"]["median_ms"] * 1000.0 - 1.0),
         # The client thread's own CPU per step: work moved off the training thread
         # still runs on this machine; counted here so nothing hides.
         "client_thread_cpu_ms_per_step": thread_ms,
@@ -256,10 +278,15 @@ def main():
     ap.add_argument("--swap", action="store_true",
                     help="each repeat in two halves, the adapter on one model instance and then "
                          "on the other, so the instances' own speed difference cancels")
+    ap.add_argument("--with-aa", action="store_true",
+                    help="as many A/A runs as --repeats, interleaved with the adapter's (AB AA AA AB ...): "
+                         "the method's floor measured in the same session")
     ap.add_argument("--orbitd", default=None)
     ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
     ap.add_argument("--json-out", default=os.path.join(REPO, "bench", "results", "overhead.json"))
     args = ap.parse_args()
+    if args.aa and args.with_aa:
+        ap.error("--aa and --with-aa exclude each other (--with-aa runs A/A repeats itself)")
     torch.set_num_threads(1)
     binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
     if binary is None:
@@ -268,9 +295,19 @@ def main():
     corpus = train.Corpus(train.DEFAULT_CORPUS, 64)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    repeats = []
-    for r in range(args.repeats):
-        rep = one_repeat(binary, corpus, args)
+    repeats, aa_repeats = [], []
+    kinds = [args.aa] * args.repeats
+    if args.with_aa:  # AB AA AA AB AB AA AA AB ...: the adapter's runs and the A/A runs interleaved
+        kinds = [(r % 4) in (1, 2) for r in range(2 * args.repeats)]
+    for r, aa in enumerate(kinds):
+        rep = one_repeat(binary, corpus, argparse.Namespace(**{**vars(args), "aa": aa}))
+        if args.with_aa and aa:
+            aa_repeats.append(rep)
+            oc = rep["overhead_percent_thread_cpu"]
+            print(f"repeat {r + 1} (A/A): thread cpu median {oc['median_ms']:+.2f}% mean {oc['mean_ms']:+.2f}%, "
+                  f"wall median {rep['overhead_percent']['median_ms']:+.2f}% "
+                  f"(load {rep['loadavg_after'][0]:.1f})", flush=True)
+            continue
         repeats.append(rep)
         o, oc = rep["overhead_percent"], rep["overhead_percent_thread_cpu"]
         op = rep["overhead_percent_process_cpu"]
@@ -281,7 +318,8 @@ def main():
               f"{op['mean_ms']:+.2f}% (client thread {rep['client_thread_cpu_ms_per_step']:.3f} ms/step; "
               f"orbitd {rep['orbitd_cpu_ms_per_step']:.3f} ms/step; inside orbit.step "
               f"{rep['orbit_step_cpu_ms']['median_ms']:.3f} ms median, {rep['orbit_step_cpu_ms']['mean_ms']:.3f} "
-              f"mean; load {rep['loadavg_after'][0]:.1f})",
+              f"mean; ordinary steps {rep['overhead_percent_thread_cpu_ordinary_steps_median']:+.2f}%; "
+              f"load {rep['loadavg_after'][0]:.1f})",
               flush=True)
 
     def med(path):
@@ -320,12 +358,21 @@ def main():
         "overhead_percent_all_adapter_cpu_mean": statistics.median(
             rep["overhead_percent_all_adapter_cpu_mean"] for rep in repeats),
         "models_identical_after_training": all(rep["models_identical_after_training"] for rep in repeats),
+        "overhead_percent_thread_cpu_ordinary_steps_median": statistics.median(
+            rep["overhead_percent_thread_cpu_ordinary_steps_median"] for rep in repeats),
+        "median_shift_percent_from_probe_steps_alone": statistics.median(
+            rep["median_shift_percent_from_probe_steps_alone"] for rep in repeats),
+        "median_step_overhead_ci95_percent": {
+            "thread_cpu": bootstrap_median_ci([rep["overhead_percent_thread_cpu"]["median_ms"] for rep in repeats]),
+            "wall": bootstrap_median_ci([rep["overhead_percent"]["median_ms"] for rep in repeats])},
         "per_repeat": repeats,
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_before": load_before, "loadavg_at_end": os.getloadavg()},
         "wall_s": time.perf_counter() - t0,
     }
+    if aa_repeats:
+        out["aa_same_session"] = aa_summary(repeats, aa_repeats)
     print(f"{'per step, ms (median of repeats)':<34}{'plain':>10}{'orbit':>10}{'median':>9}{'mean':>9}")
     for label, metric, o in (("wall", "arms", overhead), ("training thread cpu", "arms_thread_cpu", overhead_cpu),
                              ("process cpu", "arms_process_cpu", overhead_pcpu)):
@@ -341,10 +388,55 @@ def main():
           f"(training + client thread), mean: {out['overhead_percent_all_adapter_cpu_mean']:+.2f}%")
     print(f"models identical after training: {out['models_identical_after_training']}; "
           f"load average before {load_before[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
+    print(f"ordinary (non-probe) steps of the orbit arm vs the plain arm, thread cpu medians: "
+          f"{out['overhead_percent_thread_cpu_ordinary_steps_median']:+.2f}%; the probe steps alone "
+          f"(1 in 10, in the tail) move a median by {out['median_shift_percent_from_probe_steps_alone']:+.2f}% "
+          f"(the plain arm's own quantile)")
+    ci = out["median_step_overhead_ci95_percent"]["thread_cpu"]
+    print(f"median step, thread cpu: 95% bootstrap interval of the median over repeats "
+          f"{ci[0]:+.2f}% .. {ci[1]:+.2f}%")
+    if aa_repeats:
+        a = out["aa_same_session"]
+        print(f"A/A in the same session ({len(aa_repeats)} repeats): thread cpu median step "
+              f"{a['overhead_percent_thread_cpu_median']:+.2f}% (95% {a['ci95_thread_cpu'][0]:+.2f}% .. "
+              f"{a['ci95_thread_cpu'][1]:+.2f}%), wall {a['overhead_percent_wall_median']:+.2f}%; adapter minus "
+              f"A/A {a['adapter_minus_aa_thread_cpu']:+.2f} points (95% {a['ci95_adapter_minus_aa'][0]:+.2f} .. "
+              f"{a['ci95_adapter_minus_aa'][1]:+.2f})")
     os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
     with open(args.json_out, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {os.path.relpath(args.json_out, REPO)}")
+
+
+def bootstrap_median_ci(values, n=4000, seed=0):
+    """95% percentile-bootstrap interval of the median of `values` (resampling repeats)."""
+    import random
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(n))
+    return [meds[int(0.025 * n)], meds[int(0.975 * n) - 1]]
+
+
+def aa_summary(repeats, aa_repeats, n=4000, seed=1):
+    """The A/A runs of `--with-aa` beside the adapter's: medians over repeats of the
+    median-step overhead, and the adapter's minus the A/A's with a bootstrap interval."""
+    import random
+    ab = [rep["overhead_percent_thread_cpu"]["median_ms"] for rep in repeats]
+    aa = [rep["overhead_percent_thread_cpu"]["median_ms"] for rep in aa_repeats]
+    rng = random.Random(seed)
+    diffs = sorted(statistics.median(rng.choices(ab, k=len(ab))) - statistics.median(rng.choices(aa, k=len(aa)))
+                   for _ in range(n))
+    return {
+        "repeats": len(aa_repeats),
+        "overhead_percent_thread_cpu_median": statistics.median(aa),
+        "overhead_percent_wall_median": statistics.median(
+            rep["overhead_percent"]["median_ms"] for rep in aa_repeats),
+        "ci95_thread_cpu": bootstrap_median_ci(aa),
+        "per_repeat_thread_cpu_median_step": aa,
+        "per_repeat_wall_median_step": [rep["overhead_percent"]["median_ms"] for rep in aa_repeats],
+        "loadavg_after": [rep["loadavg_after"] for rep in aa_repeats],
+        "adapter_minus_aa_thread_cpu": statistics.median(ab) - statistics.median(aa),
+        "ci95_adapter_minus_aa": [diffs[int(0.025 * n)], diffs[int(0.975 * n) - 1]],
+    }
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from .daemon_link import DaemonLink
 from .endpoints import default_endpoint
 from .failures import FailOpen
 from .lr import LrScaler
-from .messages import Burn, Error, State, Welcome
+from .messages import Burn, Error, Welcome, reply_from_dict
 from .probes import ProbeConfig
 from .rollback import CheckpointConfig, CheckpointRing
 from .snapshots import SnapshotAssembler, grad_norm_tensor
@@ -345,15 +345,18 @@ class Orbit:
             loss = float(loss.detach())
         loss = float(loss)
 
-        self._link.send_acks(step, self._scaler.last_lrs, self._sends_acks())
+        link, probes = self._link, self._snapshots.probes
+        if link.unacked:
+            link.send_acks(step, self._scaler.last_lrs, self._sends_acks())
         if self._ring is not None and self._ring.due(step):
             self._ring.save(step)
 
-        link, probes = self._link, self._snapshots.probes
         talking = link.client is not None
         if talking:
-            link.warn_if_unanswered(self.rank)
-            if step % link.snapshot_every == 0:
+            if link.last_reply_time is None:
+                link.warn_if_unanswered(self.rank)
+            every = link.snapshot_every
+            if step % every == 0:
                 schedule = self._scaler.last_schedule_lrs
                 self._snapshots.send(link, step, loss, grad_norm, domain_losses, tokens,
                                      scalars, self.last_lr, schedule[0] if schedule else None)
@@ -363,8 +366,9 @@ class Orbit:
         if self.distributed == "rank0" and self.world_size > 1 and step % self.sync_every == 0:
             self._sync_burns()
 
-        restored = self._advance_burns(step + 1)
-        if talking and link.connected and self._snapshots.is_spectral(step + 1, link.snapshot_every):
+        # Most steps have no burn received, in force or just ended: nothing to advance.
+        restored = self._advance_burns(step + 1) if self._schedule.busy else None
+        if talking and self._snapshots.is_spectral(step + 1, link.snapshot_every) and link.connected:
             probes.arm()
         return restored
 
@@ -393,12 +397,17 @@ class Orbit:
         return self._link.connected
 
     def _poll(self) -> None:
-        for message, reply in self._link.poll():
+        for message in self._link.poll():
+            if message.get("type") == "state":
+                # The reply to every snapshot, read as decoded: the fields reply_from_dict's
+                # State would hold, without building it on every step.
+                self._note_state(message["state"], message["basin"], message.get("metrics"))
+                reply = None
+            else:
+                reply = reply_from_dict(message)
             if isinstance(reply, Welcome):
                 if self._link.note_welcome(reply):
                     self._schedule.forget_seqs()
-            elif isinstance(reply, State):
-                self._note_state(reply.state, reply.basin, reply.metrics)
             elif isinstance(reply, Burn):
                 self._note_state(reply.state, reply.basin, None)
                 self._schedule.add(reply)

@@ -108,6 +108,12 @@ class BurnSchedule:
         return applied
 
     @property
+    def busy(self) -> bool:
+        """Whether `advance` has anything to do: a burn waits, governs, or has just
+        stopped governing (its `expired` is reset by the next `advance`)."""
+        return bool(self._pending) or self.active is not None or self.expired is not None
+
+    @property
     def lr_scale(self) -> float:
         return self.active.lr_scale if self.active is not None else 1.0
 

@@ -37,6 +37,9 @@ _log = logging.getLogger("orbit_adapter")
 # The per-step calls use plain ints (pyzmq's enum members cost more to combine).
 _EVENTS, _POLLIN, _NOBLOCK, _RCVMORE = (int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK),
                                          int(zmq.RCVMORE))
+# pyzmq's own send, without the Python wrapper that pyzmq's Socket puts around it for
+# SERVER / RADIO sockets (routing_id, group): a DEALER passes neither.
+_RAW_SEND = zmq.backend.Socket.send
 
 
 @dataclasses.dataclass
@@ -175,6 +178,8 @@ class OrbitClient:
         sent = self._send(protocol.encode_snapshot(message))
         if sent:
             self._stats.snapshots += 1
+            if self._heartbeat_interval > 0:
+                return True  # sent just now: no heartbeat can be due (_housekeeping)
         self._housekeeping()
         return sent
 
@@ -200,7 +205,7 @@ class OrbitClient:
                 _log.warning("orbit: %s (%d refused so far)", self.last_error, self._stats.oversized)
             return False
         try:
-            self._socket.send(data, _NOBLOCK)
+            _RAW_SEND(self._socket, data, _NOBLOCK)
         except zmq.Again:
             self._stats.dropped += 1
             return False
@@ -257,7 +262,10 @@ class OrbitClient:
                 self._stats.decode_errors += 1
                 continue
             self._stats.replies += 1
-            self._on_message(message)
+            if message["type"] == "state":  # the reply to every snapshot: only counted
+                self._stats.states += 1
+            else:
+                self._on_message(message)
             replies.append(message)
         self._housekeeping()
         return replies

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 from .burn_schedule import AppliedBurn
 from .client import OrbitClient
 from .client_thread import ClientThread
 from .failures import FailOpen
-from .messages import Reply, Welcome, reply_from_dict
+from .messages import Welcome
 
 NO_ANSWER_WARN_S = 5.0  # seconds after attach without a welcome before the one warning
 CONNECTED_S = 30.0      # a reply this recent means someone listens
@@ -76,8 +76,9 @@ class DaemonLink:
     def registered(self) -> bool:
         return self.client is not None and self.client.registered
 
-    def poll(self) -> List[Tuple[Dict[str, Any], Optional[Reply]]]:
-        """Replies that have arrived (never waits), each as decoded and typed."""
+    def poll(self) -> List[Dict[str, Any]]:
+        """Replies that have arrived (never waits), as decoded (`reply_from_dict` types
+        them; the adapter reads the `state` reply of every snapshot as it is)."""
         try:
             replies = self.client.poll()
         except Exception as e:
@@ -88,7 +89,7 @@ class DaemonLink:
                 self._failures.fail(where, err)
         if replies:
             self.last_reply_time = time.monotonic()
-        return [(message, reply_from_dict(message)) for message in replies or ()]
+        return replies or []
 
     def note_welcome(self, welcome: Welcome) -> bool:
         """Takes the session of `welcome`; True when it replaced one (the daemon
@@ -129,12 +130,6 @@ class DaemonLink:
                 except Exception as e:
                     self._failures.fail("ack", e)
         self.unacked = keep
-
-    def send_snapshot(self, step: int, loss: float, **fields: Any) -> None:
-        try:
-            self.client.send_snapshot(step, loss, **fields)
-        except Exception as e:
-            self._failures.fail("send", e)
 
     def close(self) -> None:
         if self.client is not None:

@@ -112,7 +112,16 @@ class ProtocolError(ValueError):
 
 def valid_run_id(run: Any) -> bool:
     """True when ``run`` is 1-128 characters of [A-Za-z0-9._-]."""
-    return isinstance(run, str) and _RUN_ID.fullmatch(run) is not None
+    if type(run) is str and run in _VALID_RUN_IDS:  # every reply names the rank's own run
+        return True
+    if not (isinstance(run, str) and _RUN_ID.fullmatch(run) is not None):
+        return False
+    if type(run) is str and len(_VALID_RUN_IDS) < 1024:
+        _VALID_RUN_IDS.add(run)
+    return True
+
+
+_VALID_RUN_IDS: set = set()  # run ids that matched (only exact str; bounded)
 
 
 # ------------------------------------------------------------------ encoding
@@ -268,7 +277,11 @@ def encode_snapshot(message: Mapping[str, Any]) -> bytes:
         value = _enc_value("scalars", _FLOATS, scalars)
         if value:
             out["scalars"] = value
-    return _pack(out)
+    try:  # _pack, inline (this runs on every step)
+        packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(**_packer_options)
+    return packer.pack(out)
 
 
 def _plain_domains(domains: Any) -> dict | None:
@@ -277,7 +290,8 @@ def _plain_domains(domains: Any) -> dict | None:
     if type(domains) is not dict:
         return None
     out = {}
-    for name in sorted(domains) if all(type(k) is str and k.isascii() for k in domains) else ():
+    names = sorted(domains) if _ONLY_STR.issuperset(map(type, domains)) else ()
+    for name in names if all(map(str.isascii, names)) else ():
         stats = domains[name]
         if type(stats) is not dict:
             return None
@@ -757,14 +771,25 @@ def _decode_plain_state(data: bytes, limits: DecodeLimits) -> dict | None:
     """The fast path of ``decode`` for the reply a rank gets after every snapshot: a
     well-formed `state`. Returns exactly what the full decoder returns, or None (any
     other message, or anything the full decoder might reject or read differently),
-    and then the full decoder decides."""
+    and then the full decoder decides.
+
+    It runs after every training step, when the step's own work has pushed this code
+    out of the CPU caches; hence as few Python-level calls as it can (bench/overhead):
+    a repeated map key, which a dict would hide, is ruled out by packing the dict
+    back into the very same bytes (the daemon's canonical encoding does; anything
+    else is read pair by pair), and metric names seen before are not checked again."""
     try:
-        m = msgpack.unpackb(data, raw=False, object_pairs_hook=_unique_pairs, use_list=True,
-                            max_str_len=len(data), max_bin_len=0, max_ext_len=0,
-                            max_array_len=0, max_map_len=limits.max_scalars * 8)
+        m = msgpack.unpackb(data, raw=False, use_list=True, max_str_len=len(data), max_bin_len=0,
+                            max_ext_len=0, max_array_len=0, max_map_len=limits.max_scalars * 8)
+        if type(m) is not dict:
+            return None
+        if _pack(m) != data:
+            m = msgpack.unpackb(data, raw=False, object_pairs_hook=_unique_pairs, use_list=True,
+                                max_str_len=len(data), max_bin_len=0, max_ext_len=0,
+                                max_array_len=0, max_map_len=limits.max_scalars * 8)
     except Exception:
         return None
-    if type(m) is not dict or m.get("type") != "state" or not m.keys() <= _STATE_KEYS:
+    if m.get("type") != "state" or not m.keys() <= _STATE_KEYS:
         return None
     v, run, rank, step = m.get("v"), m.get("run"), m.get("rank"), m.get("step")
     state, basin, metrics = m.get("state"), m.get("basin"), m.get("metrics")
@@ -773,20 +798,24 @@ def _decode_plain_state(data: bytes, limits: DecodeLimits) -> dict | None:
             and type(step) is int and 0 <= step <= _I64_MAX
             and type(state) is str and type(basin) is str and type(metrics) is dict):
         return None
-    ints = False
-    for k, x in metrics.items():
-        # A key of str (msgpack's default strict_map_key: str or bytes; bytes go the long way),
-        # 1-128 UTF-8 bytes (an ASCII string has as many bytes as characters).
-        if type(k) is not str:
-            return None
-        if not 0 < (len(k) if k.isascii() else len(k.encode("utf-8"))) <= 128:
-            return None
-        if type(x) is not float:
-            if type(x) is not int:
+    # The usual case in two C-level checks: every name already checked, every value a float.
+    if not (_METRIC_NAMES_OK.issuperset(metrics) and _ONLY_FLOATS.issuperset(map(type, metrics.values()))):
+        ints = False
+        for k, x in metrics.items():
+            # A key of str (msgpack's default strict_map_key: str or bytes; bytes go the long
+            # way), 1-128 UTF-8 bytes (an ASCII string has as many bytes as characters).
+            if type(k) is not str:
                 return None
-            ints = True
-    if ints:  # numbers read as floats, as the full decoder does
-        metrics = {k: float(x) for k, x in metrics.items()}
+            if not 0 < (len(k) if k.isascii() else len(k.encode("utf-8"))) <= 128:
+                return None
+            if type(x) is not float:
+                if type(x) is not int:
+                    return None
+                ints = True
+        if len(_METRIC_NAMES_OK) < 4096:
+            _METRIC_NAMES_OK.update(metrics)
+        if ints:  # numbers read as floats, as the full decoder does
+            metrics = {k: float(x) for k, x in metrics.items()}
     age = m.get("basin_age_steps")
     if age is not None and not (type(age) is int and 0 <= age <= _I64_MAX):
         return None
@@ -795,6 +824,13 @@ def _decode_plain_state(data: bytes, limits: DecodeLimits) -> dict | None:
     if age is not None:
         res["basin_age_steps"] = age
     return res
+
+
+# Metric names that passed the checks above (only str keys of 1-128 UTF-8 bytes get in;
+# bounded: past the bound, new names are checked every time).
+_METRIC_NAMES_OK: set = set()
+_ONLY_FLOATS = frozenset((float,))
+_ONLY_STR = frozenset((str,))
 
 
 def decode(data: bytes | bytearray | memoryview, limits: DecodeLimits = DecodeLimits()) -> dict:

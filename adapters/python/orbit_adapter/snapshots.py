@@ -129,13 +129,17 @@ class SnapshotAssembler:
         else:
             if scalars:
                 extra.update({k: float(v) for k, v in scalars.items()})
-            extra = {k: v for k, v in extra.items() if math.isfinite(v)}
+            if extra:
+                extra = {k: v for k, v in extra.items() if math.isfinite(v)}
         fields = dict(grad_norm=grad_norm, lr=lr, schedule_lr=schedule_lr, tokens=tokens,
-                      domains=self._domains(domain_losses), spectra=spectra or None,
-                      loop_rate=loop, scalars=extra or None, time=time.time())
+                      domains=self._domains(domain_losses) if self.domains or domain_losses else None,
+                      spectra=spectra or None, loop_rate=loop, scalars=extra or None, time=time.time())
         if prepare is not None:
             fields["prepare"] = prepare
-        link.send_snapshot(step, loss, **fields)
+        try:  # to the client itself, fail-open: a call less on every step
+            link.client.send_snapshot(step, loss, **fields)
+        except Exception as e:
+            self._failures.fail("send", e)
 
     @staticmethod
     def _finish_probes(probes: ModelProbes, capture: ProbeCapture) -> Dict[str, Any]:

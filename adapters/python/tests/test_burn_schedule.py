@@ -172,3 +172,17 @@ def test_state_round_trip_keeps_pending_and_active_burns():
     t.advance(12)  # 2 + 10: the loaded burn keeps its scheduled end
     assert t.lr_scale == 1.0
     assert [a.seq for a in t.advance(20)] == [2] and t.lr_scale == 0.8
+
+
+def test_busy_says_when_advance_has_something_to_do():
+    # Orbit.step skips advance() on the steps where busy is False (most steps).
+    s = BurnSchedule()
+    assert not s.busy
+    s.add(make_burn(1, 3, 2, 0.5))
+    assert s.busy                      # waiting
+    s.advance(3)
+    assert s.busy and s.active is not None
+    s.advance(5)                       # 3 + 2: expired at this step
+    assert s.busy and s.expired is not None
+    s.advance(6)                       # what was left to do is done
+    assert not s.busy and s.expired is None and s.active is None

@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""The adapter of another commit against this checkout's, in one process: what a change
+to the adapter did to its per-step cost, without the run-to-run spread of run.py.
+
+The package `adapters/python/orbit_adapter` of `--base` is extracted (git archive) and
+imported under another name; two identical models (run.py's) train in windows of
+`--window` steps, alternating which goes first, one with the base adapter and one with
+this checkout's, both talking to one orbitd in monitor mode. Per step: the training
+thread's CPU inside `orbit.step` (split into probe steps, every `spectra_every`, and
+the other steps, which make the median step) and of the whole step. The two models
+swap adapters halfway through each repeat, so the instances' own speed difference
+cancels.
+
+    /usr/bin/python3 bench/overhead/compare.py --base REV [--steps 200] [--repeats 3]
+        [--trainer-grad-norm] [--json-out bench/results/overhead_compare.json]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import run as overhead_run  # noqa: E402  (sets up the import paths and thread counts)
+import torch  # noqa: E402
+
+import train  # noqa: E402
+from orbitd_process import OrbitdProcess, find_orbitd  # noqa: E402
+from orbit_adapter import Orbit  # noqa: E402
+
+ARMS = ("base", "this")
+
+
+def import_base(rev, into):
+    """Orbit of `rev`'s adapter package, imported as orbit_adapter_base."""
+    archive = subprocess.run(["git", "-C", REPO, "archive", rev, "adapters/python/orbit_adapter"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
+    os.rename(os.path.join(into, "adapters", "python", "orbit_adapter"),
+              os.path.join(into, "orbit_adapter_base"))
+    sys.path.insert(0, into)
+    from orbit_adapter_base import Orbit as BaseOrbit
+    return BaseOrbit
+
+
+def one_repeat(classes, binary, corpus, args):
+    models = [overhead_run.make_arm(corpus, args), overhead_run.make_arm(corpus, args)]
+    inside = {arm: {"probe": [], "other": []} for arm in ARMS}
+    whole = {arm: [] for arm in ARMS}
+    done = [0, 0]
+    per_half = args.steps // 2
+    with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
+        for half in range(2):
+            # The first half: model 0 with the base adapter; the second, model 1.
+            owners = {"base": half, "this": 1 - half}
+            orbits = {}
+            for arm in ARMS:
+                m = models[owners[arm]]
+                orbits[arm] = classes[arm](endpoint=daemon.endpoint, run=f"compare-{arm}-{half}",
+                                           domains=corpus.domains)
+                orbits[arm].attach(m[0], m[1], sampler=m[2], start_step=done[owners[arm]])
+            counted = {arm: 0 for arm in ARMS}
+            window = 0
+            while counted["this"] < per_half + args.warmup:
+                for arm in (ARMS if window % 2 else ARMS[::-1]):
+                    i, o = owners[arm], orbits[arm]
+                    for _ in range(args.window):
+                        done[i] += 1
+                        counted[arm] += 1
+                        kind = "probe" if o._snapshots.probes.armed else "other"
+                        _, dc, _, di = overhead_run.one_step(*models[i], corpus, o, done[i],
+                                                             args.trainer_grad_norm)
+                        if counted[arm] > args.warmup:
+                            inside[arm][kind].append(di)
+                            whole[arm].append(dc)
+                window += 1
+            for o in orbits.values():
+                errors = o.summary()["errors"]
+                o.close()
+                if errors:
+                    sys.exit(f"compare: adapter errors {errors}")
+    med = lambda xs: 1000 * statistics.median(xs)  # noqa: E731
+    res = {arm: {"inside_other_steps_median_ms": med(inside[arm]["other"]),
+                 "inside_probe_steps_median_ms": med(inside[arm]["probe"]),
+                 "inside_all_steps_mean_ms": 1000 * statistics.fmean(inside[arm]["other"] + inside[arm]["probe"]),
+                 "step_median_ms": med(whole[arm])} for arm in ARMS}
+    res["this_over_base_inside_other_steps"] = (res["this"]["inside_other_steps_median_ms"]
+                                                / res["base"]["inside_other_steps_median_ms"])
+    res["step_median_this_minus_base_percent"] = 100 * (res["this"]["step_median_ms"]
+                                                        / res["base"]["step_median_ms"] - 1)
+    res["loadavg_after"] = os.getloadavg()
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", required=True, help="git revision whose adapter is the baseline")
+    ap.add_argument("--steps", type=int, default=200, help="timed steps per arm and repeat")
+    ap.add_argument("--warmup", type=int, default=20, help="steps per arm and half left out")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--window", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--norm", default="pre")
+    ap.add_argument("--trainer-grad-norm", action="store_true",
+                    help="the trainer computes the gradient norm and hands it over (the example trainer)")
+    ap.add_argument("--orbitd", default=None)
+    ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
+    ap.add_argument("--json-out", default=os.path.join(REPO, "bench", "results", "overhead_compare.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
+    if binary is None:
+        sys.exit("compare: no orbitd binary (build it: cmake --build build --target orbitd)")
+    base_rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", args.base], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    corpus = train.Corpus(train.DEFAULT_CORPUS, 64)
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="orbit-compare-") as tmp:
+        classes = {"base": import_base(args.base, tmp), "this": Orbit}
+        repeats = []
+        for r in range(args.repeats):
+            rep = one_repeat(classes, binary, corpus, args)
+            repeats.append(rep)
+            b, t = rep["base"], rep["this"]
+            print(f"repeat {r + 1}: inside orbit.step, median of the non-probe steps: base "
+                  f"{b['inside_other_steps_median_ms']:.3f} ms, this {t['inside_other_steps_median_ms']:.3f} ms "
+                  f"(x{rep['this_over_base_inside_other_steps']:.3f}); probe steps {b['inside_probe_steps_median_ms']:.2f}"
+                  f" / {t['inside_probe_steps_median_ms']:.2f} ms; median step {b['step_median_ms']:.2f} / "
+                  f"{t['step_median_ms']:.2f} ms ({rep['step_median_this_minus_base_percent']:+.2f}%); "
+                  f"load {rep['loadavg_after'][0]:.1f}", flush=True)
+    summary = {k: statistics.median(rep[k] for rep in repeats)
+               for k in ("this_over_base_inside_other_steps", "step_median_this_minus_base_percent")}
+    for arm in ARMS:
+        for k in ("inside_other_steps_median_ms", "inside_probe_steps_median_ms", "inside_all_steps_mean_ms",
+                  "step_median_ms"):
+            summary[f"{arm}_{k}"] = statistics.median(rep[arm][k] for rep in repeats)
+    out = {
+        "what": "training-thread CPU inside orbit.step and of the whole step, the adapter of --base against "
+                "this checkout's, in one process (interleaved windows, adapters swapped halfway)",
+        "command": "/usr/bin/python3 bench/overhead/compare.py " + " ".join(sys.argv[1:]),
+        "commit": overhead_run.git_commit(), "base": base_rev,
+        "scheduling": overhead_run.scheduling(),
+        "grad_norm_by": "trainer" if args.trainer_grad_norm else "adapter",
+        "steps_timed_per_arm_and_repeat": args.steps, "repeats": args.repeats, "window": args.window,
+        "median_of_repeats": summary,
+        "per_repeat": repeats,
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "loadavg_before": load_before,
+                    "loadavg_at_end": os.getloadavg()},
+        "wall_s": time.perf_counter() - t0,
+    }
+    print(f"median of {args.repeats} repeats: inside orbit.step on non-probe steps base "
+          f"{summary['base_inside_other_steps_median_ms']:.3f} ms, this {summary['this_inside_other_steps_median_ms']:.3f}"
+          f" ms (x{summary['this_over_base_inside_other_steps']:.3f}); median step this vs base "
+          f"{summary['step_median_this_minus_base_percent']:+.2f}%")
+    os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
+    with open(args.json_out, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {os.path.relpath(args.json_out, REPO)}")
+
+
+if __name__ == "__main__":
+    main()
