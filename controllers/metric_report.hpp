@@ -18,9 +18,14 @@ namespace orbit {
 // Wire names in Decision::metrics are bounded like every map key on the wire.
 inline constexpr std::size_t kMaxMetricName = 128;
 
-// Finite values only.
+// Finite values only. The name goes through a per-thread buffer: a name the map
+// already holds (every name, once orbitd recycles the maps) is then found without
+// building a string, which past 15 characters meant a malloc and a free per metric.
 inline void put_metric(std::map<std::string, double>* metrics, std::string_view name, double value) {
-  if (metrics && std::isfinite(value) && name.size() <= kMaxMetricName) (*metrics)[std::string(name)] = value;
+  if (!metrics || !std::isfinite(value) || name.size() > kMaxMetricName) return;
+  thread_local std::string key;
+  key.assign(name);
+  (*metrics)[key] = value;
 }
 
 // `spectrum`: the spectrum's name ("hidden.0" -> "hidden.0.entropy"); none for the aggregate.

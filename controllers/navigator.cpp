@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <set>
 #include <utility>
 
@@ -322,12 +323,13 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
   if (closed.empty()) {
     // Waiting for the other ranks (or a late snapshot): report, do not act.
     refresh_applied();
-    std::map<std::string, double>* m = report_metrics_ ? &out.metrics : nullptr;
+    std::map<std::string, double>* m = reuse_metrics(out.metrics);
     add_spectral_metrics(sample, m);
     put_metric(m, "loss", sample.loss);
     if (sample.grad_norm) put_metric(m, "grad_norm", *sample.grad_norm);
     if (sample.loop_rate) put_metric(m, "loop_rate", *sample.loop_rate);
     put_metric(m, "lr_scale", applied_.lr_scale);
+    drop_unwritten(m);
     out.observed_state = std::string(to_string(machine_.state()));
     out.state = mode_ == Mode::monitor ? "MONITOR" : out.observed_state;
     out.basin = basin_;
@@ -404,7 +406,7 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   // relaxation, spike confirmation) scale by it.
   const double elapsed =
       last_closed_step_ ? std::clamp(static_cast<double>(in.step - *last_closed_step_), 1.0, 1000.0) : 1.0;
-  std::map<std::string, double>* m = report_metrics_ ? &d.metrics : nullptr;
+  std::map<std::string, double>* m = reuse_metrics(d.metrics);
   std::vector<Finding> findings;
 
   const SignalReading signals = read_signals(in, domains, elapsed, m, findings);
@@ -443,7 +445,21 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   d.forecast_basin = forecast_basin_;
   d.basin_age_steps = basin_age(in.step);
   d.lr_scale = applied_.lr_scale;
+  drop_unwritten(m);
   return d;
+}
+
+std::map<std::string, double>* Navigator::reuse_metrics(std::map<std::string, double>& metrics) {
+  if (!report_metrics_) return nullptr;
+  if (metrics.empty() && !spare_metrics_.empty()) {
+    metrics.swap(spare_metrics_);
+    for (auto& entry : metrics) entry.second = std::numeric_limits<double>::quiet_NaN();
+  }
+  return &metrics;
+}
+
+void Navigator::drop_unwritten(std::map<std::string, double>* metrics) {
+  if (metrics) std::erase_if(*metrics, [](const auto& entry) { return std::isnan(entry.second); });
 }
 
 // ---- signals: loss and ln(grad norm) through robust statistics, the collapse signature

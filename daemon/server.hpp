@@ -214,7 +214,9 @@ class Server {
   std::vector<QueuedReply> queued_;
   std::size_t queued_count_ = 0;
   bool batching_ = false;
-  Snapshot scratch_snapshot_;  // every snapshot decodes into this (decode_snapshot_into)
+  Snapshot scratch_snapshot_;           // every snapshot decodes into this (decode_snapshot_into)
+  std::vector<zmq::message_t> frames_;  // the adapter message being handled (drain_adapter_messages)
+  std::vector<std::string> envelope_;   // its routing frames (handle_adapter_frames)
   std::function<DaemonConfig()> loader_;
   double started_at_ = 0.0;
   static constexpr double kTrimIntervalS = 5.0;  // malloc_trim at most this often (housekeeping)

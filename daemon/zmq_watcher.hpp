@@ -20,8 +20,9 @@ namespace orbit {
 
 class ZmqReadWatcher {
  public:
-  // `drain` must read until `readable(socket)` is false or its batch budget is
-  // spent; it returns true when it stopped early with messages left.
+  // `drain` must read until `readable(socket)` is false (or a dontwait receive says
+  // EAGAIN, which processes the same pending commands) or its batch budget is spent;
+  // it returns true when it stopped early with messages left.
   ZmqReadWatcher(boost::asio::io_context& io, zmq::socket_t& socket, std::function<bool()> drain,
                  std::chrono::milliseconds safety_poll = std::chrono::milliseconds(100));
   ~ZmqReadWatcher();

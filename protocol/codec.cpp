@@ -56,7 +56,12 @@ bool valid_run_id(std::string_view run) {
 
 namespace {
 
-using Packer = msgpack::packer<msgpack::sbuffer>;
+// Packs straight into the std::string the encoder returns (no sbuffer to copy out of).
+struct StringSink {
+  std::string& out;
+  void write(const char* data, std::size_t size) { out.append(data, size); }
+};
+using Packer = msgpack::packer<StringSink>;
 
 void key(Packer& p, std::string_view k) { pack_string(p, k); }
 void str(Packer& p, std::string_view s) { pack_string(p, s); }
@@ -249,14 +254,32 @@ void pack(Packer& p, const Telemetry& m) {
   if (m.basin_age_steps) kv(p, "basin_age_steps", *m.basin_age_steps);
 }
 
+template <class M>
+std::string encode_one(const M& m) {
+  std::string out;
+  out.reserve(256);
+  StringSink sink{out};
+  Packer packer(sink);
+  pack(packer, m);
+  return out;
+}
+
 }  // namespace
 
 std::string encode(const Message& message) {
-  msgpack::sbuffer buffer(256);
-  Packer packer(buffer);
-  std::visit([&](const auto& m) { pack(packer, m); }, message);
-  return std::string(buffer.data(), buffer.size());
+  return std::visit([](const auto& m) { return encode_one(m); }, message);
 }
+
+std::string encode(const Hello& m) { return encode_one(m); }
+std::string encode(const Welcome& m) { return encode_one(m); }
+std::string encode(const Snapshot& m) { return encode_one(m); }
+std::string encode(const State& m) { return encode_one(m); }
+std::string encode(const Burn& m) { return encode_one(m); }
+std::string encode(const Ack& m) { return encode_one(m); }
+std::string encode(const Heartbeat& m) { return encode_one(m); }
+std::string encode(const Bye& m) { return encode_one(m); }
+std::string encode(const Error& m) { return encode_one(m); }
+std::string encode(const Telemetry& m) { return encode_one(m); }
 
 // ---------------------------------------------------------------- decoding
 
@@ -979,8 +1002,10 @@ class Cursor {
       out.i = v;
     }
   }
-  // Big-endian unsigned of `width` bytes after the type byte.
-  bool raw(int width, std::uint64_t& v) {
+  // Big-endian unsigned of `width` bytes after the type byte. Always inlined: with the
+  // width a constant at each call it folds to one load; left to GCC it was not inlined
+  // everywhere once the encoders in this file grew (decode 10-15 % slower, bench_micro).
+  [[gnu::always_inline]] bool raw(int width, std::uint64_t& v) {
     if (end_ - p_ < 1 + width) return false;
     ++p_;
     v = 0;
@@ -1259,8 +1284,9 @@ ControlDecodeResult decode_control(std::string_view bytes, const DecodeLimits& l
 }
 
 std::string encode_control(const ControlCommand& command) {
-  msgpack::sbuffer buf;
-  Packer p(buf);
+  std::string out;
+  StringSink sink{out};
+  Packer p(sink);
   std::visit(
       [&](const auto& c) {
         using T = std::decay_t<decltype(c)>;
@@ -1293,16 +1319,17 @@ std::string encode_control(const ControlCommand& command) {
         }
       },
       command);
-  return {buf.data(), buf.size()};
+  return out;
 }
 
 std::string encode_control_error(std::string_view message) {
-  msgpack::sbuffer buf;
-  Packer p(buf);
+  std::string out;
+  StringSink sink{out};
+  Packer p(sink);
   head(p, 2, "control_reply");
   kv(p, "ok", false);
   kv(p, "error", message);
-  return {buf.data(), buf.size()};
+  return out;
 }
 
 }  // namespace orbit

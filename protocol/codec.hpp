@@ -37,6 +37,18 @@ struct DecodeResult {
 };
 
 std::string encode(const Message& message);
+// The same bytes for one message type, without first copying it into a Message
+// (for a State, that copy was its whole metrics map, on every reply orbitd sends).
+std::string encode(const Hello& message);
+std::string encode(const Welcome& message);
+std::string encode(const Snapshot& message);
+std::string encode(const State& message);
+std::string encode(const Burn& message);
+std::string encode(const Ack& message);
+std::string encode(const Heartbeat& message);
+std::string encode(const Bye& message);
+std::string encode(const Error& message);
+std::string encode(const Telemetry& message);
 
 // Never throws on bad input: every failure comes back as an Error with a code and
 // a sentence a person can act on. Snapshots take a fast path that reads the bytes

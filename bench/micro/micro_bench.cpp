@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -76,6 +77,39 @@ void BM_DecodeSnapshotInto(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeSnapshotInto)->Arg(0)->Arg(60);
 
+// A Navigator at the default config, and 1,024 snapshots to feed it in turn.
+std::unique_ptr<orbit::Navigator> default_navigator() {
+  const orbit::NavigatorConfig config = orbit::parse_daemon_config("", "<defaults>").navigator;
+  orbit::RunInfo info;
+  info.run = "bench";
+  info.actuators = {"lr"};
+  info.base_lr = 3e-4;
+  return std::make_unique<orbit::Navigator>(config, info, orbit::Mode::active);
+}
+
+std::vector<orbit::Snapshot> snapshots(int scalars) {
+  std::vector<orbit::Snapshot> snaps;
+  for (int i = 0; i < 1024; ++i) snaps.push_back(make_snapshot(i, scalars));
+  return snaps;
+}
+
+// The reply orbitd sends for most snapshots: a State with one decision's metrics.
+void BM_EncodeState(benchmark::State& state) {
+  const std::unique_ptr<orbit::Navigator> nav = default_navigator();
+  orbit::Decision d;
+  for (int i = 0; i < 200; ++i) d = nav->on_snapshot(make_snapshot(i, 0));
+  orbit::State reply{"bench", 0, 199, d.state, d.basin, d.metrics, d.basin_age_steps};
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    const std::string wire = orbit::encode(reply);
+    bytes = wire.size();
+    benchmark::DoNotOptimize(wire.data());
+  }
+  state.counters["metrics"] = static_cast<double>(reply.metrics.size());
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes));
+}
+BENCHMARK(BM_EncodeState);
+
 void BM_SpectralMetrics(benchmark::State& state) {
   const auto s = make_snapshot(7, 0);
   const auto& spectrum = s.spectra.at("hidden.0");
@@ -105,15 +139,10 @@ void BM_TrendPushFitDirect(benchmark::State& state) { push_and_fit<true>(state);
 BENCHMARK(BM_TrendPushFitDirect)->Arg(20)->Arg(200);
 
 void BM_NavigatorOnSnapshot(benchmark::State& state) {
-  const orbit::NavigatorConfig config = orbit::parse_daemon_config("", "<defaults>").navigator;
-  orbit::RunInfo info;
-  info.run = "bench";
-  info.actuators = {"lr"};
-  info.base_lr = 3e-4;
-  orbit::Navigator nav(config, info, orbit::Mode::active);
+  const std::unique_ptr<orbit::Navigator> owner = default_navigator();
+  orbit::Navigator& nav = *owner;
   nav.set_report_metrics(state.range(1) != 0);  // off: as replay without a timeline and tune run it
-  std::vector<orbit::Snapshot> snaps;
-  for (int i = 0; i < 1024; ++i) snaps.push_back(make_snapshot(i, static_cast<int>(state.range(0))));
+  std::vector<orbit::Snapshot> snaps = snapshots(static_cast<int>(state.range(0)));
   std::int64_t step = 0;
   for (auto _ : state) {
     orbit::Snapshot& s = snaps[static_cast<std::size_t>(step % 1024)];
@@ -122,6 +151,23 @@ void BM_NavigatorOnSnapshot(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_NavigatorOnSnapshot)->ArgNames({"scalars", "metrics"})->Args({0, 1})->Args({60, 1})->Args({0, 0});
+
+// Metrics on, each decision's metrics map handed back (Navigator::recycle_metrics) as
+// orbitd does: the next decision refills its nodes instead of allocating them.
+void BM_NavigatorOnSnapshotRecycled(benchmark::State& state) {
+  const std::unique_ptr<orbit::Navigator> owner = default_navigator();
+  orbit::Navigator& nav = *owner;
+  std::vector<orbit::Snapshot> snaps = snapshots(0);
+  std::int64_t step = 0;
+  for (auto _ : state) {
+    orbit::Snapshot& s = snaps[static_cast<std::size_t>(step % 1024)];
+    s.step = step++;
+    orbit::Decision d = nav.on_snapshot(s);
+    benchmark::DoNotOptimize(d.metrics.size());
+    nav.recycle_metrics(std::move(d.metrics));
+  }
+}
+BENCHMARK(BM_NavigatorOnSnapshotRecycled);
 
 struct TempDir {
   fs::path path;

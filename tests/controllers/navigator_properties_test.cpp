@@ -34,8 +34,9 @@ struct Transcript {
 };
 
 // `report_metrics` off: Decision::metrics left empty. `precomputed`: the spectra's
-// metrics handed in (as tune does) instead of computed by the Navigator.
-Transcript mixed_run(unsigned seed, bool report_metrics = true, bool precomputed = false) {
+// metrics handed in (as tune does) instead of computed by the Navigator. `recycle`:
+// each decision's metrics map handed back (Navigator::recycle_metrics, as orbitd does).
+Transcript mixed_run(unsigned seed, bool report_metrics = true, bool precomputed = false, bool recycle = false) {
   NavigatorConfig cfg;
   cfg.basin_map["web"] = {{Basin::semantic_loop}, Verdict::reduce, std::nullopt, ""};
   cfg.basin_map["books"] = {{Basin::creative}, Verdict::increase, std::nullopt, ""};
@@ -75,6 +76,7 @@ Transcript mixed_run(unsigned seed, bool report_metrics = true, bool precomputed
     t.states.push_back(d.state);
     t.metrics.push_back(d.metrics);
     t.events.push_back(d.events);
+    if (recycle) nav.recycle_metrics(std::move(d.metrics));
   }
   return t;
 }
@@ -117,6 +119,28 @@ TEST(Determinism, DecisionsWithoutMetricsAndWithPrecomputedSpectraAreIdentical) 
       }
     }
   }
+}
+
+// A recycled map's nodes are refilled: metrics that come and go (a spectrum every
+// third step, loop_rate every fifth, a NaN loss) must not linger from an earlier decision.
+TEST(Determinism, RecycledMetricsMapsGiveTheSameMetricsBitForBit) {
+  const Transcript full = mixed_run(93);
+  const Transcript recycled = mixed_run(93, true, false, true);
+  ASSERT_GT(full.burns.size(), 10u);
+  EXPECT_EQ(recycled.burns, full.burns);
+  EXPECT_EQ(recycled.states, full.states);
+  EXPECT_EQ(recycled.events, full.events);
+  ASSERT_EQ(recycled.metrics.size(), full.metrics.size());
+  std::size_t sizes_vary = 0;
+  for (std::size_t i = 0; i < full.metrics.size(); ++i) {
+    sizes_vary += i > 0 && full.metrics[i].size() != full.metrics[i - 1].size();
+    ASSERT_EQ(recycled.metrics[i].size(), full.metrics[i].size()) << "decision " << i;
+    for (const auto& [k, v] : full.metrics[i]) {
+      ASSERT_TRUE(recycled.metrics[i].count(k)) << k;
+      EXPECT_EQ(std::memcmp(&v, &recycled.metrics[i].at(k), sizeof v), 0) << k;
+    }
+  }
+  EXPECT_GT(sizes_vary, 100u);  // the metrics present do change from decision to decision
 }
 
 TEST(Determinism, PrecomputedSpectralMetricsAreWhatTheNavigatorReads) {
