@@ -292,6 +292,7 @@ NavigatorConfig load_navigator_config(const toml::table& root, const std::string
     t.integer("signature_grace_steps", r.signature_grace_steps, 0, 1'000'000);
     t.integer("lookback_steps", r.lookback_steps, 0, 1'000'000'000);
     t.number("restart_scale", r.restart_scale, 0.0, 1.0, true);
+    t.integer("rewarm_steps", r.rewarm_steps, 0, 1'000'000'000);
     t.boolean("skip_batches", r.skip_batches);
     t.done();
   }

@@ -630,6 +630,7 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
     // step 40 to 9, 0.05 x a schedule at 9/40 of the alarm's ran the run ~100 steps
     // below the healthy fixed lr). Keep it in absolute units for the new branch.
     if (schedule_lr_) restart_lr_ = std::exp(pid_.output()) * *schedule_lr_;
+    rewarm_.reset();
   } else if (restart_pending_) {
     restart_pending_ = false;
     if (restart_lr_ && schedule_lr_) {
@@ -640,8 +641,48 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
                          num(scale) + " at step " + std::to_string(step));
       }
     }
+    if (cfg.rollback.rewarm_steps > 0) {
+      rewarm_ = Rewarm{restart_lr_.value_or(std::exp(pid_.output())), step};
+      events.push_back("re-warmup from lr " + num(rewarm_->from_lr) + " to the ceiling over " +
+                       std::to_string(cfg.rollback.rewarm_steps) + " steps from step " + std::to_string(step));
+    }
     restart_lr_.reset();
+  } else if (rewarm_) {
+    rewarm(step, health, pl, events);
   }
+}
+
+// The restored branch starts from a checkpoint taken before the alarm, at the
+// restart lr. Without this the lr waited there until the run was STABLE again (the
+// restored run's zones and z-scores start empty: ~25 steps with no health reading)
+// and then doubled every return_steps_per_doubling steps: the efficacy suite's
+// setting A spent ~145 steps below its ceiling (5e-4 -> 2.6e-3) after losing ~32 to
+// the rollback. Instead the absolute lr climbs linearly, like a trainer's warmup,
+// from the restart lr to what the ceilings allow, over rewarm_steps training steps,
+// while the restored run shows nothing wrong (no health reading yet, or health at
+// or above the setpoint). The first health reading below the setpoint ends it: the
+// PID and the state machine act as before. Only raises: never above the ceilings.
+// Opt-in (rollback.rewarm_steps > 0, default 0): with 100 it helped setting A and
+// started second episodes in post-LN setting B (calibration seed 2: 2.228, was 1.950).
+void Navigator::rewarm(std::int64_t step, const std::optional<double>& health, const PidLimits& pl,
+                       std::vector<std::string>& events) {
+  const NavigatorConfig& cfg = config_;
+  if (health && *health < cfg.pid.setpoint) {
+    events.push_back("re-warmup ended at step " + std::to_string(step) + ": health " + num(*health) +
+                     " below the setpoint");
+    rewarm_.reset();
+    return;
+  }
+  const double schedule = schedule_lr_.value_or(1.0);
+  const double ceiling = std::exp(pl.output_max);
+  const double done = std::clamp(static_cast<double>(step - rewarm_->start_step) /
+                                     static_cast<double>(cfg.rollback.rewarm_steps),
+                                 0.0, 1.0);
+  const double top = ceiling * schedule;
+  const double lr = rewarm_->from_lr + (std::max(top, rewarm_->from_lr) - rewarm_->from_lr) * done;
+  const double scale = std::clamp(lr / schedule, cfg.limits.lr_scale_min, ceiling);
+  if (scale > std::exp(pid_.output())) pid_.set_output(std::log(scale), pl);
+  if (done >= 1.0) rewarm_.reset();
 }
 
 // Mixture, curriculum, loss weights: away from the basin the run heads for.

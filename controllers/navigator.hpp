@@ -179,6 +179,8 @@ class Navigator {
                               std::vector<std::string>& events);
   void steer_lr(std::int64_t step, double elapsed, const SignalReading& signals, const ZoneReading& zones,
                 const StateStep& state, ActuatorPlan& plan, std::vector<std::string>& events);
+  void rewarm(std::int64_t step, const std::optional<double>& health, const PidLimits& limits,
+              std::vector<std::string>& events);
   void steer_data(const std::map<std::string, DomainStats>& domains, const ZoneReading& zones, const StateStep& state,
                   ActuatorPlan& plan, std::vector<std::string>& events);
   ActuatorSettings wanted_settings(const ActuatorPlan& plan) const;
@@ -247,6 +249,14 @@ class Navigator {
   // schedule lr at the new branch's first decision (restart_pending_).
   std::optional<double> restart_lr_;
   bool restart_pending_ = false;
+  // The restored branch's re-warmup (rollback.rewarm_steps): a linear ramp of the
+  // absolute lr from the restart lr to what the ceilings allow, from this step on;
+  // dropped at the first sign of trouble (health below the setpoint) or at its end.
+  struct Rewarm {
+    double from_lr = 0.0;  // absolute lr (a scale when the schedule lr is unknown)
+    std::int64_t start_step = 0;
+  };
+  std::optional<Rewarm> rewarm_;
 
   // Burns.
   std::int64_t seq_ = 0;

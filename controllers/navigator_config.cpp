@@ -207,6 +207,7 @@ std::vector<std::string> NavigatorConfig::validate() const {
   need(rollback.lookback_steps >= 0, r + "lookback_steps", "must be >= 0");
   need(finite(rollback.restart_scale) && rollback.restart_scale > 0.0 && rollback.restart_scale <= 1.0,
        r + "restart_scale", "must be in (0, 1]");
+  need(rollback.rewarm_steps >= 0, r + "rewarm_steps", "must be >= 0");
 
   const std::string d = "controller.distributed.";
   need(finite(distributed.quorum) && distributed.quorum > 0.0 && distributed.quorum <= 1.0, d + "quorum",

@@ -122,6 +122,7 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   EXPECT_EQ(r.ack_timeout_steps, s.ack_timeout_steps);
   EXPECT_EQ(r.signature_grace_steps, s.signature_grace_steps);
   EXPECT_EQ(r.restart_scale, s.restart_scale);
+  EXPECT_EQ(r.rewarm_steps, s.rewarm_steps);
   EXPECT_EQ(r.lookback_steps, s.lookback_steps);
   EXPECT_EQ(r.skip_batches, s.skip_batches);
   EXPECT_EQ(a.distributed.quorum, b.distributed.quorum);

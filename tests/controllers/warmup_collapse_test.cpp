@@ -31,6 +31,18 @@ Snapshot warmup_snapshot(const std::string& run, std::int64_t step, double loss,
   return s;
 }
 
+// The adapter restores the rollback's checkpoint the step after the burn and ACKs it;
+// returns the restored step, where the run goes on.
+std::int64_t acknowledge_rollback(Navigator& nav, const Burn& burn, std::int64_t step) {
+  Ack ack;
+  ack.run = burn.run;
+  ack.seq = burn.seq;
+  ack.step = step + 1;
+  ack.restored_step = *burn.rollback_to_step;
+  nav.on_ack(ack);
+  return *burn.rollback_to_step;
+}
+
 // The collapsing runs: a slowly falling loss under a 300-step linear warmup to 3e-2.
 double falling_loss(std::int64_t step) { return 3.0 - 0.001 * static_cast<double>(step); }
 double warmup_lr(std::int64_t step) { return 3e-2 * static_cast<double>(std::min<std::int64_t>(step, 300)) / 300.0; }
@@ -238,13 +250,7 @@ TEST(NavigatorWarmup, ARollbackRestartsAtTheAbsoluteLrOfItsAlarmNotAShareOfTheRe
       EXPECT_EQ(step, 40);
       restart_scale = scale;  // restart_scale 0.2 x ceiling 0.25 against the alarm's schedule lr
       restored = *d.burn->rollback_to_step;
-      Ack ack;
-      ack.run = "restart";
-      ack.seq = d.burn->seq;
-      ack.step = step + 1;
-      ack.restored_step = *restored;
-      nav.on_ack(ack);
-      step = *restored;
+      step = acknowledge_rollback(nav, *d.burn, step);
     }
   }
   ASSERT_TRUE(restored && restart_scale && after_restore);
@@ -254,6 +260,60 @@ TEST(NavigatorWarmup, ARollbackRestartsAtTheAbsoluteLrOfItsAlarmNotAShareOfTheRe
   // 10's schedule lr) = 0.2, at most x2 per burn, never above the ceiling 0.25 (was 0.05).
   EXPECT_GT(*after_restore, 0.15) << "the restored run restarts at the alarm's absolute restart lr";
   EXPECT_LE(*after_restore, 0.25 + 1e-9);
+}
+
+
+// Setting A (pre-LN, constant lr 1e-2): the signature rolls the run back; the restored
+// branch restarts at restart_scale x ceiling = 0.05. Its zones and z-scores start empty,
+// so for ~25 steps there is no health reading, and the return to the ceiling waited for
+// STABLE and then doubled every 50 steps: the lr reached the ceiling ~150 steps after the
+// restore (calibration seeds 0-9, bench/efficacy/README.md). With rollback.rewarm_steps
+// the absolute lr climbs linearly from the restart lr to the ceiling over that many
+// steps from the restored branch's first step, never above the ceiling.
+double scale_after_restore(std::int64_t rewarm_steps, std::int64_t steps_after, double* highest) {
+  NavigatorConfig cfg;
+  cfg.rollback.rewarm_steps = rewarm_steps;
+  Navigator nav(cfg, RunInfo{"rewarm", 1, {}, {"lr", "rollback"}, 1e-2}, Mode::active);
+  double scale = 1.0;
+  std::optional<std::int64_t> restored;
+  std::optional<double> at;
+  *highest = 0.0;
+  std::int64_t step = 1;
+  for (int i = 0; i < 260 && !at; ++i, ++step) {
+    const double loss = restored ? 3.0 - 0.002 * static_cast<double>(step) : 3.0;  // stalls, then learns
+    Snapshot s = warmup_snapshot("rewarm", step, loss, 1e-2, scale);
+    if (step % 10 == 0) {
+      s.spectra["hidden.0"] = !restored && step >= 20 ? test::spectrum_with_dominant(0.95)
+                                                      : test::spectrum_with_entropy(2.9);
+    }
+    const Decision d = nav.on_snapshot(s);
+    if (d.burn) {
+      scale = d.burn->lr_scale;
+      if (d.burn->rollback_to_step) {
+        EXPECT_FALSE(restored) << "one rollback";
+        restored = *d.burn->rollback_to_step;
+        step = acknowledge_rollback(nav, *d.burn, step);
+        continue;
+      }
+    }
+    if (restored) *highest = std::max(*highest, scale);
+    if (restored && step == *restored + steps_after) at = scale;
+  }
+  EXPECT_TRUE(restored && at);
+  return at.value_or(0.0);
+}
+
+TEST(NavigatorRewarm, TheRestoredRunClimbsLinearlyToTheCeilingFromItsFirstStep) {
+  double highest = 0.0;
+  // 60 steps into a 100-step ramp from 0.05 to the ceiling 0.25: 0.17 (burns follow it
+  // within the lr deadband).
+  const double ramped = scale_after_restore(100, 60, &highest);
+  EXPECT_NEAR(ramped, 0.17, 0.02);
+  EXPECT_LE(highest, 0.25 + 1e-9);
+  EXPECT_NEAR(scale_after_restore(100, 110, &highest), 0.25, 0.25 * 0.06);  // at the ceiling
+  EXPECT_LE(highest, 0.25 + 1e-9);
+  // Without it the lr still sits near the restart scale 60 steps after the restore.
+  EXPECT_LT(scale_after_restore(0, 60, &highest), 0.1);
 }
 
 }  // namespace
