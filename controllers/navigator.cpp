@@ -244,7 +244,7 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   active_findings_.clear();
   scalars_.reset();
   signature_.reset();
-  attn_growth_.reset();
+  attn_growth_.restart_from_checkpoint();
   early_.reset();
   restart_pending_ = restart_lr_.has_value();
   // What the adapter applies now keeps running from the new branch's start.
