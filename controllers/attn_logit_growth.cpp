@@ -11,7 +11,8 @@ std::optional<double> AttnLogitGrowth::update(std::int64_t step, std::optional<d
   if (!logit_max || !std::isfinite(*logit_max)) return std::nullopt;
   // A step that went back (a rollback's new branch) starts the window again.
   if (!points_.empty() && step <= points_.back().first) points_.clear();
-  points_.emplace_back(step, std::log2(std::max(*logit_max, 1e-6)));
+  const double lowest = restored_ ? std::max(config.floor, 1e-6) : 1e-6;
+  points_.emplace_back(step, std::log2(std::max(*logit_max, lowest)));
   while (points_.size() > 3 && points_.front().first <= step - config.window_steps) points_.pop_front();
   if (points_.size() < 2) return std::nullopt;
   if (*logit_max < config.floor) return 0.0;

@@ -244,7 +244,7 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   active_findings_.clear();
   scalars_.reset();
   signature_.reset();
-  attn_growth_.reset();
+  attn_growth_.restart_from_checkpoint();
   early_.reset();
   restart_pending_ = restart_lr_.has_value();
   // What the adapter applies now keeps running from the new branch's start.
@@ -662,8 +662,8 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
 // while the restored run shows nothing wrong (no health reading yet, or health at
 // or above the setpoint). The first health reading below the setpoint ends it: the
 // PID and the state machine act as before. Only raises: never above the ceilings.
-// Opt-in (rollback.rewarm_steps > 0, default 0): with 100 it helped setting A and
-// started second episodes in post-LN setting B (calibration seed 2: 2.228, was 1.950).
+// rollback.rewarm_steps (default 100; 0: off). Its B regression (calibration seed 2:
+// 2.228) was attn_logit_growth fitting the restart's near-zero logits, fixed there.
 void Navigator::rewarm(std::int64_t step, const std::optional<double>& health, const PidLimits& pl,
                        std::vector<std::string>& events) {
   const NavigatorConfig& cfg = config_;

@@ -42,7 +42,7 @@ struct RollbackPolicy {
   std::int64_t ack_timeout_steps = 50;     // closed steps to wait for the restore ACK
   std::int64_t signature_grace_steps = 60; // closed steps after a rollback before the signature may ask again
   double restart_scale = 0.2;              // the lr scale after a rollback, as a share of the new ceiling
-  std::int64_t rewarm_steps = 0;           // training steps of the linear re-warmup to the ceiling (0: off)
+  std::int64_t rewarm_steps = 100;         // training steps of the linear re-warmup to the ceiling (0: off)
   std::int64_t lookback_steps = 10;        // roll back this far before the episode's anchor
   bool skip_batches = false;               // also skip the batches between checkpoint and alarm
 };

@@ -87,6 +87,29 @@ TEST(AttnLogitGrowth, ASparseProbeCadenceStillGetsASlope) {
   EXPECT_NEAR(*r, 2.0, 1e-9);
 }
 
+// Post-LN calibration seed 2 after its rollback: the run restarts from an early
+// checkpoint with its largest logit near 0.5 and, the lr rising again, passes the
+// floor at step 90. Fitted from 0.5 that reads as a collapse; on the restored branch
+// the probes below the floor enter the fit at the floor, so it reads exactly what a
+// run sitting at the floor and then rising reads, and the pre-rollback probes are gone.
+TEST(AttnLogitGrowth, ARestoredBranchFitsProbesBelowTheFloorAtTheFloor) {
+  const AttnLogitConfig cfg;  // floor 8, window 100
+  const auto restart_logit = [](int step) { return step <= 80 ? 0.5 : 8.0 * std::exp2((step - 90) / 10.0); };
+  AttnLogitGrowth first, restored, at_floor;
+  for (int step = 200; step <= 400; step += 10) restored.update(step, 30.0 * std::exp2(step / 20.0), cfg);
+  restored.restart_from_checkpoint();
+  std::optional<double> g_first, g_restored, g_floor;
+  for (int step = 10; step <= 100; step += 10) {
+    g_first = first.update(step, restart_logit(step), cfg);
+    g_restored = restored.update(step, restart_logit(step), cfg);
+    g_floor = at_floor.update(step, std::max(restart_logit(step), cfg.floor), cfg);
+  }
+  ASSERT_TRUE(g_first && g_restored && g_floor);
+  EXPECT_GT(*g_first, 4.0);  // a first branch fits from 0.5: above the danger line
+  EXPECT_DOUBLE_EQ(*g_restored, *g_floor);
+  EXPECT_LT(*g_restored, 1.0);
+}
+
 TEST(LrCeiling, CapsTheEffectiveLrAtShareOfTheAlarmLrAndRelaxesWhileStable) {
   LrCeilingConfig cfg;
   cfg.share = 0.5;
