@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Google Benchmark suite for the per-snapshot hot paths: snapshot decode (fast path
 // and the reference object-tree decoder side by side), spectral metrics, trend fits,
-// Navigator::on_snapshot, journal append and read. Not a test: run it by hand,
+// Navigator::on_snapshot, journal append and read, load_recorded_run. Not a test: run it by hand,
 //
 //   build/bench/micro/bench_micro [--benchmark_filter=Decode] [--benchmark_repetitions=5]
 //
@@ -25,6 +25,7 @@
 #include "controllers/trend.hpp"
 #include "journal/journal.hpp"
 #include "journal/journal_reader.hpp"
+#include "journal/journal_replay.hpp"
 #include "protocol/codec.hpp"
 
 namespace {
@@ -214,6 +215,27 @@ void BM_JournalRead(benchmark::State& state) {
   state.SetItemsProcessed(records);
 }
 BENCHMARK(BM_JournalRead);
+
+// load_recorded_run(): read, decode and keep every snapshot of a run, as replay and
+// tune start (the entries' growth and page faults included).
+void BM_LoadRecordedRun(benchmark::State& state) {
+  TempDir dir;
+  const auto n = static_cast<int>(state.range(0));
+  {
+    orbit::JournalOptions o;
+    o.root = dir.path;
+    o.fsync = orbit::JournalOptions::never;
+    orbit::Journal j = orbit::Journal::open(o);
+    for (int i = 0; i < n; ++i) j.append("bench", orbit::RecordType::snapshot, i, orbit::encode(make_snapshot(i, 0)));
+    j.flush();
+  }
+  for (auto _ : state) {
+    const orbit::RecordedRun run = orbit::load_recorded_run(dir.path / "bench");
+    benchmark::DoNotOptimize(run.entries.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_LoadRecordedRun)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
