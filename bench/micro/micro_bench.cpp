@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Google Benchmark suite for the per-snapshot hot paths: snapshot decode (fast path
-// and the reference object-tree decoder side by side), spectral metrics, trend fits,
+// and the reference object-tree decoder side by side), spectral metrics, trend fits, cadence noise,
 // Navigator::on_snapshot, journal append and read, load_recorded_run. Not a test: run it by hand,
 //
 //   build/bench/micro/bench_micro [--benchmark_filter=Decode] [--benchmark_repetitions=5]
@@ -20,6 +20,7 @@
 #include <benchmark/benchmark.h>
 
 #include "config/config.hpp"
+#include "controllers/cadence_noise.hpp"
 #include "controllers/navigator.hpp"
 #include "controllers/spectral_metrics.hpp"
 #include "controllers/trend.hpp"
@@ -138,6 +139,24 @@ BENCHMARK(BM_TrendPushFit)->Arg(20)->Arg(200);
 
 void BM_TrendPushFitDirect(benchmark::State& state) { push_and_fit<true>(state); }
 BENCHMARK(BM_TrendPushFitDirect)->Arg(20)->Arg(200);
+
+// One CadenceNoise update at the default windows (level 5, noise 40), past warmup:
+// ScalarSignals runs two per snapshot (ln loss, ln grad norm).
+void BM_CadenceNoiseUpdate(benchmark::State& state) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> noise(0.0, 0.01);
+  std::vector<double> xs(4096);
+  for (double& x : xs) x = 1.0 + noise(rng);
+  orbit::CadenceNoise cadence;
+  const orbit::CadenceNoiseParams params;
+  std::int64_t step = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(cadence.update(step, xs[static_cast<std::size_t>(step) % xs.size()], params));
+    ++step;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_CadenceNoiseUpdate);
 
 void BM_NavigatorOnSnapshot(benchmark::State& state) {
   const std::unique_ptr<orbit::Navigator> owner = default_navigator();
