@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Google Benchmark suite for the per-snapshot hot paths: snapshot decode (fast path
-// and the reference object-tree decoder side by side), spectral metrics, trend fits,
-// Navigator::on_snapshot, journal append and read. Not a test: run it by hand,
+// and the reference object-tree decoder side by side), spectral metrics, trend fits, cadence noise,
+// Navigator::on_snapshot, journal append and read, load_recorded_run. Not a test: run it by hand,
 //
 //   build/bench/micro/bench_micro [--benchmark_filter=Decode] [--benchmark_repetitions=5]
 //
@@ -20,11 +20,13 @@
 #include <benchmark/benchmark.h>
 
 #include "config/config.hpp"
+#include "controllers/cadence_noise.hpp"
 #include "controllers/navigator.hpp"
 #include "controllers/spectral_metrics.hpp"
 #include "controllers/trend.hpp"
 #include "journal/journal.hpp"
 #include "journal/journal_reader.hpp"
+#include "journal/journal_replay.hpp"
 #include "protocol/codec.hpp"
 
 namespace {
@@ -138,6 +140,24 @@ BENCHMARK(BM_TrendPushFit)->Arg(20)->Arg(200);
 void BM_TrendPushFitDirect(benchmark::State& state) { push_and_fit<true>(state); }
 BENCHMARK(BM_TrendPushFitDirect)->Arg(20)->Arg(200);
 
+// One CadenceNoise update at the default windows (level 5, noise 40), past warmup:
+// ScalarSignals runs two per snapshot (ln loss, ln grad norm).
+void BM_CadenceNoiseUpdate(benchmark::State& state) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> noise(0.0, 0.01);
+  std::vector<double> xs(4096);
+  for (double& x : xs) x = 1.0 + noise(rng);
+  orbit::CadenceNoise cadence;
+  const orbit::CadenceNoiseParams params;
+  std::int64_t step = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(cadence.update(step, xs[static_cast<std::size_t>(step) % xs.size()], params));
+    ++step;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_CadenceNoiseUpdate);
+
 void BM_NavigatorOnSnapshot(benchmark::State& state) {
   const std::unique_ptr<orbit::Navigator> owner = default_navigator();
   orbit::Navigator& nav = *owner;
@@ -214,6 +234,27 @@ void BM_JournalRead(benchmark::State& state) {
   state.SetItemsProcessed(records);
 }
 BENCHMARK(BM_JournalRead);
+
+// load_recorded_run(): read, decode and keep every snapshot of a run, as replay and
+// tune start (the entries' growth and page faults included).
+void BM_LoadRecordedRun(benchmark::State& state) {
+  TempDir dir;
+  const auto n = static_cast<int>(state.range(0));
+  {
+    orbit::JournalOptions o;
+    o.root = dir.path;
+    o.fsync = orbit::JournalOptions::never;
+    orbit::Journal j = orbit::Journal::open(o);
+    for (int i = 0; i < n; ++i) j.append("bench", orbit::RecordType::snapshot, i, orbit::encode(make_snapshot(i, 0)));
+    j.flush();
+  }
+  for (auto _ : state) {
+    const orbit::RecordedRun run = orbit::load_recorded_run(dir.path / "bench");
+    benchmark::DoNotOptimize(run.entries.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_LoadRecordedRun)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
