@@ -76,6 +76,7 @@ void read_filters(Table& t, FilterConfig& f) {
     c.integer("level_window", p.level_window, 1, 1000);
     c.integer("noise_window", p.noise_window, 1, 100'000);
     c.integer("warmup", p.warmup, 1, 100'000);
+    c.integer("early_warmup", p.early_warmup, 1, 100'000);
     c.number("clip", p.clip, 0.0, 1e6, true);
     c.number("min_noise", p.min_noise, 0.0, 1e6, true);
     c.number("cadence_change", p.cadence_change, 1.0, 1e9, true);

@@ -9,7 +9,11 @@
 // (AlgoPerf logs every step to 100, then every 100 or 500), the statistics start
 // over and warm up again at the new cadence. A value beyond `clip` noise units
 // enters the window clipped, so one spike cannot inflate the noise, while a level
-// the run settles at is absorbed within a few snapshots (the alarm clears).
+// the run settles at is absorbed within a few snapshots (the alarm clears). While
+// warming up, an early z against the noise of the differences so far (from
+// `early_warmup` of them; their median, robust to the descent and to a spike that entered unclipped) is
+// kept aside for the loss jump's noise check (a few snapshots at the new cadence
+// already show how far a noisy run wobbles); the z the zones read waits for `warmup`.
 
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +29,7 @@ struct CadenceNoiseParams {
   std::size_t level_window = 5;    // accepted values whose median is the level
   std::size_t noise_window = 40;   // successive differences whose 90th percentile is the noise
   std::size_t warmup = 20;         // differences at this cadence before a z is given
+  std::size_t early_warmup = 5;    // differences before an early z is given (<= warmup)
   double clip = 4.0;               // noise units a value may move the window by
   double min_noise = 1e-3;         // floor of the noise (ln units: 0.1 %)
   double cadence_change = 4.0;     // a gap this many times shorter/longer restarts
@@ -38,9 +43,14 @@ class CadenceNoise {
   void reset();
   // The last update saw the cadence change and started learning the noise afresh.
   bool restarted() const { return restarted_; }
+  // The last value's z against the level and the noise of the differences so far,
+  // from early_warmup of them on (equal to update's z once that is given); nullopt
+  // before. Read only by the loss jump's noise check, never by the zones.
+  std::optional<double> early_z() const { return early_z_; }
 
  private:
   bool restarted_ = false;
+  std::optional<double> early_z_;
   std::deque<double> values_;  // accepted (clipped) values, newest last
   std::deque<double> diffs_;   // |successive differences| of accepted values
   // diffs_ kept sorted as well: its quantile is an index, not a selection per

@@ -106,6 +106,9 @@ std::vector<std::string> NavigatorConfig::validate() const {
   need(cn.warmup >= 1 && cn.warmup <= cn.noise_window, cn_key + "warmup",
        "must be in [1, noise_window] (the window holds at most noise_window differences; got warmup = " +
            std::to_string(cn.warmup) + ", noise_window = " + std::to_string(cn.noise_window) + ")");
+  need(cn.early_warmup >= 1 && cn.early_warmup <= cn.warmup, cn_key + "early_warmup",
+       "must be in [1, warmup] (got early_warmup = " + std::to_string(cn.early_warmup) +
+           ", warmup = " + std::to_string(cn.warmup) + ")");
   need(finite(cn.clip) && cn.clip > 0.0, cn_key + "clip", "must be > 0");
   need(finite(cn.min_noise) && cn.min_noise > 0.0, cn_key + "min_noise", "must be > 0");
   need(finite(cn.cadence_change) && cn.cadence_change > 1.0, cn_key + "cadence_change", "must be > 1");

@@ -99,8 +99,11 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
     const LossJumpParams jp{fc.loss_jump_ratio, fc.loss_jump_grad_ratio, confirm, fc.loss_jump_arm_step};
     out.jump = loss_jump_.update(step, loss, grad_norm, jp);
     // Within the run's own noise of its recent level: an outlier of a noisy run, or
-    // a level it has settled at, not a spike.
-    if (out.jump->alarm && loss_noise_z && *loss_noise_z < fc.loss_jump_min_noise_z) out.jump->alarm = false;
+    // a level it has settled at, not a spike. While the noise is still warming up
+    // (the start, a new cadence) the early noise of its first few differences
+    // judges: a noisy run logged every 500 steps is not read as calm for 20 snapshots.
+    const auto jump_noise_z = loss > 0.0 ? loss_noise_.early_z() : std::nullopt;
+    if (out.jump->alarm && jump_noise_z && *jump_noise_z < fc.loss_jump_min_noise_z) out.jump->alarm = false;
     if (out.jump->ratio > 0.0) put_metric(m, "loss_jump", out.jump->ratio);
     if (out.jump->alarm) {
       const LossJumpStatus& jump = *out.jump;

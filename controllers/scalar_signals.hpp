@@ -10,8 +10,9 @@
 // is a spike only when it stands out on both; a run whose loss wobbles 1.4x between
 // snapshots (noisy batch losses logged every 500 steps) does not alarm on a 1.5x
 // one. A loss jump alarms only while ln(loss) is also loss_jump_min_noise_z noise
-// units (filters config) above the run's recent level (once that is learned), so the jump alarm
-// clears when the run settles, even at a level above its old floor.
+// units (filters config) above the run's recent level (once its noise is known, from the
+// early noise of cadence_noise.early_warmup differences on), so the jump alarm clears
+// when the run settles, even at a level above its old floor.
 
 #include <cstdint>
 #include <map>

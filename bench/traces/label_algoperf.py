@@ -29,6 +29,7 @@ the held-out part when listed in HELD_OUT (fixed here, before any scoring).
   label_algoperf.py REPO_GIT_DIR COMMIT            # prints what it would take
   label_algoperf.py REPO_GIT_DIR COMMIT --write    # vendors and labels
   label_algoperf.py REPO_GIT_DIR COMMIT --fresh [--write]
+  label_algoperf.py REPO_GIT_DIR COMMIT --fresh2 [--write]
 
 --fresh takes the same rule to the AlgoPerf v0.6 leaderboard's logs
 (previous_leaderboards/algoperf_v06/: other submissions, baseline, shampoo and
@@ -36,6 +37,16 @@ schedule_free_adamw_v2, on the 16 base workloads), which no earlier selection re
 They go to tests/traces/algoperf_fresh_v06_<workload>/, named v06_<...>, and are listed
 in bench/traces/fresh.txt: a third part, vendored after the detector was frozen for issue
 18's trace goal and scored only then (bench_traces --fresh).
+
+--fresh2 takes the same rule (same labels, same per-workload selection) to the
+self-tuning logs of both leaderboards (previous_leaderboards/algoperf_v05/logs/self_tuning/
+and .../algoperf_v06/logs/self_tuning/: adamg, baseline, nadamw_sequential,
+schedule_free_adamw, sinv6, sinv6_75, schedule_free_adamw_v2), which no earlier selection
+took (the others stop at external_tuning/ in path order), over every workload folder
+those hold (FRESH2_WORKLOADS). They go to tests/traces/algoperf_fresh2_<workload>/, named
+self_v05_<...> / self_v06_<...>, and are listed in bench/traces/fresh2.txt: a fourth part,
+written down and vendored before anyone looked at the four false alarms of the held-out and
+fresh parts, scored first with the detector of main 134eac4, never tuned on.
 """
 import csv
 import io
@@ -70,6 +81,17 @@ FRESH_WORKLOADS = [
     "imagenet_resnet_pytorch", "imagenet_vit_jax", "imagenet_vit_pytorch", "librispeech_conformer_jax",
     "librispeech_conformer_pytorch", "librispeech_deepspeech_jax", "librispeech_deepspeech_pytorch", "ogbg_jax",
     "ogbg_pytorch", "wmt_jax", "wmt_pytorch",
+]
+FRESH2_PREFIXES = ("previous_leaderboards/algoperf_v05/logs/self_tuning/",
+                   "previous_leaderboards/algoperf_v06/logs/self_tuning/")
+FRESH2_WORKLOADS = [
+    "criteo1tb_embed_init_jax", "criteo1tb_embed_init_pytorch", "criteo1tb_jax", "criteo1tb_pytorch", "fastmri_jax",
+    "fastmri_pytorch", "fastmri_tanh_jax", "fastmri_tanh_pytorch", "imagenet_resnet_jax",
+    "imagenet_resnet_large_bn_init_jax", "imagenet_resnet_large_bn_init_pytorch", "imagenet_resnet_pytorch",
+    "imagenet_vit_jax", "imagenet_vit_pytorch", "librispeech_conformer_jax", "librispeech_conformer_layernorm_jax",
+    "librispeech_conformer_layernorm_pytorch", "librispeech_conformer_pytorch", "librispeech_deepspeech_jax",
+    "librispeech_deepspeech_pytorch", "ogbg_jax", "ogbg_model_size_jax", "ogbg_model_size_pytorch", "ogbg_pytorch",
+    "wmt_glu_tanh_jax", "wmt_glu_tanh_pytorch", "wmt_jax", "wmt_pytorch",
 ]
 # Never tuned on: whole workloads (architectures, data) the tuned part does not have.
 HELD_OUT = {"librispeech_conformer_pytorch", "fastmri_jax", "ogbg_jax", "criteo1tb_jax", "imagenet_resnet_pytorch",
@@ -158,7 +180,8 @@ def label(rows):
 def main():
     git_dir, commit = sys.argv[1], sys.argv[2]
     write = "--write" in sys.argv
-    fresh = "--fresh" in sys.argv
+    fresh2 = "--fresh2" in sys.argv
+    fresh = "--fresh" in sys.argv and not fresh2
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(os.path.dirname(here))
     listing = subprocess.run(["git", "--git-dir", git_dir, "ls-tree", "-r", "-l", commit], check=True,
@@ -168,11 +191,14 @@ def main():
         meta, path = line.split("\t", 1)
         size = meta.split()[3]
         if path.endswith("/measurements.csv") and size != "-" and int(size) <= MAX_BYTES:
-            if path.startswith(FRESH_PREFIX) == fresh:
+            if fresh2:
+                if path.startswith(FRESH2_PREFIXES):
+                    files.append(path)
+            elif path.startswith(FRESH_PREFIX) == fresh:
                 files.append(path)
     files.sort()
-    for workload in FRESH_WORKLOADS if fresh else WORKLOADS:
-        part = "fresh_v06" if fresh else "heldout" if workload in HELD_OUT else "tuned"
+    for workload in FRESH2_WORKLOADS if fresh2 else FRESH_WORKLOADS if fresh else WORKLOADS:
+        part = "fresh2" if fresh2 else "fresh_v06" if fresh else "heldout" if workload in HELD_OUT else "tuned"
         if os.path.isdir(os.path.join(repo, "tests", "traces", f"algoperf_{part}_{workload}")):
             print(f"{part:8} {workload}: already vendored, kept")
             continue
@@ -197,6 +223,8 @@ def main():
             name = f"{workload}_{parts[-5]}_{parts[-4]}_{trial}_{verdict.upper()}".replace("-", "_")
             if fresh:
                 name = "v06_" + name
+            if fresh2:
+                name = f"self_{parts[1].split('_')[-1]}_" + name
             print(f"{part:8} {verdict:8} {name} rows={len(rows)} steps={rows[0][0]}-{rows[-1][0]} "
                   f"events={[(e['onset'], e['peak'], e['end'], e['kind']) for e in events]}")
             if not write:
@@ -206,9 +234,12 @@ def main():
                 os.makedirs(folder)
                 with open(os.path.join(folder, "SOURCE.txt"), "w") as f:
                     note = {"heldout": "never tuned on", "tuned": "thresholds may be tuned on it",
-                            "fresh_v06": "AlgoPerf v0.6 logs, vendored after the detector was frozen; never tuned on"}
+                            "fresh_v06": "AlgoPerf v0.6 logs, vendored after the detector was frozen; never tuned on",
+                            "fresh2": "AlgoPerf v0.5/v0.6 self-tuning logs, vendored before the held-out and fresh false "
+                                      "alarms were looked at; never tuned on"}
                     f.write(SOURCE_HEAD.format(workload=workload, part=part, part_note=note[part]))
-                with open(os.path.join(repo, "bench", "traces", "fresh.txt" if fresh else "heldout.txt"), "a") as f:
+                listing = "fresh2.txt" if fresh2 else "fresh.txt" if fresh else "heldout.txt"
+                with open(os.path.join(repo, "bench", "traces", listing), "a") as f:
                     if part != "tuned":
                         f.write(f"algoperf_{part}_{workload}\n")
                 with open(os.path.join(folder, "LICENSE.txt"), "w") as f:

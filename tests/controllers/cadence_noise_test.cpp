@@ -60,6 +60,67 @@ TEST(CadenceNoise, ACadenceChangeStartsTheWarmUpAgain) {
   EXPECT_TRUE(n.update(step, 1.3, p));
 }
 
+TEST(CadenceNoise, AnEarlyZIsGivenFromEarlyWarmupDifferencesAndIsTheZOnceWarm) {
+  const CadenceNoiseParams p;
+  CadenceNoise n;
+  for (int i = 0; i < 40; ++i) {
+    const auto z = n.update(100 * i, wobble(i, 1.0, 0.2), p);  // i values before: i - 1 differences
+    EXPECT_EQ(n.early_z().has_value(), i > static_cast<int>(p.early_warmup)) << i;
+    if (z) {
+      EXPECT_EQ(*z, *n.early_z());
+    }
+  }
+}
+
+// A noisy run logged every 100 steps (AlgoPerf fastMRI: the batch loss wobbles
+// 0.21-0.42) reads one 1.55x snapshot 15 snapshots in, while its noise is still
+// warming up: it is within the run's routine wobble (~4.5 noise units of its
+// differences so far), not a jump. A 3x jump at the same place (~11 units) still
+// alarms. With the noise check waiting for the full warm-up, the 1.55x outlier was
+// a critical jump. The first difference, the run's descent from 1.0, is ~11 noise
+// units: the early noise is their median, which it does not move.
+TEST(ScalarSignals, ALossJumpWhileTheNoiseWarmsUpIsJudgedByTheEarlyNoise) {
+  const FilterConfig fc;  // jump armed at step 500, warm-up 20 differences, early 5
+  auto jump_alarm_at_outlier = [&](double outlier) {
+    ScalarSignals s;
+    std::vector<Finding> findings;
+    std::int64_t step = 0;
+    s.update(step, 1.0, 2.0, 100, fc, nullptr, findings);  // the run's first snapshot, before its descent
+    for (int i = 1; i < 15; ++i) {
+      step += 100;
+      const double loss = 0.28 * (1.0 + 0.1 * (wobble(i, 0.0, 1.0)));
+      const auto r = s.update(step, loss, 0.2, 100, fc, nullptr, findings);
+      EXPECT_FALSE(r.jump && r.jump->alarm) << "the run's wobble at step " << step;
+      EXPECT_FALSE(r.loss_z) << "the zones' z still warms up";
+    }
+    const auto r = s.update(step + 100, 0.28 * outlier, 0.2, 100, fc, nullptr, findings);
+    EXPECT_TRUE(r.jump && r.jump->jump) << "over its floor by the ratio";
+    return r.jump && r.jump->alarm;
+  };
+  EXPECT_FALSE(jump_alarm_at_outlier(1.55)) << "a 1.55x snapshot of a run that wobbles +-10 %";
+  EXPECT_TRUE(jump_alarm_at_outlier(3.0)) << "a 3x jump stands far outside the same wobble";
+}
+
+// Two 3x spikes 400 steps apart in the warm-up (AlgoPerf criteo1tb jax nadamp, 1000
+// and 1300): the first entered the differences unclipped, twice (up and down). With
+// the 90th percentile of 12 differences as the early noise, those two were the noise
+// and the second spike read 2 units; their median keeps it ~10 units out.
+TEST(ScalarSignals, ASpikeInTheWarmUpDoesNotHideTheNextOne) {
+  const FilterConfig fc;
+  ScalarSignals s;
+  std::vector<Finding> findings;
+  auto jump_alarm = [&](std::int64_t step, double loss) {
+    const auto r = s.update(step, loss, 0.2, 100, fc, nullptr, findings);
+    return r.jump && r.jump->alarm;
+  };
+  jump_alarm(0, 1.0);
+  for (int i = 1; i < 13; ++i) {
+    const bool spike = i == 8 || i == 12;
+    const double loss = spike ? 0.28 * 3.0 : 0.28 * (1.0 + 0.1 * (wobble(i, 0.0, 1.0)));
+    EXPECT_EQ(jump_alarm(100 * i, loss), spike) << "step " << 100 * i;
+  }
+}
+
 // A loss that jumps and then stays at its new level (AlgoPerf WMT after a spike):
 // the jump alarms, and the alarm clears once the new level is the run's own. With
 // the loss jump's running-minimum floor alone it alarmed for as long as the run lasted.

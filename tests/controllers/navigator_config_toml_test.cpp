@@ -61,6 +61,7 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   EXPECT_EQ(f.cadence_noise.level_window, g.cadence_noise.level_window);
   EXPECT_EQ(f.cadence_noise.noise_window, g.cadence_noise.noise_window);
   EXPECT_EQ(f.cadence_noise.warmup, g.cadence_noise.warmup);
+  EXPECT_EQ(f.cadence_noise.early_warmup, g.cadence_noise.early_warmup);
   EXPECT_EQ(f.cadence_noise.clip, g.cadence_noise.clip);
   EXPECT_EQ(f.cadence_noise.min_noise, g.cadence_noise.min_noise);
   EXPECT_EQ(f.cadence_noise.cadence_change, g.cadence_noise.cadence_change);
@@ -194,6 +195,8 @@ TEST(NavigatorConfigToml, ErrorsNameFileKeyAndReason) {
        "noise_window = 40)"},
       {"[controller.filters.cadence_noise]\nnoise_window = 10", "controller.filters.cadence_noise.warmup",
        "must be in [1, noise_window]"},
+      {"[controller.filters.cadence_noise]\nearly_warmup = 21", "controller.filters.cadence_noise.early_warmup",
+       "must be in [1, warmup] (got early_warmup = 21, warmup = 20)"},
       {"[controller.filters.cadence_noise]\nmin_noise = 0", "controller.filters.cadence_noise.min_noise",
        "must be in (0,"},
       {"[controller.filters.cadence_noise]\ncadence_change = 1.0", "controller.filters.cadence_noise.cadence_change",
