@@ -74,7 +74,8 @@ bool per_step_at(const std::vector<std::int64_t>& steps, std::int64_t peak) {
 
 std::string cadence(const Row& r) {
   if (r.steps.size() < 2) return "-";
-  return r.min_gap == r.max_gap ? std::to_string(r.min_gap) : std::to_string(r.min_gap) + "-" + std::to_string(r.max_gap);
+  return r.min_gap == r.max_gap ? std::to_string(r.min_gap)
+                                : std::to_string(r.min_gap) + "-" + std::to_string(r.max_gap);
 }
 
 std::string cell(const Row& r, const Detector& d) {
@@ -117,9 +118,10 @@ int main(int argc, char** argv) {
     else if (a == "--ma-window") ma_window = std::stoul(next());
     else if (a == "--mean-multiple") mean_multiple = std::stod(next());
     else {
-      std::fprintf(stderr, "usage: bench_traces [--traces DIR] [--labels DIR] [--heldout FILE] [--fresh FILE] [--fresh2 FILE]\n"
-                           "                    [--config FILE] [--md FILE] [--json FILE]\n"
-                           "                    [--lead-window N] [--ma-ratio R] [--ma-window N] [--mean-multiple M]\n");
+      std::fprintf(stderr,
+                   "usage: bench_traces [--traces DIR] [--labels DIR] [--heldout FILE] [--fresh FILE] [--fresh2 FILE]\n"
+                   "                    [--config FILE] [--md FILE] [--json FILE]\n"
+                   "                    [--lead-window N] [--ma-ratio R] [--ma-window N] [--mean-multiple M]\n");
       return 2;
     }
   }
@@ -166,7 +168,8 @@ int main(int argc, char** argv) {
     io.run = sanitize_run_id(file.stem().string());
     ImportResult imported = import_trace(read(file), io);
     const fs::path label_file = labels_dir / (file.stem().string() + ".toml");
-    if (!fs::exists(label_file)) throw std::runtime_error("no labels for " + file.string() + " (" + label_file.string() + ")");
+    if (!fs::exists(label_file))
+      throw std::runtime_error("no labels for " + file.string() + " (" + label_file.string() + ")");
     const Labels labels = load_labels(label_file);
     // The import path a user takes: `orbit import`'s journal on disk, read back.
     write_import_journal(imported, root, io);
@@ -218,25 +221,25 @@ int main(int argc, char** argv) {
   std::size_t healthy_runs = 0;
   for (const auto& r : rows)
     for (const std::size_t p : {std::size_t{0}, r.part}) {
-    ++part_runs[p];
-    if (r.healthy) ++part_healthy[p];
-    if (p == 0 && r.healthy) ++healthy_runs;
-    for (std::size_t d = 0; d < 3; ++d) {
-      const auto& s = r.detectors[d].scoring;
-      auto& t = parts[p][d];
-      t.failures += s.detections.size();
-      t.in_time += s.in_time;
-      t.late += s.late;
-      t.missed += s.missed;
-      for (const auto& det : s.detections)
-        if (per_step_at(r.steps, det.failure.peak)) {
-          ++t.per_step;
-          if (det.in_time()) ++t.per_step_in_time;
-        }
-      t.false_alarms += s.false_alarms;
-      if (r.healthy) t.healthy_false_alarms += s.false_alarms;
+      ++part_runs[p];
+      if (r.healthy) ++part_healthy[p];
+      if (p == 0 && r.healthy) ++healthy_runs;
+      for (std::size_t d = 0; d < 3; ++d) {
+        const auto& s = r.detectors[d].scoring;
+        auto& t = parts[p][d];
+        t.failures += s.detections.size();
+        t.in_time += s.in_time;
+        t.late += s.late;
+        t.missed += s.missed;
+        for (const auto& det : s.detections)
+          if (per_step_at(r.steps, det.failure.peak)) {
+            ++t.per_step;
+            if (det.in_time()) ++t.per_step_in_time;
+          }
+        t.false_alarms += s.false_alarms;
+        if (r.healthy) t.healthy_false_alarms += s.false_alarms;
+      }
     }
-  }
   char ma_name[64], mean_name[64];
   std::snprintf(mean_name, sizeof mean_name, "loss > %gx running mean", mean_multiple);
   std::snprintf(ma_name, sizeof ma_name, "loss > %gx mean of last %zu", ma_ratio, ma_window);
@@ -301,8 +304,8 @@ int main(int argc, char** argv) {
     m << "Goal on the " << part_name[p] << " part (issue 18: recall at least the better baseline's, here "
       << names[better] << " with " << held[better].in_time << " / " << held[better].failures
       << "; false alarms on healthy runs at most a tenth of its " << held[better].healthy_false_alarms << "): **"
-      << (unseen_goal[p] ? "met" : "not met") << "** (" << held[0].in_time << " / " << held[0].failures
-      << " flagged, " << held[0].healthy_false_alarms << " false alarms on healthy runs).\n\n";
+      << (unseen_goal[p] ? "met" : "not met") << "** (" << held[0].in_time << " / " << held[0].failures << " flagged, "
+      << held[0].healthy_false_alarms << " false alarms on healthy runs).\n\n";
   }
   m << "## Per run\n\nCells: `peak: first alarm (lead in steps)` per labelled failure. FA = false alarms. Cadence = "
        "steps between snapshots (least-most). A failure is at per-step resolution when its peak snapshot "
@@ -310,8 +313,9 @@ int main(int argc, char** argv) {
     << "| run | part | snapshots | steps | cadence | labels | Orbit | FA | " << mean_name << " | FA | " << ma_name
     << " | FA |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& r : rows) {
-    m << "| " << r.run << " | " << part_name[r.part] << " | " << r.snapshots << " | " << r.first_step << "-" << r.last_step << " | " << cadence(r)
-      << " | " << (r.healthy ? "healthy" : std::to_string(r.failures.size()) + " failure" + (r.failures.size() == 1 ? "" : "s"))
+    m << "| " << r.run << " | " << part_name[r.part] << " | " << r.snapshots << " | " << r.first_step << "-"
+      << r.last_step << " | " << cadence(r) << " | "
+      << (r.healthy ? "healthy" : std::to_string(r.failures.size()) + " failure" + (r.failures.size() == 1 ? "" : "s"))
       << " | " << cell(r, r.detectors[0]) << " | " << r.detectors[0].scoring.false_alarms << " | "
       << cell(r, r.detectors[1]) << " | " << r.detectors[1].scoring.false_alarms << " | " << cell(r, r.detectors[2])
       << " | " << r.detectors[2].scoring.false_alarms << " |\n";
@@ -327,7 +331,8 @@ int main(int argc, char** argv) {
       m << "- " << r.run << ": failure peaking at " << det.failure.peak
         << (per_step_at(r.steps, det.failure.peak) ? " (per-step)" : "") << " "
         << (det.first_alarm ? "flagged " + std::to_string(-*det.lead) + (*det.lead == -1 ? " step" : " steps") + " late"
-                          : std::string("missed")) << "\n";
+                            : std::string("missed"))
+        << "\n";
       ++listed;
     }
     for (const auto& ep : s.episodes)
@@ -348,7 +353,8 @@ int main(int argc, char** argv) {
        "under 1.5x (WMT pytorch 35000, 37000: 1.35-1.4x, 20+ noise units out) is not a label, so alarms on it "
        "count as false. Failures that come while an alarm raised for an earlier one is still up are missed by "
        "the scoring rule, not by the detectors (the state machine steps down only after "
-       "`states.min_dwell_steps` calm training steps and is STABLE after `states.recovery_steps` more). Megatron excerpts "
+       "`states.min_dwell_steps` calm training steps and is STABLE after `states.recovery_steps` more). Megatron "
+       "excerpts "
        "(bigscience_*) are 1-11 lines long, shorter than any warm-up: the loss-jump detector covers them.\n";
 
   JsonWriter w(true);
@@ -360,29 +366,33 @@ int main(int argc, char** argv) {
   if (part_runs[4] > 0) w.field("fresh2_goal_met", unseen_goal[4]);
   const char* part_key[kParts] = {"totals", "tuned_totals", "heldout_totals", "fresh_totals", "fresh2_totals"};
   for (std::size_t p = 0; p < kParts; ++p) {
-  if (p >= 3 && part_runs[p] == 0) continue;
-  w.key(part_key[p]).begin_object();
-  w.field("runs", static_cast<std::uint64_t>(part_runs[p])).field("healthy_runs", static_cast<std::uint64_t>(part_healthy[p]));
-  for (std::size_t d = 0; d < 3; ++d) {
-    const auto& t = parts[p][d];
-    w.key(rows.empty() ? names[d] : rows[0].detectors[d].name).begin_object();
-    w.field("label", names[d]).field("failures", static_cast<std::uint64_t>(t.failures));
-    w.field("in_time", static_cast<std::uint64_t>(t.in_time)).field("late", static_cast<std::uint64_t>(t.late));
-    w.field("missed", static_cast<std::uint64_t>(t.missed));
-    w.field("per_step_failures", static_cast<std::uint64_t>(t.per_step));
-    w.field("per_step_in_time", static_cast<std::uint64_t>(t.per_step_in_time));
-    w.field("false_alarms", static_cast<std::uint64_t>(t.false_alarms));
-    w.field("healthy_false_alarms", static_cast<std::uint64_t>(t.healthy_false_alarms));
+    if (p >= 3 && part_runs[p] == 0) continue;
+    w.key(part_key[p]).begin_object();
+    w.field("runs", static_cast<std::uint64_t>(part_runs[p]))
+        .field("healthy_runs", static_cast<std::uint64_t>(part_healthy[p]));
+    for (std::size_t d = 0; d < 3; ++d) {
+      const auto& t = parts[p][d];
+      w.key(rows.empty() ? names[d] : rows[0].detectors[d].name).begin_object();
+      w.field("label", names[d]).field("failures", static_cast<std::uint64_t>(t.failures));
+      w.field("in_time", static_cast<std::uint64_t>(t.in_time)).field("late", static_cast<std::uint64_t>(t.late));
+      w.field("missed", static_cast<std::uint64_t>(t.missed));
+      w.field("per_step_failures", static_cast<std::uint64_t>(t.per_step));
+      w.field("per_step_in_time", static_cast<std::uint64_t>(t.per_step_in_time));
+      w.field("false_alarms", static_cast<std::uint64_t>(t.false_alarms));
+      w.field("healthy_false_alarms", static_cast<std::uint64_t>(t.healthy_false_alarms));
+      w.end_object();
+    }
     w.end_object();
-  }
-  w.end_object();
   }
   w.key("runs").begin_array();
   for (const auto& r : rows) {
     w.begin_object();
     w.field("folder", r.folder).field("file", r.file).field("run", r.run);
     w.field("snapshots", static_cast<std::uint64_t>(r.snapshots)).field("first_step", r.first_step);
-    w.field("last_step", r.last_step).field("min_step_gap", r.min_gap).field("max_step_gap", r.max_gap).field("healthy", r.healthy);
+    w.field("last_step", r.last_step)
+        .field("min_step_gap", r.min_gap)
+        .field("max_step_gap", r.max_gap)
+        .field("healthy", r.healthy);
     w.field("heldout", r.part == 2).field("part", part_name[r.part]);
     w.field("orbit_burns", static_cast<std::uint64_t>(r.burns));
     w.key("detectors").begin_object();
