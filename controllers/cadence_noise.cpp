@@ -74,26 +74,24 @@ std::optional<double> CadenceNoise::update(std::int64_t step, double x, const Ca
   if (!values_.empty()) {
     const std::size_t n = std::min(values_.size(), p.level_window);
     const double level = median_of_last(values_, n);
-    if (!diffs_.empty() && diffs_.size() >= std::min(p.early_warmup, p.warmup)) {
+    if (!diffs_.empty() && diffs_.size() >= p.warmup) {
       // The 90th percentile of |successive differences|, as a Gaussian σ (q90 of
       // |N(0, 2σ²)| is 1.6449·√2·σ). Not the median: noisy runs have heavy-tailed or
       // two-level losses (ImageNet ViT logged every 500 steps swings 2.9 <-> 4.3 on
       // ~15% of snapshots) and their routine swings must not read as spikes.
       const double noise =
           std::max(quantile_of_sorted(sorted_diffs_, 0.9) / (1.6449 * std::sqrt(2.0)), p.min_noise);
-      if (diffs_.size() >= p.warmup) {
-        z = (x - level) / noise;
-        early_z_ = z;
-        accepted = level + std::clamp(x - level, -p.clip * noise, p.clip * noise);
-      } else {
-        // Early, from a few differences: their 90th percentile is the largest one or
-        // two, which at a run's start or a new cadence are the descent itself or a
-        // spike that entered unclipped. Their median (as a Gaussian σ: the median of
-        // |N(0, 2σ²)| is 0.6745·√2·σ) is what the run's wobble is.
-        const double early_noise =
-            std::max(quantile_of_sorted(sorted_diffs_, 0.5) / (0.6745 * std::sqrt(2.0)), p.min_noise);
-        early_z_ = (x - level) / early_noise;
-      }
+      z = (x - level) / noise;
+      early_z_ = z;
+      accepted = level + std::clamp(x - level, -p.clip * noise, p.clip * noise);
+    } else if (!diffs_.empty() && diffs_.size() >= p.early_warmup) {
+      // Early, from a few differences: their 90th percentile is the largest one or
+      // two, which at a run's start or a new cadence are the descent itself or a
+      // spike that entered unclipped. Their median (as a Gaussian σ: the median of
+      // |N(0, 2σ²)| is 0.6745·√2·σ) is what the run's wobble is.
+      const double early_noise =
+          std::max(quantile_of_sorted(sorted_diffs_, 0.5) / (0.6745 * std::sqrt(2.0)), p.min_noise);
+      early_z_ = (x - level) / early_noise;
     }
     const double diff = std::abs(accepted - values_.back());
     if (!diffs_.empty() && diffs_.size() >= p.noise_window) {  // full: the oldest leaves as this one enters
