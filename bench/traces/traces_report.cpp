@@ -367,6 +367,10 @@ int main(int argc, char** argv) {
 
   JsonWriter w(true);
   w.begin_object();
+  // The command that wrote this, run from the repository root (bench/traces/run.sh passes its options on).
+  std::string command = "bench_traces";
+  for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+  w.field("command", command);
   w.field("generated", date).field("traces_dir", traces.string()).field("config", config_file.string());
   w.field("lead_window", static_cast<std::uint64_t>(lead_window)).field("seconds", seconds);
   w.field("goal_met", goal).field("heldout_goal_met", unseen_goal[2]);
