@@ -69,6 +69,7 @@ void read_filters(Table& t, FilterConfig& f) {
   t.number("loss_jump_ratio", f.loss_jump_ratio, 0.0, 1e6);
   t.number("loss_jump_grad_ratio", f.loss_jump_grad_ratio, 1.0, 1e12, true);
   t.integer("loss_jump_arm_step", f.loss_jump_arm_step, 0, 1'000'000'000'000);
+  t.boolean("loss_jump_early_corroborated", f.loss_jump_early_corroborated);
   t.number("loss_jump_min_noise_z", f.loss_jump_min_noise_z, 0.0, 1e6);
   {
     Table c(t.table("cadence_noise"), t.key("cadence_noise"), t.file());

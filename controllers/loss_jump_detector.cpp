@@ -28,7 +28,9 @@ LossJumpStatus LossJumpDetector::update(std::int64_t step, double loss, std::opt
     return s;
   }
   s.floor = floor_.value_or(0.0);
-  s.armed = params.ratio > 0.0 && floor_ && *floor_ > 0.0 && step >= params.arm_step;
+  const bool has_floor = params.ratio > 0.0 && floor_ && *floor_ > 0.0;
+  s.armed = has_floor && step >= params.arm_step;
+  s.early = has_floor && !s.armed && params.early_corroborated;
   if (floor_ && *floor_ > 0.0) s.ratio = loss / *floor_;
   if (grad_norm) {
     if (!std::isfinite(*grad_norm)) {
@@ -37,12 +39,12 @@ LossJumpStatus LossJumpDetector::update(std::int64_t step, double loss, std::opt
       s.grad_ratio = *grad_norm / *std::min_element(recent_grads_.begin(), recent_grads_.end());
     }
   }
-  s.jump = s.armed && s.ratio >= params.ratio;
+  s.jump = (s.armed || s.early) && s.ratio >= params.ratio;
   if (s.jump) {
     if (!jump_since_) jump_since_ = std::min(before, step - 1);
     s.held_steps = step - *jump_since_;
     s.corroborated = s.grad_ratio && *s.grad_ratio >= params.grad_ratio;
-    s.alarm = s.corroborated || s.held_steps >= params.confirm_steps;
+    s.alarm = s.corroborated || (s.armed && s.held_steps >= params.confirm_steps);
   } else {
     jump_since_.reset();
   }

@@ -11,6 +11,11 @@
 //     value of the last `grad_window` snapshots, or non-finite; or
 //   - it holds for `confirm_steps` training steps (at a coarse cadence one snapshot
 //     spans them).
+// Before `arm_step` a fresh run's loss is still falling and swinging, so holding
+// proves nothing; with `early_corroborated` a jump there still alarms when the grad
+// norm corroborates it at the same snapshot (a falling loss does not multiply the
+// grad norm), flagged `early` so the caller can also ask it to stand out of the
+// run's own early noise.
 // The floor is a ratio of the loss itself: it suits losses bounded well away from
 // zero (cross-entropy of language models), not losses that approach 0.
 
@@ -26,6 +31,7 @@ struct LossJumpParams {
   double grad_ratio = 4.0;          // grad norm / its recent minimum that corroborates at once
   std::int64_t confirm_steps = 2;   // an uncorroborated jump must span this many steps
   std::int64_t arm_step = 500;      // training step from which jumps count (a fresh run's loss is still falling)
+  bool early_corroborated = false;  // before arm_step, a jump the grad norm corroborates counts
   std::size_t level_window = 5;     // losses in the median whose running minimum is the floor (<= 31)
   std::size_t grad_window = 20;     // snapshots whose least grad norm a jump is measured against
 };
@@ -35,10 +41,11 @@ struct LossJumpStatus {
   double floor = 0.0;           // before this sample (0 = none yet)
   double ratio = 0.0;           // loss / floor (0 = no floor)
   std::optional<double> grad_ratio;  // grad norm / its recent minimum (inf: non-finite grad norm)
-  bool jump = false;            // ratio >= params.ratio while armed
+  bool early = false;           // before arm_step, a floor exists and early_corroborated is on
+  bool jump = false;            // ratio >= params.ratio while armed or early
   bool corroborated = false;    // ... with the gradient norm
   std::int64_t held_steps = 0;  // steps the jump has spanned so far
-  bool alarm = false;           // jump and (corroborated or held_steps >= confirm_steps)
+  bool alarm = false;           // jump and (corroborated or, when armed, held_steps >= confirm_steps)
 };
 
 class LossJumpDetector {

@@ -77,6 +77,7 @@ struct FilterConfig {
   double loss_jump_ratio = 1.5;             // loss / floor that alarms (0 = off)
   double loss_jump_grad_ratio = 4.0;        // grad norm / recent minimum that confirms a jump at once
   std::int64_t loss_jump_arm_step = 500;    // training step from which jumps count
+  bool loss_jump_early_corroborated = true;  // before it, a grad-corroborated jump out of the early noise counts
   double loss_jump_min_noise_z = 6.0;       // ln(loss) noise units above its recent level a jump needs
   // The run's own level and noise at its snapshot cadence (controllers/cadence_noise.hpp),
   // for the loss and ln(grad norm) z-scores and the loss jump's noise check.

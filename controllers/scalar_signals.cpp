@@ -96,7 +96,8 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
   grad_z_recent_.push(out.grad_norm_z, loss_shows_it ? covered : 1, confirm);
   // A loss jump over its floor: armed from a mid-training run's second snapshot.
   if (loss_finite) {
-    const LossJumpParams jp{fc.loss_jump_ratio, fc.loss_jump_grad_ratio, confirm, fc.loss_jump_arm_step};
+    const LossJumpParams jp{fc.loss_jump_ratio, fc.loss_jump_grad_ratio, confirm, fc.loss_jump_arm_step,
+                            fc.loss_jump_early_corroborated};
     out.jump = loss_jump_.update(step, loss, grad_norm, jp);
     // Within the run's own noise of its recent level: an outlier of a noisy run, or
     // a level it has settled at, not a spike. While the noise is still warming up
@@ -104,6 +105,9 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
     // judges: a noisy run logged every 500 steps is not read as calm for 20 snapshots.
     const auto jump_noise_z = loss > 0.0 ? loss_noise_.early_z() : std::nullopt;
     if (out.jump->alarm && jump_noise_z && *jump_noise_z < fc.loss_jump_min_noise_z) out.jump->alarm = false;
+    // Before the arm step (loss_jump_early_corroborated) the run's early noise must be
+    // known and the jump stand out of it: a fresh run's first swings have no noise yet.
+    if (out.jump->alarm && out.jump->early && !jump_noise_z) out.jump->alarm = false;
     if (out.jump->ratio > 0.0) put_metric(m, "loss_jump", out.jump->ratio);
     if (out.jump->alarm) {
       const LossJumpStatus& jump = *out.jump;

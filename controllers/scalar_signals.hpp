@@ -12,7 +12,8 @@
 // one. A loss jump alarms only while ln(loss) is also loss_jump_min_noise_z noise
 // units (filters config) above the run's recent level (once its noise is known, from the
 // early noise of cadence_noise.early_warmup differences on), so the jump alarm clears
-// when the run settles, even at a level above its old floor.
+// when the run settles, even at a level above its old floor. A jump before the arm
+// step (loss_jump_early_corroborated, grad norm corroborated) needs that noise known.
 
 #include <cstdint>
 #include <map>

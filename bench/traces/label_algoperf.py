@@ -30,6 +30,7 @@ the held-out part when listed in HELD_OUT (fixed here, before any scoring).
   label_algoperf.py REPO_GIT_DIR COMMIT --write    # vendors and labels
   label_algoperf.py REPO_GIT_DIR COMMIT --fresh [--write]
   label_algoperf.py REPO_GIT_DIR COMMIT --fresh2 [--write]
+  label_algoperf.py REPO_GIT_DIR COMMIT --fresh3 [--write]
 
 --fresh takes the same rule to the AlgoPerf v0.6 leaderboard's logs
 (previous_leaderboards/algoperf_v06/: other submissions, baseline, shampoo and
@@ -47,6 +48,17 @@ those hold (FRESH2_WORKLOADS). They go to tests/traces/algoperf_fresh2_<workload
 self_v05_<...> / self_v06_<...>, and are listed in bench/traces/fresh2.txt: a fourth part,
 written down and vendored before anyone looked at the four false alarms of the held-out and
 fresh parts, scored first with the detector of main 134eac4, never tuned on.
+
+--fresh3 takes the same rule (same labels, MAX_BYTES, MIN_LAST_STEP, WANT) to the v0.5
+external-tuning logs of the two submissions the earlier selections barely reached
+(FRESH3_SUBMISSIONS: nadamp, 2 files taken before; shampoo_submission, 4), over every
+workload folder they hold, once per submission and workload (first SPIKE run and first
+two HEALTHY runs in path order), skipping any file an earlier part already vendored (a
+SOURCE.txt under tests/traces names it). They go to tests/traces/algoperf_fresh3_<workload>/,
+named v05_<workload>_<submission>_<study>_<trial>_<VERDICT>, and are listed in
+bench/traces/fresh3.txt: a fifth part, written down, labelled and committed before any
+detector ran on them, scored once with the detector that comes out of issue 18's study of
+the looked-at parts (tuned, held-out, fresh, fresh2).
 """
 import csv
 import io
@@ -93,6 +105,8 @@ FRESH2_WORKLOADS = [
     "librispeech_deepspeech_pytorch", "ogbg_jax", "ogbg_model_size_jax", "ogbg_model_size_pytorch", "ogbg_pytorch",
     "wmt_glu_tanh_jax", "wmt_glu_tanh_pytorch", "wmt_jax", "wmt_pytorch",
 ]
+FRESH3_PREFIX = "previous_leaderboards/algoperf_v05/logs/external_tuning/"
+FRESH3_SUBMISSIONS = ["nadamp", "shampoo_submission"]
 # Never tuned on: whole workloads (architectures, data) the tuned part does not have.
 HELD_OUT = {"librispeech_conformer_pytorch", "fastmri_jax", "ogbg_jax", "criteo1tb_jax", "imagenet_resnet_pytorch",
             "wmt_glu_tanh_pytorch", "fastmri_tanh_pytorch", "ogbg_model_size_pytorch",
@@ -180,10 +194,19 @@ def label(rows):
 def main():
     git_dir, commit = sys.argv[1], sys.argv[2]
     write = "--write" in sys.argv
+    fresh3 = "--fresh3" in sys.argv
     fresh2 = "--fresh2" in sys.argv
-    fresh = "--fresh" in sys.argv and not fresh2
+    fresh = "--fresh" in sys.argv and not fresh2 and not fresh3
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(os.path.dirname(here))
+    vendored = set()  # commit paths an earlier part already copied (fresh3 skips them)
+    traces_dir = os.path.join(repo, "tests", "traces")
+    for folder in os.listdir(traces_dir):
+        source = os.path.join(traces_dir, folder, "SOURCE.txt")
+        if folder.startswith("algoperf_") and os.path.isfile(source):
+            for line in open(source):
+                if " -> " in line and len(line.split()) > 2:
+                    vendored.add(line.split()[1])
     listing = subprocess.run(["git", "--git-dir", git_dir, "ls-tree", "-r", "-l", commit], check=True,
                              capture_output=True, text=True).stdout.splitlines()
     files = []
@@ -191,20 +214,30 @@ def main():
         meta, path = line.split("\t", 1)
         size = meta.split()[3]
         if path.endswith("/measurements.csv") and size != "-" and int(size) <= MAX_BYTES:
-            if fresh2:
+            if fresh3:
+                if path.startswith(FRESH3_PREFIX) and path.split("/")[-5] in FRESH3_SUBMISSIONS and path not in vendored:
+                    files.append(path)
+            elif fresh2:
                 if path.startswith(FRESH2_PREFIXES):
                     files.append(path)
             elif path.startswith(FRESH_PREFIX) == fresh:
                 files.append(path)
     files.sort()
-    for workload in FRESH2_WORKLOADS if fresh2 else FRESH_WORKLOADS if fresh else WORKLOADS:
-        part = "fresh2" if fresh2 else "fresh_v06" if fresh else "heldout" if workload in HELD_OUT else "tuned"
-        if os.path.isdir(os.path.join(repo, "tests", "traces", f"algoperf_{part}_{workload}")):
-            print(f"{part:8} {workload}: already vendored, kept")
+    if fresh3:  # one selection per submission and workload folder
+        groups = [(w, sub) for sub in FRESH3_SUBMISSIONS
+                  for w in sorted({p.split("/")[-3] for p in files if p.split("/")[-5] == sub})]
+    else:
+        groups = [(w, None) for w in (FRESH2_WORKLOADS if fresh2 else FRESH_WORKLOADS if fresh else WORKLOADS)]
+    for workload, submission in groups:
+        part = ("fresh3" if fresh3 else "fresh2" if fresh2 else "fresh_v06" if fresh else
+                "heldout" if workload in HELD_OUT else "tuned")
+        folder = os.path.join(repo, "tests", "traces", f"algoperf_{part}_{workload}")
+        if os.path.isdir(folder) and (submission is None or f"/{submission}/" in open(os.path.join(folder, "SOURCE.txt")).read()):
+            print(f"{part:8} {workload} {submission or ''}: already vendored, kept")
             continue
         taken = {}
         for path in files:
-            if path.split("/")[-3] != workload:
+            if path.split("/")[-3] != workload or (submission is not None and path.split("/")[-5] != submission):
                 continue
             text = subprocess.run(["git", "--git-dir", git_dir, "show", f"{commit}:{path}"], check=True,
                                   capture_output=True, text=True).stdout
@@ -225,20 +258,23 @@ def main():
                 name = "v06_" + name
             if fresh2:
                 name = f"self_{parts[1].split('_')[-1]}_" + name
+            if fresh3:
+                name = "v05_" + name
             print(f"{part:8} {verdict:8} {name} rows={len(rows)} steps={rows[0][0]}-{rows[-1][0]} "
                   f"events={[(e['onset'], e['peak'], e['end'], e['kind']) for e in events]}")
             if not write:
                 continue
-            folder = os.path.join(repo, "tests", "traces", f"algoperf_{part}_{workload}")
             if not os.path.isdir(folder):
                 os.makedirs(folder)
                 with open(os.path.join(folder, "SOURCE.txt"), "w") as f:
                     note = {"heldout": "never tuned on", "tuned": "thresholds may be tuned on it",
                             "fresh_v06": "AlgoPerf v0.6 logs, vendored after the detector was frozen; never tuned on",
                             "fresh2": "AlgoPerf v0.5/v0.6 self-tuning logs, vendored before the held-out and fresh false "
-                                      "alarms were looked at; never tuned on"}
+                                      "alarms were looked at; never tuned on",
+                            "fresh3": "AlgoPerf v0.5 external-tuning logs of nadamp and shampoo_submission, labelled and "
+                                      "committed before any detector ran on them; never tuned on"}
                     f.write(SOURCE_HEAD.format(workload=workload, part=part, part_note=note[part]))
-                listing = "fresh2.txt" if fresh2 else "fresh.txt" if fresh else "heldout.txt"
+                listing = "fresh3.txt" if fresh3 else "fresh2.txt" if fresh2 else "fresh.txt" if fresh else "heldout.txt"
                 with open(os.path.join(repo, "bench", "traces", listing), "a") as f:
                     if part != "tuned":
                         f.write(f"algoperf_{part}_{workload}\n")

@@ -4,13 +4,16 @@
 // SOURCE.txt names (bench/traces/labels/), beside two simple baselines in the same
 // run. Writes bench/results/traces.md and traces.json.
 //
-//   bench_traces [--traces DIR] [--labels DIR] [--heldout FILE] [--fresh FILE] [--fresh2 FILE] [--config FILE]
-//                [--md FILE] [--json FILE] [--lead-window N] [--ma-ratio R] [--ma-window N] [--mean-multiple M]
+//   bench_traces [--traces DIR] [--labels DIR] [--heldout FILE] [--fresh FILE] [--fresh2 FILE] [--fresh3 FILE]
+//                [--config FILE] [--md FILE] [--json FILE] [--lead-window N] [--ma-ratio R] [--ma-window N]
+//                [--mean-multiple M]
 // The trace folders named in the held-out file (bench/traces/heldout.txt) are never
 // tuned on, nor are those in the fresh file (bench/traces/fresh.txt: AlgoPerf v0.6 logs
 // vendored after the detector was frozen), nor those in the fresh2 file
 // (bench/traces/fresh2.txt: AlgoPerf self-tuning logs, vendored before the held-out and
-// fresh false alarms were looked at): the headline is printed for each part apart.
+// fresh false alarms were looked at), nor those in the fresh3 file (bench/traces/fresh3.txt:
+// AlgoPerf v0.5 external-tuning logs of nadamp and shampoo_submission, labelled before any
+// detector ran on them): the headline is printed for each part apart.
 // (bench/traces/run.sh builds and runs it from the repository root.)
 
 #include <algorithm>
@@ -59,7 +62,7 @@ struct Row {
   std::int64_t min_gap = 0, max_gap = 0;  // steps between consecutive snapshots
   std::vector<std::int64_t> steps;
   bool healthy = false;
-  // 1 tuned, 2 held-out (bench/traces/heldout.txt), 3 fresh (fresh.txt), 4 fresh2 (fresh2.txt)
+  // 1 tuned, 2 held-out (bench/traces/heldout.txt), 3 fresh (fresh.txt), 4 fresh2 (fresh2.txt), 5 fresh3
   std::size_t part = 1;
   std::vector<FailureEvent> failures;
   std::vector<Detector> detectors;  // Orbit, mean multiple, moving average
@@ -95,7 +98,7 @@ std::string cell(const Row& r, const Detector& d) {
 int main(int argc, char** argv) {
   fs::path traces = "tests/traces", labels_dir = "bench/traces/labels", config_file = "configs/default.toml";
   fs::path heldout_file = "bench/traces/heldout.txt", fresh_file = "bench/traces/fresh.txt";
-  fs::path fresh2_file = "bench/traces/fresh2.txt";
+  fs::path fresh2_file = "bench/traces/fresh2.txt", fresh3_file = "bench/traces/fresh3.txt";
   fs::path md = "bench/results/traces.md", json = "bench/results/traces.json";
   std::size_t lead_window = 20, ma_window = 50;
   double ma_ratio = 1.5, mean_multiple = 10.0;
@@ -110,6 +113,7 @@ int main(int argc, char** argv) {
     else if (a == "--heldout") heldout_file = next();
     else if (a == "--fresh") fresh_file = next();
     else if (a == "--fresh2") fresh2_file = next();
+    else if (a == "--fresh3") fresh3_file = next();
     else if (a == "--config") config_file = next();
     else if (a == "--md") md = next();
     else if (a == "--json") json = next();
@@ -120,7 +124,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: bench_traces [--traces DIR] [--labels DIR] [--heldout FILE] [--fresh FILE] [--fresh2 FILE]\n"
-                   "                    [--config FILE] [--md FILE] [--json FILE]\n"
+                   "                    [--fresh3 FILE] [--config FILE] [--md FILE] [--json FILE]\n"
                    "                    [--lead-window N] [--ma-ratio R] [--ma-window N] [--mean-multiple M]\n");
       return 2;
     }
@@ -139,7 +143,7 @@ int main(int argc, char** argv) {
     return folders;
   };
   const std::vector<std::string> heldout_folders = folder_list(heldout_file), fresh_folders = folder_list(fresh_file);
-  const std::vector<std::string> fresh2_folders = folder_list(fresh2_file);
+  const std::vector<std::string> fresh2_folders = folder_list(fresh2_file), fresh3_folders = folder_list(fresh3_file);
   auto listed_in = [](const std::vector<std::string>& folders, const std::string& folder) {
     return std::find(folders.begin(), folders.end(), folder) != folders.end();
   };
@@ -180,7 +184,8 @@ int main(int argc, char** argv) {
       row.file = file.filename().string();
       row.run = run.run;
       row.healthy = labels.healthy;
-      row.part = listed_in(fresh2_folders, row.folder)    ? 4
+      row.part = listed_in(fresh3_folders, row.folder)    ? 5
+                 : listed_in(fresh2_folders, row.folder)  ? 4
                  : listed_in(fresh_folders, row.folder)   ? 3
                  : listed_in(heldout_folders, row.folder) ? 2
                                                           : 1;
@@ -213,8 +218,8 @@ int main(int argc, char** argv) {
     std::size_t failures = 0, in_time = 0, late = 0, missed = 0, per_step = 0, per_step_in_time = 0;
     std::size_t false_alarms = 0, healthy_false_alarms = 0;
   };
-  // Part 0: every run; 1: the tuned part; 2: the held-out part; 3: the fresh part; 4: fresh2.
-  constexpr std::size_t kParts = 5;
+  // Part 0: every run; 1: the tuned part; 2: the held-out part; 3: the fresh part; 4: fresh2; 5: fresh3.
+  constexpr std::size_t kParts = 6;
   std::vector<std::vector<Totals>> parts(kParts, std::vector<Totals>(3));
   std::size_t part_healthy[kParts] = {}, part_runs[kParts] = {};
   std::vector<Totals>& totals = parts[0];
@@ -265,14 +270,17 @@ int main(int argc, char** argv) {
     << " logged losses (from the 5th); a non-finite loss always alarms.\n\n";
   // One headline table per part; the goal is judged on the held-out part.
   const char* part_title[kParts] = {
-      "All runs", "Tuned part (thresholds were set looking at these)",
+      "All runs",
+      "Tuned part (thresholds were set looking at these)",
       "Held-out part (the folders in bench/traces/heldout.txt: never tuned on until issue 18's early-noise change, "
       "whose false alarms were looked at; now looked-at, no longer unseen)",
       "Fresh part (AlgoPerf v0.6 logs, the folders in bench/traces/fresh.txt: vendored after the detector was frozen, "
       "their false alarms then looked at for the early-noise change; now looked-at, no longer unseen)",
       "Fresh2 part (AlgoPerf self-tuning logs, the folders in bench/traces/fresh2.txt: vendored and scored before the "
-      "held-out and fresh false alarms were looked at; the part still unseen)"};
-  const char* part_name[kParts] = {"all", "tuned", "held-out", "fresh", "fresh2"};
+      "held-out and fresh false alarms were looked at; looked-at since issue 18's traces2 study)",
+      "Fresh3 part (AlgoPerf v0.5 external-tuning logs of nadamp and shampoo_submission, the folders in "
+      "bench/traces/fresh3.txt: labelled and committed before any detector ran on them; the part still unseen)"};
+  const char* part_name[kParts] = {"all", "tuned", "held-out", "fresh", "fresh2", "fresh3"};
   m << "## Headline\n\n";
   for (std::size_t p = 0; p < kParts; ++p) {
     if (p >= 3 && part_runs[p] == 0) continue;
@@ -295,7 +303,7 @@ int main(int argc, char** argv) {
   // Issue 18, on each part never tuned on: recall at least the better baseline's, false
   // alarms on healthy runs at most a tenth of that baseline's (zero when it has none).
   bool unseen_goal[kParts] = {};
-  for (std::size_t p : {std::size_t{2}, std::size_t{3}, std::size_t{4}}) {
+  for (std::size_t p : {std::size_t{2}, std::size_t{3}, std::size_t{4}, std::size_t{5}}) {
     if (part_runs[p] == 0) continue;
     const auto& held = parts[p];
     const std::size_t better = held[1].in_time >= held[2].in_time ? 1 : 2;
@@ -343,8 +351,8 @@ int main(int argc, char** argv) {
       }
   }
   if (listed == 0) m << "Nothing: every labelled failure is flagged by its peak and no alarm is false.\n";
-  m << "\nHow to read this. The AlgoPerf folders `algoperf_tuned_*`, `algoperf_heldout_*`, `algoperf_fresh_v06_*` and "
-       "`algoperf_fresh2_*` were selected and "
+  m << "\nHow to read this. The AlgoPerf folders `algoperf_tuned_*`, `algoperf_heldout_*`, `algoperf_fresh_v06_*`, "
+       "`algoperf_fresh2_*` and `algoperf_fresh3_*` were selected and "
        "labelled by `bench/traces/label_algoperf.py` with one mechanical rule written before any detector ran on "
        "them: from the 11th training row, a loss event starts at a loss >= 1.5x the median of the 10 finite losses "
        "before it (or a non-finite one) and lasts while the loss stays >= 1.5x that reference; a run with none, "
@@ -359,12 +367,18 @@ int main(int argc, char** argv) {
 
   JsonWriter w(true);
   w.begin_object();
+  // The command that wrote this, run from the repository root (bench/traces/run.sh passes its options on).
+  std::string command = "bench_traces";
+  for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+  w.field("command", command);
   w.field("generated", date).field("traces_dir", traces.string()).field("config", config_file.string());
   w.field("lead_window", static_cast<std::uint64_t>(lead_window)).field("seconds", seconds);
   w.field("goal_met", goal).field("heldout_goal_met", unseen_goal[2]);
   if (part_runs[3] > 0) w.field("fresh_goal_met", unseen_goal[3]);
   if (part_runs[4] > 0) w.field("fresh2_goal_met", unseen_goal[4]);
-  const char* part_key[kParts] = {"totals", "tuned_totals", "heldout_totals", "fresh_totals", "fresh2_totals"};
+  if (part_runs[5] > 0) w.field("fresh3_goal_met", unseen_goal[5]);
+  const char* part_key[kParts] = {"totals",       "tuned_totals",  "heldout_totals",
+                                  "fresh_totals", "fresh2_totals", "fresh3_totals"};
   for (std::size_t p = 0; p < kParts; ++p) {
     if (p >= 3 && part_runs[p] == 0) continue;
     w.key(part_key[p]).begin_object();

@@ -80,6 +80,61 @@ TEST(LossJumpDetector, CorroboratedJumpAlarmsAtOnceUncorroboratedMustHold) {
   EXPECT_FALSE(none.update(11448, 7.71, 2.5e5, off).alarm);
 }
 
+// Before arm_step, with early_corroborated: a jump the grad norm corroborates alarms
+// at once; one it does not (a fresh run's swinging loss) never does, however long it holds.
+TEST(LossJumpDetector, BeforeTheArmStepOnlyACorroboratedJumpCounts) {
+  LossJumpParams p;
+  p.early_corroborated = true;
+  LossJumpDetector fresh;
+  for (std::int64_t s = 5; s < 10; ++s) fresh.update(s, 3.0, 0.3, p);
+  const LossJumpStatus blowup = fresh.update(10, 9.0, 30.0, p);
+  EXPECT_FALSE(blowup.armed);
+  EXPECT_TRUE(blowup.early);
+  EXPECT_TRUE(blowup.corroborated);
+  EXPECT_TRUE(blowup.alarm);
+  LossJumpDetector swinging;
+  for (std::int64_t s = 5; s < 10; ++s) swinging.update(s, 3.0, 0.3, p);
+  for (std::int64_t s = 10; s < 20; ++s) {
+    const LossJumpStatus held = swinging.update(s, 6.0, 0.4, p);
+    EXPECT_TRUE(held.jump);
+    EXPECT_FALSE(held.alarm) << "step " << s;
+  }
+}
+
+// AlgoPerf criteo1tb_embed_init pytorch, adamg (self-tuning v0.5, study 0 trial 1):
+// its first 17 logged steps, per step. The loss swings 0.2-2.4 while it settles; at
+// step 16 it jumps to 9.98 and the grad norm to 474 (from 15-18). The early
+// corroborated jump flags it at its peak; the swings before it never alarm. Without
+// it (loss_jump_early_corroborated = false) the blow-up, before the arm step, is missed.
+TEST(LossJump, EarlyBlowUpTheGradNormCorroboratesIsFlaggedByItsPeak) {
+  const double loss[] = {13.8106, 13.8153, 8.68808, 0.200483, 0.735776, 1.237102, 1.664467, 1.931324, 2.224603,
+                         2.327064, 2.352912, 2.198765, 1.922188, 1.544999, 1.069178, 0.414683, 9.983835};
+  const double grad[] = {544.184, 544.427, 548.6728, 15.69106, 18.13067, 17.27946, 16.55484, 15.65875, 16.50953,
+                         16.98401, 17.5686, 17.59679, 17.17243, 16.86295, 17.40392, 17.61969, 474.3602};
+  for (const bool early : {true, false}) {
+    NavigatorConfig cfg;
+    cfg.filters.loss_jump_early_corroborated = early;
+    Navigator nav(cfg, run_info("criteo", {"lr"}), Mode::active);
+    for (std::int64_t s = 0; s < 16; ++s) {
+      const Decision d = nav.on_snapshot(make_snapshot("criteo", s, loss[s], grad[s]));
+      ASSERT_FALSE(alarm_state(d)) << "step " << s << ": " << d.observed_state;
+    }
+    const Decision peak = nav.on_snapshot(make_snapshot("criteo", 16, loss[16], grad[16]));
+    EXPECT_EQ(peak.observed_state, early ? "CRITICAL" : "STABLE");
+  }
+}
+
+// The same blow-up at step 3, before the run's early noise is known (fewer than
+// cadence_noise.early_warmup differences): nothing says how far this run swings, so
+// the early jump does not alarm.
+TEST(LossJump, EarlyJumpBeforeTheNoiseIsKnownDoesNotAlarm) {
+  Navigator nav(NavigatorConfig{}, run_info("fresh", {"lr"}), Mode::active);
+  nav.on_snapshot(make_snapshot("fresh", 0, 2.0, 15.0));
+  nav.on_snapshot(make_snapshot("fresh", 1, 1.9, 16.0));
+  nav.on_snapshot(make_snapshot("fresh", 2, 1.8, 15.5));
+  EXPECT_FALSE(alarm_state(nav.on_snapshot(make_snapshot("fresh", 3, 9.0, 480.0))));
+}
+
 TEST(LossJumpDetector, OneLowOutlierDoesNotLowerTheFloor) {
   const LossJumpParams p;
   LossJumpDetector d;

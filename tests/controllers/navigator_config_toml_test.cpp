@@ -57,6 +57,7 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   EXPECT_EQ(f.loss_jump_ratio, g.loss_jump_ratio);
   EXPECT_EQ(f.loss_jump_grad_ratio, g.loss_jump_grad_ratio);
   EXPECT_EQ(f.loss_jump_arm_step, g.loss_jump_arm_step);
+  EXPECT_EQ(f.loss_jump_early_corroborated, g.loss_jump_early_corroborated);
   EXPECT_EQ(f.loss_jump_min_noise_z, g.loss_jump_min_noise_z);
   EXPECT_EQ(f.cadence_noise.level_window, g.cadence_noise.level_window);
   EXPECT_EQ(f.cadence_noise.noise_window, g.cadence_noise.noise_window);
