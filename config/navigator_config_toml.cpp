@@ -44,6 +44,7 @@ void read_signals(Table& t, SignalConfig& s) {
   t.integer("signature_early_steps", s.signature_early_steps, 0, 1'000'000'000);
   t.integer("signature_confirm_steps", s.signature_confirm_steps, 0, 1'000'000);
   t.number("signature_early_loss_fall", s.signature_early_loss_fall, 0.0, 1.0);
+  t.integer("loop_rate_confirm_readings", s.loop_rate_confirm_readings, 1, 1'000'000);
   t.number("attn_logit_floor", s.attn_logit.floor, 0.0, 1e12);
   t.integer("attn_logit_window_steps", s.attn_logit.window_steps, 1, 1'000'000);
   t.done();
@@ -283,6 +284,7 @@ NavigatorConfig load_navigator_config(const toml::table& root, const std::string
     RollbackPolicy& r = c.rollback;
     t.boolean("enabled", r.enabled);
     t.boolean("on_collapse_signature", r.on_collapse_signature);
+    t.boolean("on_attn_logit_growth", r.on_attn_logit_growth);
     t.boolean("on_nonfinite", r.on_nonfinite);
     t.integer("patience_steps", r.patience_steps, 1, 1'000'000);
     t.number("min_improvement", r.min_improvement, 0.0, 3.0);

@@ -375,6 +375,7 @@ struct Navigator::SignalReading {
   ScalarReading scalars;
   SignatureReading signature;
   std::optional<double> attn_logit_growth;  // doublings per 100 steps, on probed steps
+  bool attn_logit_danger = false;            // ... and in its danger zone (an alarming zone)
   bool early_corroborated = true;            // the run corroborates an early hidden-state alarm
 };
 
@@ -482,6 +483,7 @@ Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::ma
   const EarlyCorroborationConfig early{config_.signals.signature_early_loss_fall,
                                        config_.signals.signature_confirm_steps};
   early_.update(in.step, scalars_.loss_level(), attn_danger, early);
+  out.attn_logit_danger = attn_danger.value_or(false);
   out.early_corroborated = early_.corroborated(early);
   if (m) {
     for (const auto& [name, stats] : domains) {
@@ -594,7 +596,12 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
   const std::optional<std::int64_t>& since = signature_.since();
   std::optional<std::int64_t> anchor = last_stable_step_;
   if (signature && since && (!anchor || *since - 1 < *anchor)) anchor = std::max<std::int64_t>(0, *since - 1);
+  std::optional<std::string> attn_danger;
+  if (signals.attn_logit_danger && signals.attn_logit_growth) {
+    attn_danger = "attn logit growth " + num(*signals.attn_logit_growth) + " doublings/100 steps";
+  }
   plan.ladder = ladder_.update({tick_, step, state, st.episode_started, anchor, signature, signals.signature.text,
+                                std::move(attn_danger),
                                 signals.scalars.nonfinite, health, declared(Actuator::rollback), elapsed},
                                cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
   const LadderAction& ladder = plan.ladder;

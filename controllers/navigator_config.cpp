@@ -69,6 +69,7 @@ std::vector<std::string> NavigatorConfig::validate() const {
        "controller.signals.signature_effective_rank", "must be a finite number >= 0");
   need(signals.signature_early_steps >= 0, "controller.signals.signature_early_steps", "must be >= 0");
   need(signals.signature_confirm_steps >= 0, "controller.signals.signature_confirm_steps", "must be >= 0");
+  need(signals.loop_rate_confirm_readings >= 1, "controller.signals.loop_rate_confirm_readings", "must be >= 1");
   need(in(signals.signature_early_loss_fall, 0.0, 1.0), "controller.signals.signature_early_loss_fall",
        "must be in [0, 1]");
   for (const auto& p : signals.spectra) need(!p.empty(), "controller.signals.spectra", "prefixes must not be empty strings");

@@ -50,6 +50,12 @@ struct SignalConfig {
   // smoothed loss fell less than this share over the last signature_confirm_steps
   // steps, or attn_logit_growth is in danger. 0 = off (duration alone).
   double signature_early_loss_fall = 0.03;
+  // A loop rate in danger counts (CRITICAL, SEMANTIC_LOOP) only once it held on this
+  // many consecutive loop-rate readings; before that it reads as a warning. One
+  // reading is one sampled generation (the example trainer: 61 4-grams every 200
+  // steps), whose loop rate swings by up to 0.4 between probes of a healthy run; a
+  // model stuck in a loop stays stuck. 1 = at once.
+  std::int64_t loop_rate_confirm_readings = 2;
   // Attention-logit growth (the attn_logit_growth zone metric, from the snapshot's
   // attn_logit_max scalar): controllers/attn_logit_growth.hpp.
   AttnLogitConfig attn_logit;

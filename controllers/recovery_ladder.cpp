@@ -52,12 +52,15 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
   }
   if (!policy.enabled || !in.allowed || pending_since_ || !anchor_) return act;
 
+  // After a rollback the restored run passes its early transient again (see the header).
+  const bool graced = !last_rollback_tick_ || in.tick - *last_rollback_tick_ >= policy.signature_grace_steps;
   std::string why;
   if (in.nonfinite && policy.on_nonfinite) {
     why = "non-finite loss or gradient norm";
-  } else if (in.signature && policy.on_collapse_signature && in.state == OrbitState::critical &&
-             (!last_rollback_tick_ || in.tick - *last_rollback_tick_ >= policy.signature_grace_steps)) {
+  } else if (in.signature && policy.on_collapse_signature && in.state == OrbitState::critical && graced) {
     why = "collapse signature present (" + in.signature_text + ")";
+  } else if (in.attn_logit_danger && policy.on_attn_logit_growth && in.state == OrbitState::critical && graced) {
+    why = "attention logits growing fast (" + *in.attn_logit_danger + ")";
   } else if (critical_since_ && in.tick - *critical_since_ >= policy.patience_steps) {
     const double now = in.health.value_or(-1.0);
     if (now - health_at_critical_ < policy.min_improvement) {

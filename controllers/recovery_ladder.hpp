@@ -9,6 +9,12 @@
 // bounded, one is outstanding at a time (until its ACK or a timeout), and adapters
 // that did not declare `rollback` never get one.
 //
+// attn_logit_growth in danger (a warmup collapse's attention logits doubling every
+// few steps) asks for it at once too, as the signature does: measured on the
+// efficacy suite's setting C, the lr cut alone does not undo it (calibration seeds
+// 0 and 1 without rollbacks end 2.257 / 2.214, with them 2.010 / 1.998), so waiting
+// for the signature or the patience rule only loses the steps in between.
+//
 // After a rollback the signature alone does not ask for another one for
 // `signature_grace_steps`: the restored run passes again through its early
 // hidden-state transient (a healthy pre-LN run's dominant ratio reaches 0.8 at steps
@@ -32,6 +38,7 @@ namespace orbit {
 struct RollbackPolicy {
   bool enabled = true;
   bool on_collapse_signature = true;
+  bool on_attn_logit_growth = true;        // roll back at once when attn_logit_growth is in danger in CRITICAL
   bool on_nonfinite = true;
   std::int64_t patience_steps = 20;        // closed steps in CRITICAL before judging the lr cut
   double min_improvement = 0.1;            // health gain over the patience that counts as turned around
@@ -55,6 +62,7 @@ struct LadderInput {
   std::optional<std::int64_t> last_stable_step;  // newest step closed in STABLE
   bool signature = false;        // collapse signature present now
   std::string signature_text;
+  std::optional<std::string> attn_logit_danger;  // attn_logit_growth in danger now: its reading, as text
   bool nonfinite = false;        // non-finite loss or gradient norm now
   std::optional<double> health;
   bool allowed = false;          // the adapter declared `rollback`

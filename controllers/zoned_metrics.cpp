@@ -49,8 +49,22 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
       track.trend.push(step, *v);
       fit = track.trend.fit();
     }
-    const Zone zs = track.zone.update(smooth, band, fc.zone_hysteresis);
-    const Zone zr = is_z ? zs : band.classify(*v);
+    Zone zs = track.zone.update(smooth, band, fc.zone_hysteresis);
+    Zone zr = is_z ? zs : band.classify(*v);
+    // A loop-rate reading is one sampled generation: a single one in danger is as
+    // likely noise as a loop (healthy runs swing by 0.4 between probes), while a
+    // model stuck in a loop stays stuck. Its danger counts once it held on
+    // signals.loop_rate_confirm_readings consecutive readings; until then a warning.
+    bool unconfirmed_loop = false;
+    if (mi == kLoopRate) {
+      track.danger_readings = zr == Zone::danger ? track.danger_readings + 1 : 0;
+      if ((zr == Zone::danger || zs == Zone::danger) &&
+          track.danger_readings < cfg.signals.loop_rate_confirm_readings) {
+        unconfirmed_loop = true;
+        zr = std::min(zr, Zone::warning);
+        zs = std::min(zs, Zone::warning);
+      }
+    }
     const Zone now = std::max(zs, zr);
     out.now[mi] = now;
     std::optional<double> eta;
@@ -67,7 +81,8 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
     out.forecast[mi] = forecast_danger ? Zone::danger : now;
     // A raw value in danger counts at once (a sudden collapse must not wait for
     // the smoother); otherwise the smoothed value speaks, so noise does not.
-    const double margin = zr == Zone::danger ? std::min(band.margin(smooth), band.margin(*v)) : band.margin(smooth);
+    double margin = zr == Zone::danger ? std::min(band.margin(smooth), band.margin(*v)) : band.margin(smooth);
+    if (unconfirmed_loop) margin = std::max(margin, 0.0);
     out.margins[mi] = margin;
     // Early in training healthy runs pass through a short hidden-state transient
     // (see the signature): there a spectral metric alarms or weighs on health only
@@ -96,6 +111,12 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
                           metric_label(metric) + " " + num(shown) + " in danger zone (" + band.danger_text() +
                               (is_z ? ", held " + std::to_string(confirm) + " steps)" : ")"),
                           std::string(metric) + ":danger"});
+    } else if (unconfirmed_loop) {
+      findings.push_back({Severity::warning,
+                          metric_label(metric) + " " + num(*v) + " beyond the danger line (" + band.danger_text() +
+                              ") on " + std::to_string(track.danger_readings) + " of " +
+                              std::to_string(cfg.signals.loop_rate_confirm_readings) + " readings",
+                          std::string(metric) + ":warning"});
     } else if (zs == Zone::warning) {
       findings.push_back({Severity::warning,
                           metric_label(metric) + " " + num(smooth) + " in warning zone (danger " +

@@ -57,6 +57,7 @@ class ZonedMetrics {
     ZoneTracker zone;
     TrendWindow trend;
     std::optional<std::int64_t> danger_since;  // spectral metrics: early-training hold
+    std::int64_t danger_readings = 0;          // loop_rate: consecutive raw readings in danger
   };
   PerZoneMetric<MetricTrack> tracks_;  // by kZoneMetrics index
   TrendWindow health_trend_;

@@ -193,6 +193,43 @@ TEST(RecoveryLadder, SignatureRollsBackAtOnceToBeforeTheFirstAlarm) {
   EXPECT_NEAR(ladder.ceiling(1.0), 0.0625, 1e-12);
 }
 
+// Setting C of the efficacy suite: a warmup collapse whose attention logits double
+// every few steps while no hidden-state signature shows yet. The lr cut alone did
+// not undo it (calibration seeds 0 and 1 without rollbacks: 2.257 / 2.214), so it
+// rolls back at once, as the signature does, within the same grace.
+TEST(RecoveryLadder, AttnLogitGrowthInDangerRollsBackAtOnce) {
+  RecoveryLadder ladder;
+  const RollbackPolicy policy;
+  ASSERT_TRUE(policy.on_attn_logit_growth);
+  LadderInput in = at(1, OrbitState::critical, -1.0);
+  in.episode_started = true;
+  in.last_stable_step = 39;
+  in.attn_logit_danger = "attn logit growth 18.2 doublings/100 steps";
+  const auto act = ladder.update(in, policy, 0.05, 1.0);
+  ASSERT_TRUE(act.rollback_to_step);
+  EXPECT_EQ(*act.rollback_to_step, 29);
+  EXPECT_NE(act.reason.find("attention logits growing fast (attn logit growth 18.2"), std::string::npos) << act.reason;
+  ladder.on_restored(29);
+  in.episode_started = false;
+  for (std::int64_t t = 2; t < 1 + policy.signature_grace_steps; ++t) {  // the restored run's transient
+    in.tick = t;
+    in.step = 29 + t;
+    in.health = 1.5;  // improving: the patience rule does not ask either
+    EXPECT_FALSE(ladder.update(in, policy, 0.05, 1.0).rollback_to_step) << t;
+  }
+  in.tick = 1 + policy.signature_grace_steps;
+  EXPECT_TRUE(ladder.update(in, policy, 0.05, 1.0).rollback_to_step);
+
+  RollbackPolicy off;
+  off.on_attn_logit_growth = false;
+  RecoveryLadder without;
+  LadderInput first = at(1, OrbitState::critical, -1.0);
+  first.episode_started = true;
+  first.last_stable_step = 39;
+  first.attn_logit_danger = "attn logit growth 18.2 doublings/100 steps";
+  EXPECT_FALSE(without.update(first, off, 0.05, 1.0).rollback_to_step) << "off: the lr cut and the patience rule";
+}
+
 TEST(RecoveryLadder, WithoutGraceTheSignatureAsksAgainAtOnce) {
   RecoveryLadder ladder;
   RollbackPolicy policy;

@@ -114,6 +114,7 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   const RollbackPolicy &r = a.rollback, &s = b.rollback;
   EXPECT_EQ(r.enabled, s.enabled);
   EXPECT_EQ(r.on_collapse_signature, s.on_collapse_signature);
+  EXPECT_EQ(r.on_attn_logit_growth, s.on_attn_logit_growth);
   EXPECT_EQ(r.on_nonfinite, s.on_nonfinite);
   EXPECT_EQ(r.patience_steps, s.patience_steps);
   EXPECT_EQ(r.min_improvement, s.min_improvement);

@@ -19,6 +19,7 @@ namespace {
 constexpr auto kEntropy = static_cast<std::size_t>(zone_metric_index("entropy"));
 constexpr auto kDominant = static_cast<std::size_t>(zone_metric_index("dominant_ratio"));
 constexpr auto kLossZ = static_cast<std::size_t>(zone_metric_index("loss_z"));
+constexpr auto kLoopRate = static_cast<std::size_t>(zone_metric_index("loop_rate"));
 
 const Finding* find_key(const std::vector<Finding>& findings, const std::string& key) {
   for (const auto& f : findings) {
@@ -284,6 +285,52 @@ TEST(ZonedMetrics, ZScoresAreNotSmoothed) {
   values[kLossZ] = cfg.zones.at("loss_z").band.danger + 1.0;
   const auto r = zones.update(11, values, zc, cfg, {}, false, nullptr, findings);
   EXPECT_EQ(r.now[kLossZ], Zone::danger) << "a held z-score speaks at once";
+}
+
+// Loop-rate readings come one sampled generation at a time (every 200 steps in the
+// efficacy suite), most snapshots carry none: a single reading past the danger
+// line is a warning, the second in a row is CRITICAL, a good one in between
+// starts the count over.
+TEST(ZonedMetrics, ALoopRateInDangerCountsOnlyOnceItHeldOnConsecutiveReadings) {
+  NavigatorConfig cfg;
+  ASSERT_EQ(cfg.signals.loop_rate_confirm_readings, 2);
+  const auto zc = zone_config(cfg);
+  const ZoneBand band = cfg.zones.at("loop_rate").band;
+  ZonedMetrics zones(cfg.filters.health_window);
+  std::vector<Finding> findings;
+  auto read = [&](std::int64_t step, std::optional<double> loop) {
+    PerZoneMetric<double> values;
+    if (loop) values[kLoopRate] = *loop;
+    findings.clear();
+    return zones.update(step, values, zc, cfg, {}, false, nullptr, findings);
+  };
+  read(200, 0.1);
+  auto r = read(400, band.danger + 0.01);  // healthy H seed 5002 read 0.508 once at step 600
+  EXPECT_EQ(r.now[kLoopRate], Zone::warning);
+  EXPECT_EQ(find_key(findings, "loop_rate:danger"), nullptr);
+  ASSERT_NE(find_key(findings, "loop_rate:warning"), nullptr);
+  EXPECT_EQ(find_key(findings, "loop_rate:warning")->severity, Severity::warning);
+  ASSERT_TRUE(r.health);
+  EXPECT_GE(*r.health, 0.0);
+  r = read(401, std::nullopt);  // snapshots without a reading neither confirm nor clear it
+  EXPECT_EQ(find_key(findings, "loop_rate:danger"), nullptr);
+  r = read(600, 0.1);
+  r = read(800, band.danger + 0.01);
+  EXPECT_EQ(find_key(findings, "loop_rate:danger"), nullptr) << "a good reading in between starts over";
+  r = read(1000, 0.9);  // a model stuck repeating a phrase: the second reading in a row
+  EXPECT_EQ(r.now[kLoopRate], Zone::danger);
+  ASSERT_NE(find_key(findings, "loop_rate:danger"), nullptr);
+  EXPECT_EQ(find_key(findings, "loop_rate:danger")->severity, Severity::critical);
+  EXPECT_LT(*r.health, 0.0);
+
+  // 1: at once, as before.
+  cfg.signals.loop_rate_confirm_readings = 1;
+  ZonedMetrics at_once(cfg.filters.health_window);
+  PerZoneMetric<double> values;
+  values[kLoopRate] = band.danger + 0.01;
+  findings.clear();
+  at_once.update(200, values, zc, cfg, {}, false, nullptr, findings);
+  ASSERT_NE(find_key(findings, "loop_rate:danger"), nullptr);
 }
 
 // ---- basin pressure

@@ -244,6 +244,36 @@ TEST(NavigatorWarmup, HealthyLogitGrowthWithProbeNoiseNeverBurns) {
   });
 }
 
+// Setting C with rollbacks: the attention logits blow up from step 30, the loss
+// still falls and no hidden-state signature shows. The first probe in danger rolls
+// the run back at once; before, the lr cut waited for the signature or for the
+// patience rule (20 steps: calibration seeds 1 and 4 rolled back at step 60 instead
+// of 40, 40 steps lost instead of 20), and the cut alone does not undo it.
+TEST(NavigatorWarmup, AttnLogitGrowthInDangerRollsBackAtOnce) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"attn", 1, {}, {"lr", "rollback"}, 3e-2}, Mode::active);
+  double scale = 1.0;
+  std::optional<std::int64_t> rollback_at, rollback_to;
+  for (std::int64_t step = 1; step <= 120 && !rollback_at; ++step) {
+    Snapshot s = warmup_snapshot("attn", step, falling_loss(step), warmup_lr(step), scale);
+    if (step % 10 == 0) {
+      s.scalars["attn_logit_max"] = step < 30 ? 2.0 : 8.0 * std::exp2((step - 30) / 8.0);
+      s.spectra["hidden.0"] = test::spectrum_with_entropy(2.9);
+    }
+    const Decision d = nav.on_snapshot(s);
+    if (!d.burn) continue;
+    scale = d.burn->lr_scale;
+    if (d.burn->rollback_to_step) {
+      rollback_at = step;
+      rollback_to = *d.burn->rollback_to_step;
+      EXPECT_NE(d.burn->reason.find("attention logits growing fast"), std::string::npos) << d.burn->reason;
+    }
+  }
+  ASSERT_TRUE(rollback_at);
+  EXPECT_EQ(*rollback_at, 30);
+  EXPECT_EQ(*rollback_to, 19);  // lookback_steps before the last stable step
+}
+
 // Setting C (pre-LN, warmup to 3e-2 over 300 steps): a signature confirmed at step 40
 // (lr 4e-3) rolls the run back to step 9. The restart share of the ceiling is meant
 // against the lr that collapsed the run; applied as a scale to the restored step's
