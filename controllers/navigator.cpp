@@ -88,6 +88,9 @@ Navigator::Applied Navigator::defaults() const {
 }
 
 void Navigator::resolve_config() {
+  log_lr_scale_min_ = std::log(config_.limits.lr_scale_min);
+  log_max_lr_change_ = std::log(config_.limits.max_lr_change);
+  half_log_deadband_ = 0.5 * std::log1p(config_.limits.lr_deadband);
   for (std::size_t i = 0; i < kZoneMetricCount; ++i) {
     auto it = config_.zones.find(kZoneMetrics[i]);
     zone_config_[i] = it == config_.zones.end() ? std::nullopt : std::optional<ZoneConfig>(it->second);
@@ -602,13 +605,17 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
   const double ceiling = scale_ceiling();
   // Cuts as fast as a burn may move; raises never faster than the return rate.
   const double rate = elapsed * std::log(2.0) / static_cast<double>(cfg.pid.return_steps_per_doubling);
-  plan.pid_limits = {std::log(lim.lr_scale_min), std::log(ceiling), std::log(lim.max_lr_change),
-                     cfg.pid.integral_limit, std::min(rate, std::log(lim.max_lr_change))};
+  if (!(ceiling == last_ceiling_)) {  // the ceiling moves rarely: its log is kept
+    last_ceiling_ = ceiling;
+    log_last_ceiling_ = std::log(ceiling);
+  }
+  plan.pid_limits = {log_lr_scale_min_, log_last_ceiling_, log_max_lr_change_, cfg.pid.integral_limit,
+                     std::min(rate, log_max_lr_change_)};
   const PidLimits& pl = plan.pid_limits;
   if (state == OrbitState::stable) {
     // Bumpless return to the ceiling (1.0 unless a rollback lowered it).
     pid_.relax_toward(pl.output_max, rate, pl);
-    if (std::abs(pid_.output() - pl.output_max) < 0.5 * std::log1p(lim.lr_deadband)) pid_.set_output(pl.output_max, pl);
+    if (std::abs(pid_.output() - pl.output_max) < half_log_deadband_) pid_.set_output(pl.output_max, pl);
   } else if (health) {
     // DRIFTING acts on where the trends say health will be; the other states on
     // where it is.

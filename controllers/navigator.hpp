@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -67,6 +68,14 @@ struct Decision {
   std::string observed_state;  // the state machine's state, also in monitor mode
 };
 
+// The answers of the filters that read only a run's snapshots, recorded in one
+// replay, for a caller that replays the same recording under many configs (tune):
+// see replay_memo.hpp and record_memo()/follow_memo().
+struct NavigatorMemo {
+  ScalarSignalsMemo scalars;
+  ZonedMetricsMemo zones;
+};
+
 class Navigator {
  public:
   Navigator(NavigatorConfig config, RunInfo info, Mode mode);
@@ -107,6 +116,19 @@ class Navigator {
   // Decisions, metrics included, are the same with or without it.
   void recycle_metrics(std::map<std::string, double>&& metrics) {
     if (spare_metrics_.empty()) spare_metrics_ = std::move(metrics);
+  }
+
+  // Before the first snapshot: record the snapshot-only filters' answers into `memo`,
+  // or follow one recorded from the same snapshots (under any config): those filters
+  // answer from it while their calls are the recorded ones and compute for themselves
+  // from the first that differs. Decisions are the same with or without.
+  void record_memo(NavigatorMemo* memo) {
+    scalars_.record_into(&memo->scalars);
+    zones_.record_into(&memo->zones);
+  }
+  void follow_memo(const NavigatorMemo* memo) {
+    scalars_.follow(&memo->scalars);
+    zones_.follow(&memo->zones);
   }
 
   const NavigatorConfig& config() const { return config_; }
@@ -213,6 +235,9 @@ class Navigator {
   PerZoneMetric<ZoneConfig> zone_config_;
   std::vector<std::vector<int>> rule_metrics_;
   std::vector<SpectrumSlot> spectrum_slots_;
+  // ln of the limits each decision reads (resolve_config), and of the last ceiling.
+  double log_lr_scale_min_ = 0.0, log_max_lr_change_ = 0.0, half_log_deadband_ = 0.0;
+  double last_ceiling_ = std::numeric_limits<double>::quiet_NaN(), log_last_ceiling_ = 0.0;
   Sample scratch_;  // a single rank's sample, reused: no allocation per snapshot
 
   // Step assembly (world_size > 1) and liveness.

@@ -164,6 +164,20 @@ void precompute_spectral_metrics(RecordedRun& run, double phi_target) {
   }
 }
 
+void record_filter_memo(RecordedRun& run, const NavigatorConfig& config, Mode mode) {
+  auto memo = std::make_shared<NavigatorMemo>();
+  RunDriver::Options options;
+  options.config = config;
+  options.mode = mode;
+  options.follow_config_records = false;
+  options.follow_mode_records = false;
+  options.report_metrics = false;
+  options.record_memo = memo.get();
+  RunDriver driver(std::move(options));
+  for (const auto& e : run.entries) driver.feed(e);
+  run.memo = std::move(memo);
+}
+
 NavigatorConfigParser default_navigator_config_parser() {
   return [](const std::string& text) { return parse_daemon_config(text, "<journal config record>").navigator; };
 }
@@ -195,6 +209,8 @@ RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
       if (!navigator_) {
         navigator_ = std::make_unique<Navigator>(options_.config, info_of(hello), options_.mode);
         navigator_->set_report_metrics(options_.report_metrics);
+        if (options_.record_memo) navigator_->record_memo(options_.record_memo);
+        if (options_.follow_memo) navigator_->follow_memo(options_.follow_memo);
       } else navigator_->update_info(info_of(hello));
       break;
     }
