@@ -29,7 +29,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -55,6 +57,9 @@ struct RecordedEntry {
   // Navigator when its config has the same target, instead of computing them again.
   std::vector<SpectralMetrics> spectral;
   double spectral_phi_target = 0.0;
+  // The same spectra's names, in RecordedRun::spectrum_names (hot in cache, unlike
+  // the snapshot's map nodes when a replay reads the run again).
+  std::vector<std::string_view> spectral_names;
 };
 
 struct RecordedRun {
@@ -70,6 +75,9 @@ struct RecordedRun {
   // After record_filter_memo(): what the snapshot-only filters answered in one replay;
   // replay_run/replay_fixed (tools/replay.hpp) have their Navigators follow it.
   std::shared_ptr<const NavigatorMemo> memo;
+  // After precompute_spectral_metrics(): each spectrum name once (entries' spectral_names
+  // point into it; copies of the run share it).
+  std::shared_ptr<std::set<std::string, std::less<>>> spectrum_names;
 };
 
 // Reads and decodes a run's records (throws JournalError when the directory is unreadable).
