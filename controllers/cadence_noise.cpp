@@ -2,6 +2,7 @@
 #include "controllers/cadence_noise.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -52,9 +53,34 @@ void replace_sorted(std::vector<double>& sorted, double old_value, double value)
   }
 }
 
+bool same_bits(double a, double b) { return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b); }
+
 }  // namespace
 
+bool same(const CadenceNoiseParams& a, const CadenceNoiseParams& b) {
+  return a.level_window == b.level_window && a.noise_window == b.noise_window && a.warmup == b.warmup &&
+         a.early_warmup == b.early_warmup && same_bits(a.clip, b.clip) && same_bits(a.min_noise, b.min_noise) &&
+         same_bits(a.cadence_change, b.cadence_change);
+}
+
+bool same(const CadenceNoiseInput& a, const CadenceNoiseInput& b) { return a.step == b.step && same_bits(a.x, b.x); }
+
 std::optional<double> CadenceNoise::update(std::int64_t step, double x, const CadenceNoiseParams& p) {
+  const CadenceNoiseInput input{step, x};
+  if (memo_.following()) {
+    if (const CadenceNoiseOutput* o = memo_.recorded(input, p)) {
+      restarted_ = o->restarted;
+      early_z_ = o->early_z;
+      return o->z;
+    }
+    memo_.leave([this](const CadenceNoiseInput& in, const CadenceNoiseParams& rp) { compute(in.step, in.x, rp); });
+  }
+  const std::optional<double> z = compute(step, x, p);
+  memo_.computed(input, CadenceNoiseOutput{z, early_z_, restarted_}, p);
+  return z;
+}
+
+std::optional<double> CadenceNoise::compute(std::int64_t step, double x, const CadenceNoiseParams& p) {
   restarted_ = false;
   early_z_.reset();
   if (!std::isfinite(x)) return std::nullopt;
@@ -112,6 +138,7 @@ std::optional<double> CadenceNoise::update(std::int64_t step, double x, const Ca
 }
 
 void CadenceNoise::reset() {
+  memo_.on_reset();
   values_.clear();
   diffs_.clear();
   sorted_diffs_.clear();

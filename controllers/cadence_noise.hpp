@@ -21,6 +21,8 @@
 #include <optional>
 #include <vector>
 
+#include "controllers/replay_memo.hpp"
+
 namespace orbit {
 
 // Configured as [controller.filters.cadence_noise] (configs/default.toml documents
@@ -33,6 +35,19 @@ struct CadenceNoiseParams {
   double clip = 4.0;               // noise units a value may move the window by
   double min_noise = 1e-3;         // floor of the noise (ln units: 0.1 %)
   double cadence_change = 4.0;     // a gap this many times shorter/longer restarts
+};
+bool same(const CadenceNoiseParams& a, const CadenceNoiseParams& b);  // bit for bit
+
+// One update's input and what it answered, for a ReplayMemo.
+struct CadenceNoiseInput {
+  std::int64_t step = 0;
+  double x = 0.0;
+};
+bool same(const CadenceNoiseInput& a, const CadenceNoiseInput& b);
+struct CadenceNoiseOutput {
+  std::optional<double> z;
+  std::optional<double> early_z;
+  bool restarted = false;
 };
 
 class CadenceNoise {
@@ -48,7 +63,16 @@ class CadenceNoise {
   // before. Read only by the loss jump's noise check, never by the zones.
   std::optional<double> early_z() const { return early_z_; }
 
+  // Records every update into `memo`, or answers from it (replay_memo.hpp).
+  using Memo = ReplayMemo<CadenceNoiseInput, CadenceNoiseOutput, CadenceNoiseParams>;
+  void record_into(Memo* memo) { memo_.record_into(memo); }
+  void follow(const Memo* memo) { memo_.follow(memo); }
+  bool following_memo() const { return memo_.following(); }
+
  private:
+  std::optional<double> compute(std::int64_t step, double x, const CadenceNoiseParams& params);
+
+  MemoCursor<CadenceNoiseInput, CadenceNoiseOutput, CadenceNoiseParams> memo_;
   bool restarted_ = false;
   std::optional<double> early_z_;
   std::deque<double> values_;  // accepted (clipped) values, newest last

@@ -2,6 +2,7 @@
 #include "controllers/loss_jump_detector.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 
@@ -16,10 +17,35 @@ double median(const std::deque<double>& values) {
   return median_of_last(values, std::min(values.size(), kMaxLevelWindow));
 }
 
+bool same_bits(double a, double b) { return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b); }
+
 }  // namespace
+
+bool same(const LossJumpParams& a, const LossJumpParams& b) {
+  return same_bits(a.ratio, b.ratio) && same_bits(a.grad_ratio, b.grad_ratio) && a.confirm_steps == b.confirm_steps &&
+         a.arm_step == b.arm_step && a.level_window == b.level_window && a.grad_window == b.grad_window;
+}
+
+bool same(const LossJumpInput& a, const LossJumpInput& b) {
+  return a.step == b.step && same_bits(a.loss, b.loss) && a.grad_norm.has_value() == b.grad_norm.has_value() &&
+         (!a.grad_norm || same_bits(*a.grad_norm, *b.grad_norm));
+}
 
 LossJumpStatus LossJumpDetector::update(std::int64_t step, double loss, std::optional<double> grad_norm,
                                         const LossJumpParams& params) {
+  const LossJumpInput input{step, loss, grad_norm};
+  if (memo_.following()) {
+    if (const LossJumpStatus* s = memo_.recorded(input, params)) return *s;
+    memo_.leave(
+        [this](const LossJumpInput& in, const LossJumpParams& p) { compute(in.step, in.loss, in.grad_norm, p); });
+  }
+  const LossJumpStatus s = compute(step, loss, grad_norm, params);
+  memo_.computed(input, s, params);
+  return s;
+}
+
+LossJumpStatus LossJumpDetector::compute(std::int64_t step, double loss, std::optional<double> grad_norm,
+                                         const LossJumpParams& params) {
   LossJumpStatus s;
   const std::int64_t before = last_step_.value_or(step - 1);
   last_step_ = step;
@@ -63,6 +89,7 @@ LossJumpStatus LossJumpDetector::update(std::int64_t step, double loss, std::opt
 }
 
 void LossJumpDetector::reset() {
+  memo_.on_reset();
   recent_losses_.clear();
   recent_grads_.clear();
   floor_.reset();

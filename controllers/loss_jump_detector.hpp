@@ -24,6 +24,8 @@
 #include <deque>
 #include <optional>
 
+#include "controllers/replay_memo.hpp"
+
 namespace orbit {
 
 struct LossJumpParams {
@@ -35,6 +37,7 @@ struct LossJumpParams {
   std::size_t level_window = 5;     // losses in the median whose running minimum is the floor (<= 31)
   std::size_t grad_window = 20;     // snapshots whose least grad norm a jump is measured against
 };
+bool same(const LossJumpParams& a, const LossJumpParams& b);  // bit for bit
 
 struct LossJumpStatus {
   bool armed = false;           // step >= arm_step and a floor exists
@@ -48,6 +51,14 @@ struct LossJumpStatus {
   bool alarm = false;           // jump and (corroborated or, when armed, held_steps >= confirm_steps)
 };
 
+// One update's input, for a ReplayMemo.
+struct LossJumpInput {
+  std::int64_t step = 0;
+  double loss = 0.0;
+  std::optional<double> grad_norm;
+};
+bool same(const LossJumpInput& a, const LossJumpInput& b);  // bit for bit
+
 class LossJumpDetector {
  public:
   // `grad_norm` may be absent (loss-only logs). A non-finite loss is not absorbed
@@ -55,9 +66,19 @@ class LossJumpDetector {
   LossJumpStatus update(std::int64_t step, double loss, std::optional<double> grad_norm, const LossJumpParams& params);
   void reset();
 
+  // The floor after the last update (not kept while following a memo: tests only).
   double floor() const { return floor_.value_or(0.0); }
 
+  // Records every update into `memo`, or answers from it (replay_memo.hpp).
+  using Memo = ReplayMemo<LossJumpInput, LossJumpStatus, LossJumpParams>;
+  void record_into(Memo* memo) { memo_.record_into(memo); }
+  void follow(const Memo* memo) { memo_.follow(memo); }
+  bool following_memo() const { return memo_.following(); }
+
  private:
+  LossJumpStatus compute(std::int64_t step, double loss, std::optional<double> grad_norm, const LossJumpParams& params);
+
+  MemoCursor<LossJumpInput, LossJumpStatus, LossJumpParams> memo_;
   std::deque<double> recent_losses_;
   std::deque<double> recent_grads_;
   std::optional<double> floor_;

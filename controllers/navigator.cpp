@@ -17,7 +17,7 @@ namespace orbit {
 
 namespace {
 
-bool matches(const std::string& name, const std::vector<std::string>& prefixes) {
+bool matches(std::string_view name, const std::vector<std::string>& prefixes) {
   if (prefixes.empty()) return true;
   return std::any_of(prefixes.begin(), prefixes.end(),
                      [&](const std::string& p) { return name.compare(0, p.size(), p) == 0; });
@@ -88,6 +88,9 @@ Navigator::Applied Navigator::defaults() const {
 }
 
 void Navigator::resolve_config() {
+  log_lr_scale_min_ = std::log(config_.limits.lr_scale_min);
+  log_max_lr_change_ = std::log(config_.limits.max_lr_change);
+  half_log_deadband_ = 0.5 * std::log1p(config_.limits.lr_deadband);
   for (std::size_t i = 0; i < kZoneMetricCount; ++i) {
     auto it = config_.zones.find(kZoneMetrics[i]);
     zone_config_[i] = it == config_.zones.end() ? std::nullopt : std::optional<ZoneConfig>(it->second);
@@ -103,7 +106,7 @@ void Navigator::resolve_config() {
   }
 }
 
-std::uint32_t Navigator::spectrum_slot(const std::string& name, std::size_t& cursor) {
+std::uint32_t Navigator::spectrum_slot(std::string_view name, std::size_t& cursor) {
   // Adapters send the same names in the same order every snapshot: the next slot
   // is almost always the one.
   if (cursor < spectrum_slots_.size() && spectrum_slots_[cursor].name == name) return static_cast<std::uint32_t>(cursor++);
@@ -113,13 +116,14 @@ std::uint32_t Navigator::spectrum_slot(const std::string& name, std::size_t& cur
       return static_cast<std::uint32_t>(i);
     }
   }
-  spectrum_slots_.push_back({name, matches(name, config_.signals.spectra),
+  spectrum_slots_.push_back({std::string(name), matches(name, config_.signals.spectra),
                              matches(name, config_.signals.signature_spectra)});
   cursor = spectrum_slots_.size();
   return static_cast<std::uint32_t>(spectrum_slots_.size() - 1);
 }
 
-void Navigator::reduce(const Snapshot& s, const std::vector<SpectralMetrics>* spectral, Sample& out) {
+void Navigator::reduce(const Snapshot& s, const std::vector<SpectralMetrics>* spectral,
+                       const std::vector<std::string_view>* names, Sample& out) {
   // A run that keeps inventing names must not grow the slots without bound; they
   // are only a cache of names, so they start over when no waiting sample uses them.
   if (spectrum_slots_.size() > 4096 && !quorum_.waiting()) spectrum_slots_.clear();
@@ -136,6 +140,10 @@ void Navigator::reduce(const Snapshot& s, const std::vector<SpectralMetrics>* sp
   out.spectra.clear();
   std::size_t cursor = 0;
   if (spectral && spectral->size() != s.spectra.size()) spectral = nullptr;
+  if (spectral && names && names->size() == spectral->size()) {
+    for (std::size_t i = 0; i < names->size(); ++i) out.spectra.push_back({spectrum_slot((*names)[i], cursor), (*spectral)[i]});
+    return;
+  }
   std::size_t i = 0;
   for (const auto& [name, values] : s.spectra) {
     const std::uint32_t slot = spectrum_slot(name, cursor);
@@ -252,13 +260,15 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   queued_events_.push_back(why);
 }
 
-Decision Navigator::on_snapshot(const Snapshot& snapshot) { return snapshot_decision(snapshot, nullptr); }
+Decision Navigator::on_snapshot(const Snapshot& snapshot) { return snapshot_decision(snapshot, nullptr, nullptr); }
 
-Decision Navigator::on_snapshot(const Snapshot& snapshot, const std::vector<SpectralMetrics>& spectral) {
-  return snapshot_decision(snapshot, &spectral);
+Decision Navigator::on_snapshot(const Snapshot& snapshot, const std::vector<SpectralMetrics>& spectral,
+                                const std::vector<std::string_view>* names) {
+  return snapshot_decision(snapshot, &spectral, names);
 }
 
-Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral) {
+Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
+                                      const std::vector<std::string_view>* names) {
   std::vector<std::string> events = std::move(queued_events_);
   queued_events_.clear();
   const std::int64_t world = std::max<std::int64_t>(1, info_.world_size);
@@ -298,7 +308,7 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
   }
 
   Sample& sample = scratch_;
-  reduce(snapshot, spectral, sample);
+  reduce(snapshot, spectral, names, sample);
   const bool late = last_closed_step_ && snapshot.step <= *last_closed_step_;
   if (!late && world == 1) {
     // The common case: one rank, its step closes now.
@@ -609,13 +619,17 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
   const double ceiling = scale_ceiling();
   // Cuts as fast as a burn may move; raises never faster than the return rate.
   const double rate = elapsed * std::log(2.0) / static_cast<double>(cfg.pid.return_steps_per_doubling);
-  plan.pid_limits = {std::log(lim.lr_scale_min), std::log(ceiling), std::log(lim.max_lr_change),
-                     cfg.pid.integral_limit, std::min(rate, std::log(lim.max_lr_change))};
+  if (!(ceiling == last_ceiling_)) {  // the ceiling moves rarely: its log is kept
+    last_ceiling_ = ceiling;
+    log_last_ceiling_ = std::log(ceiling);
+  }
+  plan.pid_limits = {log_lr_scale_min_, log_last_ceiling_, log_max_lr_change_, cfg.pid.integral_limit,
+                     std::min(rate, log_max_lr_change_)};
   const PidLimits& pl = plan.pid_limits;
   if (state == OrbitState::stable) {
     // Bumpless return to the ceiling (1.0 unless a rollback lowered it).
     pid_.relax_toward(pl.output_max, rate, pl);
-    if (std::abs(pid_.output() - pl.output_max) < 0.5 * std::log1p(lim.lr_deadband)) pid_.set_output(pl.output_max, pl);
+    if (std::abs(pid_.output() - pl.output_max) < half_log_deadband_) pid_.set_output(pl.output_max, pl);
   } else if (health) {
     // DRIFTING acts on where the trends say health will be; the other states on
     // where it is.

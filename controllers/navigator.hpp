@@ -13,10 +13,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "controllers/actuator_settings.hpp"
@@ -67,6 +69,14 @@ struct Decision {
   std::string observed_state;  // the state machine's state, also in monitor mode
 };
 
+// The answers of the filters that read only a run's snapshots, recorded in one
+// replay, for a caller that replays the same recording under many configs (tune):
+// see replay_memo.hpp and record_memo()/follow_memo().
+struct NavigatorMemo {
+  ScalarSignalsMemo scalars;
+  ZonedMetricsMemo zones;
+};
+
 class Navigator {
  public:
   Navigator(NavigatorConfig config, RunInfo info, Mode mode);
@@ -76,7 +86,11 @@ class Navigator {
   // The same, given spectral_metrics() of each of snapshot.spectra (in map order)
   // computed with this config's signals.phi_target: a caller that feeds the same
   // snapshots many times (tune) computes them once. Ignored when the count differs.
-  Decision on_snapshot(const Snapshot& snapshot, const std::vector<SpectralMetrics>& spectral);
+  // `names`, when given, are the spectra's names in the same order, kept by such a
+  // caller where they stay in cache: a snapshot's own map nodes, read again for every
+  // candidate, are cold (the name compare was ~4 % of a tune's CPU).
+  Decision on_snapshot(const Snapshot& snapshot, const std::vector<SpectralMetrics>& spectral,
+                       const std::vector<std::string_view>* names = nullptr);
   // Per rank; a late apply raises the lead; restored_step starts a new branch.
   void on_ack(const Ack& ack);
   // The daemon heard nothing from `rank` for its timeout (`now`: daemon time, only
@@ -107,6 +121,19 @@ class Navigator {
   // Decisions, metrics included, are the same with or without it.
   void recycle_metrics(std::map<std::string, double>&& metrics) {
     if (spare_metrics_.empty()) spare_metrics_ = std::move(metrics);
+  }
+
+  // Before the first snapshot: record the snapshot-only filters' answers into `memo`,
+  // or follow one recorded from the same snapshots (under any config): those filters
+  // answer from it while their calls are the recorded ones and compute for themselves
+  // from the first that differs. Decisions are the same with or without.
+  void record_memo(NavigatorMemo* memo) {
+    scalars_.record_into(&memo->scalars);
+    zones_.record_into(&memo->zones);
+  }
+  void follow_memo(const NavigatorMemo* memo) {
+    scalars_.follow(&memo->scalars);
+    zones_.follow(&memo->zones);
   }
 
   const NavigatorConfig& config() const { return config_; }
@@ -161,9 +188,11 @@ class Navigator {
   struct StateStep;
   struct ActuatorPlan;
 
-  Decision snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral);
-  void reduce(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral, Sample& out);
-  std::uint32_t spectrum_slot(const std::string& name, std::size_t& cursor);
+  Decision snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
+                             const std::vector<std::string_view>* names);
+  void reduce(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
+              const std::vector<std::string_view>* names, Sample& out);
+  std::uint32_t spectrum_slot(std::string_view name, std::size_t& cursor);
   void resolve_config();  // config names → indices and slot flags
   Sample merge(const PendingStep& pending) const;
   // One closed step, in stages: signals -> zones -> basin and state -> actuators -> burn.
@@ -213,6 +242,9 @@ class Navigator {
   PerZoneMetric<ZoneConfig> zone_config_;
   std::vector<std::vector<int>> rule_metrics_;
   std::vector<SpectrumSlot> spectrum_slots_;
+  // ln of the limits each decision reads (resolve_config), and of the last ceiling.
+  double log_lr_scale_min_ = 0.0, log_max_lr_change_ = 0.0, half_log_deadband_ = 0.0;
+  double last_ceiling_ = std::numeric_limits<double>::quiet_NaN(), log_last_ceiling_ = 0.0;
   Sample scratch_;  // a single rank's sample, reused: no allocation per snapshot
 
   // Step assembly (world_size > 1) and liveness.

@@ -136,6 +136,18 @@ std::vector<double> ScalarSignals::alarm_margins(const PerZoneMetric<ZoneConfig>
   return margins;
 }
 
+void ScalarSignals::record_into(ScalarSignalsMemo* memo) {
+  loss_noise_.record_into(&memo->loss_noise);
+  grad_noise_.record_into(&memo->grad_noise);
+  loss_jump_.record_into(&memo->loss_jump);
+}
+
+void ScalarSignals::follow(const ScalarSignalsMemo* memo) {
+  loss_noise_.follow(&memo->loss_noise);
+  grad_noise_.follow(&memo->grad_noise);
+  loss_jump_.follow(&memo->loss_jump);
+}
+
 void ScalarSignals::restart_statistics() {
   loss_stats_.reset();
   grad_stats_.reset();

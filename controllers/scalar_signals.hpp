@@ -39,6 +39,15 @@ struct ScalarReading {
   bool nonfinite = false;              // the loss or the grad norm is NaN / inf
 };
 
+// What ScalarSignals' filters that read only the snapshots (not the config keys a
+// tune searches, not the decisions) answered in one replay: the cadence noise of
+// ln(loss) and ln(grad norm) and the loss jump (replay_memo.hpp).
+struct ScalarSignalsMemo {
+  CadenceNoise::Memo loss_noise;
+  CadenceNoise::Memo grad_noise;
+  LossJumpDetector::Memo loss_jump;
+};
+
 class ScalarSignals {
  public:
   // One closed step. `covered`: training steps since the previous decision (>= 1).
@@ -66,6 +75,11 @@ class ScalarSignals {
                                     const std::optional<LossJumpStatus>& jump) const;
 
   void reset();  // a new branch: every statistic starts over
+
+  // Records into `memo`, or answers from it where the calls are the recorded ones;
+  // only before the first update.
+  void record_into(ScalarSignalsMemo* memo);
+  void follow(const ScalarSignalsMemo* memo);
 
  private:
   void restart_statistics();  // EWMA statistics and CUSUMs, at a cadence change

@@ -2,7 +2,9 @@
 #include "controllers/trend.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 
 #include <Eigen/Core>
 
@@ -14,6 +16,11 @@ namespace {
 // on the periodic rebuild, so the sums are never centered far from the values.)
 constexpr double kLossRatio = 1e4;
 }  // namespace
+
+bool same(const TrendInput& a, const TrendInput& b) {
+  return std::bit_cast<std::uint64_t>(a.x) == std::bit_cast<std::uint64_t>(b.x) &&
+         std::bit_cast<std::uint64_t>(a.y) == std::bit_cast<std::uint64_t>(b.y);
+}
 
 std::optional<double> TrendFit::steps_until(double threshold) const {
   if (!valid) return std::nullopt;

@@ -10,6 +10,8 @@
 #include <optional>
 #include <vector>
 
+#include "controllers/replay_memo.hpp"
+
 namespace orbit {
 
 struct TrendFit {
@@ -27,6 +29,20 @@ struct TrendFit {
   std::optional<double> steps_until(double threshold) const;
   double value_at(double x) const { return value + slope * (x - last_x); }
 };
+
+// One push (x, y) then fit() of a window of `capacity`, for a ReplayMemo: the fit
+// depends on the whole push history (the running sums below), so the memo records
+// every push since the window's reset.
+struct TrendInput {
+  double x = 0.0, y = 0.0;
+};
+struct TrendParams {
+  std::size_t capacity = 0;
+};
+bool same(const TrendInput& a, const TrendInput& b);  // bit for bit
+inline bool same(const TrendParams& a, const TrendParams& b) { return a.capacity == b.capacity; }
+using TrendMemo = ReplayMemo<TrendInput, TrendFit, TrendParams>;
+using TrendMemoCursor = MemoCursor<TrendInput, TrendFit, TrendParams>;
 
 // The window keeps running sums, so push() and fit() are O(1) whatever the
 // capacity (six fits run per snapshot). The sums are taken about an anchor point

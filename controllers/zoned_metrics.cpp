@@ -46,8 +46,7 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
     if (!is_z) {
       track.ewma.set_alpha(fc.metric_alpha);
       smooth = track.ewma.update(*v);
-      track.trend.push(step, *v);
-      fit = track.trend.fit();
+      fit = push_trend(mi, track.trend, step, *v);
     }
     Zone zs = track.zone.update(smooth, band, fc.zone_hysteresis);
     Zone zr = is_z ? zs : band.classify(*v);
@@ -143,7 +142,46 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
   return out;
 }
 
+TrendFit ZonedMetrics::push_trend(std::size_t metric, TrendWindow& trend, double step, double value) {
+  TrendMemoCursor& memo = trend_memo_[metric];
+  const TrendInput input{step, value};
+  const TrendParams params{trend.capacity()};
+  if (memo.following()) {
+    if (const TrendFit* fit = memo.recorded(input, params)) return *fit;
+    // The window is as reset (it is not pushed while followed), with the capacity
+    // the recorded pushes had: replaying them rebuilds its sums bit for bit.
+    memo.leave([&](const TrendInput& in, const TrendParams&) { trend.push(in.x, in.y); });
+  }
+  trend.push(step, value);
+  const TrendFit fit = trend.fit();
+  memo.computed(input, fit, params);
+  return fit;
+}
+
+void ZonedMetrics::leave_trend_memos() {
+  for (std::size_t mi = 0; mi < kZoneMetricCount; ++mi) {
+    TrendMemoCursor& memo = trend_memo_[mi];
+    memo.stop_recording();
+    if (!memo.following()) continue;
+    if (tracks_[mi]) {
+      TrendWindow& trend = tracks_[mi]->trend;
+      memo.leave([&](const TrendInput& in, const TrendParams&) { trend.push(in.x, in.y); });
+    } else {
+      memo.leave([](const TrendInput&, const TrendParams&) {});  // no track: nothing was pushed
+    }
+  }
+}
+
+void ZonedMetrics::record_into(ZonedMetricsMemo* memo) {
+  for (std::size_t mi = 0; mi < kZoneMetricCount; ++mi) trend_memo_[mi].record_into(&memo->trends[mi]);
+}
+
+void ZonedMetrics::follow(const ZonedMetricsMemo* memo) {
+  for (std::size_t mi = 0; mi < kZoneMetricCount; ++mi) trend_memo_[mi].follow(&memo->trends[mi]);
+}
+
 void ZonedMetrics::set_windows(std::int64_t trend_window, std::int64_t health_window) {
+  leave_trend_memos();
   for (auto& track : tracks_) {
     if (track) track->trend.set_capacity(static_cast<std::size_t>(trend_window));
   }
@@ -154,11 +192,13 @@ void ZonedMetrics::restart_trends() {
   for (auto& track : tracks_) {
     if (track) track->trend.reset();
   }
+  for (auto& memo : trend_memo_) memo.on_reset();
   health_trend_.reset();
 }
 
 void ZonedMetrics::reset() {
   for (auto& track : tracks_) track.reset();
+  for (auto& memo : trend_memo_) memo.on_reset();
   health_trend_.reset();
 }
 

@@ -7,6 +7,7 @@
 // the metrics that alarm (1 on the good line, 0 on the danger line), and its
 // slope over filters.health_window points is the PID's derivative input.
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -31,6 +32,13 @@ struct ZoneReading {
   double health_slope = 0.0;           // health per training step (0 until the window has a fit)
 };
 
+// The trends of the metrics that read only the snapshots (the spectral ones, loop
+// rate, attention-logit growth; not the z-scores, not health), recorded in one replay
+// (replay_memo.hpp), one memo per kZoneMetrics index.
+struct ZonedMetricsMemo {
+  std::array<TrendMemo, kZoneMetricCount> trends;
+};
+
 class ZonedMetrics {
  public:
   explicit ZonedMetrics(std::int64_t health_window)
@@ -51,6 +59,11 @@ class ZonedMetrics {
   void restart_trends();  // a gap in the snapshots: trends start over, smoothing and zones stay
   void reset();           // a new branch: every filter starts over
 
+  // Records the metric trends into `memo`, or answers them from it where the pushes
+  // are the recorded ones; only before the first update.
+  void record_into(ZonedMetricsMemo* memo);
+  void follow(const ZonedMetricsMemo* memo);
+
  private:
   struct MetricTrack {
     Ewma ewma;
@@ -59,7 +72,13 @@ class ZonedMetrics {
     std::optional<std::int64_t> danger_since;  // spectral metrics: early-training hold
     std::int64_t danger_readings = 0;          // loop_rate: consecutive raw readings in danger
   };
+  // push(step, value) and fit() of a metric's trend, answered from the memo when it can.
+  TrendFit push_trend(std::size_t metric, TrendWindow& trend, double step, double value);
+  // A change the memo does not record (new capacity): the trends leave it first.
+  void leave_trend_memos();
+
   PerZoneMetric<MetricTrack> tracks_;  // by kZoneMetrics index
+  std::array<TrendMemoCursor, kZoneMetricCount> trend_memo_;  // outlives the tracks (reset)
   TrendWindow health_trend_;
 };
 

@@ -154,14 +154,34 @@ RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
 }
 
 void precompute_spectral_metrics(RecordedRun& run, double phi_target) {
+  if (!run.spectrum_names) run.spectrum_names = std::make_shared<std::set<std::string, std::less<>>>();
   for (auto& e : run.entries) {
     if (e.type != RecordType::snapshot) continue;
     const auto& snapshot = std::get<Snapshot>(e.value);
     e.spectral.clear();
     e.spectral.reserve(snapshot.spectra.size());
-    for (const auto& [name, values] : snapshot.spectra) e.spectral.push_back(spectral_metrics(values, phi_target));
+    e.spectral_names.clear();
+    e.spectral_names.reserve(snapshot.spectra.size());
+    for (const auto& [name, values] : snapshot.spectra) {
+      e.spectral.push_back(spectral_metrics(values, phi_target));
+      e.spectral_names.push_back(*run.spectrum_names->insert(name).first);
+    }
     e.spectral_phi_target = phi_target;
   }
+}
+
+void record_filter_memo(RecordedRun& run, const NavigatorConfig& config, Mode mode) {
+  auto memo = std::make_shared<NavigatorMemo>();
+  RunDriver::Options options;
+  options.config = config;
+  options.mode = mode;
+  options.follow_config_records = false;
+  options.follow_mode_records = false;
+  options.report_metrics = false;
+  options.record_memo = memo.get();
+  RunDriver driver(std::move(options));
+  for (const auto& e : run.entries) driver.feed(e);
+  run.memo = std::move(memo);
 }
 
 NavigatorConfigParser default_navigator_config_parser() {
@@ -195,6 +215,8 @@ RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
       if (!navigator_) {
         navigator_ = std::make_unique<Navigator>(options_.config, info_of(hello), options_.mode);
         navigator_->set_report_metrics(options_.report_metrics);
+        if (options_.record_memo) navigator_->record_memo(options_.record_memo);
+        if (options_.follow_memo) navigator_->follow_memo(options_.follow_memo);
       } else navigator_->update_info(info_of(hello));
       break;
     }
@@ -209,7 +231,9 @@ RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
       // Bit-equal targets: the precomputed metrics are exactly what the Navigator would compute.
       const bool precomputed = !entry.spectral.empty() &&
                                entry.spectral_phi_target == navigator_->config().signals.phi_target;
-      out.decision = precomputed ? navigator_->on_snapshot(snapshot, entry.spectral) : navigator_->on_snapshot(snapshot);
+      const bool named = entry.spectral_names.size() == entry.spectral.size();
+      out.decision = precomputed ? navigator_->on_snapshot(snapshot, entry.spectral, named ? &entry.spectral_names : nullptr)
+                                 : navigator_->on_snapshot(snapshot);
       break;
     }
     case RecordType::ack:

@@ -29,7 +29,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -55,6 +57,9 @@ struct RecordedEntry {
   // Navigator when its config has the same target, instead of computing them again.
   std::vector<SpectralMetrics> spectral;
   double spectral_phi_target = 0.0;
+  // The same spectra's names, in RecordedRun::spectrum_names (hot in cache, unlike
+  // the snapshot's map nodes when a replay reads the run again).
+  std::vector<std::string_view> spectral_names;
 };
 
 struct RecordedRun {
@@ -67,6 +72,12 @@ struct RecordedRun {
   std::size_t burns = 0;
   std::int64_t max_burn_seq = 0;  // over every burn record, the undecodable ones included
   std::vector<std::string> gaps;  // gap records: "segment N offset X: K records lost ..."
+  // After record_filter_memo(): what the snapshot-only filters answered in one replay;
+  // replay_run/replay_fixed (tools/replay.hpp) have their Navigators follow it.
+  std::shared_ptr<const NavigatorMemo> memo;
+  // After precompute_spectral_metrics(): each spectrum name once (entries' spectral_names
+  // point into it; copies of the run share it).
+  std::shared_ptr<std::set<std::string, std::less<>>> spectrum_names;
 };
 
 // Reads and decodes a run's records (throws JournalError when the directory is unreadable).
@@ -75,6 +86,11 @@ RecordedRun load_recorded_run(const std::filesystem::path& run_dir, ReadOptions 
 // The spectral metrics of every snapshot, once, for a run that is replayed many times
 // under configs with this φ target (tune). Decisions are the same as without.
 void precompute_spectral_metrics(RecordedRun& run, double phi_target);
+
+// Replays the run once under `config` and `mode` (config and mode records not
+// followed) and keeps what its snapshot-only filters answered in run.memo: every later
+// replay of the run (tune's candidates) follows it. Decisions are the same as without.
+void record_filter_memo(RecordedRun& run, const NavigatorConfig& config, Mode mode);
 
 // [controller] of an orbitd config text -> NavigatorConfig; throws ConfigError.
 using NavigatorConfigParser = std::function<NavigatorConfig(const std::string& toml_text)>;
@@ -89,6 +105,9 @@ class RunDriver {
     bool follow_mode_records = true;
     bool report_metrics = true;        // false: decisions without Decision::metrics (faster)
     NavigatorConfigParser parse_config = default_navigator_config_parser();
+    // The Navigator records into / follows this memo (Navigator::record_memo, follow_memo).
+    NavigatorMemo* record_memo = nullptr;
+    const NavigatorMemo* follow_memo = nullptr;
   };
 
   struct Output {

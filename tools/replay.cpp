@@ -87,6 +87,7 @@ namespace {
 
 RunReplay run_driver(const RecordedRun& recording, RunDriver::Options options, const ReplaySettings& settings) {
   options.report_metrics = settings.keep_timeline;  // only the timeline reads them
+  options.follow_memo = recording.memo.get();  // tune records one per run (same decisions)
   RunReplay out;
   out.run = recording.run;
   out.journal = recording.report;

@@ -396,10 +396,16 @@ TuneResult tune(std::vector<TuneRun>& runs, std::vector<TuneParam>& params, cons
   const auto t0 = std::chrono::steady_clock::now();
   TuneResult result;
   try {
-    const double phi_target = config_with_overrides(options.base_text, {}, options.base_source).navigator.signals.phi_target;
-    for (auto& run : runs) precompute_spectral_metrics(run.recording, phi_target);
+    const NavigatorConfig base = config_with_overrides(options.base_text, {}, options.base_source).navigator;
+    // Every open-loop candidate replays the same snapshots: the filters that read only
+    // them answer from one replay's memo wherever a candidate's calls are the same.
+    auto prepare = [&](RecordedRun& recording) {
+      precompute_spectral_metrics(recording, base.signals.phi_target);
+      if (options.objective == Objective::open_loop) record_filter_memo(recording, base, Mode::active);
+    };
+    for (auto& run : runs) prepare(run.recording);
     if (held_out)
-      for (auto& run : *held_out) precompute_spectral_metrics(run.recording, phi_target);
+      for (auto& run : *held_out) prepare(run.recording);
   } catch (const std::exception&) {
     // A base config that does not parse is reported by the first evaluation below.
   }

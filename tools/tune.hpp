@@ -125,7 +125,9 @@ struct TuneResult {
 };
 
 // Precomputes each recording's spectral metrics first (precompute_spectral_metrics):
-// they do not depend on the gains, so every candidate reuses them.
+// they do not depend on the gains, so every candidate reuses them. Open loop, it also
+// records the snapshot-only filters' answers under the starting config
+// (record_filter_memo), which every candidate follows where its calls are the same.
 // `held_out` runs never guide the search; they score `before` and `best` at the end.
 TuneResult tune(std::vector<TuneRun>& runs, std::vector<TuneParam>& params, const TuneOptions& options,
                 std::vector<TuneRun>* held_out = nullptr);

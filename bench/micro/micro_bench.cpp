@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Google Benchmark suite for the per-snapshot hot paths: snapshot decode (fast path
 // and the reference object-tree decoder side by side), spectral metrics, trend fits, cadence noise,
-// Navigator::on_snapshot, journal append and read, load_recorded_run. Not a test: run it by hand,
+// Navigator::on_snapshot, a replay with and without the filter memo, journal append and
+// read, load_recorded_run. Not a test: run it by hand,
 //
 //   build/bench/micro/bench_micro [--benchmark_filter=Decode] [--benchmark_repetitions=5]
 //
@@ -188,6 +189,28 @@ void BM_NavigatorOnSnapshotRecycled(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_NavigatorOnSnapshotRecycled);
+
+// One replay of 1,024 snapshots through a fresh Navigator (metrics off, as tune runs
+// it), without (memo 0) and with (memo 1) following the memo of an earlier replay's
+// snapshot-only filters (Navigator::follow_memo): what each tune candidate saves.
+void BM_NavigatorReplayMemo(benchmark::State& state) {
+  const std::vector<orbit::Snapshot> snaps = snapshots(0);
+  orbit::NavigatorMemo memo;
+  {
+    const std::unique_ptr<orbit::Navigator> recorder = default_navigator();
+    recorder->set_report_metrics(false);
+    recorder->record_memo(&memo);
+    for (const orbit::Snapshot& s : snaps) recorder->on_snapshot(s);
+  }
+  for (auto _ : state) {
+    const std::unique_ptr<orbit::Navigator> nav = default_navigator();
+    nav->set_report_metrics(false);
+    if (state.range(0)) nav->follow_memo(&memo);
+    for (const orbit::Snapshot& s : snaps) benchmark::DoNotOptimize(nav->on_snapshot(s));
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(snaps.size()));
+}
+BENCHMARK(BM_NavigatorReplayMemo)->ArgName("memo")->Arg(0)->Arg(1);
 
 struct TempDir {
   fs::path path;

@@ -34,7 +34,8 @@ struct Transcript {
 };
 
 // `report_metrics` off: Decision::metrics left empty. `precomputed`: the spectra's
-// metrics handed in (as tune does) instead of computed by the Navigator. `recycle`:
+// metrics handed in (as tune does) instead of computed by the Navigator, with their
+// names on every other snapshot. `recycle`:
 // each decision's metrics map handed back (Navigator::recycle_metrics, as orbitd does).
 Transcript mixed_run(unsigned seed, bool report_metrics = true, bool precomputed = false, bool recycle = false) {
   NavigatorConfig cfg;
@@ -58,8 +59,12 @@ Transcript mixed_run(unsigned seed, bool report_metrics = true, bool precomputed
     s.domains["code"] = {3.0, 0.2};
     if (i % 3 == 0) s.spectra["attn.0"] = spectrum_with_entropy(1.0 + 0.1 * n01(rng));
     std::vector<SpectralMetrics> spectral;
-    for (const auto& [name, values] : s.spectra) spectral.push_back(spectral_metrics(values, cfg.signals.phi_target));
-    Decision d = precomputed ? nav.on_snapshot(s, spectral) : nav.on_snapshot(s);
+    std::vector<std::string_view> names;  // every other snapshot: the names handed in too (tune)
+    for (const auto& [name, values] : s.spectra) {
+      spectral.push_back(spectral_metrics(values, cfg.signals.phi_target));
+      names.push_back(name);
+    }
+    Decision d = precomputed ? nav.on_snapshot(s, spectral, i % 2 ? &names : nullptr) : nav.on_snapshot(s);
     if (d.burn) {
       t.burns.push_back(encode(*d.burn));
       Ack ack;
