@@ -23,7 +23,8 @@ bool same_bits(double a, double b) { return std::bit_cast<std::uint64_t>(a) == s
 
 bool same(const LossJumpParams& a, const LossJumpParams& b) {
   return same_bits(a.ratio, b.ratio) && same_bits(a.grad_ratio, b.grad_ratio) && a.confirm_steps == b.confirm_steps &&
-         a.arm_step == b.arm_step && a.level_window == b.level_window && a.grad_window == b.grad_window;
+         a.arm_step == b.arm_step && a.early_corroborated == b.early_corroborated && a.level_window == b.level_window &&
+         a.grad_window == b.grad_window;
 }
 
 bool same(const LossJumpInput& a, const LossJumpInput& b) {

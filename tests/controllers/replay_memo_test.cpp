@@ -149,7 +149,8 @@ TEST(ReplayMemo, ResetsAtTheSamePlacesKeepTheFollowerOnTheMemo) {
 TEST(ReplayMemo, TheLossJumpDetectorFollowsItsMemo) {
   std::mt19937 rng(5);
   std::uniform_real_distribution<double> u(0.9, 1.1);
-  const LossJumpParams p{1.5, 4.0, 2, 10, 5, 20};
+  const LossJumpParams p{
+      .ratio = 1.5, .grad_ratio = 4.0, .confirm_steps = 2, .arm_step = 10, .level_window = 5, .grad_window = 20};
   LossJumpDetector::Memo memo;
   LossJumpDetector recorder, follower, alone;
   recorder.record_into(&memo);
@@ -169,6 +170,30 @@ TEST(ReplayMemo, TheLossJumpDetectorFollowsItsMemo) {
     EXPECT_TRUE(same_bits(a.grad_ratio, b.grad_ratio)) << i;
     EXPECT_EQ(follower.following_memo(), i < 120) << i;
   }
+}
+
+// A candidate that only switches early corroboration on must not be answered from a
+// memo recorded with it off: the early jump at i 4 alarms only with it on.
+TEST(ReplayMemo, TheLossJumpDetectorLeavesItsMemoWhenEarlyCorroborationDiffers) {
+  const LossJumpParams off{.ratio = 1.5, .grad_ratio = 4.0, .confirm_steps = 2, .arm_step = 100};
+  LossJumpParams on = off;
+  on.early_corroborated = true;
+  LossJumpDetector::Memo memo;
+  LossJumpDetector recorder, follower, alone;
+  recorder.record_into(&memo);
+  follower.follow(&memo);
+  bool alarmed = false;
+  for (int i = 0; i < 10; ++i) {
+    const double loss = i == 4 ? 8.0 : 1.0;
+    const double grad = i == 4 ? 40.0 : 1.0;
+    recorder.update(i, loss, grad, off);
+    const LossJumpStatus a = follower.update(i, loss, grad, on), b = alone.update(i, loss, grad, on);
+    EXPECT_EQ(a.alarm, b.alarm) << i;
+    EXPECT_EQ(a.early, b.early) << i;
+    alarmed = alarmed || b.alarm;
+  }
+  EXPECT_TRUE(alarmed);  // the scenario does reach the early alarm
+  EXPECT_FALSE(follower.following_memo());
 }
 
 // A run with drift, a collapse and a NaN loss that the controller answers with
