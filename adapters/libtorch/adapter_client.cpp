@@ -37,12 +37,37 @@ AdapterClient::AdapterClient(AdapterClientOptions options)
   s.connect(options_.endpoint);
 }
 
-AdapterClient::~AdapterClient() {
-  if (registered_) send_bytes(encode(Bye{options_.run, options_.rank}));
-  // linger 0: closing never waits on an absent daemon.
+AdapterClient::~AdapterClient() { close(); }
+
+void AdapterClient::close() {
+  if (closed_) return;
+  // linger stays 0: after the echo nothing is left to deliver, and without a
+  // session (or an echo within close_wait) closing never waits on the daemon.
+  const bool said_bye = registered_ && send_bytes(encode(Bye{options_.run, options_.rank}));
+  if (said_bye && options_.close_wait.count() > 0 && send_bytes(encode(Heartbeat{}))) {
+    auto& dealer = socket_->dealer;
+    const auto deadline = Clock::now() + options_.close_wait;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
+      if (left.count() <= 0 || zmq::poll(&item, 1, left) <= 0) break;
+      zmq::message_t reply;
+      if (!dealer.recv(reply, zmq::recv_flags::dontwait)) continue;
+      DecodeResult result = decode(std::string_view(static_cast<const char*>(reply.data()), reply.size()));
+      if (!result.ok()) continue;
+      const auto* echo = std::get_if<Heartbeat>(&*result.message);
+      if (echo && !echo->run) {
+        counters_.close_confirmed = 1;
+        break;
+      }
+    }
+  }
+  closed_ = true;
+  registered_ = false;
 }
 
 bool AdapterClient::send_bytes(const std::string& bytes) {
+  if (closed_) return false;
   try {
     auto sent = socket_->dealer.send(zmq::const_buffer(bytes.data(), bytes.size()),
                                      zmq::send_flags::dontwait);
@@ -119,6 +144,7 @@ void AdapterClient::handle(const char* data, std::size_t size, Clock::time_point
 }
 
 void AdapterClient::poll() {
+  if (closed_) return;
   const auto now = Clock::now();
   zmq::message_t reply;
   for (;;) {

@@ -4,7 +4,8 @@
 // session, heartbeats, and non-blocking sends. Torch-free on purpose, so it compiles
 // fast and can be reused by any C++ trainer.
 //
-// Nothing here ever blocks the caller (except wait_registered, which is explicit):
+// Nothing here ever blocks the caller (except wait_registered, which is explicit, and
+// close, which waits at most close_wait for a daemon that welcomed it):
 // sends use ZMQ_DONTWAIT on a socket with a bounded queue (ZMQ_SNDHWM) and
 // ZMQ_IMMEDIATE, so a message that cannot be queued — daemon absent, dead or
 // too slow to drain — is dropped and counted instead of waited for.
@@ -37,6 +38,9 @@ struct AdapterClientOptions {
   // With snapshots unanswered for this long the session counts as lost: the
   // client stops sending snapshots and says hello again until the daemon answers.
   std::chrono::milliseconds reply_timeout{3000};
+  // How long close() waits for the daemon to confirm it has everything sent before
+  // `bye` (only with a session; 0: never wait, and what is in flight may be lost).
+  std::chrono::milliseconds close_wait{200};
   // CURVE, for a tcp endpoint under orbitd's [security]: orbitd's public key (Z85,
   // or its NAME.pub from `orbit keygen`) and this client's NAME.key, on orbitd's
   // adapter allow-list. Empty ones take $ORBIT_CURVE_SERVER_KEY and $ORBIT_CURVE_KEY;
@@ -61,12 +65,13 @@ struct AdapterClientCounters {
   std::uint64_t undecodable = 0;  // replies that failed protocol validation
   std::uint64_t sessions_lost = 0;  // reply timeout or repeated failed sends
   std::uint64_t oversized = 0;  // snapshots and acks refused locally: over the daemon's max_message_bytes
+  std::uint64_t close_confirmed = 0;  // 1 once the daemon echoed the ping sent after `bye`
 };
 
 class AdapterClient {
  public:
   explicit AdapterClient(AdapterClientOptions options);  // throws for bad CURVE keys (above)
-  ~AdapterClient();  // says bye (best effort) and closes with linger 0
+  ~AdapterClient();  // close()
   AdapterClient(const AdapterClient&) = delete;
   AdapterClient& operator=(const AdapterClient&) = delete;
 
@@ -83,6 +88,15 @@ class AdapterClient {
   // protocol default): far over it ZeroMQ would drop the connection unannounced.
   bool send_snapshot(const Snapshot& snapshot);
   bool send_ack(const Ack& ack);
+
+  // Says bye (with a session), then sends a plain ping and reads (and drops) replies
+  // until its echo comes back, at most options().close_wait. ZeroMQ counts a message
+  // as sent once the kernel has it; closing a connection that holds unread replies
+  // resets it and loses what the kernels had not delivered yet (the tail of the
+  // snapshots, the bye). The daemon answers in order and closes the session at bye,
+  // so after the echo nothing is in flight. Idempotent; sends fail afterwards.
+  void close();
+  bool closed() const { return closed_; }
 
   // Burns received since the last call, in arrival order.
   std::vector<Burn> take_burns();
@@ -134,6 +148,7 @@ class AdapterClient {
   std::vector<Burn> burns_;
   AdapterClientCounters counters_;
   bool curve_ = false;
+  bool closed_ = false;
 };
 
 }  // namespace orbit

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // AdapterClient (torch-free) against a real orbitd: a message over the daemon's
-// announced limit is refused locally (issue 16 item 7).
+// announced limit is refused locally (issue 16 item 7), and close() loses nothing.
 
 #include <filesystem>
 #include <fstream>
@@ -12,6 +12,7 @@
 
 #include "adapters/libtorch/adapter_client.hpp"
 #include "protocol/curve_keys.hpp"
+#include "support/control_client.hpp"
 #include "support/orbitd_process.hpp"
 
 namespace orbit {
@@ -52,6 +53,39 @@ TEST(AdapterClientLimits, AMessageOverTheDaemonsLimitIsRefusedLocally) {
   EXPECT_EQ(client.last_state()->step, 2);
   EXPECT_EQ(client.counters().errors, 0u);
   std::filesystem::remove_all(dir);
+}
+
+// Closing right after a burst: a close that left replies unread would reset the
+// connection and lose the burst's tail and the bye; close() waits for its ping's echo.
+TEST(AdapterClientClose, EverySnapshotAndTheByeAreInTheDaemonWhenCloseReturns) {
+  test::OrbitdProcess orbitd;
+  AdapterClientOptions options;
+  options.endpoint = orbitd.endpoints().adapters;
+  options.run = "closing";
+  options.send_queue = 1000;
+  Snapshot snapshot;
+  snapshot.run = "closing";
+  snapshot.time = 1.7e9;
+  snapshot.loss = 2.0;
+  snapshot.spectra["hidden.0"] = std::vector<float>(256, 0.5f);
+  {
+    AdapterClient client(options);
+    ASSERT_TRUE(client.wait_registered(5s));
+    for (int step = 0; step < 300; ++step) {
+      snapshot.step = step;
+      ASSERT_TRUE(client.send_snapshot(snapshot));
+    }
+    client.close();
+    EXPECT_TRUE(client.closed());
+    EXPECT_EQ(client.counters().close_confirmed, 1u);
+    snapshot.step = 300;
+    EXPECT_FALSE(client.send_snapshot(snapshot));
+  }  // the socket closes here, with linger 0
+  zmq::context_t ctx;
+  test::ControlClient control(ctx, orbitd.endpoints().control);
+  EXPECT_EQ(test::status_counter(control, "snapshots"), 300u);
+  EXPECT_EQ(test::status_counter(control, "byes"), 1u);
+  EXPECT_EQ(test::status_counter(control, "sessions_closed"), 1u);
 }
 
 // CURVE (issue 11): a key pair on orbitd's adapter allow-list registers; one that is

@@ -58,6 +58,7 @@ class ClientStats:
     reconnect_hellos: int = 0  # hellos re-sent after `not_registered`
     decode_errors: int = 0     # received bytes that were not a valid message (ignored)
     oversized: int = 0         # messages refused locally: over the daemon's max_message_bytes
+    close_confirmed: int = 0   # 1 once the daemon echoed the ping sent after `bye` (close)
 
 
 class OrbitClient:
@@ -72,8 +73,10 @@ class OrbitClient:
     rehello_interval: how long a hello waits for its welcome before another
       `not_registered` may trigger the next one (a restart answers every queued
       snapshot with `not_registered`; one hello is enough).
-    close_linger: seconds ZeroMQ keeps trying to deliver `bye` after ``close``
-      (in its I/O thread; ``close`` itself does not wait).
+    close_linger: the most seconds ``close`` waits for the daemon to confirm that it
+      has everything sent before `bye` (only when a daemon ever welcomed this client:
+      without one ``close`` never waits), and then the seconds ZeroMQ keeps trying
+      to deliver what is left (in its I/O thread).
     curve_server_key, curve_key: for a tcp endpoint under CURVE, orbitd's public key
       (Z85, or its NAME.pub) and this client's key pair (NAME.key, or a (public,
       secret) pair) on orbitd's adapter allow-list; None takes $ORBIT_CURVE_SERVER_KEY
@@ -109,6 +112,7 @@ class OrbitClient:
             "adapter": adapter, "adapter_version": adapter_version, "versions": [protocol.VERSION],
             "domains": list(domains), "actuators": list(actuators), "base_lr": base_lr})
         self._heartbeat = protocol.encode({"type": "heartbeat", "run": run, "rank": self.rank})
+        self._bye = protocol.encode({"type": "bye", "run": run, "rank": self.rank})
         self._heartbeat_interval = heartbeat_interval
         self._rehello_interval = rehello_interval
         self._close_linger_ms = int(close_linger * 1000)
@@ -317,14 +321,47 @@ class OrbitClient:
         return self._closed
 
     def close(self) -> None:
-        """Say bye and close the socket; never waits for the daemon."""
+        """Say bye and close the socket.
+
+        ZeroMQ counts a message as sent once the kernel has it. Closing a connection
+        that still holds unread replies resets it (TCP RST), and the reset loses what
+        the kernels had not delivered yet: the tail of a burst, the bye. So after
+        `bye` a plain ping follows, and close reads (and drops) replies until its echo
+        comes back. The daemon answers a connection in order and closes the session at
+        `bye`, so after the echo nothing is in flight either way. Close waits for it at
+        most ``close_linger`` seconds, and only when a daemon ever welcomed this client.
+        """
         if self._closed:
             return
         try:
-            self._send(protocol.encode({"type": "bye", "run": self.run, "rank": self.rank}))
+            if self._send(self._bye) and self._last_welcome > float("-inf") and self._close_linger_ms > 0:
+                self._await_ping_echo(self._close_linger_ms / 1000.0)
         finally:
             self._closed = True
             self._socket.close(linger=self._close_linger_ms)
+
+    def _await_ping_echo(self, timeout: float) -> None:
+        if not self._send(_PING):
+            return
+        sock = self._socket
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sock.poll(max(1, int(left * 1000)), zmq.POLLIN):
+                return
+            try:
+                frames = sock.recv_multipart(_NOBLOCK)
+                message = protocol.decode(frames[-1], self._limits)
+            except zmq.Again:
+                continue
+            except protocol.ProtocolError:
+                self._stats.decode_errors += 1
+                continue
+            self._stats.replies += 1
+            if message["type"] == "heartbeat" and message.get("run") is None:
+                self._stats.close_confirmed = 1
+                return
+            self._on_message(message)  # counted; nobody reads replies after close
 
     def __enter__(self) -> "OrbitClient":
         return self
@@ -339,6 +376,10 @@ class OrbitClient:
                 self._socket.close(linger=0)
             except Exception:
                 pass
+
+
+# A heartbeat without run and rank: a plain ping, echoed by the daemon, no session.
+_PING = protocol.encode({"type": "heartbeat"})
 
 
 def _now() -> float:

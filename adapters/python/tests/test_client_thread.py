@@ -47,6 +47,35 @@ def test_everything_queued_before_close_reaches_the_daemon_in_order_then_bye():
         ct.send_snapshot(401, 1.0)
 
 
+def test_close_after_a_stall_loses_neither_the_tail_nor_the_bye():
+    """The daemon stalls while a burst waits in the kernels, then answers it. A close
+    that left the answers unread would reset the connection (TCP RST) and lose the
+    burst's tail and the bye; close waits for its ping's echo instead."""
+    d = ScriptedDaemon(rcvhwm=8, rcvbuf=4096)
+    try:
+        client = OrbitClient(d.endpoint, run="stall", queue_limit=5000, close_linger=5.0)
+        d.wait_hello()
+        deadline = time.monotonic() + 20
+        while not client.registered and time.monotonic() < deadline:
+            client.poll()
+            time.sleep(0.002)
+        assert client.registered
+        d.hold.set()
+        spectrum = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+        for step in range(400):
+            assert client.send_snapshot(step, 1.0, spectra={"hidden.0": spectrum}, time=0.0)
+        threading.Timer(0.3, d.hold.clear).start()
+        client.close()
+        d.wait_for(lambda: len(d.byes) == 1)
+        steps = [s["step"] for s in d.snapshots]
+    finally:
+        d.hold.clear()
+        d.close()
+    assert steps == list(range(400))
+    assert client.stats.close_confirmed == 1
+    assert client.stats.dropped == 0
+
+
 def test_tensor_values_are_brought_to_the_host_on_the_thread():
     d = ScriptedDaemon()
     try:

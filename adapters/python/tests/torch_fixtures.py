@@ -33,13 +33,19 @@ class ScriptedDaemon:
     """Answers hello with welcome and each snapshot with the scripted burn or a state."""
 
     def __init__(self, snapshot_every: int = 1, mode: str = "active",
-                 bind: str = "tcp://127.0.0.1:*"):
+                 bind: str = "tcp://127.0.0.1:*", rcvhwm: int | None = None,
+                 rcvbuf: int | None = None):
         self.snapshot_every = snapshot_every
         self.mode = mode
         self.instance = uuid.uuid4().hex[:8]  # session ids differ across daemon instances
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.set(zmq.LINGER, 0)
+        # Small queues make a backlog reach the sender's kernel (tests of close).
+        if rcvhwm is not None:
+            self.sock.set(zmq.RCVHWM, rcvhwm)
+        if rcvbuf is not None:
+            self.sock.set(zmq.RCVBUF, rcvbuf)
         self.sock.bind(bind)
         self.endpoint = self.sock.get(zmq.LAST_ENDPOINT).decode()
         self.lock = threading.Lock()
@@ -51,6 +57,7 @@ class ScriptedDaemon:
         self.replied_steps: Dict[int, set] = {}          # rank -> steps answered
         self.registered: Dict[bytes, tuple] = {}
         self._seq = 0
+        self.hold = threading.Event()  # while set, the daemon reads nothing (a stall)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -121,6 +128,9 @@ class ScriptedDaemon:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         while not self._stop.is_set():
+            if self.hold.is_set():
+                time.sleep(0.002)
+                continue
             if not poller.poll(10):
                 continue
             frames = self.sock.recv_multipart()
@@ -158,6 +168,8 @@ class ScriptedDaemon:
                 elif kind == "bye":
                     self.byes.append(msg)
                     self.registered.pop(ident, None)
+                elif kind == "heartbeat":  # echoed, as orbitd does (a plain ping too)
+                    self._send(ident, {k: v for k, v in msg.items() if k != "v"})
 
     def close(self) -> None:
         self._stop.set()
