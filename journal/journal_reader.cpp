@@ -225,6 +225,7 @@ struct JournalReader::Impl {
   std::size_t index = 0;  // segment being read
   MappedFile file;
   bool open = false;      // `file` holds segments[index]
+  std::uint32_t number = 0;  // segments[index]'s <n>, read once per segment (not per record)
   std::size_t pos = 0;
   bool stopped = false;
   std::optional<std::int64_t> last_timestamp_ns;  // of the last record read (resync's window)
@@ -237,6 +238,7 @@ struct JournalReader::Impl {
   bool open_segment() {
     file = MappedFile(segments[index]);
     open = true;
+    number = segment_number(segments[index]).value_or(0);
     const std::string_view bytes = file.bytes();
     if (valid_segment_header(bytes)) {
       pos = kSegmentHeaderBytes;
@@ -284,7 +286,7 @@ struct JournalReader::Impl {
         out.type = r.record.type;
         out.timestamp_ns = r.record.timestamp_ns;
         out.payload = r.record.payload;
-        out.segment = segment_number(segments[index]).value_or(0);
+        out.segment = number;
         out.offset = pos;
         last_timestamp_ns = out.timestamp_ns;
         pos += r.size;
