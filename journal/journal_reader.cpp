@@ -42,7 +42,9 @@ class MappedFile {
     }
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      // Populated up front: every page is read anyway, and one call costs far less
+      // than a page fault per 64 KiB on this kind of VM (framed read 1.3-1.6x, BM_JournalRead).
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
       if (p == MAP_FAILED) {
         ::close(fd);
         fail_errno("cannot map", path);
