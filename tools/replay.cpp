@@ -123,7 +123,7 @@ class ReplayLoop {
     RunDriver::Output o = driver_.feed(e);
     if (o.forced) computed(*o.forced, true, last_step_);
     if (!o.decision) return;
-    const Decision& d = *o.decision;
+    Decision& d = *o.decision;  // this call's own: its metrics and events move to the timeline
     const Snapshot& s = *o.snapshot;
     if (d.burn) computed(*d.burn, false, s.step);
     // With several ranks only the snapshot that closes a step carries a decision; the
@@ -145,9 +145,9 @@ class ReplayLoop {
       p.forecast_basin = d.forecast_basin;
       p.basin_age_steps = d.basin_age_steps;
       p.lr_scale = d.lr_scale;
-      p.metrics = d.metrics;
+      p.metrics = std::move(d.metrics);
       if (d.burn) p.burn_seq = d.burn->seq;
-      p.events = d.events;
+      p.events = std::move(d.events);
       out_.timeline.push_back(std::move(p));
     }
   }
