@@ -42,7 +42,9 @@ class MappedFile {
     }
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      // Populated up front: every page is read anyway, and one call costs far less
+      // than a page fault per 64 KiB on this kind of VM (framed read 1.3-1.6x, BM_JournalRead).
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
       if (p == MAP_FAILED) {
         ::close(fd);
         fail_errno("cannot map", path);
@@ -225,6 +227,7 @@ struct JournalReader::Impl {
   std::size_t index = 0;  // segment being read
   MappedFile file;
   bool open = false;      // `file` holds segments[index]
+  std::uint32_t number = 0;  // segments[index]'s <n>, read once per segment (not per record)
   std::size_t pos = 0;
   bool stopped = false;
   std::optional<std::int64_t> last_timestamp_ns;  // of the last record read (resync's window)
@@ -237,6 +240,7 @@ struct JournalReader::Impl {
   bool open_segment() {
     file = MappedFile(segments[index]);
     open = true;
+    number = segment_number(segments[index]).value_or(0);
     const std::string_view bytes = file.bytes();
     if (valid_segment_header(bytes)) {
       pos = kSegmentHeaderBytes;
@@ -284,7 +288,7 @@ struct JournalReader::Impl {
         out.type = r.record.type;
         out.timestamp_ns = r.record.timestamp_ns;
         out.payload = r.record.payload;
-        out.segment = segment_number(segments[index]).value_or(0);
+        out.segment = number;
         out.offset = pos;
         last_timestamp_ns = out.timestamp_ns;
         pos += r.size;

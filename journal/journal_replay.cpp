@@ -73,25 +73,23 @@ bool take(const DecodeResult& d, RecordedEntry& e) {
 
 }  // namespace
 
-RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
-  RecordedRun out;
+namespace {
+
+// Reads the run's records in order, decoding each into an entry, and hands every
+// decodable one to `visit(entry, record)`; fills `out`'s counters and lists but not
+// its entries. Snapshots are decoded into one entry kept across records, so a
+// visitor that only looks reuses its Snapshot's strings, vectors and map nodes while
+// the keys repeat; one that moves the entry out gets a fresh decode next time.
+template <class Visit>
+void read_entries(const fs::path& run_dir, ReadOptions options, RecordedRun& out, Visit&& visit) {
   out.dir = run_dir;
   out.run = run_dir.filename().string();
   const DecodeLimits limits = journal_decode_limits();
   JournalReader reader(run_dir, options);
-  const std::uint64_t total_bytes = segment_bytes(run_dir);
-  std::uint64_t read_bytes = kSegmentHeaderBytes;
-  std::size_t records = 0;
+  RecordedEntry snapshot_entry;
   while (auto r = reader.next()) {
-    read_bytes += kRecordHeaderBytes + r->payload.size();
-    if (++records == kRecordsBeforeReserve && total_bytes > read_bytes) {
-      // A few per cent over, so a run of even records does not grow once at its end;
-      // a run whose later records are smaller grows as before.
-      const double estimate = 1.03 * static_cast<double>(out.entries.size()) * static_cast<double>(total_bytes) /
-                              static_cast<double>(read_bytes);
-      out.entries.reserve(static_cast<std::size_t>(estimate) + 16);
-    }
-    RecordedEntry e;
+    RecordedEntry other;
+    RecordedEntry& e = r->type == RecordType::snapshot ? snapshot_entry : other;
     e.type = r->type;
     e.timestamp_ns = r->timestamp_ns;
     bool ok = true;
@@ -112,7 +110,8 @@ RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
       case RecordType::snapshot: {
         // Straight into the entry: no DecodeResult, no Message variant to move out of.
         DecodeResult d;
-        ok = decode_snapshot_into(r->payload, e.value.emplace<Snapshot>(), d, limits);
+        Snapshot* into = std::get_if<Snapshot>(&e.value);
+        ok = decode_snapshot_into(r->payload, into ? *into : e.value.emplace<Snapshot>(), d, limits);
         if (!ok) {
           e.value.emplace<std::monostate>();
           why = d.ok() ? "payload is a '" + std::string(type_name(*d.message)) + "' message" : d.error.message;
@@ -147,9 +146,36 @@ RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
     }
     if (e.type == RecordType::snapshot) ++out.snapshots;
     if (e.type == RecordType::burn) ++out.burns;
-    out.entries.push_back(std::move(e));
+    visit(e, *r);
   }
   out.report = reader.report();
+}
+
+}  // namespace
+
+RecordedRun load_recorded_run(const fs::path& run_dir, ReadOptions options) {
+  RecordedRun out;
+  const std::uint64_t total_bytes = segment_bytes(run_dir);
+  std::uint64_t read_bytes = kSegmentHeaderBytes;
+  std::size_t records = 0;
+  read_entries(run_dir, options, out, [&](RecordedEntry& e, const JournalRecord& r) {
+    read_bytes += kRecordHeaderBytes + r.payload.size();
+    if (++records == kRecordsBeforeReserve && total_bytes > read_bytes) {
+      // A few per cent over, so a run of even records does not grow once at its end;
+      // a run whose later records are smaller grows as before.
+      const double estimate = 1.03 * static_cast<double>(out.entries.size()) * static_cast<double>(total_bytes) /
+                              static_cast<double>(read_bytes);
+      out.entries.reserve(static_cast<std::size_t>(estimate) + 16);
+    }
+    out.entries.push_back(std::move(e));
+  });
+  return out;
+}
+
+RecordedRun stream_recorded_run(const fs::path& run_dir, ReadOptions options,
+                                const std::function<void(const RecordedEntry&)>& visit) {
+  RecordedRun out;
+  read_entries(run_dir, options, out, [&](const RecordedEntry& e, const JournalRecord&) { visit(e); });
   return out;
 }
 

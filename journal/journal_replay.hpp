@@ -83,6 +83,15 @@ struct RecordedRun {
 // Reads and decodes a run's records (throws JournalError when the directory is unreadable).
 RecordedRun load_recorded_run(const std::filesystem::path& run_dir, ReadOptions options = {});
 
+// The same records, decoded the same way, handed to `visit` one at a time and not
+// kept: the returned run has everything load_recorded_run() sets but the entries.
+// Every snapshot is decoded into one Snapshot reused from record to record (its
+// strings, spectra and map nodes are kept while the keys repeat), so a replay that
+// reads a run once allocates nothing per snapshot and its memory does not grow with
+// the run. An entry is valid only during its call.
+RecordedRun stream_recorded_run(const std::filesystem::path& run_dir, ReadOptions options,
+                                const std::function<void(const RecordedEntry&)>& visit);
+
 // The spectral metrics of every snapshot, once, for a run that is replayed many times
 // under configs with this φ target (tune). Decisions are the same as without.
 void precompute_spectral_metrics(RecordedRun& run, double phi_target);

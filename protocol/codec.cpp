@@ -986,6 +986,15 @@ class Cursor {
     return false;
   }
   bool real(double& out) {
+    // float64, the canonical encoding of every float: one load, no Number.
+    if (end_ - p_ >= 9 && *p_ == 0xcb) {
+      std::uint64_t bits = 0;
+      std::memcpy(&bits, p_ + 1, sizeof bits);
+      if constexpr (std::endian::native == std::endian::little) bits = __builtin_bswap64(bits);
+      out = std::bit_cast<double>(bits);
+      p_ += 9;
+      return true;
+    }
     Number n;
     if (!number(n)) return false;
     out = n.as_double();
@@ -1062,10 +1071,40 @@ bool fill_map(Cursor& c, std::uint32_t count, Map& out, Entry&& entry) {
 
 
 enum SnapshotKey : unsigned {
-  k_v = 1u << 0, k_type = 1u << 1, k_run = 1u << 2, k_rank = 1u << 3, k_step = 1u << 4, k_time = 1u << 5,
+  k_none = 0, k_v = 1u << 0, k_type = 1u << 1, k_run = 1u << 2, k_rank = 1u << 3, k_step = 1u << 4, k_time = 1u << 5,
   k_loss = 1u << 6, k_grad_norm = 1u << 7, k_lr = 1u << 8, k_schedule_lr = 1u << 9, k_tokens = 1u << 10,
   k_domains = 1u << 11, k_spectra = 1u << 12, k_loop_rate = 1u << 13, k_scalars = 1u << 14,
 };
+
+// The bit of the snapshot key `key`, or 0 for a key the fast path does not read. By
+// length first: each key costs one fixed-size compare or two, not a walk down the list.
+template <std::size_t N>
+bool same_key(std::string_view key, const char (&name)[N]) {
+  return std::memcmp(key.data(), name, N - 1) == 0;  // key.size() == N - 1 here
+}
+SnapshotKey snapshot_key(std::string_view key) {
+  switch (key.size()) {
+    case 1: return same_key(key, "v") ? k_v : k_none;
+    case 2: return same_key(key, "lr") ? k_lr : k_none;
+    case 3: return same_key(key, "run") ? k_run : k_none;
+    case 4:
+      return same_key(key, "type")   ? k_type
+             : same_key(key, "rank") ? k_rank
+             : same_key(key, "step") ? k_step
+             : same_key(key, "time") ? k_time
+             : same_key(key, "loss") ? k_loss
+                                     : k_none;
+    case 6: return same_key(key, "tokens") ? k_tokens : k_none;
+    case 7:
+      return same_key(key, "domains")   ? k_domains
+             : same_key(key, "spectra") ? k_spectra
+             : same_key(key, "scalars") ? k_scalars
+                                        : k_none;
+    case 9: return same_key(key, "grad_norm") ? k_grad_norm : same_key(key, "loop_rate") ? k_loop_rate : k_none;
+    case 11: return same_key(key, "schedule_lr") ? k_schedule_lr : k_none;
+    default: return k_none;
+  }
+}
 
 // An optional number: nil leaves it empty, as Fields::opt_number does.
 bool opt_real(Cursor& c, std::optional<double>& out) {
@@ -1137,82 +1176,87 @@ bool fast_snapshot(std::string_view bytes, const DecodeLimits& limits, Snapshot&
   for (std::uint32_t i = 0; i < fields; ++i) {
     std::string_view key;
     if (!c.str(key)) return false;
-    unsigned bit = 0;
-    if (key == "v") {
-      std::int64_t v = 0;
-      if (!c.integer(v) || v != kProtocolVersion) return false;
-      bit = k_v;
-    } else if (key == "type") {
-      std::string_view t;
-      if (!c.str(t) || t != "snapshot") return false;
-      bit = k_type;
-    } else if (key == "run") {
-      std::string_view r;
-      if (!c.str(r) || !valid_run_id(r)) return false;
-      m.run.assign(r);
-      bit = k_run;
-    } else if (key == "rank") {
-      if (!c.integer(m.rank) || m.rank < 0) return false;
-      bit = k_rank;
-    } else if (key == "step") {
-      if (!c.integer(m.step) || m.step < 0) return false;
-      bit = k_step;
-    } else if (key == "time") {
-      if (!c.real(m.time) || !std::isfinite(m.time)) return false;
-      bit = k_time;
-    } else if (key == "loss") {
-      if (!c.real(m.loss)) return false;
-      bit = k_loss;
-    } else if (key == "grad_norm") {
-      if (!opt_real(c, m.grad_norm)) return false;
-      bit = k_grad_norm;
-    } else if (key == "lr" || key == "schedule_lr") {
-      std::optional<double>& lr = key == "lr" ? m.lr : m.schedule_lr;
-      if (!opt_real(c, lr) || (lr && !(std::isfinite(*lr) && *lr >= 0))) return false;
-      bit = key == "lr" ? k_lr : k_schedule_lr;
-    } else if (key == "tokens") {
-      if (c.nil()) {
-        m.tokens.reset();
-      } else {
-        std::int64_t t = 0;
-        if (!c.integer(t) || t < 0) return false;
-        m.tokens = t;
+    const SnapshotKey bit = snapshot_key(key);
+    switch (bit) {
+      case k_v: {
+        std::int64_t v = 0;
+        if (!c.integer(v) || v != kProtocolVersion) return false;
+        break;
       }
-      bit = k_tokens;
-    } else if (key == "loop_rate") {
-      if (!opt_real(c, m.loop_rate) || (m.loop_rate && !(*m.loop_rate >= 0.0 && *m.loop_rate <= 1.0))) return false;
-      bit = k_loop_rate;
-    } else if (key == "domains") {
-      bit = k_domains;
-      if (c.nil()) {
-        m.domains.clear();
-      } else {
-        std::uint32_t n = 0;
-        if (!c.map_header(n) || n > max_map || n > limits.max_domains) return false;
-        if (!fill_map(c, n, m.domains, [&](DomainStats& s) { return domain_stats(c, max_map, s); })) return false;
+      case k_type: {
+        std::string_view t;
+        if (!c.str(t) || t != "snapshot") return false;
+        break;
       }
-    } else if (key == "spectra") {
-      bit = k_spectra;
-      if (c.nil()) {
-        m.spectra.clear();
-      } else {
-        std::uint32_t n = 0;
-        if (!c.map_header(n) || n > max_map || n > limits.max_spectra) return false;
-        if (!fill_map(c, n, m.spectra,
-                      [&](std::vector<float>& v) { return spectrum_values(c, limits, max_array, v); }))
-          return false;
+      case k_run: {
+        std::string_view r;
+        if (!c.str(r) || !valid_run_id(r)) return false;
+        m.run.assign(r);
+        break;
       }
-    } else if (key == "scalars") {
-      bit = k_scalars;
-      if (c.nil()) {
-        m.scalars.clear();
-      } else {
-        std::uint32_t n = 0;
-        if (!c.map_header(n) || n > max_map || n > limits.max_scalars) return false;
-        if (!fill_map(c, n, m.scalars, [&](double& v) { return c.real(v); })) return false;
+      case k_rank:
+        if (!c.integer(m.rank) || m.rank < 0) return false;
+        break;
+      case k_step:
+        if (!c.integer(m.step) || m.step < 0) return false;
+        break;
+      case k_time:
+        if (!c.real(m.time) || !std::isfinite(m.time)) return false;
+        break;
+      case k_loss:
+        if (!c.real(m.loss)) return false;
+        break;
+      case k_grad_norm:
+        if (!opt_real(c, m.grad_norm)) return false;
+        break;
+      case k_lr:
+      case k_schedule_lr: {
+        std::optional<double>& lr = bit == k_lr ? m.lr : m.schedule_lr;
+        if (!opt_real(c, lr) || (lr && !(std::isfinite(*lr) && *lr >= 0))) return false;
+        break;
       }
-    } else {
-      return false;  // a key the fast path does not read (the reference ignores it)
+      case k_tokens:
+        if (c.nil()) {
+          m.tokens.reset();
+        } else {
+          std::int64_t t = 0;
+          if (!c.integer(t) || t < 0) return false;
+          m.tokens = t;
+        }
+        break;
+      case k_loop_rate:
+        if (!opt_real(c, m.loop_rate) || (m.loop_rate && !(*m.loop_rate >= 0.0 && *m.loop_rate <= 1.0))) return false;
+        break;
+      case k_domains:
+        if (c.nil()) {
+          m.domains.clear();
+        } else {
+          std::uint32_t n = 0;
+          if (!c.map_header(n) || n > max_map || n > limits.max_domains) return false;
+          if (!fill_map(c, n, m.domains, [&](DomainStats& s) { return domain_stats(c, max_map, s); })) return false;
+        }
+        break;
+      case k_spectra:
+        if (c.nil()) {
+          m.spectra.clear();
+        } else {
+          std::uint32_t n = 0;
+          if (!c.map_header(n) || n > max_map || n > limits.max_spectra) return false;
+          if (!fill_map(c, n, m.spectra,
+                        [&](std::vector<float>& v) { return spectrum_values(c, limits, max_array, v); }))
+            return false;
+        }
+        break;
+      case k_scalars:
+        if (c.nil()) {
+          m.scalars.clear();
+        } else {
+          std::uint32_t n = 0;
+          if (!c.map_header(n) || n > max_map || n > limits.max_scalars) return false;
+          if (!fill_map(c, n, m.scalars, [&](double& v) { return c.real(v); })) return false;
+        }
+        break;
+      default: return false;  // a key the fast path does not read (the reference ignores it)
     }
     if ((seen & bit) != 0) return false;  // repeated key
     seen |= bit;

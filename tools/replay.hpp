@@ -7,6 +7,7 @@
 // score against the run's failures (failures.hpp).
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -93,6 +94,11 @@ struct RunReplay {
 
 // Throws ConfigError for a config that does not parse, LabelsError for bad labels.
 RunReplay replay_run(const RecordedRun& recording, const ReplaySettings& settings);
+// The same replay read straight off the run's journal (what `orbit replay` does): no
+// RecordedRun is kept, each snapshot is decoded into one reused Snapshot and fed, so
+// memory does not grow with the run. The result is replay_run(load_recorded_run(
+// run_dir, read), settings)'s, but for `seconds`, which here includes the reading.
+RunReplay replay_journal(const std::filesystem::path& run_dir, ReadOptions read, const ReplaySettings& settings);
 // With a ready NavigatorConfig and mode (tune): config and mode records are not followed;
 // `failures` are given (no labels lookup, no detection).
 RunReplay replay_fixed(const RecordedRun& recording, const NavigatorConfig& config, Mode mode,

@@ -140,14 +140,19 @@ int replay_command(std::span<const std::string> args) {
   int rc = kExitOk;
   ProgressBar progress("replay", runs.size(), progress_display(a));
   for (const auto& dir : runs) {
-    RecordedRun recording = load_recorded_run(dir, ro);
     try {
-      results.push_back(replay_run(recording, settings));
+      if (serve) {
+        // --serve keeps each run's records (the page shows its latest spectrum).
+        RecordedRun recording = load_recorded_run(dir, ro);
+        results.push_back(replay_run(recording, settings));
+        recordings.push_back(std::move(recording));
+      } else {
+        results.push_back(replay_journal(dir, ro, settings));  // straight off the journal, nothing kept
+      }
     } catch (const ConfigError& e) {
-      std::fprintf(stderr, "orbit replay: %s: %s\n", recording.run.c_str(), e.what());
+      std::fprintf(stderr, "orbit replay: %s: %s\n", dir.filename().string().c_str(), e.what());
       return kExitData;
     }
-    if (serve) recordings.push_back(std::move(recording));
     const RunReplay& r = results.back();
     // A gap is records the daemon could not write: the journal is incomplete.
     if (!r.journal.clean() || !r.gaps.empty()) rc = std::max(rc, static_cast<int>(kExitData));

@@ -2,7 +2,7 @@
 // Google Benchmark suite for the per-snapshot hot paths: snapshot decode (fast path
 // and the reference object-tree decoder side by side), spectral metrics, trend fits, cadence noise,
 // Navigator::on_snapshot, a replay with and without the filter memo, journal append and
-// read, load_recorded_run. Not a test: run it by hand,
+// read, load_recorded_run and stream_recorded_run. Not a test: run it by hand,
 //
 //   build/bench/micro/bench_micro [--benchmark_filter=Decode] [--benchmark_repetitions=5]
 //
@@ -260,17 +260,20 @@ BENCHMARK(BM_JournalRead);
 
 // load_recorded_run(): read, decode and keep every snapshot of a run, as replay and
 // tune start (the entries' growth and page faults included).
+// A run "bench" of `n` snapshots under `root`, as the replay bench writes them.
+void write_snapshot_run(const fs::path& root, int n) {
+  orbit::JournalOptions o;
+  o.root = root;
+  o.fsync = orbit::JournalOptions::never;
+  orbit::Journal j = orbit::Journal::open(o);
+  for (int i = 0; i < n; ++i) j.append("bench", orbit::RecordType::snapshot, i, orbit::encode(make_snapshot(i, 0)));
+  j.flush();
+}
+
 void BM_LoadRecordedRun(benchmark::State& state) {
   TempDir dir;
   const auto n = static_cast<int>(state.range(0));
-  {
-    orbit::JournalOptions o;
-    o.root = dir.path;
-    o.fsync = orbit::JournalOptions::never;
-    orbit::Journal j = orbit::Journal::open(o);
-    for (int i = 0; i < n; ++i) j.append("bench", orbit::RecordType::snapshot, i, orbit::encode(make_snapshot(i, 0)));
-    j.flush();
-  }
+  write_snapshot_run(dir.path, n);
   for (auto _ : state) {
     const orbit::RecordedRun run = orbit::load_recorded_run(dir.path / "bench");
     benchmark::DoNotOptimize(run.entries.data());
@@ -278,6 +281,24 @@ void BM_LoadRecordedRun(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 BENCHMARK(BM_LoadRecordedRun)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
+
+// stream_recorded_run(): the same read and decode, each snapshot into one reused
+// Snapshot and none kept (orbit replay's path), beside BM_LoadRecordedRun.
+void BM_StreamRecordedRun(benchmark::State& state) {
+  TempDir dir;
+  const auto n = static_cast<int>(state.range(0));
+  write_snapshot_run(dir.path, n);
+  for (auto _ : state) {
+    double losses = 0.0;
+    const orbit::RecordedRun run = orbit::stream_recorded_run(
+        dir.path / "bench", {},
+        [&](const orbit::RecordedEntry& e) { losses += std::get<orbit::Snapshot>(e.value).loss; });
+    benchmark::DoNotOptimize(losses);
+    benchmark::DoNotOptimize(run.snapshots);
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_StreamRecordedRun)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

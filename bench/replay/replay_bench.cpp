@@ -7,10 +7,15 @@
 //
 // Stages: raw read (read(2), 1 MiB chunks), framed read (record framing + CRC),
 // read + decode (MessagePack -> structs), controller (Navigator::on_snapshot on the
-// decoded run, default config), and end to end (read + decode + controller). The
-// decode stages run twice, side by side: with decode() (the snapshot fast path)
-// and with decode_reference() (the object-tree decoder it replaced), each loading
-// the same records into a RecordedRun; the replays of both must agree.
+// decoded run, default config), and end to end (read + decode + controller), each
+// loading the run into a RecordedRun first (what tune does). Then the same read +
+// decode and end to end streamed, as `orbit replay` runs: stream_recorded_run()
+// decodes each snapshot into one reused Snapshot and keeps nothing, and
+// replay_journal() feeds it straight to the Navigator (same default config; its
+// replay must have the same steps). The decode stages also run side by side: with
+// decode() (the snapshot fast path) and with decode_reference() (the object-tree
+// decoder it replaced), each loading the same records into a RecordedRun; the
+// replays of both must agree.
 
 #include <algorithm>
 #include <chrono>
@@ -141,9 +146,14 @@ int main(int argc, char** argv) {
   const orbit::NavigatorConfig config = orbit::parse_daemon_config("", "<defaults>").navigator;
   orbit::ReplaySettings settings;
   settings.keep_timeline = false;
+  // replay_journal() with the same config and mode as replay_fixed() above.
+  orbit::ReplaySettings streamed_settings = settings;
+  streamed_settings.config_text = "";
+  streamed_settings.mode = orbit::Mode::active;
 
   Stage raw{"raw sequential read(2)"}, framed{"framed read (CRC)"}, decoded{"read + decode"},
       controller{"controller only"}, e2e{"end to end (read+decode+controller)"},
+      streamed{"read + decode, streamed"}, e2e_streamed{"end to end, streamed (orbit replay)"},
       dec_fast{"read + decode, fast path"}, dec_ref{"read + decode, reference decoder"},
       e2e_fast{"end to end, fast path"}, e2e_ref{"end to end, reference decoder"};
   volatile std::uint64_t sink = raw_read(files);  // warm the page cache
@@ -174,6 +184,26 @@ int main(int argc, char** argv) {
     const auto full = orbit::replay_fixed(again, config, orbit::Mode::active, {}, settings);
     t_e2e.stop(e2e);
     sink = sink + full.steps.size();
+
+    Timing t_streamed;
+    std::size_t streamed_snapshots = 0;
+    const orbit::RecordedRun counted = orbit::stream_recorded_run(run, {}, [&](const orbit::RecordedEntry& e) {
+      streamed_snapshots += e.type == orbit::RecordType::snapshot;
+    });
+    t_streamed.stop(streamed);
+    if (streamed_snapshots != recording.snapshots || counted.snapshots != recording.snapshots) {
+      std::fprintf(stderr, "bench_replay: streaming read %zu snapshots, loading %zu\n", streamed_snapshots,
+                   recording.snapshots);
+      return 1;
+    }
+
+    Timing t_e2e_streamed;
+    const auto direct = orbit::replay_journal(run, {}, streamed_settings);
+    t_e2e_streamed.stop(e2e_streamed);
+    if (direct.steps != full.steps || direct.alarms != full.alarms || direct.burns.size() != full.burns.size()) {
+      std::fprintf(stderr, "bench_replay: the streamed replay differs from the loaded one\n");
+      return 1;
+    }
 
     // Side by side: the same loop with each decoder, alternating which goes first.
     for (int k = 0; k < 2; ++k) {
@@ -209,7 +239,8 @@ int main(int argc, char** argv) {
   w.field("benchmark", "replay").field("snapshots", static_cast<std::uint64_t>(n)).field("bytes", bytes);
   w.field("spectrum_values", 64).field("repeat", repeat);
   w.key("stages").begin_array();
-  for (const Stage* s : {&raw, &framed, &decoded, &controller, &e2e, &dec_fast, &dec_ref, &e2e_fast, &e2e_ref}) {
+  for (const Stage* s :
+       {&raw, &framed, &decoded, &controller, &e2e, &streamed, &e2e_streamed, &dec_fast, &dec_ref, &e2e_fast, &e2e_ref}) {
     const double rate = static_cast<double>(n) / s->best;
     const double cpu_rate = static_cast<double>(n) / s->best_cpu;
     std::printf("%-38s %12.4f %14.0f %10.0f %12.4f %16.0f\n", s->name, s->best, rate,
@@ -226,6 +257,8 @@ int main(int argc, char** argv) {
   w.field("target_snapshots_per_s", 1000000.0);
   w.field("end_to_end_meets_target", static_cast<double>(n) / e2e.best >= 1e6);
   w.field("end_to_end_meets_target_per_cpu_s", static_cast<double>(n) / e2e.best_cpu >= 1e6);
+  w.field("streamed_end_to_end_meets_target", static_cast<double>(n) / e2e_streamed.best >= 1e6);
+  w.field("streamed_end_to_end_meets_target_per_cpu_s", static_cast<double>(n) / e2e_streamed.best_cpu >= 1e6);
   w.end_object();
   if (!out.empty()) {
     std::ofstream f(out);

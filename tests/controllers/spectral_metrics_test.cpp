@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Spectral metrics against hand-computed values (protocol/SPEC.md 5.4.1).
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -108,6 +111,41 @@ TEST(SpectralMetrics, PhiProximityPeaksAtTheTargetRatio) {
   // The target is a parameter, not a constant.
   const auto other = spectral_metrics(std::vector<float>{2.0f, 1.0f}, 2.0);
   EXPECT_NEAR(other.phi_proximity, 1.0, 1e-12);
+}
+
+// Entropy and effective rank are the bits of the plain loop (|v| / total, then
+// -p ln p summed in order, glibc's log): decisions were tuned on them, so a faster
+// spectral_metrics() must keep them. Random lengths, with zeros, negatives and
+// non-finite values.
+TEST(SpectralMetrics, EntropyIsThePlainLoopsBits) {
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<float> value(-2.0f, 5.0f);
+  for (int trial = 0; trial < 2000; ++trial) {
+    const std::size_t n = 1 + rng() % 200;
+    std::vector<float> v(n);
+    for (auto& x : v) {
+      x = std::pow(value(rng), 3.0f);
+      const auto kind = rng() % 50;
+      if (kind == 0) x = 0.0f;
+      if (kind == 1) x = std::numeric_limits<float>::infinity();
+      if (kind == 2) x = std::numeric_limits<float>::quiet_NaN();
+    }
+    double total = 0.0;
+    for (float x : v)
+      if (std::isfinite(x)) total += std::abs(static_cast<double>(x));
+    double h = 0.0;
+    for (float x : v) {
+      const double d = x;
+      if (!std::isfinite(d)) continue;
+      const double p = std::abs(d) / total;
+      if (p > 0.0) h -= p * std::log(p);
+    }
+    const SpectralMetrics m = spectral_metrics(v, 1.618);
+    if (!(total > 0.0)) continue;
+    ASSERT_TRUE(m.valid);
+    ASSERT_EQ(std::bit_cast<std::uint64_t>(m.entropy), std::bit_cast<std::uint64_t>(std::max(0.0, h))) << "trial " << trial;
+    ASSERT_EQ(std::bit_cast<std::uint64_t>(m.effective_rank), std::bit_cast<std::uint64_t>(std::exp(std::max(0.0, h))));
+  }
 }
 
 TEST(SpectralMetrics, AggregateWorstAndMean) {

@@ -19,6 +19,8 @@
 #include "protocol/codec.hpp"
 #include "run_command.hpp"
 #include "temp_dir.hpp"
+#include "tools/replay.hpp"
+#include "tools/replay_report.hpp"
 #include "tools/trace_import.hpp"
 
 namespace orbit {
@@ -230,6 +232,61 @@ TEST(OrbitCli, ReplayReproducesRecordedBurnsAndSaysWhenNot) {
   EXPECT_EQ(t.code, 1) << t.output;
   EXPECT_TRUE(contains(t.output, "NOT reproduced")) << t.output;
   EXPECT_TRUE(contains(t.output, std::to_string(burns - 1) + " equal")) << t.output;
+}
+
+// replay_journal() (orbit replay's path: records streamed, one reused Snapshot) gives
+// what replay_run() of the loaded run gives, report for report (replay time aside),
+// on a daemon-style journal with a burn that is not reproduced, and on one whose
+// config record comes after the hello, with a record that does not decode and a gap.
+TEST(OrbitReplay, StreamedReplayEqualsTheReplayOfTheLoadedRun) {
+  TempDir tmp;
+  write_daemon_style_journal(tmp.path(), "live", true);
+  {
+    ImportOptions io;
+    io.run = "late";
+    const ImportResult imported = import_trace(read(kWmtSpikes), io);
+    Hello hello;
+    hello.run = "late";
+    hello.adapter = "test";
+    hello.adapter_version = "0";
+    hello.versions = {1};
+    hello.actuators = {"lr"};
+    JournalOptions o;
+    o.root = tmp.path();
+    o.fsync = JournalOptions::never;
+    Journal j = Journal::open(o);
+    j.append("late", RecordType::hello, 0, encode(hello));
+    j.append("late", RecordType::config, 0, "[controller.filters]\ncusum_h = 3.0\n");
+    std::size_t k = 0;
+    for (Snapshot s : imported.runs.at(0).snapshots) {
+      s.run = "late";
+      j.append("late", RecordType::snapshot, 1, encode(s));
+      if (++k == 100) j.append("late", RecordType::snapshot, 1, encode(Bye{"late", 0}));  // undecodable
+      if (k == 200) j.append("late", RecordType::gap, 1, "3 records lost");
+    }
+  }
+  const auto report = [](RunReplay r) {
+    r.seconds = 0.0;
+    return replay_json({&r}, true) + replay_text(r, true);
+  };
+  std::vector<ReplaySettings> variants(5);
+  variants[1].mode = Mode::monitor;
+  variants[2].config_text = "";
+  variants[3].overrides = {{"filters.cusum_h", "1000"}};
+  variants[4].keep_timeline = false;
+  for (const char* run : {"live", "late"}) {
+    const fs::path dir = tmp.path() / run;
+    const RecordedRun loaded = load_recorded_run(dir);
+    ASSERT_GT(loaded.snapshots, 600u);
+    for (std::size_t v = 0; v < variants.size(); ++v) {
+      const RunReplay streamed = replay_journal(dir, {}, variants[v]);
+      const RunReplay from_loaded = replay_run(loaded, variants[v]);
+      EXPECT_EQ(streamed.steps, from_loaded.steps) << run << " variant " << v;
+      EXPECT_EQ(report(streamed), report(from_loaded)) << run << " variant " << v;
+    }
+  }
+  EXPECT_FALSE(replay_run(load_recorded_run(tmp.path() / "live"), {}).reproduced()) << "the tampered burn is seen";
+  EXPECT_EQ(load_recorded_run(tmp.path() / "late").undecodable.size(), 1u);
 }
 
 TEST(OrbitCli, ReplayUsesLabelsAndWritesReports) {

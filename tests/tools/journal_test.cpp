@@ -148,6 +148,9 @@ TEST(JournalRecord, CrcIsBoostCrc32ForEveryLengthAndAlignment) {
       ASSERT_EQ(record_crc(static_cast<std::uint32_t>(length), type, timestamp, payload), reference.checksum())
           << "length " << length << " offset " << offset;
       const std::string framed = frame_record(static_cast<RecordType>(type), timestamp, payload);
+      std::uint32_t stored = 0;  // the writer's CRC (bytes 4-7, little-endian)
+      for (int i = 3; i >= 0; --i) stored = (stored << 8) | static_cast<unsigned char>(framed[4 + static_cast<std::size_t>(i)]);
+      ASSERT_EQ(stored, reference.checksum()) << "framed, length " << length << " offset " << offset;
       ASSERT_EQ(parse_record(framed).status, ParseStatus::ok) << "length " << length;
     }
   }
