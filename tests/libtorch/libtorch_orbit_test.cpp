@@ -570,6 +570,11 @@ TEST_F(LiveOrbitd, DeadDaemonKeepsStepCheapAndARestartedOneTakesControlBack) {
     std::this_thread::sleep_for(2ms);
   }
   ASSERT_TRUE(back) << again.log();
+  // The new orbitd has seen a snapshot of this run before the burn is forced: a
+  // burn forced before that is placed at step 0 + lead, and its 1000 steps would
+  // already have expired when it arrives (a flake under load).
+  t.train_step(step++, &orbit);
+  ASSERT_TRUE(wait_answered(orbit));
   Control control(ctx_, again.endpoints().control);
   const Burn sent = force_burn(control, {{"run", std::string("lt-dead")},
                                          {"lr_scale", 0.5},
