@@ -19,8 +19,9 @@ void EarlyCorroboration::update(std::int64_t step, std::optional<double> loss_le
   if (levels_.front().first <= from) fall_ = 1.0 - *loss_level / levels_.front().second;
 }
 
-bool EarlyCorroboration::corroborated(const EarlyCorroborationConfig& cfg) const {
+bool EarlyCorroboration::corroborated(const EarlyCorroborationConfig& cfg, bool loss_counts) const {
   if (cfg.loss_fall <= 0.0 || attn_danger_) return true;
+  if (!loss_counts) return false;
   // No reference yet (the run's first window): nothing speaks against the alarm.
   return !fall_ || *fall_ < cfg.loss_fall;
 }

@@ -36,8 +36,11 @@ class EarlyCorroboration {
   // 1 - level now / level `window` steps ago (the newest point at or before it);
   // nullopt until the run has a point that old.
   std::optional<double> loss_fall() const { return fall_; }
-  // Does the run corroborate an early hidden-state alarm at this step?
-  bool corroborated(const EarlyCorroborationConfig& config) const;
+  // Does the run corroborate an early hidden-state alarm at this step? Without
+  // `loss_counts` only the attention logits can: on a branch restored by a rollback
+  // the controller itself holds the lr low (the restart lr and its re-warmup), so a
+  // slowly falling loss there says nothing about a collapse.
+  bool corroborated(const EarlyCorroborationConfig& config, bool loss_counts = true) const;
   void reset();
 
  private:

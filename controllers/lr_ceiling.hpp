@@ -6,7 +6,9 @@
 // undone by the schedule within a few dozen steps; this keeps the EFFECTIVE lr
 // (schedule lr x scale) at or below share x the alarm's lr instead, and lets that
 // cap double back every relax_steps STABLE steps (evidence that the run holds).
-// A later alarm lowers the cap again, by at most share x the cap per alarm.
+// A later alarm lowers the cap again, by at most share x the cap per alarm; the
+// Navigator does not pass on alarms inside a rollback's grace (the restored run
+// is at the restart lr the ladder chose, below the cap).
 // Needs the snapshot's schedule_lr (and lr); without them it stays off.
 
 #include <cstdint>

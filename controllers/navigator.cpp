@@ -430,7 +430,17 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   if (in.schedule_lr) schedule_lr_ = in.schedule_lr;
   const std::optional<double> lr_in_effect =
       in.lr ? in.lr : (in.schedule_lr ? std::optional<double>(*in.schedule_lr * applied_.lr_scale) : std::nullopt);
-  lr_cap_.update(alarm, lr_in_effect, state.state == OrbitState::stable, elapsed, config_.lr_ceiling);
+  // Inside a rollback's grace the restored run passes its early transient again at
+  // the restart lr the ladder chose below the cap: an alarm there says nothing
+  // against the cap's lr, and halving the cap on it held setting C's restored runs
+  // at ~1e-3 to the end (calibration seed 4, unseen 6003). The lr cut and the
+  // patience rule still act on it; the first alarm of a run always sets the cap.
+  const bool graced_alarm = alarm && cap_before && ladder_.in_grace(tick_, config_.rollback);
+  lr_cap_.update(alarm && !graced_alarm, lr_in_effect, state.state == OrbitState::stable, elapsed,
+                 config_.lr_ceiling);
+  if (graced_alarm) {
+    d.events.push_back("alarm inside the rollback's grace: the lr cap stays " + num(*cap_before));
+  }
   if (lr_cap_.cap() && (!cap_before || *lr_cap_.cap() < *cap_before)) {
     d.events.push_back("lr cap " + num(*lr_cap_.cap()) + " at step " + std::to_string(in.step) + ": " +
                        num(config_.lr_ceiling.share) + " x the lr in effect at the alarm (" + num(*lr_in_effect) +
@@ -494,7 +504,10 @@ Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::ma
                                        config_.signals.signature_confirm_steps};
   early_.update(in.step, scalars_.loss_level(), attn_danger, early);
   out.attn_logit_danger = attn_danger.value_or(false);
-  out.early_corroborated = early_.corroborated(early);
+  // After a rollback the restored run's loss falls slowly because its lr restarts
+  // low: only its attention logits corroborate (calibration C seeds 4, 7, 9: hidden-state
+  // episodes 30-70 steps into the restored branch, at 4-8e-4, cut the lr again).
+  out.early_corroborated = early_.corroborated(early, ladder_.rollbacks() == 0);
   if (m) {
     for (const auto& [name, stats] : domains) {
       if (stats.loss) put_metric(m, "domain." + name + ".loss", *stats.loss);

@@ -53,7 +53,7 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
   if (!policy.enabled || !in.allowed || pending_since_ || !anchor_) return act;
 
   // After a rollback the restored run passes its early transient again (see the header).
-  const bool graced = !last_rollback_tick_ || in.tick - *last_rollback_tick_ >= policy.signature_grace_steps;
+  const bool graced = !in_grace(in.tick, policy);
   std::string why;
   if (in.nonfinite && policy.on_nonfinite) {
     why = "non-finite loss or gradient norm";

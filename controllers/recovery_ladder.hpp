@@ -84,6 +84,11 @@ class RecoveryLadder {
 
   double ceiling(double lr_max) const { return ceiling_ ? *ceiling_ : lr_max; }
   bool pending() const { return pending_since_.has_value(); }
+  // Inside `signature_grace_steps` of the newest rollback: the restored run passes
+  // its early transient again (see the header).
+  bool in_grace(std::int64_t tick, const RollbackPolicy& policy) const {
+    return last_rollback_tick_ && tick - *last_rollback_tick_ < policy.signature_grace_steps;
+  }
   std::optional<std::int64_t> anchor() const { return anchor_; }
   std::int64_t rollbacks() const { return total_; }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "controllers/attn_logit_growth.hpp"
 #include "controllers/lr_ceiling.hpp"
@@ -315,6 +316,67 @@ TEST(NavigatorWarmup, ARollbackRestartsAtTheAbsoluteLrOfItsAlarmNotAShareOfTheRe
   EXPECT_LE(*after_restore, 0.25 + 1e-9);
 }
 
+
+// Setting C after its rollback: 20-60 steps into the restored branch the hidden-state
+// signature shows again for a while (calibration seeds 4, 7, 9; unseen 6003), the loss
+// stalling, at the restart lr the controller itself holds low.
+struct SecondEpisode {
+  double cap_at_restore = 0.0;
+  double cap_after = 0.0;
+  bool alarm = false;  // the restored branch went CRITICAL in the signature's window
+};
+
+SecondEpisode second_episode(std::int64_t from, bool attn_logits_grow) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"second", 1, {}, {"lr", "rollback"}, 3e-2}, Mode::active);
+  SecondEpisode out;
+  double scale = 1.0;
+  std::optional<std::int64_t> restored;
+  std::int64_t step = 1;
+  for (int i = 0; i < 200; ++i, ++step) {
+    const bool second = restored && step >= *restored + from && step < *restored + from + 40;
+    Snapshot s = warmup_snapshot("second", step, 3.0, warmup_lr(step), scale);  // the loss stalls
+    if (step % 10 == 0) {
+      s.spectra["hidden.0"] = (!restored && step >= 20) || second ? test::spectrum_with_dominant(0.95)
+                                                                  : test::spectrum_with_entropy(2.9);
+      s.scalars["attn_logit_max"] =
+          second && attn_logits_grow ? 8.0 * std::exp2(static_cast<double>(step - *restored - from) / 4.0) : 2.0;
+    }
+    const Decision d = nav.on_snapshot(s);
+    if (second && nav.state() == OrbitState::critical) out.alarm = true;
+    if (!d.burn) continue;
+    scale = d.burn->lr_scale;
+    if (d.burn->rollback_to_step) {
+      if (restored) break;  // past the grace the signature rolls back again: the cap is read here
+      restored = *d.burn->rollback_to_step;
+      step = acknowledge_rollback(nav, *d.burn, step);
+      out.cap_at_restore = nav.lr_cap().value_or(0.0);
+    }
+  }
+  EXPECT_TRUE(restored && nav.lr_cap());
+  out.cap_after = nav.lr_cap().value_or(0.0);
+  return out;
+}
+
+// The restored run's loss falls slowly because its lr restarts low, so there it does
+// not corroborate an early hidden-state alarm; growing attention logits still do.
+TEST(NavigatorWarmup, OnARestoredBranchOnlyTheAttentionLogitsCorroborateAnEarlyHiddenStateAlarm) {
+  EXPECT_FALSE(second_episode(20, false).alarm);
+  EXPECT_TRUE(second_episode(20, true).alarm);
+}
+
+// Inside the rollback's grace (60 closed steps) the alarm cuts the lr, but the absolute
+// lr cap stays where the first alarm put it; before, it halved the cap (~2e-3 -> ~1e-3,
+// seed 4 and 6003 to the end). The same alarm after the grace still lowers it.
+TEST(NavigatorWarmup, AnAlarmInsideTheRollbackGraceLeavesTheLrCap) {
+  const SecondEpisode graced = second_episode(20, true);
+  ASSERT_TRUE(graced.alarm);
+  EXPECT_GT(graced.cap_at_restore, 0.0);
+  EXPECT_GE(graced.cap_after, graced.cap_at_restore);  // it only relaxes
+  const SecondEpisode late = second_episode(80, true);
+  ASSERT_TRUE(late.alarm);
+  EXPECT_LT(late.cap_after, 0.9 * late.cap_at_restore);
+}
 
 // Setting A (pre-LN, constant lr 1e-2): the signature rolls the run back; the restored
 // branch restarts at restart_scale x ceiling = 0.05. Its zones and z-scores start empty,
