@@ -506,6 +506,7 @@ Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::ma
   const EarlyCorroborationConfig early{config_.signals.signature_early_loss_fall,
                                        config_.signals.signature_confirm_steps};
   early_.update(in.step, scalars_.loss_level(), attn_danger, early);
+  if (!first_step_) first_step_ = in.step;
   if (restored_branch_starts_) {
     restored_branch_starts_ = false;
     restored_from_ = in.step;
@@ -646,7 +647,8 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
   }
   plan.ladder = ladder_.update({tick_, step, state, st.episode_started, anchor, signature, signals.signature.text,
                                 std::move(attn_danger), signals.scalars.nonfinite, health,
-                                declared(Actuator::rollback), elapsed, std::move(stalled)},
+                                declared(Actuator::rollback), elapsed, std::move(stalled),
+                                first_step_.value_or(1) - 1},
                                cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
   const LadderAction& ladder = plan.ladder;
   if (ladder.event) events.push_back(*ladder.event);

@@ -89,7 +89,7 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
   // to the start, under the same ceiling (see the header).
   const bool stalled = in.branch_stalled.has_value();
   const std::int64_t target =
-      stalled ? 0
+      stalled ? std::max<std::int64_t>(0, in.run_start)
               : std::clamp<std::int64_t>(*anchor_ - policy.lookback_steps, 0, std::max<std::int64_t>(0, in.step - 1));
   act.rollback_to_step = target;
   if (policy.skip_batches) act.skip_batches = std::max<std::int64_t>(0, in.step - target);

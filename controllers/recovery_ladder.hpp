@@ -25,7 +25,8 @@
 // A restored branch that stalled (the Navigator: its smoothed loss fell less than
 // `stalled_branch_fall` since the restore) never left the collapse: the checkpoint
 // it restored already carried it, and so do the branch's own, newer ones. Its next
-// rollback goes to the run's start (the checkpoint ring always keeps it) and keeps
+// rollback goes to the run's start (`run_start`: the adapters' rings always keep the
+// checkpoint taken when they attached; a resumed job's start is not step 0) and keeps
 // the ceiling: the branch's lr did not cause what the checkpoint brought along.
 // Efficacy suite, post-LN B at lr 1e-2 (calibration seeds 10, 12): the first alarm
 // came at step 60 / 30, the restore to 29 / 19 sat on the loss plateau (3.3-3.4) and
@@ -81,6 +82,7 @@ struct LadderInput {
   // This is a branch restored by a rollback, old enough to judge, whose smoothed loss
   // fell less than stalled_branch_fall since the restore (its text: the fall).
   std::optional<std::string> branch_stalled;
+  std::int64_t run_start = 0;  // the step before the run's first snapshot (the ring's oldest checkpoint)
 };
 
 struct LadderAction {

@@ -231,10 +231,11 @@ TEST(RecoveryLadder, AStalledRestoredBranchRollsBackToTheStartUnderTheSameCeilin
     in.signature = true;
     in.health = -0.3;
     if (stalled) in.branch_stalled = "smoothed loss 3.40 at step 59, 3.39 now";
+    in.run_start = 5;  // a job resumed at step 5: its adapter's oldest checkpoint
     const auto act = ladder.update(in, policy, 0.05, 1.0);
     ASSERT_TRUE(act.rollback_to_step);
     if (stalled) {
-      EXPECT_EQ(*act.rollback_to_step, 0);
+      EXPECT_EQ(*act.rollback_to_step, 5);
       EXPECT_NEAR(ladder.ceiling(1.0), ceiling, 1e-12);
       EXPECT_NE(act.reason.find("the restored branch stalled (smoothed loss 3.40"), std::string::npos) << act.reason;
     } else {
