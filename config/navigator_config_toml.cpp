@@ -298,6 +298,7 @@ NavigatorConfig load_navigator_config(const toml::table& root, const std::string
     t.number("restart_scale", r.restart_scale, 0.0, 1.0, true);
     t.integer("rewarm_steps", r.rewarm_steps, 0, 1'000'000'000);
     t.boolean("skip_batches", r.skip_batches);
+    t.number("stalled_branch_fall", r.stalled_branch_fall, 0.0, 1.0);
     t.done();
   }
   {

@@ -255,6 +255,9 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   attn_growth_.restart_from_checkpoint();
   early_.reset();
   restart_pending_ = restart_lr_.has_value();
+  restored_branch_starts_ = ladder_.rollbacks() > 0;
+  restored_from_.reset();
+  restored_loss_.reset();
   // What the adapter applies now keeps running from the new branch's start.
   if (applied_until_) applied_until_ = last_closed_step + config_.limits.expiry_steps;
   queued_events_.push_back(why);
@@ -503,6 +506,15 @@ Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::ma
   const EarlyCorroborationConfig early{config_.signals.signature_early_loss_fall,
                                        config_.signals.signature_confirm_steps};
   early_.update(in.step, scalars_.loss_level(), attn_danger, early);
+  if (!first_step_) first_step_ = in.step;
+  if (restored_branch_starts_) {
+    restored_branch_starts_ = false;
+    restored_from_ = in.step;
+  }
+  if (restored_from_ && !restored_loss_ && in.step >= *restored_from_ + config_.signals.signature_confirm_steps) {
+    restored_loss_ = scalars_.loss_level();
+    restored_loss_step_ = in.step;
+  }
   out.attn_logit_danger = attn_danger.value_or(false);
   // After a rollback the restored run's loss falls slowly because its lr restarts
   // low: only its attention logits corroborate (calibration C seeds 4, 7, 9: hidden-state
@@ -623,9 +635,20 @@ void Navigator::steer_lr(std::int64_t step, double elapsed, const SignalReading&
   if (signals.attn_logit_danger && signals.attn_logit_growth) {
     attn_danger = "attn logit growth " + num(*signals.attn_logit_growth) + " doublings/100 steps";
   }
+  // A restored branch whose loss has not fallen since its restore (once past the
+  // grace) never left the collapse its checkpoint carried.
+  std::optional<std::string> stalled;
+  const std::optional<double> loss_level = scalars_.loss_level();
+  if (restored_loss_ && loss_level && cfg.rollback.stalled_branch_fall > 0.0 &&
+      step - *restored_from_ >= cfg.rollback.signature_grace_steps &&
+      *loss_level > (1.0 - cfg.rollback.stalled_branch_fall) * *restored_loss_) {
+    stalled = "smoothed loss " + num(*restored_loss_) + " at step " + std::to_string(restored_loss_step_) + ", " +
+              num(*loss_level) + " now";
+  }
   plan.ladder = ladder_.update({tick_, step, state, st.episode_started, anchor, signature, signals.signature.text,
-                                std::move(attn_danger),
-                                signals.scalars.nonfinite, health, declared(Actuator::rollback), elapsed},
+                                std::move(attn_danger), signals.scalars.nonfinite, health,
+                                declared(Actuator::rollback), elapsed, std::move(stalled),
+                                first_step_.value_or(1) - 1},
                                cfg.rollback, lim.lr_scale_min, lim.lr_scale_max);
   const LadderAction& ladder = plan.ladder;
   if (ladder.event) events.push_back(*ladder.event);

@@ -289,6 +289,15 @@ class Navigator {
     std::int64_t start_step = 0;
   };
   std::optional<Rewarm> rewarm_;
+  // A branch restored by a rollback: its first closed step (the trainer may count on
+  // from the alarm's step or from the restored one) and its smoothed loss
+  // signals.signature_confirm_steps later, to tell a branch that stalled in the
+  // collapse its checkpoint carried (rollback.stalled_branch_fall; see RecoveryLadder).
+  std::optional<std::int64_t> first_step_;  // the run's first closed step (a resumed job's is not 1)
+  bool restored_branch_starts_ = false;
+  std::optional<std::int64_t> restored_from_;
+  std::optional<double> restored_loss_;
+  std::int64_t restored_loss_step_ = 0;
 
   // Burns.
   std::int64_t seq_ = 0;

@@ -212,6 +212,7 @@ std::vector<std::string> NavigatorConfig::validate() const {
   need(finite(rollback.restart_scale) && rollback.restart_scale > 0.0 && rollback.restart_scale <= 1.0,
        r + "restart_scale", "must be in (0, 1]");
   need(rollback.rewarm_steps >= 0, r + "rewarm_steps", "must be >= 0");
+  need(in(rollback.stalled_branch_fall, 0.0, 1.0), r + "stalled_branch_fall", "must be in [0, 1]");
 
   const std::string d = "controller.distributed.";
   need(finite(distributed.quorum) && distributed.quorum > 0.0 && distributed.quorum <= 1.0, d + "quorum",

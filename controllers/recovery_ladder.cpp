@@ -85,12 +85,17 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
 
   // The probe that raised the alarm follows the collapse's start by up to one probe
   // interval, so the newest checkpoint before it may already carry it: look back.
+  // A stalled restored branch carries the collapse in every checkpoint it has: back
+  // to the start, under the same ceiling (see the header).
+  const bool stalled = in.branch_stalled.has_value();
   const std::int64_t target =
-      std::clamp<std::int64_t>(*anchor_ - policy.lookback_steps, 0, std::max<std::int64_t>(0, in.step - 1));
+      stalled ? std::max<std::int64_t>(0, in.run_start)
+              : std::clamp<std::int64_t>(*anchor_ - policy.lookback_steps, 0, std::max<std::int64_t>(0, in.step - 1));
   act.rollback_to_step = target;
   if (policy.skip_batches) act.skip_batches = std::max<std::int64_t>(0, in.step - target);
-  ceiling_ = std::clamp(ceiling * policy.ceiling_factor, lr_min, lr_max);
-  if (*ceiling_ >= lr_max) ceiling_.reset();
+  if (!stalled) ceiling_ = std::clamp(ceiling * policy.ceiling_factor, lr_min, lr_max);
+  if (ceiling_ && *ceiling_ >= lr_max) ceiling_.reset();
+  if (stalled) why += "; the restored branch stalled (" + *in.branch_stalled + "): its checkpoints carry the collapse";
   rollback_ticks_.push_back(in.tick);
   last_rollback_tick_ = in.tick;
   pending_since_ = in.tick;

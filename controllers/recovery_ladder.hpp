@@ -22,6 +22,17 @@
 // lr cut does its work meanwhile; a run it does not turn around is caught by the
 // patience rule.
 //
+// A restored branch that stalled (the Navigator: its smoothed loss fell less than
+// `stalled_branch_fall` since the restore) never left the collapse: the checkpoint
+// it restored already carried it, and so do the branch's own, newer ones. Its next
+// rollback goes to the run's start (`run_start`: the adapters' rings always keep the
+// checkpoint taken when they attached; a resumed job's start is not step 0) and keeps
+// the ceiling: the branch's lr did not cause what the checkpoint brought along.
+// Efficacy suite, post-LN B at lr 1e-2 (calibration seeds 10, 12): the first alarm
+// came at step 60 / 30, the restore to 29 / 19 sat on the loss plateau (3.3-3.4) and
+// the next rollbacks (10 steps before the newest stable step) landed on it again:
+// 3.062 / 2.345, with this 2.041 / 2.001 (unseen B 5000 and 7003 failed the same way).
+//
 // Measured on a small transformer (issue 3): once attention saturates, a lower lr
 // alone freezes the collapse; rollback plus an lr cap rescued every collapsing run.
 
@@ -52,6 +63,7 @@ struct RollbackPolicy {
   std::int64_t rewarm_steps = 100;         // training steps of the linear re-warmup to the ceiling (0: off)
   std::int64_t lookback_steps = 10;        // roll back this far before the episode's anchor
   bool skip_batches = false;               // also skip the batches between checkpoint and alarm
+  double stalled_branch_fall = 0.03;       // a restored branch whose loss fell less than this share stalled (0: off)
 };
 
 struct LadderInput {
@@ -67,6 +79,10 @@ struct LadderInput {
   std::optional<double> health;
   bool allowed = false;          // the adapter declared `rollback`
   double steps_elapsed = 1.0;    // training steps since the previous decision
+  // This is a branch restored by a rollback, old enough to judge, whose smoothed loss
+  // fell less than stalled_branch_fall since the restore (its text: the fall).
+  std::optional<std::string> branch_stalled;
+  std::int64_t run_start = 0;  // the step before the run's first snapshot (the ring's oldest checkpoint)
 };
 
 struct LadderAction {

@@ -193,6 +193,58 @@ TEST(RecoveryLadder, SignatureRollsBackAtOnceToBeforeTheFirstAlarm) {
   EXPECT_NEAR(ladder.ceiling(1.0), 0.0625, 1e-12);
 }
 
+// Post-LN B of the efficacy suite (seeds 5000, 7003): the first restore landed on the
+// loss plateau, the branch never left it, and the next rollbacks went 10 steps before
+// its newest stable step, onto the same plateau. A stalled branch goes to the start
+// under the same ceiling; one that learned rolls back as before.
+TEST(RecoveryLadder, AStalledRestoredBranchRollsBackToTheStartUnderTheSameCeiling) {
+  const RollbackPolicy policy;
+  for (const bool stalled : {true, false}) {
+    RecoveryLadder ladder;
+    LadderInput in = at(1, OrbitState::critical, -0.3);
+    in.step = 70;
+    in.episode_started = true;
+    in.last_stable_step = 49;
+    in.signature = true;
+    in.signature_text = "hidden.1 effective rank 1.97 < 2.2";
+    ASSERT_EQ(ladder.update(in, policy, 0.05, 1.0).rollback_to_step, 39);
+    ladder.on_restored(39);
+    EXPECT_NEAR(ladder.ceiling(1.0), 0.25, 1e-12);
+    // The restored branch runs STABLE to step 169, then the signature is back.
+    in.signature = false;
+    in.state = OrbitState::stable;
+    in.health = 2.0;
+    std::int64_t tick = 2;
+    for (std::int64_t step = 40; step < 170; ++step, ++tick) {
+      in.tick = tick;
+      in.step = step;
+      in.episode_started = false;
+      in.last_stable_step = step;
+      ASSERT_FALSE(ladder.update(in, policy, 0.05, 1.0).rollback_to_step) << step;
+    }
+    const double ceiling = ladder.ceiling(1.0);
+    in.tick = tick;
+    in.step = 170;
+    in.state = OrbitState::critical;
+    in.episode_started = true;
+    in.last_stable_step = 169;
+    in.signature = true;
+    in.health = -0.3;
+    if (stalled) in.branch_stalled = "smoothed loss 3.40 at step 59, 3.39 now";
+    in.run_start = 5;  // a job resumed at step 5: its adapter's oldest checkpoint
+    const auto act = ladder.update(in, policy, 0.05, 1.0);
+    ASSERT_TRUE(act.rollback_to_step);
+    if (stalled) {
+      EXPECT_EQ(*act.rollback_to_step, 5);
+      EXPECT_NEAR(ladder.ceiling(1.0), ceiling, 1e-12);
+      EXPECT_NE(act.reason.find("the restored branch stalled (smoothed loss 3.40"), std::string::npos) << act.reason;
+    } else {
+      EXPECT_EQ(*act.rollback_to_step, 159);
+      EXPECT_NEAR(ladder.ceiling(1.0), ceiling * policy.ceiling_factor, 1e-12);
+    }
+  }
+}
+
 // Setting C of the efficacy suite: a warmup collapse whose attention logits double
 // every few steps while no hidden-state signature shows yet. The lr cut alone did
 // not undo it (calibration seeds 0 and 1 without rollbacks: 2.257 / 2.214), so it

@@ -211,8 +211,7 @@ TEST(NavigatorWarmup, FollowingTheCapThroughTheWarmupTakesFewBurns) {
 }
 
 TEST(NavigatorWarmup, SlowHealthyLogitGrowthNeverBurns) {
-  expect_no_burn_on_healthy_run(
-      [](std::int64_t step) { return 2.0 * std::exp2(static_cast<double>(step) / 250.0); });
+  expect_no_burn_on_healthy_run([](std::int64_t step) { return 2.0 * std::exp2(static_cast<double>(step) / 250.0); });
 }
 
 // A slower warmup collapse than the calibration runs' (which read 15-21 at step 40):
@@ -316,7 +315,6 @@ TEST(NavigatorWarmup, ARollbackRestartsAtTheAbsoluteLrOfItsAlarmNotAShareOfTheRe
   EXPECT_LE(*after_restore, 0.25 + 1e-9);
 }
 
-
 // Setting C after its rollback: 20-60 steps into the restored branch the hidden-state
 // signature shows again for a while (calibration seeds 4, 7, 9; unseen 6003), the loss
 // stalling, at the restart lr the controller itself holds low.
@@ -339,8 +337,9 @@ SecondEpisode second_episode(std::int64_t from, bool attn_logits_grow) {
     if (step % 10 == 0) {
       s.spectra["hidden.0"] = (!restored && step >= 20) || second ? test::spectrum_with_dominant(0.95)
                                                                   : test::spectrum_with_entropy(2.9);
-      s.scalars["attn_logit_max"] =
-          second && attn_logits_grow ? 8.0 * std::exp2(static_cast<double>(step - *restored - from) / 4.0) : 2.0;
+      s.scalars["attn_logit_max"] = second && attn_logits_grow
+                                        ? 8.0 * std::exp2(static_cast<double>(step - *restored - from) / 4.0)
+                                        : 2.0;
     }
     const Decision d = nav.on_snapshot(s);
     if (second && nav.state() == OrbitState::critical) out.alarm = true;
@@ -376,6 +375,62 @@ TEST(NavigatorWarmup, AnAlarmInsideTheRollbackGraceLeavesTheLrCap) {
   const SecondEpisode late = second_episode(80, true);
   ASSERT_TRUE(late.alarm);
   EXPECT_LT(late.cap_after, 0.9 * late.cap_at_restore);
+}
+
+// Post-LN B (constant lr 1e-2; unseen seeds 5000, 7003): the signature, first seen at
+// step 50 on a stalled loss, rolls the run back to 39 at step 70; past step 150 it is
+// back at step 170. A restored branch whose loss never fell is still in the collapse
+// its checkpoint carried: it goes back to the start under the same ceiling. One whose
+// loss fell collapsed again: 10 steps before its last stable step, the ceiling cut.
+struct SecondRollback {
+  std::int64_t to = -1;
+  double ceiling_before = 0.0;
+  double ceiling_after = 0.0;
+  std::string reason;
+};
+
+SecondRollback second_rollback(bool branch_learns) {
+  NavigatorConfig cfg;
+  Navigator nav(cfg, RunInfo{"stall", 1, {}, {"lr", "rollback"}, 1e-2}, Mode::active);
+  SecondRollback out;
+  double scale = 1.0;
+  std::optional<std::int64_t> restored;
+  for (std::int64_t step = 1; step <= 300; ++step) {  // the trainer counts on across the restore
+    const bool signature = restored ? step >= 170 : step >= 50;
+    const double loss = restored && branch_learns ? 3.4 - 0.006 * static_cast<double>(step - 70) : 3.4;
+    Snapshot s = warmup_snapshot("stall", step, loss, 1e-2, scale);
+    if (step % 10 == 0) {
+      s.spectra["hidden.0"] = signature ? test::spectrum_with_dominant(0.95) : test::spectrum_with_entropy(2.9);
+    }
+    if (restored && step == 169) out.ceiling_before = nav.lr_ceiling();
+    const Decision d = nav.on_snapshot(s);
+    if (!d.burn) continue;
+    scale = d.burn->lr_scale;
+    if (d.burn->rollback_to_step) {
+      if (restored) {
+        out.to = *d.burn->rollback_to_step;
+        out.ceiling_after = nav.lr_ceiling();
+        out.reason = d.burn->reason;
+        break;
+      }
+      EXPECT_EQ(step, 70);
+      EXPECT_EQ(*d.burn->rollback_to_step, 39);
+      restored = *d.burn->rollback_to_step;
+      acknowledge_rollback(nav, *d.burn, step);
+    }
+  }
+  return out;
+}
+
+TEST(NavigatorRollback, AStalledRestoredBranchRollsBackToTheStartUnderTheSameCeiling) {
+  const SecondRollback stalled = second_rollback(false);
+  EXPECT_EQ(stalled.to, 0) << stalled.reason;
+  EXPECT_GT(stalled.ceiling_before, 0.0);
+  EXPECT_NEAR(stalled.ceiling_after, stalled.ceiling_before, 1e-3);  // it relaxes by one step
+  EXPECT_NE(stalled.reason.find("the restored branch stalled"), std::string::npos) << stalled.reason;
+  const SecondRollback learned = second_rollback(true);
+  EXPECT_EQ(learned.to, 159) << learned.reason;
+  EXPECT_LT(learned.ceiling_after, 0.5 * learned.ceiling_before);
 }
 
 // Setting A (pre-LN, constant lr 1e-2): the signature rolls the run back; the restored
