@@ -361,7 +361,15 @@ class OrbitClient:
             if message["type"] == "heartbeat" and message.get("run") is None:
                 self._stats.close_confirmed = 1
                 return
-            self._on_message(message)  # counted; nobody reads replies after close
+            # Only counted: nobody reads replies after close, and a `not_registered`
+            # here must not say hello again (that would open a session after `bye`).
+            kind = message["type"]
+            if kind == "state":
+                self._stats.states += 1
+            elif kind == "burn":
+                self._stats.burns += 1
+            elif kind == "error":
+                self._stats.errors += 1
 
     def __enter__(self) -> "OrbitClient":
         return self

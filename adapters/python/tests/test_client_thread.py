@@ -76,6 +76,30 @@ def test_close_after_a_stall_loses_neither_the_tail_nor_the_bye():
     assert client.stats.dropped == 0
 
 
+def test_a_not_registered_answer_read_while_closing_says_no_hello_after_bye():
+    d = ScriptedDaemon()
+    try:
+        client = OrbitClient(d.endpoint, run="late-error", close_linger=5.0)
+        d.wait_hello()
+        deadline = time.monotonic() + 20
+        while not client.registered and time.monotonic() < deadline:
+            client.poll()
+            time.sleep(0.002)
+        assert client.registered
+        with d.lock:
+            d.registered.clear()  # the daemon forgot the session (a restart)
+        assert client.send_snapshot(1, 1.0, time=0.0)
+        client.close()  # reads the snapshot's not_registered before the ping's echo
+        assert client.stats.close_confirmed == 1
+        assert client.stats.errors == 1
+        time.sleep(0.1)
+        with d.lock:
+            hellos = len(d.hellos)
+    finally:
+        d.close()
+    assert hellos == 1
+
+
 def test_tensor_values_are_brought_to_the_host_on_the_thread():
     d = ScriptedDaemon()
     try:
