@@ -852,7 +852,8 @@ void Server::on_housekeeping() {
   }
   retire_idle_runs(now);
   // A backlog (orbitd short of CPU while ZeroMQ kept reading) leaves the freed
-  // messages in malloc's arenas; hand the free pages back so RSS falls again.
+  // messages in malloc's arenas, which free() no longer trims (M_TRIM_THRESHOLD,
+  // main.cpp); hand the free pages back here so RSS falls again.
   if (now - last_trim_ >= kTrimIntervalS) {
     last_trim_ = now;
     ::malloc_trim(0);
