@@ -31,8 +31,8 @@ constexpr int kDrainBatch = 256;  // messages per wake before yielding to timers
 // client's window keeps the client sending while orbitd works: bench_e2e_latency
 // --journal (window 64) gave 1.33-1.50x the unbatched daemon's pipelined rate at 32,
 // 1.26-1.45x at 16, 0.84-1.14x at 64 and 0.93-1.15x at 256 (one commit per wake).
-// Without a journal the same batches gave 1.32-1.59x the daemon that sent each reply
-// at once (daemon/README.md, "Batches").
+// Without a journal the same batches gave 1.14-1.91x the daemon that sent each reply
+// at once (bench/results/e2e_latency_batch.json).
 constexpr std::size_t kReplyBatch = 32;
 
 std::string_view as_view(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
