@@ -31,6 +31,8 @@ constexpr int kDrainBatch = 256;  // messages per wake before yielding to timers
 // client's window keeps the client sending while orbitd works: bench_e2e_latency
 // --journal (window 64) gave 1.33-1.50x the unbatched daemon's pipelined rate at 32,
 // 1.26-1.45x at 16, 0.84-1.14x at 64 and 0.93-1.15x at 256 (one commit per wake).
+// Without a journal the same batches gave 1.14-1.91x the daemon that sent each reply
+// at once (bench/results/e2e_latency_batch.json).
 constexpr std::size_t kReplyBatch = 32;
 
 std::string_view as_view(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
@@ -403,8 +405,10 @@ std::optional<std::string> Server::force_burn(const Burn& requested) {
 // ---------------------------------------------------------------- adapters
 
 bool Server::drain_adapters() {
-  // Without a journal there is nothing to wait for: replies go out as they are made.
-  batching_ = journal_.has_value();
+  // Replies are queued and sent together, journal or not: back-to-back sends wake
+  // ZeroMQ's I/O thread (an eventfd write and a context switch) about once per
+  // batch instead of once per reply. With a journal they also wait for the commit.
+  batching_ = true;
   const bool more = drain_adapter_messages();
   const bool sent = queued_count_ > 0;
   end_batch();
@@ -418,6 +422,7 @@ void Server::end_batch() {
   // first reply of the batch leaves: a kill -9 never loses an answered record.
   commit_journal();
   batching_ = false;
+  if (queued_count_ > 0) ++stats_.reply_batches;
   for (std::size_t i = 0; i < queued_count_; ++i) {
     const QueuedReply& reply = queued_[i];
     if (running_ && send_now(reply.envelope, reply.payload) && reply.sent) ++(stats_.*reply.sent);
@@ -753,6 +758,7 @@ void Server::send(const std::vector<std::string>& envelope, const std::string& p
     reply.sent = sent;
     return;
   }
+  ++stats_.reply_batches;
   if (send_now(envelope, payload) && sent) ++(stats_.*sent);
 }
 
@@ -846,7 +852,8 @@ void Server::on_housekeeping() {
   }
   retire_idle_runs(now);
   // A backlog (orbitd short of CPU while ZeroMQ kept reading) leaves the freed
-  // messages in malloc's arenas; hand the free pages back so RSS falls again.
+  // messages in malloc's arenas, which free() no longer trims (M_TRIM_THRESHOLD,
+  // main.cpp); hand the free pages back here so RSS falls again.
   if (now - last_trim_ >= kTrimIntervalS) {
     last_trim_ = now;
     ::malloc_trim(0);

@@ -104,10 +104,10 @@ class Server {
   double now() const { return clock_.now(); }
 
  private:
-  // With a journal, the messages of one wake of the adapter socket are handled in
-  // batches: their journal records are staged and their replies queued until 32
-  // replies wait (kReplyBatch) or the wake ends; then the records are committed (one
-  // write per run file) and only then are the replies sent.
+  // The messages of one wake of the adapter socket are handled in batches: their
+  // replies are queued (and their journal records staged) until 32 replies wait
+  // (kReplyBatch) or the wake ends; then the records are committed (one write per run
+  // file) and only then are the replies sent, back to back.
   bool drain_adapters();
   bool drain_adapter_messages();
   void end_batch();
@@ -138,8 +138,8 @@ class Server {
   void retire_idle_runs(double now);
   void send_error(const std::vector<std::string>& envelope, ErrorCode code, std::string message,
                   std::optional<std::string> ref = std::nullopt);
-  // Sends now, or during a batch queues the reply until the batch's journal records
-  // are committed; `sent` (a counter) counts it once it went out.
+  // Sends now, or during a batch queues the reply until the batch ends (its journal
+  // records committed); `sent` (a counter) counts it once it went out.
   void send(const std::vector<std::string>& envelope, const std::string& payload,
             std::uint64_t DaemonStats::*sent = nullptr);
   bool send_now(const std::vector<std::string>& envelope, const std::string& payload);

@@ -37,6 +37,7 @@ namespace orbit {
   F("orbitd_runs_retired_total", "Idle runs unloaded (their journal stays; a hello brings them back).")            \
   F("orbitd_journal_records_lost_total", "Journal appends that failed (a full or failing disk).")                   \
   F("orbitd_journal_writes_total", "write(2) calls that appended journal records: one per run file per batch of adapter messages.") \
+  F("orbitd_reply_batches_total", "Groups of adapter replies handed to ZeroMQ back to back: at most one per batch of adapter messages (32 replies), one per reply sent outside a batch.") \
   F("orbitd_journal_gaps_total", "Gap records written once journal appends worked again.")                        \
   F("orbitd_auth_refused_total", "Clients refused by the ZAP handler (a CURVE key not on the allow-list, or another user on an ipc control socket), by endpoint.") \
   F("orbitd_auth_accepted_total", "Clients let in by the ZAP handler (CURVE, or the owner on an ipc control socket), by endpoint.") \
@@ -87,6 +88,7 @@ namespace orbit {
   X(journal_records_lost, "orbitd_journal_records_lost_total", "", "")                \
   X(journal_gaps, "orbitd_journal_gaps_total", "", "")                                \
   X(journal_writes, "orbitd_journal_writes_total", "", "")                            \
+  X(reply_batches, "orbitd_reply_batches_total", "", "")                              \
   X(auth_refused_adapters, "orbitd_auth_refused_total", "endpoint", "adapters")       \
   X(auth_refused_telemetry, "orbitd_auth_refused_total", "endpoint", "telemetry")     \
   X(auth_refused_control, "orbitd_auth_refused_total", "endpoint", "control")         \

@@ -643,6 +643,12 @@ void send_backlog(OrbitdProcess& orbitd, TestClient& client, const std::string& 
   ASSERT_EQ(::kill(orbitd.pid(), SIGCONT), 0);
 }
 
+// A backlog of `n` snapshots (steps 0..n-1), each answered with its state, in order.
+void expect_backlog_answered(OrbitdProcess& orbitd, TestClient& client, const std::string& run, int n) {
+  send_backlog(orbitd, client, run, 0, n);
+  for (int i = 0; i < n; ++i) EXPECT_EQ(expect_type<State>(client.recv()).step, i);
+}
+
 std::vector<std::int64_t> journaled_steps(const std::filesystem::path& run_dir) {
   std::vector<std::int64_t> steps;
   for (const auto& e : load_recorded_run(run_dir).entries)
@@ -663,8 +669,7 @@ TEST(OrbitdJournalBatch, PipelinedSnapshotsTakeFewerWritesThanRecords) {
   const auto writes_before = counter(control, "journal_writes");
   EXPECT_EQ(writes_before, 1u) << "a hello's three records (config, mode, hello) in one write";
   constexpr int kSnapshots = 600;
-  send_backlog(orbitd, client, "batched", 0, kSnapshots);
-  for (int i = 0; i < kSnapshots; ++i) EXPECT_EQ(expect_type<State>(client.recv()).step, i);
+  expect_backlog_answered(orbitd, client, "batched", kSnapshots);
   const auto records = counter(control, "journal_records") - records_before;
   const auto writes = counter(control, "journal_writes") - writes_before;
   EXPECT_EQ(records, static_cast<std::uint64_t>(kSnapshots));
@@ -675,6 +680,24 @@ TEST(OrbitdJournalBatch, PipelinedSnapshotsTakeFewerWritesThanRecords) {
   for (int i = 0; i < kSnapshots; ++i) want[static_cast<std::size_t>(i)] = i;
   EXPECT_EQ(journaled_steps(journal / "batched"), want);
   std::filesystem::remove_all(journal);
+}
+
+// Without a journal too, the replies of a batch go to ZeroMQ back to back (one wake of
+// its I/O thread, not one per reply), in order.
+TEST(OrbitdReplyBatch, PipelinedRepliesWithoutJournalGoOutInBatches) {
+  OrbitdProcess orbitd({"--mode", "monitor"});
+  zmq::context_t ctx;
+  TestClient client(ctx, orbitd.endpoints().adapters);
+  Control control(ctx, orbitd.endpoints().control);
+  client.send(make_hello("replies"));
+  expect_type<Welcome>(client.recv());
+  const auto batches_before = counter(control, "reply_batches");
+  EXPECT_EQ(batches_before, 1u) << "the welcome, alone in its batch";
+  constexpr int kSnapshots = 600;
+  expect_backlog_answered(orbitd, client, "replies", kSnapshots);
+  const auto batches = counter(control, "reply_batches") - batches_before;
+  EXPECT_GE(batches, static_cast<std::uint64_t>(kSnapshots / 32));
+  EXPECT_LE(batches * 8, static_cast<std::uint64_t>(kSnapshots)) << batches << " batches for " << kSnapshots << " replies";
 }
 
 // No reply precedes its record: orbitd is killed (-9) the moment the first answer of
