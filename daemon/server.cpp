@@ -760,6 +760,9 @@ void Server::send(const std::vector<std::string>& envelope, const std::string& p
   }
   ++stats_.reply_batches;
   if (send_now(envelope, payload) && sent) ++(stats_.*sent);
+  // Outside a drain (a forced burn from the control socket): nothing else looks at
+  // the adapter socket after this send, which may have consumed its edge.
+  if (router_watch_) router_watch_->recheck();
 }
 
 bool Server::send_now(const std::vector<std::string>& envelope, const std::string& payload) {

@@ -55,14 +55,21 @@ void ZmqReadWatcher::run_drain() {
     // Budget spent with messages left: yield to timers, signals and the other
     // sockets, then continue. The edge is already consumed, so we must not
     // wait for the descriptor again.
-    if (!drain_posted_) {
-      drain_posted_ = true;
-      boost::asio::post(io_, [this] {
-        drain_posted_ = false;
-        run_drain();
-      });
-    }
+    post_drain();
   }
+}
+
+void ZmqReadWatcher::recheck() {
+  if (!stopped_) post_drain();
+}
+
+void ZmqReadWatcher::post_drain() {
+  if (drain_posted_) return;
+  drain_posted_ = true;
+  boost::asio::post(io_, [this] {
+    drain_posted_ = false;
+    run_drain();
+  });
 }
 
 }  // namespace orbit

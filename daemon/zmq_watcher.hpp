@@ -32,14 +32,18 @@ class ZmqReadWatcher {
   void start();
   void stop();
 
-  static bool readable(zmq::socket_t& socket) {
-    return (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
-  }
+  // The owner sent on the socket outside `drain`: a send processes ZeroMQ's pending
+  // commands and can consume the descriptor's edge for messages that arrived
+  // meanwhile, so drain once more from the loop instead of at the safety poll.
+  void recheck();
+
+  static bool readable(zmq::socket_t& socket) { return (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0; }
 
  private:
   void arm();
   void arm_timer();
   void run_drain();
+  void post_drain();
 
   boost::asio::io_context& io_;
   zmq::socket_t& socket_;
