@@ -22,9 +22,10 @@
 // A first branch is unchanged: clamping there too caught setting C 20-40 steps later.
 
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <utility>
+
+#include "controllers/ring_deque.hpp"
 
 namespace orbit {
 
@@ -47,7 +48,7 @@ class AttnLogitGrowth {
   }
 
  private:
-  std::deque<std::pair<std::int64_t, double>> points_;  // (step, log2 logit max)
+  RingDeque<std::pair<std::int64_t, double>> points_;  // (step, log2 logit max)
   bool restored_ = false;                               // on a branch restored from a checkpoint
 };
 

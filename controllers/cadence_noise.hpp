@@ -17,11 +17,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <vector>
 
 #include "controllers/replay_memo.hpp"
+#include "controllers/ring_deque.hpp"
 
 namespace orbit {
 
@@ -75,8 +75,8 @@ class CadenceNoise {
   MemoCursor<CadenceNoiseInput, CadenceNoiseOutput, CadenceNoiseParams> memo_;
   bool restarted_ = false;
   std::optional<double> early_z_;
-  std::deque<double> values_;  // accepted (clipped) values, newest last
-  std::deque<double> diffs_;   // |successive differences| of accepted values
+  RingDeque<double> values_;  // accepted (clipped) values, newest last
+  RingDeque<double> diffs_;   // |successive differences| of accepted values
   // diffs_ kept sorted as well: its quantile is an index, not a selection per
   // update (the k-th smallest value is the same whichever way it is found).
   std::vector<double> sorted_diffs_;

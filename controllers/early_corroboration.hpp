@@ -15,9 +15,10 @@
 // once past the early phase).
 
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <utility>
+
+#include "controllers/ring_deque.hpp"
 
 namespace orbit {
 
@@ -44,7 +45,7 @@ class EarlyCorroboration {
   void reset();
 
  private:
-  std::deque<std::pair<std::int64_t, double>> levels_;  // (step, smoothed loss)
+  RingDeque<std::pair<std::int64_t, double>> levels_;  // (step, smoothed loss)
   std::optional<double> fall_;
   bool attn_danger_ = false;
 };

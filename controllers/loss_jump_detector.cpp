@@ -13,7 +13,7 @@ namespace {
 
 constexpr std::size_t kMaxLevelWindow = 31;  // the median works on a stack copy: no allocation per snapshot
 
-double median(const std::deque<double>& values) {
+double median(const RingDeque<double>& values) {
   return median_of_last(values, std::min(values.size(), kMaxLevelWindow));
 }
 

@@ -21,10 +21,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 
 #include "controllers/replay_memo.hpp"
+#include "controllers/ring_deque.hpp"
 
 namespace orbit {
 
@@ -79,8 +79,8 @@ class LossJumpDetector {
   LossJumpStatus compute(std::int64_t step, double loss, std::optional<double> grad_norm, const LossJumpParams& params);
 
   MemoCursor<LossJumpInput, LossJumpStatus, LossJumpParams> memo_;
-  std::deque<double> recent_losses_;
-  std::deque<double> recent_grads_;
+  RingDeque<double> recent_losses_;
+  RingDeque<double> recent_grads_;
   std::optional<double> floor_;
   std::optional<std::int64_t> last_step_;
   std::optional<std::int64_t> jump_since_;  // step before the jump's first snapshot

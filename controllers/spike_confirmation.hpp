@@ -6,9 +6,10 @@
 // at a per-step cadence a one-step outlier still has to hold.
 
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <utility>
+
+#include "controllers/ring_deque.hpp"
 
 namespace orbit {
 
@@ -24,7 +25,7 @@ class SpikeConfirmation {
   std::optional<double> held(std::int64_t min_steps) const;
 
  private:
-  std::deque<std::pair<double, std::int64_t>> recent_;  // (z, steps covered), oldest first
+  RingDeque<std::pair<double, std::int64_t>> recent_;  // (z, steps covered), oldest first
 };
 
 }  // namespace orbit

@@ -8,9 +8,10 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <deque>
 #include <iterator>
 #include <vector>
+
+#include "controllers/ring_deque.hpp"
 
 namespace orbit {
 
@@ -35,7 +36,7 @@ double median_in_place(It first, It last) {
 inline constexpr std::size_t kSortMedian = 16;
 
 // n must be in [1, values.size()].
-inline double median_of_last(const std::deque<double>& values, std::size_t n) {
+inline double median_of_last(const RingDeque<double>& values, std::size_t n) {
   const auto from = values.end() - static_cast<std::ptrdiff_t>(n);
   if (n <= kSortMedian) {
     std::array<double, kSortMedian> v;

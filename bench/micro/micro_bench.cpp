@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Google Benchmark suite for the per-snapshot hot paths: snapshot decode (fast path
 // and the reference object-tree decoder side by side), spectral metrics, trend fits, cadence noise,
+// the loss jump, a filter window (std::deque beside RingDeque),
 // Navigator::on_snapshot, a replay with and without the filter memo, journal append and
 // read, load_recorded_run and stream_recorded_run. Not a test: run it by hand,
 //
@@ -8,8 +9,10 @@
 //
 // (ctest only runs it once with a tiny --benchmark_min_time to check that it runs).
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -22,7 +25,9 @@
 
 #include "config/config.hpp"
 #include "controllers/cadence_noise.hpp"
+#include "controllers/loss_jump_detector.hpp"
 #include "controllers/navigator.hpp"
+#include "controllers/ring_deque.hpp"
 #include "controllers/spectral_metrics.hpp"
 #include "controllers/trend.hpp"
 #include "journal/journal.hpp"
@@ -158,6 +163,52 @@ void BM_CadenceNoiseUpdate(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_CadenceNoiseUpdate);
+
+// One LossJumpDetector update at the default windows (level 5, grad 20), past
+// warmup: ScalarSignals runs one per snapshot.
+void BM_LossJumpUpdate(benchmark::State& state) {
+  std::mt19937_64 rng(6);
+  std::normal_distribution<double> noise(0.0, 0.01);
+  std::vector<double> losses(4096), grads(4096);
+  for (std::size_t i = 0; i < losses.size(); ++i) {
+    losses[i] = 2.5 + noise(rng);
+    grads[i] = 0.4 * std::exp(noise(rng));
+  }
+  orbit::LossJumpDetector jump;
+  const orbit::LossJumpParams params;
+  std::int64_t step = 0;
+  for (auto _ : state) {
+    const auto i = static_cast<std::size_t>(step) % losses.size();
+    benchmark::DoNotOptimize(jump.update(step, losses[i], grads[i], params));
+    ++step;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_LossJumpUpdate);
+
+// A filter's window per snapshot: push the newest value, drop the oldest past
+// `window`, read the window's least value (the loss jump's grad window: 20; the
+// cadence noise's difference window: 40). std::deque, which the filters used, beside
+// RingDeque, which they use now.
+template <class Window>
+void window_push_drop_min(benchmark::State& state) {
+  const auto window = static_cast<std::size_t>(state.range(0));
+  std::mt19937_64 rng(7);
+  std::vector<double> xs(4096);
+  for (double& x : xs) x = static_cast<double>(rng() % 100000);
+  Window w;
+  std::size_t i = 0;
+  for (auto _ : state) {
+    w.push_back(xs[i++ % xs.size()]);
+    while (w.size() > window) w.pop_front();
+    benchmark::DoNotOptimize(*std::min_element(w.begin(), w.end()));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+void BM_WindowStdDeque(benchmark::State& state) { window_push_drop_min<std::deque<double>>(state); }
+BENCHMARK(BM_WindowStdDeque)->Arg(20)->Arg(40);
+void BM_WindowRingDeque(benchmark::State& state) { window_push_drop_min<orbit::RingDeque<double>>(state); }
+BENCHMARK(BM_WindowRingDeque)->Arg(20)->Arg(40);
 
 void BM_NavigatorOnSnapshot(benchmark::State& state) {
   const std::unique_ptr<orbit::Navigator> owner = default_navigator();

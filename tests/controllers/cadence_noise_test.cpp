@@ -297,7 +297,10 @@ TEST(WindowMedian, SmallWindowsGiveNthElementsMedianBitForBit) {
   std::mt19937_64 rng(12);
   const double specials[] = {0.0, -0.0, INFINITY, -INFINITY, NAN, 1.0, 1.0, -2.5};
   for (int trial = 0; trial < 20000; ++trial) {
-    std::deque<double> values;
+    RingDeque<double> values;
+    // Values pushed and dropped first, so the window wraps around its ring.
+    for (std::size_t i = rng() % 64; i > 0; --i) values.push_back(-7.0);
+    while (!values.empty()) values.pop_front();
     const std::size_t size = 1 + rng() % 40;
     for (std::size_t i = 0; i < size; ++i) {
       const auto pick = rng() % 20;

@@ -113,11 +113,11 @@ TEST(SpectralMetrics, PhiProximityPeaksAtTheTargetRatio) {
   EXPECT_NEAR(other.phi_proximity, 1.0, 1e-12);
 }
 
-// Entropy and effective rank are the bits of the plain loop (|v| / total, then
-// -p ln p summed in order, glibc's log): decisions were tuned on them, so a faster
-// spectral_metrics() must keep them. Random lengths, with zeros, negatives and
-// non-finite values.
-TEST(SpectralMetrics, EntropyIsThePlainLoopsBits) {
+// Every metric is the bits of the plain loop (|v| / total, then -p ln p summed in
+// order, glibc's log; the top two magnitudes by comparison): decisions were tuned on
+// them, so a faster spectral_metrics() must keep them. Random lengths, with zeros,
+// negative zeros, negatives and non-finite values.
+TEST(SpectralMetrics, EveryMetricIsThePlainLoopsBits) {
   std::mt19937_64 rng(11);
   std::uniform_real_distribution<float> value(-2.0f, 5.0f);
   for (int trial = 0; trial < 2000; ++trial) {
@@ -129,10 +129,23 @@ TEST(SpectralMetrics, EntropyIsThePlainLoopsBits) {
       if (kind == 0) x = 0.0f;
       if (kind == 1) x = std::numeric_limits<float>::infinity();
       if (kind == 2) x = std::numeric_limits<float>::quiet_NaN();
+      if (kind == 3) x = -std::numeric_limits<float>::infinity();
+      if (kind == 4) x = -0.0f;
     }
-    double total = 0.0;
-    for (float x : v)
-      if (std::isfinite(x)) total += std::abs(static_cast<double>(x));
+    double total = 0.0, first = 0.0, second = 0.0;
+    std::size_t used = 0;
+    for (float x : v) {
+      if (!std::isfinite(x)) continue;
+      const double a = std::abs(static_cast<double>(x));
+      ++used;
+      total += a;
+      if (a > first) {
+        second = first;
+        first = a;
+      } else if (a > second) {
+        second = a;
+      }
+    }
     double h = 0.0;
     for (float x : v) {
       const double d = x;
@@ -141,10 +154,22 @@ TEST(SpectralMetrics, EntropyIsThePlainLoopsBits) {
       if (p > 0.0) h -= p * std::log(p);
     }
     const SpectralMetrics m = spectral_metrics(v, 1.618);
-    if (!(total > 0.0)) continue;
+    ASSERT_EQ(m.size, n);
+    ASSERT_EQ(m.used, used) << "trial " << trial;
+    ASSERT_EQ(m.nonfinite, n - used) << "trial " << trial;
+    if (!(total > 0.0)) {
+      ASSERT_FALSE(m.valid);
+      continue;
+    }
+    auto bits = [](double x) { return std::bit_cast<std::uint64_t>(x); };
+    const double entropy = std::max(0.0, h);
     ASSERT_TRUE(m.valid);
-    ASSERT_EQ(std::bit_cast<std::uint64_t>(m.entropy), std::bit_cast<std::uint64_t>(std::max(0.0, h))) << "trial " << trial;
-    ASSERT_EQ(std::bit_cast<std::uint64_t>(m.effective_rank), std::bit_cast<std::uint64_t>(std::exp(std::max(0.0, h))));
+    ASSERT_EQ(bits(m.entropy), bits(entropy)) << "trial " << trial;
+    ASSERT_EQ(bits(m.effective_rank), bits(std::exp(entropy)));
+    ASSERT_EQ(bits(m.normalized_entropy), bits(used > 1 ? entropy / std::log(static_cast<double>(used)) : 0.0));
+    ASSERT_EQ(bits(m.dominant_ratio), bits(first / total)) << "trial " << trial;
+    const double phi = second > 0.0 ? std::max(0.0, 1.0 - std::abs(first / second - 1.618) / 1.618) : 0.0;
+    ASSERT_EQ(bits(m.phi_proximity), bits(phi)) << "trial " << trial;
   }
 }
 
