@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "controllers/vector_log.hpp"
+
 namespace orbit {
 
 SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum, double phi_target) {
@@ -32,14 +34,24 @@ SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum, dou
   }
   if (!(total > 0.0) || !std::isfinite(total)) return m;  // no mass: not valid
   m.valid = true;
-  // Scalar on purpose: glibc's log (FMA, chosen at load time) measured faster here
-  // than Eigen's SSE2 packet log over 64 values (750 vs 1130 ns, same load).
+  // The logs four at a time with std::log's own bits (controllers/vector_log.hpp:
+  // Eigen's packet log measured slower and is not bit-identical); the sum stays
+  // scalar and in index order, so h is the plain loop's to the bit.
   double h = 0.0;
-  for (Eigen::Index i = 0; i < spectrum.size(); ++i) {
-    const double v = spectrum[i];
-    if (!std::isfinite(v)) continue;
-    const double p = std::abs(v) / total;
-    if (p > 0.0) h -= p * std::log(p);
+  constexpr Eigen::Index kChunk = 64;
+  double p[kChunk];
+  double log_p[kChunk];
+  for (Eigen::Index start = 0; start < spectrum.size(); start += kChunk) {
+    const Eigen::Index n = std::min(kChunk, spectrum.size() - start);
+    for (Eigen::Index j = 0; j < n; ++j) {
+      const double v = spectrum[start + j];
+      p[j] = std::isfinite(v) ? std::abs(v) / total : 0.0;
+      log_p[j] = p[j] > 0.0 ? p[j] : 1.0;  // no log(0): its value is never used
+    }
+    log_like_libm(log_p, log_p, static_cast<std::size_t>(n));
+    for (Eigen::Index j = 0; j < n; ++j) {
+      if (p[j] > 0.0) h -= p[j] * log_p[j];
+    }
   }
   m.entropy = std::max(0.0, h);
   m.effective_rank = std::exp(m.entropy);
