@@ -35,24 +35,9 @@ SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum, dou
   if (!(total > 0.0) || !std::isfinite(total)) return m;  // no mass: not valid
   m.valid = true;
   // The logs four at a time with std::log's own bits (controllers/vector_log.hpp:
-  // Eigen's packet log measured slower and is not bit-identical); the sum stays
-  // scalar and in index order, so h is the plain loop's to the bit.
-  double h = 0.0;
-  constexpr Eigen::Index kChunk = 64;
-  double p[kChunk];
-  double log_p[kChunk];
-  for (Eigen::Index start = 0; start < spectrum.size(); start += kChunk) {
-    const Eigen::Index n = std::min(kChunk, spectrum.size() - start);
-    for (Eigen::Index j = 0; j < n; ++j) {
-      const double v = spectrum[start + j];
-      p[j] = std::isfinite(v) ? std::abs(v) / total : 0.0;
-      log_p[j] = p[j] > 0.0 ? p[j] : 1.0;  // no log(0): its value is never used
-    }
-    log_like_libm(log_p, log_p, static_cast<std::size_t>(n));
-    for (Eigen::Index j = 0; j < n; ++j) {
-      if (p[j] > 0.0) h -= p[j] * log_p[j];
-    }
-  }
+  // Eigen's packet log measured slower and is not bit-identical); the sum stays in
+  // index order, so h is the plain loop's to the bit.
+  const double h = entropy_of_shares(spectrum.data(), static_cast<std::size_t>(spectrum.size()), total);
   m.entropy = std::max(0.0, h);
   m.effective_rank = std::exp(m.entropy);
   m.normalized_entropy = m.used > 1 ? m.entropy / std::log(static_cast<double>(m.used)) : 0.0;
@@ -65,8 +50,7 @@ SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum, dou
 
 SpectralMetrics spectral_metrics(const std::vector<float>& spectrum, double phi_target) {
   return spectral_metrics(
-      Eigen::Map<const Eigen::VectorXf>(spectrum.data(), static_cast<Eigen::Index>(spectrum.size())),
-      phi_target);
+      Eigen::Map<const Eigen::VectorXf>(spectrum.data(), static_cast<Eigen::Index>(spectrum.size())), phi_target);
 }
 
 void SpectralAggregator::add(const SpectralMetrics& m) {
@@ -111,8 +95,7 @@ SpectralMetrics SpectralAggregator::result() const {
   return out;
 }
 
-SpectralMetrics aggregate(const std::map<std::string, SpectralMetrics>& per_spectrum,
-                          Aggregation how) {
+SpectralMetrics aggregate(const std::map<std::string, SpectralMetrics>& per_spectrum, Aggregation how) {
   SpectralAggregator agg(how);
   for (const auto& [name, m] : per_spectrum) agg.add(m);
   return agg.result();

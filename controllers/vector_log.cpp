@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <limits>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -176,36 +177,71 @@ ORBIT_AVX2_FMA inline __m256d log_table4(__m256i ix) {
 
 // Four logs; lanes outside glibc's main path (zero, negative, subnormal, inf, NaN)
 // take std::log itself, so errno and exceptions are libm's too.
-ORBIT_AVX2_FMA inline void log4(const double* x, double* out) {
-  const __m256d v = _mm256_loadu_pd(x);
-  const __m256i ix = _mm256_castpd_si256(v);
+ORBIT_AVX2_FMA inline __m256d log4(__m256d x) {
+  const __m256i ix = _mm256_castpd_si256(x);
   __m256d y = log_table4(ix);
   const __m256i d = _mm256_sub_epi64(ix, _mm256_set1_epi64x(kNearOneLo));
   const __m256i near_one = _mm256_and_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(kNearOneWidth), d),
                                             _mm256_cmpgt_epi64(d, _mm256_set1_epi64x(-1)));
-  if (!_mm256_testz_si256(near_one, near_one)) y = _mm256_blendv_pd(y, log_near_one4(v), _mm256_castsi256_pd(near_one));
+  if (!_mm256_testz_si256(near_one, near_one)) y = _mm256_blendv_pd(y, log_near_one4(x), _mm256_castsi256_pd(near_one));
   // Special: the top 16 bits outside [0x0010, 0x7ff0), i.e. as signed ix < 2^52 or ix >= 0x7ff0 << 48.
   const __m256i special = _mm256_or_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(0x0010000000000000LL), ix),
                                           _mm256_cmpgt_epi64(ix, _mm256_set1_epi64x(0x7fefffffffffffffLL)));
-  _mm256_storeu_pd(out, y);
   const int lanes = _mm256_movemask_pd(_mm256_castsi256_pd(special));
-  if (lanes != 0) {
-    for (int l = 0; l < 4; ++l) {
-      if (lanes & (1 << l)) out[l] = std::log(x[l]);
-    }
+  if (lanes == 0) return y;
+  alignas(32) double in[4];
+  alignas(32) double out[4];
+  _mm256_store_pd(in, x);
+  _mm256_store_pd(out, y);
+  for (int l = 0; l < 4; ++l) {
+    if (lanes & (1 << l)) out[l] = std::log(in[l]);
   }
+  return _mm256_load_pd(out);
 }
 
 ORBIT_AVX2_FMA void log_avx2_fma_impl(const double* x, double* out, std::size_t n) {
   std::size_t i = 0;
-  for (; i + 4 <= n; i += 4) log4(x + i, out + i);
+  for (; i + 4 <= n; i += 4) _mm256_storeu_pd(out + i, log4(_mm256_loadu_pd(x + i)));
   if (i < n) {
     double in[4] = {1.0, 1.0, 1.0, 1.0};
     double res[4];
     std::memcpy(in, x + i, (n - i) * sizeof(double));
-    log4(in, res);
+    _mm256_storeu_pd(res, log4(_mm256_loadu_pd(in)));
     std::memcpy(out + i, res, (n - i) * sizeof(double));
   }
+}
+
+// Takes four values' terms -p ln p off h, in index order. Lanes that the plain loop
+// skips (non-finite v, p == 0) take x = 1 and add 1 * log(1) = +0: h - (+0) is h to
+// the bit.
+ORBIT_AVX2_FMA inline double subtract_entropy_terms4(double h, __m128 values, __m256d total) {
+  const __m256d a = _mm256_and_pd(_mm256_cvtps_pd(values),
+                                  _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL)));
+  const __m256d finite = _mm256_cmp_pd(a, _mm256_set1_pd(std::numeric_limits<double>::infinity()), _CMP_LT_OQ);
+  const __m256d p = _mm256_and_pd(_mm256_div_pd(a, total), finite);
+  const __m256d x = _mm256_blendv_pd(_mm256_set1_pd(1.0), p, _mm256_cmp_pd(p, _mm256_setzero_pd(), _CMP_GT_OQ));
+  const __m256d terms = _mm256_mul_pd(x, log4(x));
+  const __m128d low = _mm256_castpd256_pd128(terms);
+  const __m128d high = _mm256_extractf128_pd(terms, 1);
+  h -= _mm_cvtsd_f64(low);
+  h -= _mm_cvtsd_f64(_mm_unpackhi_pd(low, low));
+  h -= _mm_cvtsd_f64(high);
+  h -= _mm_cvtsd_f64(_mm_unpackhi_pd(high, high));
+  return h;
+}
+
+// The entropy loop with four shares and logs at a time, the sum still scalar.
+ORBIT_AVX2_FMA double entropy_of_shares_avx2(const float* v, std::size_t n, double total) {
+  const __m256d totals = _mm256_set1_pd(total);
+  double h = 0.0;
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) h = subtract_entropy_terms4(h, _mm_loadu_ps(v + i), totals);
+  if (i < n) {
+    float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // past the end: p = 0, skipped
+    std::memcpy(tail, v + i, (n - i) * sizeof(float));
+    h = subtract_entropy_terms4(h, _mm_loadu_ps(tail), totals);
+  }
+  return h;
 }
 
 // Fixed inputs covering every path: each table interval's two edges (several
@@ -280,6 +316,20 @@ void log_avx2_fma(const double* x, double* out, std::size_t n) {
 #else
   for (std::size_t i = 0; i < n; ++i) out[i] = std::log(x[i]);
 #endif
+}
+
+double entropy_of_shares(const float* v, std::size_t n, double total) {
+#ifdef ORBIT_VECTOR_LOG_X86
+  if (vector_log_in_use()) return entropy_of_shares_avx2(v, n, total);
+#endif
+  double h = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double x = v[i];
+    if (!std::isfinite(x)) continue;
+    const double p = std::abs(x) / total;
+    if (p > 0.0) h -= p * std::log(p);
+  }
+  return h;
 }
 
 void log_like_libm(const double* x, double* out, std::size_t n) {

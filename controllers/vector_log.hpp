@@ -11,6 +11,11 @@ namespace orbit {
 // time on CPUs where that is proven equal (see vector_log_in_use); else std::log.
 void log_like_libm(const double* x, double* out, std::size_t n);
 
+// The spectral entropy -sum p ln p, p = |v[i]| / total over the finite v[i] with
+// p > 0, summed in index order: the plain loop's bits, with its logs (and shares)
+// four at a time where log_like_libm's are.
+double entropy_of_shares(const float* v, std::size_t n, double total);
+
 // True when log_like_libm runs the AVX2/FMA kernel: the CPU has AVX2 and FMA and a
 // one-time comparison with std::log on fixed inputs agreed bit for bit.
 bool vector_log_in_use();
