@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Algorithm and table ported from ARM optimized-routines math/log.c, math/log_data.c (Copyright (c) 2018 Arm Limited,
-// MIT OR Apache-2.0 WITH LLVM-exception).
+// Port of ARM optimized-routines math/log.c, log_data.c ((c) 2018 Arm Ltd; MIT OR Apache-2.0 WITH LLVM-exception).
 #include "controllers/vector_log.hpp"
 
 #include <cmath>
