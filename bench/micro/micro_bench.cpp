@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Google Benchmark suite for the per-snapshot hot paths: snapshot decode (fast path
-// and the reference object-tree decoder side by side), spectral metrics, trend fits, cadence noise,
+// and the reference object-tree decoder side by side), spectral metrics, its entropy loop
+// (std::log beside the vector log), trend fits, cadence noise,
 // the loss jump, a filter window (std::deque beside RingDeque),
 // Navigator::on_snapshot, a replay with and without the filter memo, journal append and
 // read, load_recorded_run and stream_recorded_run. Not a test: run it by hand,
@@ -30,6 +31,7 @@
 #include "controllers/ring_deque.hpp"
 #include "controllers/spectral_metrics.hpp"
 #include "controllers/trend.hpp"
+#include "controllers/vector_log.hpp"
 #include "journal/journal.hpp"
 #include "journal/journal_reader.hpp"
 #include "journal/journal_replay.hpp"
@@ -124,6 +126,31 @@ void BM_SpectralMetrics(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(orbit::spectral_metrics(spectrum));
 }
 BENCHMARK(BM_SpectralMetrics);
+
+// The entropy loop of spectral_metrics over that spectrum (64 values): the plain
+// loop with std::log one value at a time (Arg 0, the loop before) or
+// entropy_of_shares, shares and logs four at a time (Arg 1; counter `vector` says
+// whether the AVX2 kernel ran). Both give the same bits.
+void BM_EntropyLoop(benchmark::State& state) {
+  const auto s = make_snapshot(7, 0);
+  const auto& spectrum = s.spectra.at("hidden.0");
+  double total = 0.0;
+  for (float v : spectrum) total += std::abs(static_cast<double>(v));
+  for (auto _ : state) {
+    double h = 0.0;
+    if (state.range(0) == 0) {
+      for (float v : spectrum) {
+        const double p = std::abs(static_cast<double>(v)) / total;
+        if (p > 0.0) h -= p * std::log(p);
+      }
+    } else {
+      h = orbit::entropy_of_shares(spectrum.data(), spectrum.size(), total);
+    }
+    benchmark::DoNotOptimize(h);
+  }
+  state.counters["vector"] = state.range(0) != 0 && orbit::vector_log_in_use() ? 1 : 0;
+}
+BENCHMARK(BM_EntropyLoop)->ArgName("vector")->Arg(0)->Arg(1);
 
 // One push and one fit per iteration: the running-sums fit, or (Direct) the
 // two-pass reference fit it replaced, on the same pushes.

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "controllers/spectral_metrics.hpp"
+#include "tests/controllers/plain_entropy.hpp"
 
 namespace orbit {
 namespace {
@@ -146,13 +147,7 @@ TEST(SpectralMetrics, EveryMetricIsThePlainLoopsBits) {
         second = a;
       }
     }
-    double h = 0.0;
-    for (float x : v) {
-      const double d = x;
-      if (!std::isfinite(d)) continue;
-      const double p = std::abs(d) / total;
-      if (p > 0.0) h -= p * std::log(p);
-    }
+    const double h = plain_entropy(v, total);
     const SpectralMetrics m = spectral_metrics(v, 1.618);
     ASSERT_EQ(m.size, n);
     ASSERT_EQ(m.used, used) << "trial " << trial;
