@@ -33,12 +33,14 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
     const char* metric = kZoneMetrics[mi];
     const std::optional<ZoneConfig>& zc = zone_config[mi];
     const std::optional<double>& v = values[mi];
+    if (!v && tracks_[mi]) tracks_[mi]->last_value.reset();  // "the snapshot before" is the one just before
     if (!zc || !v) continue;
     const ZoneBand& band = zc->band;
     const bool is_z = mi == kLossZ || mi == kGradNormZ;
     if (!tracks_[mi]) {
       tracks_[mi].emplace(MetricTrack{Ewma(fc.metric_alpha), ZoneTracker{},
-                                      TrendWindow(static_cast<std::size_t>(fc.trend_window)), std::nullopt});
+                                      TrendWindow(static_cast<std::size_t>(fc.trend_window)), std::nullopt, 0,
+                                      std::nullopt});
     }
     MetricTrack& track = *tracks_[mi];
     double smooth = *v;
@@ -64,6 +66,16 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
         zs = std::min(zs, Zone::warning);
       }
     }
+    // A held loss z between the warning and danger lines that fell since the snapshot
+    // before is a level the loss stepped to once and now holds: the running statistics
+    // are taking it in (a new regime, not a spike), so it raises no warning. A rise that
+    // keeps growing keeps its z up, one past the danger line alarms at once, and a
+    // slow climb is the drift CUSUM's. Measured on bench/traces: AlgoPerf v0.6
+    // criteo1tb pytorch shampoo trial 2 (healthy) steps 8 % at step 95 and stays flat
+    // (held z 5.3, then 2.7), which burned the lr as a WARNING.
+    const bool settling_level =
+        mi == kLossZ && zs == Zone::warning && zr != Zone::danger && track.last_value && *v < *track.last_value;
+    if (is_z) track.last_value = *v;
     const Zone now = std::max(zs, zr);
     out.now[mi] = now;
     std::optional<double> eta;
@@ -116,7 +128,7 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
                               ") on " + std::to_string(track.danger_readings) + " of " +
                               std::to_string(cfg.signals.loop_rate_confirm_readings) + " readings",
                           std::string(metric) + ":warning"});
-    } else if (zs == Zone::warning) {
+    } else if (zs == Zone::warning && !settling_level) {
       findings.push_back({Severity::warning,
                           metric_label(metric) + " " + num(smooth) + " in warning zone (danger " +
                               band.danger_text() + ")",

@@ -71,6 +71,7 @@ class ZonedMetrics {
     TrendWindow trend;
     std::optional<std::int64_t> danger_since;  // spectral metrics: early-training hold
     std::int64_t danger_readings = 0;          // loop_rate: consecutive raw readings in danger
+    std::optional<double> last_value;          // z-scores: the held value of the snapshot before, if it had one
   };
   // push(step, value) and fit() of a metric's trend, answered from the memo when it can.
   TrendFit push_trend(std::size_t metric, TrendWindow& trend, double step, double value);

@@ -31,6 +31,7 @@ the held-out part when listed in HELD_OUT (fixed here, before any scoring).
   label_algoperf.py REPO_GIT_DIR COMMIT --fresh [--write]
   label_algoperf.py REPO_GIT_DIR COMMIT --fresh2 [--write]
   label_algoperf.py REPO_GIT_DIR COMMIT --fresh3 [--write]
+  label_algoperf.py REPO_GIT_DIR COMMIT --fresh4 [--write]
 
 --fresh takes the same rule to the AlgoPerf v0.6 leaderboard's logs
 (previous_leaderboards/algoperf_v06/: other submissions, baseline, shampoo and
@@ -59,6 +60,20 @@ named v05_<workload>_<submission>_<study>_<trial>_<VERDICT>, and are listed in
 bench/traces/fresh3.txt: a fifth part, written down, labelled and committed before any
 detector ran on them, scored once with the detector that comes out of issue 18's study of
 the looked-at parts (tuned, held-out, fresh, fresh2).
+
+--fresh4 takes the same rule and the same per-submission-and-workload selection as
+--fresh3 (skipping every file an earlier part vendored) to the three v0.5 external-tuning
+submissions whose runs only the per-workload selections (tuned, held-out) reached, one or
+two trials each: FRESH4_SUBMISSIONS, baseline, caspr_adaptive and schedule_free_prodigy,
+over every workload folder they hold. (The submissions no part took a file of, amos,
+cyclic_lr, generalized_adam, lawa_ema, lawa_queue and schedule_free_adamw, log the training
+loss for steps 0-99 only, so MIN_LAST_STEP leaves none of their runs; nadamp and
+shampoo_submission went to fresh3.) They go to tests/traces/algoperf_fresh4_<workload>/,
+named v05_<workload>_<submission>_<study>_<trial>_<VERDICT>, and are listed in
+bench/traces/fresh4.txt: a sixth part, written down here before any of its runs' losses
+were looked at, labelled and committed before any detector (Orbit's or a baseline's) ran
+on them, scored once with the detector that comes out of issue 18's traces3 round (the
+held-out and fresh false alarms).
 """
 import csv
 import io
@@ -107,6 +122,7 @@ FRESH2_WORKLOADS = [
 ]
 FRESH3_PREFIX = "previous_leaderboards/algoperf_v05/logs/external_tuning/"
 FRESH3_SUBMISSIONS = ["nadamp", "shampoo_submission"]
+FRESH4_SUBMISSIONS = ["baseline", "caspr_adaptive", "schedule_free_prodigy"]
 # Never tuned on: whole workloads (architectures, data) the tuned part does not have.
 HELD_OUT = {"librispeech_conformer_pytorch", "fastmri_jax", "ogbg_jax", "criteo1tb_jax", "imagenet_resnet_pytorch",
             "wmt_glu_tanh_pytorch", "fastmri_tanh_pytorch", "ogbg_model_size_pytorch",
@@ -194,7 +210,10 @@ def label(rows):
 def main():
     git_dir, commit = sys.argv[1], sys.argv[2]
     write = "--write" in sys.argv
-    fresh3 = "--fresh3" in sys.argv
+    fresh4 = "--fresh4" in sys.argv
+    fresh3 = "--fresh3" in sys.argv or fresh4
+    part3 = "fresh4" if fresh4 else "fresh3"
+    submissions = FRESH4_SUBMISSIONS if fresh4 else FRESH3_SUBMISSIONS
     fresh2 = "--fresh2" in sys.argv
     fresh = "--fresh" in sys.argv and not fresh2 and not fresh3
     here = os.path.dirname(os.path.abspath(__file__))
@@ -215,7 +234,7 @@ def main():
         size = meta.split()[3]
         if path.endswith("/measurements.csv") and size != "-" and int(size) <= MAX_BYTES:
             if fresh3:
-                if path.startswith(FRESH3_PREFIX) and path.split("/")[-5] in FRESH3_SUBMISSIONS and path not in vendored:
+                if path.startswith(FRESH3_PREFIX) and path.split("/")[-5] in submissions and path not in vendored:
                     files.append(path)
             elif fresh2:
                 if path.startswith(FRESH2_PREFIXES):
@@ -224,12 +243,12 @@ def main():
                 files.append(path)
     files.sort()
     if fresh3:  # one selection per submission and workload folder
-        groups = [(w, sub) for sub in FRESH3_SUBMISSIONS
+        groups = [(w, sub) for sub in submissions
                   for w in sorted({p.split("/")[-3] for p in files if p.split("/")[-5] == sub})]
     else:
         groups = [(w, None) for w in (FRESH2_WORKLOADS if fresh2 else FRESH_WORKLOADS if fresh else WORKLOADS)]
     for workload, submission in groups:
-        part = ("fresh3" if fresh3 else "fresh2" if fresh2 else "fresh_v06" if fresh else
+        part = (part3 if fresh3 else "fresh2" if fresh2 else "fresh_v06" if fresh else
                 "heldout" if workload in HELD_OUT else "tuned")
         folder = os.path.join(repo, "tests", "traces", f"algoperf_{part}_{workload}")
         if os.path.isdir(folder) and (submission is None or f"/{submission}/" in open(os.path.join(folder, "SOURCE.txt")).read()):
@@ -272,9 +291,12 @@ def main():
                             "fresh2": "AlgoPerf v0.5/v0.6 self-tuning logs, vendored before the held-out and fresh false "
                                       "alarms were looked at; never tuned on",
                             "fresh3": "AlgoPerf v0.5 external-tuning logs of nadamp and shampoo_submission, labelled and "
+                                      "committed before any detector ran on them; never tuned on",
+                            "fresh4": "AlgoPerf v0.5 external-tuning logs of baseline, caspr_adaptive and schedule_free_prodigy, "
+                                      "labelled and "
                                       "committed before any detector ran on them; never tuned on"}
                     f.write(SOURCE_HEAD.format(workload=workload, part=part, part_note=note[part]))
-                listing = "fresh3.txt" if fresh3 else "fresh2.txt" if fresh2 else "fresh.txt" if fresh else "heldout.txt"
+                listing = f"{part3}.txt" if fresh3 else "fresh2.txt" if fresh2 else "fresh.txt" if fresh else "heldout.txt"
                 with open(os.path.join(repo, "bench", "traces", listing), "a") as f:
                     if part != "tuned":
                         f.write(f"algoperf_{part}_{workload}\n")

@@ -287,6 +287,49 @@ TEST(ZonedMetrics, ZScoresAreNotSmoothed) {
   EXPECT_EQ(r.now[kLossZ], Zone::danger) << "a held z-score speaks at once";
 }
 
+// A held loss z between the warning and danger lines warns while it grows; once it
+// falls the loss has stopped rising and the statistics are taking in a level it
+// stepped to (a new regime): no warning. Past the danger line it is CRITICAL as ever.
+TEST(ZonedMetrics, AWarningLossZWarnsWhileItGrowsNotOnceItFalls) {
+  NavigatorConfig cfg;
+  const auto zc = zone_config(cfg);
+  const ZoneBand band = cfg.zones.at("loss_z").band;
+  ASSERT_EQ(band.good, 3.0);
+  ASSERT_EQ(band.danger, 6.0);
+  ZonedMetrics zones(cfg.filters.health_window);
+  std::vector<Finding> findings;
+  auto held = [&](std::int64_t step, double z) {
+    PerZoneMetric<double> values;
+    values[kLossZ] = z;
+    findings.clear();
+    return zones.update(step, values, zc, cfg, {}, false, nullptr, findings);
+  };
+  held(100, 0.0);
+  EXPECT_EQ(held(101, 3.5).now[kLossZ], Zone::warning);
+  EXPECT_NE(find_key(findings, "loss_z:warning"), nullptr) << "a rise into the warning zone warns";
+  held(102, 4.5);
+  EXPECT_NE(find_key(findings, "loss_z:warning"), nullptr) << "still growing";
+  // The per-step criteo1tb step at 95 (fresh part): 5.3, then 2.7 (warning by hysteresis).
+  held(103, 5.3);
+  EXPECT_NE(find_key(findings, "loss_z:warning"), nullptr);
+  EXPECT_EQ(held(104, 4.0).now[kLossZ], Zone::warning) << "the zone is still reported";
+  EXPECT_EQ(find_key(findings, "loss_z:warning"), nullptr) << "a falling z is a level being taken in";
+  held(105, 2.8);
+  EXPECT_EQ(find_key(findings, "loss_z:warning"), nullptr);
+  held(106, 3.6);
+  EXPECT_NE(find_key(findings, "loss_z:warning"), nullptr) << "rising again warns again";
+  held(107, 3.2);
+  held(108, band.danger + 0.5);
+  ASSERT_NE(find_key(findings, "loss_z:danger"), nullptr);
+  held(109, band.danger + 0.2);
+  ASSERT_NE(find_key(findings, "loss_z:danger"), nullptr) << "danger alarms whether it grows or not";
+  // A snapshot without a held z (a break in the confirmation) leaves nothing to compare.
+  findings.clear();
+  zones.update(110, PerZoneMetric<double>{}, zc, cfg, {}, false, nullptr, findings);
+  held(111, 4.0);
+  EXPECT_NE(find_key(findings, "loss_z:warning"), nullptr) << "compared with the snapshot just before only";
+}
+
 // Loop-rate readings come one sampled generation at a time (every 200 steps in the
 // efficacy suite), most snapshots carry none: a single reading past the danger
 // line is a warning, the second in a row is CRITICAL, a good one in between

@@ -266,5 +266,17 @@ TEST_F(RealTraces, SpikesAtA500StepCadenceAreActedOnAtTheSpikeSnapshot) {
   EXPECT_EQ(*r.first_burn, 31000);
 }
 
+// A per-step loss that steps up 8 % once and stays there is a new level, not a spike:
+// AlgoPerf v0.6 criteo1tb pytorch shampoo trial 2 (healthy by the labelling rule),
+// steps 95-100 (0.131 -> 0.142-0.146, then flat). Its held loss z reads 5.3 then 2.7
+// as the running statistics take the level in; it was a WARNING and a burn at 97.
+TEST_F(RealTraces, APerStepLossThatStepsUpOnceAndHoldsIsNotAnAlarm) {
+  const auto criteo =
+      read_algoperf(at("algoperf_fresh_v06_criteo1tb_pytorch/v06_criteo1tb_pytorch_shampoo_study_0_trial_2_HEALTHY.csv"));
+  const Replay r = replay(criteo, "v06_criteo1tb_pytorch_shampoo_t2_HEALTHY");
+  EXPECT_FALSE(r.first_alarm) << "first alarm at step " << r.first_alarm.value_or(-1) << ": " << r.first_reason;
+  EXPECT_EQ(r.burns, 0u);
+}
+
 }  // namespace
 }  // namespace orbit

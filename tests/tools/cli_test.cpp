@@ -420,9 +420,11 @@ TEST(OrbitCli, TuneRefusesAConfigThatAddsFalseAlarmsOnHeldOutHealthyRuns) {
   ASSERT_EQ(run_orbit({"import", kWmtSpikes.string(), "--out", tmp.path().string(), "--run", "b"}).code, 0);
   ASSERT_EQ(run_orbit({"import", wmt_healthy.string(), "--out", tmp.path().string(), "--run", "h"}).code, 0);
   std::ofstream(tmp.path() / "b" / "labels.toml") << "healthy = true\n";
-  // A dull starting config (alarms only at the spikes' peaks) and a space of keener loss zones.
+  // A dull starting config (alarms only at the spikes' peaks, late) and a space of keener
+  // loss zones. (With good = 30 its warnings, which no longer hold on a falling z, split
+  // into as many alarms on "b" as the keener configs raise: nothing to refuse.)
   const auto start = tmp.path() / "start.toml", space = tmp.path() / "space.toml";
-  std::ofstream(start) << "[controller.zones.loss_z]\ngood = 30.0\ndanger = 60.0\n"
+  std::ofstream(start) << "[controller.zones.loss_z]\ngood = 60.0\ndanger = 120.0\n"
                           "[controller.zones.grad_norm_z]\ngood = 30.0\ndanger = 60.0\n"
                           "[controller.filters]\nloss_jump_ratio = 0.0\n";
   std::ofstream(space) << "[[param]]\nkey = \"zones.loss_z.good\"\nmin = 1.0\nmax = 4.0\n"
