@@ -26,8 +26,9 @@ struct LrCeilingConfig {
   bool enabled = true;
   double share = 0.5;                // cap = share x the lr in effect at the alarm
   std::int64_t relax_steps = 2000;   // STABLE training steps for the cap to double
-  std::int64_t first_cap_hold_steps = 0;  // training steps after the first alarm with
-                                          // the cap at most the first alarm's (0: off)
+  // Training steps after the first alarm with the cap at most the first alarm's
+  // (0: off; 1e9: the whole run, the default since the efficacy calibration).
+  std::int64_t first_cap_hold_steps = 1'000'000'000;
 };
 
 class LrCeiling {
