@@ -115,6 +115,7 @@ TEST(LrCeiling, CapsTheEffectiveLrAtShareOfTheAlarmLrAndRelaxesWhileStable) {
   LrCeilingConfig cfg;
   cfg.share = 0.5;
   cfg.relax_steps = 100;
+  cfg.first_cap_hold_steps = 0;  // the relaxation alone (the default holds the first cap)
   LrCeiling c;
   c.update(false, 4e-3, true, 1, cfg);
   EXPECT_FALSE(c.cap());
