@@ -306,6 +306,7 @@ NavigatorConfig load_navigator_config(const toml::table& root, const std::string
     t.boolean("enabled", c.lr_ceiling.enabled);
     t.number("share", c.lr_ceiling.share, 0.0, 1.0, true);
     t.integer("relax_steps", c.lr_ceiling.relax_steps, 1, 1'000'000'000);
+    t.integer("first_cap_hold_steps", c.lr_ceiling.first_cap_hold_steps, 0, 1'000'000'000);
     t.done();
   }
   {

@@ -129,6 +129,10 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   EXPECT_EQ(r.lookback_steps, s.lookback_steps);
   EXPECT_EQ(r.skip_batches, s.skip_batches);
   EXPECT_EQ(r.stalled_branch_fall, s.stalled_branch_fall);
+  EXPECT_EQ(a.lr_ceiling.enabled, b.lr_ceiling.enabled);
+  EXPECT_EQ(a.lr_ceiling.share, b.lr_ceiling.share);
+  EXPECT_EQ(a.lr_ceiling.relax_steps, b.lr_ceiling.relax_steps);
+  EXPECT_EQ(a.lr_ceiling.first_cap_hold_steps, b.lr_ceiling.first_cap_hold_steps);
   EXPECT_EQ(a.distributed.quorum, b.distributed.quorum);
   EXPECT_EQ(a.distributed.deadline_steps, b.distributed.deadline_steps);
   EXPECT_EQ(a.distributed.deadline_seconds, b.distributed.deadline_seconds);

@@ -115,6 +115,7 @@ TEST(LrCeiling, CapsTheEffectiveLrAtShareOfTheAlarmLrAndRelaxesWhileStable) {
   LrCeilingConfig cfg;
   cfg.share = 0.5;
   cfg.relax_steps = 100;
+  cfg.first_cap_hold_steps = 0;  // the relaxation alone (the default holds the first cap)
   LrCeiling c;
   c.update(false, 4e-3, true, 1, cfg);
   EXPECT_FALSE(c.cap());
@@ -146,6 +147,38 @@ TEST(LrCeiling, ALaterAlarmLowersTheCapByAtMostShare) {
   EXPECT_DOUBLE_EQ(*c.cap(), 1.25e-3);  // max(1e-3, share x 2.5e-3)
   c.update(true, 1e-3, false, 1, cfg);  // at the cap's own lr: share x it
   EXPECT_DOUBLE_EQ(*c.cap(), 6.25e-4);
+}
+
+// Setting C lost through the late raises past the first alarm's cap. With
+// first_cap_hold_steps the cap in force stays at or below the first alarm's cap
+// until the hold ends, while the free cap relaxes and later alarms cut it as
+// without the hold (B trained worse when a later cut started from the held cap);
+// without it (0) the cap relaxes freely.
+TEST(LrCeiling, TheFirstAlarmsCapHoldsWhileTheFreeCapMovesAsWithoutTheHold) {
+  LrCeilingConfig cfg;  // share 0.5
+  cfg.relax_steps = 100;
+  cfg.first_cap_hold_steps = 300;
+  LrCeiling c;
+  c.update(true, 1e-2, false, 1, cfg);
+  ASSERT_TRUE(c.cap());
+  EXPECT_DOUBLE_EQ(*c.cap(), 5e-3);  // the first alarm's cap
+  c.update(false, 1e-3, true, 50, cfg);
+  EXPECT_DOUBLE_EQ(*c.cap(), 5e-3);  // stable: the free cap relaxed to 5e-3 x sqrt 2, held
+  c.update(true, 4e-3, false, 1, cfg);
+  // A later alarm cuts the free cap by at most share: share x 5e-3 x sqrt 2.
+  EXPECT_DOUBLE_EQ(*c.cap(), 2.5e-3 * std::sqrt(2.0));
+  c.update(false, 1e-3, true, 50, cfg);
+  EXPECT_DOUBLE_EQ(*c.cap(), 5e-3);  // relaxed back up to the first cap
+  c.update(false, 1e-3, true, 100, cfg);  // 201 steps since the first alarm
+  EXPECT_DOUBLE_EQ(*c.cap(), 5e-3);       // not past it
+  c.update(false, 1e-3, true, 100, cfg);  // 301: the hold is over
+  EXPECT_DOUBLE_EQ(*c.cap(), 2e-2);       // the free cap
+
+  cfg.first_cap_hold_steps = 0;  // off: the cap relaxes freely
+  LrCeiling off;
+  off.update(true, 1e-2, false, 1, cfg);
+  off.update(false, 1e-3, true, 100, cfg);
+  EXPECT_DOUBLE_EQ(*off.cap(), 1e-2);
 }
 
 // A warmup run whose attention logits blow up at steps 30-60: the Navigator alarms,
