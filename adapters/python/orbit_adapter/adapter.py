@@ -11,11 +11,14 @@
     orbit.close()
 
 What `step` does, in order: acknowledges burns applied since the last call (with
-the lr the optimizer actually used), takes a checkpoint when one is due, sends a
-snapshot when the daemon's `snapshot_every` says so (spectral probes on their own
-cadence), reads every reply that has arrived (never waits), applies burns due at
+the lr the optimizer actually used), takes a checkpoint when one is due, reads every
+reply that has arrived (never waits), sends a snapshot when the daemon's
+`snapshot_every` said so before this step (spectral probes on their own cadence;
+what the replies just read say counts from the next step), applies burns due at
 the next step, lets expired burns go, and arms the probes for the next forward
-pass when the next step is a probe step.
+pass when the next step is a probe step. An ordinary snapshot (no probe) is packed
+by the client's SnapshotTemplate and the daemon's `state` reply read by its
+StateTemplate: the encoder's bytes and the decoder's dict, in one C call each.
 
 Fail-open: nothing the daemon does (absent, dead, slow, garbage) makes `step`
 raise or wait. Sends are non-blocking and replies are only polled; without a
@@ -355,20 +358,26 @@ class Orbit:
         if talking:
             if link.last_reply_time is None:
                 link.warn_if_unanswered(self.rank)
-            every = link.snapshot_every
+            # The snapshot is decided on what the daemon had said before this step, as
+            # if it went out first; the replies that arrived during the training step
+            # are read before it goes, though: ZeroMQ then has its pending commands
+            # done, which the send no longer has to look for (bench/overhead).
+            every, registered = link.snapshot_every, link.registered
+            self._poll()
             if step % every == 0:
                 schedule = self._scaler.last_schedule_lrs
                 self._snapshots.send(link, step, loss, grad_norm, domain_losses, tokens,
-                                     scalars, self.last_lr, schedule[0] if schedule else None)
+                                     scalars, self.last_lr, schedule[0] if schedule else None,
+                                     registered)
             elif probes.armed:
                 probes.disarm()
-            self._poll()
+            every = link.snapshot_every
         if self.distributed == "rank0" and self.world_size > 1 and step % self.sync_every == 0:
             self._sync_burns()
 
         # Most steps have no burn received, in force or just ended: nothing to advance.
         restored = self._advance_burns(step + 1) if self._schedule.busy else None
-        if talking and self._snapshots.is_spectral(step + 1, link.snapshot_every) and link.connected:
+        if talking and self._snapshots.is_spectral(step + 1, every) and link.connected:
             probes.arm()
         return restored
 
@@ -402,9 +411,10 @@ class Orbit:
                 # The reply to every snapshot, read as decoded: the fields reply_from_dict's
                 # State would hold, without building it on every step.
                 self._note_state(message["state"], message["basin"], message.get("metrics"))
-                reply = None
-            else:
-                reply = reply_from_dict(message)
+                if self.on_reply is not None:
+                    self._on_reply(message)
+                continue
+            reply = reply_from_dict(message)
             if isinstance(reply, Welcome):
                 if self._link.note_welcome(reply):
                     self._schedule.forget_seqs()
@@ -414,10 +424,13 @@ class Orbit:
             elif isinstance(reply, Error):
                 self._failures.count(reply.code)
             if self.on_reply is not None:
-                try:
-                    self.on_reply(message)
-                except Exception as e:
-                    self._failures.fail("on_reply", e)
+                self._on_reply(message)
+
+    def _on_reply(self, message: Dict[str, Any]) -> None:
+        try:
+            self.on_reply(message)
+        except Exception as e:
+            self._failures.fail("on_reply", e)
 
     def _note_state(self, state: str, basin: str, metrics: Optional[Mapping[str, float]]) -> None:
         if state and self._ring is not None:

@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterable, Mapping
 import zmq
 
 from . import curve_keys, protocol
+from .snapshot_template import SnapshotTemplate
+from .state_template import StateTemplate
 
 __version__ = "0.1.0"
 
@@ -113,6 +115,9 @@ class OrbitClient:
             "domains": list(domains), "actuators": list(actuators), "base_lr": base_lr})
         self._heartbeat = protocol.encode({"type": "heartbeat", "run": run, "rank": self.rank})
         self._bye = protocol.encode({"type": "bye", "run": run, "rank": self.rank})
+        # Ordinary snapshots' bytes without the encoder (Orbit's per-step path).
+        self.template = SnapshotTemplate(run, self.rank)
+        self._state_template = StateTemplate()  # the reply to every snapshot, read at once
         self._heartbeat_interval = heartbeat_interval
         self._rehello_interval = rehello_interval
         self._close_linger_ms = int(close_linger * 1000)
@@ -179,7 +184,11 @@ class OrbitClient:
                    "grad_norm": grad_norm, "lr": lr, "schedule_lr": schedule_lr, "tokens": tokens,
                    "domains": domains,
                    "spectra": spectra, "loop_rate": loop_rate, "scalars": scalars}
-        sent = self._send(protocol.encode_snapshot(message))
+        return self.send_snapshot_bytes(protocol.encode_snapshot(message))
+
+    def send_snapshot_bytes(self, data: bytes) -> bool:
+        """``send_snapshot`` of a snapshot already encoded (by ``template``)."""
+        sent = self._send(data)
         if sent:
             self._stats.snapshots += 1
             if self._heartbeat_interval > 0:
@@ -260,11 +269,16 @@ class OrbitClient:
                     frames.append(sock.recv(_NOBLOCK))
             except zmq.Again:
                 break
-            try:
-                message = protocol.decode(frames[-1], self._limits)
-            except protocol.ProtocolError:
-                self._stats.decode_errors += 1
-                continue
+            data = frames[-1]
+            message = self._state_template.decode(data)
+            if message is None:
+                try:
+                    message = protocol.decode(data, self._limits)
+                except protocol.ProtocolError:
+                    self._stats.decode_errors += 1
+                    continue
+                if message["type"] == "state":
+                    self._state_template.learn(data, message)
             self._stats.replies += 1
             if message["type"] == "state":  # the reply to every snapshot: only counted
                 self._stats.states += 1

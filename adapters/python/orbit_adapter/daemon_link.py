@@ -35,6 +35,8 @@ class DaemonLink:
         self.unacked: List[AppliedBurn] = []
         self._attached_at: Optional[float] = None
         self._no_answer_warned = False
+        self._typed_client: Optional[OrbitClient] = None
+        self._deferred = False
 
     def open(self, make_client: Optional[Callable[[], OrbitClient]]) -> None:
         """Connects (unless a client was given) and starts the no-answer clock.
@@ -70,7 +72,10 @@ class DaemonLink:
     def deferred(self) -> bool:
         """True when a ClientThread sends: snapshot values may stay tensors and a
         `prepare` callable may come along (both are finished on that thread)."""
-        return isinstance(self.client, ClientThread)
+        client = self.client
+        if client is not self._typed_client:  # asked once per client, not on every step
+            self._typed_client, self._deferred = client, isinstance(client, ClientThread)
+        return self._deferred
 
     @property
     def registered(self) -> bool:
@@ -84,7 +89,7 @@ class DaemonLink:
         except Exception as e:
             self._failures.fail("poll", e)
             return []
-        if isinstance(self.client, ClientThread):
+        if self.deferred:
             for where, err in self.client.take_errors():
                 self._failures.fail(where, err)
         if replies:

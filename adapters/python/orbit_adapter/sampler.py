@@ -74,6 +74,7 @@ class DomainMixtureSampler:
         self._epoch = {d: 0 for d in self.domains}
         self._cursor = {d: 0 for d in self.domains}
         self._perm_cache: Dict[str, Tuple[int, np.ndarray]] = {}
+        self._effective: Optional[Tuple[Dict[str, float], Optional[int], Dict[str, float]]] = None
 
     # ---- weights and curriculum -------------------------------------------------
     def _normalized(self, w: Mapping[str, float]) -> Dict[str, float]:
@@ -110,7 +111,17 @@ class DomainMixtureSampler:
         self.phase = max(0, min(int(phase), len(self.phases) - 1))
 
     def effective_weights(self) -> Dict[str, float]:
-        """The mixture actually drawn from: live weights gated by the phase."""
+        """The mixture actually drawn from: live weights gated by the phase (a new dict;
+        computed again only when the weights or the phase changed: the adapter reads
+        it on every step)."""
+        cached = self._effective
+        if cached is not None and cached[1] == self.phase and cached[0] == self.weights:
+            return dict(cached[2])
+        w = self._effective_weights()
+        self._effective = (dict(self.weights), self.phase, dict(w))
+        return w
+
+    def _effective_weights(self) -> Dict[str, float]:
         w = dict(self.weights)
         if self.phases is not None:
             allowed = self.phases[self.phase or 0]

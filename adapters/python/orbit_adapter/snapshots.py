@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from itertools import chain
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from .daemon_link import DaemonLink
 from .failures import FailOpen
 from .probes import ModelProbes, ProbeCapture, ProbeConfig, loop_rate
+from .snapshot_template import LOSS, LOSS_AND_WEIGHT, WEIGHT
 
 
 def cpu_grad_norm(optimizer: torch.optim.Optimizer) -> Optional[float]:
@@ -73,6 +75,13 @@ class SnapshotAssembler:
         self.sampler: Any = None
         self.probes: Optional[ModelProbes] = None
         self.loop_bucket = 0  # the last loop_every period measured (kept by state_dict)
+        # The declared domains in wire order (UTF-8 byte order; ASCII names only, where
+        # that is code point order), for the template's fast path; None: no such list.
+        names = self.domains
+        plain = bool(names) and all(type(d) is str and d.isascii() for d in names) \
+            and len(set(names)) == len(names)
+        self._wire_names = tuple(sorted(names)) if plain else None
+        self._name_set = frozenset(names) if plain else frozenset()
 
     def attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, sampler: Any,
                layers: Optional[Sequence[torch.nn.Module]]) -> None:
@@ -89,10 +98,19 @@ class SnapshotAssembler:
     def send(self, link: DaemonLink, step: int, loss: float, grad_norm: Optional[float],
              domain_losses: Optional[Mapping[str, float]], tokens: Optional[int],
              scalars: Optional[Mapping[str, float]], lr: Optional[float],
-             schedule_lr: Optional[float] = None) -> None:
+             schedule_lr: Optional[float] = None, registered: Optional[bool] = None) -> None:
         """Sends `step`'s snapshot. With a client thread (link.deferred) the training
         thread only captures: the probe spectra are computed, and the gradient norm and
-        every device value brought to the host, on that thread."""
+        every device value brought to the host, on that thread. `registered`: whether
+        the daemon had welcomed us when the step began (None: link.registered)."""
+        if registered is None:
+            registered = link.registered
+        if not (scalars or self.probes.armed or link.deferred):
+            if self.generate is None or self.config.loop_every <= 0 \
+                    or step // self.config.loop_every <= self.loop_bucket:
+                if self._send_plain(link, step, loss, grad_norm, domain_losses, tokens, lr,
+                                    schedule_lr, registered):
+                    return
         cfg = self.config
         deferred = link.deferred
         spectra: Dict[str, np.ndarray] = {}
@@ -110,7 +128,7 @@ class SnapshotAssembler:
             if isinstance(grad_norm, torch.Tensor) and not deferred:
                 grad_norm = float(grad_norm)  # the client thread takes tensors as they are
             # Nobody registered us yet (no daemon, or one that restarted): skip the work.
-            if grad_norm is None and cfg.grad_norm and link.registered:
+            if grad_norm is None and cfg.grad_norm and registered:
                 # CPU gradients are read here in either mode (nothing waits for a device).
                 grad_norm = cpu_grad_norm(self.optimizer)
                 if grad_norm is None:
@@ -140,6 +158,74 @@ class SnapshotAssembler:
             link.client.send_snapshot(step, loss, **fields)
         except Exception as e:
             self._failures.fail("send", e)
+
+    def _send_plain(self, link: DaemonLink, step: int, loss: float, grad_norm: Any,
+                    domain_losses: Optional[Mapping[str, float]], tokens: Optional[int],
+                    lr: Optional[float], schedule_lr: Optional[float], registered: bool) -> bool:
+        """`send` of an ordinary snapshot (no probe, scalars or loop rate) through the
+        client's SnapshotTemplate: the same bytes, without building the message. False
+        where `send`'s general path must take it (any other shape or type, and every
+        error, which that path then reports as before)."""
+        client = link.client
+        try:
+            if grad_norm is None:
+                if self.config.grad_norm and registered:
+                    grad_norm = cpu_grad_norm(self.optimizer)
+                    if grad_norm is None:
+                        return False
+            elif type(grad_norm) is not float:
+                if not isinstance(grad_norm, torch.Tensor):
+                    return False
+                grad_norm = float(grad_norm)
+            shape, values = self._domain_values(domain_losses)
+            if shape is False:
+                return False
+            data = client.template.pack(step, time.time(), loss, grad_norm, lr, schedule_lr,
+                                        tokens, shape, values)
+        except Exception:  # the general path reports it
+            return False
+        if data is None:
+            return False
+        try:
+            client.send_snapshot_bytes(data)
+        except Exception as e:
+            self._failures.fail("send", e)
+        return True
+
+    def _domain_values(self, domain_losses: Optional[Mapping[str, float]]):
+        """(shape, numbers) of the snapshot's domains for the template, as `_domains`
+        would build them: every declared domain with a loss, a weight or both; shape
+        None without domain entries, False for anything else (the general path)."""
+        names = self._wire_names
+        if names is None:
+            return (None, ()) if not (self.domains or domain_losses) else (False, ())
+        sampler = self.sampler
+        weights = sampler.effective_weights() if hasattr(sampler, "effective_weights") else {}
+        if type(weights) is not dict:
+            return False, ()
+        everyone = self._name_set
+        if not weights or everyone.isdisjoint(weights):
+            weights = None
+        elif not weights.keys() >= everyone:
+            return False, ()
+        if domain_losses:
+            if type(domain_losses) is not dict:
+                return False, ()
+            if everyone.isdisjoint(domain_losses):
+                domain_losses = None
+            elif not domain_losses.keys() >= everyone:
+                return False, ()
+        else:
+            domain_losses = None
+        if weights is None:
+            if domain_losses is None:
+                return None, ()
+            return (names, LOSS), list(map(float, map(domain_losses.__getitem__, names)))
+        ws = map(float, map(weights.__getitem__, names))
+        if domain_losses is None:
+            return (names, WEIGHT), list(ws)
+        losses = map(float, map(domain_losses.__getitem__, names))
+        return (names, LOSS_AND_WEIGHT), list(chain.from_iterable(zip(losses, ws)))
 
     @staticmethod
     def _finish_probes(probes: ModelProbes, capture: ProbeCapture) -> Dict[str, Any]:

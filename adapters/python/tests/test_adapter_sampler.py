@@ -102,3 +102,29 @@ def test_bad_weights_are_rejected():
         s.set_weights({"nope": 1.0})
     with pytest.raises(ValueError):
         DomainMixtureSampler(SIZES, 4, weights={"prose": 0, "code": 0, "legal": 0})
+
+
+def test_effective_weights_follow_every_change_of_weights_and_phase():
+    """effective_weights is cached for the adapter's every-step read: each change of the
+    weights (set_weights, relax, in place, a loaded state) or of the phase shows at once,
+    and the dict handed out is the caller's own."""
+    s = DomainMixtureSampler(SIZES, 4, seed=0, phases=[["prose"], list(SIZES)])
+
+    def fresh():
+        return s._effective_weights()
+
+    first = s.effective_weights()
+    assert first == fresh() == {"prose": 1.0, "code": 0.0, "legal": 0.0}
+    first["prose"] = 7.0  # the caller's copy: the cache is untouched
+    assert s.effective_weights() == fresh()
+    s.set_phase(1)
+    assert s.effective_weights() == fresh() == pytest.approx({"prose": 0.5, "code": 0.3, "legal": 0.2})
+    s.set_weights({"code": 0.9})
+    assert s.effective_weights() == fresh()
+    s.weights["legal"] = 0.5  # in place
+    assert s.effective_weights() == fresh()
+    state = s.state_dict()
+    s.relax()
+    assert s.effective_weights() == fresh() == pytest.approx({"prose": 0.5, "code": 0.3, "legal": 0.2})
+    s.load_state_dict(state)
+    assert s.effective_weights() == fresh() and s.effective_weights()["code"] > 0.4
