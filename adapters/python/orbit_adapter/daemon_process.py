@@ -67,7 +67,9 @@ class OrbitdProcess:
             raise ValueError("give exactly one of config (a path) and config_text")
         if transport not in ("ipc", "tcp"):
             raise ValueError("transport must be 'ipc' or 'tcp'")
-        self.binary = str(binary)
+        # orbitd runs from its own workdir: paths the caller gave relative to its own
+        # directory are made absolute here, or orbitd would not find them.
+        self.binary = os.path.abspath(binary) if os.sep in str(binary) else str(binary)
         self._own_dir = workdir is None
         self.workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="orbit-", dir="/tmp"))
         os.chmod(self.workdir, 0o700)
@@ -75,7 +77,7 @@ class OrbitdProcess:
             self.config_path = self.workdir / "orbitd.toml"
             self.config_path.write_text(config_text)
         else:
-            self.config_path = pathlib.Path(config)
+            self.config_path = pathlib.Path(config).absolute()
         self.config = str(self.config_path)
         self.transport = transport
         if transport == "ipc":  # short names: ipc endpoints are limited to ~107 bytes
@@ -85,7 +87,7 @@ class OrbitdProcess:
         else:
             self.requested = {k: "tcp://127.0.0.1:*" for k in ("endpoint", "telemetry", "control")}
         self.journal_dir = (str(self.workdir / "journal") if journal_dir is None
-                            else journal_dir or None)
+                            else journal_dir and os.path.abspath(journal_dir) or None)
         self.mode, self.log_level = mode, log_level
         self._log_path = pathlib.Path(log_path) if log_path else None
         self.log_path: Optional[pathlib.Path] = self._log_path
