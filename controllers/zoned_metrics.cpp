@@ -73,8 +73,8 @@ ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& v
     // (Navigator reports it); a rise that persists is the drift CUSUM's, and one that
     // grows to the ratio is CRITICAL then. Measured on bench/traces (fresh4):
     // AlgoPerf v0.5 librispeech deepspeech jax, baseline trial 4 and caspr trial 1,
-    // 1.15x outliers at a 100-step cadence, and wmt_glu_tanh pytorch sf-prodigy trial
-    // 2, 1.08x at 500 steps: loss z 6.1-7.7, each a CRITICAL on its own.
+    // outliers of 1.2x and 1.16x their level at a 100-step cadence, and wmt_glu_tanh
+    // pytorch sf-prodigy trial 2, 1.08x at 500 steps: loss z 6.1-6.6, each a CRITICAL.
     bool immaterial_loss = false;
     if (mi == kLossZ && sparse_loss_ratio && *sparse_loss_ratio < fc.loss_spike_min_ratio &&
         (zr == Zone::danger || zs == Zone::danger)) {
