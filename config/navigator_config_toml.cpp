@@ -59,6 +59,7 @@ void read_filters(Table& t, FilterConfig& f) {
   t.integer("spike_confirm_steps", f.spike_confirm_steps, 1, 1000);
   t.number("loss_min_sd_rel", f.loss_min_sd_rel, 0.0, 1.0);
   t.number("loss_spike_min_sd_rel", f.loss_spike_min_sd_rel, 0.0, 1.0);
+  t.number("loss_spike_min_ratio", f.loss_spike_min_ratio, 1.0, 1e6);
   t.number("grad_norm_min_sd", f.grad_norm_min_sd, 0.0, 100.0, true);
   t.integer("trend_window", f.trend_window, 3, 100'000);
   t.number("trend_sigmas", f.trend_sigmas, 0.0, 100.0);

@@ -71,18 +71,20 @@ std::optional<double> CadenceNoise::update(std::int64_t step, double x, const Ca
     if (const CadenceNoiseOutput* o = memo_.recorded(input, p)) {
       restarted_ = o->restarted;
       early_z_ = o->early_z;
+      rise_ = o->rise;
       return o->z;
     }
     memo_.leave([this](const CadenceNoiseInput& in, const CadenceNoiseParams& rp) { compute(in.step, in.x, rp); });
   }
   const std::optional<double> z = compute(step, x, p);
-  memo_.computed(input, CadenceNoiseOutput{z, early_z_, restarted_}, p);
+  memo_.computed(input, CadenceNoiseOutput{z, early_z_, rise_, restarted_}, p);
   return z;
 }
 
 std::optional<double> CadenceNoise::compute(std::int64_t step, double x, const CadenceNoiseParams& p) {
   restarted_ = false;
   early_z_.reset();
+  rise_.reset();
   if (!std::isfinite(x)) return std::nullopt;
   if (last_step_) {
     const std::int64_t gap = std::max<std::int64_t>(step - *last_step_, 1);
@@ -109,6 +111,7 @@ std::optional<double> CadenceNoise::compute(std::int64_t step, double x, const C
           std::max(quantile_of_sorted(sorted_diffs_, 0.9) / (1.6449 * std::sqrt(2.0)), p.min_noise);
       z = (x - level) / noise;
       early_z_ = z;
+      rise_ = x - level;
       accepted = level + std::clamp(x - level, -p.clip * noise, p.clip * noise);
     } else if (!diffs_.empty() && diffs_.size() >= p.early_warmup) {
       // Early, from a few differences: their 90th percentile is the largest one or
@@ -146,6 +149,7 @@ void CadenceNoise::reset() {
   gap_ = 0;
   restarted_ = false;
   early_z_.reset();
+  rise_.reset();
 }
 
 }  // namespace orbit

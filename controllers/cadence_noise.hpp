@@ -47,6 +47,7 @@ bool same(const CadenceNoiseInput& a, const CadenceNoiseInput& b);
 struct CadenceNoiseOutput {
   std::optional<double> z;
   std::optional<double> early_z;
+  std::optional<double> rise;
   bool restarted = false;
 };
 
@@ -62,6 +63,9 @@ class CadenceNoise {
   // from early_warmup of them on (equal to update's z once that is given); nullopt
   // before. Read only by the loss jump's noise check, never by the zones.
   std::optional<double> early_z() const { return early_z_; }
+  // The last value minus the level before it (x - level: ln of the loss's ratio to its
+  // level for ln(loss)), given with update's z; nullopt while that is not.
+  std::optional<double> rise() const { return rise_; }
 
   // Records every update into `memo`, or answers from it (replay_memo.hpp).
   using Memo = ReplayMemo<CadenceNoiseInput, CadenceNoiseOutput, CadenceNoiseParams>;
@@ -75,6 +79,7 @@ class CadenceNoise {
   MemoCursor<CadenceNoiseInput, CadenceNoiseOutput, CadenceNoiseParams> memo_;
   bool restarted_ = false;
   std::optional<double> early_z_;
+  std::optional<double> rise_;
   RingDeque<double> values_;  // accepted (clipped) values, newest last
   RingDeque<double> diffs_;   // |successive differences| of accepted values
   // diffs_ kept sorted as well: its quantile is an index, not a selection per

@@ -553,12 +553,20 @@ ZoneReading Navigator::read_zones(const Sample& in, const SignalReading& signals
   const ZoneReading zones =
       zones_.update(in.step, values, zone_config_, config_,
                     scalars_.alarm_margins(zone_config_, config_.filters, signals.scalars.jump),
-                    signals.scalars.nonfinite, m, findings, signals.early_corroborated);
+                    signals.scalars.nonfinite, m, findings, signals.early_corroborated,
+                    signals.scalars.sparse_loss_ratio);
   // An isolated z-spike is reported, not acted on (healthy runs have them).
   for (const auto& [mi, z] : {std::pair{kLossZ, signals.scalars.loss_z}, std::pair{kGradNormZ, signals.scalars.grad_norm_z}}) {
     const std::optional<ZoneConfig>& zc = zone_config_[mi];
     if (!z || !zc || !zc->alarm) continue;
     if (zc->band.classify(*z) == Zone::danger && zones.now[mi].value_or(Zone::good) != Zone::danger) {
+      const std::optional<double>& ratio = signals.scalars.sparse_loss_ratio;
+      if (mi == kLossZ && ratio && *ratio < config_.filters.loss_spike_min_ratio) {
+        events.push_back("immaterial " + metric_label(kZoneMetrics[mi]) + " " + num(*z) + " at step " +
+                         std::to_string(in.step) + " (one sparse snapshot, the loss " + num(*ratio) +
+                         "x its level; a spike from " + num(config_.filters.loss_spike_min_ratio) + "x)");
+        continue;
+      }
       events.push_back("isolated " + metric_label(kZoneMetrics[mi]) + " " + num(*z) + " at step " +
                        std::to_string(in.step) + " (acted on only if it holds " + std::to_string(confirm) + " steps)");
     }

@@ -85,6 +85,7 @@ std::vector<std::string> NavigatorConfig::validate() const {
   need(filters.spike_confirm_steps >= 1, f + "spike_confirm_steps", "must be >= 1");
   need(in(filters.loss_min_sd_rel, 0.0, 1.0), f + "loss_min_sd_rel", "must be in [0, 1]");
   need(in(filters.loss_spike_min_sd_rel, 0.0, 1.0), f + "loss_spike_min_sd_rel", "must be in [0, 1]");
+  need(in(filters.loss_spike_min_ratio, 1.0, 1e6), f + "loss_spike_min_ratio", "must be in [1, 1e6]");
   need(finite(filters.grad_norm_min_sd) && filters.grad_norm_min_sd > 0.0, f + "grad_norm_min_sd", "must be > 0");
   need(filters.trend_window >= 3 && filters.trend_window <= 100000, f + "trend_window", "must be in [3, 100000]");
   need(in(filters.trend_sigmas, 0.0, 100.0), f + "trend_sigmas", "must be in [0, 100]");

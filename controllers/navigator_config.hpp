@@ -78,6 +78,10 @@ struct FilterConfig {
   double cusum_k = 1.0;              // CUSUM allowance, sd per step
   double cusum_h = 15.0;             // CUSUM alarm threshold, sd
   double zone_hysteresis = 0.1;      // share of a band's width to come back by
+  // On a snapshot that alone confirms, with no grad norm standing out: the loss / its
+  // level at the cadence from which a loss_z in danger is CRITICAL; under it the
+  // reading is no spike by size and raises nothing (1 = off).
+  double loss_spike_min_ratio = 1.3;
   // Loss jump over its floor (controllers/loss_jump_detector.hpp): works from a
   // run's second snapshot, where z-scores are still warming up.
   double loss_jump_ratio = 1.5;             // loss / floor that alarms (0 = off)

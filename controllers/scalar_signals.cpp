@@ -87,6 +87,13 @@ ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optiona
   } else if (grad_norm) {
     findings.push_back({Severity::critical, "grad norm is " + nonfinite_name(*grad_norm), "grad_norm_nonfinite"});
   }
+  // A sparse snapshot's loss z whose grad norm does not stand out with it (grad_norm_z
+  // under z_clip, or no grad norm): how far the loss stands over its level, which the
+  // zones weigh against filters.loss_spike_min_ratio.
+  const bool grad_shows_it = out.grad_norm_z && *out.grad_norm_z >= fc.z_clip;
+  if (out.loss_z && covered >= confirm && !grad_shows_it && loss_noise_.rise()) {
+    out.sparse_loss_ratio = std::exp(*loss_noise_.rise());
+  }
   // Each snapshot stands for the steps since the last one: confirmation counts steps.
   loss_z_recent_.push(out.loss_z, covered, confirm);
   // A grad norm is one step's value, not an average over the steps a snapshot

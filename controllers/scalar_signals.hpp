@@ -37,6 +37,11 @@ struct ScalarReading {
   std::optional<double> grad_norm_z;  // the same for ln(grad norm)
   std::optional<LossJumpStatus> jump;  // when the loss was finite
   bool nonfinite = false;              // the loss or the grad norm is NaN / inf
+  // On a snapshot that alone spans spike_confirm_steps (a sparse log), once loss_z is
+  // given and when the grad norm does not stand out with it (grad_norm_z under z_clip,
+  // or none): the loss over its level at that cadence (CadenceNoise::rise), which says
+  // whether a loss_z in danger is a material excursion (filters.loss_spike_min_ratio).
+  std::optional<double> sparse_loss_ratio;
 };
 
 // What ScalarSignals' filters that read only the snapshots (not the config keys a

@@ -48,12 +48,14 @@ class ZonedMetrics {
   // they held); `extra_margins`: margins of alarms that are not zones (CUSUM, loss
   // jump), which weigh on health too; `nonfinite`: health is -1;
   // `early_corroborated`: the run corroborates an early spectral alarm at this step
-  // (EarlyCorroboration; without it one that held still waits). Appends danger,
-  // warning and drift findings; writes `health` to `metrics` (when not null).
+  // (EarlyCorroboration; without it one that held still waits); `sparse_loss_ratio`:
+  // ScalarReading's, the loss over its level when this snapshot alone confirmed
+  // loss_z. Appends danger, warning and drift findings; writes `health` to `metrics`
+  // (when not null).
   ZoneReading update(std::int64_t step, const PerZoneMetric<double>& values, const PerZoneMetric<ZoneConfig>& zones,
                      const NavigatorConfig& config, const std::vector<double>& extra_margins, bool nonfinite,
                      std::map<std::string, double>* metrics, std::vector<Finding>& findings,
-                     bool early_corroborated = true);
+                     bool early_corroborated = true, std::optional<double> sparse_loss_ratio = std::nullopt);
 
   void set_windows(std::int64_t trend_window, std::int64_t health_window);  // a new config
   void restart_trends();  // a gap in the snapshots: trends start over, smoothing and zones stay

@@ -32,6 +32,7 @@ the held-out part when listed in HELD_OUT (fixed here, before any scoring).
   label_algoperf.py REPO_GIT_DIR COMMIT --fresh2 [--write]
   label_algoperf.py REPO_GIT_DIR COMMIT --fresh3 [--write]
   label_algoperf.py REPO_GIT_DIR COMMIT --fresh4 [--write]
+  label_algoperf.py REPO_GIT_DIR COMMIT --fresh5 [--write]
 
 --fresh takes the same rule to the AlgoPerf v0.6 leaderboard's logs
 (previous_leaderboards/algoperf_v06/: other submissions, baseline, shampoo and
@@ -74,6 +75,18 @@ bench/traces/fresh4.txt: a sixth part, written down here before any of its runs'
 were looked at, labelled and committed before any detector (Orbit's or a baseline's) ran
 on them, scored once with the detector that comes out of issue 18's traces3 round (the
 held-out and fresh false alarms).
+
+--fresh5 takes the same rule and the same per-submission-and-workload selection as
+--fresh3 (skipping every file an earlier part vendored) to the AlgoPerf v0.6 leaderboard's
+external-tuning logs (FRESH5_PREFIX: baseline and shampoo, the two v0.6 external-tuning
+submissions, over the 16 base workloads), of which the per-workload --fresh selection took
+at most three runs per workload, so most trials of both submissions are untouched. They go
+to tests/traces/algoperf_fresh5_<workload>/, named
+v06_<workload>_<submission>_<study>_<trial>_<VERDICT>, and are listed in
+bench/traces/fresh5.txt: a seventh part, written down here before any of its runs' losses
+were looked at, labelled and committed before any detector (Orbit's or a baseline's) ran
+on them, scored once with the detector that comes out of issue 18's traces4 round (the
+fresh4 false alarms).
 """
 import csv
 import io
@@ -123,6 +136,8 @@ FRESH2_WORKLOADS = [
 FRESH3_PREFIX = "previous_leaderboards/algoperf_v05/logs/external_tuning/"
 FRESH3_SUBMISSIONS = ["nadamp", "shampoo_submission"]
 FRESH4_SUBMISSIONS = ["baseline", "caspr_adaptive", "schedule_free_prodigy"]
+FRESH5_PREFIX = "previous_leaderboards/algoperf_v06/logs/external_tuning/"
+FRESH5_SUBMISSIONS = ["baseline", "shampoo"]
 # Never tuned on: whole workloads (architectures, data) the tuned part does not have.
 HELD_OUT = {"librispeech_conformer_pytorch", "fastmri_jax", "ogbg_jax", "criteo1tb_jax", "imagenet_resnet_pytorch",
             "wmt_glu_tanh_pytorch", "fastmri_tanh_pytorch", "ogbg_model_size_pytorch",
@@ -210,10 +225,12 @@ def label(rows):
 def main():
     git_dir, commit = sys.argv[1], sys.argv[2]
     write = "--write" in sys.argv
+    fresh5 = "--fresh5" in sys.argv
     fresh4 = "--fresh4" in sys.argv
-    fresh3 = "--fresh3" in sys.argv or fresh4
-    part3 = "fresh4" if fresh4 else "fresh3"
-    submissions = FRESH4_SUBMISSIONS if fresh4 else FRESH3_SUBMISSIONS
+    fresh3 = "--fresh3" in sys.argv or fresh4 or fresh5
+    part3 = "fresh5" if fresh5 else "fresh4" if fresh4 else "fresh3"
+    submissions = FRESH5_SUBMISSIONS if fresh5 else FRESH4_SUBMISSIONS if fresh4 else FRESH3_SUBMISSIONS
+    prefix3 = FRESH5_PREFIX if fresh5 else FRESH3_PREFIX
     fresh2 = "--fresh2" in sys.argv
     fresh = "--fresh" in sys.argv and not fresh2 and not fresh3
     here = os.path.dirname(os.path.abspath(__file__))
@@ -234,7 +251,7 @@ def main():
         size = meta.split()[3]
         if path.endswith("/measurements.csv") and size != "-" and int(size) <= MAX_BYTES:
             if fresh3:
-                if path.startswith(FRESH3_PREFIX) and path.split("/")[-5] in submissions and path not in vendored:
+                if path.startswith(prefix3) and path.split("/")[-5] in submissions and path not in vendored:
                     files.append(path)
             elif fresh2:
                 if path.startswith(FRESH2_PREFIXES):
@@ -278,7 +295,7 @@ def main():
             if fresh2:
                 name = f"self_{parts[1].split('_')[-1]}_" + name
             if fresh3:
-                name = "v05_" + name
+                name = ("v06_" if fresh5 else "v05_") + name
             print(f"{part:8} {verdict:8} {name} rows={len(rows)} steps={rows[0][0]}-{rows[-1][0]} "
                   f"events={[(e['onset'], e['peak'], e['end'], e['kind']) for e in events]}")
             if not write:
@@ -294,7 +311,9 @@ def main():
                                       "committed before any detector ran on them; never tuned on",
                             "fresh4": "AlgoPerf v0.5 external-tuning logs of baseline, caspr_adaptive and schedule_free_prodigy, "
                                       "labelled and "
-                                      "committed before any detector ran on them; never tuned on"}
+                                      "committed before any detector ran on them; never tuned on",
+                            "fresh5": "AlgoPerf v0.6 external-tuning logs of baseline and shampoo that the fresh part did "
+                                      "not take, labelled and committed before any detector ran on them; never tuned on"}
                     f.write(SOURCE_HEAD.format(workload=workload, part=part, part_note=note[part]))
                 listing = f"{part3}.txt" if fresh3 else "fresh2.txt" if fresh2 else "fresh.txt" if fresh else "heldout.txt"
                 with open(os.path.join(repo, "bench", "traces", listing), "a") as f:

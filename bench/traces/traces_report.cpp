@@ -5,7 +5,8 @@
 // run. Writes bench/results/traces.md and traces.json.
 //
 //   bench_traces [--traces DIR] [--labels DIR] [--heldout FILE] [--fresh FILE] [--fresh2 FILE] [--fresh3 FILE]
-//                [--fresh4 FILE] [--config FILE] [--md FILE] [--json FILE] [--lead-window N] [--ma-ratio R]
+//                [--fresh4 FILE] [--fresh5 FILE] [--config FILE] [--md FILE] [--json FILE] [--lead-window N]
+//                [--ma-ratio R]
 //                [--ma-window N]
 //                [--mean-multiple M]
 // The trace folders named in the held-out file (bench/traces/heldout.txt) are never
@@ -16,7 +17,9 @@
 // AlgoPerf v0.5 external-tuning logs of nadamp and shampoo_submission, labelled before any
 // detector ran on them), nor those in the fresh4 file (bench/traces/fresh4.txt: more v0.5
 // external-tuning logs of baseline, caspr_adaptive and schedule_free_prodigy, labelled before
-// any detector ran on them): the headline is printed for each part apart.
+// any detector ran on them), nor those in the fresh5 file (bench/traces/fresh5.txt: AlgoPerf v0.6
+// external-tuning logs of baseline and shampoo the fresh part did not take, labelled before any
+// detector ran on them): the headline is printed for each part apart.
 // (bench/traces/run.sh builds and runs it from the repository root.)
 
 #include <algorithm>
@@ -65,7 +68,8 @@ struct Row {
   std::int64_t min_gap = 0, max_gap = 0;  // steps between consecutive snapshots
   std::vector<std::int64_t> steps;
   bool healthy = false;
-  // 1 tuned, 2 held-out (bench/traces/heldout.txt), 3 fresh (fresh.txt), 4 fresh2 (fresh2.txt), 5 fresh3, 6 fresh4
+  // 1 tuned, 2 held-out (bench/traces/heldout.txt), 3 fresh (fresh.txt), 4 fresh2 (fresh2.txt), 5 fresh3, 6 fresh4,
+  // 7 fresh5
   std::size_t part = 1;
   std::vector<FailureEvent> failures;
   std::vector<Detector> detectors;  // Orbit, mean multiple, moving average
@@ -102,7 +106,7 @@ int main(int argc, char** argv) {
   fs::path traces = "tests/traces", labels_dir = "bench/traces/labels", config_file = "configs/default.toml";
   fs::path heldout_file = "bench/traces/heldout.txt", fresh_file = "bench/traces/fresh.txt";
   fs::path fresh2_file = "bench/traces/fresh2.txt", fresh3_file = "bench/traces/fresh3.txt";
-  fs::path fresh4_file = "bench/traces/fresh4.txt";
+  fs::path fresh4_file = "bench/traces/fresh4.txt", fresh5_file = "bench/traces/fresh5.txt";
   fs::path md = "bench/results/traces.md", json = "bench/results/traces.json";
   std::size_t lead_window = 20, ma_window = 50;
   double ma_ratio = 1.5, mean_multiple = 10.0;
@@ -119,6 +123,7 @@ int main(int argc, char** argv) {
     else if (a == "--fresh2") fresh2_file = next();
     else if (a == "--fresh3") fresh3_file = next();
     else if (a == "--fresh4") fresh4_file = next();
+    else if (a == "--fresh5") fresh5_file = next();
     else if (a == "--config") config_file = next();
     else if (a == "--md") md = next();
     else if (a == "--json") json = next();
@@ -129,7 +134,8 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: bench_traces [--traces DIR] [--labels DIR] [--heldout FILE] [--fresh FILE] [--fresh2 FILE]\n"
-                   "                    [--fresh3 FILE] [--fresh4 FILE] [--config FILE] [--md FILE] [--json FILE]\n"
+                   "                    [--fresh3 FILE] [--fresh4 FILE] [--fresh5 FILE] [--config FILE] [--md FILE]\n"
+                   "                    [--json FILE]\n"
                    "                    [--lead-window N] [--ma-ratio R] [--ma-window N] [--mean-multiple M]\n");
       return 2;
     }
@@ -149,7 +155,7 @@ int main(int argc, char** argv) {
   };
   const std::vector<std::string> heldout_folders = folder_list(heldout_file), fresh_folders = folder_list(fresh_file);
   const std::vector<std::string> fresh2_folders = folder_list(fresh2_file), fresh3_folders = folder_list(fresh3_file);
-  const std::vector<std::string> fresh4_folders = folder_list(fresh4_file);
+  const std::vector<std::string> fresh4_folders = folder_list(fresh4_file), fresh5_folders = folder_list(fresh5_file);
   auto listed_in = [](const std::vector<std::string>& folders, const std::string& folder) {
     return std::find(folders.begin(), folders.end(), folder) != folders.end();
   };
@@ -190,7 +196,8 @@ int main(int argc, char** argv) {
       row.file = file.filename().string();
       row.run = run.run;
       row.healthy = labels.healthy;
-      row.part = listed_in(fresh4_folders, row.folder)    ? 6
+      row.part = listed_in(fresh5_folders, row.folder)    ? 7
+                 : listed_in(fresh4_folders, row.folder)  ? 6
                  : listed_in(fresh3_folders, row.folder)  ? 5
                  : listed_in(fresh2_folders, row.folder)  ? 4
                  : listed_in(fresh_folders, row.folder)   ? 3
@@ -226,8 +233,8 @@ int main(int argc, char** argv) {
     std::size_t false_alarms = 0, healthy_false_alarms = 0;
   };
   // Part 0: every run; 1: the tuned part; 2: the held-out part; 3: the fresh part; 4: fresh2; 5: fresh3;
-  // 6: fresh4.
-  constexpr std::size_t kParts = 7;
+  // 6: fresh4; 7: fresh5.
+  constexpr std::size_t kParts = 8;
   std::vector<std::vector<Totals>> parts(kParts, std::vector<Totals>(3));
   std::size_t part_healthy[kParts] = {}, part_runs[kParts] = {};
   std::vector<Totals>& totals = parts[0];
@@ -291,8 +298,11 @@ int main(int argc, char** argv) {
       "looked at since issue 18's traces3 round)",
       "Fresh4 part (AlgoPerf v0.5 external-tuning logs of baseline, caspr_adaptive and schedule_free_prodigy, the "
       "folders in bench/traces/fresh4.txt: labelled and committed before any detector ran on them; scored once "
-      "with the traces3 detector)"};
-  const char* part_name[kParts] = {"all", "tuned", "held-out", "fresh", "fresh2", "fresh3", "fresh4"};
+      "with the traces3 detector, looked at since issue 18's traces4 round)",
+      "Fresh5 part (AlgoPerf v0.6 external-tuning logs of baseline and shampoo that the fresh part did not take, "
+      "the folders in bench/traces/fresh5.txt: labelled and committed before any detector ran on them; scored once "
+      "with the traces4 detector)"};
+  const char* part_name[kParts] = {"all", "tuned", "held-out", "fresh", "fresh2", "fresh3", "fresh4", "fresh5"};
   m << "## Headline\n\n";
   for (std::size_t p = 0; p < kParts; ++p) {
     if (p >= 3 && part_runs[p] == 0) continue;
@@ -315,7 +325,7 @@ int main(int argc, char** argv) {
   // Issue 18, on each part never tuned on: recall at least the better baseline's, false
   // alarms on healthy runs at most a tenth of that baseline's (zero when it has none).
   bool unseen_goal[kParts] = {};
-  for (std::size_t p : {std::size_t{2}, std::size_t{3}, std::size_t{4}, std::size_t{5}, std::size_t{6}}) {
+  for (std::size_t p = 2; p < kParts; ++p) {
     if (part_runs[p] == 0) continue;
     const auto& held = parts[p];
     const std::size_t better = held[1].in_time >= held[2].in_time ? 1 : 2;
@@ -364,7 +374,7 @@ int main(int argc, char** argv) {
   }
   if (listed == 0) m << "Nothing: every labelled failure is flagged by its peak and no alarm is false.\n";
   m << "\nHow to read this. The AlgoPerf folders `algoperf_tuned_*`, `algoperf_heldout_*`, `algoperf_fresh_v06_*`, "
-       "`algoperf_fresh2_*`, `algoperf_fresh3_*` and `algoperf_fresh4_*` were selected and "
+       "`algoperf_fresh2_*`, `algoperf_fresh3_*`, `algoperf_fresh4_*` and `algoperf_fresh5_*` were selected and "
        "labelled by `bench/traces/label_algoperf.py` with one mechanical rule written before any detector ran on "
        "them: from the 11th training row, a loss event starts at a loss >= 1.5x the median of the 10 finite losses "
        "before it (or a non-finite one) and lasts while the loss stays >= 1.5x that reference; a run with none, "
@@ -390,8 +400,9 @@ int main(int argc, char** argv) {
   if (part_runs[4] > 0) w.field("fresh2_goal_met", unseen_goal[4]);
   if (part_runs[5] > 0) w.field("fresh3_goal_met", unseen_goal[5]);
   if (part_runs[6] > 0) w.field("fresh4_goal_met", unseen_goal[6]);
+  if (part_runs[7] > 0) w.field("fresh5_goal_met", unseen_goal[7]);
   const char* part_key[kParts] = {"totals",        "tuned_totals",  "heldout_totals", "fresh_totals",
-                                  "fresh2_totals", "fresh3_totals", "fresh4_totals"};
+                                  "fresh2_totals", "fresh3_totals", "fresh4_totals",  "fresh5_totals"};
   for (std::size_t p = 0; p < kParts; ++p) {
     if (p >= 3 && part_runs[p] == 0) continue;
     w.key(part_key[p]).begin_object();

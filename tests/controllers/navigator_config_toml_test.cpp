@@ -46,6 +46,7 @@ void expect_same(const NavigatorConfig& a, const NavigatorConfig& b) {
   EXPECT_EQ(f.spike_confirm_steps, g.spike_confirm_steps);
   EXPECT_EQ(f.loss_min_sd_rel, g.loss_min_sd_rel);
   EXPECT_EQ(f.loss_spike_min_sd_rel, g.loss_spike_min_sd_rel);
+  EXPECT_EQ(f.loss_spike_min_ratio, g.loss_spike_min_ratio);
   EXPECT_EQ(f.grad_norm_min_sd, g.grad_norm_min_sd);
   EXPECT_EQ(f.trend_window, g.trend_window);
   EXPECT_EQ(f.trend_sigmas, g.trend_sigmas);

@@ -330,6 +330,44 @@ TEST(ZonedMetrics, AWarningLossZWarnsWhileItGrowsNotOnceItFalls) {
   EXPECT_NE(find_key(findings, "loss_z:warning"), nullptr) << "compared with the snapshot just before only";
 }
 
+// On a sparse snapshot (one alone spans the confirmation) a loss z in danger is weighed
+// by size too: under filters.loss_spike_min_ratio x its level, and with no grad norm
+// standing out (ScalarSignals then gives no ratio), it is no spike and raises nothing,
+// neither CRITICAL nor a warning; from the ratio on, or without a ratio (per step, or
+// the grad norm corroborates), it is CRITICAL at once.
+TEST(ZonedMetrics, ASparseLossZInDangerIsCriticalOnlyWhenTheLossRiseIsMaterial) {
+  NavigatorConfig cfg;
+  ASSERT_EQ(cfg.filters.loss_spike_min_ratio, 1.3);
+  const auto zc = zone_config(cfg);
+  const double danger = cfg.zones.at("loss_z").band.danger;
+  ZonedMetrics zones(cfg.filters.health_window);
+  std::vector<Finding> findings;
+  auto sparse = [&](std::int64_t step, double z, std::optional<double> ratio) {
+    PerZoneMetric<double> values;
+    values[kLossZ] = z;
+    findings.clear();
+    return zones.update(step, values, zc, cfg, {}, false, nullptr, findings, true, ratio);
+  };
+  sparse(100, 0.0, 1.0);
+  // AlgoPerf deepspeech jax caspr trial 1 (fresh4, healthy) at 25800: z 6.1, 1.15x.
+  const ZoneReading outlier = sparse(200, danger + 1.0, 1.15);
+  EXPECT_EQ(find_key(findings, "loss_z:danger"), nullptr) << "a 1.15x rise is no spike however many noise units";
+  EXPECT_EQ(find_key(findings, "loss_z:warning"), nullptr) << "and not a warning either";
+  EXPECT_EQ(outlier.now[kLossZ], Zone::warning);
+  ASSERT_TRUE(outlier.margins[kLossZ]);
+  EXPECT_GE(*outlier.margins[kLossZ], 0.0) << "health does not read it as danger";
+  sparse(300, 0.0, 1.0);
+  sparse(400, danger + 1.0, 1.3);
+  EXPECT_NE(find_key(findings, "loss_z:danger"), nullptr) << "from the ratio on it is a spike";
+  sparse(500, 0.0, 1.0);
+  sparse(600, danger + 1.0, std::nullopt);
+  EXPECT_NE(find_key(findings, "loss_z:danger"), nullptr) << "no ratio (per step, or grad norm corroborated)";
+  cfg.filters.loss_spike_min_ratio = 1.0;  // off
+  sparse(700, 0.0, 1.0);
+  sparse(800, danger + 1.0, 1.15);
+  EXPECT_NE(find_key(findings, "loss_z:danger"), nullptr) << "1 switches the size check off";
+}
+
 // Loop-rate readings come one sampled generation at a time (every 200 steps in the
 // efficacy suite), most snapshots carry none: a single reading past the danger
 // line is a warning, the second in a row is CRITICAL, a good one in between
