@@ -18,6 +18,8 @@ arms talk to one real orbitd started here with configs/default.toml, untuned.
     /usr/bin/python3 bench/wortsman/run.py                  # the full benchmark (~25 min here)
     /usr/bin/python3 bench/wortsman/run.py --quick          # smoke run (under a minute)
     /usr/bin/python3 bench/wortsman/run.py --rerun-arms orbitd,orbitd+qknorm
+    /usr/bin/python3 bench/wortsman/run.py --journal-dir J ...  # keep orbitd's journal:
+        # one run's trace (state, lr scale, every metric per step): orbit replay J/RUN --out RUN.csv
 
 Per-run records are cached in --runs-dir (a run with the same flags is reused), so
 `--rerun-arms` redoes only the named arms, e.g. after a controller change.
@@ -187,6 +189,8 @@ def main(argv=None):
     p.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
     p.add_argument("--runs-dir", default=os.path.join(REPO, "build", "wortsman-runs"))
     p.add_argument("--rerun-arms", default="", help="arms run again even when cached")
+    p.add_argument("--journal-dir", default=None,
+                   help="keep orbitd's journal here (default: a private temp dir, removed at the end)")
     p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "wortsman.json"))
     p.add_argument("--quick", action="store_true",
                    help="smoke run: serial arch, lrs 1e-3 and 3e-1, 30 steps, not cached")
@@ -222,7 +226,7 @@ def main(argv=None):
         binary = find_orbitd(args.orbitd)
         if binary is None:
             raise SystemExit("orbitd not found: build it (cmake --build build --target orbitd) or pass --orbitd")
-        daemon = OrbitdProcess(binary, args.config).start()
+        daemon = OrbitdProcess(binary, args.config, journal_dir=args.journal_dir).start()
     t0 = time.time()
     try:
         endpoint = daemon.endpoint if daemon else None

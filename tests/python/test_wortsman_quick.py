@@ -35,10 +35,11 @@ def quick_run(tmp_path_factory):
     out = tmp_path / "wortsman.json"
     env = dict(os.environ, ORBITD=find_orbitd())
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "--quick",
-                           "--out", str(out), "--runs-dir", str(tmp_path / "runs")],
+                           "--out", str(out), "--runs-dir", str(tmp_path / "runs"),
+                           "--journal-dir", str(tmp_path / "journal")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc, json.loads(out.read_text())
+    return proc, json.loads(out.read_text()), tmp_path / "journal"
 
 
 def ended_restored_to_step_0(run, steps):
@@ -47,7 +48,7 @@ def ended_restored_to_step_0(run, steps):
 
 
 def test_quick_benchmark_against_a_real_orbitd(quick_run):
-    proc, res = quick_run
+    proc, res, _ = quick_run
     arms = ("none", "qknorm", "zloss", "orbitd", "orbitd+qknorm")
     assert set(res["sensitivity"]) == {f"serial/{a}" for a in arms}
     for v in res["sensitivity"].values():
@@ -74,13 +75,25 @@ def test_quick_benchmark_against_a_real_orbitd(quick_run):
     assert "\nserial: orbitd " in proc.stdout and res["git_head"] and res["command"]
 
 
+def test_journal_dir_keeps_each_orbitd_runs_journal(quick_run):
+    # --journal-dir: the traces a diagnosis replays (orbit replay DIR/RUN) outlive the
+    # benchmark's private orbitd; one journal per orbitd-arm run, none for the others.
+    _, res, journal = quick_run
+    runs = sorted(p.name for p in journal.iterdir() if p.is_dir())
+    expected = sorted(f"w-serial-{arm.replace('+', '_')}-lr{lr:g}-s0-n{res['steps']}"
+                      for arm in ("orbitd", "orbitd+qknorm") for lr in res["lrs"])
+    assert [r.rsplit("-", 1)[0] for r in runs] == expected
+    for r in runs:
+        assert list((journal / r).glob("segment-*.orbj")), r
+
+
 # This qk-normed run at lr 0.3 was a known loss: orbitd cut its lr from step 11 down
 # to 0.05 by step 15, which froze a run already damaged at that lr, and it ended above
 # its initial loss (7.24 vs 5.10 at commit e2702ea). Since attn_logit_growth in danger
 # rolls back at once (rollback.on_attn_logit_growth) it is rolled back at step 10 and
 # ends below it (2.99 vs 5.10 at commit 581a3cb).
 def test_orbitd_with_qknorm_at_lr_0_3_improves_on_its_initial_loss(quick_run):
-    _, res = quick_run
+    _, res, _ = quick_run
     r = next(r for r in res["runs"] if (r["arm"], r["lr"]) == ("orbitd+qknorm", 0.3))
     assert r["orbit"]["rollbacks"], "rolled back, not only cut"
     if not ended_restored_to_step_0(r, res["steps"]):  # see test_quick_benchmark_against_a_real_orbitd
