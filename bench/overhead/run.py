@@ -160,7 +160,7 @@ def one_repeat(binary, corpus, args):
                               domains=corpus.domains, client_thread=CLIENT_MODES[args.client_thread],
                               probe_thread=CLIENT_MODES[args.probe_thread])
                 orbit.attach(probed_now[0], probed_now[1], sampler=probed_now[2],
-                             start_step=done[id(probed_now)])
+                             start_step=done[id(probed_now)] + args.window // 2)
             arms = {"plain": (bare, None), "orbit": (probed_now, orbit)}
             thread_cpu0 = None
             step = {"plain": 0, "orbit": 0}
@@ -183,7 +183,11 @@ def one_repeat(binary, corpus, args):
                             if daemon_cpu0 is None:
                                 daemon_cpu0 = process_cpu_s(daemon.process.pid)
                         armed = o is not None and o._snapshots.probes.armed
-                        dt, dc, dp, di = one_step(model, opt, sampler, corpus, o, done[id(arm)],
+                        # The step number orbit.step sees is offset by half a window, so a
+                        # probe step (every 10th) falls inside its arm's window and the probe
+                        # worker's job overlaps that arm's next step, not the other arm's.
+                        dt, dc, dp, di = one_step(model, opt, sampler, corpus, o,
+                                                  done[id(arm)] + args.window // 2,
                                                   args.trainer_grad_norm)
                         if step[name] > args.warmup:
                             times[name].append(dt)
