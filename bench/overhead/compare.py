@@ -65,7 +65,7 @@ def one_repeat(classes, binary, corpus, args):
                 m = models[owners[arm]]
                 orbits[arm] = classes[arm](endpoint=daemon.endpoint, run=f"compare-{arm}-{half}",
                                            domains=corpus.domains)
-                orbits[arm].attach(m[0], m[1], sampler=m[2], start_step=done[owners[arm]])
+                orbits[arm].attach(m[0], m[1], sampler=m[2], start_step=done[owners[arm]] + args.window // 2)
             counted = {arm: 0 for arm in ARMS}
             window = 0
             while counted["this"] < per_half + args.warmup:
@@ -75,7 +75,10 @@ def one_repeat(classes, binary, corpus, args):
                         done[i] += 1
                         counted[arm] += 1
                         kind = "probe" if o._snapshots.probes.armed else "other"
-                        _, dc, _, di = overhead_run.one_step(*models[i], corpus, o, done[i],
+                        # Offset by half a window, as in run.py: a probe step's worker job
+                        # overlaps its own arm's next step.
+                        _, dc, _, di = overhead_run.one_step(*models[i], corpus, o,
+                                                             done[i] + args.window // 2,
                                                              args.trainer_grad_norm)
                         if counted[arm] > args.warmup:
                             inside[arm][kind].append(di)

@@ -12,15 +12,20 @@ to a real orbitd in monitor mode (so no burn changes its training). The step tim
 covers forward, backward, optimizer step and, in the orbit arm, `orbit.step`.
 
     /usr/bin/python3 bench/overhead/run.py [--steps 300] [--repeats 3] [--orbitd build/daemon/orbitd]
-        [--trainer-grad-norm] [--no-client-thread] [--aa] [--swap] [--with-aa]
+        [--trainer-grad-norm] [--no-client-thread] [--probe-thread auto|on|off] [--aa] [--swap] [--with-aa]
 
 Measured per step and arm, in the same run: wall time, the training thread's CPU
 time, and the whole process's CPU time (training thread, the adapter's client thread
-when there is one, ZeroMQ's I/O thread); per run: the client thread's CPU and
-orbitd's CPU (a separate process, reported beside, not in the ratio). On a loaded
-machine the wall figure is noise; the CPU figures are the result then.
-`--client-thread` picks the adapter's client mode: auto (the default: no thread for
-a CPU model), on, off. `--aa` leaves the adapter out of the orbit arm too: what it
+or probe worker when there is one, ZeroMQ's I/O thread); per run: the CPU of the
+adapter's own threads (`client_thread_cpu_ms_per_step`: the client thread and the
+probe worker together) and orbitd's CPU (a separate process, reported beside, not in
+the ratio). On a loaded machine the wall figure is noise; the CPU figures are the
+result then. `--client-thread` picks the adapter's client mode: auto (the default: no
+thread for a CPU model), on, off; `--probe-thread` whether a probe step's spectra and
+snapshot go to a worker thread: auto (the default: where the process may use two
+CPUs), on, off. The probe worker's CPU runs beside the training thread, so the
+training thread's figures do not hold it: the process CPU figures and
+`overhead_percent_all_adapter_cpu_mean` do. `--aa` leaves the adapter out of the orbit arm too: what it
 reports is how far two plain model instances differ, the method's own floor. `--swap`
 runs each repeat in two halves with the adapter on one instance, then on the other.
 `--with-aa` measures the floor in the same session: `--repeats` runs with the adapter
@@ -92,9 +97,13 @@ def process_cpu_s(pid: int) -> float:
 
 
 def adapter_thread_cpu(orbit) -> float:
-    """CPU seconds used so far by the adapter's background client thread (0 without one)."""
-    thread = (orbit.summary().get("client_thread") or {}) if orbit is not None else {}
-    return float(thread.get("cpu_s") or 0.0)
+    """CPU seconds used so far by the adapter's background threads: the client thread
+    and the probe worker (0 without them)."""
+    if orbit is None:
+        return 0.0
+    summary = orbit.summary()
+    return sum(float((summary.get(name) or {}).get("cpu_s") or 0.0)
+               for name in ("client_thread", "probe_thread"))
 
 
 def git_commit() -> str:
@@ -148,9 +157,10 @@ def one_repeat(binary, corpus, args):
             orbit = None
             if not args.aa:
                 orbit = Orbit(endpoint=daemon.endpoint, run=f"overhead-{half}",
-                              domains=corpus.domains, client_thread=CLIENT_MODES[args.client_thread])
+                              domains=corpus.domains, client_thread=CLIENT_MODES[args.client_thread],
+                              probe_thread=CLIENT_MODES[args.probe_thread])
                 orbit.attach(probed_now[0], probed_now[1], sampler=probed_now[2],
-                             start_step=done[id(probed_now)])
+                             start_step=done[id(probed_now)] + args.window // 2)
             arms = {"plain": (bare, None), "orbit": (probed_now, orbit)}
             thread_cpu0 = None
             step = {"plain": 0, "orbit": 0}
@@ -173,7 +183,11 @@ def one_repeat(binary, corpus, args):
                             if daemon_cpu0 is None:
                                 daemon_cpu0 = process_cpu_s(daemon.process.pid)
                         armed = o is not None and o._snapshots.probes.armed
-                        dt, dc, dp, di = one_step(model, opt, sampler, corpus, o, done[id(arm)],
+                        # The step number orbit.step sees is offset by half a window, so a
+                        # probe step (every 10th) falls inside its arm's window and the probe
+                        # worker's job overlaps that arm's next step, not the other arm's.
+                        dt, dc, dp, di = one_step(model, opt, sampler, corpus, o,
+                                                  done[id(arm)] + args.window // 2,
                                                   args.trainer_grad_norm)
                         if step[name] > args.warmup:
                             times[name].append(dt)
@@ -240,8 +254,8 @@ def one_repeat(binary, corpus, args):
         # quantile at that share, against its median (an estimate with zero-cost ordinary steps).
         "median_shift_percent_from_probe_steps_alone": 100.0 * (
             shift_q / res_cpu["plain"]["median_ms"] * 1000.0 - 1.0),
-        # The client thread's own CPU per step: work moved off the training thread
-        # still runs on this machine; counted here so nothing hides.
+        # The adapter threads' own CPU per step (client thread, probe worker): work moved
+        # off the training thread still runs on this machine; counted here so nothing hides.
         "client_thread_cpu_ms_per_step": thread_ms,
         "overhead_percent_all_adapter_cpu_mean": 100.0 * ((res_cpu["orbit"]["mean_ms"] + thread_ms)
                                                           / res_cpu["plain"]["mean_ms"] - 1.0),
@@ -269,6 +283,9 @@ def main():
     ap.add_argument("--client-thread", choices=sorted(CLIENT_MODES), default="auto",
                     help="Orbit(client_thread=...): auto (the default; no thread for a CPU "
                          "model), on (ClientThread), off (every adapter step on the training thread)")
+    ap.add_argument("--probe-thread", choices=sorted(CLIENT_MODES), default="auto",
+                    help="Orbit(probe_thread=...): auto (the default; a probe step's spectra and "
+                         "snapshot on a worker thread when the process may use two CPUs), on, off")
     ap.add_argument("--no-client-thread", dest="client_thread", action="store_const", const="off",
                     help="the same as --client-thread off")
     ap.add_argument("--aa", action="store_true",
@@ -315,7 +332,7 @@ def main():
               f"orbit {rep['arms']['orbit']['median_ms']:.2f} ms: overhead wall median "
               f"{o['median_ms']:+.2f}%, thread cpu median {oc['median_ms']:+.2f}% mean "
               f"{oc['mean_ms']:+.2f}%, process cpu median {op['median_ms']:+.2f}% mean "
-              f"{op['mean_ms']:+.2f}% (client thread {rep['client_thread_cpu_ms_per_step']:.3f} ms/step; "
+              f"{op['mean_ms']:+.2f}% (adapter threads {rep['client_thread_cpu_ms_per_step']:.3f} ms/step; "
               f"orbitd {rep['orbitd_cpu_ms_per_step']:.3f} ms/step; inside orbit.step "
               f"{rep['orbit_step_cpu_ms']['median_ms']:.3f} ms median, {rep['orbit_step_cpu_ms']['mean_ms']:.3f} "
               f"mean; ordinary steps {rep['overhead_percent_thread_cpu_ordinary_steps_median']:+.2f}%; "
@@ -345,6 +362,7 @@ def main():
         "swap_halves": args.swap,
         "client_thread": args.client_thread,
         "client_thread_used": repeats[0]["client_thread_used"],
+        "probe_thread": args.probe_thread,
         "overhead_percent": overhead,
         "overhead_percent_thread_cpu": overhead_cpu,
         "overhead_percent_process_cpu": overhead_pcpu,
@@ -384,8 +402,9 @@ def main():
     oi = out["orbit_step_cpu_percent_of_plain_step"]
     print(f"training-thread cpu inside orbit.step / plain step cpu: median {oi['median_ms']:.2f}%, "
           f"mean {oi['mean_ms']:.2f}%")
-    print(f"client thread {out['client_thread_cpu_ms_per_step']:.3f} ms cpu per step; all adapter cpu "
-          f"(training + client thread), mean: {out['overhead_percent_all_adapter_cpu_mean']:+.2f}%")
+    print(f"adapter threads (client thread, probe worker) {out['client_thread_cpu_ms_per_step']:.3f} ms cpu "
+          f"per step; all adapter cpu (training + adapter threads), mean: "
+          f"{out['overhead_percent_all_adapter_cpu_mean']:+.2f}%")
     print(f"models identical after training: {out['models_identical_after_training']}; "
           f"load average before {load_before[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
     print(f"ordinary (non-probe) steps of the orbit arm vs the plain arm, thread cpu medians: "

@@ -48,6 +48,7 @@ from .endpoints import default_endpoint
 from .failures import FailOpen
 from .lr import LrScaler
 from .messages import Burn, Error, Welcome, reply_from_dict
+from .probe_worker import ProbeWorker
 from .probes import ProbeConfig
 from .rollback import CheckpointConfig, CheckpointRing
 from .snapshots import SnapshotAssembler, grad_norm_tensor
@@ -149,6 +150,13 @@ class Orbit:
                   with CUDA parameters (it keeps `.item()` syncs off the training
                   thread), none for a CPU model, where waking a thread twice a step
                   costs more CPU than the work it takes over (bench/overhead).
+    probe_thread: where the client runs on the training thread, a probe step's spectra
+                  are computed, and its snapshot encoded and sent, by a ProbeWorker
+                  thread while the trainer goes on with the next step (the next
+                  `step` waits for it before it touches the client). Same snapshots,
+                  same order; the work runs on another core, once per probe step.
+                  "auto" (the default): on when the process may run on two CPUs or
+                  more; True / False: on / off.
     """
 
     def __init__(self, endpoint: Optional[str] = "auto", run: Optional[str] = None,
@@ -162,6 +170,7 @@ class Orbit:
                  client: Optional[OrbitClient] = None,
                  client_options: Optional[Mapping[str, Any]] = None,
                  client_thread: Union[bool, str] = "auto",
+                 probe_thread: Union[bool, str] = "auto",
                  on_reply: Optional[Callable[[Any], None]] = None):
         if distributed not in ("per_rank", "rank0"):
             raise ValueError("distributed must be 'per_rank' or 'rank0'")
@@ -191,6 +200,10 @@ class Orbit:
         if client_thread != "auto" and not isinstance(client_thread, bool):
             raise ValueError(f"client_thread must be True, False or 'auto', got {client_thread!r}")
         self.client_thread = client_thread
+        if probe_thread != "auto" and not isinstance(probe_thread, bool):
+            raise ValueError(f"probe_thread must be True, False or 'auto', got {probe_thread!r}")
+        self.probe_thread = probe_thread
+        self._worker: Optional[ProbeWorker] = None
 
         self._failures = FailOpen()
         self._link = DaemonLink(endpoint, self.run, self._failures, client)
@@ -254,6 +267,15 @@ class Orbit:
                 self._ring.save(start_step)
         self._appliers.attach(self._scaler, sampler, self._ring)
         self._link.open(self._make_client if self._talks_to_daemon() else None)
+        if self._link.client is not None and not self._link.deferred and self.uses_probe_thread():
+            self._worker = ProbeWorker()
+        self._snapshots.worker = self._worker
+        # With the worker, the MHA probabilities are computed there too (probes.finish),
+        # and the checkpoints' parameter and optimizer-state copies (CPU) go there.
+        self._snapshots.probes.defer_attention = self._worker is not None
+        if self._ring is not None and self._worker is not None:
+            self._ring.defer, self._ring.wait = self._worker.submit, self._settle_now
+            self._scaler.before_step = self._ring.before_update
         return self
 
     def set_topology(self, rank: int, world_size: int) -> None:
@@ -316,6 +338,28 @@ class Orbit:
                              base_lr=base_lr, **self._client_options)
         return ClientThread(client) if self.uses_client_thread() else client
 
+    def uses_probe_thread(self) -> bool:
+        """Whether probe steps go to a ProbeWorker (where the client runs on the
+        training thread): `probe_thread` when given, else ("auto") whether this process
+        may run on two CPUs or more (on one, the worker would only take turns with
+        the trainer)."""
+        if self.probe_thread != "auto":
+            return bool(self.probe_thread)
+        try:
+            return len(os.sched_getaffinity(0)) >= 2
+        except (AttributeError, OSError):
+            return (os.cpu_count() or 1) >= 2
+
+    def _settle_now(self) -> None:
+        if self._worker is not None and self._worker.unsettled:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Waits for the probe step the worker is finishing (it holds the client until
+        then) and reports what failed there."""
+        for where, error in self._worker.wait():
+            self._failures.fail(where, error)
+
     def uses_client_thread(self) -> bool:
         """Whether the client runs on a ClientThread: `client_thread` when given, else
         ("auto") whether the attached model has a parameter on a CUDA device."""
@@ -340,6 +384,8 @@ class Orbit:
         """
         if self.model is None:
             raise RuntimeError("call Orbit.attach before Orbit.step")
+        if self._worker is not None and self._worker.unsettled:
+            self._settle()
         step = int(step)
         self.last_step = step
         if self._scaler.last_lrs:
@@ -398,6 +444,8 @@ class Orbit:
         """Reads whatever replies have arrived, without waiting (step() does this too).
         Burns read here are applied by the next step() call."""
         if self._link.client is not None:
+            if self._worker is not None:
+                self._settle()
             self._poll()
 
     @property
@@ -518,6 +566,8 @@ class Orbit:
         return self._ring.steps() if self._ring else []
 
     def summary(self) -> Dict[str, Any]:
+        if self._worker is not None:
+            self._settle()
         client = self._link.client
         stats = dataclasses.asdict(client.stats) if client is not None else None
         return {
@@ -534,6 +584,8 @@ class Orbit:
             "client": stats,
             "client_thread": ({"cpu_s": client.cpu_time(), **dataclasses.asdict(client.thread_stats)}
                               if isinstance(client, ClientThread) else None),
+            "probe_thread": ({"cpu_s": self._worker.cpu_s, "jobs": self._worker.jobs}
+                             if self._worker is not None else None),
         }
 
     # ---- persistence --------------------------------------------------------------
@@ -573,6 +625,13 @@ class Orbit:
         if self._closed:
             return
         self._closed = True
+        if self._worker is not None:  # its snapshot goes before the ACKs and bye
+            for where, error in self._worker.close():
+                self._failures.fail(where, error)
+            self._worker = None
+            self._snapshots.worker = None
+            if self._ring is not None:
+                self._ring.defer = self._ring.wait = None
         if self.last_step is not None and self._link.unacked:
             self._link.send_acks(self.last_step, self._scaler.lr_in_effect(),
                                  self._sends_acks(), final=True)

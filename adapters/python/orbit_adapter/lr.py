@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import types
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 
@@ -27,6 +27,8 @@ class LrScaler:
         self.scale = 1.0
         self.last_lrs: Optional[List[float]] = None  # lrs the last update actually used
         self.last_schedule_lrs: Optional[List[float]] = None  # the schedule's lrs of that update
+        # Called before every update (the adapter: the rollback ring's pending copies).
+        self.before_step: Optional[Callable[[], None]] = None
         self._inner = optimizer.step
         scaler = self
 
@@ -43,6 +45,8 @@ class LrScaler:
         optimizer.step = self._wrapper
 
     def _step(self, *args, **kwargs):
+        if self.before_step is not None:
+            self.before_step()
         if self._counts:
             self.optimizer._step_count = getattr(self.optimizer, "_step_count", 0) + 1
         groups = self.optimizer.param_groups

@@ -120,6 +120,15 @@ def _mha_probabilities_on_device(mha: nn.MultiheadAttention, args, kwargs,
                                  samples: Optional[int] = None):
     """As `_mha_probabilities`, with the max logit left a 0-d tensor on the device:
     nothing here waits for the device (the probe runs inside the training forward)."""
+    return _mha_probabilities_of(*_mha_inputs(mha, args, kwargs, samples))
+
+
+def _mha_inputs(mha: nn.MultiheadAttention, args, kwargs, samples: Optional[int] = None,
+                copy_weights: bool = False):
+    """What `_mha_probabilities_of` needs from one MultiheadAttention call: the sampled
+    query/key inputs (views of the call's own tensors), the masks, the query/key
+    projection weights (copies with `copy_weights`, for use after the optimizer has
+    changed the module's) and the head count. No arithmetic."""
     names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
     call = dict(zip(names, args))
     call.update(kwargs)
@@ -131,10 +140,7 @@ def _mha_probabilities_on_device(mha: nn.MultiheadAttention, args, kwargs,
     full_b = q_in.shape[1]
     b = full_b if samples is None else min(samples, full_b)
     q_in, k_in = q_in[:, :b], k_in[:, :b]
-    tq, _, e = q_in.shape
-    tk = k_in.shape[0]
-    h = mha.num_heads
-    hd = e // h
+    e = q_in.shape[2]
     if mha._qkv_same_embed_dim:
         w_q, w_k = mha.in_proj_weight[:e], mha.in_proj_weight[e:2 * e]
     else:
@@ -142,19 +148,29 @@ def _mha_probabilities_on_device(mha: nn.MultiheadAttention, args, kwargs,
     b_q = b_k = None
     if mha.in_proj_bias is not None:
         b_q, b_k = mha.in_proj_bias[:e], mha.in_proj_bias[e:2 * e]
+    weights = (w_q, w_k, b_q, b_k)
+    if copy_weights:
+        weights = tuple(None if w is None else w.detach().clone() for w in weights)
+    return (q_in, k_in, call.get("attn_mask"), call.get("key_padding_mask"), full_b, mha.num_heads,
+            *weights)
+
+
+def _mha_probabilities_of(q_in, k_in, mask, kpm, full_b, h, w_q, w_k, b_q, b_k):
+    """((B, H, Tq, Tk) probabilities, max finite logit as a 0-d tensor) from `_mha_inputs`."""
+    tq, b, e = q_in.shape
+    tk = k_in.shape[0]
+    hd = e // h
     q = F.linear(q_in, w_q, b_q)            # (Tq, B, E)
     k = F.linear(k_in, w_k, b_k)            # (Tk, B, E)
     q = q.reshape(tq, b * h, hd).transpose(0, 1)
     k = k.reshape(tk, b * h, hd).transpose(0, 1)
     logits = (q @ k.transpose(1, 2)) / math.sqrt(hd)   # (B*H, Tq, Tk)
-    mask = call.get("attn_mask")
     if mask is not None:
         if mask.dtype == torch.bool:
             mask = torch.zeros_like(mask, dtype=logits.dtype).masked_fill(mask, float("-inf"))
         if mask.dim() == 3:  # (B*H, Tq, Tk): keep the sampled items
             mask = mask.reshape(full_b, h, tq, tk)[:b].reshape(b * h, tq, tk)
         logits = logits + mask
-    kpm = call.get("key_padding_mask")
     if kpm is not None:
         kpm = kpm[:b]
         if kpm.dtype == torch.bool:
@@ -244,6 +260,12 @@ class ModelProbes:
         self._attention: Dict[int, torch.Tensor] = {}
         self._hidden: Dict[int, torch.Tensor] = {}
         self._logits: Optional[torch.Tensor] = None
+        # defer_attention: the forward keeps only what an MHA call's probabilities are
+        # computed from (`_mha_inputs`, with copies of the projection weights), and
+        # `finish` computes them: for a `finish` on a worker thread (ProbeWorker), which
+        # then takes that work off the training thread too. Same values.
+        self.defer_attention = False
+        self._mha_calls: Dict[int, tuple] = {}
         self._armed = False
         self._gen = torch.Generator().manual_seed(0x0B17)
 
@@ -262,7 +284,7 @@ class ModelProbes:
             return
         self._armed = True
         self._spectra, self._scalars, self._hidden, self._logits = {}, {}, {}, None
-        self._attention = {}
+        self._attention, self._mha_calls = {}, {}
         cfg = self.config
         if cfg.attention:
             for i, m in enumerate(self.attention):
@@ -305,7 +327,17 @@ class ModelProbes:
         original = mha.__dict__.get("forward") or type(mha).forward.__get__(mha)
 
         def forward(*args, **kwargs):
-            if mha.training:
+            if mha.training and self.defer_attention:
+                with torch.no_grad():
+                    inputs = _mha_inputs(mha, args, kwargs, self.config.attention_samples,
+                                         copy_weights=True)
+                # The inputs' version counters: `finish` refuses inputs changed in place since.
+                versions = tuple(t._version for t in inputs[:4] if isinstance(t, torch.Tensor))
+                self._mha_calls[i] = (inputs, versions)
+                # Placeholders keep the scalars in the order the forward met them.
+                self._scalars[f"attn_entropy.{i}"] = None
+                self._scalars.setdefault("attn_logit_max", None)
+            elif mha.training:
                 with torch.no_grad():
                     probs, logit_max = _mha_probabilities_on_device(
                         mha, args, kwargs, self.config.attention_samples)
@@ -351,18 +383,33 @@ class ModelProbes:
         with torch.no_grad():
             weights = {n: w.detach().clone() for n, w in self.weights.items()}
         capture = ProbeCapture(self._spectra, self._scalars, self._hidden, self._logits, weights,
-                               self._attention)
+                               self._attention, self._mha_calls)
         self._spectra, self._scalars, self._hidden, self._logits = {}, {}, {}, None
-        self._attention = {}
+        self._attention, self._mha_calls = {}, {}
         return capture
 
     def finish(self, capture: "ProbeCapture") -> tuple[Dict[str, torch.Tensor], Dict[str, float]]:
         """(spectra, scalars) of a captured probe step. Touches nothing of the model."""
         cfg = self.config
         spectra = dict(capture.spectra)
+        raw = capture.scalars
+        if capture.mha_calls:
+            raw = dict(raw)
+            attention = capture.attention = dict(capture.attention)
+            with torch.no_grad():
+                for i, (inputs, versions) in capture.mha_calls.items():  # in the forward's order
+                    if versions != tuple(t._version for t in inputs[:4] if isinstance(t, torch.Tensor)):
+                        raise RuntimeError(f"the inputs of attention module {i} changed in place "
+                                           "after the probe step's forward")
+                    probs, logit_max = _mha_probabilities_of(*inputs)
+                    attention[i], raw[f"attn_entropy.{i}"] = attention_capture(probs, cfg.attention_samples)
+                    previous = raw.get("attn_logit_max")
+                    if previous is not None:
+                        logit_max = torch.maximum(previous, logit_max.to(previous.device))
+                    raw["attn_logit_max"] = logit_max
         # Device values come to the host here (a CUDA sync on the calling thread: the
         # client thread's, where there is one).
-        scalars = {k: float(v) for k, v in capture.scalars.items()}
+        scalars = {k: float(v) for k, v in raw.items()}
         with torch.no_grad():
             for i, maps in sorted(capture.attention.items()):
                 spectra[f"attn.{i}"] = attention_spectrum(maps)
@@ -393,3 +440,5 @@ class ProbeCapture:
     logits: Optional[torch.Tensor]
     weights: Dict[str, torch.Tensor]
     attention: Dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)  # sampled maps
+    # defer_attention: per MHA module, `_mha_inputs` and the inputs' version counters
+    mha_calls: Dict[int, tuple] = dataclasses.field(default_factory=dict)

@@ -21,6 +21,11 @@ changes them in place) waits for the copies on the device, through an optimizer
 step pre-hook (torch >= 2.0; an older torch makes the training stream wait for them
 right away). Model buffers (e.g. BatchNorm statistics, which a forward changes) are
 copied on the training stream itself. A restore waits for the copies on the host.
+On the CPU, with `defer` set (the adapter's ProbeWorker), the parameters and the
+optimizer state are copied on the worker thread while the next forward and backward
+run; the next `optimizer.step` waits for them (Orbit's LrScaler wrapper calls
+`before_update`), and so does a restore or the next save (`wait`). Buffers and
+everything that is not a tensor are copied at once.
 A rollback restores the newest checkpoint at or before the requested step and drops
 every newer one: they belong to the trajectory being abandoned.
 """
@@ -56,21 +61,29 @@ def _cpu_copy(obj: Any) -> Any:
     return obj
 
 
-def _copy_into(dst: Any, src: Any, stream_for: Optional[Callable[[torch.Tensor], Any]] = None) -> Any:
+def _copy_into(dst: Any, src: Any, stream_for: Optional[Callable[[torch.Tensor], Any]] = None,
+               defer_to: Optional[Callable[[torch.Tensor], Optional[list]]] = None) -> Any:
     """A CPU copy of `src` that reuses `dst`'s tensors where shapes match: an evicted
     checkpoint's memory is already paged in, fresh allocations are not. CUDA sources
     go into pinned memory with non_blocking copies, on the stream `stream_for(tensor)`
-    names (None: the current stream)."""
+    names (None: the current stream). CPU sources for which `defer_to(tensor)` names a
+    list are not copied here: (destination, source) goes on that list."""
     if isinstance(src, torch.Tensor):
         src = src.detach()
         cuda = src.is_cuda
+        later = defer_to(src) if defer_to is not None and not cuda else None
         if (isinstance(dst, torch.Tensor) and dst.shape == src.shape and dst.dtype == src.dtype
                 and dst.device.type == "cpu" and (not cuda or dst.is_pinned())):
             out = dst
         elif cuda:
             out = torch.empty(src.shape, dtype=src.dtype, device="cpu", pin_memory=True)
+        elif later is not None:
+            out = torch.empty_like(src, device="cpu")
         else:
             return src.to("cpu", copy=True)
+        if later is not None:
+            later.append((out, src))
+            return out
         if not cuda:
             return out.copy_(src)
         stream = stream_for(src) if stream_for is not None else None
@@ -80,12 +93,22 @@ def _copy_into(dst: Any, src: Any, stream_for: Optional[Callable[[torch.Tensor],
             return out.copy_(src, non_blocking=True)
     if isinstance(src, dict):
         d = dst if isinstance(dst, dict) else {}
-        return {k: _copy_into(d.get(k), v, stream_for) for k, v in src.items()}
+        return {k: _copy_into(d.get(k), v, stream_for, defer_to) for k, v in src.items()}
     if isinstance(src, (list, tuple)):
         d = dst if isinstance(dst, (list, tuple)) and len(dst) == len(src) else [None] * len(src)
-        out = [_copy_into(a, b, stream_for) for a, b in zip(d, src)]
+        out = [_copy_into(a, b, stream_for, defer_to) for a, b in zip(d, src)]
         return out if isinstance(src, list) else tuple(out)
     return src
+
+
+def _copy_job(pairs: List[tuple]) -> Callable[[], list]:
+    """The worker's part of a checkpoint: copies each source into its destination."""
+    def job() -> list:
+        with torch.no_grad():
+            for out, src in pairs:
+                out.copy_(src)
+        return []
+    return job
 
 
 def _has_cuda_tensor(obj: Any) -> bool:
@@ -139,6 +162,9 @@ class CheckpointRing:
         self._copy_stream = None              # side CUDA stream of the copies (made on first use)
         self._step_waits = None               # CUDA event the next optimizer.step waits for
         self._step_hook = None                # registered with the first side-stream copy
+        # CPU copies on a worker: defer(job) runs job() there; wait() waits for it.
+        self.defer: Optional[Callable[[Callable[[], list]], None]] = None
+        self.wait: Optional[Callable[[], None]] = None
         need = self._need()
         if need > self.config.budget_bytes:
             raise ValueError(
@@ -175,6 +201,8 @@ class CheckpointRing:
 
     def save(self, step: int) -> Optional[Checkpoint]:
         """Takes the checkpoint of `step`; None when it does not fit the budget."""
+        if self.wait is not None:  # the previous checkpoint's copies may go on recycled buffers
+            self.wait()
         rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
                "numpy": np.random.get_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -198,7 +226,19 @@ class CheckpointRing:
         while self.ring and self.nbytes + need > self.config.budget_bytes:
             recycled = self.ring.pop(self._victim(step))  # its buffers take the new copy
         side = self._side_stream(model_sd, opt_sd)
-        if side is None:
+        if side is None and self.defer is not None:
+            # Buffers now (a forward may change them); parameters and optimizer state on
+            # the worker, before the next update changes them.
+            buffers = {b.data_ptr() for b in self.model.buffers()}
+            later: List[tuple] = []
+
+            def copy_for(t: torch.Tensor):
+                return None if t.data_ptr() in buffers else later
+            model = _copy_into(recycled.model if recycled else None, model_sd, defer_to=copy_for)
+            opt = _copy_into(recycled.optimizer if recycled else None, opt_sd, defer_to=copy_for)
+            if later:
+                self.defer(_copy_job(later))
+        elif side is None:
             model = _copy_into(recycled.model if recycled else None, model_sd)
             opt = _copy_into(recycled.optimizer if recycled else None, opt_sd)
             if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -254,8 +294,15 @@ class CheckpointRing:
             if event is not None:
                 event.synchronize()
 
+    def before_update(self) -> None:
+        """Called right before an optimizer step: the worker's copies are done first."""
+        if self.wait is not None:
+            self.wait()
+
     def close(self) -> None:
         """Removes the optimizer hook; the checkpoints stay readable."""
+        if self.wait is not None:
+            self.wait()
         self._wait_for_copies()
         if self._step_hook is not None:
             self._step_hook.remove()
@@ -283,6 +330,8 @@ class CheckpointRing:
         ck = self.find(step)
         if ck is None:
             return None
+        if self.wait is not None:  # the worker's copies have landed
+            self.wait()
         self._wait_for_copies()  # the non_blocking copies have landed
         self._step_waits = None
         self.model.load_state_dict(ck.model)

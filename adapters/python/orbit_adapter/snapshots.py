@@ -19,6 +19,7 @@ import torch
 
 from .daemon_link import DaemonLink
 from .failures import FailOpen
+from .probe_worker import ProbeWorker
 from .probes import ModelProbes, ProbeCapture, ProbeConfig, loop_rate
 from .snapshot_template import LOSS, LOSS_AND_WEIGHT, WEIGHT
 
@@ -74,6 +75,8 @@ class SnapshotAssembler:
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.sampler: Any = None
         self.probes: Optional[ModelProbes] = None
+        # Set (by Orbit) when a probe step's spectra and snapshot go to a worker thread.
+        self.worker: Optional[ProbeWorker] = None
         self.loop_bucket = 0  # the last loop_every period measured (kept by state_dict)
         # The declared domains in wire order (UTF-8 byte order; ASCII names only, where
         # that is code point order), for the template's fast path; None: no such list.
@@ -116,11 +119,14 @@ class SnapshotAssembler:
         spectra: Dict[str, np.ndarray] = {}
         extra: Dict[str, float] = {}
         prepare = None
+        offload = None  # the probe step's capture, when the worker finishes and sends it
         try:
             if self.probes.armed:
                 if deferred:
                     capture, probes = self.probes.take(), self.probes
                     prepare = lambda: self._finish_probes(probes, capture)  # noqa: E731
+                elif self.worker is not None:
+                    offload = self.probes.take()
                 else:
                     sp, sc = self.probes.collect()
                     spectra = {k: v.float().cpu().numpy() for k, v in sp.items()}
@@ -141,7 +147,7 @@ class SnapshotAssembler:
         except Exception as e:  # a probe failure must not stop training
             self.probes.disarm()
             self._failures.fail("probe", e)
-            spectra, loop, prepare = {}, None, None
+            spectra, loop, prepare, offload = {}, None, None, None
         if scalars and deferred:  # tensors too: the client thread reads them and drops non-finite
             extra.update({k: v if isinstance(v, torch.Tensor) else float(v) for k, v in scalars.items()})
         else:
@@ -154,6 +160,10 @@ class SnapshotAssembler:
                       spectra=spectra or None, loop_rate=loop, scalars=extra or None, time=time.time())
         if prepare is not None:
             fields["prepare"] = prepare
+        if offload is not None:
+            self.worker.submit(self._offloaded_send(link.client, self.probes, offload, step, loss,
+                                                    fields, extra))
+            return
         try:  # to the client itself, fail-open: a call less on every step
             link.client.send_snapshot(step, loss, **fields)
         except Exception as e:
@@ -226,6 +236,29 @@ class SnapshotAssembler:
             return (names, WEIGHT), list(ws)
         losses = map(float, map(domain_losses.__getitem__, names))
         return (names, LOSS_AND_WEIGHT), list(chain.from_iterable(zip(losses, ws)))
+
+    @staticmethod
+    def _offloaded_send(client: Any, probes: ModelProbes, capture: ProbeCapture, step: int,
+                        loss: float, fields: Dict[str, Any], trainer_scalars: Dict[str, float]):
+        """The ProbeWorker's job for a probe step: its spectra and scalars, then the
+        snapshot, as the training thread's path would have built and sent it (the
+        trainer's scalars win over a probe scalar of the same name)."""
+        def job():
+            errors = []
+            try:
+                sp, sc = probes.finish(capture)
+                fields["spectra"] = {k: v.float().cpu().numpy() for k, v in sp.items()} or None
+            except Exception as e:  # the snapshot still goes, without spectra
+                errors.append(("probe", e))
+                sc = {}
+            scalars = {k: v for k, v in {**sc, **trainer_scalars}.items() if math.isfinite(v)}
+            fields["scalars"] = scalars or None
+            try:
+                client.send_snapshot(step, loss, **fields)
+            except Exception as e:
+                errors.append(("send", e))
+            return errors
+        return job
 
     @staticmethod
     def _finish_probes(probes: ModelProbes, capture: ProbeCapture) -> Dict[str, Any]:

@@ -205,3 +205,13 @@ def tiny_batch(step: int, batch: int = 4, context: int = 8, vocab: int = 11):
     g = torch.Generator().manual_seed(1000 + step)
     x = torch.randint(0, vocab, (batch, context + 1), generator=g)
     return x[:, :-1], x[:, 1:]
+
+
+def tiny_train_step(model: nn.Module, opt, step: int) -> torch.Tensor:
+    """One training step of TinyLM on `tiny_batch(step)`; returns the loss."""
+    x, y = tiny_batch(step)
+    loss = nn.functional.cross_entropy(model(x).reshape(-1, 11), y.reshape(-1))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
