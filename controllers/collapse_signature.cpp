@@ -18,8 +18,8 @@ std::optional<std::string> CollapseSignature::sighting(const std::string& name, 
 }
 
 SignatureReading CollapseSignature::update(std::int64_t step, bool checked, std::optional<std::string> seen,
-                                           const SignalConfig& sc, std::map<std::string, double>* m,
-                                           std::vector<Finding>& findings, bool corroborated) {
+                                           const SignalConfig& sc, MetricSink* m, std::vector<Finding>& findings,
+                                           bool corroborated) {
   SignatureReading out;
   // A step counter that went back (a rollback) starts the count again.
   if (since_ && step < *since_) since_.reset();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "controllers/finding.hpp"
+#include "controllers/metric_report.hpp"
 #include "controllers/navigator_config.hpp"
 #include "controllers/spectral_metrics.hpp"
 
@@ -36,9 +37,8 @@ class CollapseSignature {
   // finding once confirmed; while an early sighting waits, writes
   // signature_held_steps to `metrics` (when not null). `corroborated`: the run
   // corroborates an early sighting at this step (EarlyCorroboration).
-  SignatureReading update(std::int64_t step, bool checked, std::optional<std::string> seen,
-                          const SignalConfig& signals, std::map<std::string, double>* metrics,
-                          std::vector<Finding>& findings, bool corroborated = true);
+  SignatureReading update(std::int64_t step, bool checked, std::optional<std::string> seen, const SignalConfig& signals,
+                          MetricSink* metrics, std::vector<Finding>& findings, bool corroborated = true);
 
   // First step of the current run of sightings (nullopt: none running).
   const std::optional<std::int64_t>& since() const { return since_; }

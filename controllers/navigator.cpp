@@ -210,7 +210,7 @@ Navigator::Sample Navigator::merge(const PendingStep& pending) const {
   return out;
 }
 
-SpectralMetrics Navigator::add_spectral_metrics(const Sample& sample, std::map<std::string, double>* metrics) const {
+SpectralMetrics Navigator::add_spectral_metrics(const Sample& sample, MetricSink* metrics) const {
   SpectralAggregator selected(config_.signals.aggregation);
   for (const auto& [slot, m] : sample.spectra) {
     if (!m.valid) continue;
@@ -336,13 +336,13 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
   if (closed.empty()) {
     // Waiting for the other ranks (or a late snapshot): report, do not act.
     refresh_applied();
-    std::map<std::string, double>* m = reuse_metrics(out.metrics);
+    MetricSink* m = start_metrics();
     add_spectral_metrics(sample, m);
     put_metric(m, "loss", sample.loss);
     if (sample.grad_norm) put_metric(m, "grad_norm", *sample.grad_norm);
     if (sample.loop_rate) put_metric(m, "loop_rate", *sample.loop_rate);
     put_metric(m, "lr_scale", applied_.lr_scale);
-    drop_unwritten(m);
+    finish_metrics(out.metrics);
     out.observed_state = std::string(to_string(machine_.state()));
     out.state = mode_ == Mode::monitor ? "MONITOR" : out.observed_state;
     out.basin = basin_;
@@ -420,7 +420,7 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   // relaxation, spike confirmation) scale by it.
   const double elapsed =
       last_closed_step_ ? std::clamp(static_cast<double>(in.step - *last_closed_step_), 1.0, 1000.0) : 1.0;
-  std::map<std::string, double>* m = reuse_metrics(d.metrics);
+  MetricSink* m = start_metrics();
   std::vector<Finding> findings;
 
   const SignalReading signals = read_signals(in, domains, elapsed, m, findings);
@@ -469,27 +469,27 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   d.forecast_basin = forecast_basin_;
   d.basin_age_steps = basin_age(in.step);
   d.lr_scale = applied_.lr_scale;
-  drop_unwritten(m);
+  finish_metrics(d.metrics);
   return d;
 }
 
-std::map<std::string, double>* Navigator::reuse_metrics(std::map<std::string, double>& metrics) {
+MetricSink* Navigator::start_metrics() {
   if (!report_metrics_) return nullptr;
-  if (metrics.empty() && !spare_metrics_.empty()) {
-    metrics.swap(spare_metrics_);
-    for (auto& entry : metrics) entry.second = std::numeric_limits<double>::quiet_NaN();
-  }
-  return &metrics;
+  metric_sink_.begin();
+  return &metric_sink_;
 }
 
-void Navigator::drop_unwritten(std::map<std::string, double>* metrics) {
-  if (metrics) std::erase_if(*metrics, [](const auto& entry) { return std::isnan(entry.second); });
+void Navigator::finish_metrics(std::map<std::string, double>& metrics) {
+  if (!report_metrics_) return;
+  metric_sink_.seal();
+  if (metrics_in_sink_) return;  // the caller reads last_metrics()
+  if (metrics.empty() && !spare_metrics_.empty()) metrics.swap(spare_metrics_);
+  metric_sink_.finish(metrics);
 }
 
 // ---- signals: loss and ln(grad norm) through robust statistics, the collapse signature
 Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::map<std::string, DomainStats>& domains,
-                                                 double elapsed, std::map<std::string, double>* m,
-                                                 std::vector<Finding>& findings) {
+                                                 double elapsed, MetricSink* m, std::vector<Finding>& findings) {
   SignalReading out;
   out.scalars = scalars_.update(in.step, in.loss, in.grad_norm, static_cast<std::int64_t>(elapsed), config_.filters,
                                 m, findings);
@@ -540,7 +540,7 @@ Navigator::SignalReading Navigator::read_signals(const Sample& in, const std::ma
 }
 
 // ---- zones: smoothing, zones with hysteresis, trend forecast, health
-ZoneReading Navigator::read_zones(const Sample& in, const SignalReading& signals, std::map<std::string, double>* m,
+ZoneReading Navigator::read_zones(const Sample& in, const SignalReading& signals, MetricSink* m,
                                   std::vector<Finding>& findings, std::vector<std::string>& events) {
   const std::int64_t confirm = config_.filters.spike_confirm_steps;
   // Indexed like kZoneMetrics: no name is looked up per snapshot.

@@ -29,6 +29,7 @@
 #include "controllers/finding.hpp"
 #include "controllers/loss_weight_scheduler.hpp"
 #include "controllers/lr_ceiling.hpp"
+#include "controllers/metric_report.hpp"
 #include "controllers/mixture_reweighter.hpp"
 #include "controllers/navigator_config.hpp"
 #include "controllers/orbit_state_machine.hpp"
@@ -122,6 +123,11 @@ class Navigator {
   void recycle_metrics(std::map<std::string, double>&& metrics) {
     if (spare_metrics_.empty()) spare_metrics_ = std::move(metrics);
   }
+  // A caller that reads each decision's metrics from last_metrics() (orbit replay's
+  // timeline) turns this on: Decision::metrics then stays empty, no map is filled.
+  void set_metrics_in_sink(bool on) { metrics_in_sink_ = on; }
+  // The metrics of the decision returned last (report_metrics on), in name order.
+  const MetricSink& last_metrics() const { return metric_sink_; }
 
   // Before the first snapshot: record the snapshot-only filters' answers into `memo`,
   // or follow one recorded from the same snapshots (under any config): those filters
@@ -198,8 +204,8 @@ class Navigator {
   // One closed step, in stages: signals -> zones -> basin and state -> actuators -> burn.
   Decision decide(const Sample& sample, const std::map<std::string, DomainStats>& domains);
   SignalReading read_signals(const Sample& in, const std::map<std::string, DomainStats>& domains, double elapsed,
-                             std::map<std::string, double>* metrics, std::vector<Finding>& findings);
-  ZoneReading read_zones(const Sample& in, const SignalReading& signals, std::map<std::string, double>* metrics,
+                             MetricSink* metrics, std::vector<Finding>& findings);
+  ZoneReading read_zones(const Sample& in, const SignalReading& signals, MetricSink* metrics,
                          std::vector<Finding>& findings, std::vector<std::string>& events);
   StateStep step_state(std::int64_t step, const ZoneReading& zones, const std::vector<Finding>& findings,
                        std::vector<std::string>& events);
@@ -218,11 +224,11 @@ class Navigator {
   void close_ready_steps(double now, std::vector<Decision>& out);
   void start_branch(std::int64_t last_closed_step, const std::string& why);
   // Per-spectrum and aggregated metrics into `metrics` (when not null); returns the aggregate.
-  SpectralMetrics add_spectral_metrics(const Sample& sample, std::map<std::string, double>* metrics) const;
-  // The metrics map a decision starts from (the recycled one, every value NaN: put_metric
-  // writes finite values only), and the end of its filling (names not written dropped).
-  std::map<std::string, double>* reuse_metrics(std::map<std::string, double>& metrics);
-  static void drop_unwritten(std::map<std::string, double>* metrics);
+  SpectralMetrics add_spectral_metrics(const Sample& sample, MetricSink* metrics) const;
+  // A decision's metrics: the sink its stages write (null when they are off), then
+  // the map they end in (the recycled one's nodes, when its names are the same).
+  MetricSink* start_metrics();
+  void finish_metrics(std::map<std::string, double>& metrics);
   void refresh_applied();
   // The highest lr scale allowed now: the rollback ladder's ceiling, lowered by the
   // absolute lr cap at the newest schedule lr.
@@ -253,7 +259,9 @@ class Navigator {
   std::int64_t max_step_ = -1;   // newest step seen on the current branch
   std::int64_t tick_ = 0;        // closed steps, monotone across branches
   std::vector<std::string> queued_events_;
-  std::map<std::string, double> spare_metrics_;  // recycle_metrics(); see reuse_metrics()
+  std::map<std::string, double> spare_metrics_;  // recycle_metrics(); see finish_metrics()
+  MetricSink metric_sink_;
+  bool metrics_in_sink_ = false;
 
   // Signals.
   ScalarSignals scalars_;

@@ -22,8 +22,8 @@ std::optional<double> combined_z(double ewma_z, std::optional<double> noise_z) {
 }  // namespace
 
 ScalarReading ScalarSignals::update(std::int64_t step, double loss, std::optional<double> grad_norm,
-                                    std::int64_t covered, const FilterConfig& fc,
-                                    std::map<std::string, double>* m, std::vector<Finding>& findings) {
+                                    std::int64_t covered, const FilterConfig& fc, MetricSink* m,
+                                    std::vector<Finding>& findings) {
   ScalarReading out;
   const bool loss_finite = std::isfinite(loss);
   const bool grad_finite = !grad_norm || std::isfinite(*grad_norm);

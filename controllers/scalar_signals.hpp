@@ -25,6 +25,7 @@
 #include "controllers/change_detector.hpp"
 #include "controllers/finding.hpp"
 #include "controllers/loss_jump_detector.hpp"
+#include "controllers/metric_report.hpp"
 #include "controllers/navigator_config.hpp"
 #include "controllers/robust_stats.hpp"
 #include "controllers/spike_confirmation.hpp"
@@ -60,8 +61,7 @@ class ScalarSignals {
   // drift, loss jump, in that order); writes loss, loss_ewma, loss_z, grad_norm,
   // grad_norm_z and loss_jump to `metrics` when not null.
   ScalarReading update(std::int64_t step, double loss, std::optional<double> grad_norm, std::int64_t covered,
-                       const FilterConfig& filters, std::map<std::string, double>* metrics,
-                       std::vector<Finding>& findings);
+                       const FilterConfig& filters, MetricSink* metrics, std::vector<Finding>& findings);
 
   // The z-scores that held over spike_confirm_steps training steps (nullopt: none held).
   // The loss's running (EWMA, outlier-clipped) level; nullopt before its first finite value.

@@ -18,9 +18,9 @@ constexpr auto kAttnLogitGrowth = static_cast<std::size_t>(zone_metric_index("at
 
 ZoneReading ZonedMetrics::update(std::int64_t at, const PerZoneMetric<double>& values,
                                  const PerZoneMetric<ZoneConfig>& zone_config, const NavigatorConfig& cfg,
-                                 const std::vector<double>& extra_margins, bool nonfinite,
-                                 std::map<std::string, double>* m, std::vector<Finding>& findings,
-                                 bool early_corroborated, std::optional<double> sparse_loss_ratio) {
+                                 const std::vector<double>& extra_margins, bool nonfinite, MetricSink* m,
+                                 std::vector<Finding>& findings, bool early_corroborated,
+                                 std::optional<double> sparse_loss_ratio) {
   const FilterConfig& fc = cfg.filters;
   const auto step = static_cast<double>(at);
   const std::int64_t confirm = fc.spike_confirm_steps;

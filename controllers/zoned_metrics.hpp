@@ -16,6 +16,7 @@
 
 #include "controllers/ewma.hpp"
 #include "controllers/finding.hpp"
+#include "controllers/metric_report.hpp"
 #include "controllers/navigator_config.hpp"
 #include "controllers/trend.hpp"
 #include "controllers/zone_metric.hpp"
@@ -54,8 +55,8 @@ class ZonedMetrics {
   // (when not null).
   ZoneReading update(std::int64_t step, const PerZoneMetric<double>& values, const PerZoneMetric<ZoneConfig>& zones,
                      const NavigatorConfig& config, const std::vector<double>& extra_margins, bool nonfinite,
-                     std::map<std::string, double>* metrics, std::vector<Finding>& findings,
-                     bool early_corroborated = true, std::optional<double> sparse_loss_ratio = std::nullopt);
+                     MetricSink* metrics, std::vector<Finding>& findings, bool early_corroborated = true,
+                     std::optional<double> sparse_loss_ratio = std::nullopt);
 
   void set_windows(std::int64_t trend_window, std::int64_t health_window);  // a new config
   void restart_trends();  // a gap in the snapshots: trends start over, smoothing and zones stay

@@ -241,6 +241,7 @@ RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
       if (!navigator_) {
         navigator_ = std::make_unique<Navigator>(options_.config, info_of(hello), options_.mode);
         navigator_->set_report_metrics(options_.report_metrics);
+        navigator_->set_metrics_in_sink(options_.metrics_in_sink);
         if (options_.record_memo) navigator_->record_memo(options_.record_memo);
         if (options_.follow_memo) navigator_->follow_memo(options_.follow_memo);
       } else navigator_->update_info(info_of(hello));

@@ -113,6 +113,7 @@ class RunDriver {
     bool follow_config_records = true; // false: keep `config` (replay --config / tune)
     bool follow_mode_records = true;
     bool report_metrics = true;        // false: decisions without Decision::metrics (faster)
+    bool metrics_in_sink = false;      // true: the metrics are read from Navigator::last_metrics()
     NavigatorConfigParser parse_config = default_navigator_config_parser();
     // The Navigator records into / follows this memo (Navigator::record_memo, follow_memo).
     NavigatorMemo* record_memo = nullptr;

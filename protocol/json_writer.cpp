@@ -18,6 +18,16 @@ std::string format_double(double v) {
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out += '"';
+  // Runs of characters that need no escape go in one append: a character at a time
+  // was most of `orbit replay --out X.json`'s time (every metric name of every point).
+  std::size_t plain = 0;
+  while (plain < s.size()) {
+    const auto u = static_cast<unsigned char>(s[plain]);
+    if (u < 0x20 || u == '"' || u == '\\') break;
+    ++plain;
+  }
+  out.append(s.data(), plain);
+  s.remove_prefix(plain);
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
     switch (c) {
@@ -103,7 +113,15 @@ JsonWriter& JsonWriter::value(std::string_view s) {
 
 JsonWriter& JsonWriter::value(double v) {
   before_value();
-  out_ += std::isfinite(v) ? format_double(v) : "null";
+  if (!std::isfinite(v)) {
+    out_ += "null";
+    return *this;
+  }
+  // format_double()'s digits, written in place: no string per value.
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  (void)ec;
+  out_.append(buf, end);
   return *this;
 }
 

@@ -305,9 +305,8 @@ std::string run_plots(const RunReplay& r) {
     p.y_range(std::min(band.good, band.danger), std::max(band.good, band.danger));
     Series s{name, "#1f4e9c", {}, false};
     for (const auto& t : r.timeline) {
-      auto it = t.metrics.find(name);
-      s.points.emplace_back(static_cast<double>(t.step),
-                            it == t.metrics.end() ? std::numeric_limits<double>::quiet_NaN() : it->second);
+      const double* v = t.metrics.find(name);
+      s.points.emplace_back(static_cast<double>(t.step), v ? *v : std::numeric_limits<double>::quiet_NaN());
     }
     p.series(std::move(s));
     decorate(p);
@@ -317,9 +316,8 @@ std::string run_plots(const RunReplay& r) {
     Plot p("health (1 = on the good line of the worst metric)", x0, x1);
     Series s{"health", "#2e7d32", {}, false};
     for (const auto& t : r.timeline) {
-      auto it = t.metrics.find("health");
-      s.points.emplace_back(static_cast<double>(t.step),
-                            it == t.metrics.end() ? std::numeric_limits<double>::quiet_NaN() : it->second);
+      const double* v = t.metrics.find("health");
+      s.points.emplace_back(static_cast<double>(t.step), v ? *v : std::numeric_limits<double>::quiet_NaN());
     }
     p.series(std::move(s));
     decorate(p);

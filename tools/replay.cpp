@@ -145,7 +145,7 @@ class ReplayLoop {
       p.forecast_basin = d.forecast_basin;
       p.basin_age_steps = d.basin_age_steps;
       p.lr_scale = d.lr_scale;
-      p.metrics = std::move(d.metrics);
+      p.metrics = TimelineMetrics(driver_.navigator()->last_metrics(), metric_names_version_, metric_names_);
       if (d.burn) p.burn_seq = d.burn->seq;
       p.events = std::move(d.events);
       out_.timeline.push_back(std::move(p));
@@ -183,6 +183,7 @@ class ReplayLoop {
   static RunDriver::Options prepared(RunDriver::Options options, const ReplaySettings& settings,
                                      const NavigatorMemo* memo) {
     options.report_metrics = settings.keep_timeline;  // only the timeline reads them
+    options.metrics_in_sink = settings.keep_timeline;  // ... from the Navigator's sink, not a map
     options.follow_memo = memo;                       // tune records one per run (same decisions)
     return options;
   }
@@ -196,6 +197,8 @@ class ReplayLoop {
   std::chrono::steady_clock::time_point t0_;
   RunReplay out_;
   std::int64_t last_step_ = 0;
+  std::shared_ptr<const TimelineMetrics::Names> metric_names_;  // the last point's
+  std::uint64_t metric_names_version_ = 0;                      // ... and their MetricSink::names_version()
 };
 
 RunReplay run_driver(const RecordedRun& recording, RunDriver::Options options, const ReplaySettings& settings) {

@@ -17,6 +17,7 @@
 #include "journal/journal_replay.hpp"
 #include "tools/config_overrides.hpp"
 #include "tools/failures.hpp"
+#include "tools/timeline_metrics.hpp"
 
 namespace orbit {
 
@@ -49,7 +50,7 @@ struct TimelinePoint {
   std::string forecast_basin;
   std::optional<std::int64_t> basin_age_steps;  // steps since the spectral evidence that named basin
   double lr_scale = 1.0;
-  std::map<std::string, double> metrics;
+  TimelineMetrics metrics;  // Decision::metrics
   std::optional<std::int64_t> burn_seq;
   std::vector<std::string> events;
 };

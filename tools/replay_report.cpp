@@ -232,7 +232,7 @@ std::string replay_csv(const std::vector<const RunReplay*>& runs) {
            (t.burn_seq ? std::to_string(*t.burn_seq) : "");
       for (const auto& m : metric_names) {
         s += ",";
-        if (auto it = t.metrics.find(m); it != t.metrics.end()) s += format_double(it->second);
+        if (const double* v = t.metrics.find(m)) s += format_double(*v);
       }
       s += "\n";
     }

@@ -33,7 +33,7 @@ void feed_run(DashboardFeed& feed, const RunReplay& replay, const RecordedRun* r
     d.forecast_basin = p.forecast_basin;
     d.basin_age_steps = p.basin_age_steps;
     d.lr_scale = p.lr_scale;
-    d.metrics = p.metrics;
+    d.metrics = p.metrics.to_map();
     d.events = p.events;
     d.step_closed = true;
     if (p.burn_seq)

@@ -3,7 +3,7 @@
 // of `orbit replay`, beside a raw sequential read() of the same segment files in the
 // same run.
 //
-//   bench_replay [--snapshots N] [--repeat R] [--out FILE.json]
+//   bench_replay [--snapshots N] [--repeat R] [--out FILE.json] [--keep-journal DIR]
 //
 // Stages: raw read (read(2), 1 MiB chunks), framed read (record framing + CRC),
 // read + decode (MessagePack -> structs), controller (Navigator::on_snapshot on the
@@ -12,7 +12,8 @@
 // decode and end to end streamed, as `orbit replay` runs: stream_recorded_run()
 // decodes each snapshot into one reused Snapshot and keeps nothing, and
 // replay_journal() feeds it straight to the Navigator (same default config; its
-// replay must have the same steps). The decode stages also run side by side: with
+// replay must have the same steps), and once more keeping the timeline (every decided
+// step with its metrics), which is what `orbit replay` itself does. The decode stages also run side by side: with
 // decode() (the snapshot fast path) and with decode_reference() (the object-tree
 // decoder it replaced), each loading the same records into a RecordedRun; the
 // replays of both must agree.
@@ -125,18 +126,24 @@ int main(int argc, char** argv) {
   std::size_t n = 200000;
   int repeat = 5;
   std::string out = "bench/results/replay.json";
+  std::string keep;  // --keep-journal: write the run there and leave it (for `orbit replay` runs)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--snapshots" && i + 1 < argc) n = std::stoul(argv[++i]);
     else if (a == "--repeat" && i + 1 < argc) repeat = std::stoi(argv[++i]);
     else if (a == "--out" && i + 1 < argc) out = argv[++i];
+    else if (a == "--keep-journal" && i + 1 < argc) keep = argv[++i];
     else {
-      std::fprintf(stderr, "usage: bench_replay [--snapshots N] [--repeat R] [--out FILE.json]\n");
+      std::fprintf(stderr, "usage: bench_replay [--snapshots N] [--repeat R] [--out FILE.json] [--keep-journal DIR]\n");
       return 2;
     }
   }
   char tmpl[] = "/tmp/orbit-bench-replay-XXXXXX";
-  const fs::path root = ::mkdtemp(tmpl);
+  const fs::path root = keep.empty() ? fs::path(::mkdtemp(tmpl)) : fs::path(keep);
+  if (!keep.empty() && fs::exists(root / "bench")) {
+    std::fprintf(stderr, "bench_replay: %s already holds a run 'bench'\n", keep.c_str());
+    return 2;
+  }
   orbit::detail::write_synthetic_run(root, "bench", n, 42, {});
   const fs::path run = root / "bench";
   const auto files = orbit::list_segments(run);
@@ -150,10 +157,13 @@ int main(int argc, char** argv) {
   orbit::ReplaySettings streamed_settings = settings;
   streamed_settings.config_text = "";
   streamed_settings.mode = orbit::Mode::active;
+  // What `orbit replay` runs: the same, keeping the timeline for its reports.
+  orbit::ReplaySettings timeline_settings = streamed_settings;
+  timeline_settings.keep_timeline = true;
 
   Stage raw{"raw sequential read(2)"}, framed{"framed read (CRC)"}, decoded{"read + decode"},
-      controller{"controller only"}, e2e{"end to end (read+decode+controller)"},
-      streamed{"read + decode, streamed"}, e2e_streamed{"end to end, streamed (orbit replay)"},
+      controller{"controller only"}, e2e{"end to end (read+decode+controller)"}, streamed{"read + decode, streamed"},
+      e2e_streamed{"end to end, streamed (orbit replay)"}, e2e_timeline{"end to end, streamed, with timeline"},
       dec_fast{"read + decode, fast path"}, dec_ref{"read + decode, reference decoder"},
       e2e_fast{"end to end, fast path"}, e2e_ref{"end to end, reference decoder"};
   volatile std::uint64_t sink = raw_read(files);  // warm the page cache
@@ -205,6 +215,15 @@ int main(int argc, char** argv) {
       return 1;
     }
 
+    Timing t_e2e_timeline;
+    const auto reported = orbit::replay_journal(run, {}, timeline_settings);
+    t_e2e_timeline.stop(e2e_timeline);
+    if (reported.steps != full.steps || reported.alarms != full.alarms || reported.burns.size() != full.burns.size() ||
+        reported.timeline.size() != full.steps.size()) {
+      std::fprintf(stderr, "bench_replay: the replay with a timeline differs from the one without\n");
+      return 1;
+    }
+
     // Side by side: the same loop with each decoder, alternating which goes first.
     for (int k = 0; k < 2; ++k) {
       const bool fast_first = (r + k) % 2 == 0;
@@ -227,7 +246,7 @@ int main(int argc, char** argv) {
       sink = sink + rep.steps.size();
     }
   }
-  fs::remove_all(root);
+  if (keep.empty()) fs::remove_all(root);
 
   std::printf("replay throughput: %zu snapshots (one 64-value spectrum each), %.1f MB in %zu segment(s), %zu records read,\n"
               "one core, warm page cache, best of %d\n\n",
@@ -239,8 +258,8 @@ int main(int argc, char** argv) {
   w.field("benchmark", "replay").field("snapshots", static_cast<std::uint64_t>(n)).field("bytes", bytes);
   w.field("spectrum_values", 64).field("repeat", repeat);
   w.key("stages").begin_array();
-  for (const Stage* s :
-       {&raw, &framed, &decoded, &controller, &e2e, &streamed, &e2e_streamed, &dec_fast, &dec_ref, &e2e_fast, &e2e_ref}) {
+  for (const Stage* s : {&raw, &framed, &decoded, &controller, &e2e, &streamed, &e2e_streamed, &e2e_timeline, &dec_fast,
+                         &dec_ref, &e2e_fast, &e2e_ref}) {
     const double rate = static_cast<double>(n) / s->best;
     const double cpu_rate = static_cast<double>(n) / s->best_cpu;
     std::printf("%-38s %12.4f %14.0f %10.0f %12.4f %16.0f\n", s->name, s->best, rate,
@@ -259,6 +278,7 @@ int main(int argc, char** argv) {
   w.field("end_to_end_meets_target_per_cpu_s", static_cast<double>(n) / e2e.best_cpu >= 1e6);
   w.field("streamed_end_to_end_meets_target", static_cast<double>(n) / e2e_streamed.best >= 1e6);
   w.field("streamed_end_to_end_meets_target_per_cpu_s", static_cast<double>(n) / e2e_streamed.best_cpu >= 1e6);
+  w.field("timeline_end_to_end_meets_target", static_cast<double>(n) / e2e_timeline.best >= 1e6);
   w.end_object();
   if (!out.empty()) {
     std::ofstream f(out);

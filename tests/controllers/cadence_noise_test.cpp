@@ -186,13 +186,18 @@ TEST(ScalarSignals, TheCadenceNoiseComesFromTheFilterConfig) {
   const FilterConfig standard;
   ScalarSignals a, b;
   std::vector<Finding> findings;
-  std::map<std::string, double> ma, mb;
+  MetricSink sa, sb;
   for (int i = 0; i < 8; ++i) {
-    ma.clear();
-    mb.clear();
-    a.update(i * 100, wobble(i, 3.0, 0.03), 1.0, 100, quick, &ma, findings);
-    b.update(i * 100, wobble(i, 3.0, 0.03), 1.0, 100, standard, &mb, findings);
+    sa.begin();
+    sb.begin();
+    a.update(i * 100, wobble(i, 3.0, 0.03), 1.0, 100, quick, &sa, findings);
+    b.update(i * 100, wobble(i, 3.0, 0.03), 1.0, 100, standard, &sb, findings);
   }
+  std::map<std::string, double> ma, mb;
+  sa.seal();
+  sb.seal();
+  sa.finish(ma);
+  sb.finish(mb);
   EXPECT_TRUE(ma.count("loss_noise_z"));
   EXPECT_FALSE(mb.count("loss_noise_z"));
 }

@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 // Determinism (bit for bit, through orbit::encode), a property test over random
 // inputs, distributed runs (quorum, deadline, stale ranks), ACKs, forced burns.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <random>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
+#include "controllers/metric_report.hpp"
 #include "controllers/navigator.hpp"
 #include "protocol/codec.hpp"
 #include "scenario.hpp"
@@ -37,12 +42,16 @@ struct Transcript {
 // metrics handed in (as tune does) instead of computed by the Navigator, with their
 // names on every other snapshot. `recycle`:
 // each decision's metrics map handed back (Navigator::recycle_metrics, as orbitd does).
-Transcript mixed_run(unsigned seed, bool report_metrics = true, bool precomputed = false, bool recycle = false) {
+// `in_sink`: the metrics read from Navigator::last_metrics() (orbit replay's timeline);
+// Decision::metrics must then be empty.
+Transcript mixed_run(unsigned seed, bool report_metrics = true, bool precomputed = false, bool recycle = false,
+                     bool in_sink = false) {
   NavigatorConfig cfg;
   cfg.basin_map["web"] = {{Basin::semantic_loop}, Verdict::reduce, std::nullopt, ""};
   cfg.basin_map["books"] = {{Basin::creative}, Verdict::increase, std::nullopt, ""};
   Navigator nav(cfg, run_info("det", kAllActuators, {"web", "books", "code"}), Mode::active);
   nav.set_report_metrics(report_metrics);
+  nav.set_metrics_in_sink(in_sink);
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> n01(0.0, 1.0);
   Transcript t;
@@ -79,7 +88,17 @@ Transcript mixed_run(unsigned seed, bool report_metrics = true, bool precomputed
       nav.on_ack(ack);
     }
     t.states.push_back(d.state);
-    t.metrics.push_back(d.metrics);
+    if (in_sink) {
+      EXPECT_TRUE(d.metrics.empty());
+      const MetricSink& sink = nav.last_metrics();
+      auto& m = t.metrics.emplace_back();
+      for (std::size_t k = 0; k < sink.size(); ++k) {
+        EXPECT_TRUE(k == 0 || sink.name(k - 1) < sink.name(k)) << "name order";
+        m[sink.name(k)] = sink.value(k);
+      }
+    } else {
+      t.metrics.push_back(d.metrics);
+    }
     t.events.push_back(d.events);
     if (recycle) nav.recycle_metrics(std::move(d.metrics));
   }
@@ -146,6 +165,81 @@ TEST(Determinism, RecycledMetricsMapsGiveTheSameMetricsBitForBit) {
     }
   }
   EXPECT_GT(sizes_vary, 100u);  // the metrics present do change from decision to decision
+}
+
+// Read from the sink instead of a map (orbit replay's timeline): the same metrics, bit
+// for bit, decision by decision, and the same decisions.
+TEST(Determinism, MetricsReadFromTheSinkAreTheMapsBitForBit) {
+  const Transcript full = mixed_run(95);
+  const Transcript sunk = mixed_run(95, true, false, false, true);
+  ASSERT_GT(full.burns.size(), 10u);
+  EXPECT_EQ(sunk.burns, full.burns);
+  EXPECT_EQ(sunk.states, full.states);
+  EXPECT_EQ(sunk.events, full.events);
+  ASSERT_EQ(sunk.metrics.size(), full.metrics.size());
+  for (std::size_t i = 0; i < full.metrics.size(); ++i) {
+    ASSERT_EQ(sunk.metrics[i].size(), full.metrics[i].size()) << "decision " << i;
+    for (const auto& [k, v] : full.metrics[i]) {
+      ASSERT_TRUE(sunk.metrics[i].count(k)) << k;
+      EXPECT_EQ(std::memcmp(&v, &sunk.metrics[i].at(k), sizeof v), 0) << k;
+    }
+  }
+}
+
+// MetricSink against plain map writes (m[name] = value, finite values only): names
+// that come and go, repeat within a decision, change order, are too long; the map
+// handed to finish() empty, recycled from the last decision, or holding other names.
+TEST(MetricSink, GivesTheMapPlainWritesGive) {
+  std::mt19937_64 rng(5);
+  std::uniform_int_distribution<int> pick(0, 11);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<std::string> names;
+  for (int i = 0; i < 11; ++i) names.push_back("metric." + std::to_string(i * 7 % 11));
+  names.push_back(std::string(kMaxMetricName + 1, 'x'));
+  MetricSink sink;
+  std::map<std::string, double> recycled;
+  std::size_t assigned_in_place = 0;
+  for (int decision = 0; decision < 2000; ++decision) {
+    sink.begin();
+    std::map<std::string, double> want;
+    // Most decisions write the same names in the same order; the others vary.
+    const bool plain = u(rng) < 0.7;
+    const int writes = decision % 50 == 0 ? 0 : plain ? 11 : 3 + pick(rng);
+    for (int w = 0; w < writes; ++w) {
+      const std::string& name =
+          names[plain || u(rng) < 0.8 ? static_cast<std::size_t>(w % 11) : static_cast<std::size_t>(pick(rng))];
+      const double x = u(rng);
+      const double value = plain ? x : x < 0.1 ? kNaN : x < 0.15 ? kInf : x;
+      sink.put(name, value);
+      if (std::isfinite(value) && name.size() <= kMaxMetricName) want[name] = value;
+    }
+    sink.seal();
+    ASSERT_EQ(sink.size(), want.size()) << "decision " << decision;
+    std::size_t k = 0;
+    for (const auto& [name, value] : want) {
+      EXPECT_EQ(sink.name(k), name);
+      EXPECT_EQ(sink.value(k), value);
+      ++k;
+    }
+    std::map<std::string, double> fresh;
+    sink.finish(fresh);
+    EXPECT_EQ(fresh, want) << "decision " << decision;
+    // The same names as the last decision: the recycled map keeps its nodes.
+    const bool same_names = !want.empty() && want.size() == recycled.size() &&
+                            std::equal(want.begin(), want.end(), recycled.begin(),
+                                       [](const auto& a, const auto& b) { return a.first == b.first; });
+    const auto first = recycled.empty() ? nullptr : &*recycled.begin();
+    sink.finish(recycled);
+    EXPECT_EQ(recycled, want) << "decision " << decision;
+    if (same_names) {
+      EXPECT_EQ(&*recycled.begin(), first) << "decision " << decision;
+      ++assigned_in_place;
+    }
+    std::map<std::string, double> other{{"zzz", 1.0}};
+    sink.finish(other);
+    EXPECT_EQ(other, want);
+  }
+  EXPECT_GT(assigned_in_place, 500u);  // the case is exercised
 }
 
 TEST(Determinism, PrecomputedSpectralMetricsAreWhatTheNavigatorReads) {

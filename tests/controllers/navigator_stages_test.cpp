@@ -57,7 +57,7 @@ TEST(ScalarSignals, ASpikeHoldsOnlyOnceItCoversTheConfirmationSteps) {
     std::vector<Finding> ignored;
     for (int i = 0; i < 40; ++i) s.update(i, 2.0 + 0.01 * (i % 3), 1.0, 1, fc, nullptr, ignored);
   };
-  std::map<std::string, double> metrics;
+  MetricSink metrics;
   std::vector<Finding> findings;
   ScalarSignals per_step;
   warm(per_step);
@@ -148,7 +148,7 @@ TEST(CollapseSignature, EarlySightingsMustHoldLaterOnesCountAtOnce) {
   SignalConfig sc;  // early below step 150, hold 20 steps
   CollapseSignature sig;
   std::vector<Finding> findings;
-  std::map<std::string, double> metrics;
+  MetricSink metrics;
   auto r = sig.update(10, true, "hidden.0 x", sc, &metrics, findings);
   EXPECT_FALSE(r.confirmed);
   EXPECT_EQ(metrics.at("signature_held_steps"), 0.0);
@@ -223,7 +223,7 @@ TEST(ZonedMetrics, DangerIsCriticalAndHealthIsTheWorstMargin) {
   const ZoneBand entropy = cfg.zones.at("entropy").band;
   ZonedMetrics zones(cfg.filters.health_window);
   std::vector<Finding> findings;
-  std::map<std::string, double> metrics;
+  MetricSink metrics;
   PerZoneMetric<double> values;
   values[kEntropy] = entropy.good + 1.0;                        // good
   values[kDominant] = cfg.zones.at("dominant_ratio").band.danger + 0.05;  // raw danger
