@@ -21,7 +21,7 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::map<std
       }
     }
   }
-  if (!matched) best = {evidence ? Basin::creative : Basin::unknown, "", Zone::good};
+  if (!matched) best = {evidence ? Basin::creative : Basin::unknown, {}, Zone::good};
   return best;
 }
 
@@ -41,7 +41,6 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::vector<
       evidence = true;
       if (zone < rule.min_zone) continue;
       if (!matched || zone > best.zone) {
-        // The name is copied once, at the end, not on every better match.
         best_basin = &rule.basin;
         best_metric = &rule.metrics[j];
         best.zone = zone;
@@ -49,7 +48,7 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::vector<
       }
     }
   }
-  if (!matched) return {evidence ? Basin::creative : Basin::unknown, "", Zone::good};
+  if (!matched) return {evidence ? Basin::creative : Basin::unknown, {}, Zone::good};
   best.basin = *best_basin;
   best.metric = *best_metric;
   return best;

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "controllers/basin.hpp"
@@ -23,7 +24,9 @@ struct BasinRule {
 
 struct BasinCall {
   Basin basin = Basin::unknown;
-  std::string metric;  // the metric that decided it ("" for CREATIVE / UNKNOWN)
+  // The metric that decided it ("" for CREATIVE / UNKNOWN): a view of the rule's
+  // name, valid while `rules` is (no string copied per step).
+  std::string_view metric;
   Zone zone = Zone::good;
 };
 

@@ -135,7 +135,8 @@ void Navigator::reduce(const Snapshot& s, const std::vector<SpectralMetrics>* sp
   out.schedule_lr = s.schedule_lr;
   out.loop_rate = s.loop_rate;
   out.attn_logit_max.reset();
-  if (auto it = s.scalars.find("attn_logit_max"); it != s.scalars.end()) out.attn_logit_max = it->second;
+  static const std::string kAttnLogitMax = "attn_logit_max";  // not a std::string built per snapshot
+  if (auto it = s.scalars.find(kAttnLogitMax); it != s.scalars.end()) out.attn_logit_max = it->second;
   out.domains.clear();
   out.spectra.clear();
   std::size_t cursor = 0;
@@ -263,15 +264,28 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   queued_events_.push_back(why);
 }
 
-Decision Navigator::on_snapshot(const Snapshot& snapshot) { return snapshot_decision(snapshot, nullptr, nullptr); }
+Decision Navigator::on_snapshot(const Snapshot& snapshot) {
+  Decision out;
+  snapshot_decision(snapshot, nullptr, nullptr, out);
+  return out;
+}
 
 Decision Navigator::on_snapshot(const Snapshot& snapshot, const std::vector<SpectralMetrics>& spectral,
                                 const std::vector<std::string_view>* names) {
-  return snapshot_decision(snapshot, &spectral, names);
+  Decision out;
+  snapshot_decision(snapshot, &spectral, names, out);
+  return out;
 }
 
-Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
-                                      const std::vector<std::string_view>* names) {
+void Navigator::on_snapshot_into(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
+                                 const std::vector<std::string_view>* names, Decision& out) {
+  snapshot_decision(snapshot, spectral, names, out);
+}
+
+// `out` is a fresh Decision: the stages write into it where it lies, instead of
+// returning one that each caller moves on (two moves and destructions per snapshot).
+void Navigator::snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
+                                  const std::vector<std::string_view>* names, Decision& out) {
   std::vector<std::string> events = std::move(queued_events_);
   queued_events_.clear();
   const std::int64_t world = std::max<std::int64_t>(1, info_.world_size);
@@ -316,12 +330,12 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
   if (!late && world == 1) {
     // The common case: one rank, its step closes now.
     max_step_ = std::max(max_step_, snapshot.step);
-    Decision out = decide(sample, snapshot.domains);
+    decide(sample, snapshot.domains, out);
     if (!out.events.empty()) {
       for (auto& e : out.events) events.push_back(std::move(e));
     }
     out.events = std::move(events);
-    return out;
+    return;
   }
   std::vector<Decision> closed;
   if (!late) {
@@ -332,7 +346,6 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
     close_ready_steps(snapshot.time, closed);
   }
 
-  Decision out;
   if (closed.empty()) {
     // Waiting for the other ranks (or a late snapshot): report, do not act.
     refresh_applied();
@@ -371,7 +384,6 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
     out.burn = std::move(burn);
   }
   out.events = std::move(events);
-  return out;
 }
 
 void Navigator::close_ready_steps(double now, std::vector<Decision>& out) {
@@ -379,7 +391,7 @@ void Navigator::close_ready_steps(double now, std::vector<Decision>& out) {
   if (!through) return;
   while (auto pending = quorum_.pop_through(*through)) {
     const Sample merged = merge(*pending);
-    out.push_back(decide(merged, merged.domains));
+    decide(merged, merged.domains, out.emplace_back());
   }
 }
 
@@ -411,8 +423,7 @@ struct Navigator::ActuatorPlan {
   std::string curriculum_note;
 };
 
-Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainStats>& domains) {
-  Decision d;
+void Navigator::decide(const Sample& in, const std::map<std::string, DomainStats>& domains, Decision& d) {
   d.step_closed = true;
   ++tick_;
   // Training steps since the last decision (snapshots may come every N steps):
@@ -470,7 +481,6 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   d.basin_age_steps = basin_age(in.step);
   d.lr_scale = applied_.lr_scale;
   finish_metrics(d.metrics);
-  return d;
 }
 
 MetricSink* Navigator::start_metrics() {
