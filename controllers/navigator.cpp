@@ -597,10 +597,14 @@ Navigator::StateStep Navigator::step_state(std::int64_t step, const ZoneReading&
   // the reported basin keeps the last evidence's, with its age. The actuators read
   // this step's own call (out.basin) and are not moved by the held one.
   if (out.basin.basin != Basin::unknown) {
-    basin_.assign(to_string(out.basin.basin));
+    const std::string_view name = to_string(out.basin.basin);
+    if (basin_ != name) basin_.assign(name);  // rarely changes: no copy per step
     basin_evidence_step_ = step;
   }
-  if (out.forecast_basin.basin != Basin::unknown) forecast_basin_.assign(to_string(out.forecast_basin.basin));
+  if (out.forecast_basin.basin != Basin::unknown) {
+    const std::string_view name = to_string(out.forecast_basin.basin);
+    if (forecast_basin_ != name) forecast_basin_.assign(name);
+  }
   const OrbitState before = machine_.state();
   out.transition = machine_.update(step, out.worst.severity, out.worst.reason, config_.states);
   out.state = machine_.state();
