@@ -100,6 +100,7 @@ void Navigator::resolve_config() {
     auto& indices = rule_metrics_.emplace_back();
     for (const auto& metric : rule.metrics) indices.push_back(zone_metric_index(metric));
   }
+  basin_terms_ = basin_terms(config_.basin_rules, rule_metrics_);
   for (SpectrumSlot& slot : spectrum_slots_) {
     slot.aggregated = matches(slot.name, config_.signals.spectra);
     slot.signature = matches(slot.name, config_.signals.signature_spectra);
@@ -591,8 +592,7 @@ Navigator::StateStep Navigator::step_state(std::int64_t step, const ZoneReading&
   for (const auto& f : findings) {
     if (f.severity > out.worst.severity) out.worst = f;
   }
-  out.basin = classify_basin(config_.basin_rules, rule_metrics_, zones.now);
-  out.forecast_basin = classify_basin(config_.basin_rules, rule_metrics_, zones.forecast);
+  classify_basins(config_.basin_rules, basin_terms_, zones.now, zones.forecast, out.basin, out.forecast_basin);
   // UNKNOWN means no rule metric had a value this step (a step without spectra):
   // the reported basin keeps the last evidence's, with its age. The actuators read
   // this step's own call (out.basin) and are not moved by the held one.

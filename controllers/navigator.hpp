@@ -23,6 +23,7 @@
 
 #include "controllers/actuator_settings.hpp"
 #include "controllers/attn_logit_growth.hpp"
+#include "controllers/basin_classifier.hpp"
 #include "controllers/collapse_signature.hpp"
 #include "controllers/curriculum.hpp"
 #include "controllers/early_corroboration.hpp"
@@ -253,6 +254,7 @@ class Navigator {
   // basin rules' metrics as indices, and the spectrum names seen so far.
   PerZoneMetric<ZoneConfig> zone_config_;
   std::vector<std::vector<int>> rule_metrics_;
+  std::vector<BasinTerm> basin_terms_;  // the same, flat, for classify_basins()
   std::vector<SpectrumSlot> spectrum_slots_;
   // ln of the limits each decision reads (resolve_config), and of the last ceiling.
   double log_lr_scale_min_ = 0.0, log_max_lr_change_ = 0.0, half_log_deadband_ = 0.0;
