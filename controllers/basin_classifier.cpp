@@ -21,7 +21,7 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::map<std
       }
     }
   }
-  if (!matched) best = {evidence ? Basin::creative : Basin::unknown, "", Zone::good};
+  if (!matched) best = {evidence ? Basin::creative : Basin::unknown, {}, Zone::good};
   return best;
 }
 
@@ -41,7 +41,6 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::vector<
       evidence = true;
       if (zone < rule.min_zone) continue;
       if (!matched || zone > best.zone) {
-        // The name is copied once, at the end, not on every better match.
         best_basin = &rule.basin;
         best_metric = &rule.metrics[j];
         best.zone = zone;
@@ -49,10 +48,62 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::vector<
       }
     }
   }
-  if (!matched) return {evidence ? Basin::creative : Basin::unknown, "", Zone::good};
+  if (!matched) return {evidence ? Basin::creative : Basin::unknown, {}, Zone::good};
   best.basin = *best_basin;
   best.metric = *best_metric;
   return best;
+}
+
+std::vector<BasinTerm> basin_terms(const std::vector<BasinRule>& rules,
+                                   const std::vector<std::vector<int>>& rule_metrics) {
+  std::vector<BasinTerm> terms;
+  for (std::size_t r = 0; r < rules.size(); ++r) {
+    for (std::size_t j = 0; j < rules[r].metrics.size(); ++j) {
+      const int i = rule_metrics[r][j];
+      if (i >= 0)
+        terms.push_back({static_cast<std::uint32_t>(r), static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(i)});
+    }
+  }
+  return terms;
+}
+
+namespace {
+
+// One classify_basin() under way: the best term so far.
+struct BasinSearch {
+  const BasinTerm* best = nullptr;
+  Zone zone = Zone::good;
+  bool evidence = false;
+
+  void see(const BasinTerm& t, const BasinRule& rule, const std::optional<Zone>& z) {
+    if (!z) return;
+    evidence = true;
+    if (*z < rule.min_zone) return;
+    if (!best || *z > zone) {
+      best = &t;
+      zone = *z;
+    }
+  }
+  BasinCall call(const std::vector<BasinRule>& rules) const {
+    if (!best) return {evidence ? Basin::creative : Basin::unknown, {}, Zone::good};
+    const BasinRule& rule = rules[best->rule];
+    return {rule.basin, rule.metrics[best->metric], zone};
+  }
+};
+
+}  // namespace
+
+void classify_basins(const std::vector<BasinRule>& rules, const std::vector<BasinTerm>& terms,
+                     const PerZoneMetric<Zone>& now, const PerZoneMetric<Zone>& forecast, BasinCall& now_call,
+                     BasinCall& forecast_call) {
+  BasinSearch a, b;
+  for (const BasinTerm& t : terms) {
+    const BasinRule& rule = rules[t.rule];
+    a.see(t, rule, now[t.zone_index]);
+    b.see(t, rule, forecast[t.zone_index]);
+  }
+  now_call = a.call(rules);
+  forecast_call = b.call(rules);
 }
 
 double basin_pressure(Basin basin, const std::vector<BasinRule>& rules,

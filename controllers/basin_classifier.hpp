@@ -5,8 +5,10 @@
 // and ties go to the earlier rule. No match: CREATIVE when any rule's metric has a
 // value at all, else UNKNOWN (no evidence either way, e.g. a scalars-only run).
 
+#include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "controllers/basin.hpp"
@@ -23,7 +25,9 @@ struct BasinRule {
 
 struct BasinCall {
   Basin basin = Basin::unknown;
-  std::string metric;  // the metric that decided it ("" for CREATIVE / UNKNOWN)
+  // The metric that decided it ("" for CREATIVE / UNKNOWN): a view of the rule's
+  // name, valid while `rules` is (no string copied per step).
+  std::string_view metric;
   Zone zone = Zone::good;
 };
 
@@ -35,6 +39,22 @@ BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::map<std
 // not a zone metric never has a zone).
 BasinCall classify_basin(const std::vector<BasinRule>& rules, const std::vector<std::vector<int>>& rule_metrics,
                          const PerZoneMetric<Zone>& zones);
+
+// The rules' metrics that are zone metrics, in rule order then metric order, flat:
+// what the Navigator classifies with (resolved once per config).
+struct BasinTerm {
+  std::uint32_t rule = 0;        // into the rules
+  std::uint32_t metric = 0;      // into that rule's metrics
+  std::uint32_t zone_index = 0;  // kZoneMetrics index of the metric
+};
+std::vector<BasinTerm> basin_terms(const std::vector<BasinRule>& rules,
+                                   const std::vector<std::vector<int>>& rule_metrics);
+
+// classify_basin() of `now` and of `forecast` in one pass over the terms: the same
+// two calls (the terms' order is the rules' order).
+void classify_basins(const std::vector<BasinRule>& rules, const std::vector<BasinTerm>& terms,
+                     const PerZoneMetric<Zone>& now, const PerZoneMetric<Zone>& forecast, BasinCall& now_call,
+                     BasinCall& forecast_call);
 
 // Pressure toward `basin`: 0 while the metrics of its rules are good, 1 on the
 // danger line (1 - margin, clamped to [0, 1]; the largest over its metrics). The

@@ -100,6 +100,7 @@ void Navigator::resolve_config() {
     auto& indices = rule_metrics_.emplace_back();
     for (const auto& metric : rule.metrics) indices.push_back(zone_metric_index(metric));
   }
+  basin_terms_ = basin_terms(config_.basin_rules, rule_metrics_);
   for (SpectrumSlot& slot : spectrum_slots_) {
     slot.aggregated = matches(slot.name, config_.signals.spectra);
     slot.signature = matches(slot.name, config_.signals.signature_spectra);
@@ -135,7 +136,8 @@ void Navigator::reduce(const Snapshot& s, const std::vector<SpectralMetrics>* sp
   out.schedule_lr = s.schedule_lr;
   out.loop_rate = s.loop_rate;
   out.attn_logit_max.reset();
-  if (auto it = s.scalars.find("attn_logit_max"); it != s.scalars.end()) out.attn_logit_max = it->second;
+  static const std::string kAttnLogitMax = "attn_logit_max";  // not a std::string built per snapshot
+  if (auto it = s.scalars.find(kAttnLogitMax); it != s.scalars.end()) out.attn_logit_max = it->second;
   out.domains.clear();
   out.spectra.clear();
   std::size_t cursor = 0;
@@ -263,15 +265,28 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   queued_events_.push_back(why);
 }
 
-Decision Navigator::on_snapshot(const Snapshot& snapshot) { return snapshot_decision(snapshot, nullptr, nullptr); }
+Decision Navigator::on_snapshot(const Snapshot& snapshot) {
+  Decision out;
+  snapshot_decision(snapshot, nullptr, nullptr, out);
+  return out;
+}
 
 Decision Navigator::on_snapshot(const Snapshot& snapshot, const std::vector<SpectralMetrics>& spectral,
                                 const std::vector<std::string_view>* names) {
-  return snapshot_decision(snapshot, &spectral, names);
+  Decision out;
+  snapshot_decision(snapshot, &spectral, names, out);
+  return out;
 }
 
-Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
-                                      const std::vector<std::string_view>* names) {
+void Navigator::on_snapshot_into(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
+                                 const std::vector<std::string_view>* names, Decision& out) {
+  snapshot_decision(snapshot, spectral, names, out);
+}
+
+// `out` is a fresh Decision: the stages write into it where it lies, instead of
+// returning one that each caller moves on (two moves and destructions per snapshot).
+void Navigator::snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
+                                  const std::vector<std::string_view>* names, Decision& out) {
   std::vector<std::string> events = std::move(queued_events_);
   queued_events_.clear();
   const std::int64_t world = std::max<std::int64_t>(1, info_.world_size);
@@ -316,12 +331,12 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
   if (!late && world == 1) {
     // The common case: one rank, its step closes now.
     max_step_ = std::max(max_step_, snapshot.step);
-    Decision out = decide(sample, snapshot.domains);
+    decide(sample, snapshot.domains, out);
     if (!out.events.empty()) {
       for (auto& e : out.events) events.push_back(std::move(e));
     }
     out.events = std::move(events);
-    return out;
+    return;
   }
   std::vector<Decision> closed;
   if (!late) {
@@ -332,7 +347,6 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
     close_ready_steps(snapshot.time, closed);
   }
 
-  Decision out;
   if (closed.empty()) {
     // Waiting for the other ranks (or a late snapshot): report, do not act.
     refresh_applied();
@@ -371,7 +385,6 @@ Decision Navigator::snapshot_decision(const Snapshot& snapshot, const std::vecto
     out.burn = std::move(burn);
   }
   out.events = std::move(events);
-  return out;
 }
 
 void Navigator::close_ready_steps(double now, std::vector<Decision>& out) {
@@ -379,7 +392,7 @@ void Navigator::close_ready_steps(double now, std::vector<Decision>& out) {
   if (!through) return;
   while (auto pending = quorum_.pop_through(*through)) {
     const Sample merged = merge(*pending);
-    out.push_back(decide(merged, merged.domains));
+    decide(merged, merged.domains, out.emplace_back());
   }
 }
 
@@ -411,8 +424,7 @@ struct Navigator::ActuatorPlan {
   std::string curriculum_note;
 };
 
-Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainStats>& domains) {
-  Decision d;
+void Navigator::decide(const Sample& in, const std::map<std::string, DomainStats>& domains, Decision& d) {
   d.step_closed = true;
   ++tick_;
   // Training steps since the last decision (snapshots may come every N steps):
@@ -470,7 +482,6 @@ Decision Navigator::decide(const Sample& in, const std::map<std::string, DomainS
   d.basin_age_steps = basin_age(in.step);
   d.lr_scale = applied_.lr_scale;
   finish_metrics(d.metrics);
-  return d;
 }
 
 MetricSink* Navigator::start_metrics() {
@@ -581,16 +592,19 @@ Navigator::StateStep Navigator::step_state(std::int64_t step, const ZoneReading&
   for (const auto& f : findings) {
     if (f.severity > out.worst.severity) out.worst = f;
   }
-  out.basin = classify_basin(config_.basin_rules, rule_metrics_, zones.now);
-  out.forecast_basin = classify_basin(config_.basin_rules, rule_metrics_, zones.forecast);
+  classify_basins(config_.basin_rules, basin_terms_, zones.now, zones.forecast, out.basin, out.forecast_basin);
   // UNKNOWN means no rule metric had a value this step (a step without spectra):
   // the reported basin keeps the last evidence's, with its age. The actuators read
   // this step's own call (out.basin) and are not moved by the held one.
   if (out.basin.basin != Basin::unknown) {
-    basin_.assign(to_string(out.basin.basin));
+    const std::string_view name = to_string(out.basin.basin);
+    if (basin_ != name) basin_.assign(name);  // rarely changes: no copy per step
     basin_evidence_step_ = step;
   }
-  if (out.forecast_basin.basin != Basin::unknown) forecast_basin_.assign(to_string(out.forecast_basin.basin));
+  if (out.forecast_basin.basin != Basin::unknown) {
+    const std::string_view name = to_string(out.forecast_basin.basin);
+    if (forecast_basin_ != name) forecast_basin_.assign(name);
+  }
   const OrbitState before = machine_.state();
   out.transition = machine_.update(step, out.worst.severity, out.worst.reason, config_.states);
   out.state = machine_.state();

@@ -23,6 +23,7 @@
 
 #include "controllers/actuator_settings.hpp"
 #include "controllers/attn_logit_growth.hpp"
+#include "controllers/basin_classifier.hpp"
 #include "controllers/collapse_signature.hpp"
 #include "controllers/curriculum.hpp"
 #include "controllers/early_corroboration.hpp"
@@ -92,6 +93,11 @@ class Navigator {
   // candidate, are cold (the name compare was ~4 % of a tune's CPU).
   Decision on_snapshot(const Snapshot& snapshot, const std::vector<SpectralMetrics>& spectral,
                        const std::vector<std::string_view>* names = nullptr);
+  // Either of the above (`spectral` null: computed here) into `out`, which must be a
+  // default-constructed Decision: a caller that keeps its decisions in place (a
+  // std::optional's emplace()) saves moving one.
+  void on_snapshot_into(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
+                        const std::vector<std::string_view>* names, Decision& out);
   // Per rank; a late apply raises the lead; restored_step starts a new branch.
   void on_ack(const Ack& ack);
   // The daemon heard nothing from `rank` for its timeout (`now`: daemon time, only
@@ -194,15 +200,16 @@ class Navigator {
   struct StateStep;
   struct ActuatorPlan;
 
-  Decision snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
-                             const std::vector<std::string_view>* names);
+  void snapshot_decision(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
+                         const std::vector<std::string_view>* names, Decision& out);
   void reduce(const Snapshot& snapshot, const std::vector<SpectralMetrics>* spectral,
               const std::vector<std::string_view>* names, Sample& out);
   std::uint32_t spectrum_slot(std::string_view name, std::size_t& cursor);
   void resolve_config();  // config names → indices and slot flags
   Sample merge(const PendingStep& pending) const;
   // One closed step, in stages: signals -> zones -> basin and state -> actuators -> burn.
-  Decision decide(const Sample& sample, const std::map<std::string, DomainStats>& domains);
+  // Into `d`, a fresh Decision.
+  void decide(const Sample& sample, const std::map<std::string, DomainStats>& domains, Decision& d);
   SignalReading read_signals(const Sample& in, const std::map<std::string, DomainStats>& domains, double elapsed,
                              MetricSink* metrics, std::vector<Finding>& findings);
   ZoneReading read_zones(const Sample& in, const SignalReading& signals, MetricSink* metrics,
@@ -247,6 +254,7 @@ class Navigator {
   // basin rules' metrics as indices, and the spectrum names seen so far.
   PerZoneMetric<ZoneConfig> zone_config_;
   std::vector<std::vector<int>> rule_metrics_;
+  std::vector<BasinTerm> basin_terms_;  // the same, flat, for classify_basins()
   std::vector<SpectrumSlot> spectrum_slots_;
   // ln of the limits each decision reads (resolve_config), and of the last ceiling.
   double log_lr_scale_min_ = 0.0, log_max_lr_change_ = 0.0, half_log_deadband_ = 0.0;

@@ -2,36 +2,131 @@
 #include "controllers/spectral_metrics.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "controllers/vector_log.hpp"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define ORBIT_SPECTRAL_X86 1
+#endif
+
 namespace orbit {
+namespace {
+
+// The first pass over a spectrum: the sum of the finite magnitudes in index order,
+// their count, and the largest two (with multiplicity; 0 while there are fewer).
+struct Mass {
+  double total = 0.0;
+  double first = 0.0;
+  double second = 0.0;
+  std::size_t used = 0;
+};
+
+void take_top_two(double a, Mass& m) {
+  if (a > m.first) {
+    m.second = m.first;
+    m.first = a;
+  } else if (a > m.second) {
+    m.second = a;
+  }
+}
+
+Mass mass_plain(const float* v, std::size_t n) {
+  Mass m;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double x = v[i];
+    if (!std::isfinite(x)) continue;
+    const double a = std::abs(x);
+    ++m.used;
+    m.total += a;
+    take_top_two(a, m);
+  }
+  return m;
+}
+
+#ifdef ORBIT_SPECTRAL_X86
+// The same four values at a time. The sum stays scalar and in index order (a
+// non-finite value adds +0.0, which leaves a sum of magnitudes unchanged), so it is
+// the plain loop's to the bit; each lane keeps its own top two, and the top two of
+// all are the top two of the lanes' (no NaN here, and equal values have equal bits).
+struct MassLanes {
+  __m256d first, second;  // each lane's top two
+};
+
+__attribute__((target("avx2"))) inline void add_four(__m128 values, int lanes, MassLanes& top, Mass& m) {
+  const __m256d sign_off = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+  __m256d a = _mm256_and_pd(_mm256_cvtps_pd(values), sign_off);
+  const __m256d finite = _mm256_cmp_pd(a, _mm256_set1_pd(std::numeric_limits<double>::infinity()), _CMP_LT_OQ);
+  a = _mm256_and_pd(a, finite);
+  m.used += static_cast<std::size_t>(__builtin_popcount(static_cast<unsigned>(_mm256_movemask_pd(finite) & lanes)));
+  top.second = _mm256_max_pd(top.second, _mm256_min_pd(top.first, a));
+  top.first = _mm256_max_pd(top.first, a);
+  const __m128d low = _mm256_castpd256_pd128(a);
+  const __m128d high = _mm256_extractf128_pd(a, 1);
+  m.total += _mm_cvtsd_f64(low);
+  m.total += _mm_cvtsd_f64(_mm_unpackhi_pd(low, low));
+  m.total += _mm_cvtsd_f64(high);
+  m.total += _mm_cvtsd_f64(_mm_unpackhi_pd(high, high));
+}
+
+__attribute__((target("avx2"))) Mass mass_avx2(const float* v, std::size_t n) {
+  MassLanes top{_mm256_setzero_pd(), _mm256_setzero_pd()};
+  Mass m;
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) add_four(_mm_loadu_ps(v + i), 0xf, top, m);
+  if (i < n) {
+    float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // zeros: no mass, below every top value, not counted
+    std::memcpy(tail, v + i, (n - i) * sizeof(float));
+    add_four(_mm_loadu_ps(tail), (1 << (n - i)) - 1, top, m);
+  }
+  alignas(32) double firsts[4], seconds[4];
+  _mm256_store_pd(firsts, top.first);
+  _mm256_store_pd(seconds, top.second);
+  Mass best;
+  for (int k = 0; k < 4; ++k) {
+    take_top_two(firsts[k], best);
+    take_top_two(seconds[k], best);
+  }
+  m.first = best.first;
+  m.second = best.second;
+  return m;
+}
+#endif
+
+Mass mass_of(const float* v, std::size_t n) {
+#ifdef ORBIT_SPECTRAL_X86
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return mass_avx2(v, n);
+#endif
+  return mass_plain(v, n);
+}
+
+// std::log of a value count, from a table for the usual spectrum sizes (filled by
+// std::log itself, so the same bits) instead of a libm call per spectrum.
+double log_of_count(std::size_t n) {
+  static const std::array<double, 1025> table = [] {
+    std::array<double, 1025> t{};
+    for (std::size_t i = 1; i < t.size(); ++i) t[i] = std::log(static_cast<double>(i));
+    return t;
+  }();
+  return n < table.size() ? table[n] : std::log(static_cast<double>(n));
+}
+
+}  // namespace
 
 SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum, double phi_target) {
   SpectralMetrics m;
   m.size = static_cast<std::size_t>(spectrum.size());
   // Two passes in double: the sum of magnitudes, then entropy. The top two
   // magnitudes are tracked on the way, so no sort is needed.
-  double total = 0.0;
-  double first = 0.0;
-  double second = 0.0;
-  for (Eigen::Index i = 0; i < spectrum.size(); ++i) {
-    const double v = spectrum[i];
-    if (!std::isfinite(v)) {
-      ++m.nonfinite;
-      continue;
-    }
-    const double a = std::abs(v);
-    ++m.used;
-    total += a;
-    if (a > first) {
-      second = first;
-      first = a;
-    } else if (a > second) {
-      second = a;
-    }
-  }
+  const Mass mass = mass_of(spectrum.data(), m.size);
+  const double total = mass.total, first = mass.first, second = mass.second;
+  m.used = mass.used;
+  m.nonfinite = m.size - mass.used;
   if (!(total > 0.0) || !std::isfinite(total)) return m;  // no mass: not valid
   m.valid = true;
   // The logs four at a time with std::log's own bits (controllers/vector_log.hpp:
@@ -40,7 +135,7 @@ SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum, dou
   const double h = entropy_of_shares(spectrum.data(), static_cast<std::size_t>(spectrum.size()), total);
   m.entropy = std::max(0.0, h);
   m.effective_rank = std::exp(m.entropy);
-  m.normalized_entropy = m.used > 1 ? m.entropy / std::log(static_cast<double>(m.used)) : 0.0;
+  m.normalized_entropy = m.used > 1 ? m.entropy / log_of_count(m.used) : 0.0;
   m.dominant_ratio = first / total;
   if (second > 0.0 && phi_target > 0.0) {
     m.phi_proximity = std::max(0.0, 1.0 - std::abs(first / second - phi_target) / phi_target);

@@ -51,7 +51,7 @@ void TrendWindow::push(double x, double y) {
   const double evicted_y = ys_[head_];
   xs_[head_] = x;
   ys_[head_] = y;
-  head_ = (head_ + 1) % xs_.size();
+  if (++head_ == xs_.size()) head_ = 0;  // not a 64-bit division per push
   size_ = std::min(size_ + 1, xs_.size());
   // A non-finite value poisons the sums while it is in the window and must not
   // after it leaves: entering or leaving, the sums are rebuilt from the ring.

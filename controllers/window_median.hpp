@@ -35,11 +35,29 @@ double median_in_place(It first, It last) {
 // depends on the algorithm) takes nth_element, whose result it has always been.
 inline constexpr std::size_t kSortMedian = 16;
 
+// The median of five values without a NaN or a zero: the third smallest, found by
+// min and max alone (no branches): the middle of e, the larger of the two pairs'
+// minima and the smaller of their maxima (the smallest and the largest of a..d are
+// never the middle of five). Equal values here have equal bits, so it is the value
+// the sort would put in the middle.
+inline double median_of_five(double a, double b, double c, double d, double e) {
+  const double lo = std::max(std::min(a, b), std::min(c, d));
+  const double hi = std::min(std::max(a, b), std::max(c, d));
+  return std::max(std::min(e, lo), std::min(std::max(e, lo), hi));
+}
+
 // n must be in [1, values.size()].
 inline double median_of_last(const RingDeque<double>& values, std::size_t n) {
   const auto from = values.end() - static_cast<std::ptrdiff_t>(n);
+  if (n == 5) {  // the detectors' default level window, once it is full
+    const double a = from[0], b = from[1], c = from[2], d = from[3], e = from[4];
+    // A NaN or a zero leaves the network (as it leaves the insertion sort below).
+    const bool special = (a != a) | (b != b) | (c != c) | (d != d) | (e != e) | (a == 0.0) | (b == 0.0) | (c == 0.0) |
+                         (d == 0.0) | (e == 0.0);
+    if (!special) return median_of_five(a, b, c, d, e);
+  }
   if (n <= kSortMedian) {
-    std::array<double, kSortMedian> v;
+    std::array<double, kSortMedian> v{};  // zeroed: GCC cannot see that the sort writes before it reads
     bool special = false;
     std::size_t i = 0;
     for (auto it = from; it != values.end(); ++it, ++i) {

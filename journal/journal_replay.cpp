@@ -259,8 +259,8 @@ RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
       const bool precomputed = !entry.spectral.empty() &&
                                entry.spectral_phi_target == navigator_->config().signals.phi_target;
       const bool named = entry.spectral_names.size() == entry.spectral.size();
-      out.decision = precomputed ? navigator_->on_snapshot(snapshot, entry.spectral, named ? &entry.spectral_names : nullptr)
-                                 : navigator_->on_snapshot(snapshot);
+      navigator_->on_snapshot_into(snapshot, precomputed ? &entry.spectral : nullptr,
+                                   precomputed && named ? &entry.spectral_names : nullptr, out.decision.emplace());
       break;
     }
     case RecordType::ack:

@@ -1191,7 +1191,7 @@ bool fast_snapshot(std::string_view bytes, const DecodeLimits& limits, Snapshot&
       case k_run: {
         std::string_view r;
         if (!c.str(r) || !valid_run_id(r)) return false;
-        m.run.assign(r);
+        if (m.run != r) m.run.assign(r);  // a reused Snapshot usually holds this run's id already
         break;
       }
       case k_rank:

@@ -252,6 +252,21 @@ TEST(BasinClassifier, IndexedZonesAgreeWithNamedZones) {
     EXPECT_EQ(a.metric, b.metric) << code;
     EXPECT_EQ(a.zone, b.zone) << code;
     matched += !a.metric.empty();
+    // Both calls in one pass (the Navigator's): each the indexed call's, with every
+    // other combination as the second set of zones.
+    PerZoneMetric<Zone> other;
+    for (int k = 0, c = 255 - code; k < 4; ++k, c /= 4) {
+      if (c % 4 != 0) other[static_cast<std::size_t>(zone_metric_index(names[k]))] = static_cast<Zone>(c % 4 - 1);
+    }
+    const BasinCall b2 = classify_basin(rules, indices, other);
+    BasinCall now, forecast;
+    classify_basins(rules, basin_terms(rules, indices), indexed, other, now, forecast);
+    EXPECT_EQ(now.basin, b.basin) << code;
+    EXPECT_EQ(now.metric, b.metric) << code;
+    EXPECT_EQ(now.zone, b.zone) << code;
+    EXPECT_EQ(forecast.basin, b2.basin) << code;
+    EXPECT_EQ(forecast.metric, b2.metric) << code;
+    EXPECT_EQ(forecast.zone, b2.zone) << code;
   }
   EXPECT_GT(matched, 100u);  // the comparison covers matches, not only CREATIVE/UNKNOWN
 }
