@@ -31,7 +31,7 @@ flat lists of the state dicts' tensors, built by one walk) is kept while the
 optimizer's state and parameter groups hold the same objects, checked on every save
 without building a dict; the rest of the check (the model's state dict still names
 the same tensors) runs with the copies on the worker, and a checkpoint that fails it
-is dropped and the plan rebuilt. The worker also builds the checkpoint's dicts, the
+is dropped and the plan rebuilt (without a worker, the save is taken again at once). The worker also builds the checkpoint's dicts, the
 same dicts `state_dict()` gives (bench/overhead).
 A rollback restores the newest checkpoint at or before the requested step and drops
 every newer one: they belong to the trajectory being abandoned.
@@ -405,6 +405,8 @@ class CheckpointRing:
                             sampler=self.sampler.state_dict() if self.sampler is not None else None,
                             rng=rng, nbytes=need, ready=False, plan=plan)
             self._copy_planned(ck, plan, recycled, values, groups)
+            if not ck.ready and self.defer is None:  # the model changed behind the plan
+                return self.save(step)               # (rebuilt): nothing has moved since
             self.ring.append(ck)
             return ck
         side = self._side_stream(model_sd, opt_sd)
@@ -514,7 +516,6 @@ class CheckpointRing:
             self.defer(job)
         else:
             job()
-            self._drop_unready()
 
     def _drop_unready(self) -> None:
         """Drops the checkpoints whose copy job found the plan out of date (call after
