@@ -31,8 +31,9 @@ flat lists of the state dicts' tensors, built by one walk) is kept while the
 optimizer's state and parameter groups hold the same objects, checked on every save
 without building a dict; the rest of the check (the model's state dict still names
 the same tensors) runs with the copies on the worker, and a checkpoint that fails it
-is dropped and the plan rebuilt (without a worker, the save is taken again at once). The worker also builds the checkpoint's dicts, the
-same dicts `state_dict()` gives (bench/overhead).
+is dropped and the plan rebuilt (without a worker, the save is taken again at once).
+The worker also builds the checkpoint's dicts, the same dicts `state_dict()` gives
+(bench/overhead).
 A rollback restores the newest checkpoint at or before the requested step and drops
 every newer one: they belong to the trajectory being abandoned.
 """
