@@ -8,7 +8,8 @@ imported under another name; two identical models (run.py's) train in windows of
 `--window` steps, alternating which goes first, one with the base adapter and one with
 this checkout's, both talking to one orbitd in monitor mode. Per step: the training
 thread's CPU inside `orbit.step` (split into probe steps, every `spectra_every`, and
-the other steps, which make the median step) and of the whole step. The two models
+the other steps, which make the median step) and of the whole step; per arm, the probe
+worker's CPU per step (it runs beside the training thread, so those figures miss it). The two models
 swap adapters halfway through each repeat, so the instances' own speed difference
 cancels.
 
@@ -55,6 +56,7 @@ def one_repeat(classes, binary, corpus, args):
     inside = {arm: {"probe": [], "other": []} for arm in ARMS}
     whole = {arm: [] for arm in ARMS}
     done = [0, 0]
+    worker = {arm: [0.0, 0] for arm in ARMS}  # the probe worker's CPU seconds and steps run
     per_half = args.steps // 2
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
         for half in range(2):
@@ -84,8 +86,12 @@ def one_repeat(classes, binary, corpus, args):
                             inside[arm][kind].append(di)
                             whole[arm].append(dc)
                 window += 1
-            for o in orbits.values():
-                errors = o.summary()["errors"]
+            for arm, o in orbits.items():
+                summary = o.summary()
+                errors = summary["errors"]
+                if summary["probe_thread"] is not None:
+                    worker[arm][0] += summary["probe_thread"]["cpu_s"]
+                worker[arm][1] += counted[arm]
                 o.close()
                 if errors:
                     sys.exit(f"compare: adapter errors {errors}")
@@ -93,7 +99,10 @@ def one_repeat(classes, binary, corpus, args):
     res = {arm: {"inside_other_steps_median_ms": med(inside[arm]["other"]),
                  "inside_probe_steps_median_ms": med(inside[arm]["probe"]),
                  "inside_all_steps_mean_ms": 1000 * statistics.fmean(inside[arm]["other"] + inside[arm]["probe"]),
-                 "step_median_ms": med(whole[arm])} for arm in ARMS}
+                 "step_median_ms": med(whole[arm]),
+                 # all of its steps, warmup included: the worker runs beside them
+                 "probe_worker_cpu_ms_per_step": 1000 * worker[arm][0] / max(1, worker[arm][1])}
+           for arm in ARMS}
     res["this_over_base_inside_other_steps"] = (res["this"]["inside_other_steps_median_ms"]
                                                 / res["base"]["inside_other_steps_median_ms"])
     res["step_median_this_minus_base_percent"] = 100 * (res["this"]["step_median_ms"]
@@ -138,13 +147,15 @@ def main():
                   f"{b['inside_other_steps_median_ms']:.3f} ms, this {t['inside_other_steps_median_ms']:.3f} ms "
                   f"(x{rep['this_over_base_inside_other_steps']:.3f}); probe steps {b['inside_probe_steps_median_ms']:.2f}"
                   f" / {t['inside_probe_steps_median_ms']:.2f} ms; median step {b['step_median_ms']:.2f} / "
-                  f"{t['step_median_ms']:.2f} ms ({rep['step_median_this_minus_base_percent']:+.2f}%); "
+                  f"{t['step_median_ms']:.2f} ms ({rep['step_median_this_minus_base_percent']:+.2f}%); probe "
+                  f"worker {b['probe_worker_cpu_ms_per_step']:.3f} / {t['probe_worker_cpu_ms_per_step']:.3f} ms cpu "
+                  f"per step; "
                   f"load {rep['loadavg_after'][0]:.1f}", flush=True)
     summary = {k: statistics.median(rep[k] for rep in repeats)
                for k in ("this_over_base_inside_other_steps", "step_median_this_minus_base_percent")}
     for arm in ARMS:
         for k in ("inside_other_steps_median_ms", "inside_probe_steps_median_ms", "inside_all_steps_mean_ms",
-                  "step_median_ms"):
+                  "step_median_ms", "probe_worker_cpu_ms_per_step"):
             summary[f"{arm}_{k}"] = statistics.median(rep[arm][k] for rep in repeats)
     out = {
         "what": "training-thread CPU inside orbit.step and of the whole step, the adapter of --base against "

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from torch_fixtures import ScriptedDaemon, TinyLM, tiny_batch, tiny_train_step
+from torch_fixtures import ScriptedDaemon, TinyLM, slow_copy_jobs, tiny_batch, tiny_train_step
 from orbit_adapter import Orbit
 from orbit_adapter import client_thread as client_thread_module
 from orbit_adapter.client import OrbitClient
@@ -369,21 +369,7 @@ def test_checkpoint_copies_on_the_worker_hold_the_state_of_their_step(monkeypatc
     """With the probe worker, a CPU checkpoint's parameters and optimizer state are
     copied on the worker (here slowed down) while the next step trains; the next
     optimizer step waits for them, so each checkpoint holds its own step's state."""
-    import time
-    from orbit_adapter import rollback as rollback_module
-    real_job = rollback_module._copy_job
-    jobs = []
-
-    def slow_job(pairs):
-        job = real_job(pairs)
-
-        def slow():
-            jobs.append(threading.current_thread())
-            time.sleep(0.2)
-            return job()
-        return slow
-
-    monkeypatch.setattr(rollback_module, "_copy_job", slow_job)
+    jobs = slow_copy_jobs(monkeypatch, 0.2)
     d = ScriptedDaemon()
     try:
         torch.manual_seed(0)

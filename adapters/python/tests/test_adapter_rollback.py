@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """Rollback burns restore model, optimizer, scheduler, sampler and RNG bit for bit."""
 import copy
+import threading
 
 import pytest
 import torch
 import torch.nn as nn
 
-from torch_fixtures import ScriptedDaemon, TinyLM
+from torch_fixtures import ScriptedDaemon, TinyLM, slow_copy_jobs
 from orbit_adapter import Orbit
+from orbit_adapter.lr import LrScaler
+from orbit_adapter.probe_worker import ProbeWorker
 from orbit_adapter.rollback import CheckpointConfig, CheckpointRing
 from orbit_adapter.sampler import DomainMixtureSampler
 
@@ -42,7 +45,11 @@ def snapshot_of(model, opt, sched, sampler):
             "rng": torch.get_rng_state().clone()}
 
 
-def test_rollback_burn_restores_everything_bit_for_bit():
+@pytest.mark.parametrize("slow_copies", [False, True])
+def test_rollback_burn_restores_everything_bit_for_bit(monkeypatch, slow_copies):
+    """slow_copies: the probe worker's checkpoint copies take 0.1 s, so the next step's
+    forward and backward run before they land: the update waits for them."""
+    copier_threads = slow_copy_jobs(monkeypatch, 0.1) if slow_copies else []
     torch.manual_seed(0)
     model = TinyLM()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.99))
@@ -53,7 +60,7 @@ def test_rollback_burn_restores_everything_bit_for_bit():
         daemon.burn_at(for_step=12, apply_at_step=14, lr_scale=0.5, rollback_to_step=12, skip_batches=2,
                        state="CRITICAL")
         orbit = Orbit(endpoint=daemon.endpoint, run="rollback-test", domains=("a", "b"),
-                      checkpoints=CheckpointConfig(every=5))
+                      checkpoints=CheckpointConfig(every=5), probe_thread=True)
         orbit.attach(model, opt, scheduler=sched, sampler=sampler)
         daemon.wait_hello()
         saved = {}
@@ -73,6 +80,9 @@ def test_rollback_burn_restores_everything_bit_for_bit():
                 daemon.wait_replied(12, orbit)
         assert restored == 10
         assert orbit.checkpoint_steps == [0, 5, 10]  # the abandoned trajectory is gone
+        assert orbit._ring._plan is not None  # the copy plan's path, on the worker
+        if slow_copies:
+            assert len(copier_threads) == 2 and threading.main_thread() not in copier_threads
         now = snapshot_of(model, opt, sched, sampler)
         assert_same(now["model"], saved["model"], "model")
         assert_same(now["opt"], saved["opt"], "optimizer")
@@ -209,3 +219,208 @@ def test_the_pre_alarm_checkpoint_is_never_evicted():
         orbit.close()
     finally:
         daemon.close()
+
+
+class NormedMLP(nn.Module):
+    """Parameters, a BatchNorm's buffers (changed by every forward), a tied weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(8, 16)
+        self.norm = nn.BatchNorm1d(16)
+        self.out = nn.Linear(16, 16)
+        self.back = nn.Linear(16, 16, bias=False)
+        self.back.weight = self.out.weight
+
+    def forward(self, x):
+        return self.back(self.out(torch.relu(self.norm(self.inp(x)))))
+
+
+def train_steps(model, opt, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        model(torch.randn(32, 8, generator=g)).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def worker_ring(model, opt, worker, every=1):
+    """A ring wired to `worker` as Orbit wires it: the optimizer's updates wait for the copies."""
+    ring = CheckpointRing(model, opt, config=CheckpointConfig(every=every, budget_bytes=64 << 20))
+    if worker is not None:
+        ring.defer, ring.wait = worker.submit, lambda: worker.wait()
+        LrScaler(opt).before_step = ring.before_update
+    return ring
+
+
+def gated(ring, worker):
+    """Makes the ring's next copy job wait on `worker` until the returned event is set."""
+    gate = threading.Event()
+
+    def defer(job):
+        worker.submit(lambda: gate.wait() and [])
+        worker.submit(job)
+        ring.defer = worker.submit
+    ring.defer = defer
+    return gate
+
+
+class CountingSGD(torch.optim.Optimizer):
+    """Plain SGD whose state also holds non-tensor values, rebound on every update."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    state = self.state[p]
+                    state["updates"] = state.get("updates", 0) + 1
+                    state["last"] = (group["lr"], state["updates"] % 3)
+                    p.add_(p.grad, alpha=-group["lr"])
+
+
+OPTIMIZERS = {
+    "counting_sgd": lambda ps: CountingSGD(ps, lr=0.05),
+    "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9),
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-2, betas=(0.9, 0.99)),
+    "adam_amsgrad": lambda ps: torch.optim.Adam(ps, lr=1e-2, amsgrad=True),
+    "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=1e-3, momentum=0.5, centered=True),
+    "adagrad": lambda ps: torch.optim.Adagrad(ps, lr=1e-2),
+    "two_groups": lambda ps: torch.optim.AdamW([{"params": ps[:2], "lr": 1e-3},
+                                                {"params": ps[2:], "weight_decay": 0.1}], lr=1e-2),
+}
+
+
+@pytest.mark.parametrize("on_worker", [False, True])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_planned_checkpoints_hold_what_state_dict_gives(name, on_worker):
+    """A CPU checkpoint from the copy plan holds the dicts state_dict() gives (parameters,
+    buffers, every optimizer state value, the parameter groups), as copies, also once the
+    first update has added the optimizer's state."""
+    torch.manual_seed(0)
+    model = NormedMLP()
+    opt = OPTIMIZERS[name](list(model.parameters()))
+    worker = ProbeWorker() if on_worker else None
+    ring = worker_ring(model, opt, worker)
+    for step in range(4):
+        if step:
+            train_steps(model, opt, 1, seed=step)
+        expected = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
+        gate = gated(ring, worker) if worker is not None else None
+        ring.save(step)
+        assert ring._plan is not None
+        model(torch.randn(32, 8))         # a forward changes the buffers before the copies land
+        if worker is not None:
+            gate.set()
+            worker.wait()
+        ck = ring.find(step)
+        assert ck.step == step and ck.ready
+        assert_same(ck.model, expected[0], "model")
+        assert_same(ck.optimizer, expected[1], "optimizer")
+    train_steps(model, opt, 2, seed=9)
+    assert ring.restore(2) == 2          # the checkpoint's tensors are copies, not views
+    assert_same(model.state_dict(), ring.find(2).model, "restored model")
+    if worker is not None:
+        worker.close()
+
+
+@pytest.mark.parametrize("change", ["restore", "new_state_tensor"])
+def test_the_plan_follows_the_optimizers_state_objects(change):
+    """A restore (optimizer.load_state_dict) replaces the optimizer's state; an optimizer
+    (or a user) may also put a new tensor into a state dict it keeps. The plan follows,
+    and a later rollback restores the later step exactly."""
+    torch.manual_seed(0)
+    model = NormedMLP()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    worker = ProbeWorker()
+    ring = worker_ring(model, opt, worker)
+    train_steps(model, opt, 2, seed=1)
+    ring.save(2)
+    first_plan = ring._plan
+    train_steps(model, opt, 1, seed=2)
+    if change == "restore":
+        assert ring.restore(2) == 2
+    else:
+        state = opt.state[model.inp.weight]
+        state["exp_avg"] = state["exp_avg"] * 0.5
+    train_steps(model, opt, 2, seed=3)
+    expected = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
+    ring.save(5)
+    assert ring._plan is not first_plan
+    train_steps(model, opt, 3, seed=4)
+    assert ring.restore(5) == 5
+    assert_same(model.state_dict(), expected[0], "model")
+    assert_same(opt.state_dict(), expected[1], "optimizer")
+    worker.close()
+
+
+@pytest.mark.parametrize("on_worker", [False, True])
+def test_a_model_changed_behind_the_plan_never_restores_stale_values(on_worker):
+    """A parameter replaced in the model (not in the optimizer, so the plan's own check
+    cannot see it). On the worker, its check drops that checkpoint and the next save
+    builds a new plan; inline, the save is taken again at once with a new plan. No
+    restore brings back the replaced tensor's values."""
+    torch.manual_seed(0)
+    model = NormedMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    worker = ProbeWorker() if on_worker else None
+    ring = worker_ring(model, opt, worker)
+    settle = worker.wait if worker is not None else (lambda: None)
+    train_steps(model, opt, 1)
+    ring.save(1)
+    settle()
+    model.inp.weight = nn.Parameter(torch.full_like(model.inp.weight, 0.5))
+    ring.save(2)
+    settle()
+    ring.save(3)
+    assert ring.steps() == ([1, 3] if on_worker else [1, 2, 3])
+    expected = copy.deepcopy(model.state_dict())
+    assert torch.all(expected["inp.weight"] == 0.5)
+    settle()                         # parameters change outside an update only after the copies
+    with torch.no_grad():
+        model.inp.weight.fill_(-1.0)
+    assert ring.restore(3) == 3
+    assert_same(model.state_dict(), expected, "model")
+    with torch.no_grad():
+        model.inp.weight.fill_(-1.0)
+    assert ring.restore(2) == (1 if on_worker else 2)
+    assert torch.all(model.inp.weight == 0.5) != on_worker
+    if worker is not None:
+        worker.close()
+
+
+class WithExtraState(nn.Linear):
+    def get_extra_state(self):
+        return {"calls": 3}
+
+    def set_extra_state(self, state):
+        self.extra = state
+
+
+@pytest.mark.parametrize("case", ["extra_state", "lbfgs"])
+def test_what_the_plan_does_not_cover_takes_the_state_dict_path(case):
+    torch.manual_seed(0)
+    model = WithExtraState(8, 8) if case == "extra_state" else nn.Linear(8, 8)
+    opt = (torch.optim.LBFGS(model.parameters(), lr=0.1, history_size=3) if case == "lbfgs"
+           else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    ring = CheckpointRing(model, opt, config=CheckpointConfig(every=1, budget_bytes=64 << 20))
+    x = torch.randn(16, 8)
+
+    def closure():
+        opt.zero_grad()
+        loss = model(x).square().mean()
+        loss.backward()
+        return loss
+    for _ in range(2):
+        opt.step(closure)
+    expected = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
+    ck = ring.save(2)
+    assert ring._plan is None and ring._no_plan
+    assert_same(ck.model, expected[0], "model")
+    assert_same(ck.optimizer, expected[1], "optimizer")
+    opt.step(closure)
+    assert ring.restore(2) == 2
+    assert_same(model.state_dict(), expected[0], "restored model")

@@ -215,3 +215,23 @@ def tiny_train_step(model: nn.Module, opt, step: int) -> torch.Tensor:
     loss.backward()
     opt.step()
     return loss
+
+
+def slow_copy_jobs(monkeypatch, seconds: float) -> List[threading.Thread]:
+    """Makes the rollback ring's worker copy jobs sleep `seconds` first (so the next
+    step trains before they land); returns the list of threads that ran them."""
+    from orbit_adapter import rollback
+    real_job = rollback._copy_job
+    threads: List[threading.Thread] = []
+
+    def slow_job(pairs):
+        job = real_job(pairs)
+
+        def slow():
+            threads.append(threading.current_thread())
+            time.sleep(seconds)
+            return job()
+        return slow
+
+    monkeypatch.setattr(rollback, "_copy_job", slow_job)
+    return threads
