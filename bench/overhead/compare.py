@@ -24,10 +24,17 @@ benchmark's other arm). Besides the medians, per arm: the whole step's CPU on or
 steps and on the steps right after a probe step (where a probe worker's job runs
 beside the training thread), and over the repeats a 95 % bootstrap interval of the
 difference of the median steps.
+
+`--busy-orbitd` (with `--base none` and `--this-none`: both arms plain) measures what
+orbitd and an adapter's traffic cost a training thread that runs none of the adapter's
+code: a separate process sends orbitd a snapshot every 45 ms (spectra every 10th, the
+probes' sizes) and reads the replies, and runs only during the `this` arm's windows
+(SIGCONT / SIGSTOP at each switch), so `this` trains beside a busy orbitd and `base`
+beside an idle one.
 """
 import argparse
-import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +50,8 @@ import torch  # noqa: E402
 
 import train  # noqa: E402
 from orbitd_process import OrbitdProcess, find_orbitd  # noqa: E402
-from orbit_adapter import Orbit, ProbeConfig  # noqa: E402
+from orbit_adapter import Orbit  # noqa: E402
+from orbit_adapter.probes import ProbeConfig  # noqa: E402
 
 ARMS = ("base", "this")
 
@@ -69,6 +77,24 @@ def make_orbit(cls, probe_thread, **kwargs):
     return cls(**kwargs)
 
 
+def busy_client(endpoint):
+    """The traffic of an adapter without the adapter (--busy-orbitd's other process)."""
+    import numpy as np
+    from orbit_adapter import OrbitClient
+    rng = np.random.default_rng(0)
+    spectra = {"attn.0": 64, "attn.1": 64, "hidden.0": 128, "hidden.1": 128}
+    client = OrbitClient(endpoint, "busy", domains=("a", "b"))
+    step = 0
+    while True:
+        step += 1
+        client.poll()
+        client.send_snapshot(step, 2.0 + rng.random(), grad_norm=1.0, lr=1e-3,
+                             domains={"a": {"weight": 0.5}, "b": {"weight": 0.5}},
+                             spectra={k: rng.random(n).astype(np.float32) for k, n in spectra.items()}
+                             if step % 10 == 0 else None)
+        time.sleep(0.045)
+
+
 def one_repeat(classes, binary, corpus, args):
     models = [overhead_run.make_arm(corpus, args), overhead_run.make_arm(corpus, args)]
     inside = {arm: {"probe": [], "other": []} for arm in ARMS}
@@ -81,6 +107,10 @@ def one_repeat(classes, binary, corpus, args):
     probe_thread = {"base": args.base_probe_thread, "this": args.probe_thread}
     every = ProbeConfig().spectra_every
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
+        busy = None
+        if args.busy_orbitd:
+            busy = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--base", "none",
+                                     "--busy-client", daemon.endpoint])
         for half in range(2):
             # The first half: model 0 with the base adapter; the second, model 1.
             owners = {"base": half, "this": 1 - half}
@@ -97,6 +127,8 @@ def one_repeat(classes, binary, corpus, args):
             while counted["this"] < per_half + args.warmup:
                 for arm in (ARMS if window % 2 else ARMS[::-1]):
                     i, o = owners[arm], orbits[arm]
+                    if busy is not None:
+                        busy.send_signal(signal.SIGCONT if arm == "this" else signal.SIGSTOP)
                     for _ in range(args.window):
                         done[i] += 1
                         counted[arm] += 1
@@ -115,6 +147,8 @@ def one_repeat(classes, binary, corpus, args):
                                 if number % every == 1:
                                     whole_kind[arm]["after_probe"].append(dc)
                 window += 1
+            if busy is not None:
+                busy.send_signal(signal.SIGSTOP)
             for arm, o in orbits.items():
                 worker[arm][1] += counted[arm]
                 if o is None:
@@ -126,6 +160,9 @@ def one_repeat(classes, binary, corpus, args):
                 o.close()
                 if errors:
                     sys.exit(f"compare: adapter errors {errors}")
+        if busy is not None:
+            busy.kill()
+            busy.wait()
     med = lambda xs: 1000 * statistics.median(xs)  # noqa: E731
     res = {arm: {"inside_other_steps_median_ms": med(inside[arm]["other"]),
                  "inside_probe_steps_median_ms": med(inside[arm]["probe"]),
@@ -136,8 +173,9 @@ def one_repeat(classes, binary, corpus, args):
                  # all of its steps, warmup included: the worker runs beside them
                  "probe_worker_cpu_ms_per_step": 1000 * worker[arm][0] / max(1, worker[arm][1])}
            for arm in ARMS}
-    res["this_over_base_inside_other_steps"] = (res["this"]["inside_other_steps_median_ms"]
-                                                / res["base"]["inside_other_steps_median_ms"])
+    base_inside = res["base"]["inside_other_steps_median_ms"]
+    res["this_over_base_inside_other_steps"] = (res["this"]["inside_other_steps_median_ms"] / base_inside
+                                                if base_inside else float("nan"))  # nan: a plain base
     res["step_median_this_minus_base_percent"] = 100 * (res["this"]["step_median_ms"]
                                                         / res["base"]["step_median_ms"] - 1)
     res["ordinary_step_median_this_minus_base_percent"] = 100 * (res["this"]["ordinary_step_median_ms"]
@@ -157,6 +195,11 @@ def main():
                     help="Orbit(probe_thread=...) of the base arm (auto: the adapter's default)")
     ap.add_argument("--probe-thread", choices=sorted(overhead_run.CLIENT_MODES), default="auto",
                     help="Orbit(probe_thread=...) of this checkout's arm")
+    ap.add_argument("--this-none", action="store_true",
+                    help="no adapter in this checkout's arm either (with --base none: an A/A run)")
+    ap.add_argument("--busy-orbitd", action="store_true",
+                    help="another process sends orbitd an adapter's traffic during this arm's windows only")
+    ap.add_argument("--busy-client", metavar="ENDPOINT", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=200, help="timed steps per arm and repeat")
     ap.add_argument("--warmup", type=int, default=20, help="steps per arm and half left out")
     ap.add_argument("--repeats", type=int, default=3)
@@ -170,6 +213,9 @@ def main():
     ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
     ap.add_argument("--json-out", default=os.path.join(REPO, "bench", "results", "overhead_compare.json"))
     args = ap.parse_args()
+    if args.busy_client:
+        busy_client(args.busy_client)
+        return
     torch.set_num_threads(1)
     binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
     if binary is None:
@@ -183,7 +229,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="orbit-compare-") as tmp:
         base_class = {"this": Orbit, "none": None}.get(args.base) if args.base in ("this", "none") \
             else import_base(args.base, tmp)
-        classes = {"base": base_class, "this": Orbit}
+        classes = {"base": base_class, "this": None if args.this_none else Orbit}
         repeats = []
         for r in range(args.repeats):
             rep = one_repeat(classes, binary, corpus, args)
@@ -216,6 +262,7 @@ def main():
         "command": "/usr/bin/python3 bench/overhead/compare.py " + " ".join(sys.argv[1:]),
         "commit": overhead_run.git_commit(), "base": base_rev,
         "probe_thread": {"base": args.base_probe_thread, "this": args.probe_thread},
+        "this_arm_adapter": not args.this_none, "busy_orbitd_in_this_arm": args.busy_orbitd,
         "scheduling": overhead_run.scheduling(),
         "grad_norm_by": "trainer" if args.trainer_grad_norm else "adapter",
         "steps_timed_per_arm_and_repeat": args.steps, "repeats": args.repeats, "window": args.window,
@@ -235,10 +282,7 @@ def main():
           f"{summary['ordinary_step_median_this_minus_base_percent_ci95'][0]:+.2f} .. "
           f"{summary['ordinary_step_median_this_minus_base_percent_ci95'][1]:+.2f}), after a probe step "
           f"{summary['after_probe_step_median_this_minus_base_percent']:+.2f}%")
-    os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
-    with open(args.json_out, "w") as f:
-        json.dump(out, f, indent=1)
-    print(f"wrote {os.path.relpath(args.json_out, REPO)}")
+    overhead_run.write_json(args.json_out, out)
 
 
 if __name__ == "__main__":
