@@ -252,7 +252,8 @@ class OrbitClient:
 
         Handles `welcome` (session, mode, snapshot_every) and `error not_registered`
         (says hello again) before returning them. Stops after max_messages or once
-        `budget` seconds of work are spent (at least one message is read), so that a
+        `budget` seconds have passed since the first message was read (at least one
+        is read), so that a
         burst (a restarted daemon answers every queued snapshot) is spread over
         several calls instead of stalling one step; the rest waits in ZeroMQ.
         """
