@@ -14,11 +14,27 @@ swap adapters halfway through each repeat, so the instances' own speed differenc
 cancels.
 
     /usr/bin/python3 bench/overhead/compare.py --base REV [--steps 200] [--repeats 3]
-        [--trainer-grad-norm] [--json-out bench/results/overhead_compare.json]
+        [--trainer-grad-norm] [--base-probe-thread auto|on|off] [--probe-thread auto|on|off]
+        [--json-out bench/results/overhead_compare.json]
+
+`--base this` puts this checkout's adapter in both arms (to compare settings, e.g. the
+probe worker on against off: `--base this --base-probe-thread off --probe-thread on`);
+`--base none` trains the base arm without any adapter (a plain model, the overhead
+benchmark's other arm). Besides the medians, per arm: the whole step's CPU on ordinary
+steps and on the steps right after a probe step (where a probe worker's job runs
+beside the training thread), and over the repeats a 95 % bootstrap interval of the
+difference of the median steps.
+
+`--busy-orbitd` (with `--base none` and `--this-none`: both arms plain) measures what
+orbitd and an adapter's traffic cost a training thread that runs none of the adapter's
+code: a separate process sends orbitd a snapshot every 45 ms (spectra every 10th, the
+probes' sizes) and reads the replies, and runs only during the `this` arm's windows
+(SIGCONT / SIGSTOP at each switch), so `this` trains beside a busy orbitd and `base`
+beside an idle one.
 """
 import argparse
-import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,6 +51,7 @@ import torch  # noqa: E402
 import train  # noqa: E402
 from orbitd_process import OrbitdProcess, find_orbitd  # noqa: E402
 from orbit_adapter import Orbit  # noqa: E402
+from orbit_adapter.probes import ProbeConfig  # noqa: E402
 
 ARMS = ("base", "this")
 
@@ -51,69 +68,138 @@ def import_base(rev, into):
     return BaseOrbit
 
 
+def make_orbit(cls, probe_thread, **kwargs):
+    """An Orbit of `cls` (None: no adapter), with `probe_thread` where it is not the default."""
+    if cls is None:
+        return None
+    if probe_thread != "auto":
+        kwargs["probe_thread"] = overhead_run.CLIENT_MODES[probe_thread]
+    return cls(**kwargs)
+
+
+def busy_client(endpoint):
+    """The traffic of an adapter without the adapter (--busy-orbitd's other process)."""
+    import numpy as np
+    from orbit_adapter import OrbitClient
+    rng = np.random.default_rng(0)
+    spectra = {"attn.0": 64, "attn.1": 64, "hidden.0": 128, "hidden.1": 128}
+    client = OrbitClient(endpoint, "busy", domains=("a", "b"))
+    step = 0
+    while True:
+        step += 1
+        client.poll()
+        client.send_snapshot(step, 2.0 + rng.random(), grad_norm=1.0, lr=1e-3,
+                             domains={"a": {"weight": 0.5}, "b": {"weight": 0.5}},
+                             spectra={k: rng.random(n).astype(np.float32) for k, n in spectra.items()}
+                             if step % 10 == 0 else None)
+        time.sleep(0.045)
+
+
 def one_repeat(classes, binary, corpus, args):
     models = [overhead_run.make_arm(corpus, args), overhead_run.make_arm(corpus, args)]
     inside = {arm: {"probe": [], "other": []} for arm in ARMS}
     whole = {arm: [] for arm in ARMS}
+    # the whole step's CPU by kind: ordinary steps, and those right after a probe step
+    whole_kind = {arm: {"ordinary": [], "after_probe": []} for arm in ARMS}
     done = [0, 0]
     worker = {arm: [0.0, 0] for arm in ARMS}  # the probe worker's CPU seconds and steps run
     per_half = args.steps // 2
+    probe_thread = {"base": args.base_probe_thread, "this": args.probe_thread}
+    every = ProbeConfig().spectra_every
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
+        busy = None
+        if args.busy_orbitd:
+            busy = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--base", "none",
+                                     "--busy-client", daemon.endpoint])
         for half in range(2):
             # The first half: model 0 with the base adapter; the second, model 1.
             owners = {"base": half, "this": 1 - half}
             orbits = {}
             for arm in ARMS:
                 m = models[owners[arm]]
-                orbits[arm] = classes[arm](endpoint=daemon.endpoint, run=f"compare-{arm}-{half}",
-                                           domains=corpus.domains)
-                orbits[arm].attach(m[0], m[1], sampler=m[2], start_step=done[owners[arm]] + args.window // 2)
+                orbits[arm] = make_orbit(classes[arm], probe_thread[arm], endpoint=daemon.endpoint,
+                                         run=f"compare-{arm}-{half}", domains=corpus.domains)
+                if orbits[arm] is not None:
+                    orbits[arm].attach(m[0], m[1], sampler=m[2],
+                                       start_step=done[owners[arm]] + args.window // 2)
             counted = {arm: 0 for arm in ARMS}
             window = 0
             while counted["this"] < per_half + args.warmup:
                 for arm in (ARMS if window % 2 else ARMS[::-1]):
                     i, o = owners[arm], orbits[arm]
+                    if busy is not None:
+                        busy.send_signal(signal.SIGCONT if arm == "this" else signal.SIGSTOP)
                     for _ in range(args.window):
                         done[i] += 1
                         counted[arm] += 1
-                        kind = "probe" if o._snapshots.probes.armed else "other"
                         # Offset by half a window, as in run.py: a probe step's worker job
                         # overlaps its own arm's next step.
-                        _, dc, _, di = overhead_run.one_step(*models[i], corpus, o,
-                                                             done[i] + args.window // 2,
+                        number = done[i] + args.window // 2
+                        # A plain arm's steps are sorted as the adapter's would be.
+                        probe = o._snapshots.probes.armed if o is not None else number % every == 0
+                        _, dc, _, di = overhead_run.one_step(*models[i], corpus, o, number,
                                                              args.trainer_grad_norm)
                         if counted[arm] > args.warmup:
-                            inside[arm][kind].append(di)
+                            inside[arm]["probe" if probe else "other"].append(di)
                             whole[arm].append(dc)
+                            if not probe:
+                                whole_kind[arm]["ordinary"].append(dc)
+                                if number % every == 1:
+                                    whole_kind[arm]["after_probe"].append(dc)
                 window += 1
+            if busy is not None:
+                busy.send_signal(signal.SIGSTOP)
             for arm, o in orbits.items():
+                worker[arm][1] += counted[arm]
+                if o is None:
+                    continue
                 summary = o.summary()
                 errors = summary["errors"]
                 if summary["probe_thread"] is not None:
                     worker[arm][0] += summary["probe_thread"]["cpu_s"]
-                worker[arm][1] += counted[arm]
                 o.close()
                 if errors:
                     sys.exit(f"compare: adapter errors {errors}")
+        if busy is not None:
+            busy.kill()
+            busy.wait()
     med = lambda xs: 1000 * statistics.median(xs)  # noqa: E731
     res = {arm: {"inside_other_steps_median_ms": med(inside[arm]["other"]),
                  "inside_probe_steps_median_ms": med(inside[arm]["probe"]),
                  "inside_all_steps_mean_ms": 1000 * statistics.fmean(inside[arm]["other"] + inside[arm]["probe"]),
                  "step_median_ms": med(whole[arm]),
+                 "ordinary_step_median_ms": med(whole_kind[arm]["ordinary"]),
+                 "after_probe_step_median_ms": med(whole_kind[arm]["after_probe"]),
                  # all of its steps, warmup included: the worker runs beside them
                  "probe_worker_cpu_ms_per_step": 1000 * worker[arm][0] / max(1, worker[arm][1])}
            for arm in ARMS}
-    res["this_over_base_inside_other_steps"] = (res["this"]["inside_other_steps_median_ms"]
-                                                / res["base"]["inside_other_steps_median_ms"])
+    base_inside = res["base"]["inside_other_steps_median_ms"]
+    res["this_over_base_inside_other_steps"] = (res["this"]["inside_other_steps_median_ms"] / base_inside
+                                                if base_inside else float("nan"))  # nan: a plain base
     res["step_median_this_minus_base_percent"] = 100 * (res["this"]["step_median_ms"]
                                                         / res["base"]["step_median_ms"] - 1)
+    res["ordinary_step_median_this_minus_base_percent"] = 100 * (res["this"]["ordinary_step_median_ms"]
+                                                                 / res["base"]["ordinary_step_median_ms"] - 1)
+    res["after_probe_step_median_this_minus_base_percent"] = 100 * (
+        res["this"]["after_probe_step_median_ms"] / res["base"]["after_probe_step_median_ms"] - 1)
     res["loadavg_after"] = os.getloadavg()
     return res
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", required=True, help="git revision whose adapter is the baseline")
+    ap.add_argument("--base", required=True,
+                    help="git revision whose adapter is the baseline; 'this': this checkout's adapter "
+                         "in both arms; 'none': no adapter in the base arm")
+    ap.add_argument("--base-probe-thread", choices=sorted(overhead_run.CLIENT_MODES), default="auto",
+                    help="Orbit(probe_thread=...) of the base arm (auto: the adapter's default)")
+    ap.add_argument("--probe-thread", choices=sorted(overhead_run.CLIENT_MODES), default="auto",
+                    help="Orbit(probe_thread=...) of this checkout's arm")
+    ap.add_argument("--this-none", action="store_true",
+                    help="no adapter in this checkout's arm either (with --base none: an A/A run)")
+    ap.add_argument("--busy-orbitd", action="store_true",
+                    help="another process sends orbitd an adapter's traffic during this arm's windows only")
+    ap.add_argument("--busy-client", metavar="ENDPOINT", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=200, help="timed steps per arm and repeat")
     ap.add_argument("--warmup", type=int, default=20, help="steps per arm and half left out")
     ap.add_argument("--repeats", type=int, default=3)
@@ -127,17 +213,23 @@ def main():
     ap.add_argument("--config", default=os.path.join(REPO, "configs", "default.toml"))
     ap.add_argument("--json-out", default=os.path.join(REPO, "bench", "results", "overhead_compare.json"))
     args = ap.parse_args()
+    if args.busy_client:
+        busy_client(args.busy_client)
+        return
     torch.set_num_threads(1)
     binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
     if binary is None:
         sys.exit("compare: no orbitd binary (build it: cmake --build build --target orbitd)")
-    base_rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", args.base], capture_output=True,
-                              text=True, check=True).stdout.strip()
+    base_rev = args.base if args.base in ("this", "none") else subprocess.run(
+        ["git", "-C", REPO, "rev-parse", "--short", args.base], capture_output=True, text=True,
+        check=True).stdout.strip()
     corpus = train.Corpus(train.DEFAULT_CORPUS, 64)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="orbit-compare-") as tmp:
-        classes = {"base": import_base(args.base, tmp), "this": Orbit}
+        base_class = {"this": Orbit, "none": None}.get(args.base) if args.base in ("this", "none") \
+            else import_base(args.base, tmp)
+        classes = {"base": base_class, "this": None if args.this_none else Orbit}
         repeats = []
         for r in range(args.repeats):
             rep = one_repeat(classes, binary, corpus, args)
@@ -147,21 +239,30 @@ def main():
                   f"{b['inside_other_steps_median_ms']:.3f} ms, this {t['inside_other_steps_median_ms']:.3f} ms "
                   f"(x{rep['this_over_base_inside_other_steps']:.3f}); probe steps {b['inside_probe_steps_median_ms']:.2f}"
                   f" / {t['inside_probe_steps_median_ms']:.2f} ms; median step {b['step_median_ms']:.2f} / "
-                  f"{t['step_median_ms']:.2f} ms ({rep['step_median_this_minus_base_percent']:+.2f}%); probe "
+                  f"{t['step_median_ms']:.2f} ms ({rep['step_median_this_minus_base_percent']:+.2f}%; ordinary "
+                  f"steps {rep['ordinary_step_median_this_minus_base_percent']:+.2f}%, after a probe step "
+                  f"{rep['after_probe_step_median_this_minus_base_percent']:+.2f}%); probe "
                   f"worker {b['probe_worker_cpu_ms_per_step']:.3f} / {t['probe_worker_cpu_ms_per_step']:.3f} ms cpu "
                   f"per step; "
                   f"load {rep['loadavg_after'][0]:.1f}", flush=True)
+    diffs = ("step_median_this_minus_base_percent", "ordinary_step_median_this_minus_base_percent",
+             "after_probe_step_median_this_minus_base_percent")
     summary = {k: statistics.median(rep[k] for rep in repeats)
-               for k in ("this_over_base_inside_other_steps", "step_median_this_minus_base_percent")}
+               for k in ("this_over_base_inside_other_steps",) + diffs}
+    for k in diffs:
+        summary[k + "_ci95"] = overhead_run.bootstrap_median_ci([rep[k] for rep in repeats])
     for arm in ARMS:
         for k in ("inside_other_steps_median_ms", "inside_probe_steps_median_ms", "inside_all_steps_mean_ms",
-                  "step_median_ms", "probe_worker_cpu_ms_per_step"):
+                  "step_median_ms", "ordinary_step_median_ms", "after_probe_step_median_ms",
+                  "probe_worker_cpu_ms_per_step"):
             summary[f"{arm}_{k}"] = statistics.median(rep[arm][k] for rep in repeats)
     out = {
         "what": "training-thread CPU inside orbit.step and of the whole step, the adapter of --base against "
                 "this checkout's, in one process (interleaved windows, adapters swapped halfway)",
         "command": "/usr/bin/python3 bench/overhead/compare.py " + " ".join(sys.argv[1:]),
         "commit": overhead_run.git_commit(), "base": base_rev,
+        "probe_thread": {"base": args.base_probe_thread, "this": args.probe_thread},
+        "this_arm_adapter": not args.this_none, "busy_orbitd_in_this_arm": args.busy_orbitd,
         "scheduling": overhead_run.scheduling(),
         "grad_norm_by": "trainer" if args.trainer_grad_norm else "adapter",
         "steps_timed_per_arm_and_repeat": args.steps, "repeats": args.repeats, "window": args.window,
@@ -174,11 +275,14 @@ def main():
     print(f"median of {args.repeats} repeats: inside orbit.step on non-probe steps base "
           f"{summary['base_inside_other_steps_median_ms']:.3f} ms, this {summary['this_inside_other_steps_median_ms']:.3f}"
           f" ms (x{summary['this_over_base_inside_other_steps']:.3f}); median step this vs base "
-          f"{summary['step_median_this_minus_base_percent']:+.2f}%")
-    os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
-    with open(args.json_out, "w") as f:
-        json.dump(out, f, indent=1)
-    print(f"wrote {os.path.relpath(args.json_out, REPO)}")
+          f"{summary['step_median_this_minus_base_percent']:+.2f}% (95% "
+          f"{summary['step_median_this_minus_base_percent_ci95'][0]:+.2f} .. "
+          f"{summary['step_median_this_minus_base_percent_ci95'][1]:+.2f}); ordinary steps "
+          f"{summary['ordinary_step_median_this_minus_base_percent']:+.2f}% (95% "
+          f"{summary['ordinary_step_median_this_minus_base_percent_ci95'][0]:+.2f} .. "
+          f"{summary['ordinary_step_median_this_minus_base_percent_ci95'][1]:+.2f}), after a probe step "
+          f"{summary['after_probe_step_median_this_minus_base_percent']:+.2f}%")
+    overhead_run.write_json(args.json_out, out)
 
 
 if __name__ == "__main__":

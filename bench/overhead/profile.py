@@ -17,9 +17,14 @@ gets the median of its `orbit.step` training-thread CPU and the mean per call of
 every timer.
 
     /usr/bin/python3 bench/overhead/profile.py [--steps 300] [--orbitd build/daemon/orbitd] [--client-thread auto|on|off]
-        [--trainer-grad-norm] [--snapshot-every N]
+        [--trainer-grad-norm] [--snapshot-every N] [--count-calls]
+
+`--count-calls` runs without the timers and counts instead, with sys.setprofile, the
+Python-level calls (Python functions and C functions called from Python) made inside
+`orbit.step` on each kind of step: per step, and the most frequent ones.
 """
 import argparse
+import collections
 import functools
 import os
 import statistics
@@ -113,6 +118,9 @@ def main():
                          "to orbit.step, as examples/pytorch/train.py does")
     ap.add_argument("--snapshot-every", type=int, default=None,
                     help="run orbitd with [daemon] snapshot_every = N (default: the config's)")
+    ap.add_argument("--count-calls", action="store_true",
+                    help="count the Python-level calls inside orbit.step per kind of step "
+                         "(sys.setprofile) instead of timing them")
     args = ap.parse_args()
     torch.set_num_threads(1)
     config = args.config
@@ -123,7 +131,10 @@ def main():
         sys.exit("profile: no orbitd binary (build it: cmake --build build --target orbitd)")
     corpus = train.Corpus(train.DEFAULT_CORPUS, 64)
     model, opt, sampler = overhead_run.make_arm(corpus, args)
-    instrument()
+    if args.count_calls:
+        count_calls_in_step()
+    else:
+        instrument()
     step_cpu, step_wall = [], []
     inside = {}  # kind -> training-thread CPU inside orbit.step, per step
     with OrbitdProcess(binary, config, mode="monitor") as daemon:
@@ -166,7 +177,55 @@ def main():
               f"({100 * statistics.median(ts) / base:.2f}% of the plain step)")
         for label, (calls, cpu_s) in BY_KIND.get(kind, {}).items():
             print(f"    {label:<56}{calls:>6}{1e3 * cpu_s / len(ts):>9.3f} ms per step")
+    if args.count_calls:
+        print_call_counts(inside)
     print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+CALLS = {}  # kind -> Counter of "python: file:function" / "c: name" -> calls
+
+
+def count_calls_in_step():
+    """Wraps Orbit.step so that the training thread's calls inside it are counted by
+    the kind of the step being run (sys.setprofile sees Python and C calls)."""
+    inner = adapter.Orbit.step
+
+    def profiler(frame, event, arg):
+        if event == "call":
+            code = frame.f_code
+            counter[f"python: {os.path.basename(code.co_filename)}:{code.co_name}"] += 1
+        elif event == "c_call":
+            counter[f"c: {getattr(arg, '__qualname__', None) or getattr(arg, '__name__', repr(arg))}"] += 1
+
+    counter = collections.Counter()
+
+    @functools.wraps(inner)
+    def wrapper(*args, **kwargs):
+        if KIND["now"] is None:
+            return inner(*args, **kwargs)
+        counter.clear()
+        sys.setprofile(profiler)
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            sys.setprofile(None)
+            CALLS.setdefault(KIND["now"], collections.Counter()).update(counter)
+
+    adapter.Orbit.step = wrapper
+
+
+def print_call_counts(inside, top=40):
+    for kind in KINDS:
+        if kind not in CALLS:
+            continue
+        n = len(inside[kind])
+        calls = CALLS[kind]
+        py = sum(v for k, v in calls.items() if k.startswith("python"))
+        c = sum(v for k, v in calls.items() if k.startswith("c:"))
+        print(f"{kind}: {n} steps; per step inside orbit.step {py / n:.1f} Python calls, {c / n:.1f} C calls "
+              "(orbit.step itself included)")
+        for label, count in calls.most_common(top):
+            print(f"    {count / n:8.2f}  {label}")
 
 
 KINDS = ("probe steps (spectra + checkpoint)", "other snapshot steps", "steps without a snapshot")

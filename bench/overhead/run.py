@@ -427,6 +427,14 @@ def main():
     print(f"wrote {os.path.relpath(args.json_out, REPO)}")
 
 
+def write_json(path, out):
+    """Writes a benchmark's result `out` to `path` (its folder made) and says where."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {os.path.relpath(path, REPO)}")
+
+
 def bootstrap_median_ci(values, n=4000, seed=0):
     """95% percentile-bootstrap interval of the median of `values` (resampling repeats)."""
     import random

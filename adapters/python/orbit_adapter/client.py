@@ -39,6 +39,7 @@ _log = logging.getLogger("orbit_adapter")
 # The per-step calls use plain ints (pyzmq's enum members cost more to combine).
 _EVENTS, _POLLIN, _NOBLOCK, _RCVMORE = (int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK),
                                          int(zmq.RCVMORE))
+
 # pyzmq's own send, without the Python wrapper that pyzmq's Socket puts around it for
 # SERVER / RADIO sockets (routing_id, group): a DEALER passes neither.
 _RAW_SEND = zmq.backend.Socket.send
@@ -159,6 +160,10 @@ class OrbitClient:
         self._last_hello = float("-inf")
         self._last_heartbeat_try = float("-inf")
         self._last_welcome = float("-inf")
+        # A snapshot went out since the last poll (its `state` reply may be waiting),
+        # and whether the last such guess found a reply (see poll).
+        self._reply_due = False
+        self._recv_first = True
         self._send_hello(self._clock())
 
     # ---------------------------------------------------------------- sending
@@ -191,6 +196,7 @@ class OrbitClient:
         sent = self._send(data)
         if sent:
             self._stats.snapshots += 1
+            self._reply_due = True
             if self._heartbeat_interval > 0:
                 return True  # sent just now: no heartbeat can be due (_housekeeping)
         self._housekeeping()
@@ -246,7 +252,8 @@ class OrbitClient:
 
         Handles `welcome` (session, mode, snapshot_every) and `error not_registered`
         (says hello again) before returning them. Stops after max_messages or once
-        `budget` seconds of work are spent (at least one message is read), so that a
+        `budget` seconds have passed since the first message was read (at least one
+        is read), so that a
         burst (a restarted daemon answers every queued snapshot) is spread over
         several calls instead of stalling one step; the rest waits in ZeroMQ.
         """
@@ -254,20 +261,28 @@ class OrbitClient:
             return []
         replies = []
         sock = self._socket
-        deadline = time.perf_counter() + budget
+        # Right after a snapshot its reply is most likely waiting: read it at once and
+        # ask ZMQ_EVENTS only after it (an empty non-blocking read raises, and the
+        # exception costs more than the question, so this guess is dropped after a miss
+        # until a reply comes back). Either way everything that has arrived is read.
+        recv_first = self._reply_due and self._recv_first
+        self._reply_due = False
+        deadline = None
         for n in range(max_messages):
-            if n and time.perf_counter() >= deadline:
-                break
-            # Asked first: an empty non-blocking read raises, and the exception costs
-            # more than the question (this runs after every snapshot). Plain ints: an
-            # enum flag's `&` builds a new flag object each time.
-            if not sock.getsockopt(_EVENTS) & _POLLIN:
+            if n:
+                if deadline is None:
+                    deadline = time.perf_counter() + budget
+                elif time.perf_counter() >= deadline:
+                    break
+            if not (n == 0 and recv_first) and not sock.getsockopt(_EVENTS) & _POLLIN:
                 break
             try:
                 frames = [sock.recv(_NOBLOCK)]
                 while sock.getsockopt(_RCVMORE):  # recv_multipart, without its enum flags
                     frames.append(sock.recv(_NOBLOCK))
             except zmq.Again:
+                if n == 0 and recv_first:
+                    self._recv_first = False
                 break
             data = frames[-1]
             message = self._state_template.decode(data)
@@ -282,6 +297,7 @@ class OrbitClient:
             self._stats.replies += 1
             if message["type"] == "state":  # the reply to every snapshot: only counted
                 self._stats.states += 1
+                self._recv_first = True
             else:
                 self._on_message(message)
             replies.append(message)

@@ -84,13 +84,16 @@ class DaemonLink:
     def poll(self) -> List[Dict[str, Any]]:
         """Replies that have arrived (never waits), as decoded (`reply_from_dict` types
         them; the adapter reads the `state` reply of every snapshot as it is)."""
+        client = self.client
         try:
-            replies = self.client.poll()
+            replies = client.poll()
         except Exception as e:
             self._failures.fail("poll", e)
             return []
-        if self.deferred:
-            for where, err in self.client.take_errors():
+        if client is not self._typed_client:  # the `deferred` property, inline (every step)
+            self._typed_client, self._deferred = client, isinstance(client, ClientThread)
+        if self._deferred:
+            for where, err in client.take_errors():
                 self._failures.fail(where, err)
         if replies:
             self.last_reply_time = time.monotonic()

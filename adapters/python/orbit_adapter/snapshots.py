@@ -85,6 +85,10 @@ class SnapshotAssembler:
             and len(set(names)) == len(names)
         self._wire_names = tuple(sorted(names)) if plain else None
         self._name_set = frozenset(names) if plain else frozenset()
+        # The sampler's weights last sent without domain losses, and their (shape,
+        # numbers) for the template: most steps send the same mixture again.
+        self._weights_seen: Optional[Dict[str, float]] = None
+        self._weights_values: Any = None
 
     def attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, sampler: Any,
                layers: Optional[Sequence[torch.nn.Module]]) -> None:
@@ -94,9 +98,12 @@ class SnapshotAssembler:
     def is_spectral(self, step: int, snapshot_every: int) -> bool:
         """Whether `step`'s snapshot carries spectra: the probe cadence rounded up to a
         multiple of the daemon's snapshot cadence, so spectral steps are sent."""
+        return step % self.spectral_every(snapshot_every) == 0
+
+    def spectral_every(self, snapshot_every: int) -> int:
+        """The steps between spectral snapshots under the daemon's `snapshot_every`."""
         spectra_every = max(1, self.config.spectra_every)
-        spectra_every = ((spectra_every + snapshot_every - 1) // snapshot_every) * snapshot_every
-        return step % spectra_every == 0
+        return ((spectra_every + snapshot_every - 1) // snapshot_every) * snapshot_every
 
     def send(self, link: DaemonLink, step: int, loss: float, grad_norm: Optional[float],
              domain_losses: Optional[Mapping[str, float]], tokens: Optional[int],
@@ -213,6 +220,8 @@ class SnapshotAssembler:
         weights = sampler.effective_weights() if hasattr(sampler, "effective_weights") else {}
         if type(weights) is not dict:
             return False, ()
+        if not domain_losses and weights == self._weights_seen:
+            return self._weights_values  # the mixture of the step before: its numbers again
         everyone = self._name_set
         if not weights or everyone.isdisjoint(weights):
             weights = None
@@ -233,7 +242,9 @@ class SnapshotAssembler:
             return (names, LOSS), list(map(float, map(domain_losses.__getitem__, names)))
         ws = map(float, map(weights.__getitem__, names))
         if domain_losses is None:
-            return (names, WEIGHT), list(ws)
+            # A copy: a sampler may hand out a dict it changes in place later.
+            self._weights_seen, self._weights_values = dict(weights), ((names, WEIGHT), list(ws))
+            return self._weights_values
         losses = map(float, map(domain_losses.__getitem__, names))
         return (names, LOSS_AND_WEIGHT), list(chain.from_iterable(zip(losses, ws)))
 

@@ -85,13 +85,8 @@ def test_snapshot_template_leaves_other_types_to_the_encoder(change):
     assert SnapshotTemplate("r", 0).pack(**{**args, **change}) is None
 
 
-def test_assembler_template_path_sends_what_the_general_path_sends(monkeypatch):
-    """`SnapshotAssembler.send` with and without `_send_plain`: the same bytes, for
-    domain losses and sampler weights covering all, some or none of the domains."""
-    monkeypatch.setattr(snapshots.time, "time", lambda: 1733580000.25)
-    rng = random.Random(11)
-    sent = []
-
+def recording_client(sent: list):
+    """A client class whose snapshots' bytes (by either path) go to `sent`."""
     class Client(types.SimpleNamespace):
         def send_snapshot(self, step, loss, **fields):
             fields.pop("prepare", None)
@@ -100,6 +95,17 @@ def test_assembler_template_path_sends_what_the_general_path_sends(monkeypatch):
 
         def send_snapshot_bytes(self, data):
             sent.append(data)
+
+    return Client
+
+
+def test_assembler_template_path_sends_what_the_general_path_sends(monkeypatch):
+    """`SnapshotAssembler.send` with and without `_send_plain`: the same bytes, for
+    domain losses and sampler weights covering all, some or none of the domains."""
+    monkeypatch.setattr(snapshots.time, "time", lambda: 1733580000.25)
+    rng = random.Random(11)
+    sent = []
+    Client = recording_client(sent)
 
     class Sampler:
         weights: dict = {}
