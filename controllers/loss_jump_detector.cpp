@@ -62,8 +62,8 @@ LossJumpStatus LossJumpDetector::compute(std::int64_t step, double loss, std::op
   if (grad_norm) {
     if (!std::isfinite(*grad_norm)) {
       s.grad_ratio = std::numeric_limits<double>::infinity();
-    } else if (!recent_grads_.empty() && *grad_norm > 0.0) {
-      s.grad_ratio = *grad_norm / *std::min_element(recent_grads_.begin(), recent_grads_.end());
+    } else if (grads_in_window_ > 0 && *grad_norm > 0.0) {
+      s.grad_ratio = *grad_norm / grad_minima_.front().value;
     }
   }
   s.jump = (s.armed || s.early) && s.ratio >= params.ratio;
@@ -82,17 +82,26 @@ LossJumpStatus LossJumpDetector::compute(std::int64_t step, double loss, std::op
   while (recent_losses_.size() > level_window) recent_losses_.pop_front();
   const double level = median(recent_losses_);
   floor_ = floor_ ? std::min(*floor_, level) : level;
-  if (grad_norm && std::isfinite(*grad_norm) && *grad_norm > 0.0) {
-    recent_grads_.push_back(*grad_norm);
-    while (recent_grads_.size() > std::max<std::size_t>(params.grad_window, 1)) recent_grads_.pop_front();
-  }
+  if (grad_norm && std::isfinite(*grad_norm) && *grad_norm > 0.0) push_grad(*grad_norm, params.grad_window);
   return s;
+}
+
+void LossJumpDetector::push_grad(double grad_norm, std::size_t window) {
+  ++grads_pushed_;
+  grads_in_window_ = std::min(grads_in_window_ + 1, std::max<std::size_t>(window, 1));
+  // A value at or above the new one is never the least again while the new one stays.
+  while (!grad_minima_.empty() && grad_minima_.back().value >= grad_norm) grad_minima_.pop_back();
+  grad_minima_.push_back({grads_pushed_, grad_norm});
+  // The window holds the pushes after grads_pushed_ - grads_in_window_.
+  while (grad_minima_.front().seq + grads_in_window_ <= grads_pushed_) grad_minima_.pop_front();
 }
 
 void LossJumpDetector::reset() {
   memo_.on_reset();
   recent_losses_.clear();
-  recent_grads_.clear();
+  grad_minima_.clear();
+  grads_pushed_ = 0;
+  grads_in_window_ = 0;
   floor_.reset();
   last_step_.reset();
   jump_since_.reset();

@@ -40,15 +40,15 @@ struct LossJumpParams {
 bool same(const LossJumpParams& a, const LossJumpParams& b);  // bit for bit
 
 struct LossJumpStatus {
-  bool armed = false;           // step >= arm_step and a floor exists
-  double floor = 0.0;           // before this sample (0 = none yet)
-  double ratio = 0.0;           // loss / floor (0 = no floor)
+  bool armed = false;                // step >= arm_step and a floor exists
+  double floor = 0.0;                // before this sample (0 = none yet)
+  double ratio = 0.0;                // loss / floor (0 = no floor)
   std::optional<double> grad_ratio;  // grad norm / its recent minimum (inf: non-finite grad norm)
-  bool early = false;           // before arm_step, a floor exists and early_corroborated is on
-  bool jump = false;            // ratio >= params.ratio while armed or early
-  bool corroborated = false;    // ... with the gradient norm
-  std::int64_t held_steps = 0;  // steps the jump has spanned so far
-  bool alarm = false;           // jump and (corroborated or, when armed, held_steps >= confirm_steps)
+  bool early = false;                // before arm_step, a floor exists and early_corroborated is on
+  bool jump = false;                 // ratio >= params.ratio while armed or early
+  bool corroborated = false;         // ... with the gradient norm
+  std::int64_t held_steps = 0;       // steps the jump has spanned so far
+  bool alarm = false;                // jump and (corroborated or, when armed, held_steps >= confirm_steps)
 };
 
 // One update's input, for a ReplayMemo.
@@ -78,9 +78,21 @@ class LossJumpDetector {
  private:
   LossJumpStatus compute(std::int64_t step, double loss, std::optional<double> grad_norm, const LossJumpParams& params);
 
+  // The least of the last `grad_window` positive finite grad norms, kept as the window
+  // moves (an ascending run of (push number, value): each value enters and leaves it
+  // once) instead of scanning the window at every snapshot. The same value the scan
+  // finds: the grad norms here are finite and positive, so equal values are equal bits.
+  struct GradEntry {
+    std::uint64_t seq = 0;
+    double value = 0.0;
+  };
+  void push_grad(double grad_norm, std::size_t window);
+
   MemoCursor<LossJumpInput, LossJumpStatus, LossJumpParams> memo_;
   RingDeque<double> recent_losses_;
-  RingDeque<double> recent_grads_;
+  RingDeque<GradEntry> grad_minima_;  // ascending values; the front is the window's least
+  std::uint64_t grads_pushed_ = 0;
+  std::size_t grads_in_window_ = 0;
   std::optional<double> floor_;
   std::optional<std::int64_t> last_step_;
   std::optional<std::int64_t> jump_since_;  // step before the jump's first snapshot

@@ -105,6 +105,7 @@ class RingDeque {
     head_ = (head_ + 1) & mask_;
     --size_;
   }
+  void pop_back() { --size_; }
 
   iterator begin() { return {slots_.data(), mask_, head_}; }
   iterator end() { return {slots_.data(), mask_, head_ + size_}; }

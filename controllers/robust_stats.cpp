@@ -16,7 +16,6 @@ RobustStatsStatus RobustStats::update(double x, const RobustStatsParams& params)
   if (!std::isfinite(x)) {
     s.ready = ready(params);
     s.mean = mean_;
-    s.sd = sd(params);
     return s;
   }
   if (count_ == 0) {
@@ -24,14 +23,14 @@ RobustStatsStatus RobustStats::update(double x, const RobustStatsParams& params)
     var_ = 0.0;
     count_ = 1;
     s.mean = mean_;
-    s.sd = sd(params);
     return s;
   }
-  const double sigma = sd(params);
+  // sd(params), from the one square root both read.
+  s.raw_sd = std::sqrt(std::max(var_, 0.0));
+  const double sigma = std::max(s.raw_sd, std::max(params.min_sd, params.min_sd_rel * std::abs(mean_)));
   const double residual = x - mean_;
   s.ready = count_ >= params.warmup;
   s.residual = residual;
-  s.raw_sd = std::sqrt(std::max(var_, 0.0));
   if (s.ready) s.z = residual / sigma;
   // During warmup the weights start at 1/n (a plain mean) and fall to alpha, so
   // the first samples do not pin the statistics.
@@ -45,7 +44,6 @@ RobustStatsStatus RobustStats::update(double x, const RobustStatsParams& params)
   var_ = (1.0 - a) * (var_ + a * r * r);
   ++count_;
   s.mean = mean_;
-  s.sd = sd(params);
   return s;
 }
 

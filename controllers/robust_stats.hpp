@@ -18,13 +18,12 @@ struct RobustStatsParams {
 };
 
 struct RobustStatsStatus {
-  double z = 0.0;      // (x - mean) / sd before this sample; 0 until ready
+  double z = 0.0;         // (x - mean) / sd before this sample; 0 until ready
   double residual = 0.0;  // x - mean before this sample
   double raw_sd = 0.0;    // the standard deviation before this sample, without the floors
-  bool ready = false;  // warmup done
+  bool ready = false;     // warmup done
   bool clipped = false;
-  double mean = 0.0;   // after this sample
-  double sd = 0.0;     // after this sample
+  double mean = 0.0;  // after this sample (its sd, when wanted: RobustStats::sd)
 };
 
 class RobustStats {

@@ -2,7 +2,9 @@
 // Every filter on its own: EWMA, robust statistics, trend + forecast, CUSUM,
 // zones with hysteresis, the basin classifier and the orbit state machine.
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <deque>
 #include <limits>
 #include <random>
@@ -65,6 +67,77 @@ TEST(RobustStats, WarmupAndFloorsAndNonFinite) {
   EXPECT_EQ(s.mean(), before);
 }
 
+// RobustStats::update as it was first written (sd() before and after each sample):
+// the bits the one-square-root version must keep.
+struct ReferenceRobustStats {
+  double mean = 0.0, var = 0.0;
+  std::int64_t count = 0;
+  double sd(const RobustStatsParams& p) const {
+    const double floor = std::max(p.min_sd, p.min_sd_rel * std::abs(mean));
+    return std::max(std::sqrt(std::max(var, 0.0)), floor);
+  }
+  RobustStatsStatus update(double x, const RobustStatsParams& p) {
+    RobustStatsStatus s;
+    if (!std::isfinite(x)) {
+      s.ready = count >= p.warmup;
+      s.mean = mean;
+      return s;
+    }
+    if (count == 0) {
+      mean = x;
+      var = 0.0;
+      count = 1;
+      s.mean = mean;
+      return s;
+    }
+    const double sigma = sd(p);
+    const double residual = x - mean;
+    s.ready = count >= p.warmup;
+    s.residual = residual;
+    s.raw_sd = std::sqrt(std::max(var, 0.0));
+    if (s.ready) s.z = residual / sigma;
+    const double a = std::max(p.alpha, 1.0 / static_cast<double>(count + 1));
+    double r = residual;
+    if (s.ready && p.clip > 0.0 && std::abs(r) > p.clip * sigma) {
+      r = std::copysign(p.clip * sigma, r);
+      s.clipped = true;
+    }
+    mean += a * r;
+    var = (1.0 - a) * (var + a * r * r);
+    ++count;
+    s.mean = mean;
+    return s;
+  }
+};
+
+TEST(RobustStats, UpdateIsTheReferenceBitForBit) {
+  std::mt19937_64 rng(21);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  auto bits = [](double v) { return std::bit_cast<std::uint64_t>(v); };
+  for (int series = 0; series < 200; ++series) {
+    const RobustStatsParams p{0.01 + 0.2 * static_cast<double>(rng() % 10) / 10.0,
+                              static_cast<std::int64_t>(rng() % 30), static_cast<double>(rng() % 5),
+                              series % 3 == 0 ? 0.0 : 1e-6, series % 2 == 0 ? 0.0 : 0.01};
+    RobustStats fast;
+    ReferenceRobustStats ref;
+    double level = static_cast<double>(rng() % 100);
+    for (int i = 0; i < 500; ++i) {
+      double x = level + noise(rng) * (series % 4 == 0 ? 1e-9 : 0.5);
+      if (rng() % 50 == 0) x += 20.0;                                     // a spike
+      if (rng() % 97 == 0) x = std::numeric_limits<double>::quiet_NaN();  // not absorbed
+      if (rng() % 89 == 0) x = level;                                     // flat
+      const RobustStatsStatus a = fast.update(x, p), b = ref.update(x, p);
+      ASSERT_EQ(bits(a.z), bits(b.z)) << "series " << series << " sample " << i;
+      ASSERT_EQ(bits(a.residual), bits(b.residual)) << "series " << series << " sample " << i;
+      ASSERT_EQ(bits(a.raw_sd), bits(b.raw_sd)) << "series " << series << " sample " << i;
+      ASSERT_EQ(bits(a.mean), bits(b.mean)) << "series " << series << " sample " << i;
+      ASSERT_EQ(a.ready, b.ready);
+      ASSERT_EQ(a.clipped, b.clipped);
+      ASSERT_EQ(bits(fast.sd(p)), bits(ref.sd(p)));
+    }
+  }
+}
+
 TEST(Trend, LeastSquaresSlopeAndForecast) {
   TrendWindow w(10);
   for (int i = 0; i < 30; ++i) w.push(i, 3.0 - 0.01 * i);  // only the last 10 stay
@@ -120,15 +193,15 @@ TEST(Trend, RunningSumsFitMatchesTheDirectFit) {
   for (int i = 0; i < 20000; ++i) {
     const int c = coin(rng);
     if (c == 0) w.set_capacity(w.capacity() == 30 ? 200 : 30);
-    if (c == 1) w.reset();  // (and `live` below)
+    if (c == 1) w.reset();     // (and `live` below)
     if (c == 2) level += 1e4;  // a jump: its points leave the sums with a large residue if unrebuilt
     const int phase = (i / 500) % 4;
     x += phase == 2 ? static_cast<double>(coin(rng) % 7) - 3.0 : 1.0;  // steps may go backwards
     double y = level + 0.001 * x;
     if (phase == 1) y += 0.05 * noise(rng);
-    if (phase == 2) y = level;                                             // flat
+    if (phase == 2) y = level;  // flat
     if (phase == 3 && i % 97 == 0) y = std::numeric_limits<double>::quiet_NaN();
-    if (phase == 3) y += 1e6;                                              // a large offset
+    if (phase == 3) y += 1e6;  // a large offset
     w.push(x, y);
     if (c == 1) live.clear();
     live.push_back(y);
@@ -227,8 +300,9 @@ TEST(BasinClassifier, RulesOverZones) {
 // The Navigator's indexed call (names resolved once per config) agrees with the
 // name-keyed one on every combination of zones, unknown rule metrics included.
 TEST(BasinClassifier, IndexedZonesAgreeWithNamedZones) {
-  const std::vector<BasinRule> rules = {{Basin::token_collapse, {"dominant_ratio", "not_a_metric", "entropy"}, Zone::warning},
-                                        {Basin::semantic_loop, {"loop_rate", "loss_z"}, Zone::danger}};
+  const std::vector<BasinRule> rules = {
+      {Basin::token_collapse, {"dominant_ratio", "not_a_metric", "entropy"}, Zone::warning},
+      {Basin::semantic_loop, {"loop_rate", "loss_z"}, Zone::danger}};
   std::vector<std::vector<int>> indices;
   for (const auto& rule : rules) {
     auto& row = indices.emplace_back();

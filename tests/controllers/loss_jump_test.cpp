@@ -3,7 +3,11 @@
 // flagged by its peak, also in a run that starts mid-training with two snapshots
 // of history; a healthy noisy run with one-step outliers (loss only, like
 // modded-nanogpt 1.5B) never alarms.
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <deque>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -107,9 +111,9 @@ TEST(LossJumpDetector, BeforeTheArmStepOnlyACorroboratedJumpCounts) {
 // corroborated jump flags it at its peak; the swings before it never alarm. Without
 // it (loss_jump_early_corroborated = false) the blow-up, before the arm step, is missed.
 TEST(LossJump, EarlyBlowUpTheGradNormCorroboratesIsFlaggedByItsPeak) {
-  const double loss[] = {13.8106, 13.8153, 8.68808, 0.200483, 0.735776, 1.237102, 1.664467, 1.931324, 2.224603,
+  const double loss[] = {13.8106,  13.8153,  8.68808,  0.200483, 0.735776, 1.237102, 1.664467, 1.931324, 2.224603,
                          2.327064, 2.352912, 2.198765, 1.922188, 1.544999, 1.069178, 0.414683, 9.983835};
-  const double grad[] = {544.184, 544.427, 548.6728, 15.69106, 18.13067, 17.27946, 16.55484, 15.65875, 16.50953,
+  const double grad[] = {544.184,  544.427, 548.6728, 15.69106, 18.13067, 17.27946, 16.55484, 15.65875, 16.50953,
                          16.98401, 17.5686, 17.59679, 17.17243, 16.86295, 17.40392, 17.61969, 474.3602};
   for (const bool early : {true, false}) {
     NavigatorConfig cfg;
@@ -135,6 +139,46 @@ TEST(LossJump, EarlyJumpBeforeTheNoiseIsKnownDoesNotAlarm) {
   EXPECT_FALSE(alarm_state(nav.on_snapshot(make_snapshot("fresh", 3, 9.0, 480.0))));
 }
 
+// The grad ratio divides by the least of the last grad_window positive finite grad
+// norms, kept as the window moves: the same bits as scanning the window each time,
+// through missing, non-finite and zero grad norms, ties, and windows that change
+// size (a config reload) or start over (reset).
+TEST(LossJumpDetector, GradRatioIsTheScannedWindowsMinimumBitForBit) {
+  std::mt19937_64 rng(12);
+  LossJumpDetector detector;
+  std::deque<double> window;  // the reference: the window scanned at every update
+  LossJumpParams params;
+  std::size_t checked = 0;
+  for (int i = 0; i < 200000; ++i) {
+    if (i % 5000 == 4999) params.grad_window = rng() % 40;  // 0 counts as 1
+    if (i % 37000 == 36999) {
+      detector.reset();
+      window.clear();
+    }
+    std::optional<double> grad;
+    const auto kind = rng() % 50;
+    if (kind == 0) grad = std::numeric_limits<double>::quiet_NaN();
+    else if (kind == 1) grad = std::numeric_limits<double>::infinity();
+    else if (kind == 2) grad = 0.0;
+    else if (kind < 6) grad = std::nullopt;
+    else grad = static_cast<double>(1 + rng() % 64) / 8.0;  // coarse: many ties
+    const LossJumpStatus s = detector.update(i, 3.0, grad, params);
+    if (grad && std::isfinite(*grad) && *grad > 0.0 && !window.empty()) {
+      const double want = *grad / *std::min_element(window.begin(), window.end());
+      ASSERT_TRUE(s.grad_ratio) << "update " << i;
+      ASSERT_EQ(std::bit_cast<std::uint64_t>(*s.grad_ratio), std::bit_cast<std::uint64_t>(want)) << "update " << i;
+      ++checked;
+    } else if (grad && std::isfinite(*grad)) {
+      ASSERT_FALSE(s.grad_ratio) << "update " << i;
+    }
+    if (grad && std::isfinite(*grad) && *grad > 0.0) {
+      window.push_back(*grad);
+      while (window.size() > std::max<std::size_t>(params.grad_window, 1)) window.pop_front();
+    }
+  }
+  EXPECT_GT(checked, 150000u);
+}
+
 TEST(LossJumpDetector, OneLowOutlierDoesNotLowerTheFloor) {
   const LossJumpParams p;
   LossJumpDetector d;
@@ -154,7 +198,7 @@ TEST(LossJump, MidTrainingFragmentIsCriticalAtItsPeak) {
     EXPECT_FALSE(alarm_state(nav.on_snapshot(make_snapshot("fragment", 8738, 3.32, 2.3e5))));
     EXPECT_FALSE(alarm_state(nav.on_snapshot(make_snapshot("fragment", 8739, 3.42, 9.0e4))));
     EXPECT_FALSE(alarm_state(nav.on_snapshot(make_snapshot("fragment", 8740, 3.68, 1.5e6))));  // grad norm only
-    return nav.on_snapshot(make_snapshot("fragment", 8741, 7.27, 3.3e6));                       // the loss peak
+    return nav.on_snapshot(make_snapshot("fragment", 8741, 7.27, 3.3e6));                      // the loss peak
   };
   const Decision peak = run(1.5);
   EXPECT_EQ(peak.observed_state, "CRITICAL");

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// RingDeque against std::deque under the same random pushes, drops and clears: the
-// same values in the same order, read from the front, the back and by iterators.
+// RingDeque against std::deque under the same random pushes, drops (front and back)
+// and clears: the same values in the same order, read from the front, the back and
+// by iterators.
 #include <algorithm>
 #include <cstdint>
 #include <deque>
@@ -24,10 +25,15 @@ TEST(RingDeque, HoldsWhatStdDequeHoldsUnderRandomUse) {
       const std::pair<double, std::int64_t> v{static_cast<double>(rng() % 1000) / 7.0, static_cast<std::int64_t>(op)};
       ring.push_back(v);
       want.push_back(v);
-    } else if (pick < 99) {
+    } else if (pick < 85) {
       if (!want.empty()) {
         ring.pop_front();
         want.pop_front();
+      }
+    } else if (pick < 99) {
+      if (!want.empty()) {
+        ring.pop_back();
+        want.pop_back();
       }
     } else {
       ring.clear();

@@ -81,6 +81,20 @@ TEST(VectorLog, KernelGivesStdLogBits) {
   expect_bits_of_std_log(powers_subnormals_specials(), log_avx2_fma, "powers, subnormals, specials");
 }
 
+// The eight-lane kernel, on the same inputs (and lengths that leave a masked tail).
+TEST(VectorLog, WideKernelGivesStdLogBits) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "no AVX-512: the eight-lane kernel is never used here";
+  EXPECT_TRUE(wide_vector_log_in_use()) << "the one-time self-check disagreed with std::log";
+  expect_bits_of_std_log(random_unit_interval(10'000'000), log_avx512, "random (0, 1]");
+  expect_bits_of_std_log(edges_and_near_one(), log_avx512, "table edges and near 1");
+  expect_bits_of_std_log(powers_subnormals_specials(), log_avx512, "powers, subnormals, specials");
+  for (std::size_t n = 0; n <= 17; ++n) {
+    std::vector<double> x(n);
+    for (std::size_t i = 0; i < n; ++i) x[i] = 0.07 * static_cast<double>(i + 1);
+    expect_bits_of_std_log(x, log_avx512, "short lengths");
+  }
+}
+
 // What the entropy calls: the kernel where it was proven equal, else std::log.
 TEST(VectorLog, DispatchGivesStdLogBits) {
   if (cpu_has_avx2_fma()) {
@@ -103,8 +117,12 @@ TEST(VectorLog, AnyLengthInPlace) {
 }
 
 // The entropy sum over spectra whose shares reach every path: a dominant value (p
-// in the near-1 band), zeros, subnormal floats, NaN and inf, lengths 0 to 300.
+// in the near-1 band), zeros, subnormal floats, NaN and inf, lengths 0 to 300; with
+// each kernel this CPU can run, and with the one entropy_of_shares() picks.
 TEST(VectorLog, EntropyOfSharesIsThePlainLoopsBits) {
+  std::vector<EntropyKernel> kernels{EntropyKernel::plain};
+  if (cpu_has_avx2_fma()) kernels.push_back(EntropyKernel::avx2);
+  if (cpu_has_avx512()) kernels.push_back(EntropyKernel::avx512);
   std::mt19937_64 rng(5);
   std::lognormal_distribution<float> magnitude(0.0f, 3.0f);
   for (int trial = 0; trial < 5000; ++trial) {
@@ -127,7 +145,20 @@ TEST(VectorLog, EntropyOfSharesIsThePlainLoopsBits) {
     ASSERT_EQ(std::bit_cast<std::uint64_t>(entropy_of_shares(v.data(), v.size(), total)),
               std::bit_cast<std::uint64_t>(h))
         << "trial " << trial << ", " << v.size() << " values";
+    for (const EntropyKernel kernel : kernels) {
+      ASSERT_EQ(std::bit_cast<std::uint64_t>(entropy_of_shares_with(kernel, v.data(), v.size(), total)),
+                std::bit_cast<std::uint64_t>(h))
+          << "kernel " << static_cast<int>(kernel) << ", trial " << trial << ", " << v.size() << " values";
+    }
   }
+}
+
+// The widest kernel the CPU has is the one in use (its self-check passed).
+TEST(VectorLog, EntropyUsesTheWidestKernel) {
+  const EntropyKernel want = cpu_has_avx512()     ? EntropyKernel::avx512
+                             : cpu_has_avx2_fma() ? EntropyKernel::avx2
+                                                  : EntropyKernel::plain;
+  EXPECT_EQ(static_cast<int>(entropy_kernel_in_use()), static_cast<int>(want));
 }
 
 }  // namespace
