@@ -23,14 +23,7 @@
 namespace orbit {
 namespace {
 
-// The first pass over a spectrum: the sum of the finite magnitudes in index order,
-// their count, and the largest two (with multiplicity; 0 while there are fewer).
-struct Mass {
-  double total = 0.0;
-  double first = 0.0;
-  double second = 0.0;
-  std::size_t used = 0;
-};
+using Mass = SpectralMass;
 
 void take_top_two(double a, Mass& m) {
   if (a > m.first) {
@@ -171,6 +164,15 @@ double log_of_count(std::size_t n) {
 }
 
 }  // namespace
+
+SpectralMass spectral_mass_with(EntropyKernel kernel, const float* v, std::size_t n) {
+#ifdef ORBIT_SPECTRAL_X86
+  if (kernel == EntropyKernel::avx512 && cpu_has_avx512()) return mass_avx512(v, n);
+  if (kernel == EntropyKernel::avx2 && __builtin_cpu_supports("avx2")) return mass_avx2(v, n);
+#endif
+  (void)kernel;
+  return mass_plain(v, n);
+}
 
 SpectralMetrics spectral_metrics(Eigen::Ref<const Eigen::VectorXf> spectrum, double phi_target) {
   SpectralMetrics m;

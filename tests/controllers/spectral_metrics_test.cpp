@@ -15,6 +15,44 @@
 namespace orbit {
 namespace {
 
+// Random lengths, with zeros, negative zeros, negatives and non-finite values; every
+// third trial from seven levels (many equal magnitudes: the top two with ties), every
+// tenth longer than the table of logs of counts.
+std::vector<float> random_spectrum(std::mt19937_64& rng, int trial) {
+  std::uniform_real_distribution<float> value(-2.0f, 5.0f);
+  const std::size_t n = trial % 10 == 9 ? 1000 + rng() % 100 : 1 + rng() % 200;
+  std::vector<float> v(n);
+  for (auto& x : v) {
+    x = trial % 3 == 1 ? static_cast<float>(static_cast<int>(rng() % 7) - 3) : std::pow(value(rng), 3.0f);
+    const auto kind = rng() % 50;
+    if (kind == 0) x = 0.0f;
+    if (kind == 1) x = std::numeric_limits<float>::infinity();
+    if (kind == 2) x = std::numeric_limits<float>::quiet_NaN();
+    if (kind == 3) x = -std::numeric_limits<float>::infinity();
+    if (kind == 4) x = -0.0f;
+  }
+  return v;
+}
+
+// The first pass as a plain loop: finite magnitudes summed in index order, the top two
+// by comparison.
+SpectralMass plain_mass(const std::vector<float>& v) {
+  SpectralMass m;
+  for (float x : v) {
+    if (!std::isfinite(x)) continue;
+    const double a = std::abs(static_cast<double>(x));
+    ++m.used;
+    m.total += a;
+    if (a > m.first) {
+      m.second = m.first;
+      m.first = a;
+    } else if (a > m.second) {
+      m.second = a;
+    }
+  }
+  return m;
+}
+
 TEST(SpectralMetrics, UniformSpectrumHasMaximalEntropy) {
   const std::vector<float> v(16, 2.5f);
   const auto m = spectral_metrics(v);
@@ -116,39 +154,15 @@ TEST(SpectralMetrics, PhiProximityPeaksAtTheTargetRatio) {
 
 // Every metric is the bits of the plain loop (|v| / total, then -p ln p summed in
 // order, glibc's log; the top two magnitudes by comparison): decisions were tuned on
-// them, so a faster spectral_metrics() must keep them. Random lengths, with zeros,
-// negative zeros, negatives and non-finite values; every third trial from seven
-// levels (many equal magnitudes: the top two with ties), every tenth longer than the
-// table of logs of counts.
+// them, so a faster spectral_metrics() must keep them (spectra from random_spectrum()).
 TEST(SpectralMetrics, EveryMetricIsThePlainLoopsBits) {
   std::mt19937_64 rng(11);
-  std::uniform_real_distribution<float> value(-2.0f, 5.0f);
   for (int trial = 0; trial < 3000; ++trial) {
-    const std::size_t n = trial % 10 == 9 ? 1000 + rng() % 100 : 1 + rng() % 200;
-    std::vector<float> v(n);
-    for (auto& x : v) {
-      x = trial % 3 == 1 ? static_cast<float>(static_cast<int>(rng() % 7) - 3) : std::pow(value(rng), 3.0f);
-      const auto kind = rng() % 50;
-      if (kind == 0) x = 0.0f;
-      if (kind == 1) x = std::numeric_limits<float>::infinity();
-      if (kind == 2) x = std::numeric_limits<float>::quiet_NaN();
-      if (kind == 3) x = -std::numeric_limits<float>::infinity();
-      if (kind == 4) x = -0.0f;
-    }
-    double total = 0.0, first = 0.0, second = 0.0;
-    std::size_t used = 0;
-    for (float x : v) {
-      if (!std::isfinite(x)) continue;
-      const double a = std::abs(static_cast<double>(x));
-      ++used;
-      total += a;
-      if (a > first) {
-        second = first;
-        first = a;
-      } else if (a > second) {
-        second = a;
-      }
-    }
+    const std::vector<float> v = random_spectrum(rng, trial);
+    const std::size_t n = v.size();
+    const SpectralMass plain = plain_mass(v);
+    const double total = plain.total, first = plain.first, second = plain.second;
+    const std::size_t used = plain.used;
     const double h = plain_entropy(v, total);
     const SpectralMetrics m = spectral_metrics(v, 1.618);
     ASSERT_EQ(m.size, n);
@@ -170,9 +184,32 @@ TEST(SpectralMetrics, EveryMetricIsThePlainLoopsBits) {
   }
 }
 
+// spectral_metrics() runs only the widest first pass the CPU has, so each narrower
+// kernel is checked here on its own: the AVX2 pass on an AVX-512 machine included.
+TEST(SpectralMetrics, EveryFirstPassKernelTheCpuHasGivesThePlainLoopsBits) {
+  std::vector<EntropyKernel> kernels{EntropyKernel::plain};
+  if (cpu_has_avx2_fma()) kernels.push_back(EntropyKernel::avx2);
+  if (cpu_has_avx512()) kernels.push_back(EntropyKernel::avx512);
+  auto bits = [](double x) { return std::bit_cast<std::uint64_t>(x); };
+  for (const EntropyKernel kernel : kernels) {
+    std::mt19937_64 rng(12);
+    for (int trial = 0; trial < 3000; ++trial) {
+      const std::vector<float> v = random_spectrum(rng, trial);
+      for (std::size_t n : {v.size(), v.size() % 17}) {  // short lengths: every tail
+        const SpectralMass want = plain_mass(std::vector<float>(v.begin(), v.begin() + n));
+        const SpectralMass got = spectral_mass_with(kernel, v.data(), n);
+        ASSERT_EQ(got.used, want.used) << "kernel " << static_cast<int>(kernel) << " trial " << trial;
+        ASSERT_EQ(bits(got.total), bits(want.total)) << "kernel " << static_cast<int>(kernel) << " trial " << trial;
+        ASSERT_EQ(bits(got.first), bits(want.first)) << "kernel " << static_cast<int>(kernel) << " trial " << trial;
+        ASSERT_EQ(bits(got.second), bits(want.second)) << "kernel " << static_cast<int>(kernel) << " trial " << trial;
+      }
+    }
+  }
+}
+
 TEST(SpectralMetrics, AggregateWorstAndMean) {
   std::map<std::string, SpectralMetrics> per;
-  per["hidden.0"] = spectral_metrics(std::vector<float>(4, 1.0f));   // H = ln 4, dominant 0.25
+  per["hidden.0"] = spectral_metrics(std::vector<float>(4, 1.0f));     // H = ln 4, dominant 0.25
   per["hidden.1"] = spectral_metrics(std::vector<float>{3.0f, 1.0f});  // H ≈ 0.562, dominant 0.75
   per["empty"] = spectral_metrics(std::vector<float>(3, 0.0f));        // not valid: ignored
   const auto worst = aggregate(per, Aggregation::worst);
