@@ -6,9 +6,18 @@
 
 namespace orbit {
 
+namespace {
+
+// The standard deviation with its floors (absolute, and relative to the mean): one
+// formula for sd() and update().
+double floored_sd(double raw_sd, double mean, const RobustStatsParams& params) {
+  return std::max(raw_sd, std::max(params.min_sd, params.min_sd_rel * std::abs(mean)));
+}
+
+}  // namespace
+
 double RobustStats::sd(const RobustStatsParams& params) const {
-  const double floor = std::max(params.min_sd, params.min_sd_rel * std::abs(mean_));
-  return std::max(std::sqrt(std::max(var_, 0.0)), floor);
+  return floored_sd(std::sqrt(std::max(var_, 0.0)), mean_, params);
 }
 
 RobustStatsStatus RobustStats::update(double x, const RobustStatsParams& params) {
@@ -27,7 +36,7 @@ RobustStatsStatus RobustStats::update(double x, const RobustStatsParams& params)
   }
   // sd(params), from the one square root both read.
   s.raw_sd = std::sqrt(std::max(var_, 0.0));
-  const double sigma = std::max(s.raw_sd, std::max(params.min_sd, params.min_sd_rel * std::abs(mean_)));
+  const double sigma = floored_sd(s.raw_sd, mean_, params);
   const double residual = x - mean_;
   s.ready = count_ >= params.warmup;
   s.residual = residual;
