@@ -598,9 +598,13 @@ void Server::on_hello(const std::vector<std::string>& envelope, Hello hello, std
   if (it->second.client_key.empty()) it->second.client_key = client_key;
   Session& session = sessions_.open(hello.run, hello.rank, envelope, now);
   ++stats_.sessions_opened;
+  // Granted when asked for, and said so: an adapter takes news-only replies only from
+  // a welcome that says "news" (an older daemon says nothing and replies to all).
+  session.news_only = hello.replies == kRepliesNews;
   Welcome welcome{hello.run, hello.rank, session.id, kProtocolVersion,
                   std::string(to_string(it->second.navigator->mode())), config_.snapshot_every,
-                  static_cast<std::int64_t>(config_.limits.max_message_bytes)};
+                  static_cast<std::int64_t>(config_.limits.max_message_bytes),
+                  session.news_only ? std::optional<std::string>(kRepliesNews) : std::nullopt};
   send(envelope, encode(welcome), &DaemonStats::welcomes_sent);
   spdlog::debug("run {} rank {}: session {}", hello.run, hello.rank, session.id);
 }
@@ -673,7 +677,9 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
   for (const auto& event : decision.events) spdlog::info("run {} step {}: {}", snapshot.run, snapshot.step, event);
   if (!decision.events.empty()) run.last_reason = decision.events.back();
 
+  const bool forecast = decision.metrics.count("steps_to_danger") > 0;
   if (decision.burn) {
+    session->told(decision.burn->state, decision.burn->basin, forecast, session->last_seen);
     ++stats_.burns_decided;
     run.last_reason = decision.burn->reason;
     const std::string burn_wire = encode(*decision.burn);
@@ -682,7 +688,14 @@ void Server::on_snapshot(const std::vector<std::string>& envelope, const Snapsho
     deliver_burn(run, burn_wire, snapshot.rank);
     spdlog::info("run {}: burn #{} lr_scale {:.4g} at step {}: {}", snapshot.run, decision.burn->seq,
                  decision.burn->lr_scale, decision.burn->apply_at_step, decision.burn->reason);
+  } else if (!session->state_is_news(decision.state, decision.basin, forecast, !snapshot.spectra.empty(),
+                                     session->last_seen)) {
+    // A news-only adapter already knows this state; the reply would only wake its
+    // threads and ours and cost its training thread a read (bench/overhead).
+    ++session->snapshots_untold;
+    ++stats_.states_withheld;
   } else {
+    session->told(decision.state, decision.basin, forecast, session->last_seen);
     // Lend the metrics to the reply instead of copying them; they come back for
     // telemetry and status.
     State state{snapshot.run,   snapshot.rank,  snapshot.step, decision.state, decision.basin,

@@ -20,6 +20,22 @@ Session& SessionTable::open(const std::string& run, std::int64_t rank, std::vect
   return s;
 }
 
+bool Session::state_is_news(std::string_view state, std::string_view basin, bool forecast, bool spectra,
+                            double now) const {
+  if (!news_only || !told_any || spectra) return true;
+  if (state != told_state || basin != told_basin || forecast != told_forecast) return true;
+  return snapshots_untold + 1 >= kNewsRefreshSnapshots || now - told_at >= kNewsRefreshSeconds;
+}
+
+void Session::told(std::string_view state, std::string_view basin, bool forecast, double now) {
+  told_any = true;
+  told_state.assign(state);
+  told_basin.assign(basin);
+  told_forecast = forecast;
+  told_at = now;
+  snapshots_untold = 0;
+}
+
 Session* SessionTable::find(const std::string& run, std::int64_t rank) {
   auto it = sessions_.find({run, rank});
   return it == sessions_.end() ? nullptr : &it->second;

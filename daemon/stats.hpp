@@ -14,6 +14,7 @@ namespace orbit {
   F("orbitd_messages_received_total", "Messages read on the adapter socket, decodable or not.")                   \
   F("orbitd_messages_decoded_total", "Valid adapter messages handled, by type.")                                  \
   F("orbitd_messages_sent_total", "Replies sent to adapters, by type.")                                           \
+  F("orbitd_states_withheld_total", "State replies not sent to news-only adapters (hello.replies news): nothing new.") \
   F("orbitd_errors_total", "Error replies sent to adapters, by error code (protocol/SPEC.md 5.9).")                \
   F("orbitd_burns_total", "Burns issued: decided by a controller or forced over the control endpoint.")          \
   F("orbitd_replies_dropped_total", "Replies dropped because the adapter was gone or its queue full.")           \
@@ -53,6 +54,7 @@ namespace orbit {
   X(byes, "orbitd_messages_decoded_total", "type", "bye")                             \
   X(welcomes_sent, "orbitd_messages_sent_total", "type", "welcome")                   \
   X(states_sent, "orbitd_messages_sent_total", "type", "state")                       \
+  X(states_withheld, "orbitd_states_withheld_total", "", "")                          \
   X(burns_sent, "orbitd_messages_sent_total", "type", "burn")                         \
   X(errors_sent, "orbitd_messages_sent_total", "type", "error")                       \
   X(burns_decided, "orbitd_burns_total", "origin", "decided")                         \

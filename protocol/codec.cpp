@@ -109,7 +109,7 @@ void str_array(Packer& p, const std::vector<std::string>& a) {
 }
 
 void pack(Packer& p, const Hello& m) {
-  head(p, 6 + nonempty(m.domains) + nonempty(m.actuators) + present(m.base_lr), "hello");
+  head(p, 6 + nonempty(m.domains) + nonempty(m.actuators) + present(m.base_lr) + present(m.replies), "hello");
   kv(p, "run", m.run);
   kv(p, "rank", m.rank);
   kv(p, "world_size", m.world_size);
@@ -121,10 +121,11 @@ void pack(Packer& p, const Hello& m) {
   if (!m.domains.empty()) { key(p, "domains"); str_array(p, m.domains); }
   if (!m.actuators.empty()) { key(p, "actuators"); str_array(p, m.actuators); }
   if (m.base_lr) kv(p, "base_lr", *m.base_lr);
+  if (m.replies) kv(p, "replies", *m.replies);
 }
 
 void pack(Packer& p, const Welcome& m) {
-  head(p, 6 + present(m.max_message_bytes), "welcome");
+  head(p, 6 + present(m.max_message_bytes) + present(m.replies), "welcome");
   kv(p, "run", m.run);
   kv(p, "rank", m.rank);
   kv(p, "session", m.session);
@@ -132,6 +133,7 @@ void pack(Packer& p, const Welcome& m) {
   kv(p, "mode", m.mode);
   kv(p, "snapshot_every", m.snapshot_every);
   if (m.max_message_bytes) kv(p, "max_message_bytes", *m.max_message_bytes);
+  if (m.replies) kv(p, "replies", *m.replies);
 }
 
 void pack(Packer& p, const Snapshot& m) {
@@ -499,6 +501,14 @@ std::map<std::string, double> number_map(const Fields& f, std::string_view k, st
   return out;
 }
 
+// hello.replies and welcome.replies: "every" or "news" (SPEC.md 3), absent allowed.
+std::optional<std::string> replies_field(const Fields& f) {
+  auto replies = f.opt_string("replies");
+  if (replies && *replies != kRepliesEvery && *replies != kRepliesNews)
+    fail(ErrorCode::invalid_field, "field 'replies' must be 'every' or 'news'", "replies");
+  return replies;
+}
+
 Hello decode_hello(const Fields& f, const DecodeLimits& limits) {
   Hello m;
   m.run = run_id(f);
@@ -525,6 +535,7 @@ Hello decode_hello(const Fields& f, const DecodeLimits& limits) {
     if (!std::isfinite(*lr) || *lr <= 0) fail(ErrorCode::invalid_field, "field 'base_lr' must be a finite number > 0", "base_lr");
     m.base_lr = lr;
   }
+  m.replies = replies_field(f);
   return m;
 }
 
@@ -539,6 +550,7 @@ Welcome decode_welcome(const Fields& f) {
     fail(ErrorCode::invalid_field, "field 'mode' must be 'active' or 'monitor'", "mode");
   m.snapshot_every = f.at_least("snapshot_every", f.integer("snapshot_every"), 1);
   if (auto b = f.opt_integer("max_message_bytes")) m.max_message_bytes = f.at_least("max_message_bytes", *b, 1024);
+  m.replies = replies_field(f);
   return m;
 }
 

@@ -20,6 +20,10 @@ inline constexpr int kProtocolVersion = 1;
 inline constexpr std::string_view kActuators[] = {"lr", "domain_weights", "curriculum",
                                                   "loss_weights", "rollback"};
 
+// What `hello.replies` may ask for (SPEC.md 3): one reply per snapshot, or news only.
+inline constexpr std::string_view kRepliesEvery = "every";
+inline constexpr std::string_view kRepliesNews = "news";
+
 struct Hello {
   std::string run;
   std::int64_t rank = 0;
@@ -30,6 +34,9 @@ struct Hello {
   std::vector<std::string> domains;
   std::vector<std::string> actuators;
   std::optional<double> base_lr;
+  // "every" (one reply per snapshot, the default) or "news": the adapter asks for a
+  // `state` reply only when it says something new (SPEC.md 3, "Replies on news").
+  std::optional<std::string> replies;
 };
 
 struct Welcome {
@@ -40,6 +47,7 @@ struct Welcome {
   std::string mode;  // "active" | "monitor"
   std::int64_t snapshot_every = 1;
   std::optional<std::int64_t> max_message_bytes;  // the daemon's limit; larger messages are refused
+  std::optional<std::string> replies;             // "news" when the daemon grants hello.replies "news"
 };
 
 struct DomainStats {

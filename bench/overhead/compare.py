@@ -31,9 +31,21 @@ code: a separate process sends orbitd a snapshot every 45 ms (spectra every 10th
 probes' sizes) and reads the replies, and runs only during the `this` arm's windows
 (SIGCONT / SIGSTOP at each switch), so `this` trains beside a busy orbitd and `base`
 beside an idle one.
+
+`--this-transport` isolates what the adapter's ZeroMQ traffic and orbitd cost the
+training thread outside `orbit.step` (with `--base this`: the same adapter in both arms).
+`zeromq` (the default): as the adapter runs. `sink`: once registered with orbitd, the
+`this` arm's messages go to a process that reads and drops them and never answers
+(the adapter's I/O thread still wakes for each send, the sink's threads for each
+receive), and the client reads a recorded `state` reply from a stand-in in place of
+orbitd's (so the reply chain, orbitd's work and its two thread wake-ups per snapshot
+are gone). `stand-in`: nothing is sent at all and the recorded reply is handed over:
+no ZeroMQ call and no other thread wakes. Per arm, the ordinary steps' CPU outside
+`orbit.step` (whole step minus inside) says what is left beside the training thread.
 """
 import argparse
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -68,13 +80,21 @@ def import_base(rev, into):
     return BaseOrbit
 
 
-def make_orbit(cls, probe_thread, **kwargs):
-    """An Orbit of `cls` (None: no adapter), with `probe_thread` where it is not the default."""
+def make_orbit(cls, probe_thread, replies=None, **kwargs):
+    """An Orbit of `cls` (None: no adapter), with `probe_thread` where it is not the
+    default and the client's `replies` where one is given."""
     if cls is None:
         return None
     if probe_thread != "auto":
         kwargs["probe_thread"] = overhead_run.CLIENT_MODES[probe_thread]
+    if replies is not None:
+        kwargs["client_options"] = {"replies": replies}
     return cls(**kwargs)
+
+
+def involuntary_switches() -> int:
+    """Times the calling thread was preempted so far (Linux RUSAGE_THREAD)."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
 
 
 def busy_client(endpoint):
@@ -95,9 +115,89 @@ def busy_client(endpoint):
         time.sleep(0.045)
 
 
+def sink(endpoint):
+    """--this-transport sink's other process: reads and drops every message, answers none."""
+    import zmq
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.bind(endpoint)
+    while True:
+        sock.recv_multipart()
+
+
+class StandInSocket:
+    """Stands in for a client's DEALER (--this-transport): hands over a recorded `state`
+    reply once per message the client sent (like orbitd's answer to each snapshot)."""
+
+    def __init__(self, reply: bytes):
+        self.reply, self.pending = reply, 0
+
+    def getsockopt(self, option):
+        import zmq
+        return int(zmq.POLLIN) if option == int(zmq.EVENTS) and self.pending else 0
+
+    def recv(self, flags=0):
+        import zmq
+        if not self.pending:
+            raise zmq.Again()
+        self.pending -= 1
+        return self.reply
+
+
+def recorded_state_reply(endpoint, domains):
+    """One real `state` reply of orbitd to an ordinary snapshot (a throwaway session)."""
+    from orbit_adapter import OrbitClient
+    client = OrbitClient(endpoint, "compare-record", domains=domains)
+    deadline = time.monotonic() + 10
+    while not client.registered and time.monotonic() < deadline:
+        client.poll()
+        time.sleep(0.01)
+    client.send_snapshot(1, 2.0, grad_norm=1.0, lr=1e-3, domains={d: {"weight": 1.0 / len(domains)}
+                                                                   for d in domains})
+    sock = client.socket
+    if not sock.poll(10000):
+        sys.exit("compare: orbitd did not answer the recording snapshot")
+    reply = sock.recv_multipart()[-1]
+    client.close()
+    return reply
+
+
+def stand_in_transport(orbit, reply, sink_socket):
+    """Swaps the registered client's transport for the stand-in (see --this-transport);
+    returns a function that puts the real one back (before close)."""
+    client = orbit._link.client
+    deadline = time.monotonic() + 10
+    while not client.registered and time.monotonic() < deadline:
+        orbit.poll()  # the welcome, read the adapter's way
+        time.sleep(0.01)
+    if not client.registered:
+        sys.exit("compare: orbitd did not welcome the stand-in arm")
+    import zmq
+    real_socket, stand_in = client._socket, StandInSocket(reply)
+    raw_send, noblock = zmq.backend.Socket.send, int(zmq.NOBLOCK)
+
+    def send(data):
+        if sink_socket is not None:
+            raw_send(sink_socket, data, noblock)
+        stand_in.pending += 1
+        client._stats.sent += 1
+        client._last_send = client._clock()
+        return True
+
+    client._socket, client._send = stand_in, send
+
+    def restore():
+        del client._send
+        client._socket = real_socket
+    return restore
+
+
 def one_repeat(classes, binary, corpus, args):
     models = [overhead_run.make_arm(corpus, args), overhead_run.make_arm(corpus, args)]
     inside = {arm: {"probe": [], "other": []} for arm in ARMS}
+    # the ordinary steps' training-thread CPU outside orbit.step (whole step minus inside)
+    outside = {arm: [] for arm in ARMS}
+    # the training thread's involuntary context switches per ordinary step
+    preempted = {arm: [] for arm in ARMS}
     whole = {arm: [] for arm in ARMS}
     # the whole step's CPU by kind: ordinary steps, and those right after a probe step
     whole_kind = {arm: {"ordinary": [], "after_probe": []} for arm in ARMS}
@@ -105,23 +205,37 @@ def one_repeat(classes, binary, corpus, args):
     worker = {arm: [0.0, 0] for arm in ARMS}  # the probe worker's CPU seconds and steps run
     per_half = args.steps // 2
     probe_thread = {"base": args.base_probe_thread, "this": args.probe_thread}
+    replies = {"base": args.base_replies, "this": args.replies}
     every = ProbeConfig().spectra_every
     with OrbitdProcess(binary, args.config, mode="monitor") as daemon:
         busy = None
         if args.busy_orbitd:
             busy = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--base", "none",
                                      "--busy-client", daemon.endpoint])
+        reply, sink_proc, sink_socket = None, None, None
+        if args.this_transport != "zeromq":
+            reply = recorded_state_reply(daemon.endpoint, corpus.domains)
+        if args.this_transport == "sink":
+            import zmq
+            sink_endpoint = "ipc://" + os.path.join(tempfile.gettempdir(), f"orbit-compare-sink-{os.getpid()}")
+            sink_proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--base", "none",
+                                          "--sink", sink_endpoint])
+            sink_socket = zmq.Context.instance().socket(zmq.DEALER)
+            sink_socket.setsockopt(zmq.LINGER, 0)
+            sink_socket.connect(sink_endpoint)
         for half in range(2):
             # The first half: model 0 with the base adapter; the second, model 1.
             owners = {"base": half, "this": 1 - half}
-            orbits = {}
+            orbits, restore = {}, None
             for arm in ARMS:
                 m = models[owners[arm]]
-                orbits[arm] = make_orbit(classes[arm], probe_thread[arm], endpoint=daemon.endpoint,
+                orbits[arm] = make_orbit(classes[arm], probe_thread[arm], replies[arm], endpoint=daemon.endpoint,
                                          run=f"compare-{arm}-{half}", domains=corpus.domains)
                 if orbits[arm] is not None:
                     orbits[arm].attach(m[0], m[1], sampler=m[2],
                                        start_step=done[owners[arm]] + args.window // 2)
+                    if arm == "this" and reply is not None:
+                        restore = stand_in_transport(orbits[arm], reply, sink_socket)
             counted = {arm: 0 for arm in ARMS}
             window = 0
             while counted["this"] < per_half + args.warmup:
@@ -137,18 +251,24 @@ def one_repeat(classes, binary, corpus, args):
                         number = done[i] + args.window // 2
                         # A plain arm's steps are sorted as the adapter's would be.
                         probe = o._snapshots.probes.armed if o is not None else number % every == 0
+                        n0 = involuntary_switches()
                         _, dc, _, di = overhead_run.one_step(*models[i], corpus, o, number,
                                                              args.trainer_grad_norm)
+                        switches = involuntary_switches() - n0
                         if counted[arm] > args.warmup:
                             inside[arm]["probe" if probe else "other"].append(di)
                             whole[arm].append(dc)
                             if not probe:
                                 whole_kind[arm]["ordinary"].append(dc)
+                                outside[arm].append(dc - di)
+                                preempted[arm].append(switches)
                                 if number % every == 1:
                                     whole_kind[arm]["after_probe"].append(dc)
                 window += 1
             if busy is not None:
                 busy.send_signal(signal.SIGSTOP)
+            if restore is not None:
+                restore()
             for arm, o in orbits.items():
                 worker[arm][1] += counted[arm]
                 if o is None:
@@ -160,9 +280,12 @@ def one_repeat(classes, binary, corpus, args):
                 o.close()
                 if errors:
                     sys.exit(f"compare: adapter errors {errors}")
-        if busy is not None:
-            busy.kill()
-            busy.wait()
+        for proc in (busy, sink_proc):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        if sink_socket is not None:
+            sink_socket.close()
     med = lambda xs: 1000 * statistics.median(xs)  # noqa: E731
     res = {arm: {"inside_other_steps_median_ms": med(inside[arm]["other"]),
                  "inside_probe_steps_median_ms": med(inside[arm]["probe"]),
@@ -170,6 +293,8 @@ def one_repeat(classes, binary, corpus, args):
                  "step_median_ms": med(whole[arm]),
                  "ordinary_step_median_ms": med(whole_kind[arm]["ordinary"]),
                  "after_probe_step_median_ms": med(whole_kind[arm]["after_probe"]),
+                 "ordinary_outside_median_ms": med(outside[arm]),
+                 "ordinary_preemptions_per_step": statistics.fmean(preempted[arm]),
                  # all of its steps, warmup included: the worker runs beside them
                  "probe_worker_cpu_ms_per_step": 1000 * worker[arm][0] / max(1, worker[arm][1])}
            for arm in ARMS}
@@ -182,6 +307,9 @@ def one_repeat(classes, binary, corpus, args):
                                                                  / res["base"]["ordinary_step_median_ms"] - 1)
     res["after_probe_step_median_this_minus_base_percent"] = 100 * (
         res["this"]["after_probe_step_median_ms"] / res["base"]["after_probe_step_median_ms"] - 1)
+    res["ordinary_outside_this_minus_base_percent_of_base_step"] = 100 * (
+        (res["this"]["ordinary_outside_median_ms"] - res["base"]["ordinary_outside_median_ms"])
+        / res["base"]["ordinary_step_median_ms"])
     res["loadavg_after"] = os.getloadavg()
     return res
 
@@ -200,6 +328,15 @@ def main():
     ap.add_argument("--busy-orbitd", action="store_true",
                     help="another process sends orbitd an adapter's traffic during this arm's windows only")
     ap.add_argument("--busy-client", metavar="ENDPOINT", help=argparse.SUPPRESS)
+    ap.add_argument("--this-transport", choices=("zeromq", "sink", "stand-in"), default="zeromq",
+                    help="the this arm's transport once registered: zeromq (as the adapter runs), sink "
+                         "(sends go to a process that never answers; a recorded reply is read), stand-in "
+                         "(nothing sent, the recorded reply read): see the module doc")
+    ap.add_argument("--sink", metavar="ENDPOINT", help=argparse.SUPPRESS)
+    ap.add_argument("--base-replies", choices=("every", "news"), default=None,
+                    help="the base arm's OrbitClient(replies=...) (default: its adapter's own)")
+    ap.add_argument("--replies", choices=("every", "news"), default=None,
+                    help="this arm's OrbitClient(replies=...) (default: the adapter's own, news)")
     ap.add_argument("--steps", type=int, default=200, help="timed steps per arm and repeat")
     ap.add_argument("--warmup", type=int, default=20, help="steps per arm and half left out")
     ap.add_argument("--repeats", type=int, default=3)
@@ -215,6 +352,9 @@ def main():
     args = ap.parse_args()
     if args.busy_client:
         busy_client(args.busy_client)
+        return
+    if args.sink:
+        sink(args.sink)
         return
     torch.set_num_threads(1)
     binary = find_orbitd(os.path.abspath(args.orbitd) if args.orbitd else None)
@@ -243,10 +383,15 @@ def main():
                   f"steps {rep['ordinary_step_median_this_minus_base_percent']:+.2f}%, after a probe step "
                   f"{rep['after_probe_step_median_this_minus_base_percent']:+.2f}%); probe "
                   f"worker {b['probe_worker_cpu_ms_per_step']:.3f} / {t['probe_worker_cpu_ms_per_step']:.3f} ms cpu "
-                  f"per step; "
+                  f"per step; ordinary steps outside orbit.step {b['ordinary_outside_median_ms']:.2f} / "
+                  f"{t['ordinary_outside_median_ms']:.2f} ms "
+                  f"({rep['ordinary_outside_this_minus_base_percent_of_base_step']:+.2f}% of a step); "
+                  f"preempted {b['ordinary_preemptions_per_step']:.2f} / {t['ordinary_preemptions_per_step']:.2f} "
+                  f"times per ordinary step; "
                   f"load {rep['loadavg_after'][0]:.1f}", flush=True)
     diffs = ("step_median_this_minus_base_percent", "ordinary_step_median_this_minus_base_percent",
-             "after_probe_step_median_this_minus_base_percent")
+             "after_probe_step_median_this_minus_base_percent",
+             "ordinary_outside_this_minus_base_percent_of_base_step")
     summary = {k: statistics.median(rep[k] for rep in repeats)
                for k in ("this_over_base_inside_other_steps",) + diffs}
     for k in diffs:
@@ -254,7 +399,8 @@ def main():
     for arm in ARMS:
         for k in ("inside_other_steps_median_ms", "inside_probe_steps_median_ms", "inside_all_steps_mean_ms",
                   "step_median_ms", "ordinary_step_median_ms", "after_probe_step_median_ms",
-                  "probe_worker_cpu_ms_per_step"):
+                  "probe_worker_cpu_ms_per_step", "ordinary_outside_median_ms",
+                  "ordinary_preemptions_per_step"):
             summary[f"{arm}_{k}"] = statistics.median(rep[arm][k] for rep in repeats)
     out = {
         "what": "training-thread CPU inside orbit.step and of the whole step, the adapter of --base against "
@@ -263,6 +409,8 @@ def main():
         "commit": overhead_run.git_commit(), "base": base_rev,
         "probe_thread": {"base": args.base_probe_thread, "this": args.probe_thread},
         "this_arm_adapter": not args.this_none, "busy_orbitd_in_this_arm": args.busy_orbitd,
+        "this_arm_transport": args.this_transport,
+        "replies": {"base": args.base_replies, "this": args.replies},
         "scheduling": overhead_run.scheduling(),
         "grad_norm_by": "trainer" if args.trainer_grad_norm else "adapter",
         "steps_timed_per_arm_and_repeat": args.steps, "repeats": args.repeats, "window": args.window,
@@ -281,7 +429,10 @@ def main():
           f"{summary['ordinary_step_median_this_minus_base_percent']:+.2f}% (95% "
           f"{summary['ordinary_step_median_this_minus_base_percent_ci95'][0]:+.2f} .. "
           f"{summary['ordinary_step_median_this_minus_base_percent_ci95'][1]:+.2f}), after a probe step "
-          f"{summary['after_probe_step_median_this_minus_base_percent']:+.2f}%")
+          f"{summary['after_probe_step_median_this_minus_base_percent']:+.2f}%; ordinary steps outside "
+          f"orbit.step {summary['ordinary_outside_this_minus_base_percent_of_base_step']:+.2f}% of a step (95% "
+          f"{summary['ordinary_outside_this_minus_base_percent_of_base_step_ci95'][0]:+.2f} .. "
+          f"{summary['ordinary_outside_this_minus_base_percent_of_base_step_ci95'][1]:+.2f})")
     overhead_run.write_json(args.json_out, out)
 
 

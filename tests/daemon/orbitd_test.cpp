@@ -311,6 +311,65 @@ TEST(Orbitd, StatusCountsByName) {
   EXPECT_FALSE(get(h.get(), "ok")->via.boolean);
 }
 
+// hello.replies "news" (SPEC.md 3): an adapter that asks gets a `state` reply only
+// when it says something new or a refresh is due, and always every burn; one that
+// does not ask (an older adapter) still gets exactly one reply per snapshot.
+TEST(Orbitd, NewsOnlyRepliesLeaveOutStatesThatSayNothingNew) {
+  OrbitdProcess orbitd({"--mode", "monitor"});
+  zmq::context_t ctx;
+  auto scalars_only = [](const std::string& run, std::int64_t step) {
+    Snapshot s = make_snapshot(run, step);
+    s.spectra.clear();
+    return s;
+  };
+  TestClient old_style(ctx, orbitd.endpoints().adapters);
+  old_style.send(make_hello("every"));
+  EXPECT_FALSE(expect_type<Welcome>(old_style.recv()).replies.has_value());
+  old_style.send(make_snapshot("every", 1));
+  EXPECT_EQ(expect_type<State>(old_style.recv()).step, 1);
+  for (std::int64_t step = 2; step <= 13; ++step) {
+    old_style.send(scalars_only("every", step));
+    EXPECT_EQ(expect_type<State>(old_style.recv()).step, step);
+  }
+
+  TestClient news(ctx, orbitd.endpoints().adapters);
+  Hello hello = make_hello("news");
+  hello.replies = std::string(kRepliesNews);
+  news.send(hello);
+  EXPECT_EQ(expect_type<Welcome>(news.recv()).replies, std::optional<std::string>("news"));
+  // The daemon answers a connection in order: a ping's echo comes after any reply to
+  // the snapshots sent before it.
+  auto answer_then_echo = [&](const Snapshot& s) {
+    news.send(s);
+    news.send(Heartbeat{});
+    std::vector<Message> got;
+    for (;;) {
+      auto m = news.recv();
+      if (!m) throw std::runtime_error("no echo within the deadline");
+      if (std::holds_alternative<Heartbeat>(*m)) return got;
+      got.push_back(std::move(*m));
+    }
+  };
+  auto one_state = [](const std::vector<Message>& got) {
+    if (got.size() != 1) throw std::runtime_error(std::to_string(got.size()) + " replies, not one");
+    return expect_type<State>(got.front());
+  };
+  const State first = one_state(answer_then_echo(make_snapshot("news", 1)));  // nothing told yet
+  EXPECT_EQ(first.step, 1);
+  for (std::int64_t step = 2; step <= 10; ++step)
+    EXPECT_TRUE(answer_then_echo(scalars_only("news", step)).empty()) << "step " << step;
+  EXPECT_EQ(one_state(answer_then_echo(scalars_only("news", 11))).step, 11);  // the 10th: a refresh
+  EXPECT_TRUE(answer_then_echo(scalars_only("news", 12)).empty());
+  EXPECT_EQ(one_state(answer_then_echo(make_snapshot("news", 13))).step, 13);  // spectra: new metrics
+
+  Control control(ctx, orbitd.endpoints().control);
+  auto forced = control.call({{"cmd", std::string("burn")}, {"run", std::string("news")}, {"lr_scale", 0.5}});
+  ASSERT_TRUE(get(forced.get(), "ok")->via.boolean);
+  EXPECT_EQ(expect_type<Burn>(news.recv()).lr_scale, 0.5);
+  EXPECT_EQ(counter(control, "states_withheld"), 10u);
+  EXPECT_EQ(counter(control, "states_sent"), 13u + 3u);
+}
+
 // Operator burns are validated like adapter messages (issue 16 item 8): a value out
 // of range gets an error reply naming the field, nothing is sent or journaled, and
 // the run and the daemon carry on; a valid burn still goes through.

@@ -25,25 +25,30 @@ Pairs operator+(Pairs a, const Pairs& b) {
 }
 
 TEST(Encoding, HelloKeyOrder) {
-  Hello m{"r", 2, 4, "py", "1.0", {1, 2}, {"web", "code"}, {"lr", "rollback"}, 0.001};
+  Hello m{"r", 2, 4, "py", "1.0", {1, 2}, {"web", "code"}, {"lr", "rollback"}, 0.001, "news"};
   EXPECT_EQ(encode(m), M(head("hello") + Pairs{{"run", S("r")}, {"rank", I(2)}, {"world_size", I(4)},
                                                {"adapter", S("py")}, {"adapter_version", S("1.0")},
                                                {"versions", A({I(1), I(2)})},
                                                {"domains", A({S("web"), S("code")})},  // arrays keep their order
                                                {"actuators", A({S("lr"), S("rollback")})},
-                                               {"base_lr", F64(0.001)}}));
+                                               {"base_lr", F64(0.001)}, {"replies", S("news")}}));
   m.domains.clear();
   m.actuators.clear();
   m.base_lr.reset();
+  m.replies.reset();
   EXPECT_EQ(encode(m), M(head("hello") + Pairs{{"run", S("r")}, {"rank", I(2)}, {"world_size", I(4)},
                                                {"adapter", S("py")}, {"adapter_version", S("1.0")},
                                                {"versions", A({I(1), I(2)})}}));
 }
 
 TEST(Encoding, WelcomeKeyOrder) {
-  EXPECT_EQ(encode(Welcome{"r", 1, "s1", 1, "active", 10, std::nullopt}),
+  EXPECT_EQ(encode(Welcome{"r", 1, "s1", 1, "active", 10, std::nullopt, std::nullopt}),
             M(head("welcome") + Pairs{{"run", S("r")}, {"rank", I(1)}, {"session", S("s1")}, {"version", I(1)},
                                       {"mode", S("active")}, {"snapshot_every", I(10)}}));
+  EXPECT_EQ(encode(Welcome{"r", 1, "s1", 1, "active", 10, 4096, "news"}),
+            M(head("welcome") + Pairs{{"run", S("r")}, {"rank", I(1)}, {"session", S("s1")}, {"version", I(1)},
+                                      {"mode", S("active")}, {"snapshot_every", I(10)},
+                                      {"max_message_bytes", I(4096)}, {"replies", S("news")}}));
 }
 
 TEST(Encoding, SnapshotKeyOrderWithEveryOptional) {
@@ -136,7 +141,7 @@ TEST(Encoding, IntegersInTheirSmallestForm) {
   for (const auto& [v, bytes] : cases) {
     ASSERT_EQ(I(v), bytes) << "test helper, " << v;
     // welcome.version carries any int64, so it exercises negative forms too.
-    const std::string encoded = encode(Welcome{"r", 0, "s", v, "monitor", 1, std::nullopt});
+    const std::string encoded = encode(Welcome{"r", 0, "s", v, "monitor", 1, std::nullopt, std::nullopt});
     EXPECT_EQ(encoded, M(head("welcome") + Pairs{{"run", S("r")}, {"rank", I(0)}, {"session", S("s")},
                                                  {"version", bytes}, {"mode", S("monitor")},
                                                  {"snapshot_every", I(1)}}))

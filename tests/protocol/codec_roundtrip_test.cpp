@@ -24,8 +24,10 @@ class RandomMessages {
     switch (type) {
       case 0: return hello();
       case 1: {
-        Welcome w{run(), count(), text(40), 1, pick({"active", "monitor"}), 1 + count() % 1000, std::nullopt};
+        Welcome w{run(), count(), text(40), 1, pick({"active", "monitor"}), 1 + count() % 1000, std::nullopt,
+                  std::nullopt};
         if (count() % 2) w.max_message_bytes = 1024 + count();
+        if (coin()) w.replies = std::string(kRepliesNews);
         return w;
       }
       case 2: return snapshot();
@@ -110,6 +112,7 @@ class RandomMessages {
     for (auto a : kActuators)
       if (coin()) m.actuators.emplace_back(a);
     m.base_lr = maybe(positive());
+    if (coin()) m.replies = pick({"every", "news"});
     return m;
   }
 

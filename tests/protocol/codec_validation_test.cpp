@@ -223,6 +223,14 @@ TEST(Validation, BaseLr) {
     EXPECT_TRUE(rejected(M(with(hello_fields(), "base_lr", F64(bad))), ErrorCode::invalid_field, "base_lr")) << bad;
 }
 
+TEST(Validation, Replies) {
+  EXPECT_EQ(accepted<Hello>(M(with(hello_fields(), "replies", S("news")))).replies, "news");
+  EXPECT_EQ(accepted<Hello>(M(with(hello_fields(), "replies", S("every")))).replies, "every");
+  EXPECT_FALSE(accepted<Hello>(M(hello_fields())).replies.has_value());
+  EXPECT_TRUE(rejected(M(with(hello_fields(), "replies", S("some"))), ErrorCode::invalid_field, "replies"));
+  EXPECT_TRUE(rejected(M(with(hello_fields(), "replies", I(1))), ErrorCode::invalid_field, "replies"));
+}
+
 TEST(Validation, LoopRateRange) {
   for (double ok : {0.0, 0.5, 1.0})
     EXPECT_EQ(accepted<Snapshot>(M(with(snapshot_fields(), "loop_rate", F64(ok)))).loop_rate, ok);

@@ -143,6 +143,10 @@ class Orbit:
                   basin_aware_loss with `orbit.loss_weights`).
     client:       an already built OrbitClient (tests, custom transports), used as given
                   (wrap it in a ClientThread to move its work off the training thread).
+    client_options: keyword arguments for the OrbitClient that Orbit builds. Orbit asks
+                  for replies on news only (`replies="news"`, protocol/SPEC.md 3: every
+                  burn and state change still comes, a `state` that says nothing new
+                  does not); `{"replies": "every"}` asks for one reply per snapshot.
     client_thread: run the client on a background thread (ClientThread): encoding,
                   sending, receiving, decoding, the probe spectra and the device-to-host
                   copies of snapshot values leave the training thread. False: all of it
@@ -334,10 +338,13 @@ class Orbit:
         base_lr = float(group.get("initial_lr", group["lr"]))
         world = self.world_size if self.distributed == "per_rank" else 1
         rank = self.rank if self.distributed == "per_rank" else 0
+        # Replies on news only (the daemon must grant it): a snapshot whose answer says
+        # nothing new wakes no thread here or in orbitd (bench/overhead, round 9).
+        options = {"replies": "news", **self._client_options}
         client = OrbitClient(self.endpoint, self.run, rank=rank, world_size=world,
                              domains=self.domains, actuators=tuple(self._actuators()),
                              adapter=ADAPTER_NAME, adapter_version=ADAPTER_VERSION,
-                             base_lr=base_lr, **self._client_options)
+                             base_lr=base_lr, **options)
         return ClientThread(client) if self.uses_client_thread() else client
 
     def uses_probe_thread(self) -> bool:

@@ -80,6 +80,12 @@ class OrbitClient:
       has everything sent before `bye` (only when a daemon ever welcomed this client:
       without one ``close`` never waits), and then the seconds ZeroMQ keeps trying
       to deliver what is left (in its I/O thread).
+    replies: "every" (one reply per snapshot) or "news": the hello asks orbitd to
+      answer a snapshot only when the answer is news (a burn, an error, a changed
+      state, basin or forecast, new spectral metrics, or a refresh at least every 10
+      snapshots and 5 s); taken only when the welcome says so (`news_only`), which an
+      older daemon does not (protocol/SPEC.md 3). Either way every burn and state
+      change arrives; with news fewer `state` replies (stats.states) do.
     curve_server_key, curve_key: for a tcp endpoint under CURVE, orbitd's public key
       (Z85, or its NAME.pub) and this client's key pair (NAME.key, or a (public,
       secret) pair) on orbitd's adapter allow-list; None takes $ORBIT_CURVE_SERVER_KEY
@@ -93,7 +99,7 @@ class OrbitClient:
                  heartbeat_interval: float = 5.0, rehello_interval: float = 0.5,
                  close_linger: float = 0.2, context: zmq.Context | None = None,
                  limits: protocol.DecodeLimits = protocol.DecodeLimits(),
-                 clock: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], float] = time.monotonic, replies: str = "every",
                  curve_server_key: str | None = None, curve_key: Any = None):
         if not protocol.valid_run_id(run):
             raise ValueError(f"run id {run!r} must be 1-128 characters of [A-Za-z0-9._-]")
@@ -105,6 +111,8 @@ class OrbitClient:
             raise ValueError(f"unknown actuators {unknown}; known: {', '.join(protocol.ACTUATORS)}")
         if queue_limit < 1:
             raise ValueError("queue_limit must be >= 1")
+        if replies not in protocol.REPLIES:
+            raise ValueError(f"replies must be one of {', '.join(protocol.REPLIES)}, got {replies!r}")
         curve = curve_keys.client_keys(curve_server_key, curve_key)
         self.endpoint = endpoint
         self.run = run
@@ -113,7 +121,9 @@ class OrbitClient:
         self._hello = protocol.encode({
             "type": "hello", "run": run, "rank": self.rank, "world_size": self.world_size,
             "adapter": adapter, "adapter_version": adapter_version, "versions": [protocol.VERSION],
-            "domains": list(domains), "actuators": list(actuators), "base_lr": base_lr})
+            "domains": list(domains), "actuators": list(actuators), "base_lr": base_lr,
+            "replies": None if replies == "every" else replies})
+        self._replies = replies
         self._heartbeat = protocol.encode({"type": "heartbeat", "run": run, "rank": self.rank})
         self._bye = protocol.encode({"type": "bye", "run": run, "rank": self.rank})
         # Ordinary snapshots' bytes without the encoder (Orbit's per-step path).
@@ -136,6 +146,8 @@ class OrbitClient:
         # default until a welcome says otherwise.
         self.max_message_bytes: int = protocol.DecodeLimits().max_message_bytes
         self.last_error: str | None = None  # why the latest refused send was refused
+        # True while the welcome granted news-only replies: most snapshots get none.
+        self.news_only = False
 
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.DEALER)
@@ -265,7 +277,7 @@ class OrbitClient:
         # ask ZMQ_EVENTS only after it (an empty non-blocking read raises, and the
         # exception costs more than the question, so this guess is dropped after a miss
         # until a reply comes back). Either way everything that has arrived is read.
-        recv_first = self._reply_due and self._recv_first
+        recv_first = self._reply_due and self._recv_first and not self.news_only
         self._reply_due = False
         deadline = None
         for n in range(max_messages):
@@ -319,6 +331,7 @@ class OrbitClient:
                 self.version = message["version"]
                 if message.get("max_message_bytes") is not None:
                     self.max_message_bytes = message["max_message_bytes"]
+                self.news_only = self._replies == "news" and message.get("replies") == "news"
                 self.registered = True
                 self._last_welcome = self._clock()
         elif kind == "error":

@@ -41,6 +41,9 @@ ACTUATORS = ("lr", "domain_weights", "curriculum", "loss_weights", "rollback")
 
 MODES = ("active", "monitor")
 
+# hello.replies: one reply per snapshot (the default), or only replies with news.
+REPLIES = ("every", "news")
+
 MAX_DEPTH = 8  # nested containers, the root map included
 
 _RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -54,10 +57,10 @@ FIELDS: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "hello": (("run", _STR, _REQ), ("rank", _INT, _REQ), ("world_size", _INT, _REQ),
               ("adapter", _STR, _REQ), ("adapter_version", _STR, _REQ),
               ("versions", _INTS, _REQ), ("domains", _STRS, _OPT), ("actuators", _STRS, _OPT),
-              ("base_lr", _FLOAT, _OPT)),
+              ("base_lr", _FLOAT, _OPT), ("replies", _STR, _OPT)),
     "welcome": (("run", _STR, _REQ), ("rank", _INT, _REQ), ("session", _STR, _REQ),
                 ("version", _INT, _REQ), ("mode", _STR, _REQ), ("snapshot_every", _INT, _REQ),
-                ("max_message_bytes", _INT, _OPT)),
+                ("max_message_bytes", _INT, _OPT), ("replies", _STR, _OPT)),
     "snapshot": (("run", _STR, _REQ), ("rank", _INT, _REQ), ("step", _INT, _REQ),
                  ("time", _FLOAT, _REQ), ("loss", _FLOAT, _REQ), ("grad_norm", _FLOAT, _OPT),
                  ("lr", _FLOAT, _OPT), ("schedule_lr", _FLOAT, _OPT), ("tokens", _INT, _OPT),
@@ -533,7 +536,16 @@ def _hello(f: _Fields, limits: DecodeLimits) -> dict:
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         _fail("invalid_field", "field 'base_lr' must be a finite number > 0", "base_lr")
     m["base_lr"] = lr
+    m["replies"] = _replies(f)
     return m
+
+
+def _replies(f: _Fields) -> str | None:
+    """hello.replies / welcome.replies: "every" or "news" (SPEC.md 3), absent allowed."""
+    replies = f.opt_string("replies")
+    if replies is not None and replies not in REPLIES:
+        _fail("invalid_field", "field 'replies' must be 'every' or 'news'", "replies")
+    return replies
 
 
 def _welcome(f: _Fields, limits: DecodeLimits) -> dict:
@@ -547,6 +559,7 @@ def _welcome(f: _Fields, limits: DecodeLimits) -> dict:
     m["snapshot_every"] = f.at_least("snapshot_every", f.integer("snapshot_every"), 1)
     limit = f.opt_integer("max_message_bytes")
     m["max_message_bytes"] = None if limit is None else f.at_least("max_message_bytes", limit, 1024)
+    m["replies"] = _replies(f)
     return m
 
 

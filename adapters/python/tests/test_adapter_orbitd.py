@@ -32,16 +32,18 @@ def train_steps(model, opt, orbit, steps, losses=None):
             losses.append(loss.item())
 
 
-@pytest.mark.parametrize("attn", ["torch", "custom"])
-def test_example_model_snapshots_are_accepted_and_answered(orbitd_tcp, attn):
+@pytest.mark.parametrize("attn,replies", [("torch", "every"), ("custom", "every"), ("torch", "news")])
+def test_example_model_snapshots_are_accepted_and_answered(orbitd_tcp, attn, replies):
     orbitd = orbitd_tcp
-    """Both attention paths of the example trainer, every probe on, monitor mode."""
+    """Both attention paths of the example trainer, every probe on, monitor mode; with one
+    reply per snapshot, and with replies on news only (the adapter's default: here every
+    probe step's snapshot, every 2nd, has spectra and so gets its reply)."""
     from train import CharTransformer, VOCAB
     torch.manual_seed(0)
     model = CharTransformer(len(VOCAB), d=32, layers=2, heads=4, context=16, attn=attn)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    orbit = Orbit(endpoint=orbitd.endpoint, run=f"example-{attn}", domains=("prose", "code"),
-                  probes=ProbeConfig(spectra_every=2, weights=None))
+    orbit = Orbit(endpoint=orbitd.endpoint, run=f"example-{attn}-{replies}", domains=("prose", "code"),
+                  probes=ProbeConfig(spectra_every=2, weights=None), client_options={"replies": replies})
     orbit.attach(model, opt)
     if attn == "custom":
         for block in model.blocks:
@@ -58,11 +60,23 @@ def test_example_model_snapshots_are_accepted_and_answered(orbitd_tcp, attn):
         orbit.step(step, loss.item(), domain_losses={"prose": loss.item()})
         if step == 1:
             assert wait_for(lambda: (orbit.poll(), orbit.connected)[1], 30)
-    wait_for(lambda: (orbit.poll(), sum(r["type"] == "state" for r in seen) >= 40)[1], 30)
+    # Without news, one state per snapshot; with news, the first, those with spectra
+    # and those with another forecast, and orbitd counts the others as withheld.
+    stats = lambda: control(orbitd, "status")["stats"]  # noqa: E731
+    answered = lambda: sum(r["type"] == "state" for r in seen) + stats()["states_withheld"]  # noqa: E731
+    assert wait_for(lambda: (orbit.poll(), stats()["snapshots"] == 40 and answered() == 40)[1], 30)
+    withheld = stats()["states_withheld"]
     summary = orbit.summary()
     orbit.close()
     states = [r for r in seen if r["type"] == "state"]
-    assert len(states) == 40 and not [r for r in seen if r["type"] == "error"]
+    if replies == "every":
+        assert len(states) == 40 and withheld == 0
+    else:
+        # (which steps carry spectra depends on when the welcome came: probes arm once
+        # the daemon has answered)
+        spectral = [r for r in states if any(k.startswith("hidden.") for k in r["metrics"])]
+        assert len(states) + withheld == 40 and withheld > 0 and len(spectral) >= 15
+    assert not [r for r in seen if r["type"] == "error"]
     assert summary["client"]["errors"] == 0
     # The daemon computed metrics from the hidden-state spectra the probes sent.
     assert any(k.startswith("hidden.") for k in states[-1]["metrics"]), states[-1]["metrics"]

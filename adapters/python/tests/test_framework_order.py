@@ -340,7 +340,8 @@ def test_lightning_accumulation_reports_each_optimizer_step_once_with_its_full_l
 def test_lightning_accumulation_under_a_real_orbitd_sends_one_snapshot_per_step(daemon_factory):
     daemon = daemon_factory("tcp", config=ACTIVE_CONFIG).start()
     torch.manual_seed(0)
-    orbit = orbit_for(daemon.endpoint, "pl-real", every=5)
+    # One reply per snapshot (not news only), so the replies show every step's snapshot.
+    orbit = orbit_for(daemon.endpoint, "pl-real", every=5, client_options={"replies": "every"})
     replies = []
     orbit.on_reply = replies.append
     PLTrainer([OrbitLightningCallback(orbit)], accumulate_grad_batches=4, max_steps=20).fit(PLModule())
