@@ -265,6 +265,19 @@ void Navigator::start_branch(std::int64_t last_closed_step, const std::string& w
   queued_events_.push_back(why);
 }
 
+void clear_decision(Decision& d) {
+  d.state.clear();
+  d.basin.clear();
+  d.forecast_basin.clear();
+  d.basin_age_steps.reset();
+  d.metrics.clear();
+  d.burn.reset();
+  d.events.clear();
+  d.lr_scale = 1.0;
+  d.step_closed = false;
+  d.observed_state.clear();
+}
+
 Decision Navigator::on_snapshot(const Snapshot& snapshot) {
   Decision out;
   snapshot_decision(snapshot, nullptr, nullptr, out);
@@ -358,7 +371,8 @@ void Navigator::snapshot_decision(const Snapshot& snapshot, const std::vector<Sp
     put_metric(m, "lr_scale", applied_.lr_scale);
     finish_metrics(out.metrics);
     out.observed_state = std::string(to_string(machine_.state()));
-    out.state = mode_ == Mode::monitor ? "MONITOR" : out.observed_state;
+    if (mode_ == Mode::monitor) out.state.assign("MONITOR");
+    else out.state = out.observed_state;
     out.basin = basin_;
     out.forecast_basin = forecast_basin_;
     out.basin_age_steps = basin_age(snapshot.step);
@@ -476,7 +490,10 @@ void Navigator::decide(const Sample& in, const std::map<std::string, DomainStats
   last_closed_step_ = in.step;
   put_metric(m, "lr_scale", applied_.lr_scale);
   d.observed_state.assign(to_string(state.state));
-  d.state = mode_ == Mode::monitor ? "MONITOR" : d.observed_state;
+  // Not `cond ? "MONITOR" : d.observed_state`: that builds a temporary std::string
+  // (copied, moved, destroyed) every decision.
+  if (mode_ == Mode::monitor) d.state.assign("MONITOR");
+  else d.state = d.observed_state;
   d.basin = basin_;
   d.forecast_basin = forecast_basin_;
   d.basin_age_steps = basin_age(in.step);

@@ -58,7 +58,7 @@ LadderAction RecoveryLadder::update(const LadderInput& in, const RollbackPolicy&
   if (in.nonfinite && policy.on_nonfinite) {
     why = "non-finite loss or gradient norm";
   } else if (in.signature && policy.on_collapse_signature && in.state == OrbitState::critical && graced) {
-    why = "collapse signature present (" + in.signature_text + ")";
+    why = "collapse signature present (" + std::string(in.signature_text) + ")";
   } else if (in.attn_logit_danger && policy.on_attn_logit_growth && in.state == OrbitState::critical && graced) {
     why = "attention logits growing fast (" + *in.attn_logit_danger + ")";
   } else if (critical_since_ && in.tick - *critical_since_ >= policy.patience_steps) {

@@ -40,6 +40,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "controllers/orbit_state_machine.hpp"
@@ -73,7 +74,7 @@ struct LadderInput {
   bool episode_started = false;  // this step left STABLE
   std::optional<std::int64_t> last_stable_step;  // newest step closed in STABLE
   bool signature = false;        // collapse signature present now
-  std::string signature_text;
+  std::string_view signature_text;  // valid during update() (not a copy per decision)
   std::optional<std::string> attn_logit_danger;  // attn_logit_growth in danger now: its reading, as text
   bool nonfinite = false;        // non-finite loss or gradient norm now
   std::optional<double> health;

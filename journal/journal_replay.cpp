@@ -87,9 +87,12 @@ void read_entries(const fs::path& run_dir, ReadOptions options, RecordedRun& out
   const DecodeLimits limits = journal_decode_limits();
   JournalReader reader(run_dir, options);
   RecordedEntry snapshot_entry;
+  RecordedEntry other;  // every other record's, made fresh for it (not per snapshot: ~70 instructions)
+  DecodeResult failed;  // why a snapshot record did not decode (decode_snapshot_into sets it then)
   while (auto r = reader.next()) {
-    RecordedEntry other;
-    RecordedEntry& e = r->type == RecordType::snapshot ? snapshot_entry : other;
+    const bool snapshot = r->type == RecordType::snapshot;
+    if (!snapshot) other = RecordedEntry{};
+    RecordedEntry& e = snapshot ? snapshot_entry : other;
     e.type = r->type;
     e.timestamp_ns = r->timestamp_ns;
     bool ok = true;
@@ -109,12 +112,12 @@ void read_entries(const fs::path& run_dir, ReadOptions options, RecordedRun& out
         break;
       case RecordType::snapshot: {
         // Straight into the entry: no DecodeResult, no Message variant to move out of.
-        DecodeResult d;
         Snapshot* into = std::get_if<Snapshot>(&e.value);
-        ok = decode_snapshot_into(r->payload, into ? *into : e.value.emplace<Snapshot>(), d, limits);
+        ok = decode_snapshot_into(r->payload, into ? *into : e.value.emplace<Snapshot>(), failed, limits);
         if (!ok) {
           e.value.emplace<std::monostate>();
-          why = d.ok() ? "payload is a '" + std::string(type_name(*d.message)) + "' message" : d.error.message;
+          why = failed.ok() ? "payload is a '" + std::string(type_name(*failed.message)) + "' message"
+                            : failed.error.message;
         }
         break;
       }
@@ -259,15 +262,17 @@ RunDriver::Output RunDriver::feed(const RecordedEntry& entry) {
       const bool precomputed = !entry.spectral.empty() &&
                                entry.spectral_phi_target == navigator_->config().signals.phi_target;
       const bool named = entry.spectral_names.size() == entry.spectral.size();
+      clear_decision(decision_);
       navigator_->on_snapshot_into(snapshot, precomputed ? &entry.spectral : nullptr,
-                                   precomputed && named ? &entry.spectral_names : nullptr, out.decision.emplace());
+                                   precomputed && named ? &entry.spectral_names : nullptr, decision_);
+      out.decision = &decision_;
       break;
     }
     case RecordType::ack:
       if (navigator_) navigator_->on_ack(std::get<Ack>(entry.value));
       break;
     case RecordType::forced_burn:
-      if (navigator_) out.forced = navigator_->force_burn(std::get<Burn>(entry.value));
+      if (navigator_ && (forced_ = navigator_->force_burn(std::get<Burn>(entry.value)))) out.forced = &*forced_;
       break;
     case RecordType::rank_silent:
       if (navigator_) {

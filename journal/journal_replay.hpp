@@ -120,10 +120,13 @@ class RunDriver {
     const NavigatorMemo* follow_memo = nullptr;
   };
 
+  // What one record produced. The decision and the forced burn are the driver's own,
+  // reused from record to record (no ~900-byte Decision built and destroyed per
+  // snapshot): valid, and the caller's to move from, until the next feed().
   struct Output {
-    std::optional<Decision> decision;   // snapshot records
-    std::optional<Burn> forced;         // forced_burn records
-    const Snapshot* snapshot = nullptr; // the snapshot fed (snapshot records)
+    Decision* decision = nullptr;        // snapshot records
+    const Burn* forced = nullptr;        // forced_burn records that produced one
+    const Snapshot* snapshot = nullptr;  // the snapshot fed (snapshot records)
   };
 
   explicit RunDriver(Options options);
@@ -147,6 +150,8 @@ class RunDriver {
   Options options_;
   std::unique_ptr<Navigator> navigator_;
   std::optional<std::string> config_text_;
+  Decision decision_;            // Output::decision
+  std::optional<Burn> forced_;   // Output::forced
   std::int64_t last_step_ = -1;
   std::size_t orphans_ = 0;
 };

@@ -2,6 +2,7 @@
 #include "protocol/journal_record.hpp"
 
 #include <array>
+#include <bit>
 #include <cstring>
 
 #include <boost/crc.hpp>
@@ -26,14 +27,18 @@ void put_u32(char* p, std::uint32_t v) {
 void put_u64(char* p, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
 }
+// One load each (GCC left the byte loops as ~50 instructions apiece, ~100 of every
+// record read); byte-swapped where the host is big-endian.
 std::uint32_t get_u32(const char* p) {
   std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  std::memcpy(&v, p, sizeof v);
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
   return v;
 }
 std::uint64_t get_u64(const char* p) {
   std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  std::memcpy(&v, p, sizeof v);
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap64(v);
   return v;
 }
 
@@ -134,6 +139,13 @@ std::uint32_t crc_update(std::uint32_t reg, const char* data, std::size_t size) 
                                     std::uint32_t{p[3]} << 24);
     reg = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^ t[3][p[4]] ^
           t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
+  }
+  if (size >= 4) {  // four at a time (every record's length field; tails): not four byte steps
+    const std::uint32_t lo = reg ^ (std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 |
+                                    std::uint32_t{p[3]} << 24);
+    reg = t[3][lo & 0xff] ^ t[2][(lo >> 8) & 0xff] ^ t[1][(lo >> 16) & 0xff] ^ t[0][lo >> 24];
+    size -= 4;
+    p += 4;
   }
   for (; size > 0; --size, ++p) reg = t[0][(reg ^ *p) & 0xff] ^ (reg >> 8);
   return reg;

@@ -123,7 +123,7 @@ class ReplayLoop {
     RunDriver::Output o = driver_.feed(e);
     if (o.forced) computed(*o.forced, true, last_step_);
     if (!o.decision) return;
-    Decision& d = *o.decision;  // this call's own: its metrics and events move to the timeline
+    Decision& d = *o.decision;  // the driver's until its next feed: its events move to the timeline
     const Snapshot& s = *o.snapshot;
     if (d.burn) computed(*d.burn, false, s.step);
     // With several ranks only the snapshot that closes a step carries a decision; the

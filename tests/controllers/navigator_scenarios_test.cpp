@@ -2,7 +2,9 @@
 // The scenario suite of issue 3: synthetic trajectories fed to a real Navigator
 // with the default config, asserting on states and burns. The "steps of warning"
 // numbers quoted in docs/controller.md are printed by these tests.
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <random>
@@ -565,6 +567,104 @@ TEST(Scenario, RollbackLowersTheCeilingWhichRelaxesBackWhenStable) {
     for (const auto& e : s.decision.events) branch |= e.find("restored the checkpoint of step 139") != std::string::npos;
   }
   EXPECT_TRUE(branch);
+}
+
+void expect_same_burn(const std::optional<Burn>& a, const std::optional<Burn>& b, std::int64_t step) {
+  ASSERT_EQ(a.has_value(), b.has_value()) << step;
+  if (!a) return;
+  EXPECT_EQ(a->run, b->run) << step;
+  EXPECT_EQ(a->seq, b->seq) << step;
+  EXPECT_EQ(a->state, b->state) << step;
+  EXPECT_EQ(a->basin, b->basin) << step;
+  EXPECT_EQ(a->reason, b->reason) << step;
+  EXPECT_EQ(a->for_step, b->for_step) << step;
+  EXPECT_EQ(a->apply_at_step, b->apply_at_step) << step;
+  EXPECT_EQ(a->expires_after_steps, b->expires_after_steps) << step;
+  EXPECT_EQ(std::bit_cast<std::uint64_t>(a->lr_scale), std::bit_cast<std::uint64_t>(b->lr_scale)) << step;
+  EXPECT_EQ(a->domain_weights, b->domain_weights) << step;
+  EXPECT_EQ(a->curriculum_phase, b->curriculum_phase) << step;
+  EXPECT_EQ(a->loss_weights, b->loss_weights) << step;
+  EXPECT_EQ(a->rollback_to_step, b->rollback_to_step) << step;
+  EXPECT_EQ(a->skip_batches, b->skip_batches) << step;
+  EXPECT_EQ(a->basin_age_steps, b->basin_age_steps) << step;
+}
+
+void expect_same_decision(const Decision& a, const Decision& b, std::int64_t step) {
+  EXPECT_EQ(a.state, b.state) << step;
+  EXPECT_EQ(a.basin, b.basin) << step;
+  EXPECT_EQ(a.forecast_basin, b.forecast_basin) << step;
+  EXPECT_EQ(a.basin_age_steps, b.basin_age_steps) << step;
+  ASSERT_EQ(a.metrics.size(), b.metrics.size()) << step;
+  for (auto i = a.metrics.begin(), j = b.metrics.begin(); i != a.metrics.end(); ++i, ++j) {
+    EXPECT_EQ(i->first, j->first) << step;
+    EXPECT_EQ(std::bit_cast<std::uint64_t>(i->second), std::bit_cast<std::uint64_t>(j->second)) << step << " " << i->first;
+  }
+  expect_same_burn(a.burn, b.burn, step);
+  EXPECT_EQ(a.events, b.events) << step;
+  EXPECT_EQ(std::bit_cast<std::uint64_t>(a.lr_scale), std::bit_cast<std::uint64_t>(b.lr_scale)) << step;
+  EXPECT_EQ(a.step_closed, b.step_closed) << step;
+  EXPECT_EQ(a.observed_state, b.observed_state) << step;
+}
+
+// clear_decision() leaves a used Decision equal to a default-constructed one, field
+// by field (a field added to Decision and not cleared there fails here).
+TEST(Navigator, ClearDecisionGivesADefaultConstructedDecision) {
+  Decision d;
+  d.state = "a state name longer than the small-string buffer";
+  d.basin = "TOKEN_COLLAPSE";
+  d.forecast_basin = "EXPLOSION";
+  d.basin_age_steps = 7;
+  d.metrics["loss"] = 2.5;
+  d.burn.emplace();
+  d.burn->seq = 3;
+  d.events = {"one", "two"};
+  d.lr_scale = 0.5;
+  d.step_closed = true;
+  d.observed_state = "CRITICAL";
+  clear_decision(d);
+  expect_same_decision(d, Decision{}, 0);
+}
+
+// A Navigator deciding into one Decision reused through clear_decision() (what
+// RunDriver does per snapshot) decides exactly what one returning a fresh Decision
+// per snapshot does: a collapse with a rollback, its restore, events, NaN losses,
+// metrics reported, in active and monitor mode.
+TEST(Navigator, DecidingIntoAClearedDecisionIsTheFreshDecisionBitForBit) {
+  for (const Mode mode : {Mode::active, Mode::monitor}) {
+    SCOPED_TRACE(mode == Mode::active ? "active" : "monitor");
+    const NavigatorConfig cfg;
+    Navigator fresh(cfg, run_info("reuse", kAllActuators), mode);
+    Navigator reused(cfg, run_info("reuse", kAllActuators), mode);
+    Decision into;
+    std::mt19937_64 rng(12);
+    std::int64_t step = 0;
+    bool collapsed = false;
+    int burns = 0;
+    int events = 0;
+    for (int i = 0; i < 700; ++i, ++step) {
+      Snapshot s = collapse_run(step, collapsed ? 1 << 30 : 150, rng);
+      if (i == 400 || i == 401) s.loss = kNaN;
+      const Decision d = fresh.on_snapshot(s);
+      clear_decision(into);
+      reused.on_snapshot_into(s, nullptr, nullptr, into);
+      expect_same_decision(into, d, s.step);
+      burns += d.burn ? 1 : 0;
+      events += static_cast<int>(d.events.size());
+      if (d.burn && d.burn->rollback_to_step) {
+        collapsed = true;
+        Ack ack;
+        ack.run = "reuse";
+        ack.seq = d.burn->seq;
+        ack.step = step + 1;
+        ack.restored_step = *d.burn->rollback_to_step;
+        fresh.on_ack(ack);
+        reused.on_ack(ack);
+        step = *d.burn->rollback_to_step;
+      }
+    }
+    if (mode == Mode::active) { EXPECT_GT(burns, 0); }
+    EXPECT_GT(events, 0);
+  }
 }
 
 // After a rollback the ladder's ceiling relaxes a little on every STABLE step
