@@ -41,7 +41,6 @@ sys.path.insert(0, HERE)
 
 import run as overhead_run  # noqa: E402  (sets up the import paths)
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 import train  # noqa: E402
 from orbitd_process import OrbitdProcess, find_orbitd  # noqa: E402
